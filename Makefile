@@ -1,0 +1,55 @@
+# eolab: the two commands are `make up` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_SIZE ?= default
+PYTEST_ARGS ?=
+
+.PHONY: up down status test install sysdeps demo-data clean help
+
+help:
+	@echo "make up        install everything, generate demo data, start the stack on 127.0.0.1"
+	@echo "make down      stop what 'make up' started"
+	@echo "make status    show what runs"
+	@echo "make test      install and run the whole test suite"
+	@echo "make demo-data generate the demo data (DEMO_SIZE=small|default)"
+
+# System packages (PostgreSQL 15 + PostGIS 3): apt-get only for what is missing; needs root or sudo.
+SYSDEPS_CHECK := ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1
+SYSDEPS := postgresql-15-postgis-3
+sysdeps:
+	@if ! { $(SYSDEPS_CHECK); }; then \
+	  if [ "$$(id -u)" -eq 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else \
+	    echo "eolab: error: missing system packages: $(SYSDEPS) (run make as root, or apt-get install them)" >&2; exit 1; fi; \
+	  echo "installing system packages: $(SYSDEPS)"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(SYSDEPS) >/dev/null; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[all,test]"
+	touch $@
+
+install: sysdeps $(VENV)/.installed
+
+demo-data: $(VENV)/.installed
+	EOLAB_DEMO_SIZE=$(DEMO_SIZE) $(BIN)/eolab demo-data --size $(DEMO_SIZE)
+
+up: install
+	EOLAB_DEMO_SIZE=$(DEMO_SIZE) $(BIN)/eolab up
+
+down:
+	@if [ -x $(BIN)/eolab ]; then $(BIN)/eolab down; else echo "nothing to stop (no $(VENV))"; fi
+
+status: $(VENV)/.installed
+	$(BIN)/eolab status
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean: down
+	rm -rf .eolab

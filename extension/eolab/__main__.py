@@ -1,0 +1,5 @@
+import sys
+
+from eolab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,30 @@
+"""HTTP server for the demo assets (COGs), with the byte-range support GDAL needs.
+
+Run: ``uvicorn eolab.catalog._assets:create_app --factory`` with ``EOLAB_ASSETS_DIR`` set.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+
+def create_app(directory: str | os.PathLike | None = None) -> Starlette:
+    root = Path(directory or os.environ["EOLAB_ASSETS_DIR"]).resolve()
+
+    async def health(request):
+        return JSONResponse({"status": "ok", "root": root.name})
+
+    return Starlette(
+        routes=[Route("/_health", health), Mount("/", app=StaticFiles(directory=root, check_dir=True))],
+        # Browsers (tile previews, JupyterLab) fetch COGs cross-origin.
+        middleware=[Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD"],
+                               allow_headers=["Range"], expose_headers=["Content-Range", "Content-Length"])],
+    )

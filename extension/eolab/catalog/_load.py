@@ -1,0 +1,96 @@
+"""Fill each demo member's pgstac database with its share of the demo STAC items.
+
+Which items a member holds comes from the configuration (collection + date window), so one
+collection id can live at two members, as Sentinel-2 does across real providers. Asset hrefs in
+the demo data are relative; here they become absolute URLs of the asset server.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from eolab.config import MemberConfig, StackConfig
+from eolab.errors import EolabError
+
+
+def read_manifest(data_dir: Path) -> dict:
+    path = data_dir / "manifest.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EolabError(f"no demo data in {data_dir}", hint="run 'eolab demo-data' (make up does it)")
+
+
+def _item_day(item: dict) -> dt.date:
+    stamp = item["properties"].get("datetime") or item["properties"]["start_datetime"]
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).date()
+
+
+def iter_member_items(data_dir: Path, member: MemberConfig, assets_url: str) -> Iterator[dict]:
+    """The demo items this member holds, with absolute asset hrefs."""
+    for collection_id, window in member.collections.items():
+        path = data_dir / "stac" / "items" / f"{collection_id}.ndjson"
+        if not path.exists():
+            raise EolabError(f"demo collection {collection_id!r} of member {member.id!r} is not in {data_dir}",
+                             hint="check the member's 'collections' in the configuration file")
+        with path.open() as lines:
+            for line in lines:
+                item = json.loads(line)
+                if window.contains(_item_day(item)):
+                    yield absolutise(item, assets_url)
+
+
+def absolutise(item: dict, assets_url: str) -> dict:
+    for asset in item.get("assets", {}).values():
+        href = asset["href"]
+        if "://" not in href:
+            asset["href"] = f"{assets_url.rstrip('/')}/{href.lstrip('./')}"
+    return item
+
+
+def member_collections(data_dir: Path, member: MemberConfig, items: list[dict]) -> list[dict]:
+    """The member's collections, with temporal and spatial extents of what it really holds."""
+    all_collections = {c["id"]: c for c in json.loads((data_dir / "stac" / "collections.json").read_text())}
+    result = []
+    for collection_id in member.collections:
+        collection = copy.deepcopy(all_collections[collection_id])
+        held = [i for i in items if i["collection"] == collection_id]
+        if held:
+            times = sorted(i["properties"]["datetime"] for i in held)
+            collection["extent"]["temporal"]["interval"] = [[times[0], times[-1]]]
+            boxes = [i["bbox"] for i in held]
+            collection["extent"]["spatial"]["bbox"] = [[
+                min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]]
+        collection["links"] = []
+        result.append(collection)
+    return result
+
+
+def fingerprint(config: StackConfig, member: MemberConfig, manifest: dict) -> str:
+    """Changes whenever what the member should hold changes (data, window, asset URL)."""
+    text = json.dumps([manifest, member.model_dump(mode="json"), config.assets_url], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_member(dsn: str, data_dir: Path, member: MemberConfig, assets_url: str) -> int:
+    """Migrate the member's (empty) database to pgstac and load its collections and items."""
+    from pypgstac.db import PgstacDB
+    from pypgstac.load import Loader, Methods
+    from pypgstac.migrate import Migrate
+
+    items = list(iter_member_items(data_dir, member, assets_url))
+    collections = member_collections(data_dir, member, items)
+    with PgstacDB(dsn=dsn) as db:
+        Migrate(db).run_migration()
+        if member.number_matched:
+            db.query_one("INSERT INTO pgstac.pgstac_settings (name, value) VALUES ('context', 'on') "
+                         "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value RETURNING name")
+        loader = Loader(db=db)
+        loader.load_collections(iter(collections), Methods.upsert)
+        loader.load_items(iter(items), Methods.upsert)
+    return len(items)

@@ -1,0 +1,123 @@
+"""The local catalogue stack: PostgreSQL/pgstac, one STAC API per demo member, and the asset server.
+
+``up`` is idempotent: what runs already is left alone, databases are reloaded only when what a
+member should hold changed. ``down`` stops what ``up`` started, found through the PID files.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from eolab import _services
+from eolab.catalog import _load
+from eolab.catalog._postgres import Cluster
+from eolab.config import MemberConfig, StackConfig
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    url: str
+    state: str  # started | running | stopped | down
+    detail: str = ""
+
+
+def _member_service(config: StackConfig, member: MemberConfig, cluster: Cluster) -> _services.Service:
+    env = {
+        "PGUSER": "postgres", "PGPASSWORD": "trust", "PGHOST": config.host,
+        "PGPORT": str(config.postgres.port), "PGDATABASE": member.database,
+        "STAC_FASTAPI_TITLE": member.title or member.id,
+        "STAC_FASTAPI_DESCRIPTION": f"eolab demo provider '{member.id}' (pgstac)",
+        "STAC_FASTAPI_LANDING_ID": member.id,
+        "DB_MIN_CONN_SIZE": "1", "DB_MAX_CONN_SIZE": "8",
+    }
+    cmd = [sys.executable, "-m", "uvicorn", "stac_fastapi.pgstac.app:create_app", "--factory",
+           "--host", config.host, "--port", str(member.port), "--log-level", "warning",
+           "--no-access-log"]
+    return _services.Service(name=f"member-{member.id}", cmd=cmd, port=member.port, env=env, host=config.host)
+
+
+def _assets_service(config: StackConfig) -> _services.Service:
+    cmd = [sys.executable, "-m", "uvicorn", "eolab.catalog._assets:create_app", "--factory",
+           "--host", config.host, "--port", str(config.assets.port), "--log-level", "warning",
+           "--no-access-log"]
+    env = {"EOLAB_ASSETS_DIR": str(Path(config.data_dir).resolve())}
+    return _services.Service(name="assets", cmd=cmd, port=config.assets.port, env=env,
+                             ready_path="/_health", host=config.host)
+
+
+def _state_file(config: StackConfig, member: MemberConfig) -> Path:
+    return Path(config.run_dir) / "state" / f"{member.id}.loaded"
+
+
+def ensure_demo_data(config: StackConfig, progress: bool = True) -> dict:
+    data_dir = Path(config.data_dir)
+    if not (data_dir / "manifest.json").exists():
+        from eolab.demo import generate
+
+        print(f"generating {config.demo_size} demo data in {data_dir} ...", file=sys.stderr)
+        generate(data_dir, size=config.demo_size, progress=progress)
+    return _load.read_manifest(data_dir)
+
+
+def up(config: StackConfig, progress: bool = True) -> list[ServiceStatus]:
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = ensure_demo_data(config, progress=progress)
+    cluster = Cluster(run_dir, config.postgres.port, config.host)
+    statuses = [ServiceStatus("postgres", f"postgresql://{config.host}:{config.postgres.port}", cluster.start())]
+    cluster.wait_accepting()
+
+    data_dir = Path(config.data_dir).resolve()
+    for member in config.demo_members:
+        marker = _state_file(config, member)
+        wanted = _load.fingerprint(config, member, manifest)
+        if not marker.exists() or marker.read_text() != wanted:
+            _services.stop(run_dir, f"member-{member.id}")  # it would hold stale connections
+            cluster.recreate_database(member.database)
+            n_items = _load.load_member(cluster.dsn(member.database), data_dir, member, config.assets_url)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(wanted)
+            print(f"loaded {n_items} items into member {member.id}", file=sys.stderr)
+
+    assets = _assets_service(config)
+    statuses.append(ServiceStatus("assets", assets.url, _services.start(run_dir, assets)))
+    for member in config.demo_members:
+        service = _member_service(config, member, cluster)
+        statuses.append(ServiceStatus(service.name, service.url, _services.start(run_dir, service)))
+    return statuses
+
+
+def down(config: StackConfig) -> list[ServiceStatus]:
+    run_dir = Path(config.run_dir)
+    statuses = []
+    for member in config.demo_members:
+        name = f"member-{member.id}"
+        stopped = _services.stop(run_dir, name)
+        statuses.append(ServiceStatus(name, config.member_url(member), "stopped" if stopped else "down"))
+    stopped = _services.stop(run_dir, "assets")
+    statuses.append(ServiceStatus("assets", config.assets_url, "stopped" if stopped else "down"))
+    cluster = Cluster(run_dir, config.postgres.port, config.host)
+    statuses.append(ServiceStatus("postgres", f"postgresql://{config.host}:{config.postgres.port}",
+                                  "stopped" if cluster.stop() else "down"))
+    return statuses
+
+
+def status(config: StackConfig) -> list[ServiceStatus]:
+    run_dir = Path(config.run_dir)
+    cluster = Cluster(run_dir, config.postgres.port, config.host)
+    result = [ServiceStatus("postgres", f"postgresql://{config.host}:{config.postgres.port}",
+                            "running" if cluster.postmaster_pid() else "down")]
+    result.append(ServiceStatus("assets", config.assets_url,
+                                "running" if _services.running_pid(run_dir, "assets") else "down"))
+    for member in config.demo_members:
+        name = f"member-{member.id}"
+        result.append(ServiceStatus(name, config.member_url(member),
+                                    "running" if _services.running_pid(run_dir, name) else "down",
+                                    ", ".join(member.collections)))
+    for member in config.enabled_members:
+        if not member.is_demo:
+            result.append(ServiceStatus(f"remote-{member.id}", config.member_url(member), "remote"))
+    return result

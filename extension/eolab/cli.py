@@ -1,0 +1,110 @@
+"""The ``eolab`` command: demo data and the local stack. Errors print one line, not a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from eolab import __version__
+from eolab.errors import EolabError
+
+def _config(args):
+    from eolab.config import load_config
+
+    return load_config(args.config, run_dir=args.run_dir, data_dir=args.data_dir, port_offset=args.port_offset)
+
+
+def _print_statuses(statuses, title: str) -> None:
+    print(title)
+    width = max(len(s.name) for s in statuses)
+    for s in statuses:
+        detail = f"  ({s.detail})" if s.detail else ""
+        print(f"  {s.name:<{width}}  {s.state:<8} {s.url}{detail}")
+
+
+def cmd_demo_data(args) -> int:
+    from eolab.demo import generate
+
+    out = Path(args.out) if args.out else Path(_config(args).data_dir)
+    if (out / "manifest.json").exists() and not args.force:
+        print(f"demo data already in {out} (use --force to generate again)")
+        return 0
+    manifest = generate(out, size=args.size, seed=args.seed, progress=not args.quiet)
+    counts = ", ".join(f"{n} {c}" for c, n in manifest["collections"].items())
+    print(f"demo data ({args.size}) written to {out}: {counts}")
+    return 0
+
+
+def cmd_stack(args) -> int:
+    from eolab.catalog import stack
+
+    config = _config(args)
+    if args.action == "up":
+        statuses = stack.up(config, progress=not args.quiet)
+        _print_statuses(statuses, "eolab catalogue stack (127.0.0.1):")
+        print(f"  logs and PID files: {Path(config.run_dir).resolve()}")
+        for member in config.demo_members:
+            print(f"  try: curl '{config.member_url(member)}/search?limit=1'")
+    elif args.action == "down":
+        _print_statuses(stack.down(config), "eolab catalogue stack:")
+    else:
+        _print_statuses(stack.status(config), "eolab catalogue stack:")
+    return 0
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="catalogue configuration file (default: $EOLAB_CATALOG_CONFIG or the packaged one)")
+    parser.add_argument("--run-dir", help="where PID files, logs and the database live (default from config: .eolab)")
+    parser.add_argument("--data-dir", help="demo data directory (default from config: .eolab/demo-data)")
+    parser.add_argument("--port-offset", type=int, help="add this to every local port (run two stacks side by side)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, like every other eolab error
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="eolab", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"eolab {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    demo = commands.add_parser("demo-data", help="generate the seeded demo data set with ground truth")
+    demo.add_argument("--size", default="default", help="small (tests, seconds) or default")
+    demo.add_argument("--out", help="output directory (default: the configured data_dir)")
+    demo.add_argument("--seed", type=int, default=20260301, help="random seed (default %(default)s)")
+    demo.add_argument("--force", action="store_true", help="generate again even if the data exist")
+    _add_config_args(demo)
+    demo.set_defaults(func=cmd_demo_data)
+
+    catalog = commands.add_parser("catalog", help="the local catalogue stack: pgstac members and asset server")
+    catalog.add_argument("action", choices=("up", "down", "status"))
+    _add_config_args(catalog)
+    catalog.set_defaults(func=cmd_stack)
+
+    for action, text in (("up", "start everything eolab runs locally"), ("down", "stop what 'up' started"),
+                         ("status", "show what runs")):
+        sub = commands.add_parser(action, help=text)
+        _add_config_args(sub)
+        sub.set_defaults(func=cmd_stack, action=action)
+    return parser
+
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EolabError as exc:
+        print(f"eolab: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("eolab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""The stack configuration: where eolab runs, on which ports, and which catalogue members exist.
+
+One YAML file (``hub_config/catalog.yaml`` in a deployment, the packaged
+``default-catalog.yaml`` otherwise) describes every member provider. Demo members
+are served here by pgstac; remote members are real STAC APIs given by URL.
+
+Environment overrides (for tests and for running two stacks side by side):
+``EOLAB_CATALOG_CONFIG`` (file), ``EOLAB_RUN_DIR``, ``EOLAB_DATA_DIR``,
+``EOLAB_PORT_OFFSET`` (added to every local port).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from eolab.errors import ConfigError
+
+DEFAULT_CONFIG = Path(__file__).with_name("default-catalog.yaml")
+LOOPBACK = "127.0.0.1"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DateWindow(_Strict):
+    """Which acquisition dates of a demo collection a member holds (inclusive, open ends allowed)."""
+
+    start: dt.date | None = None
+    end: dt.date | None = None
+
+    def contains(self, day: dt.date) -> bool:
+        return (self.start is None or day >= self.start) and (self.end is None or day <= self.end)
+
+
+class MemberConfig(_Strict):
+    """One provider of the federation."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="prefix of collection ids: 'ID|collection'")
+    title: str = ""
+    enabled: bool = True
+    # Demo members: a pgstac STAC API served here on this port, holding these demo collections.
+    port: int | None = Field(default=None, ge=1, le=65535)
+    collections: dict[str, DateWindow] = Field(default_factory=dict)
+    number_matched: bool = Field(default=False, description="demo member reports numberMatched (pgstac context)")
+    # Remote members: a real STAC API.
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict, description="e.g. an Authorization header")
+    get_only: bool = Field(default=False, description="the API does not accept POST /search")
+    signing: str | None = Field(default=None, description="'module:function' that signs each request (e.g. SAS tokens)")
+    timeout: float | None = Field(default=None, gt=0, description="per-request time budget in s (default: broker's)")
+
+    @model_validator(mode="after")
+    def _demo_or_remote(self) -> "MemberConfig":
+        if (self.port is None) == (self.url is None):
+            raise ValueError(f"member {self.id!r} needs exactly one of 'port' (demo member) or 'url' (remote member)")
+        if self.port is not None and not self.collections:
+            raise ValueError(f"demo member {self.id!r} lists no 'collections'")
+        return self
+
+    @property
+    def is_demo(self) -> bool:
+        return self.port is not None
+
+    @property
+    def database(self) -> str:
+        """The PostgreSQL database of a demo member (one per provider)."""
+        return f"eolab_{self.id.replace('-', '_')}"
+
+
+class ServicePort(_Strict):
+    port: int = Field(ge=1, le=65535)
+
+
+class BrokerConfig(_Strict):
+    """The federated catalogue broker: one STAC API over all enabled members."""
+
+    port: int = Field(default=8720, ge=1, le=65535)
+    member_timeout: float = Field(default=5.0, gt=0, description="time budget of one member request, s")
+    total_timeout: float = Field(default=8.0, gt=0, description="time budget of one broker request, s")
+    health_ttl: float = Field(default=30.0, ge=0, description="how long a failed member is skipped, s")
+    token_secret: str | None = Field(default=None, description="HMAC key for paging tokens (random if unset)")
+
+
+class StackConfig(_Strict):
+    """Everything ``eolab up`` / ``eolab catalog up`` needs."""
+
+    host: str = LOOPBACK
+    run_dir: Path = Path(".eolab")
+    data_dir: Path = Path(".eolab/demo-data")
+    demo_size: str = "default"
+    postgres: ServicePort = ServicePort(port=5433)
+    assets: ServicePort = ServicePort(port=8710)
+    broker: BrokerConfig = BrokerConfig()
+    members: list[MemberConfig]
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, host: str) -> str:
+        if host not in (LOOPBACK, "localhost"):
+            raise ValueError(f"host {host!r}: eolab's local services bind to 127.0.0.1 only")
+        return host
+
+    @model_validator(mode="after")
+    def _unique(self) -> "StackConfig":
+        ids = [m.id for m in self.members]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"member ids must be unique, repeated: {', '.join(dupes)}")
+        ports = [self.postgres.port, self.assets.port, self.broker.port] + [m.port for m in self.members if m.port]
+        clashes = sorted({p for p in ports if ports.count(p) > 1})
+        if clashes:
+            raise ValueError(f"two services share port(s) {clashes}")
+        return self
+
+    @property
+    def demo_members(self) -> list[MemberConfig]:
+        return [m for m in self.members if m.enabled and m.is_demo]
+
+    @property
+    def enabled_members(self) -> list[MemberConfig]:
+        return [m for m in self.members if m.enabled]
+
+    def member(self, member_id: str) -> MemberConfig:
+        for m in self.members:
+            if m.id == member_id:
+                return m
+        known = ", ".join(m.id for m in self.members)
+        raise ConfigError(f"no member {member_id!r}", hint=f"members are: {known}")
+
+    def member_url(self, member: MemberConfig) -> str:
+        return member.url.rstrip("/") if member.url else f"http://{self.host}:{member.port}"
+
+    @property
+    def broker_url(self) -> str:
+        return f"http://{self.host}:{self.broker.port}"
+
+    @property
+    def assets_url(self) -> str:
+        return f"http://{self.host}:{self.assets.port}"
+
+
+def _with_offset(raw: dict[str, Any], offset: int) -> dict[str, Any]:
+    for key in ("postgres", "assets", "broker"):
+        if isinstance(raw.get(key), dict) and "port" in raw[key]:
+            raw[key]["port"] = int(raw[key]["port"]) + offset
+    for member in raw.get("members") or []:
+        if isinstance(member, dict) and member.get("port") is not None:
+            member["port"] = int(member["port"]) + offset
+    return raw
+
+
+def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> StackConfig:
+    """Read the stack configuration, apply ``EOLAB_*`` environment overrides, then ``overrides``.
+
+    Raises :class:`ConfigError` with the file and field named when anything is wrong.
+    """
+    path = Path(path or os.environ.get("EOLAB_CATALOG_CONFIG") or DEFAULT_CONFIG)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist", hint="pass --config or set EOLAB_CATALOG_CONFIG")
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"configuration file {path} is not valid YAML: {exc}".splitlines()[0])
+    if not isinstance(raw, dict):
+        raise ConfigError(f"configuration file {path} must hold a mapping at the top level")
+
+    env = {
+        "run_dir": os.environ.get("EOLAB_RUN_DIR"),
+        "data_dir": os.environ.get("EOLAB_DATA_DIR"),
+        "demo_size": os.environ.get("EOLAB_DEMO_SIZE"),
+    }
+    raw.update({k: v for k, v in env.items() if v})
+    raw.update({k: v for k, v in overrides.items() if v is not None and k != "port_offset"})
+    offset = overrides.get("port_offset")
+    if offset is None:
+        offset = os.environ.get("EOLAB_PORT_OFFSET") or 0
+    try:
+        offset = int(offset)
+    except ValueError:
+        raise ConfigError(f"port offset {offset!r} is not a whole number")
+    try:
+        config = StackConfig.model_validate(raw)
+        if offset:
+            config = StackConfig.model_validate(_with_offset(config.model_dump(), offset))
+        return config
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "top level"
+        raise ConfigError(f"{path}: {where}: {first['msg']}")

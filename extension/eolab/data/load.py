@@ -1,0 +1,174 @@
+"""Load STAC items from any STAC API into a lazy xarray/dask cube, in physical units, cloud-masked.
+
+The cube is built by odc-stac; eolab adds what every analysis then needs: the raster extension's
+scale/offset applied, nodata as NaN, an SCL-based cloud/shadow mask, and a provenance record of
+the items behind every value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from eolab._version import __version__
+from eolab.errors import EolabError
+
+# Sentinel-2 L2A scene classification (Sen2Cor) codes.
+SCL_CLASSES = {
+    0: "no data", 1: "saturated or defective", 2: "dark area / cast shadow", 3: "cloud shadow",
+    4: "vegetation", 5: "not vegetated", 6: "water", 7: "unclassified",
+    8: "cloud medium probability", 9: "cloud high probability", 10: "thin cirrus", 11: "snow or ice",
+}
+DEFAULT_MASK_CLASSES = (0, 1, 3, 8, 9, 10)
+SCL_BAND = "SCL"
+
+# GDAL lists a remote "directory" on every open unless told not to.
+_GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+             "GDAL_HTTP_MULTIPLEX": "YES", "VSI_CACHE": "TRUE"}
+
+
+def catalog_url(url: str | None = None) -> str:
+    """The STAC API to use: ``url``, else ``$EOLAB_CATALOG_URL``."""
+    url = url or os.environ.get("EOLAB_CATALOG_URL")
+    if not url:
+        raise EolabError("no STAC API given", hint="pass a URL or set EOLAB_CATALOG_URL (the hub sets it for you)")
+    return url
+
+
+def open_catalog(url: str | None = None, headers: dict[str, str] | None = None):
+    """A pystac-client ``Client`` for the eolab catalogue (or any STAC API)."""
+    import pystac_client
+
+    return pystac_client.Client.open(catalog_url(url), headers=headers)
+
+
+def _as_items(items: Any) -> list:
+    import pystac
+
+    if hasattr(items, "items") and callable(items.items) and not isinstance(items, dict):
+        items = items.items()  # an ItemSearch
+    out = []
+    for item in items:
+        out.append(item if isinstance(item, pystac.Item) else pystac.Item.from_dict(item))
+    if not out:
+        raise EolabError("no items to load", hint="widen the area, time range or collections of the search")
+    return out
+
+
+def _band_info(items: list, band: str) -> dict:
+    """The raster:bands entry of ``band`` (scale, offset, nodata, data_type); the same in every item."""
+    seen = {}
+    for item in items:
+        asset = item.assets.get(band)
+        if asset is None:
+            raise EolabError(f"item {item.id} has no asset {band!r}",
+                             hint=f"its assets are: {', '.join(item.assets)}")
+        info = (asset.extra_fields.get("raster:bands") or [{}])[0]
+        key = (info.get("scale", 1.0), info.get("offset", 0.0), info.get("nodata"))
+        seen.setdefault(key, item.id)
+    if len(seen) > 1:
+        details = "; ".join(f"{k} in {v}" for k, v in seen.items())
+        raise EolabError(f"band {band!r} has different scale/offset/nodata across items: {details}",
+                         hint="load such items separately and combine the cubes")
+    scale, offset, nodata = next(iter(seen))
+    return {"scale": float(scale), "offset": float(offset), "nodata": nodata}
+
+
+def _default_bands(items: list) -> list[str]:
+    bands = []
+    for key, asset in items[0].assets.items():
+        roles = asset.roles or []
+        if "data" in roles and key != SCL_BAND:
+            bands.append(key)
+    return bands
+
+
+def provenance(items: list, **parameters: Any) -> dict:
+    """What a result came from: every item (id, collection, provider), the parameters, eolab version."""
+    records = []
+    for item in items:
+        collection = item.collection_id or ""
+        provider, _, plain = collection.rpartition("|")
+        self_link = item.get_single_link("self")
+        records.append({"id": item.id, "collection": plain or collection, "provider": provider or None,
+                        "datetime": item.datetime.isoformat() if item.datetime else None,
+                        "href": self_link.href if self_link else None})
+    return {"items": records, "parameters": parameters, "eolab_version": __version__,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def load_cube(
+    items: Any,
+    bands: Sequence[str] | None = None,
+    *,
+    resolution: float | None = 10,
+    crs: str | None = None,
+    bbox: Sequence[float] | None = None,
+    mask: str | None = "auto",
+    mask_classes: Iterable[int] = DEFAULT_MASK_CLASSES,
+    chunks: dict[str, int] | None = None,
+    groupby: str = "solar_day",
+    dtype: str = "float32",
+    progress: bool = False,
+):
+    """A lazy cube (xarray Dataset of dask arrays) of ``items`` in physical units.
+
+    items: an ItemSearch, ItemCollection, or list of pystac Items / STAC item dicts.
+    bands: asset keys (default: every data asset but SCL).
+    mask: "scl" masks pixels whose SCL class is in ``mask_classes`` (default: no data, defective,
+        cloud shadow, medium/high-probability cloud, cirrus); "auto" does so when items have SCL;
+        None keeps every pixel. Nodata is always NaN.
+    resolution, crs, bbox (lon/lat), chunks, groupby: passed to ``odc.stac.load``.
+    """
+    import odc.stac
+
+    if mask not in ("auto", "scl", None):
+        raise EolabError(f"mask={mask!r} is not known", hint="use 'scl', 'auto' or None")
+    items = _as_items(items)
+    bands = list(bands) if bands else _default_bands(items)
+    has_scl = all(SCL_BAND in item.assets for item in items)
+    use_scl = mask == "scl" or (mask == "auto" and has_scl)
+    if use_scl and not has_scl:
+        missing = [item.id for item in items if SCL_BAND not in item.assets][:3]
+        raise EolabError(f"mask='scl' needs an SCL asset, missing in items {missing}", hint="use mask=None")
+    infos = {band: _band_info(items, band) for band in bands}
+    to_read = bands + ([SCL_BAND] if use_scl and SCL_BAND not in bands else [])
+    mask_classes = tuple(int(c) for c in mask_classes)
+
+    for key, value in _GDAL_ENV.items():
+        os.environ.setdefault(key, value)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Supplied chunks.*")
+        raw = odc.stac.load(
+            items, bands=to_read, resolution=resolution, crs=crs, bbox=bbox, groupby=groupby,
+            chunks=chunks or {"x": 512, "y": 512}, fail_on_error=True, progress=None,
+        )
+
+    cube = raw[bands].copy()
+    for band in bands:
+        info = infos[band]
+        data = raw[band]
+        valid = data != info["nodata"] if info["nodata"] is not None and not np.isnan(info["nodata"]) else data.notnull()
+        physical = data.astype(dtype) * np.asarray(info["scale"], dtype) + np.asarray(info["offset"], dtype)
+        cube[band] = physical.where(valid)
+        cube[band].attrs = {"scale_applied": info["scale"], "offset_applied": info["offset"],
+                            "nodata": info["nodata"]}
+    if use_scl:
+        cloudy = raw[SCL_BAND].isin(list(mask_classes))
+        for band in bands:
+            if band != SCL_BAND:
+                cube[band] = cube[band].where(~cloudy)
+        cube["clear"] = ~cloudy
+        cube["clear"].attrs = {"description": "pixel not masked by SCL", "masked_scl_classes": list(mask_classes)}
+    if SCL_BAND in bands:
+        cube[SCL_BAND] = raw[SCL_BAND]  # class codes stay integers
+    cube.attrs["eolab:provenance"] = provenance(
+        items, bands=bands, resolution=resolution, crs=str(cube.odc.crs), mask=("scl" if use_scl else None),
+        mask_classes=list(mask_classes) if use_scl else [], groupby=groupby)
+    cube.attrs["crs"] = str(cube.odc.crs)
+    return cube

@@ -1,0 +1,21 @@
+"""Exceptions that eolab shows to users: a message naming the problem and a hint."""
+
+
+class EolabError(Exception):
+    """An error a user can act on. ``str()`` gives one line: problem, then hint."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(EolabError):
+    """The configuration file or an override is invalid."""
+
+
+class ServiceError(EolabError):
+    """A service of the stack could not be started, reached or stopped."""
