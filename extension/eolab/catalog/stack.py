@@ -14,6 +14,7 @@ from eolab import _services
 from eolab.catalog import _load
 from eolab.catalog._postgres import Cluster
 from eolab.config import MemberConfig, StackConfig
+from eolab.errors import ServiceError
 
 
 @dataclass
@@ -62,11 +63,30 @@ def ensure_demo_data(config: StackConfig, progress: bool = True) -> dict:
     return _load.read_manifest(data_dir)
 
 
+def _preflight(config: StackConfig, cluster: Cluster) -> None:
+    """Refuse before starting anything if a port we need is held by another program."""
+    run_dir = Path(config.run_dir)
+    wanted = [] if cluster.postmaster_pid() else [("postgres", config.postgres.port)]
+    if not _services.running_pid(run_dir, "assets"):
+        wanted.append(("assets", config.assets.port))
+    for member in config.demo_members:
+        if not _services.running_pid(run_dir, f"member-{member.id}"):
+            wanted.append((f"member-{member.id}", member.port))
+    for name, port in wanted:
+        if _services.port_in_use(port, config.host):
+            raise ServiceError(f"port {port} for {name} is in use by another program",
+                               hint="stop that program or choose other ports (EOLAB_PORT_OFFSET or the config file)")
+
+
 def up(config: StackConfig, progress: bool = True) -> list[ServiceStatus]:
     run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    manifest = ensure_demo_data(config, progress=progress)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ServiceError(f"cannot create the run directory {run_dir}: {exc.strerror}")
     cluster = Cluster(run_dir, config.postgres.port, config.host)
+    _preflight(config, cluster)
+    manifest = ensure_demo_data(config, progress=progress)
     statuses = [ServiceStatus("postgres", f"postgresql://{config.host}:{config.postgres.port}", cluster.start())]
     cluster.wait_accepting()
 
