@@ -90,6 +90,9 @@ class Cluster:
         self.pgdata = data_dir(run_dir)
         self.socket_dir = self.pgdata.parent / (self.pgdata.name + "-socket")
         self.log = _services.log_file(run_dir, "postgres")
+        if not self.pgdata.is_relative_to(run_dir.resolve()):
+            # The postgres user cannot write into the run directory either; link the log there.
+            self.log = self.pgdata.parent / (self.pgdata.name + ".log")
 
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/{database}"
@@ -136,9 +139,18 @@ class Cluster:
         if _as_root():
             entry = pwd.getpwnam(SUPERUSER)
             os.chown(self.log, entry.pw_uid, entry.pw_gid)
+        linked = _services.log_file(self.run_dir, "postgres")
+        if linked != self.log and not linked.exists():
+            linked.parent.mkdir(parents=True, exist_ok=True)
+            linked.symlink_to(self.log)
         options = f"-h {self.host} -p {self.port} -k {self.socket_dir} -c max_connections=200"
-        _run([str(find_bindir() / "pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log), "-o", options,
-              "-w", "-t", "60", "start"], "starting PostgreSQL")
+        try:
+            _run([str(find_bindir() / "pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log), "-o", options,
+                  "-w", "-t", "60", "start"], "starting PostgreSQL")
+        except ServiceError as exc:
+            lines = [line for line in self.log.read_text(errors="replace").splitlines() if line.strip()]
+            raise ServiceError(f"starting PostgreSQL failed: {lines[-1] if lines else exc.message}",
+                               hint=f"see {self.log}")
         pid = self.postmaster_pid()
         if pid:
             _services.write_pid(self.run_dir, "postgres", pid, match="postgres", port=self.port)
