@@ -44,8 +44,10 @@ def cmd_stack(args) -> int:
         statuses = stack.up(config, progress=not args.quiet)
         _print_statuses(statuses, "eolab catalogue stack (127.0.0.1):")
         print(f"  logs and PID files: {Path(config.run_dir).resolve()}")
+        print(f"  federated catalogue: {config.broker_url}  (collections are 'member|collection')")
+        print(f"  try: curl '{config.broker_url}/search?limit=1'")
         for member in config.demo_members:
-            print(f"  try: curl '{config.member_url(member)}/search?limit=1'")
+            print(f"       curl '{config.member_url(member)}/search?limit=1'")
     elif args.action == "down":
         _print_statuses(stack.down(config), "eolab catalogue stack:")
     else:

@@ -54,8 +54,11 @@ def test_make_up_curl_search_make_down(stack_env):
         body = httpx.get(url).json()
     assert body["type"] == "FeatureCollection" and len(body["features"]) == 3
 
+    federated = httpx.get(f"{config.broker_url}/search", params={"limit": 5}, timeout=30).json()
+    assert len(federated["features"]) == 5 and federated.get("federation:missing", []) == []
+
     pids = {name: _services.running_pid(config.run_dir, name)
-            for name in ["assets"] + [f"member-{m.id}" for m in config.demo_members]}
+            for name in ["assets", "broker"] + [f"member-{m.id}" for m in config.demo_members]}
     assert all(pids.values())
     again = run(["make", "up"], env)  # idempotent
     assert again.returncode == 0, again.stderr[-2000:]
@@ -65,7 +68,7 @@ def test_make_up_curl_search_make_down(stack_env):
     assert stopped.returncode == 0, stopped.stderr[-2000:]
     for name, pid in pids.items():
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
-    ports = [config.postgres.port, config.assets.port] + [m.port for m in config.demo_members]
+    ports = [config.postgres.port, config.assets.port, config.broker.port] + [m.port for m in config.demo_members]
     assert not any(_services.port_in_use(p) for p in ports)
 
 
@@ -81,7 +84,7 @@ def test_busy_port_is_one_clear_line_and_nothing_starts(stack_env):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr
     assert f"port {config.member('danube').port} for member-danube is in use" in lines[0]
-    assert not any(_services.port_in_use(p) for p in (config.postgres.port, config.assets.port))
+    assert not any(_services.port_in_use(p) for p in (config.postgres.port, config.assets.port, config.broker.port))
 
 
 def test_missing_postgresql_is_one_clear_line(stack_env, tmp_path):

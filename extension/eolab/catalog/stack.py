@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+
+import yaml
 from pathlib import Path
 
 from eolab import _services
@@ -49,6 +51,17 @@ def _assets_service(config: StackConfig) -> _services.Service:
                              ready_path="/_health", host=config.host)
 
 
+def _broker_service(config: StackConfig) -> _services.Service:
+    # The broker reads the effective configuration (overrides and port offset already applied).
+    effective = Path(config.run_dir).resolve() / "catalog.effective.yaml"
+    effective.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    cmd = [sys.executable, "-m", "uvicorn", "eolab.catalog.broker:create_app", "--factory",
+           "--host", config.host, "--port", str(config.broker.port), "--log-level", "warning", "--no-access-log"]
+    env = {"EOLAB_CATALOG_CONFIG": str(effective), "EOLAB_PORT_OFFSET": "0"}
+    return _services.Service(name="broker", cmd=cmd, port=config.broker.port, env=env,
+                             ready_path="/_health", host=config.host)
+
+
 def _state_file(config: StackConfig, member: MemberConfig) -> Path:
     return Path(config.run_dir) / "state" / f"{member.id}.loaded"
 
@@ -72,6 +85,8 @@ def _preflight(config: StackConfig, cluster: Cluster) -> None:
     for member in config.demo_members:
         if not _services.running_pid(run_dir, f"member-{member.id}"):
             wanted.append((f"member-{member.id}", member.port))
+    if not _services.running_pid(run_dir, "broker"):
+        wanted.append(("broker", config.broker.port))
     for name, port in wanted:
         if _services.port_in_use(port, config.host):
             raise ServiceError(f"port {port} for {name} is in use by another program",
@@ -107,12 +122,15 @@ def up(config: StackConfig, progress: bool = True) -> list[ServiceStatus]:
     for member in config.demo_members:
         service = _member_service(config, member, cluster)
         statuses.append(ServiceStatus(service.name, service.url, _services.start(run_dir, service)))
+    broker = _broker_service(config)
+    statuses.append(ServiceStatus("broker", broker.url, _services.start(run_dir, broker),
+                                  "federated STAC API over all enabled members"))
     return statuses
 
 
 def down(config: StackConfig) -> list[ServiceStatus]:
     run_dir = Path(config.run_dir)
-    statuses = []
+    statuses = [ServiceStatus("broker", config.broker_url, "stopped" if _services.stop(run_dir, "broker") else "down")]
     for member in config.demo_members:
         name = f"member-{member.id}"
         stopped = _services.stop(run_dir, name)
@@ -137,6 +155,8 @@ def status(config: StackConfig) -> list[ServiceStatus]:
         result.append(ServiceStatus(name, config.member_url(member),
                                     "running" if _services.running_pid(run_dir, name) else "down",
                                     ", ".join(member.collections)))
+    result.append(ServiceStatus("broker", config.broker_url,
+                                "running" if _services.running_pid(run_dir, "broker") else "down"))
     for member in config.enabled_members:
         if not member.is_demo:
             result.append(ServiceStatus(f"remote-{member.id}", config.member_url(member), "remote"))

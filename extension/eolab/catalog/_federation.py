@@ -1,0 +1,576 @@
+"""The federation: concurrent fan-out to members, merging, paging, metadata. No web framework here.
+
+:class:`Federation` is what the broker's routes call. It owns one shared ``httpx.AsyncClient``
+(connection pooling/keep-alive for every member), the members with their health and metadata
+caches, and a short-lived cache of member pages that only serves requests *continuing* a walk
+(a new search always goes to the members).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from eolab.catalog._fallback import Capabilities, apply_fields, filter_matcher, filter_text, member_fields, \
+    query_matcher
+from eolab.catalog._members import Member, MemberError
+from eolab.catalog._merge import Cursor, Merger, MemberPage, sort_key_function
+from eolab.catalog._paging import TokenState, compact_next, decode_token, encode_token, expand_next
+from eolab.catalog._query import DEFAULT_SORTBY, BadParameter, SearchQuery
+from eolab.catalog._rewrite import federated_id, localize_filter, rewrite_collection, rewrite_item, split_id
+from eolab.catalog._routing import MemberView, plan_search
+from eolab.config import StackConfig
+from eolab.errors import EolabError
+
+STAC_VERSION = "1.0.0"
+CONFORMANCE = sorted([
+    "https://api.stacspec.org/v1.0.0/core",
+    "https://api.stacspec.org/v1.0.0/collections",
+    "https://api.stacspec.org/v1.0.0/ogcapi-features",
+    "https://api.stacspec.org/v1.0.0/item-search",
+    "https://api.stacspec.org/v1.0.0/item-search#fields",
+    "https://api.stacspec.org/v1.0.0/item-search#sort",
+    "https://api.stacspec.org/v1.0.0/item-search#query",
+    "https://api.stacspec.org/v1.0.0-rc.2/item-search#filter",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-operators",
+])
+BASIC_QUERY_OPS = {"eq", "neq", "lt", "lte", "gt", "gte"}
+TOP_LEVEL = ("id", "collection", "geometry", "bbox", "type", "links", "assets", "stac_version")
+
+
+class MemberRejected(EolabError):
+    """A member refused a search the broker cannot do in its place: HTTP 400 naming the member."""
+
+
+class NotFound(EolabError):
+    """HTTP 404."""
+
+
+class Unavailable(EolabError):
+    """The one member a request needs did not answer: HTTP 503 naming it."""
+
+
+class PageCache:
+    """Member pages by request, for continuing walks; LRU with a time to live."""
+
+    def __init__(self, ttl: float, max_entries: int = 512, clock: Callable[[], float] = time.monotonic):
+        self.ttl, self.max_entries, self.clock = ttl, max_entries, clock
+        self._data: OrderedDict[str, tuple[float, MemberPage]] = OrderedDict()
+
+    def get(self, key: str) -> MemberPage | None:
+        entry = self._data.get(key)
+        if entry is None or self.clock() > entry[0]:
+            self._data.pop(key, None)
+            return None
+        self._data.move_to_end(key)
+        return entry[1]
+
+    def put(self, key: str, page: MemberPage) -> None:
+        if self.ttl <= 0:
+            return
+        self._data[key] = (self.clock() + self.ttl, page)
+        self._data.move_to_end(key)
+        while len(self._data) > self.max_entries:
+            self._data.popitem(last=False)
+
+
+@dataclass
+class MemberPlan:
+    """How one member is asked in one walk: its first-page request and what the broker does for it."""
+
+    member: Member
+    locals_: list[str] | None
+    method: str
+    href: str
+    payload: dict
+    accept: Callable[[dict], bool] | None
+
+    def request_for(self, ref: Any) -> tuple[str, str, dict]:
+        if ref is None:
+            return self.method, self.href, self.payload
+        return expand_next(ref, self.payload, self.method)
+
+
+def _prop_path(name: str) -> str:
+    return name if name.startswith("properties.") or name in TOP_LEVEL else f"properties.{name}"
+
+
+def member_request(query: SearchQuery, member_id: str, locals_: list[str] | None, caps: Capabilities,
+                   limit: int, base_url: str) -> tuple[str, str, dict, Callable[[dict], bool] | None]:
+    """The first-page request for one member, and the broker-side predicate it needs (or None)."""
+    method = "POST" if caps.post else "GET"
+    checks: list[Callable[[dict], bool]] = []
+    body: dict[str, Any] = {"limit": limit}
+    if locals_ is not None:
+        body["collections"] = list(locals_)
+    for name in ("ids", "bbox"):
+        value = getattr(query, name)
+        if value is not None:
+            body[name] = list(value)
+    if query.intersects is not None:
+        body["intersects"] = query.intersects
+    if query.datetime is not None:
+        body["datetime"] = query.datetime
+    if query.filter is not None:
+        if caps.can_filter(method):
+            body["filter"] = localize_filter(query.filter, member_id)
+            body["filter-lang"] = "cql2-json"
+        else:
+            checks.append(filter_matcher(query.filter))
+    if query.query is not None:
+        # Members commonly implement only the comparison operators (stac-fastapi rejects the rest).
+        basic = all(op in BASIC_QUERY_OPS for ops in query.query.values() for op in ops)
+        if caps.query and basic:
+            body["query"] = query.query
+        else:
+            checks.append(query_matcher(query.query))
+    sortby = query.effective_sortby
+    if caps.sort:
+        body["sortby"] = [{"field": f, "direction": d} for f, d in sortby]
+    if query.fields is not None and caps.fields and not checks:
+        needed = tuple(_prop_path(f) for f, _ in sortby)
+        body["fields"] = member_fields(tuple(map(_prop_path, query.fields[0])), query.fields[1], needed)
+    accept = None
+    if checks:
+        accept = (lambda item: all(check(item) for check in checks))
+    href = f"{base_url}/search"
+    if method == "POST":
+        return method, href, body, accept
+    return method, href, _as_params(body, caps), accept
+
+
+def _as_params(body: dict, caps: Capabilities) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for key, value in body.items():
+        if key in ("collections", "ids", "bbox"):
+            params[key] = ",".join(str(v) for v in value)
+        elif key in ("intersects", "query"):
+            params[key] = json.dumps(value, separators=(",", ":"))
+        elif key == "filter":
+            if caps.filter_text:
+                params["filter"], params["filter-lang"] = filter_text(value), "cql2-text"
+            else:
+                params["filter"], params["filter-lang"] = json.dumps(value, separators=(",", ":")), "cql2-json"
+        elif key == "filter-lang":
+            continue
+        elif key == "sortby":
+            params[key] = ",".join(("-" if s["direction"] == "desc" else "+") + s["field"] for s in value)
+        elif key == "fields":
+            params[key] = ",".join(list(value["include"]) + ["-" + e for e in value["exclude"]])
+        else:
+            params[key] = str(value)
+    return params
+
+
+def parse_member_page(member_id: str, body: Any, plan: MemberPlan) -> MemberPage:
+    if not isinstance(body, dict) or not isinstance(body.get("features"), list):
+        raise MemberError(member_id, "malformed", "search answer is not a FeatureCollection")
+    features = body["features"]
+    if not all(isinstance(f, dict) for f in features):
+        raise MemberError(member_id, "malformed", "search answer holds features that are not objects")
+    nxt = None
+    for link in body.get("links") or []:
+        if isinstance(link, dict) and link.get("rel") == "next" and isinstance(link.get("href"), str):
+            nxt = compact_next(link, plan.payload, plan.method)
+            break
+    matched = body.get("numberMatched")
+    if matched is None and isinstance(body.get("context"), dict):
+        matched = body["context"].get("matched")
+    return MemberPage(items=features, next_ref=nxt,
+                      number_matched=matched if isinstance(matched, int) and not isinstance(matched, bool) else None)
+
+
+class Federation:
+    """All members of one stack configuration, ready to be searched together."""
+
+    def __init__(self, config: StackConfig, *, transport: httpx.AsyncBaseTransport | None = None,
+                 secret: str | None = None, page_cache_ttl: float = 30.0, info_ttl: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.config = config
+        self.clock = clock
+        broker = config.broker
+        self.member_timeout, self.total_timeout = broker.member_timeout, broker.total_timeout
+        secret = secret or broker.token_secret or os.environ.get("EOLAB_BROKER_TOKEN_SECRET")
+        self.key = (secret or secrets.token_hex(32)).encode()
+        self._transport = transport
+        self.client = self._new_client()
+        self.members: dict[str, Member] = {
+            m.id: Member(config=m, base_url=config.member_url(m), client=self.client,
+                         timeout=m.timeout or broker.member_timeout, health_ttl=broker.health_ttl,
+                         info_ttl=info_ttl, clock=clock)
+            for m in config.enabled_members
+        }
+        self.known_ids = {m.id for m in config.members}
+        self.pages = PageCache(page_cache_ttl, clock=clock)
+        self._background: set[asyncio.Task] = set()
+        self._inflight: dict[str, asyncio.Future] = {}
+
+    def _new_client(self) -> httpx.AsyncClient:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=64)
+        return httpx.AsyncClient(transport=self._transport, limits=limits, follow_redirects=True)
+
+    def ensure_open(self) -> None:
+        """A fresh HTTP client after :meth:`aclose` (an app started, stopped and started again)."""
+        if self.client.is_closed:
+            self.client = self._new_client()
+            for member in self.members.values():
+                member.client = self.client
+
+    async def aclose(self) -> None:
+        for member in self.members.values():
+            await member.aclose()
+        for task in list(self._background):
+            task.cancel()
+        await self.client.aclose()
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def warm_up(self) -> None:
+        """Load every member's conformance and collections (run at start-up, in the background)."""
+        await asyncio.gather(*(self._info(m, self.member_timeout) for m in self.members.values()))
+
+    async def _info(self, member: Member, timeout: float):
+        try:
+            return await member.ensure_info(timeout)
+        except MemberError:
+            return None
+
+    # ------------------------------------------------------------------ metadata
+    def landing(self, base: str) -> dict:
+        base = base.rstrip("/")
+        links = [
+            {"rel": "self", "type": "application/json", "href": base + "/"},
+            {"rel": "root", "type": "application/json", "href": base + "/"},
+            {"rel": "conformance", "type": "application/json", "href": base + "/conformance"},
+            {"rel": "data", "type": "application/json", "href": base + "/collections"},
+            {"rel": "search", "type": "application/geo+json", "href": base + "/search", "method": "GET"},
+            {"rel": "search", "type": "application/geo+json", "href": base + "/search", "method": "POST"},
+            {"rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables", "type": "application/schema+json",
+             "href": base + "/queryables"},
+            {"rel": "service-desc", "type": "application/vnd.oai.openapi+json;version=3.0", "href": base + "/api"},
+            {"rel": "service-doc", "type": "text/html", "href": base + "/api.html"},
+        ]
+        return {"type": "Catalog", "stac_version": STAC_VERSION, "id": "eolab-broker",
+                "title": "eolab federated catalogue",
+                "description": "One STAC API over the members: " + ", ".join(self.members),
+                "conformsTo": CONFORMANCE, "links": links}
+
+    async def collections(self, base: str) -> dict:
+        base = base.rstrip("/")
+        missing: dict[str, str] = {}
+        asked = []
+        for member in self.members.values():
+            reason = member.skip_reason()
+            if reason:
+                missing[member.id] = reason
+            else:
+                asked.append(member)
+        results = await self._gather_info(asked, self.total_timeout)
+        found = []
+        for member, info in zip(asked, results):
+            if isinstance(info, MemberError):
+                missing[member.id] = info.reason
+                continue
+            for collection in info.collections.values():
+                found.append(rewrite_collection(collection, member.id, member.base_url, base))
+        return {"collections": found, "numberMatched": len(found), "numberReturned": len(found),
+                "links": [{"rel": "self", "type": "application/json", "href": base + "/collections"},
+                          {"rel": "root", "type": "application/json", "href": base + "/"},
+                          {"rel": "parent", "type": "application/json", "href": base + "/"}],
+                "federation:missing": sorted(missing), "eolab:member_errors": missing}
+
+    async def _gather_info(self, members: list[Member], budget: float) -> list:
+        async def one(member: Member):
+            try:
+                return await member.ensure_info(min(member.timeout, budget))
+            except MemberError as error:
+                return error
+
+        try:
+            return await asyncio.wait_for(asyncio.gather(*(one(m) for m in members)), budget)
+        except TimeoutError:
+            return [m.info if m.info else MemberError(m.id, "timeout", "no answer in time") for m in members]
+
+    def _member_for(self, collection_id: str) -> tuple[Member, str]:
+        owner, local = split_id(collection_id)
+        if owner is None or owner not in self.members:
+            raise NotFound(f"collection {collection_id!r} does not exist",
+                           hint="broker collection ids are 'member|collection', see /collections")
+        return self.members[owner], local
+
+    async def _member_get(self, member: Member, path: str) -> Any:
+        reason = member.skip_reason()
+        if reason:
+            raise Unavailable(f"member {member.id!r} is {reason}")
+        try:
+            return await member.get_json(path, timeout=member.timeout)
+        except MemberError as error:
+            if error.kind == "not_found":
+                raise NotFound(f"{path} does not exist at member {member.id!r}") from None
+            member.mark_failed(error)
+            raise Unavailable(f"member {member.id!r} did not answer: {error.reason}") from None
+
+    async def collection(self, base: str, collection_id: str) -> dict:
+        member, local = self._member_for(collection_id)
+        info = await self._info(member, member.timeout)
+        if info is not None and info.collections is not None and local in info.collections:
+            body = info.collections[local]
+        else:
+            body = await self._member_get(member, f"/collections/{_quote(local)}")
+            if not isinstance(body, dict) or body.get("id") != local:
+                raise Unavailable(f"member {member.id!r} answered a malformed collection")
+        return rewrite_collection(body, member.id, member.base_url, base)
+
+    async def item(self, base: str, collection_id: str, item_id: str) -> dict:
+        member, local = self._member_for(collection_id)
+        body = await self._member_get(member, f"/collections/{_quote(local)}/items/{_quote(item_id)}")
+        if not isinstance(body, dict) or body.get("type") != "Feature":
+            raise Unavailable(f"member {member.id!r} answered a malformed item")
+        return rewrite_item(body, member.id, member.base_url, base)
+
+    async def queryables(self, base: str, collection_id: str | None = None) -> dict:
+        generic = {
+            "$schema": "https://json-schema.org/draft/2019-09/schema",
+            "$id": f"{base.rstrip('/')}/queryables", "type": "object", "title": "Queryables",
+            "properties": {
+                "id": {"title": "Item ID", "type": "string"},
+                "collection": {"title": "Collection ID (member|collection)", "type": "string"},
+                "geometry": {"title": "Geometry", "$ref": "https://geojson.org/schema/Geometry.json"},
+                "datetime": {"title": "Acquired", "type": "string", "format": "date-time"},
+            },
+            "additionalProperties": True,
+        }
+        if collection_id is None:
+            return generic
+        member, local = self._member_for(collection_id)
+        try:
+            body = await self._member_get(member, f"/collections/{_quote(local)}/queryables")
+        except NotFound:
+            return generic
+        if isinstance(body, dict):
+            body = {**body, "$id": f"{base.rstrip('/')}/collections/{_quote(collection_id)}/queryables"}
+            return body
+        return generic
+
+    # ------------------------------------------------------------------ search
+    async def search(self, query: SearchQuery, base: str, next_link: Callable[[str], dict],
+                     self_href: str) -> dict:
+        started = self.clock()
+        deadline = started + self.total_timeout
+        if query.token:
+            state = decode_token(query.token, self.key, query.fingerprint())
+            missing = dict(state.missing)
+            member_limit = state.member_limit
+            targets = {}
+            for member_id, cursor in state.cursors.items():
+                if member_id not in self.members:
+                    missing[member_id] = "no longer enabled"
+                    continue
+                reason = self.members[member_id].skip_reason()
+                if reason:
+                    missing[member_id] = reason  # it leaves the walk, named on every later page
+                    continue
+                targets[member_id] = cursor.get("k")
+            matched = dict(state.matched)
+        else:
+            state = None
+            member_limit = query.limit
+            plan = await self._plan(query, deadline)
+            targets, missing, matched = plan.targets, dict(plan.missing), {}
+        plans, info_missing = await self._member_plans(query, targets, member_limit, deadline)
+        missing.update(info_missing)
+        cursors = []
+        for member_id in plans:
+            saved = state.cursors.get(member_id, {}) if state else {}
+            cursors.append(Cursor(member=member_id, ref=saved.get("r"), skip=int(saved.get("s") or 0)))
+        accepts = {m: p.accept for m, p in plans.items() if p.accept is not None}
+        def accept(member: str, item: dict) -> bool:
+            check = accepts.get(member)
+            if check is None:
+                return True
+            local = item.get("collection")
+            view = {**item, "collection": federated_id(member, local)} if isinstance(local, str) else item
+            return check(view)
+
+        merger = Merger(cursors=cursors, key=sort_key_function(query.effective_sortby), limit=query.limit,
+                        accept=accept)
+        await self._drive(merger, plans, deadline, first_walk_page=state is None, missing=missing)
+        if state is None:
+            matched = {m: n for m, n in merger.number_matched().items()}
+        features = []
+        for member_id, item in merger.emitted:
+            out = rewrite_item(item, member_id, self.members[member_id].base_url, base)
+            if query.fields is not None:
+                out = apply_fields(out, *query.fields)
+            features.append(out)
+        result: dict[str, Any] = {"type": "FeatureCollection", "features": features,
+                                  "numberReturned": len(features)}
+        if matched and not missing and all(isinstance(matched.get(m), int) for m in matched) \
+                and set(plans) <= set(matched):
+            result["numberMatched"] = sum(matched.values())
+        links = [{"rel": "self", "type": "application/geo+json", "href": self_href},
+                 {"rel": "root", "type": "application/json", "href": base.rstrip("/") + "/"}]
+        live = merger.states()
+        if live:
+            for member_id, cursor in live.items():
+                if plans[member_id].locals_ is not None:
+                    cursor["k"] = plans[member_id].locals_
+            token = encode_token(TokenState(fingerprint=query.fingerprint(), cursors=live, missing=missing,
+                                            matched=matched, member_limit=member_limit), self.key)
+            links.append(next_link(token))
+        result["links"] = links
+        result["federation:missing"] = sorted(missing)
+        result["eolab:member_errors"] = missing
+        self._prefetch(merger, plans, query.limit)
+        return result
+
+    async def _plan(self, query: SearchQuery, deadline: float):
+        views = []
+        need_info = query.collections is None or any(split_id(c)[0] is None for c in query.collections) \
+            or query.bbox is not None or query.intersects is not None or query.interval is not None
+        usable = [m for m in self.members.values() if not m.skip_reason()]
+        if need_info:
+            await self._gather_info(usable, max(0.05, deadline - self.clock()))
+        for member in self.members.values():
+            views.append(MemberView(id=member.id, skip_reason=member.skip_reason(),
+                                    collections=member.info.collections if member.info else None))
+        return plan_search(query, views, self.known_ids)
+
+    async def _member_plans(self, query: SearchQuery, targets: dict[str, list[str] | None], limit: int,
+                            deadline: float) -> tuple[dict[str, MemberPlan], dict[str, str]]:
+        missing: dict[str, str] = {}
+        members = [self.members[m] for m in targets]
+        infos = await self._gather_info(members, max(0.05, deadline - self.clock()))
+        plans: dict[str, MemberPlan] = {}
+        cannot_sort = []
+        for member, info in zip(members, infos):
+            if isinstance(info, MemberError) or info is None:
+                missing[member.id] = info.reason if isinstance(info, MemberError) else "no conformance known"
+                continue
+            caps = info.capabilities
+            if query.sortby is not None and query.sortby != DEFAULT_SORTBY and not caps.sort:
+                cannot_sort.append(member.id)
+            method, href, payload, accept = member_request(query, member.id, targets[member.id], caps, limit,
+                                                           member.base_url)
+            plans[member.id] = MemberPlan(member, targets[member.id], method, href, payload, accept)
+        if cannot_sort:
+            raise BadParameter("sortby", f"member(s) {', '.join(cannot_sort)} cannot sort results",
+                               hint="use the default order (datetime descending) or search other collections")
+        return plans, missing
+
+    async def _fetch(self, plan: MemberPlan, ref: Any, timeout: float, use_cache: bool) -> MemberPage:
+        method, href, payload = plan.request_for(ref)
+        key = json.dumps([plan.member.id, method, href, payload], sort_keys=True, default=str)
+        if use_cache:
+            hit = self.pages.get(key)
+            if hit is not None:
+                return hit
+            pending = self._inflight.get(key)
+            if pending is not None:
+                try:
+                    return await asyncio.wait_for(asyncio.shield(pending), timeout)
+                except TimeoutError:
+                    raise MemberError(plan.member.id, "timeout", f"no answer within {timeout:.1f} s") from None
+        future = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            page = await self._fetch_now(plan, method, href, payload, timeout)
+        except MemberError as error:
+            future.set_exception(error)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            raise
+        except BaseException:
+            future.cancel()
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        future.set_result(page)
+        self.pages.put(key, page)
+        return page
+
+    async def _fetch_now(self, plan: MemberPlan, method: str, href: str, payload: dict,
+                         timeout: float) -> MemberPage:
+        if method == "POST":
+            body = await plan.member.request("POST", href, body=payload, timeout=timeout)
+        else:
+            body = await plan.member.request("GET", href, params=payload, timeout=timeout)
+        page = parse_member_page(plan.member.id, body, plan)
+        plan.member.mark_ok()
+        return page
+
+    async def _drive(self, merger: Merger, plans: dict[str, MemberPlan], deadline: float, *,
+                     first_walk_page: bool, missing: dict[str, str]) -> None:
+        first_round = True
+        while True:
+            merger.fill()
+            wanted = merger.wanted()
+            if merger.full or merger.finished or not wanted:
+                return
+            left = deadline - self.clock()
+            if not first_round and (merger.stalled() or any(left < plans[c.member].member.timeout for c in wanted)):
+                return  # end the page early; the token resumes exactly here
+            results = await asyncio.gather(*(
+                self._fetch(plans[c.member], c.ref, max(0.05, min(plans[c.member].member.timeout, left)),
+                            use_cache=not (first_walk_page and c.ref is None))
+                for c in wanted), return_exceptions=True)
+            for cursor, result in zip(wanted, results):
+                if isinstance(result, MemberPage):
+                    merger.load(cursor.member, result)
+                    continue
+                if not isinstance(result, MemberError):
+                    raise result
+                plans[cursor.member].member.mark_failed(result)
+                if result.kind == "rejected" and first_walk_page and cursor.ref is None:
+                    raise MemberRejected(f"member {cursor.member!r} rejected the search: {result.reason}",
+                                         hint="leave out what it cannot do, or search other collections")
+                if result.kind == "not_found" and cursor.ref is None:
+                    merger.load(cursor.member, MemberPage(items=[]))  # e.g. a collection it does not hold
+                    continue
+                merger.fail(cursor.member, result.reason)
+                missing[cursor.member] = result.reason
+            first_round = False
+
+    def _prefetch(self, merger: Merger, plans: dict[str, MemberPlan], limit: int) -> None:
+        """Fetch the next page of members about to run dry, so the next broker page finds it cached."""
+        if self.pages.ttl <= 0:
+            return
+        for cursor in merger.live:
+            page = cursor.page
+            if page is None or page.next_ref is None or len(page.items) - cursor.pos >= limit:
+                continue
+            plan = plans[cursor.member]
+
+            async def fetch(plan=plan, ref=page.next_ref) -> None:
+                try:
+                    await self._fetch(plan, ref, plan.member.timeout, use_cache=True)
+                except MemberError:
+                    pass  # the next broker page will try again and report it
+
+            self._spawn(fetch())
+
+
+def _quote(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="|")

@@ -1,0 +1,219 @@
+"""K-way merge of member result pages into one broker page. Pure: no I/O, no clock.
+
+Each member is a cursor ``(ref, skip)``: ``ref`` says how to fetch the member page being read
+(``None``: the first page, else the member's own ``next`` link in compact form) and ``skip`` how
+many items of that page the broker has already emitted. A broker page is built by repeatedly
+emitting the smallest head (by the sort key) among all live members; when a member's page is used
+up the merger asks the caller for that member's next page before it emits anything else, so no
+item can be overtaken. The caller may instead end the page early: the cursors it saves are exact,
+so walking every page yields every item exactly once, whatever the members' page sizes (short
+pages, pages longer than asked, empty pages with a ``next`` link).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_EMPTY_PAGES = 8  # consecutive empty member pages followed in one broker request
+
+_STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:?\d{2})?$")
+
+
+# --------------------------------------------------------------------------- sort keys
+
+def field_value(item: dict, name: str) -> Any:
+    """The value an item has for a sort/filter field name (``properties.`` prefix optional)."""
+    if name.startswith("properties."):
+        props = item.get("properties") or {}
+        name = name[len("properties."):]
+        value = props.get(name)
+    elif name in ("id", "collection", "geometry", "bbox"):
+        value = item.get(name)
+    else:
+        props = item.get("properties") or {}
+        value = props.get(name) if name in props else item.get(name)
+    if value is None and name == "datetime":
+        value = (item.get("properties") or {}).get("start_datetime")
+    return value
+
+
+def _rank(value: Any) -> tuple:
+    """A totally ordered stand-in for a JSON value: null < bool < number/time < string < other."""
+    if value is None:
+        return (0,)
+    if isinstance(value, bool):
+        return (1, value)
+    if isinstance(value, (int, float)):
+        return (2, float(value))
+    if isinstance(value, str):
+        if _STAMP.match(value):
+            try:
+                stamp = dt.datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+            except ValueError:
+                return (3, value)
+            if stamp.tzinfo is None:
+                stamp = stamp.replace(tzinfo=dt.timezone.utc)
+            return (2, stamp.timestamp())
+        return (3, value)
+    return (4, repr(value))
+
+
+@functools.total_ordering
+class _Desc:
+    __slots__ = ("key",)
+
+    def __init__(self, key: tuple):
+        self.key = key
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Desc) and self.key == other.key
+
+    def __lt__(self, other: "_Desc") -> bool:
+        return other.key < self.key
+
+
+def sort_key_function(sortby: tuple[tuple[str, str], ...]) -> Callable[[dict], tuple]:
+    """item → key such that the wanted order is ascending key order."""
+
+    def key(item: dict) -> tuple:
+        parts = []
+        for name, direction in sortby:
+            rank = _rank(field_value(item, name))
+            parts.append(_Desc(rank) if direction == "desc" else rank)
+        return tuple(parts)
+
+    return key
+
+
+# --------------------------------------------------------------------------- member pages and cursors
+
+@dataclass
+class MemberPage:
+    """One page as a member returned it (items untouched, in member order)."""
+
+    items: list[dict]
+    next_ref: Any = None          # compact form of the member's 'next' link, None at the end
+    number_matched: int | None = None
+
+
+@dataclass
+class Cursor:
+    member: str
+    ref: Any = None               # how to fetch the page being read (None: first page)
+    skip: int = 0                 # items of that page already consumed
+    # run-time state, not saved in tokens
+    page: MemberPage | None = None
+    pos: int = 0
+    done: bool = False
+    empty_pages: int = 0
+
+    def state(self) -> dict:
+        """What the paging token stores for this cursor."""
+        if self.page is not None and self.pos >= len(self.page.items) and self.page.next_ref is not None:
+            return {"r": self.page.next_ref, "s": 0}
+        return {"r": self.ref, "s": self.pos if self.page is not None else self.skip}
+
+
+@dataclass
+class Merger:
+    """Builds one broker page. The caller loops: fetch ``wanted()`` pages, ``load`` them, ``fill()``."""
+
+    cursors: list[Cursor]
+    key: Callable[[dict], tuple]
+    limit: int
+    accept: Callable[[str, dict], bool] = lambda member, item: True
+    emitted: list[tuple[str, dict]] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    _order: dict[str, int] = field(default_factory=dict)
+    _heads: dict[str, tuple] = field(default_factory=dict)
+    _matched: dict[str, int | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._order = {c.member: i for i, c in enumerate(self.cursors)}
+
+    # ---- state
+    @property
+    def live(self) -> list[Cursor]:
+        return [c for c in self.cursors if not c.done and c.member not in self.failed]
+
+    @property
+    def full(self) -> bool:
+        return len(self.emitted) >= self.limit
+
+    @property
+    def finished(self) -> bool:
+        """No live member is left: nothing more to emit, ever."""
+        return not self.live
+
+    def wanted(self) -> list[Cursor]:
+        """Cursors whose page must be fetched before the next item can be emitted."""
+        if self.full:
+            return []
+        return [c for c in self.live if c.page is None]
+
+    # ---- feeding pages
+    def load(self, member: str, page: MemberPage) -> None:
+        cursor = self._cursor(member)
+        if cursor.page is not None:
+            raise ValueError(f"member {member!r} already has a page loaded")
+        cursor.page = page
+        self._matched.setdefault(member, page.number_matched)  # what the first page loaded said
+        cursor.pos = min(cursor.skip, len(page.items))
+        self._settle(cursor)
+
+    def fail(self, member: str, reason: str) -> None:
+        """The member could not deliver: it leaves the walk (the caller reports it missing)."""
+        self.failed[member] = reason
+        self._heads.pop(member, None)
+
+    def _cursor(self, member: str) -> Cursor:
+        for cursor in self.cursors:
+            if cursor.member == member:
+                return cursor
+        raise KeyError(member)
+
+    def _settle(self, cursor: Cursor) -> None:
+        """Skip items the broker filters out; at the end of a page move on to the next page or finish."""
+        page = cursor.page
+        assert page is not None
+        while cursor.pos < len(page.items) and not self.accept(cursor.member, page.items[cursor.pos]):
+            cursor.pos += 1
+        if cursor.pos < len(page.items):
+            self._heads[cursor.member] = self.key(page.items[cursor.pos])
+            return
+        self._heads.pop(cursor.member, None)
+        if page.next_ref is None or page.next_ref == cursor.ref and cursor.ref is not None:
+            cursor.done = True  # the end (a next link pointing at this very page would loop)
+            return
+        cursor.empty_pages = cursor.empty_pages + 1 if not page.items or cursor.skip >= len(page.items) else 0
+        cursor.ref, cursor.skip, cursor.page, cursor.pos = page.next_ref, 0, None, 0
+
+    def stalled(self) -> bool:
+        """A member keeps answering empty pages: end this broker page early (its cursor is kept)."""
+        return any(c.empty_pages >= MAX_EMPTY_PAGES for c in self.wanted())
+
+    # ---- emitting
+    def fill(self) -> None:
+        """Emit items while every live member has a head and the page is not full."""
+        while not self.full:
+            live = self.live
+            if not live or any(c.page is None for c in live):
+                return
+            best = min(live, key=lambda c: (self._heads[c.member], self._order[c.member]))
+            page = best.page
+            assert page is not None
+            self.emitted.append((best.member, page.items[best.pos]))
+            best.pos += 1
+            self._settle(best)
+
+    def states(self) -> dict[str, dict]:
+        """Cursor states of members still live (for the next token)."""
+        return {c.member: c.state() for c in self.live}
+
+    def number_matched(self) -> dict[str, int | None]:
+        return dict(self._matched)

@@ -1,0 +1,102 @@
+"""The broker (real uvicorn process) over the real pgstac members of the demo stack."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack_broker(catalog_stack):
+    """The broker that `eolab catalog up` starts next to the members."""
+    return catalog_stack.broker_url, catalog_stack
+
+
+def page_all(url: str, **params) -> list[dict]:
+    items = []
+    with httpx.Client(timeout=30) as client:
+        response = client.get(url, params=params)
+        while True:
+            assert response.status_code == 200, response.text
+            body = response.json()
+            items += body["features"]
+            nxt = [ln for ln in body["links"] if ln["rel"] == "next"]
+            if not nxt:
+                return items
+            response = client.get(nxt[0]["href"])
+
+
+def test_collections_are_prefixed_with_extents(stack_broker):
+    url, config = stack_broker
+    body = httpx.get(f"{url}/collections").json()
+    ids = sorted(c["id"] for c in body["collections"])
+    assert ids == ["danube|sentinel-2-l2a", "pannonia|sentinel-2-l2a", "tisza|sentinel-1-grd"]
+    assert body["federation:missing"] == []
+    for c in body["collections"]:
+        assert c["extent"]["spatial"]["bbox"] and c["extent"]["temporal"]["interval"]
+        assert all(not ln["href"].startswith(config.member_url(config.demo_members[0])) for ln in c["links"])
+
+
+def test_walk_equals_the_members_paged_directly(stack_broker):
+    url, config = stack_broker
+    direct = set()
+    for member in config.demo_members:
+        for item in page_all(f"{config.member_url(member)}/search", limit=50):
+            direct.add((f"{member.id}|{item['collection']}", item["id"]))
+    through = page_all(f"{url}/search", limit=7)
+    found = [(i["collection"], i["id"]) for i in through]
+    assert len(found) == len(set(found)) and set(found) == direct
+    stamps = [i["properties"]["datetime"] for i in through]
+    assert stamps == sorted(stamps, reverse=True)
+
+
+def test_unprefixed_collection_reaches_both_sentinel2_members(stack_broker):
+    url, _ = stack_broker
+    items = page_all(f"{url}/search", collections="sentinel-2-l2a", limit=20)
+    assert {i["collection"] for i in items} == {"pannonia|sentinel-2-l2a", "danube|sentinel-2-l2a"}
+    summer = page_all(f"{url}/search", collections="sentinel-2-l2a", datetime="2026-08-01T00:00:00Z/..", limit=20)
+    assert summer and {i["collection"] for i in summer} == {"danube|sentinel-2-l2a"}
+
+
+def test_filter_sort_fields_query_forwarded(stack_broker):
+    url, _ = stack_broker
+    with httpx.Client(timeout=30) as client:
+        body = client.post(f"{url}/search", json={
+            "collections": ["pannonia|sentinel-2-l2a", "danube|sentinel-2-l2a"], "limit": 30,
+            "filter": {"op": "<=", "args": [{"property": "eo:cloud_cover"}, 40]},
+            "sortby": [{"field": "properties.eo:cloud_cover", "direction": "asc"}],
+            "fields": {"include": ["properties.eo:cloud_cover"], "exclude": ["assets"]}}).json()
+        clouds = [f["properties"]["eo:cloud_cover"] for f in body["features"]]
+        assert clouds and clouds == sorted(clouds) and max(clouds) <= 40
+        assert all("assets" not in f for f in body["features"])
+        text = client.get(f"{url}/search", params={"filter": "eo:cloud_cover <= 40", "limit": 200,
+                                                   "collections": "sentinel-2-l2a"}).json()
+        assert all(f["properties"]["eo:cloud_cover"] <= 40 for f in text["features"])
+        query = client.post(f"{url}/search", json={"query": {"eo:cloud_cover": {"lte": 40}}, "limit": 200,
+                                                    "collections": ["sentinel-2-l2a"]}).json()
+        assert {f["id"] for f in query["features"]} == {f["id"] for f in text["features"]}
+
+
+def test_number_matched_from_the_counting_member(stack_broker):
+    url, _ = stack_broker
+    with httpx.Client(timeout=30) as client:
+        tisza = client.get(f"{url}/search", params={"collections": "tisza|sentinel-1-grd", "limit": 2}).json()
+        everyone = client.get(f"{url}/search", params={"limit": 2}).json()
+    assert isinstance(tisza.get("numberMatched"), int) and tisza["numberMatched"] >= 2
+    assert "numberMatched" not in everyone  # pannonia and danube do not count
+
+
+def test_pystac_client_against_the_stack(stack_broker):
+    from pystac_client import Client
+
+    url, _ = stack_broker
+    client = Client.open(url)
+    items = list(client.search(collections=["tisza|sentinel-1-grd"], limit=5).items())
+    assert items and all(i.collection_id == "tisza|sentinel-1-grd" for i in items)
+    assert client.search(collections=["tisza|sentinel-1-grd"]).matched() == len(items)
+    collection = client.get_collection("danube|sentinel-2-l2a")
+    assert collection.id == "danube|sentinel-2-l2a"
+    first = items[0]
+    assert all(a.href.startswith("http://") for a in first.assets.values())
