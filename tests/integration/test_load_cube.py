@@ -102,3 +102,15 @@ def test_bad_requests_name_the_problem(two_provider_items):
         eolab.load_cube([], bands=["B04"])
     with pytest.raises(EolabError, match="mask='clouds' is not known"):
         eolab.load_cube(items, bands=["B04"], mask="clouds")
+
+
+def test_cube_through_the_broker_names_each_items_provider(catalog_stack, two_provider_items):
+    config, manifest, bbox, items = two_provider_items
+    catalog = eolab.open_catalog(config.broker_url)
+    federated = list(catalog.search(collections=["sentinel-2-l2a"], bbox=bbox).items())
+    assert sorted(i.id for i in federated) == sorted(i.id for i in items)
+    cube = eolab.load_cube(federated, bands=["B04"], bbox=bbox, resolution=20)
+    assert [str(t)[:10] for t in cube.time.values] == sorted(manifest["s2_dates"])
+    providers = {r["provider"] for r in cube.attrs["eolab:provenance"]["items"]}
+    assert providers == {"pannonia", "danube"}
+    assert {r["collection"] for r in cube.attrs["eolab:provenance"]["items"]} == {"sentinel-2-l2a"}
