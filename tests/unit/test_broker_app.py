@@ -184,7 +184,8 @@ def test_fields_include_exclude():
     body = run(app, lambda c: c.post("/search", json={"fields": {"include": ["properties.eo:cloud_cover"],
                                                                  "exclude": ["links"]}})).json()
     item = body["features"][0]
-    assert set(item) <= {"id", "type", "collection", "properties"} and set(item["properties"]) == {"eo:cloud_cover"}
+    assert set(item) <= {"id", "type", "stac_version", "collection", "properties"} and \
+        set(item["properties"]) == {"eo:cloud_cover"}
     body = run(app, lambda c: c.get("/search", params={"fields": "-assets,-properties.platform"})).json()
     assert "assets" not in body["features"][0] and "platform" not in body["features"][0]["properties"]
 

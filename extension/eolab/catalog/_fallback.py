@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from eolab.catalog._merge import field_value
+from eolab.catalog._query import DEFAULT_FIELDS
 
-DEFAULT_FIELDS = ("type", "stac_version", "id", "geometry", "bbox", "links", "assets", "properties.datetime",
-                  "collection")
-ALWAYS_FIELDS = ("id", "type", "collection")
+# Simple strings every item keeps when ``include`` is given (the extension allows always returning
+# "simple string fields like id and type"): they keep the entity an identifiable STAC Item of a
+# known version, and ``collection`` says which member it came from.
+ALWAYS_FIELDS = ("id", "type", "stac_version", "collection")
 
 
 def _has(conforms_to: list[str], pattern: str) -> bool:

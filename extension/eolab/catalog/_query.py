@@ -27,6 +27,15 @@ QUERY_OPS = {"eq", "neq", "lt", "lte", "gt", "gte", "startsWith", "endsWith", "c
 GEOMETRY_TYPES = {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
                   "GeometryCollection"}
 
+# The Fields extension's default set (rule 1 of its include/exclude semantics): what an item keeps
+# when ``fields`` is empty, and the set an ``exclude`` is taken from when ``include`` is null or [].
+# start/end_datetime are there for items whose ``datetime`` is null (ranges); absent ones are skipped.
+DEFAULT_FIELDS = ("type", "stac_version", "id", "geometry", "bbox", "links", "assets", "properties.datetime",
+                  "properties.start_datetime", "properties.end_datetime", "collection")
+# Top-level Item members; any other bare field name means ``properties.<name>``.
+ITEM_TOP_LEVEL = ("id", "collection", "geometry", "bbox", "type", "links", "assets", "stac_version",
+                  "stac_extensions", "properties")
+
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_:.\-]+$")
@@ -361,9 +370,24 @@ def parse_sortby(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(terms)
 
 
+def field_path(name: str) -> str:
+    """A field name as a dotted path in the item: bare property names get ``properties.``."""
+    return name if name.split(".")[0] in ITEM_TOP_LEVEL else f"properties.{name}"
+
+
 def parse_fields(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``fields`` → (include, exclude), with the Fields extension (v1.0.0) semantics made explicit.
+
+    Both empty means the default set (rule 1); only ``include`` means those fields (rule 2); only
+    ``exclude`` means the whole item minus those (rule 3). A POST ``exclude`` with ``include``
+    given as null or [] is taken from the *default* set (rule 4): it is returned here as
+    include = the default fields the excludes do not remove, so the rest of the broker (member
+    requests, paging fingerprints, ``apply_fields``) needs no fourth case. GET cannot spell an
+    empty include, so ``fields=-geometry`` is rule 3.
+    """
     include: list[str] = []
     exclude: list[str] = []
+    empty_include = False
     if isinstance(value, str):
         for part in (p.strip() for p in value.split(",")):
             if not part:
@@ -378,11 +402,16 @@ def parse_fields(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
             if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
                 raise BadParameter("fields", f"'{key}' must be a list of strings")
             target.extend(entries)
+        empty_include = "include" in value and not value["include"]
     else:
         raise BadParameter("fields", "must be {include: [...], exclude: [...]} or 'a,-b'")
     for name in include + exclude:
         if not _FIELD_NAME.match(name):
             raise BadParameter("fields", f"{name!r} is not a field name")
+    if empty_include and exclude:
+        removed = [field_path(e) for e in exclude]
+        include = [d for d in DEFAULT_FIELDS if not any(d == r or d.startswith(r + ".") for r in removed)]
+        include = include or ["id"]  # everything default excluded: still not rule 3 (the whole item)
     return tuple(include), tuple(exclude)
 
 
