@@ -43,8 +43,13 @@ def free_port_offset(start: int = 20000) -> int:
     raise RuntimeError("no free port range found on 127.0.0.1")
 
 
+# A loaded CI machine can make a member miss the default 5 s budget; the broker then skips it for
+# health_ttl and results look incomplete. Tests of completeness need generous budgets.
+TEST_BROKER = {"port": 8720, "member_timeout": 30.0, "total_timeout": 45.0, "health_ttl": 5.0}
+
+
 def make_stack_config(run_dir: Path, data_dir: Path, offset: int | None = None) -> StackConfig:
-    return load_config(DEFAULT_CONFIG, run_dir=str(run_dir), data_dir=str(data_dir),
+    return load_config(DEFAULT_CONFIG, run_dir=str(run_dir), data_dir=str(data_dir), broker=dict(TEST_BROKER),
                        port_offset=free_port_offset() if offset is None else offset)
 
 

@@ -4,6 +4,7 @@ import datetime as dt
 import json
 
 import dask.array
+import httpx
 import numpy as np
 import pystac_client
 import pytest
@@ -106,6 +107,9 @@ def test_bad_requests_name_the_problem(two_provider_items):
 
 def test_cube_through_the_broker_names_each_items_provider(catalog_stack, two_provider_items):
     config, manifest, bbox, items = two_provider_items
+    first = httpx.get(f"{config.broker_url}/search", params={"collections": "sentinel-2-l2a",
+                                                            "bbox": ",".join(map(str, bbox))}, timeout=60).json()
+    assert first["federation:missing"] == []
     catalog = eolab.open_catalog(config.broker_url)
     federated = list(catalog.search(collections=["sentinel-2-l2a"], bbox=bbox).items())
     assert sorted(i.id for i in federated) == sorted(i.id for i in items)
