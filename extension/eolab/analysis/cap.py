@@ -1,0 +1,149 @@
+"""CAP area-monitoring checks per parcel: monitorability, crop consistency, activity, traffic light.
+
+Following the area-monitoring practice (Henits et al. 2022; the seed slides): parcels too small or too
+thin for 10 m pixels are not judged from the images; for the rest, the crop-type model's class
+probabilities (cross-fitted: a parcel's probabilities come from a model that never saw its label)
+are compared with the declaration, and grassland and arable activity is read from the NDVI series.
+
+Traffic light:
+- red: the images contradict the declaration — the model gives the declared crop a probability below
+  ``red_probability`` and predicts another crop, or the crop group differs with confidence;
+- yellow: the images cannot confirm it — not monitorable, too few clear observations, a weaker crop
+  disagreement, declared grassland with no mowing detected, no crop growth, declared area far
+  from the drawn parcel;
+- green: consistent.
+Every light comes with its reasons (text) so an inspector sees why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from eolab.errors import EolabError
+
+#: crop group of common crop names (demo names and EuroCrops-like English names)
+CROP_GROUPS = {
+    "winter_wheat": "winter cereals", "winter_barley": "winter cereals", "winter_rye": "winter cereals",
+    "triticale": "winter cereals", "rapeseed": "oilseed rape", "maize": "summer crops",
+    "sunflower": "summer crops", "soybean": "summer crops", "grassland": "grassland",
+}
+
+
+def crop_group(name: str) -> str:
+    return CROP_GROUPS.get(str(name), "other")
+
+
+def screen_parcels(parcels: Any, *, resolution: float = 10.0, buffer: float = -5.0, min_pixels: int = 8,
+                   min_width: float | None = None) -> Any:
+    """Monitorability per parcel (DataFrame aligned with ``parcels``): area_ha, width_m (2·area/perimeter,
+    the mean width of a strip), inner_pixels (pixel count after the inward buffer), monitorable, reason.
+
+    Too small: fewer than ``min_pixels`` whole pixels inside the buffered parcel. Too thin: mean width
+    below ``min_width`` (default 2 pixels) — mixed pixels would dominate.
+    """
+    import pandas as pd
+
+    if parcels.crs is None or parcels.crs.is_geographic:
+        raise EolabError("parcel screening needs a projected CRS in metres", hint="reproject to UTM first")
+    min_width = 2 * resolution if min_width is None else min_width
+    geom = parcels.geometry
+    area = geom.area.values
+    perim = geom.length.values
+    width = np.where(perim > 0, 2 * area / np.maximum(perim, 1e-9), 0.0)
+    inner = geom.buffer(buffer).area.values if buffer else area
+    inner_px = np.floor(np.clip(inner, 0, None) / resolution ** 2).astype(int)
+    small = inner_px < min_pixels
+    thin = width < min_width
+    reason = np.where(small & thin, f"too small and too thin for {resolution:g} m pixels",
+                      np.where(small, f"too small: < {min_pixels} inner pixels of {resolution:g} m",
+                               np.where(thin, f"too thin: mean width < {min_width:g} m", "")))
+    return pd.DataFrame({"area_ha": area / 1e4, "width_m": width, "inner_pixels": inner_px,
+                         "monitorable": ~(small | thin), "screen_reason": reason}, index=parcels.index)
+
+
+def cross_fit_crop_probabilities(X: Any, declared: Sequence[str], *, folds: int = 5, seed: int = 0,
+                                 n_estimators: int = 300, n_jobs: int = 2) -> tuple[np.ndarray, list[str]]:
+    """Out-of-fold class probabilities: each parcel scored by a forest trained (with label cleaning)
+    on the other folds' declarations only."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from eolab.analysis import crops
+
+    y = np.asarray(declared).astype(str)
+    classes = sorted(set(y))
+    counts = {c: int((y == c).sum()) for c in classes}
+    folds = max(2, min(folds, min(counts.values()))) if min(counts.values()) >= 2 else 2
+    proba = np.zeros((y.size, len(classes)))
+    Xv = np.asarray(X, float)
+    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(Xv, y):
+        model, _ = crops.train(Xv[tr], y[tr], n_estimators=n_estimators, seed=seed, n_jobs=n_jobs)
+        p = model.predict_proba(crops._impute(Xv[te]))
+        proba[np.ix_(te, [classes.index(c) for c in model.classes_])] = p
+    return proba, classes
+
+
+def check_parcels(claims: Any, screen: Any, proba: np.ndarray, classes: Sequence[str], *,
+                  n_observations: Sequence[int], mowing: Sequence[Sequence[dict]] | None = None,
+                  bare_soil: Sequence[Sequence[dict]] | None = None, ndvi_max: Sequence[float] | None = None,
+                  red_probability: float = 0.2, min_observations: int = 6, grassland: str = "grassland",
+                  area_tolerance: float = 0.1) -> Any:
+    """The per-parcel result table: declared and predicted crop (+ groups, probabilities), events,
+    ``light`` (green/yellow/red), ``reasons`` (semicolon-separated) and ``declaration_suspect`` (red
+    because of the crop). Rows follow ``claims``."""
+    import pandas as pd
+
+    declared = claims["crop_name"].astype(str).values
+    classes = [str(c) for c in classes]
+    n = len(claims)
+    if proba.shape != (n, len(classes)):
+        raise EolabError(f"probabilities {proba.shape} do not match {n} parcels × {len(classes)} classes")
+    pred = np.array(classes)[proba.argmax(1)]
+    p_pred = proba.max(1)
+    p_decl = np.array([proba[i, classes.index(d)] if d in classes else np.nan for i, d in enumerate(declared)])
+    lights, reasons, suspect = [], [], []
+    for i in range(n):
+        why_red, why_yellow = [], []
+        if not screen["monitorable"].iloc[i]:
+            why_yellow.append(screen["screen_reason"].iloc[i] + " — check by field visit or VHR image")
+        elif n_observations[i] < min_observations:
+            why_yellow.append(f"only {int(n_observations[i])} clear observations (< {min_observations})")
+        else:
+            d, p = declared[i], pred[i]
+            if d not in classes:
+                why_yellow.append(f"declared crop {d!r} is not among the model's classes")
+            elif p != d:
+                text = (f"images look like {p} (p={p_pred[i]:.2f}), declared {d} (p={p_decl[i]:.2f})")
+                if p_decl[i] < red_probability or crop_group(p) != crop_group(d) and p_pred[i] >= 0.6:
+                    why_red.append(text)
+                else:
+                    why_yellow.append(text)
+            if d == grassland and mowing is not None and not mowing[i]:
+                why_yellow.append("declared grassland, no mowing detected")
+            if d == grassland and bare_soil is not None and bare_soil[i]:
+                why_yellow.append(f"declared grassland with bare soil from {bare_soil[i][0]['start']}")
+            if d != grassland and ndvi_max is not None and np.isfinite(ndvi_max[i]) and ndvi_max[i] < 0.4:
+                why_yellow.append(f"little crop growth (NDVI max {ndvi_max[i]:.2f})")
+        area_decl = claims["area_declared_ha"].iloc[i] if "area_declared_ha" in claims else np.nan
+        area_geo = screen["area_ha"].iloc[i]
+        if np.isfinite(area_decl) and area_geo > 0 and abs(area_decl - area_geo) > max(area_tolerance * area_geo, 0.1):
+            why_yellow.append(f"declared {area_decl:.2f} ha vs. drawn {area_geo:.2f} ha")
+        light = "red" if why_red else ("yellow" if why_yellow else "green")
+        lights.append(light)
+        reasons.append("; ".join(why_red + why_yellow) or "consistent with the declaration")
+        suspect.append(bool(why_red))
+    out = pd.DataFrame({
+        "declared_crop": declared, "declared_group": [crop_group(d) for d in declared],
+        "predicted_crop": pred, "predicted_group": [crop_group(p) for p in pred],
+        "p_predicted": p_pred.round(4), "p_declared": np.round(p_decl, 4),
+        "n_clear_observations": np.asarray(n_observations, int),
+        "mowing_dates": [",".join(e["date"] for e in evs) for evs in mowing] if mowing is not None else "",
+        "bare_soil": [",".join(f"{e['start']}/{e['end']}" for e in evs) for evs in bare_soil] if bare_soil is not None else "",
+        "light": lights, "reasons": reasons, "declaration_suspect": suspect,
+    }, index=claims.index)
+    return out
+
+
+LIGHT_COLOURS = {"green": "#2ca02c", "yellow": "#ffbf00", "red": "#d62728"}

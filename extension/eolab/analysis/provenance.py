@@ -1,0 +1,193 @@
+"""Provenance of template results: which STAC items (id, collection, provider) made them, with which
+parameters, by which eolab version, when — attached to every file and returned object.
+
+A record is a plain dict (JSON-serialisable)::
+
+    {"eolab_version", "created", "workflow", "parameters", "items": [{id, collection, provider,
+     datetime, bbox, href}], "inputs": [...], "outputs": [...]}
+
+Files carry it three ways: a ``<file>.provenance.json`` sidecar (always), a GeoTIFF tag
+``EOLAB_PROVENANCE``, and an ``eolab_provenance`` attribute table inside a GeoPackage. Per-parcel
+tables also name, per row, the items that cover the parcel on the dates used (``source_items``),
+so a single red parcel leads straight back to its images.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eolab._version import __version__
+from eolab.errors import EolabError
+
+SIDECAR_SUFFIX = ".provenance.json"
+TIFF_TAG = "EOLAB_PROVENANCE"
+GPKG_TABLE = "eolab_provenance"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, (np.ndarray,)):
+        return value.tolist()
+    if isinstance(value, (dt.date, dt.datetime, np.datetime64)):
+        return str(value)
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def item_records(items: Iterable) -> list[dict]:
+    """id, collection, provider, datetime, bbox and self href of each pystac Item."""
+    from eolab.analysis.search import item_provider
+
+    out = []
+    for item in items:
+        col = item.collection_id or ""
+        link = item.get_single_link("self")
+        out.append({"id": item.id, "collection": col.rpartition("|")[2], "provider": item_provider(item),
+                    "datetime": item.datetime.isoformat() if item.datetime else None,
+                    "bbox": list(item.bbox) if item.bbox else None, "href": link.href if link else None})
+    return out
+
+
+def record(items: Iterable | None = None, *, workflow: str, parameters: dict | None = None,
+           inputs: Sequence[str] = (), base: dict | None = None) -> dict:
+    """A provenance record for a result made from ``items`` (or from the records in ``base``)."""
+    recs = item_records(items) if items is not None else list((base or {}).get("items", []))
+    if not recs:
+        raise EolabError(f"provenance of {workflow!r} has no source items",
+                         hint="pass the STAC items the result was made from")
+    return {
+        "workflow": workflow,
+        "eolab_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "parameters": _jsonable(parameters or {}),
+        "items": _jsonable(recs),
+        "collections": sorted({f"{r.get('provider') or '?'}|{r['collection']}" for r in recs}),
+        "inputs": [str(i) for i in inputs],
+    }
+
+
+def merge(*records: dict, workflow: str, parameters: dict | None = None) -> dict:
+    """One record for a result made from several (items united by provider and id)."""
+    seen: dict[tuple, dict] = {}
+    inputs: list[str] = []
+    for r in records:
+        for it in r.get("items", []):
+            seen.setdefault((it.get("provider"), it["id"]), it)
+        inputs += r.get("inputs", [])
+    out = record(None, workflow=workflow, parameters=parameters, inputs=inputs,
+                 base={"items": list(seen.values())})
+    out["derived_from"] = [r.get("workflow") for r in records]
+    return out
+
+
+def sidecar_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def write(path: str | Path, prov: dict) -> Path:
+    """Attach ``prov`` to the result file ``path`` (sidecar + embedded where the format allows)."""
+    path = Path(path)
+    if not path.exists():
+        raise EolabError(f"cannot attach provenance: {path} does not exist")
+    prov = dict(prov, outputs=sorted(set(prov.get("outputs", []) + [path.name])))
+    text = json.dumps(_jsonable(prov), indent=1)
+    side = sidecar_path(path)
+    side.write_text(text + "\n")
+    suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        import rasterio
+
+        with rasterio.open(path, "r+") as ds:
+            ds.update_tags(**{TIFF_TAG: json.dumps(_jsonable(prov), separators=(",", ":"))})
+    elif suffix == ".gpkg":
+        import pandas as pd
+        import pyogrio
+
+        table = pd.DataFrame({"key": ["provenance"], "value": [json.dumps(_jsonable(prov))]})
+        pyogrio.write_dataframe(table, path, layer=GPKG_TABLE, driver="GPKG")
+    return side
+
+
+def read(path: str | Path) -> dict:
+    """The provenance record of a result file (sidecar first, then embedded)."""
+    path = Path(path)
+    side = sidecar_path(path)
+    if side.exists():
+        return json.loads(side.read_text())
+    suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        import rasterio
+
+        with rasterio.open(path) as ds:
+            tag = ds.tags().get(TIFF_TAG)
+        if tag:
+            return json.loads(tag)
+    if suffix == ".gpkg":
+        import pyogrio
+
+        if GPKG_TABLE in [name for name, _ in pyogrio.list_layers(path)]:
+            table = pyogrio.read_dataframe(path, layer=GPKG_TABLE)
+            return json.loads(table["value"].iloc[0])
+    raise EolabError(f"{path} carries no eolab provenance", hint=f"expected {side.name} next to it")
+
+
+def items_covering(prov: dict, geometry_wgs84: Any, dates: Iterable[str] | None = None) -> list[str]:
+    """Ids of the record's items whose bbox intersects ``geometry_wgs84`` (on ``dates``, YYYY-MM-DD)."""
+    from shapely.geometry import box
+
+    wanted = None if dates is None else {str(d)[:10] for d in dates}
+    out = []
+    for it in prov.get("items", []):
+        if it.get("bbox") is None:
+            continue
+        if wanted is not None and (it.get("datetime") or "")[:10] not in wanted:
+            continue
+        if box(*it["bbox"][:2], *it["bbox"][-2:]).intersects(geometry_wgs84):
+            out.append(it["id"])
+    return sorted(out)
+
+
+def source_items_per_row(prov: dict, gdf: Any, used_dates: Sequence[Sequence[str]] | None = None) -> list[str]:
+    """For each row of ``gdf``: the ids of items covering it (on that row's used dates), comma-joined.
+
+    Done with one spatial index query, not a loop over items per parcel.
+    """
+    import shapely
+    from shapely.geometry import box
+
+    recs = [it for it in prov.get("items", []) if it.get("bbox")]
+    if not recs:
+        return [""] * len(gdf)
+    boxes = [box(*it["bbox"][:2], *it["bbox"][-2:]) for it in recs]
+    tree = shapely.STRtree(boxes)
+    geoms = gdf.to_crs("EPSG:4326").geometry.values
+    pairs = tree.query(geoms, predicate="intersects")
+    per_row: list[list[int]] = [[] for _ in range(len(gdf))]
+    for row, k in zip(pairs[0], pairs[1]):
+        per_row[row].append(k)
+    out = []
+    for row, ks in enumerate(per_row):
+        dates = None if used_dates is None else {str(d)[:10] for d in used_dates[row]}
+        ids = sorted(recs[k]["id"] for k in ks
+                     if dates is None or (recs[k].get("datetime") or "")[:10] in dates)
+        out.append(",".join(ids))
+    return out

@@ -1,0 +1,91 @@
+"""The template gallery: list the workflow templates and clone one into a workspace.
+
+A template is a folder of ``workflows/`` holding ``<name>.ipynb`` (with a cell tagged
+``parameters``), ``README.md`` and ``params.yaml``. Templates are found in, in order:
+``$EOLAB_TEMPLATES_DIR``, the source tree next to the package (``<repo>/workflows``), and
+``<sys.prefix>/share/eolab/workflows`` (where a wheel would install them as data files).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from eolab.errors import EolabError
+
+REQUIRED = ("README.md", "params.yaml")
+
+
+def templates_dir() -> Path:
+    """The folder holding the templates (see the module docstring for the search order)."""
+    candidates = []
+    env = os.environ.get("EOLAB_TEMPLATES_DIR")
+    if env:
+        candidates.append(Path(env))
+    candidates.append(Path(__file__).resolve().parents[3] / "workflows")  # extension/eolab/analysis -> repo
+    candidates.append(Path(sys.prefix) / "share" / "eolab" / "workflows")
+    for c in candidates:
+        if c.is_dir() and any(_is_template(p) for p in c.iterdir()):
+            return c
+    raise EolabError("no workflow templates found",
+                     hint="set EOLAB_TEMPLATES_DIR to the workflows/ folder of an eolab checkout")
+
+
+def _is_template(path: Path) -> bool:
+    return path.is_dir() and (path / f"{path.name}.ipynb").exists() and all((path / f).exists() for f in REQUIRED)
+
+
+def _summary(readme: Path) -> tuple[str, str]:
+    title, summary = readme.parent.name, ""
+    for line in readme.read_text().splitlines():
+        s = line.strip()
+        if s.startswith("# ") and title == readme.parent.name:
+            title = s[2:].strip()
+        elif s and not s.startswith("#") and not summary:
+            summary = s
+            break
+    return title, summary
+
+
+def list_templates() -> list[dict]:
+    """One dict per template: name, title, summary, path, notebook, parameters (defaults)."""
+    import yaml
+
+    root = templates_dir()
+    out = []
+    for path in sorted(p for p in root.iterdir() if _is_template(p)):
+        title, summary = _summary(path / "README.md")
+        params = yaml.safe_load((path / "params.yaml").read_text()) or {}
+        out.append({"name": path.name, "title": title, "summary": summary, "path": str(path),
+                    "notebook": f"{path.name}.ipynb", "parameters": params})
+    return out
+
+
+def clone(name: str, dest: str | os.PathLike | None = None, *, overwrite: bool = False) -> Path:
+    """Copy template ``name`` (notebook, README, params) to ``dest`` (default ``./<name>``); return the
+    new folder. Notebook outputs are stripped. Refuses to overwrite an existing folder unless asked."""
+    import nbformat
+
+    known = {t["name"]: t for t in list_templates()}
+    if name not in known:
+        raise EolabError(f"no template {name!r}", hint="templates: " + ", ".join(sorted(known)))
+    src = Path(known[name]["path"])
+    target = Path(dest) if dest is not None else Path.cwd() / name
+    if target.exists() and any(target.iterdir()) and not overwrite:
+        raise EolabError(f"{target} already exists and is not empty", hint="choose another destination")
+    target.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.iterdir()):
+        if f.is_file() and not f.name.startswith("."):
+            if f.suffix == ".ipynb":
+                nb = nbformat.read(f, as_version=4)
+                for cell in nb.cells:
+                    if cell.cell_type == "code":
+                        cell.outputs, cell.execution_count = [], None
+                nbformat.write(nb, target / f.name)
+            else:
+                shutil.copy2(f, target / f.name)
+    (target / ".eolab-template.json").write_text(json.dumps({"template": name, "source": str(src)}) + "\n")
+    return target

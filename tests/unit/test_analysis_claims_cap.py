@@ -1,0 +1,72 @@
+"""Claims ingestion (schema detection, clear errors, no partial output) and CAP screening/light."""
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+from shapely.geometry import box
+
+from eolab.analysis import cap, claims
+from eolab.errors import EolabError
+
+
+def _write(tmp_path, df, name="x.gpkg"):
+    path = tmp_path / name
+    gpd.GeoDataFrame(df, geometry=[box(0, 0, 100, 100 + i) for i in range(len(df))], crs="EPSG:25832").to_file(path)
+    return path
+
+
+def test_danish_schema_maps_to_common(tmp_path):
+    path = _write(tmp_path, pd.DataFrame({"Marknr": ["1-0", "1-1"], "Journalnr": ["26-1", "26-1"],
+                                          "CVR": [42.0, 42.0], "Afgkode": [1.0, 593.0],
+                                          "Afgroede": ["Vårbyg", "Poppel"], "IMK_areal": [1.0, 1.01]}))
+    c = claims.read_claims(path)
+    assert c.schema.tolist() == ["dk-marker"] * 2
+    assert c.parcel_id.tolist() == ["26-1/1-0", "26-1/1-1"]
+    assert c.crop_code.tolist() == ["1", "593"] and c.farmer_id.tolist() == ["42", "42"]
+    assert list(c.columns[:7]) == claims.COLUMNS
+
+
+def test_unknown_schema_lists_the_columns_found(tmp_path):
+    path = _write(tmp_path, pd.DataFrame({"foo": [1], "Bar": ["x"]}))
+    with pytest.raises(EolabError, match="unknown parcel schema; columns found: Bar, foo"):
+        claims.read_claims(path)
+
+
+def test_malformed_file_raises_and_writes_nothing(tmp_path):
+    path = _write(tmp_path, pd.DataFrame({"parcel_id": ["a", "b"], "crop_code": [1, 2], "crop_name": ["x", "y"],
+                                          "area_declared_ha": [1.0, "lots"]}))
+    out = tmp_path / "out" / "claims.gpkg"
+    with pytest.raises(EolabError, match="invalid area in 'area_declared_ha'.*e.g. b"):
+        claims.ingest(path, out)
+    assert not out.exists() and not list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
+    dup = _write(tmp_path, pd.DataFrame({"parcel_id": ["a", "a"], "crop_code": [1, 2], "crop_name": ["x", "y"],
+                                         "area_declared_ha": [1.0, 1.0]}), "dup.gpkg")
+    with pytest.raises(EolabError, match="occur more than once"):
+        claims.ingest(dup, out)
+    (tmp_path / "junk.gpkg").write_text("not a geopackage")
+    with pytest.raises(EolabError, match="cannot read parcel file junk.gpkg"):
+        claims.ingest(tmp_path / "junk.gpkg", out)
+    assert not out.exists()
+
+
+def test_screening_flags_small_and_thin_parcels():
+    g = gpd.GeoDataFrame({"id": ["big", "strip", "tiny"]},
+                         geometry=[box(0, 0, 200, 200), box(0, 0, 1000, 15), box(0, 0, 30, 30)], crs="EPSG:32634")
+    s = cap.screen_parcels(g)
+    assert s.monitorable.tolist() == [True, False, False]
+    assert "thin" in s.screen_reason[1] and "small" in s.screen_reason[2]
+    assert s.width_m[0] == pytest.approx(100.0)
+
+
+def test_traffic_light_rules():
+    g = gpd.GeoDataFrame({"crop_name": ["maize", "maize", "maize", "grassland"],
+                          "area_declared_ha": [4.0, 4.0, 4.0, 4.0]},
+                         geometry=[box(0, 0, 200, 200)] * 4, crs="EPSG:32634")
+    s = cap.screen_parcels(g)
+    classes = ["grassland", "maize", "soybean"]
+    proba = np.array([[0.0, 0.9, 0.1], [0.0, 0.1, 0.9], [0.0, 0.4, 0.6], [0.9, 0.1, 0.0]])
+    out = cap.check_parcels(g, s, proba, classes, n_observations=[20, 20, 20, 20], mowing=[[], [], [], []])
+    assert out.light.tolist() == ["green", "red", "yellow", "yellow"]
+    assert "look like soybean" in out.reasons[1] and "no mowing" in out.reasons[3]
+    assert out.declaration_suspect.tolist() == [False, True, False, False]
