@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 from eolab import __version__
@@ -55,6 +56,21 @@ def cmd_stack(args) -> int:
     return 0
 
 
+def cmd_templates(args) -> int:
+    from eolab.analysis import templates
+
+    if args.action == "list":
+        for t in templates.list_templates():
+            print(f"{t['name']}: {t['title']}")
+            print(textwrap.fill(t["summary"], width=88, initial_indent="    ", subsequent_indent="    "))
+        return 0
+    if not args.name:
+        raise EolabError("'templates clone' needs a template name", hint="see 'eolab templates list'")
+    path = templates.clone(args.name, args.dest, overwrite=args.force)
+    print(f"template {args.name} copied to {path}")
+    return 0
+
+
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="catalogue configuration file (default: $EOLAB_CATALOG_CONFIG or the packaged one)")
     parser.add_argument("--run-dir", help="where PID files, logs and the database live (default from config: .eolab)")
@@ -86,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(catalog)
     catalog.set_defaults(func=cmd_stack)
 
+    gallery = commands.add_parser("templates", help="list the template workflows or copy one into your workspace")
+    gallery.add_argument("action", choices=("list", "clone"))
+    gallery.add_argument("name", nargs="?", help="template to clone (see 'eolab templates list')")
+    gallery.add_argument("dest", nargs="?", help="destination folder (default: ./NAME)")
+    gallery.add_argument("--force", action="store_true", help="overwrite files in a non-empty destination")
+    gallery.set_defaults(func=cmd_templates)
+
     for action, text in (("up", "start everything eolab runs locally"), ("down", "stop what 'up' started"),
                          ("status", "show what runs")):
         sub = commands.add_parser(action, help=text)
@@ -106,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("eolab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `eolab templates list | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -45,3 +45,18 @@ def test_status_of_a_stack_that_never_ran(tmp_path):
     assert result.returncode == 0
     states = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]}
     assert states["postgres"] == "down" and states["member-pannonia"] == "down"
+
+
+def test_templates_list_and_clone(tmp_path):
+    listed = eolab("templates", "list")
+    assert listed.returncode == 0
+    for name in ("water-monitoring", "crop-type-map", "cap-parcel-checks"):
+        assert f"{name}: " in listed.stdout
+    dest = tmp_path / "my-water"
+    cloned = eolab("templates", "clone", "water-monitoring", str(dest))
+    assert cloned.returncode == 0, cloned.stderr
+    assert sorted(p.name for p in dest.iterdir()) == ["README.md", "params.yaml", "water-monitoring.ipynb"]
+    line = one_line_error(eolab("templates", "clone", "water-monitoring", str(dest)))
+    assert "not empty" in line
+    line = one_line_error(eolab("templates", "clone", "nope", str(tmp_path / "x")))
+    assert "no template 'nope'" in line and "crop-type-map" in line

@@ -39,15 +39,17 @@ def _is_template(path: Path) -> bool:
 
 
 def _summary(readme: Path) -> tuple[str, str]:
-    title, summary = readme.parent.name, ""
+    """The README's title and its first paragraph (wrapped lines joined)."""
+    title, paragraph = readme.parent.name, []
     for line in readme.read_text().splitlines():
         s = line.strip()
         if s.startswith("# ") and title == readme.parent.name:
             title = s[2:].strip()
-        elif s and not s.startswith("#") and not summary:
-            summary = s
+        elif s and not s.startswith("#"):
+            paragraph.append(s)
+        elif paragraph:
             break
-    return title, summary
+    return title, " ".join(paragraph)
 
 
 def list_templates() -> list[dict]:
