@@ -15,16 +15,31 @@ help:
 	@echo "make test      install and run the whole test suite"
 	@echo "make demo-data generate the demo data (DEMO_SIZE=small|default)"
 
-# System packages (PostgreSQL 15 + PostGIS 3): apt-get only for what is missing; needs root or sudo.
-SYSDEPS_CHECK := ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1
-SYSDEPS := postgresql-15-postgis-3
+# Debian packages: apt-get only for what is missing; needs root or sudo.
+# Each entry is "how to tell it is there" = "package".
+define SYSDEP_CHECKS
+ls /usr/share/postgresql/*/extension/postgis.control=postgresql-15-postgis-3
+command -v chromium=chromium
+command -v slurmctld=slurm-wlm
+command -v munged=munge
+command -v sudo=sudo
+command -v npm=npm
+endef
+export SYSDEP_CHECKS
 sysdeps:
-	@if ! { $(SYSDEPS_CHECK); }; then \
+	@missing=""; while IFS='=' read -r check pkg; do [ -n "$$check" ] || continue; \
+	  eval "$$check" >/dev/null 2>&1 || missing="$$missing $$pkg"; done <<< "$$SYSDEP_CHECKS"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" -eq 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else \
-	    echo "eolab: error: missing system packages: $(SYSDEPS) (run make as root, or apt-get install them)" >&2; exit 1; fi; \
-	  echo "installing system packages: $(SYSDEPS)"; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(SYSDEPS) >/dev/null; \
+	    echo "eolab: error: missing system packages:$$missing (run make as root, or apt-get install them)" >&2; exit 1; fi; \
+	  echo "installing system packages:$$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+
+# configurable-http-proxy, pinned by hub_config/package-lock.json.
+hub_config/node_modules/.installed: hub_config/package.json hub_config/package-lock.json
+	npm ci --prefix hub_config --no-audit --no-fund --loglevel=error
+	touch $@
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +49,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[all,test]"
 	touch $@
 
-install: sysdeps $(VENV)/.installed
+install: sysdeps $(VENV)/.installed hub_config/node_modules/.installed
 
 demo-data: $(VENV)/.installed
 	EOLAB_DEMO_SIZE=$(DEMO_SIZE) $(BIN)/eolab demo-data --size $(DEMO_SIZE)
