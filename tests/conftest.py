@@ -26,3 +26,18 @@ def small_demo(tmp_path_factory) -> Path:
             return out
     generate(out, "small", progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def catalog_stack(small_demo, tmp_path_factory):
+    """The catalogue stack (PostgreSQL/pgstac members, asset server, broker) serving the small demo data."""
+    from eolab.catalog import stack
+    from tests._stack import make_stack_config, purge
+
+    config = make_stack_config(tmp_path_factory.mktemp("stack-run"), small_demo)
+    try:
+        stack.up(config, progress=False)
+        yield config
+    finally:
+        stack.down(config)
+        purge(config)

@@ -41,6 +41,9 @@ def cmd_stack(args) -> int:
     from eolab.catalog import stack
 
     config = _config(args)
+    with_hub = args.command != "catalog"  # `eolab up` is everything; `eolab catalog up` the catalogue only
+    if with_hub:
+        from eolab import hub
     if args.action == "up":
         statuses = stack.up(config, progress=not args.quiet)
         _print_statuses(statuses, "eolab catalogue stack (127.0.0.1):")
@@ -49,10 +52,17 @@ def cmd_stack(args) -> int:
         print(f"  try: curl '{config.broker_url}/search?limit=1'")
         for member in config.demo_members:
             print(f"       curl '{config.member_url(member)}/search?limit=1'")
+        if with_hub:
+            _print_statuses(hub.up(config), "eolab hub:")
+            hub.print_logins(config)
     elif args.action == "down":
+        if with_hub:
+            _print_statuses(hub.down(config), "eolab hub:")
         _print_statuses(stack.down(config), "eolab catalogue stack:")
     else:
         _print_statuses(stack.status(config), "eolab catalogue stack:")
+        if with_hub:
+            _print_statuses(hub.status(config), "eolab hub:")
     return 0
 
 

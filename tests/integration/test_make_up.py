@@ -11,7 +11,7 @@ import pytest
 
 from eolab import _services
 
-from .conftest import make_stack_config, purge
+from tests._stack import make_stack_config, purge
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,6 +44,11 @@ def test_make_up_curl_search_make_down(stack_env):
     assert started.returncode == 0, started.stderr[-2000:]
     for member in config.demo_members:
         assert config.member_url(member) in started.stdout  # it says what runs where
+    hub_port = 8700 + int(env["EOLAB_PORT_OFFSET"])
+    assert f"http://127.0.0.1:{hub_port}/hub/login" in started.stdout
+    assert "users alice, bob: password " in started.stdout
+    login_page = httpx.get(f"http://127.0.0.1:{hub_port}/hub/login", timeout=30)
+    assert login_page.status_code == 200 and "password" in login_page.text.lower()
 
     url = f"{config.member_url(config.member('pannonia'))}/search?limit=3"
     if shutil.which("curl"):
@@ -68,7 +73,8 @@ def test_make_up_curl_search_make_down(stack_env):
     assert stopped.returncode == 0, stopped.stderr[-2000:]
     for name, pid in pids.items():
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
-    ports = [config.postgres.port, config.assets.port, config.broker.port] + [m.port for m in config.demo_members]
+    ports = [config.postgres.port, config.assets.port, config.broker.port, hub_port] + [
+        m.port for m in config.demo_members]
     assert not any(_services.port_in_use(p) for p in ports)
 
 

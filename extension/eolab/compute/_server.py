@@ -1,0 +1,126 @@
+"""Server side of eolab's per-user Dask: dask-gateway backends with per-user limits.
+
+dask-gateway limits one cluster (``cluster_max_cores``...) but not a user: these backends add a
+maximum number of active clusters per user and a budget of worker cores and memory summed over all
+of a user's clusters, enforced in the gateway (scale/adapt requests beyond it are refused with a
+message quoting both numbers; the scheduler's own requests are capped). They also preload
+:mod:`eolab.compute._orphans` into every scheduler, which stops a cluster whose clients are gone.
+
+Imported only by dask-gateway-server (never by a user's kernel).
+"""
+
+from __future__ import annotations
+
+import math
+
+from dask_gateway_server.backends.base import PublicException
+from dask_gateway_server.backends.db_base import JobStatus
+from dask_gateway_server.backends.local import LocalBackend, UnsafeLocalBackend
+from dask_gateway_server.options import Float, Integer, Options
+from traitlets import Float as FloatTrait
+from traitlets import Integer as IntegerTrait
+from traitlets.config import LoggingConfigurable
+
+GIB = 2**30
+
+
+class UserLimitsMixin(LoggingConfigurable):
+    """Per-user limits over all of a user's active clusters (mix into a ``DBBackendBase``)."""
+
+    max_clusters_per_user = IntegerTrait(2, min=1, help="Active clusters one user may have.", config=True)
+    max_cores_per_user = FloatTrait(4, help="Worker cores summed over a user's clusters.", config=True)
+    max_memory_per_user = FloatTrait(8 * GIB, help="Worker memory summed over a user's clusters, bytes.",
+                                     config=True)
+
+    def _active(self, username, exclude=None):
+        return [c for c in self.db.list_clusters(username=username)
+                if c.is_active() and c.name != exclude and c.target <= JobStatus.RUNNING]
+
+    def _used(self, username, exclude=None):
+        cores = memory = 0.0
+        for c in self._active(username, exclude):
+            n = max(c.count, len(c.active_workers()))
+            cores += n * c.config.get("worker_cores", 1)
+            memory += n * c.config.get("worker_memory", 0)
+        return cores, memory
+
+    def allowed_workers(self, username, config, exclude=None):
+        """Workers one more cluster (or cluster ``exclude``) of this user may have within the budget."""
+        cores, memory = self._used(username, exclude)
+        per_core = config.get("worker_cores", 1) or 1
+        per_mem = config.get("worker_memory", 0) or 1
+        by_cores = (self.max_cores_per_user - cores) / per_core
+        by_memory = (self.max_memory_per_user - memory) / per_mem
+        return max(0, math.floor(min(by_cores, by_memory) + 1e-9))
+
+    def _budget_text(self, username, config, exclude=None):
+        cores, memory = self._used(username, exclude)
+        return (f"{username}'s clusters may use {self.max_cores_per_user:g} cores and "
+                f"{self.max_memory_per_user / GIB:g} GiB in total; other clusters use {cores:g} cores and "
+                f"{memory / GIB:g} GiB; a worker needs {config.get('worker_cores', 1):g} cores and "
+                f"{config.get('worker_memory', 0) / GIB:g} GiB")
+
+    async def start_cluster(self, user, cluster_options):
+        active = self._active(user.name)
+        if len(active) >= self.max_clusters_per_user:
+            raise PublicException(
+                f"user {user.name} already has {len(active)} active clusters, the limit is "
+                f"{self.max_clusters_per_user} (stop one: cluster.shutdown() or Gateway().stop_cluster(name))")
+        return await super().start_cluster(user, cluster_options)
+
+    async def forward_message_to_scheduler(self, cluster, msg):
+        record = self.db.get_cluster(cluster.name)
+        if record is not None and msg.get("op") in ("scale", "adapt"):
+            allowed = self.allowed_workers(record.username, record.config, exclude=record.name)
+            wanted = msg.get("count") if msg["op"] == "scale" else msg.get("maximum")
+            if wanted is not None and wanted > allowed:
+                raise PublicException(
+                    f"{wanted} workers exceed {record.username}'s limit: at most {allowed} more "
+                    f"({self._budget_text(record.username, record.config, record.name)})")
+            if msg["op"] == "adapt" and msg.get("maximum") is None:
+                msg = {**msg, "maximum": allowed}  # unbounded adaptive scaling stays within the budget
+        return await super().forward_message_to_scheduler(cluster, msg)
+
+    async def on_cluster_heartbeat(self, cluster_name, msg):
+        record = self.db.get_cluster(cluster_name)
+        if record is not None:
+            allowed = self.allowed_workers(record.username, record.config, exclude=record.name)
+            if msg.get("count", 0) > allowed:
+                self.log.info("Cluster %s asked for %d workers, capped at %d by %s's limits",
+                              cluster_name, msg["count"], allowed, record.username)
+                msg = {**msg, "count": allowed}
+        return await super().on_cluster_heartbeat(cluster_name, msg)
+
+    def get_scheduler_command(self, cluster):
+        cmd = super().get_scheduler_command(cluster)
+        at = cmd.index("--preload")  # before the gateway's preload, whose options end the command
+        return cmd[:at] + ["--preload", "eolab.compute._orphans"] + cmd[at:]
+
+
+class EolabUnsafeLocalBackend(UserLimitsMixin, UnsafeLocalBackend):
+    """Demo mode: clusters run as the gateway's own OS user (no isolation between users)."""
+
+
+class EolabLocalBackend(UserLimitsMixin, LocalBackend):
+    """Multiuser mode: each cluster runs as its user's system account, certificates readable by it only."""
+
+
+def cluster_options(max_worker_cores: int, max_worker_memory_gib: float, idle_timeout: int,
+                    max_idle_timeout: int) -> Options:
+    """The options users may pick (the same fields render as a form in ``eolab.compute``)."""
+
+    def handler(options):
+        return {"worker_cores": options.worker_cores, "worker_threads": options.worker_cores,
+                "worker_memory": int(options.worker_memory * GIB),
+                "idle_timeout": float(options.idle_timeout_minutes * 60)}
+
+    minutes, max_minutes = idle_timeout / 60, max(idle_timeout, max_idle_timeout) / 60
+
+    return Options(
+        Integer("worker_cores", default=1, min=1, max=max_worker_cores, label="Worker cores"),
+        Float("worker_memory", default=min(2.0, max_worker_memory_gib), min=0.25, max=max_worker_memory_gib,
+              label="Worker memory (GiB)"),
+        Float("idle_timeout_minutes", default=round(minutes, 2), min=round(min(1.0, minutes), 2),
+              max=round(max_minutes, 2), label="Stop when idle for (minutes)"),
+        handler=handler,
+    )

@@ -1,0 +1,233 @@
+# JupyterHub configuration of an eolab deployment on one host (modes `demo` and `multiuser`).
+#
+# Every value comes from the settings file written by `eolab.hub.up` ($EOLAB_HUB_SETTINGS, JSON):
+# this file never imports eolab. Start the hub with `eolab up` / `make up`, not by hand.
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+S = json.loads(Path(os.environ["EOLAB_HUB_SETTINGS"]).read_text())
+SECRETS = json.loads(Path(S["secrets_file"]).read_text())
+HUB_DIR = Path(S["hub_dir"])
+CONF = Path(S["hub_config"])
+HOST = S["host"]
+MULTIUSER = S["mode"] == "multiuser"
+MARKER = {"EOLAB_HUB_ID": S["hub_id"]}  # lets `eolab down` find everything this hub started
+
+c = get_config()  # noqa: F821 (traitlets)
+
+# --- hub, proxy, state ------------------------------------------------------------------------
+c.JupyterHub.ip = HOST
+c.JupyterHub.port = S["port"]
+c.JupyterHub.hub_ip = HOST
+c.JupyterHub.hub_port = S["hub_port"]
+c.JupyterHub.db_url = f"sqlite:///{HUB_DIR / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(HUB_DIR / "cookie_secret")
+c.JupyterHub.cleanup_servers = True
+c.ConfigurableHTTPProxy.command = [S["chp"], "--log-level", "warn"]
+c.ConfigurableHTTPProxy.api_url = f"http://{HOST}:{S['proxy_api_port']}"
+c.ConfigurableHTTPProxy.pid_file = str(HUB_DIR / "proxy.pid")
+c.ConfigurableHTTPProxy.auth_token = SECRETS["proxy_token"]
+c.ConfigurableHTTPProxy.should_start = True
+
+# --- login ----------------------------------------------------------------------------------
+if S["authenticator"] == "shared-password":
+    c.JupyterHub.authenticator_class = "shared-password"
+    c.SharedPasswordAuthenticator.user_password = SECRETS["user_password"]
+    c.SharedPasswordAuthenticator.admin_password = SECRETS["admin_password"]
+    c.Authenticator.admin_users = set(S["admin_users"])
+    c.Authenticator.allowed_users = set(S["users"])
+elif S["authenticator"] == "pam":
+    c.JupyterHub.authenticator_class = "pam"
+    c.Authenticator.admin_users = set(S["admin_users"])
+    c.Authenticator.allowed_users = set(S["users"])
+elif S["authenticator"] == "oidc":
+    exec((CONF / "oidc" / "oidc_config.py").read_text())  # GenericOAuthenticator, group-based access
+
+# --- single-user servers --------------------------------------------------------------------
+VENV_BIN = S["venv_bin"]
+c.Spawner.cmd = [os.path.join(VENV_BIN, "jupyterhub-singleuser")]
+c.Spawner.default_url = "/lab"
+c.Spawner.start_timeout = 60
+c.Spawner.http_timeout = 60
+c.Spawner.poll_interval = 5  # also how soon a crashed managed service is noticed and restarted
+if MULTIUSER:
+    c.JupyterHub.spawner_class = "localprocess"
+    c.LocalProcessSpawner.shell_cmd = []
+else:
+    # Demo: every hub user runs as this one OS user; homes under the run directory.
+    c.JupyterHub.spawner_class = "simple"
+    c.SimpleLocalProcessSpawner.home_dir_template = str(HUB_DIR / "homes" / "{username}")
+if S["is_root"] and not MULTIUSER:
+    c.Spawner.args = ["--allow-root"]  # demo mode as root: servers refuse to start without it
+
+GATEWAY_PREFIX = "/services/dask-gateway"
+c.Spawner.environment = {
+    **MARKER,
+    "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
+    "EOLAB_CATALOG_URL": S["catalog_url"] or "",
+    "EOLAB_ASSETS_URL": S["assets_url"],
+    "EOLAB_TILES_URL": S["tiles"]["url"] if S["tiles"] else "",
+    # dask-gateway client: API through the hub, scheduler TLS straight to the gateway proxy.
+    "DASK_GATEWAY__ADDRESS": f"{S['public_url']}{GATEWAY_PREFIX}",
+    "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://{HOST}:{S['gateway_proxy_port']}",
+    "DASK_GATEWAY__PUBLIC_ADDRESS": GATEWAY_PREFIX,
+    "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "EOLAB_COMPUTE_BACKEND": S["compute_backend"],
+}
+if S.get("slurm_conf"):
+    # HPC: users' Dask workers as Slurm jobs (dask-jobqueue from the kernel; hub_config/slurm/README.md).
+    c.Spawner.environment.update({
+        "SLURM_CONF": S["slurm_conf"],
+        "PATH": f"{S['slurm_bin']}:{c.Spawner.environment['PATH']}" if S.get("slurm_bin") else
+                c.Spawner.environment["PATH"],
+        "EOLAB_SLURM_PARTITION": S.get("slurm_partition") or "",
+    })
+
+SERVICE_ACCESS = [f"access:services!service={name}" for name in ("dask-gateway", "catalog", "tiles")]
+# The server's token (JUPYTERHUB_API_TOKEN in kernels) must reach the gateway, or Gateway() gets 401.
+c.Spawner.server_token_scopes = ["access:servers!server", "users:activity!user", *SERVICE_ACCESS]
+
+
+def _copy_templates(spawner):
+    """Getting-started notebooks and workflow templates into each new home; JupyterLab defaults."""
+    home = Path(spawner.home_dir) if not MULTIUSER else Path(f"/home/{spawner.user.name}")
+    if MULTIUSER:
+        import pwd
+
+        home = Path(pwd.getpwnam(spawner.user.name).pw_dir)
+    home.mkdir(parents=True, exist_ok=True)
+    marker = home / ".eolab-initialised"
+    if marker.exists():
+        return
+    for src in S["templates"]:
+        src = Path(src)
+        if src.is_dir() and not (home / src.name).exists():
+            shutil.copytree(src, home / src.name)
+    settings = home / ".jupyter" / "lab" / "user-settings" / "@jupyterlab"
+    for rel, body in (("notebook-extension/tracker.jupyterlab-settings", {"autoStartDefaultKernel": True}),
+                      ("apputils-extension/notification.jupyterlab-settings",
+                       {"fetchNews": "false", "checkForUpdates": False})):
+        target = settings / rel
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(body))
+    marker.write_text("eolab templates copied\n")
+    if MULTIUSER:
+        import pwd
+
+        pw = pwd.getpwnam(spawner.user.name)
+        for path in [home, *home.rglob("*")]:
+            os.lchown(path, pw.pw_uid, pw.pw_gid)
+        home.chmod(0o700)
+
+
+c.Spawner.pre_spawn_hook = _copy_templates
+
+if MULTIUSER:
+    # Hub login "alice" is system user "eolab-alice": the prefix keeps eolab's accounts recognisable.
+    prefix = S["system_user_prefix"]
+    c.Authenticator.username_map = {u: prefix + u for u in S["users"] + S["admin_users"]}
+    c.Authenticator.allowed_users = {prefix + u for u in S["users"]}
+    c.Authenticator.admin_users = {prefix + u for u in S["admin_users"]}
+
+# --- roles and services ---------------------------------------------------------------------
+c.JupyterHub.load_roles = [
+    {"name": "user", "scopes": ["self", *SERVICE_ACCESS]},
+    {"name": "server", "scopes": ["access:servers!server", "users:activity!user", *SERVICE_ACCESS]},
+    {"name": "idle-culler", "services": ["idle-culler"],
+     "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]},
+    {"name": "eolab-admin", "services": ["eolab-admin"],
+     "scopes": ["list:users", "read:users", "read:servers", "read:services", "admin:servers", "admin:users",
+                "tokens"]},
+]
+
+PY = S["python"]
+GATE = str(CONF / "services" / "gate.py")
+SERVICE_ENV = {**MARKER, "EOLAB_HUB_SETTINGS": os.environ["EOLAB_HUB_SETTINGS"],
+               "PYTHONUNBUFFERED": "1"}
+
+
+def _logged(name, cmd):
+    # Managed services inherit the hub's stdout; a small shell redirect gives each its own log.
+    log = Path(S["log_dir"]) / f"hub-{name}.log"
+    return ["/bin/sh", "-c", 'exec "$@" >>"$EOLAB_LOG" 2>&1', name, *cmd], {"EOLAB_LOG": str(log)}
+
+
+def _service(name, cmd, url=None, env=None, **extra):
+    command, log_env = _logged(name, cmd)
+    spec = {"name": name, "command": command, "environment": {**SERVICE_ENV, **log_env, **(env or {})}}
+    if url:
+        spec.update(url=url, oauth_no_confirm=True)
+    spec.update(extra)
+    return spec
+
+
+services = [
+    _service("dask-gateway", [PY, GATE, "gateway"], url=f"http://{HOST}:{S['gate_gateway_port']}"),
+    _service("dask-gateway-server", [os.path.join(VENV_BIN, "dask-gateway-server"),
+                                     "-f", str(CONF / "dask_gateway_config.py")]),
+    _service("idle-culler", [PY, str(CONF / "services" / "culler.py"),
+                             f"--timeout={S['server_idle_timeout']}",
+                             f"--cull-every={max(30, S['server_idle_timeout'] // 6)}"]),
+    {"name": "eolab-admin", "api_token": SECRETS["admin_token"]},
+]
+if S["catalog_url"]:
+    services.append(_service("catalog", [PY, GATE, "catalog"], url=f"http://{HOST}:{S['gate_catalog_port']}"))
+if S["broker"] and S["broker"]["managed"]:
+    b = S["broker"]
+    services.append(_service("catalog-broker", [PY, "-m", "uvicorn", b["app"], "--factory", "--host", HOST,
+                                                "--port", str(b["port"]), "--log-level", "warning"],
+                             env={"EOLAB_CATALOG_CONFIG": S["catalog_config"]}))
+if S["tiles"]:
+    t = S["tiles"]
+    services.append(_service("tiles", [PY, GATE, "tiles"], url=f"http://{HOST}:{S['gate_tiles_port']}"))
+    if t["managed"]:
+        services.append(_service("tiles-server", [PY, "-m", "uvicorn", t["app"], "--factory", "--host", HOST,
+                                                  "--port", str(t["port"]), "--log-level", "warning"],
+                                 env=t["env"]))
+c.JupyterHub.services = services
+
+# --- health page: every managed service's process and address, at /hub/eolab-health ---------
+from jupyterhub.handlers.base import BaseHandler  # noqa: E402
+from tornado.httpclient import AsyncHTTPClient  # noqa: E402
+
+PROBES = {"dask-gateway-server": f"http://{HOST}:{S['gateway_proxy_port']}{GATEWAY_PREFIX}/api/health",
+          "catalog-broker": (S["broker"] or {}).get("url", "") + "/_health",
+          "tiles-server": (S["tiles"] or {}).get("url", "") + "/_health"}
+
+
+class HealthHandler(BaseHandler):
+    """JSON: each managed service ok/down (the hub restarts crashed ones); 503 while any is down."""
+
+    def check_xsrf_cookie(self):
+        pass
+
+    async def get(self):
+        report, ok = {}, True
+        for name, service in self.services.items():
+            if not service.managed:
+                continue
+            proc = getattr(service, "proc", None)
+            alive = proc is not None and proc.poll() is None
+            probe = PROBES.get(name) or (service.url and f"{service.url.rstrip('/')}/services/{name}/_gate/health")
+            answered = None
+            if alive and probe:
+                try:
+                    resp = await AsyncHTTPClient().fetch(probe, raise_error=False, request_timeout=3)
+                    answered = resp.code == 200  # e.g. the gateway proxy says 404 until it has its routes
+                except Exception:  # noqa: BLE001 - a probe failure is the thing we report
+                    answered = False
+            state = "ok" if alive and answered is not False else ("starting" if alive else "down")
+            ok &= state == "ok"
+            report[name] = {"state": state, "pid": proc.pid if proc else None,
+                            "url": service.url or "", "detail": "" if alive else "process exited; hub restarts it"}
+        self.set_status(200 if ok else 503)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"ok": ok, "services": report}))
+
+
+c.JupyterHub.extra_handlers = [(r"/eolab-health", HealthHandler)]

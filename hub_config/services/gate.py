@@ -1,0 +1,198 @@
+"""Hub-authenticated gate in front of a local service (run by the hub as a managed service).
+
+    python gate.py gateway   # /services/dask-gateway/: API passed through (the gateway checks hub
+                             # tokens itself); dashboards only for the cluster's owner
+    python gate.py catalog   # /services/catalog/: the broker (members/<id>/: one member)
+    python gate.py tiles     # /services/tiles/: the tile service
+
+Requests need a hub token with access to this service (``Authorization: token ...``) or the hub's
+OAuth cookie (browsers are sent through the hub login); anything else gets 401 with a hint.
+Crashes are the hub's business: it restarts managed services.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
+from tornado import httpclient, ioloop, web, websocket
+
+S = json.loads(Path(os.environ["EOLAB_HUB_SETTINGS"]).read_text())
+KIND = sys.argv[1] if len(sys.argv) > 1 else "catalog"
+PREFIX = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{KIND}/")
+GATEWAY = f"http://{S['host']}:{S['gateway_proxy_port']}"
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
+               "proxy-authorization", "proxy-authenticate", "host", "content-length"}
+OWNER_TTL = 30.0
+_owners: dict[tuple[str, str], float] = {}
+
+
+def upstream_for(path: str) -> tuple[str, str] | None:
+    """(base URL, path upstream) for a request path below PREFIX, or None if nothing serves it."""
+    rest = path[len(PREFIX):] if path.startswith(PREFIX) else path.lstrip("/")
+    if KIND == "gateway":
+        return GATEWAY, path  # the gateway's proxy serves under the same prefix
+    if KIND == "catalog":
+        if rest.startswith("members/"):
+            member, _, tail = rest[len("members/"):].partition("/")
+            base = S["members"].get(member)
+            return (base, "/" + tail) if base else None
+        return S["catalog_url"], "/" + rest
+    if KIND == "tiles" and S.get("tiles"):
+        return S["tiles"]["url"], "/" + rest
+    return None
+
+
+class GateMixin(HubOAuthenticated):
+    def refuse(self, status: int, message: str) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": message}))
+
+    def wants_html(self) -> bool:
+        return self.request.method == "GET" and "text/html" in self.request.headers.get("Accept", "")
+
+    async def check_owner(self, cluster: str) -> bool:
+        """The gateway itself decides: it answers 200 only to the cluster's owner."""
+        token = self.hub_auth.get_token(self)
+        user = (self.current_user or {}).get("name", "")
+        key = (user, cluster)
+        if _owners.get(key, 0) > time.monotonic():
+            return True
+        url = f"{GATEWAY}{PREFIX.rstrip('/')}/api/v1/clusters/{cluster}"
+        response = await httpclient.AsyncHTTPClient().fetch(
+            url, headers={"Authorization": f"jupyterhub {token}"}, raise_error=False, request_timeout=10)
+        if response.code == 200:
+            _owners[key] = time.monotonic() + OWNER_TTL
+            return True
+        return False
+
+    async def authorise(self) -> bool:
+        """True if the request may pass; otherwise the refusal is already sent."""
+        path = self.request.path
+        if KIND == "gateway" and path.startswith(PREFIX + "api/"):
+            return True  # dask-gateway authenticates API calls with the hub token itself
+        if self.current_user is None:
+            if self.wants_html():
+                self.redirect(self.get_login_url())
+            else:
+                self.refuse(401, f"log in to the hub or send 'Authorization: token <hub token>' to {PREFIX}")
+            return False
+        if KIND == "gateway":
+            parts = path[len(PREFIX):].split("/")
+            if len(parts) < 2 or parts[0] != "clusters" or not await self.check_owner(parts[1]):
+                self.refuse(403, "only the cluster's owner may open its dashboard")
+                return False
+        return True
+
+
+class ProxyHandler(GateMixin, web.RequestHandler):
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+
+    def check_xsrf_cookie(self):
+        pass  # token-authenticated API traffic; the upstream decides what a request may do
+
+    async def _forward(self) -> None:
+        if not await self.authorise():
+            return
+        target = upstream_for(self.request.path)
+        if target is None:
+            return self.refuse(404, f"nothing is served at {self.request.path}")
+        base, path = target
+        url = base.rstrip("/") + path + (f"?{self.request.query}" if self.request.query else "")
+        headers = {k: v for k, v in self.request.headers.get_all() if k.lower() not in HOP_HEADERS}
+        if KIND != "gateway":
+            headers.pop("Authorization", None)  # the user's hub token stays here
+            headers.pop("Cookie", None)
+        headers["X-Forwarded-Prefix"] = PREFIX.rstrip("/")
+        body = self.request.body if self.request.method in ("POST", "PUT", "PATCH") else None
+        if body is None and self.request.method in ("POST", "PUT", "PATCH"):
+            body = b""
+        request = httpclient.HTTPRequest(url, method=self.request.method, headers=headers, body=body,
+                                         follow_redirects=False, decompress_response=False,
+                                         request_timeout=120, allow_nonstandard_methods=True)
+        try:
+            response = await httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
+        except OSError as exc:
+            return self.refuse(502, f"{KIND} upstream {base} is not answering ({exc.strerror or exc})")
+        if response.code == 599:
+            return self.refuse(502, f"{KIND} upstream {base} is not answering ({response.error})")
+        self.set_status(response.code, response.reason)
+        self._headers.pop("Content-Type", None)
+        for name, value in response.headers.get_all():
+            if name.lower() not in HOP_HEADERS:
+                self.add_header(name, value)
+        payload = response.body or b""
+        content_type = response.headers.get("Content-Type", "")
+        if KIND != "gateway" and "json" in content_type and "Content-Encoding" not in response.headers:
+            # STAC links name the upstream; point them through the gate instead.
+            public = S["public_url"] + PREFIX.rstrip("/")
+            payload = payload.replace(base.rstrip("/").encode(), public.encode())
+        if self.request.method != "HEAD":
+            self.write(payload)
+        self.finish()
+
+    get = head = post = put = delete = patch = options = _forward
+
+
+class SocketHandler(GateMixin, websocket.WebSocketHandler):
+    """Bokeh dashboards talk over a websocket: relay it after the same checks."""
+
+    async def get(self, *args, **kwargs):
+        if not await self.authorise():
+            return
+        base, path = upstream_for(self.request.path)
+        target = "ws" + base[len("http"):] + path + (f"?{self.request.query}" if self.request.query else "")
+        try:
+            self.upstream = await websocket.websocket_connect(target, on_message_callback=self._from_upstream)
+        except OSError:
+            return self.refuse(502, "the dashboard is not answering")
+        await super().get(*args, **kwargs)
+
+    def check_origin(self, origin):
+        return urlsplit(origin).hostname in (S["host"], "localhost")
+
+    def _from_upstream(self, message):
+        if message is None:
+            self.close()
+        elif self.ws_connection is not None:
+            self.write_message(message, binary=isinstance(message, bytes))
+
+    def on_message(self, message):
+        self.upstream.write_message(message, binary=isinstance(message, bytes))
+
+    def on_close(self):
+        if getattr(self, "upstream", None) is not None:
+            self.upstream.close()
+
+
+class HealthHandler(web.RequestHandler):
+    def get(self):
+        self.finish({"ok": True, "kind": KIND})
+
+
+def make_app() -> web.Application:
+    routes = [
+        (PREFIX + "oauth_callback", HubOAuthCallbackHandler),
+        (PREFIX + "_gate/health", HealthHandler),
+    ]
+    if KIND == "gateway":
+        routes.append((PREFIX + r"clusters/[^/]+/.*/ws", SocketHandler))
+    routes.append((PREFIX.rstrip("/") + r"(?:/.*)?", ProxyHandler))
+    return web.Application(routes, hub_auth=HubOAuth(cache_max_age=60),
+                           cookie_secret=os.urandom(32))
+
+
+def main() -> None:
+    url = urlsplit(os.environ["JUPYTERHUB_SERVICE_URL"])
+    make_app().listen(url.port, address=url.hostname)
+    ioloop.IOLoop.current().start()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""The catalogue stack for tests: free ports, generous budgets, cleanup."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+from eolab.catalog._postgres import Cluster
+from eolab.config import DEFAULT_CONFIG, StackConfig, load_config
+
+
+def _ports(config: StackConfig) -> list[int]:
+    return [config.postgres.port, config.assets.port, config.broker.port] + [m.port for m in config.demo_members]
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+_taken: set[int] = set()
+
+
+def free_port_offset(start: int = 20000) -> int:
+    """A port offset at which every port of the default configuration is free (and not yet handed out)."""
+    base = load_config(DEFAULT_CONFIG)
+    for offset in range(start, 50000, 137):
+        ports = [p + offset for p in _ports(base)]
+        if not _taken.intersection(ports) and all(_free(p) for p in ports):
+            _taken.update(ports)
+            return offset
+    raise RuntimeError("no free port range found on 127.0.0.1")
+
+
+# A loaded CI machine can make a member miss the default 5 s budget; the broker then skips it for
+# health_ttl and results look incomplete. Tests of completeness need generous budgets.
+TEST_BROKER = {"port": 8720, "member_timeout": 30.0, "total_timeout": 45.0, "health_ttl": 5.0}
+
+
+def make_stack_config(run_dir: Path, data_dir: Path, offset: int | None = None) -> StackConfig:
+    return load_config(DEFAULT_CONFIG, run_dir=str(run_dir), data_dir=str(data_dir), broker=dict(TEST_BROKER),
+                       port_offset=free_port_offset() if offset is None else offset)
+
+
+def purge(config: StackConfig) -> None:
+    """Remove the test cluster's files (it may live outside the run directory, see _postgres.data_dir)."""
+    cluster = Cluster(Path(config.run_dir), config.postgres.port)
+    for path in (cluster.pgdata, cluster.socket_dir):
+        shutil.rmtree(path, ignore_errors=True)

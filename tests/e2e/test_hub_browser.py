@@ -1,0 +1,108 @@
+"""A real browser (Debian's Chromium via Playwright) logs into the hub, opens a notebook and runs a
+cell that starts a gateway cluster from eolab's options form, then opens the cluster's dashboard."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from eolab import hub
+from tests.integration.test_hub_demo import free_port_base
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)"),
+]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+CELLS = [
+    "import eolab.compute\nform = eolab.compute.options_widget()\nform.widget",
+    "print('RESULT', form.client.submit(lambda: 6 * 7).result(), len(form.client.scheduler_info()['workers']))",
+]
+
+
+@pytest.fixture(scope="module")
+def browser_hub(catalog_stack, tmp_path_factory):
+    config = catalog_stack.model_copy(update={"run_dir": tmp_path_factory.mktemp("browser-hub-run")})
+    base = free_port_base(width=9, start=45000)
+    settings = hub.HubSettings(port=base, tiles_port=base + 8, users=["alice"], max_worker_cores=1,
+                               max_worker_memory=1.0)
+    try:
+        hub.up(config, settings)
+        yield config, settings
+    finally:
+        hub.down(config, settings)
+
+
+def _notebook(path: Path) -> None:
+    cells = [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": src}
+             for src in CELLS]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "cells": cells, "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}))
+
+
+def test_browser_login_notebook_gateway_cell(browser_hub):
+    playwright = pytest.importorskip("playwright.sync_api")
+    config, settings = browser_hub
+    base = f"http://127.0.0.1:{settings.port}"
+    _notebook(hub.hub_dir(config) / "homes" / "alice" / "browser-test.ipynb")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_context().new_page()
+        try:
+            _drive(page, base, config)
+        except Exception:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "hub-browser-failure.png"))
+            raise
+        finally:
+            browser.close()
+
+
+def _run_cell(page, index: int) -> None:
+    """Run one cell; a keypress sent while the kernel connects is dropped, so retry until it counts."""
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    prompt = cell.locator(".jp-InputPrompt")
+    for _ in range(5):
+        cell.click()
+        page.keyboard.press("Shift+Enter")
+        try:
+            page.wait_for_function("el => /\\[(\\*|\\d+)\\]/.test(el.textContent)", arg=prompt.element_handle(),
+                                   timeout=5_000)
+            return
+        except Exception:  # noqa: BLE001 - not executed yet: press again
+            continue
+    raise AssertionError(f"cell {index} never started executing")
+
+
+def _drive(page, base, config) -> None:
+    page.route("**/*", lambda route: route.abort())  # registered first: everything not local is blocked
+    page.route("http://127.0.0.1:*/**", lambda route: route.continue_())
+    page.goto(f"{base}/hub/login")
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", hub.credentials(config)["user_password"])
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_url("**/user/alice/lab**", timeout=90_000)
+    page.goto(f"{base}/user/alice/lab/tree/browser-test.ipynb")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    page.wait_for_selector(".jp-StatusBar-TextItem:has-text('| Idle')", timeout=60_000)
+    # Run the first cell: the form appears; start a cluster from it.
+    _run_cell(page, 0)
+    page.wait_for_selector(".eolab-compute-start button, button.eolab-compute-start", timeout=60_000)
+    page.click("button.eolab-compute-start")
+    status = page.wait_for_selector(".eolab-compute-status:has-text('running')", timeout=90_000)
+    link = status.query_selector("a").get_attribute("href")
+    assert "/services/dask-gateway/clusters/" in link
+    # Second cell computes on that cluster.
+    _run_cell(page, 1)
+    page.wait_for_selector(".jp-OutputArea-output:has-text('RESULT 42 1')", timeout=60_000)
+    # The dashboard link works in the user's browser (hub OAuth through the gate, owner only).
+    dash = page.context.new_page()
+    response = dash.goto(f"{base}{link}" if link.startswith("/") else link)
+    assert response.status == 200 and "bokeh" in dash.content().lower()
