@@ -70,6 +70,8 @@ c.Spawner.environment = {
     "EOLAB_CATALOG_URL": S["catalog_url"] or "",
     "EOLAB_ASSETS_URL": S["assets_url"],
     "EOLAB_TILES_URL": S["tiles"]["url"] if S["tiles"] else "",
+    # Panel/Bokeh assets from the tile service, not a CDN (read when panel is first imported).
+    **({"PANEL_CDN_ROOT": S["tiles"]["url"] + "/static/panel/"} if S["tiles"] else {}),
     # dask-gateway client: API through the hub, scheduler TLS straight to the gateway proxy.
     "DASK_GATEWAY__ADDRESS": f"{S['public_url']}{GATEWAY_PREFIX}",
     "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://{HOST}:{S['gateway_proxy_port']}",

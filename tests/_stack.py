@@ -11,7 +11,8 @@ from eolab.config import DEFAULT_CONFIG, StackConfig, load_config
 
 
 def _ports(config: StackConfig) -> list[int]:
-    return [config.postgres.port, config.assets.port, config.broker.port] + [m.port for m in config.demo_members]
+    return [config.postgres.port, config.assets.port, config.broker.port, config.tiles.port] + [
+        m.port for m in config.demo_members]
 
 
 def _free(port: int) -> bool:

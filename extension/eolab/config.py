@@ -100,6 +100,7 @@ class StackConfig(_Strict):
     postgres: ServicePort = ServicePort(port=5433)
     assets: ServicePort = ServicePort(port=8710)
     broker: BrokerConfig = BrokerConfig()
+    tiles: ServicePort = ServicePort(port=8730)
     members: list[MemberConfig]
 
     @field_validator("host")
@@ -115,7 +116,8 @@ class StackConfig(_Strict):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"member ids must be unique, repeated: {', '.join(dupes)}")
-        ports = [self.postgres.port, self.assets.port, self.broker.port] + [m.port for m in self.members if m.port]
+        ports = [self.postgres.port, self.assets.port, self.broker.port, self.tiles.port] + [
+            m.port for m in self.members if m.port]
         clashes = sorted({p for p in ports if ports.count(p) > 1})
         if clashes:
             raise ValueError(f"two services share port(s) {clashes}")
@@ -144,12 +146,16 @@ class StackConfig(_Strict):
         return f"http://{self.host}:{self.broker.port}"
 
     @property
+    def tiles_url(self) -> str:
+        return f"http://{self.host}:{self.tiles.port}"
+
+    @property
     def assets_url(self) -> str:
         return f"http://{self.host}:{self.assets.port}"
 
 
 def _with_offset(raw: dict[str, Any], offset: int) -> dict[str, Any]:
-    for key in ("postgres", "assets", "broker"):
+    for key in ("postgres", "assets", "broker", "tiles"):
         if isinstance(raw.get(key), dict) and "port" in raw[key]:
             raw[key]["port"] = int(raw[key]["port"]) + offset
     for member in raw.get("members") or []:

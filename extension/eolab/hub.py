@@ -64,7 +64,6 @@ class HubSettings(BaseSettings):
     max_memory_per_user: float = Field(8.0, gt=0, description="sum of worker memory over a user's clusters, GiB")
     max_worker_cores: int = Field(2, ge=1)
     max_worker_memory: float = Field(4.0, gt=0, description="GiB")
-    tiles_port: int = Field(8730, ge=1, le=65535, description="the tile service (titiler), when eolab.tiles exists")
     compute_backend: Literal["gateway", "slurm", "local"] = Field(
         "gateway", description="what eolab.compute uses in kernels: the gateway, dask-jobqueue on Slurm, or local")
     gateway_backend: Literal["local", "slurm"] = "local"
@@ -81,7 +80,7 @@ def load_settings(**overrides) -> HubSettings:
     """Settings from the environment; the default port moves with ``EOLAB_PORT_OFFSET`` like the stack's."""
     settings = HubSettings(**{k: v for k, v in overrides.items() if v is not None})
     offset = int(os.environ.get("EOLAB_PORT_OFFSET") or 0)
-    for name in ("port", "tiles_port"):
+    for name in ("port",):
         if name not in overrides and not os.environ.get(f"EOLAB_HUB_{name.upper()}"):
             settings = settings.model_copy(update={name: getattr(settings, name) + offset})
     return settings
@@ -144,7 +143,7 @@ def resolve(config: StackConfig, settings: HubSettings) -> dict:
     catalog_url = config.broker_url if broker else next(iter(members.values()), None)
     ports = settings.ports()
     public = f"http://{config.host}:{ports['port']}"
-    tiles_url = f"http://{config.host}:{settings.tiles_port}"
+    tiles_url = config.tiles_url
     resolved = {
         **settings.model_dump(), **ports,
         "host": config.host,
@@ -165,7 +164,7 @@ def resolve(config: StackConfig, settings: HubSettings) -> dict:
         "assets_url": config.assets_url,
         "broker": ({"app": BROKER_APP, "port": config.broker.port, "url": config.broker_url,
                     "managed": not _answers(config.broker_url + "/_health")} if broker else None),
-        "tiles": ({"app": TILES_APP, "port": settings.tiles_port, "url": tiles_url,
+        "tiles": ({"app": TILES_APP, "port": config.tiles.port, "url": tiles_url,
                    "managed": not _answers(tiles_url + "/_health"),
                    "env": {"EOLAB_TILES_BASE_DIR": str(Path(config.data_dir).resolve())}} if tiles else None),
         "templates": [str(ROOT / "notebooks"), str(ROOT / "workflows")],

@@ -1,5 +1,1 @@
-"""Browser tests: the catalogue stack fixture comes from tests/conftest.py."""
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "e2e: drives JupyterLab in a real browser (Debian chromium + playwright)")
+"""Browser tests (marker `e2e`): the catalogue stack fixture comes from tests/conftest.py."""

@@ -30,7 +30,7 @@ CELLS = [
 def browser_hub(catalog_stack, tmp_path_factory):
     config = catalog_stack.model_copy(update={"run_dir": tmp_path_factory.mktemp("browser-hub-run")})
     base = free_port_base(width=9, start=45000)
-    settings = hub.HubSettings(port=base, tiles_port=base + 8, users=["alice"], max_worker_cores=1,
+    settings = hub.HubSettings(port=base, users=["alice"], max_worker_cores=1,
                                max_worker_memory=1.0)
     try:
         hub.up(config, settings)

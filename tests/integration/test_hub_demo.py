@@ -58,7 +58,7 @@ def demo_hub(catalog_stack):
     config = catalog_stack
     base = free_port_base(width=9)
     settings = hub.HubSettings(
-        port=base, tiles_port=base + 8, users=["alice", "bob"], cluster_orphan_timeout=ORPHAN_TIMEOUT,
+        port=base, users=["alice", "bob"], cluster_orphan_timeout=ORPHAN_TIMEOUT,
         cluster_idle_timeout=120, max_clusters_per_user=2, max_cores_per_user=3, max_memory_per_user=3.0,
         max_worker_cores=1, max_worker_memory=1.0)
     try:

@@ -73,7 +73,7 @@ def test_make_up_curl_search_make_down(stack_env):
     assert stopped.returncode == 0, stopped.stderr[-2000:]
     for name, pid in pids.items():
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
-    ports = [config.postgres.port, config.assets.port, config.broker.port, hub_port] + [
+    ports = [config.postgres.port, config.assets.port, config.broker.port, config.tiles.port, hub_port] + [
         m.port for m in config.demo_members]
     assert not any(_services.port_in_use(p) for p in ports)
 
@@ -83,6 +83,7 @@ def test_busy_port_is_one_clear_line_and_nothing_starts(stack_env):
     import socket
 
     with socket.socket() as blocker:
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the port may be in TIME_WAIT
         blocker.bind(("127.0.0.1", config.member("danube").port))
         blocker.listen()
         result = cli("catalog", "up", "-q", env=env)

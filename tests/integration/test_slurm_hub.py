@@ -37,7 +37,7 @@ def slurm(tmp_path_factory):
 def slurm_hub(catalog_stack, slurm, tmp_path_factory):
     config = catalog_stack.model_copy(update={"run_dir": tmp_path_factory.mktemp("slurm-hub-run")})
     base = free_port_base(width=9, start=43000)
-    settings = hub.HubSettings(port=base, tiles_port=base + 8, users=["alice"], compute_backend="slurm",
+    settings = hub.HubSettings(port=base, users=["alice"], compute_backend="slurm",
                                slurm_conf=str(slurm.conf), slurm_bin=str(slurm.bin))
     try:
         hub.up(config, settings)

@@ -62,6 +62,12 @@ def _broker_service(config: StackConfig) -> _services.Service:
                              ready_path="/_health", host=config.host)
 
 
+def _tiles_service(config: StackConfig) -> _services.Service:
+    from eolab.tiles import tile_service
+
+    return tile_service(config, port=config.tiles.port)
+
+
 def _state_file(config: StackConfig, member: MemberConfig) -> Path:
     return Path(config.run_dir) / "state" / f"{member.id}.loaded"
 
@@ -85,8 +91,9 @@ def _preflight(config: StackConfig, cluster: Cluster) -> None:
     for member in config.demo_members:
         if not _services.running_pid(run_dir, f"member-{member.id}"):
             wanted.append((f"member-{member.id}", member.port))
-    if not _services.running_pid(run_dir, "broker"):
-        wanted.append(("broker", config.broker.port))
+    for name, port in (("broker", config.broker.port), ("tiles", config.tiles.port)):
+        if not _services.running_pid(run_dir, name):
+            wanted.append((name, port))
     for name, port in wanted:
         if _services.port_in_use(port, config.host):
             raise ServiceError(f"port {port} for {name} is in use by another program",
@@ -125,12 +132,15 @@ def up(config: StackConfig, progress: bool = True) -> list[ServiceStatus]:
     broker = _broker_service(config)
     statuses.append(ServiceStatus("broker", broker.url, _services.start(run_dir, broker),
                                   "federated STAC API over all enabled members"))
+    tiles = _tiles_service(config)
+    statuses.append(ServiceStatus("tiles", tiles.url, _services.start(run_dir, tiles), "quicklook tiles (titiler)"))
     return statuses
 
 
 def down(config: StackConfig) -> list[ServiceStatus]:
     run_dir = Path(config.run_dir)
-    statuses = [ServiceStatus("broker", config.broker_url, "stopped" if _services.stop(run_dir, "broker") else "down")]
+    statuses = [ServiceStatus(name, url, "stopped" if _services.stop(run_dir, name) else "down")
+                for name, url in (("tiles", config.tiles_url), ("broker", config.broker_url))]
     for member in config.demo_members:
         name = f"member-{member.id}"
         stopped = _services.stop(run_dir, name)
@@ -155,8 +165,8 @@ def status(config: StackConfig) -> list[ServiceStatus]:
         result.append(ServiceStatus(name, config.member_url(member),
                                     "running" if _services.running_pid(run_dir, name) else "down",
                                     ", ".join(member.collections)))
-    result.append(ServiceStatus("broker", config.broker_url,
-                                "running" if _services.running_pid(run_dir, "broker") else "down"))
+    for name, url in (("broker", config.broker_url), ("tiles", config.tiles_url)):
+        result.append(ServiceStatus(name, url, "running" if _services.running_pid(run_dir, name) else "down"))
     for member in config.enabled_members:
         if not member.is_demo:
             result.append(ServiceStatus(f"remote-{member.id}", config.member_url(member), "remote"))

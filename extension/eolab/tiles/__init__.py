@@ -1,0 +1,123 @@
+"""Quicklook tiles: URL templates for map layers, and the tile service that renders them.
+
+Importing this package needs neither titiler nor FastAPI; the app lives in :mod:`eolab.tiles.app`.
+The service runs next to the catalogue (``tile_service(config)``), started by eolab or by the hub.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from eolab.errors import EolabError
+from eolab.tiles._render import STYLES
+
+__all__ = ["STYLES", "DEFAULT_PORT", "tiles_url", "item_tiles", "asset_tiles", "base_tiles", "panel_cdn_root",
+           "serve", "tile_service"]
+
+DEFAULT_PORT = 8730
+
+
+def tiles_url(url: str | None = None) -> str:
+    """The tile service: ``url``, else ``$EOLAB_TILES_URL``."""
+    url = url or os.environ.get("EOLAB_TILES_URL")
+    if not url:
+        raise EolabError("no tile service URL given",
+                         hint="pass tiles_url or set EOLAB_TILES_URL (eolab up starts one)")
+    return url.rstrip("/")
+
+
+def _self_href(item: Any) -> str | None:
+    if hasattr(item, "get_single_link"):
+        link = item.get_single_link("self")
+        return link.href if link else None
+    for link in item.get("links", []):
+        if link.get("rel") == "self":
+            return link["href"]
+    return None
+
+
+def item_tiles(item: Any, style: str = "truecolor", url: str | None = None) -> str:
+    """A ``{z}/{x}/{y}`` URL template rendering ``item`` (STAC dict, pystac Item or item URL) in ``style``.
+
+    Items with a ``self`` link are rendered by URL (the service reads scale/offset from the item);
+    others by their asset hrefs.
+    """
+    from eolab.tiles._render import band_assets, scale_offset_nodata, style as get_style
+
+    the_style = get_style(style)
+    base = tiles_url(url)
+    if isinstance(item, str):
+        return f"{base}/item/{{z}}/{{x}}/{{y}}.png?" + urlencode({"url": item, "style": style})
+    href = _self_href(item)
+    if href:
+        return f"{base}/item/{{z}}/{{x}}/{{y}}.png?" + urlencode({"url": href, "style": style})
+    data = item.to_dict() if hasattr(item, "to_dict") else item
+    return asset_tiles({n: a["href"] for n, a in band_assets(data, the_style.bands).items()}, style, url=url,
+                       **dict(zip(("scale", "offset", "nodata"),
+                                  scale_offset_nodata(next(iter(band_assets(data, the_style.bands).values()))))))
+
+
+def asset_tiles(hrefs: dict[str, str], style: str = "truecolor", url: str | None = None, *, scale: float = 1.0,
+                offset: float = 0.0, nodata: float | None = None) -> str:
+    """A URL template rendering COG hrefs given by common name (``{"nir": ..., "red": ...}``)."""
+    from eolab.tiles._render import style as get_style
+
+    get_style(style)
+    params = {"style": style, **hrefs, "scale": scale, "offset": offset}
+    if nodata is not None:
+        params["nodata"] = nodata
+    return f"{tiles_url(url)}/assets/{{z}}/{{x}}/{{y}}.png?" + urlencode(params)
+
+
+def panel_cdn_root(url: str | None = None) -> str:
+    """What ``PANEL_CDN_ROOT`` should be so notebook plots load Panel's files from the tile service."""
+    return f"{tiles_url(url)}/static/panel/"
+
+
+def base_tiles(url: str | None = None) -> str:
+    """The offline base layer (demo area, true colour)."""
+    return f"{tiles_url(url)}/base/{{z}}/{{x}}/{{y}}.png"
+
+
+def _service(host: str, port: int, data_dir, name: str = "tiles"):
+    from eolab import _services
+
+    cmd = [sys.executable, "-m", "uvicorn", "eolab.tiles.app:create_app", "--factory", "--host", host,
+           "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    env = {"EOLAB_TILES_BASE_DIR": str(Path(data_dir).resolve())} if data_dir else {}
+    return _services.Service(name=name, cmd=cmd, port=port, env=env, ready_path="/_health", host=host)
+
+
+def tile_service(config, port: int | None = None):
+    """The tile service of a stack as an :class:`eolab._services.Service` (start with ``_services.start``).
+
+    Port: ``port``, else ``config.tiles.port`` when the configuration has a ``tiles`` section, else
+    8730 shifted like the broker's port (so ``EOLAB_PORT_OFFSET`` moves it too). The base layer is
+    rendered from ``config.data_dir``; item hrefs may point anywhere the service can reach.
+    """
+    if port is None:
+        section = getattr(config, "tiles", None)
+        port = getattr(section, "port", None) or (DEFAULT_PORT + config.broker.port - 8720)
+    return _service(config.host, port, config.data_dir)
+
+
+def serve(run_dir, data_dir=None, port: int | None = None, name: str = "tiles", timeout: float = 60.0):
+    """Start a tile service in the background (PID file and log under ``run_dir``); returns its Service.
+
+    Stop it with ``eolab._services.stop(run_dir, name)``. ``port=None`` picks a free port.
+    """
+    from eolab import _services
+
+    if port is None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+    service = _service("127.0.0.1", port, data_dir, name=name)
+    _services.start(Path(run_dir), service, timeout=timeout)
+    return service

@@ -1,0 +1,266 @@
+"""The quicklook tile service: a titiler (FastAPI) app rendering STAC items and the demo base layer.
+
+Run: ``python -m uvicorn eolab.tiles.app:create_app --factory --host 127.0.0.1 --port 8730``.
+Environment: ``EOLAB_TILES_BASE_DIR`` (demo data directory for the offline base layer),
+``EOLAB_TILES_ALLOW`` (comma-separated URL prefixes the service may read; default: any).
+
+Routes (all tiles are 256 px Web Mercator PNGs; outside the data they are transparent, not 404):
+
+- ``/item/{z}/{x}/{y}.png?url=ITEM_URL&style=truecolor|falsecolor|ndvi`` — one STAC item, with
+  its raster:bands scale/offset applied before the band math.
+- ``/assets/{z}/{x}/{y}.png?style=ndvi&nir=HREF&red=HREF[&scale=..&offset=..&nodata=..]`` —
+  the same from COG hrefs (bands named by common name).
+- ``/base/{z}/{x}/{y}.png`` — the demo area, true colour, per demo tile the clearest date; the
+  map's offline base layer. ``/base/info`` gives its bounds and dates.
+- ``/cog/...`` and ``/stac/...`` — titiler's standard COG and STAC endpoints.
+- ``/static/panel/{version}/dist/...`` — Panel's static files for offline notebook plots
+  (``PANEL_CDN_ROOT=<this service>/static/panel/`` in the kernel's environment).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, Query
+from fastapi.responses import JSONResponse, Response
+from starlette.middleware.cors import CORSMiddleware
+
+from eolab.errors import EolabError
+from eolab.tiles import _render
+
+TILE = 256
+_GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+             "GDAL_HTTP_MULTIPLEX": "YES", "VSI_CACHE": "TRUE", "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff"}
+
+
+def _png(rgb: np.ndarray, alpha: np.ndarray) -> bytes:
+    from rio_tiler.utils import render
+
+    return render(rgb, mask=alpha, img_format="PNG")
+
+
+@functools.lru_cache(maxsize=1)
+def empty_tile() -> bytes:
+    return _png(np.zeros((3, TILE, TILE), "uint8"), np.zeros((TILE, TILE), "uint8"))
+
+
+def read_band(href: str, z: int, x: int, y: int, scale: float, offset: float, nodata) -> np.ndarray | None:
+    """Physical values of band 1 of ``href`` on tile z/x/y (NaN = no data), or None if it misses the tile."""
+    from rio_tiler.errors import TileOutsideBounds
+    from rio_tiler.io import Reader
+
+    try:
+        with Reader(href) as src:
+            image = src.tile(x, y, z, indexes=1, tilesize=TILE)
+    except TileOutsideBounds:
+        return None
+    dn = np.asarray(image.array.data[0])
+    valid = ~np.ma.getmaskarray(image.array)[0]
+    if nodata is not None:
+        valid &= dn != nodata
+    return _render.physical(dn, valid, scale, offset)
+
+
+def render_bands(style: _render.Style, sources: dict[str, tuple[str, float, float, object]], z: int, x: int,
+                 y: int) -> bytes:
+    """``sources``: common name -> (href, scale, offset, nodata)."""
+    bands = {}
+    for name, (href, scale, offset, nodata) in sources.items():
+        values = read_band(href, z, x, y, scale, offset, nodata)
+        if values is None:
+            return empty_tile()
+        bands[name] = values
+    return _png(*_render.colourise(style, bands))
+
+
+class BaseLayer:
+    """The demo area in true colour: for every demo grid tile, the Sentinel-2 item with least cloud."""
+
+    def __init__(self, data_dir: Path | None):
+        self.data_dir = data_dir
+        self.parts: list[dict] = []
+        path = data_dir / "stac" / "items" / "sentinel-2-l2a.ndjson" if data_dir else None
+        if path is None or not path.exists():
+            return
+        best: dict[str, dict] = {}
+        for line in path.read_text().splitlines():
+            item = json.loads(line)
+            grid = item["properties"].get("grid:code", item["id"])
+            cloud = item["properties"].get("eo:cloud_cover", 100.0)
+            # Ties: prefer the date nearest mid-June (full vegetation, high sun).
+            key = (cloud, abs(int(item["properties"]["datetime"][5:7]) - 6))
+            if grid not in best or key < best[grid]["key"]:
+                best[grid] = {"key": key, "item": item}
+        for grid, entry in sorted(best.items()):
+            item = entry["item"]
+            assets = _render.band_assets(item, ("red", "green", "blue"))
+            self.parts.append({
+                "grid": grid, "bbox": item["bbox"], "id": item["id"], "date": item["properties"]["datetime"][:10],
+                "bands": {n: (str((data_dir / a["href"]).resolve()) if "://" not in a["href"] else a["href"],
+                              *_render.scale_offset_nodata(a)) for n, a in assets.items()}})
+
+    @property
+    def bounds(self) -> list[float] | None:
+        if not self.parts:
+            return None
+        boxes = [p["bbox"] for p in self.parts]
+        return [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+
+    def info(self) -> dict:
+        bounds = self.bounds
+        center = [(bounds[1] + bounds[3]) / 2, (bounds[0] + bounds[2]) / 2] if bounds else None
+        parts = [{k: p[k] for k in ("grid", "id", "date")} for p in self.parts]
+        return {"bounds": bounds, "center": center, "parts": parts,
+                "source": str(self.data_dir) if self.data_dir else None}
+
+    @functools.lru_cache(maxsize=4096)
+    def tile(self, z: int, x: int, y: int) -> bytes:
+        import morecantile
+
+        tms = morecantile.tms.get("WebMercatorQuad")
+        west, south, east, north = tms.bounds(morecantile.Tile(x, y, z))
+        rgb = np.zeros((3, TILE, TILE), "uint8")
+        alpha = np.zeros((TILE, TILE), "uint8")
+        style = _render.STYLES["truecolor"]
+        for part in self.parts:
+            b = part["bbox"]
+            if b[0] > east or b[2] < west or b[1] > north or b[3] < south:
+                continue
+            bands = {}
+            for name, (href, scale, offset, nodata) in part["bands"].items():
+                values = read_band(href, z, x, y, scale, offset, nodata)
+                if values is None:
+                    break
+                bands[name] = values
+            else:
+                part_rgb, part_alpha = _render.colourise(style, bands)
+                fill = (part_alpha > 0) & (alpha == 0)
+                rgb[:, fill] = part_rgb[:, fill]
+                alpha[fill] = 255
+        return _png(rgb, alpha) if alpha.any() else empty_tile()
+
+
+class ItemSource:
+    """STAC item JSON by URL, cached (items do not change while a map is open)."""
+
+    def __init__(self, allow: list[str] | None = None):
+        import httpx
+
+        self.allow = allow
+        self.http = httpx.Client(timeout=15.0, follow_redirects=True)
+        self.get = functools.lru_cache(maxsize=512)(self._get)
+
+    def check(self, url: str) -> None:
+        if self.allow and not any(url.startswith(prefix) for prefix in self.allow):
+            raise EolabError(f"the tile service may not read {url}", hint="see EOLAB_TILES_ALLOW")
+
+    def _get(self, url: str) -> dict:
+        import httpx
+
+        self.check(url)
+        try:
+            response = self.http.get(url)
+        except httpx.HTTPError as exc:
+            raise EolabError(f"item {url} is not reachable ({type(exc).__name__})") from None
+        if response.status_code != 200:
+            raise EolabError(f"item {url} answered {response.status_code}")
+        return response.json()
+
+
+def _panel_dist() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("panel")  # located, not imported
+    if spec is None or not spec.origin:
+        return None
+    dist = Path(spec.origin).parent / "dist"
+    return dist if dist.is_dir() else None
+
+
+def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | None = None) -> FastAPI:
+    from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
+    from rio_tiler.io import STACReader
+    from titiler.core.factory import MultiBaseTilerFactory, TilerFactory
+
+    for key, value in _GDAL_ENV.items():
+        os.environ.setdefault(key, value)
+    base_dir = base_dir or os.environ.get("EOLAB_TILES_BASE_DIR")
+    if allow is None and os.environ.get("EOLAB_TILES_ALLOW"):
+        allow = [p.strip() for p in os.environ["EOLAB_TILES_ALLOW"].split(",") if p.strip()]
+    base = BaseLayer(Path(base_dir).resolve() if base_dir else None)
+    items = ItemSource(allow)
+
+    app = FastAPI(title="eolab quicklook tiles", openapi_url="/api", docs_url=None, redoc_url=None)
+    # JupyterLab pages load tiles cross-origin.
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET"], allow_headers=["*"])
+    app.state.base = base
+
+    @app.exception_handler(EolabError)
+    async def _eolab_error(request, exc: EolabError):
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.get("/_health")
+    def health():
+        return {"status": "ok", "base_layer": base.bounds is not None}
+
+    @app.get("/styles")
+    def styles():
+        return {name: {"title": s.title, "bands": list(s.bands), "range": list(s.range)}
+                for name, s in _render.STYLES.items()}
+
+    png = {"content": {"image/png": {}}}
+
+    @app.get("/item/{z}/{x}/{y}.png", response_class=Response, responses={200: png})
+    def item_tile(z: int, x: int, y: int, url: str = Query(..., description="STAC item URL"),
+                  style: str = "truecolor"):
+        the_style = _render.style(style)
+        item = items.get(url)
+        assets = _render.band_assets(item, the_style.bands)
+        for asset in assets.values():
+            items.check(asset["href"])
+        sources = {n: (a["href"], *_render.scale_offset_nodata(a)) for n, a in assets.items()}
+        return Response(render_bands(the_style, sources, z, x, y), media_type="image/png",
+                        headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/assets/{z}/{x}/{y}.png", response_class=Response, responses={200: png})
+    def assets_tile(z: int, x: int, y: int, style: str = "truecolor", red: str | None = None,
+                    green: str | None = None, blue: str | None = None, nir: str | None = None,
+                    scale: float = 1.0, offset: float = 0.0, nodata: float | None = None):
+        the_style = _render.style(style)
+        given = {"red": red, "green": green, "blue": blue, "nir": nir}
+        missing = [n for n in the_style.bands if not given[n]]
+        if missing:
+            raise EolabError(f"style {style} needs the hrefs of {', '.join(missing)}",
+                             hint=f"pass {'&'.join(f'{n}=HREF' for n in missing)}")
+        for name in the_style.bands:
+            items.check(given[name])
+        sources = {n: (given[n], scale, offset, nodata) for n in the_style.bands}
+        return Response(render_bands(the_style, sources, z, x, y), media_type="image/png")
+
+    @app.get("/base/info")
+    def base_info():
+        return base.info()
+
+    @app.get("/base/{z}/{x}/{y}.png", response_class=Response, responses={200: png})
+    def base_tile(z: int, x: int, y: int):
+        return Response(base.tile(z, x, y), media_type="image/png", headers={"Cache-Control": "max-age=86400"})
+
+    # Panel's stylesheets and module shims for notebook plots, so kernels can set
+    # PANEL_CDN_ROOT=<tiles>/static/panel/ instead of fetching them from cdn.holoviz.org.
+    panel_dist = _panel_dist()
+    if panel_dist is not None:
+        from starlette.staticfiles import StaticFiles
+
+        app.mount("/static/panel/{version}/dist", StaticFiles(directory=panel_dist), name="panel-dist")
+
+    # titiler's own endpoints for anything the styles above do not cover (no HTML viewers: they use CDNs).
+    cog = TilerFactory(router_prefix="/cog", add_viewer=False)
+    stac = MultiBaseTilerFactory(reader=STACReader, router_prefix="/stac", add_viewer=False)
+    app.include_router(cog.router, prefix="/cog", tags=["COG"])
+    app.include_router(stac.router, prefix="/stac", tags=["STAC"])
+    add_exception_handlers(app, DEFAULT_STATUS_CODES)
+    return app

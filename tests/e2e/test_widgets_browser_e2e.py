@@ -1,0 +1,147 @@
+"""JupyterLab in chromium: draw an area with the mouse, set dates, search, see footprints, load a cube."""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+import pytest
+
+from tests.e2e._lab import (  # noqa: F401  (fixtures)
+    HAVE_CHROMIUM, artifacts, browser_context_args, browser_type_launch_args, e2e_tiles, jupyter_lab, local_only,
+)
+
+NO_CHROMIUM = "no chromium: apt-get install -y --no-install-recommends chromium"
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(420),
+              pytest.mark.skipif(not HAVE_CHROMIUM, reason=NO_CHROMIUM)]
+
+CELLS = [
+    "import datetime as dt\n"
+    "from eolab.widgets import AreaTimePicker, CatalogueBrowser, CubePanel\n"
+    "picker = AreaTimePicker(today=dt.date(2026, 11, 22))\n"
+    "display(picker.widget);",
+    "browser = CatalogueBrowser(picker, limit=20)\n"
+    "display(browser.widget);",
+    "panel = CubePanel(browser, bands=['B02', 'B03', 'B04', 'B08'], resolution=20)\n"
+    "display(panel.widget);",
+]
+
+
+def write_notebook(root) -> str:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "eolab-e2e.ipynb")
+    return "eolab-e2e.ipynb"
+
+
+def shot(page, artifacts, name: str, selector: str | None = None) -> None:
+    if selector:
+        target = page.locator(selector).first
+        target.scroll_into_view_if_needed()
+        target.screenshot(path=str(artifacts / f"{name}.png"))
+    else:
+        page.screenshot(path=str(artifacts / f"{name}.png"))
+
+
+def wait_for_tiles(page, part: str) -> None:
+    """Every map tile in view has loaded, and some come from ``part`` of the tile service."""
+    page.wait_for_function(
+        "part => { const tiles = [...document.querySelectorAll('.eolab-map img.leaflet-tile')];"
+        " return tiles.some(t => t.src.includes(part))"
+        " && tiles.every(t => t.complete && t.classList.contains('leaflet-tile-loaded')); }", arg=part)
+
+
+def test_draw_search_footprints_load(page, jupyter_lab, local_only, artifacts):
+    name = write_notebook(jupyter_lab["root"])
+    console: list[str] = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"[:300]) if m.type in ("error", "warning") else None)
+    page.set_default_timeout(60_000)
+    page.goto(f"{jupyter_lab['url']}/lab/tree/{name}?token={jupyter_lab['token']}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell")
+    # Wait for the kernel, then run everything (the same command as Run ▸ Run All Cells).
+    page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook')")
+    page.wait_for_function(
+        "() => { const w = window.jupyterapp.shell.currentWidget;"
+        " return w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel"
+        " && w.sessionContext.session.kernel.status === 'idle'; }")
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.jp-InputPrompt')].filter(p => /\\[\\d+\\]/.test(p.textContent))"
+        ".length === %d" % len(CELLS), timeout=120_000)
+
+    # The map and its offline base layer (the project's own tiles).
+    page.wait_for_selector(".eolab-map .leaflet-container")
+    wait_for_tiles(page, "/base/")
+    shot(page, artifacts, "01-map", ".eolab-picker")
+
+    # Draw a rectangle with the mouse over the fields north-west of the lake.
+    page.locator(".eolab-map .leaflet-draw-draw-rectangle").click()
+    box = page.locator(".eolab-map .leaflet-container").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx - 250, cy - 185)
+    page.mouse.down()
+    page.mouse.move(cx - 190, cy - 150, steps=5)
+    page.mouse.move(cx - 130, cy - 110, steps=5)
+    page.mouse.up()
+    summary = page.locator(".eolab-aoi")
+    summary.filter(has_text="1 shape").wait_for()
+    west, south, east, north = map(float, re.search(r"bbox \[([^\]]+)\]", summary.inner_text()).group(1).split(","))
+    assert 20.60 < west < east < 20.64 and 47.69 < south < north < 47.72
+
+    # Dates.
+    page.locator(".eolab-start input").fill("2026-05-01")
+    page.locator(".eolab-end input").fill("2026-07-31")
+    summary.filter(has_text="2026-05-01 – 2026-07-31").wait_for()
+    shot(page, artifacts, "02-drawn", ".eolab-picker")
+
+    # Search the Sentinel-2 collections of both providers.
+    collections = page.locator(".eolab-collections select")
+    s2 = collections.evaluate("s => [...s.options].filter(o => o.textContent.includes('(sentinel-2-l2a)'))"
+                              ".map(o => [o.value, o.textContent.split('│')[0].trim()])")
+    assert [provider for _, provider in s2] == ["danube", "pannonia"]
+    collections.select_option(value=[value for value, _ in s2])
+    page.locator(".eolab-search").click()
+    page.locator(".eolab-status").filter(has_text="page 1").wait_for()
+    rows = page.locator(".eolab-row")
+    n_rows = rows.count()
+    assert 5 <= n_rows <= 20
+    providers = set(page.locator(".eolab-row .eolab-cell-provider").all_inner_texts())
+    assert providers == {"pannonia", "danube"}
+    assert page.locator(".eolab-missing").inner_text().strip() == ""
+    # Footprints: one path per result plus the drawn rectangle.
+    page.wait_for_function("n => document.querySelectorAll('.eolab-map path.leaflet-interactive').length > n",
+                           arg=n_rows)
+    shot(page, artifacts, "03-footprints", ".eolab-map")
+    shot(page, artifacts, "03-results", ".eolab-browser")
+
+    # Row click highlights the footprint; the quicklook renders through the tile service.
+    rows.nth(0).locator(".eolab-row-id").click()
+    page.wait_for_selector(".eolab-row.eolab-row-highlighted")
+    page.wait_for_selector(".eolab-map path[stroke='#ff7f00']")
+    page.locator(".eolab-style select").select_option(label="NDVI")
+    page.locator(".eolab-quicklook").click()
+    wait_for_tiles(page, "style=ndvi")
+    shot(page, artifacts, "04-quicklook", ".eolab-map")
+
+    # Select the first rows and load the cube.
+    for i in range(min(4, n_rows)):
+        rows.nth(i).locator(".eolab-row-select input").check()
+    page.locator(".eolab-selection").filter(has_text=f"{min(4, n_rows)} items selected").wait_for()
+    page.locator(".eolab-load").click()
+    page.locator(".eolab-cube-repr").filter(has_text="xarray.Dataset").wait_for(timeout=120_000)
+    size = page.locator(".eolab-cube-size").inner_text()
+    assert "once computed" in size and "EPSG:32634" in size
+    page.wait_for_function(
+        "() => { const i = document.querySelector('.eolab-cube-image img, img.eolab-cube-image');"
+        " return i && i.complete && i.naturalWidth > 100; }", timeout=120_000)
+    shot(page, artifacts, "05-cube", ".eolab-cube")
+    # The interactive hvplot view renders too (bokeh canvas inside the output).
+    try:
+        page.wait_for_selector(".eolab-cube-plot .bk-Canvas, .eolab-cube-plot canvas", timeout=120_000)
+    except Exception:
+        print("plot output:", page.evaluate("() => document.querySelector('.eolab-cube-plot').innerText.slice(0, 2000)"))
+        print("\n".join(console[-40:]))
+        raise
+    shot(page, artifacts, "06-plot", ".eolab-cube-plot")
+
+    assert local_only == [], f"requests left 127.0.0.1: {local_only[:5]}"

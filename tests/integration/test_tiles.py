@@ -1,0 +1,140 @@
+"""The quicklook tile service as a real uvicorn process, rendering items served by the real stack."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import httpx
+import morecantile
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+from rasterio.warp import transform_bounds
+from rasterio.windows import from_bounds
+
+from eolab import _services
+from eolab.catalog import _faults
+from eolab.search import Catalogue
+from eolab.tiles import item_tiles, tile_service
+from eolab.tiles._render import RAMP, STYLES
+
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::PendingDeprecationWarning:rasterio")]
+TMS = morecantile.tms.get("WebMercatorQuad")
+ZOOM = 14
+
+
+@pytest.fixture(scope="module")
+def tiles(catalog_stack, tmp_path_factory):
+    """``tile_service(config)`` (what the stack runs) started on a free port."""
+    run_dir = tmp_path_factory.mktemp("tiles-run")
+    service = tile_service(catalog_stack, port=_faults.free_port())
+    _services.start(run_dir, service, timeout=60)
+    yield service.url
+    _services.stop(run_dir, service.name)
+
+
+@pytest.fixture(scope="module")
+def centre_item(catalog_stack):
+    """The clearest Sentinel-2 item of the centre demo tile, as the broker returns it."""
+    with Catalogue(catalog_stack.broker_url) as cat:
+        items = cat.items("sentinel-2-l2a", filter="\"grid:code\" = 'EOLAB-r01c01'", limit=100)
+    return min(items, key=lambda i: i["properties"]["eo:cloud_cover"])
+
+
+def fetch(address: str, **params) -> Image.Image:
+    response = httpx.get(address, params=params or None, timeout=60)  # {} would drop the query
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    return Image.open(io.BytesIO(response.content)).convert("RGBA")
+
+
+def item_tile(item) -> morecantile.Tile:
+    west, south, east, north = item["bbox"]
+    return TMS.tile((west + east) / 2, (south + north) / 2, ZOOM)
+
+
+def cog_window(config, href: str, tile: morecantile.Tile) -> np.ndarray:
+    """DN of the COG (read from disk) inside the tile's bounds."""
+    path = Path(config.data_dir) / href.split(config.assets_url + "/", 1)[1]
+    with rasterio.open(path) as src:
+        bounds = transform_bounds("EPSG:4326", src.crs, *TMS.bounds(tile))
+        return src.read(1, window=from_bounds(*bounds, transform=src.transform), boundless=True, fill_value=0)
+
+
+def test_ndvi_tile_matches_the_cog_values(tiles, centre_item, catalog_stack):
+    tile = item_tile(centre_item)
+    self_href = next(ln["href"] for ln in centre_item["links"] if ln["rel"] == "self")
+    image = np.asarray(fetch(f"{tiles}/item/{tile.z}/{tile.x}/{tile.y}.png", url=self_href, style="ndvi"))
+    opaque = image[..., 3] == 255
+    assert opaque.mean() > 0.5
+    # Invert the colour ramp pixel by pixel, then compare the tile's NDVI with the COG's.
+    ramp = RAMP.astype(int)
+    index = np.abs(image[opaque][:, None, :3].astype(int) - ramp[None]).sum(-1).argmin(-1)
+    low, high = STYLES["ndvi"].range
+    tile_ndvi = low + index / 255 * (high - low)
+    nir = cog_window(catalog_stack, centre_item["assets"]["B08"]["href"], tile) * 1e-4 - 0.1
+    red = cog_window(catalog_stack, centre_item["assets"]["B04"]["href"], tile) * 1e-4 - 0.1
+    valid = (nir > -0.1) & (red > -0.1)
+    cog_ndvi = np.clip((nir - red)[valid] / (nir + red)[valid], low, high)
+    assert tile_ndvi.mean() == pytest.approx(cog_ndvi.mean(), abs=0.02)
+    assert np.percentile(tile_ndvi, 90) == pytest.approx(np.percentile(cog_ndvi, 90), abs=0.03)
+
+
+def test_true_and_false_colour_stretch_the_cog_reflectances(tiles, centre_item, catalog_stack):
+    tile = item_tile(centre_item)
+    by_url = item_tiles(centre_item, "truecolor", url=tiles).format(z=tile.z, x=tile.x, y=tile.y)
+    hrefs = {k: v for k, v in centre_item.items() if k != "links"}  # no self link: rendered from hrefs
+    by_hrefs = item_tiles(hrefs, "truecolor", url=tiles).format(z=tile.z, x=tile.x, y=tile.y)
+    assert "/item/" in by_url and "/assets/" in by_hrefs
+    true, again = np.asarray(fetch(by_url)), np.asarray(fetch(by_hrefs))
+    assert np.array_equal(true, again)
+    false = np.asarray(fetch(item_tiles(centre_item, "falsecolor", url=tiles).format(z=tile.z, x=tile.x, y=tile.y)))
+    for image, band, style in ((true, "B04", "truecolor"), (false, "B08", "falsecolor")):
+        dn = cog_window(catalog_stack, centre_item["assets"][band]["href"], tile)
+        low, high = STYLES[style].range
+        expected = np.clip((dn[dn > 0] * 1e-4 - 0.1 - low) / (high - low), 0, 1) * 255
+        red_channel = image[..., 0][image[..., 3] == 255]
+        assert red_channel.mean() == pytest.approx(expected.mean(), abs=3), style
+
+
+def test_tile_beside_the_item_is_transparent(tiles, centre_item):
+    tile = item_tile(centre_item)
+    far = morecantile.Tile(tile.x + 40, tile.y, tile.z)
+    url = item_tiles(centre_item, "ndvi", url=tiles).format(z=far.z, x=far.x, y=far.y)
+    assert np.asarray(fetch(url))[..., 3].max() == 0
+
+
+def test_base_layer_covers_the_demo_area_with_the_clearest_dates(tiles, catalog_stack):
+    info = httpx.get(f"{tiles}/base/info").json()
+    items = [json.loads(line) for line in
+             (Path(catalog_stack.data_dir) / "stac/items/sentinel-2-l2a.ndjson").read_text().splitlines()]
+    assert len(info["parts"]) == 9
+    for part in info["parts"]:
+        same_tile = [i for i in items if i["properties"]["grid:code"] == part["grid"]]
+        chosen = next(i for i in same_tile if i["id"] == part["id"])
+        assert chosen["properties"]["eo:cloud_cover"] == min(i["properties"]["eo:cloud_cover"] for i in same_tile)
+    lat, lon = info["center"]
+    tile = TMS.tile(lon, lat, 13)
+    centre = np.asarray(fetch(f"{tiles}/base/{tile.z}/{tile.x}/{tile.y}.png"))
+    assert (centre[..., 3] == 255).mean() > 0.9 and centre[..., :3].std() > 5
+    world = np.asarray(fetch(f"{tiles}/base/2/1/1.png"))
+    assert world[..., 3].max() == 0
+
+
+def test_errors_are_clear_and_titiler_endpoints_work(tiles, centre_item, catalog_stack):
+    tile = item_tile(centre_item)
+    path = f"{tiles}/item/{tile.z}/{tile.x}/{tile.y}.png"
+    self_href = next(ln["href"] for ln in centre_item["links"] if ln["rel"] == "self")
+    bad = httpx.get(path, params={"url": self_href, "style": "thermal"})
+    assert bad.status_code == 400 and "unknown quicklook style 'thermal'" in bad.json()["detail"]
+    gone = httpx.get(path, params={"url": f"http://127.0.0.1:{_faults.free_port()}/item.json"})
+    assert gone.status_code == 400 and "is not reachable" in gone.json()["detail"]
+    missing = httpx.get(f"{tiles}/assets/{tile.z}/{tile.x}/{tile.y}.png", params={"style": "ndvi", "red": "x"})
+    assert missing.status_code == 400 and "needs the hrefs of nir" in missing.json()["detail"]
+    cog = httpx.get(f"{tiles}/cog/info", params={"url": centre_item["assets"]["B04"]["href"]}, timeout=30)
+    assert cog.status_code == 200 and cog.json()["width"] == centre_item["assets"]["B04"]["proj:shape"][1]
+    styles = httpx.get(f"{tiles}/styles").json()
+    assert set(styles) == {"truecolor", "falsecolor", "ndvi"}

@@ -1,0 +1,96 @@
+"""The cube panel and its plots against the real stack: load options, sizes, frames and the tapped series."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from eolab.errors import EolabError
+from eolab.search import human_bytes, size_estimate
+from eolab.widgets import BrowserState, PickerState
+from eolab.widgets.cube import CubePanel, ndvi, point_series, point_series_xy, preview_png, quick_views
+
+# odc-stac resamples 10 m bands to 20 m through rasterio arrays without a transform; not ours.
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")]
+AREA = (20.605, 47.695, 20.630, 47.712)  # fields north-west of the lake (demo tile r00c00)
+
+
+@pytest.fixture(scope="module")
+def browser(catalog_stack):
+    picker = PickerState()
+    picker.set_bbox(*AREA)
+    picker.set_time_range("2026-05-01", "2026-07-31")
+    state = BrowserState(catalog_stack.broker_url, picker=picker, limit=50)
+    state.chosen = ["sentinel-2-l2a"]
+    state.search()
+    for row in state.rows:
+        state.toggle(row["key"])
+    yield state
+    state.catalogue.close()
+
+
+@pytest.fixture(scope="module")
+def cube(browser):
+    panel = CubePanel(browser, bands=["B02", "B03", "B04", "B08"], resolution=20, plots=False)
+    return panel.load()
+
+
+def test_panel_options_reach_the_loader(browser, cube):
+    n_items = len(browser.selected)
+    assert cube.sizes["time"] == n_items and cube.odc.geobox.resolution.x == 20 and cube.odc.crs.epsg == 32634
+    assert set(cube.data_vars) == {"B02", "B03", "B04", "B08", "clear"}  # SCL mask applied ("auto")
+    panel = CubePanel(browser, bands=["B04", "B08"], resolution=30, plots=False)
+    panel.crs.value, panel.mask.value = "EPSG:3857", None
+    panel._on_load()
+    other = panel.cube
+    assert other.odc.crs.epsg == 3857 and other.odc.geobox.resolution.x == 30
+    assert set(other.data_vars) == {"B04", "B08"}
+    assert panel.size.value.startswith(f"<b>{human_bytes(size_estimate(other))}</b> once computed")
+    assert "EPSG:3857" in panel.size.value and not panel.plot_button.disabled
+
+
+def test_mixed_selection_is_a_message_in_the_panel(catalog_stack):
+    picker = PickerState()
+    picker.set_bbox(*AREA)
+    picker.set_time_range("2026-05-01", "2026-05-31")
+    state = BrowserState(catalog_stack.broker_url, picker=picker, limit=50)
+    state.search()
+    state.select_all()
+    panel = CubePanel(state, plots=False)
+    panel._on_load()
+    assert "the selection mixes collections sentinel-1-grd, sentinel-2-l2a" in panel.message.value
+    assert panel.cube is None and panel.plot_button.disabled
+
+
+def test_ndvi_frames_and_the_tapped_time_series(cube):
+    image, curve, tap = quick_views(cube, "NDVI")
+    expected = ndvi(cube).compute()
+    t = 2
+    frame = image[expected.time.values[t]]
+    values = frame.dimension_values("NDVI", flat=False)
+    # dimension_values gives rows south to north; the cube runs north to south.
+    np.testing.assert_allclose(np.flipud(values), expected.isel(time=t).values, equal_nan=True, rtol=1e-6)
+    x, y = float(cube.x[10]), float(cube.y[7])
+    tap.event(x=x, y=y)
+    series = curve[()]
+    np.testing.assert_allclose(series.dimension_values(1), expected.isel(x=10, y=7).values, equal_nan=True)
+    assert f"x={x:.0f}" in series.opts.get().kwargs["title"]
+    with pytest.raises(EolabError, match="is outside the cube"):
+        point_series_xy(expected, x + 1e6, y)
+
+
+def test_point_series_by_lon_lat_and_previews(cube):
+    lon, lat = (AREA[0] + AREA[2]) / 2, (AREA[1] + AREA[3]) / 2
+    series = point_series(cube, lon, lat)
+    assert series.sizes["time"] == cube.sizes["time"]
+    valid = series.values[np.isfinite(series.values)]
+    assert len(valid) >= 5 and np.all((valid > -1) & (valid < 1))
+    rgb_png = Image.open(io.BytesIO(preview_png(cube)))
+    assert rgb_png.format == "PNG" and rgb_png.size[0] > 200
+    ndvi_png = Image.open(io.BytesIO(preview_png(cube[["B04", "B08"]], time_index=0)))
+    assert ndvi_png.size[0] > rgb_png.size[0]  # the NDVI preview carries a colour bar
+    image, _, _ = quick_views(cube, "RGB")
+    assert image[cube.time.values[0]].data  # renders a frame

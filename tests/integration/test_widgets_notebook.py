@@ -1,0 +1,52 @@
+"""The getting-started notebook runs headless (papermill) against the demo catalogue and tile service."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from eolab import _services
+from eolab.catalog import _faults
+from eolab.tiles import tile_service
+
+pytestmark = pytest.mark.integration
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "01_catalogue_and_map.ipynb"
+
+
+@pytest.fixture(scope="module")
+def tiles(catalog_stack, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("nb-tiles")
+    service = tile_service(catalog_stack, port=_faults.free_port())
+    _services.start(run_dir, service, timeout=60)
+    yield service.url
+    _services.stop(run_dir, service.name)
+
+
+def test_getting_started_notebook_runs_headless(catalog_stack, tiles, tmp_path, monkeypatch):
+    import papermill
+
+    # The notebook must not need the environment: the parameters carry both URLs.
+    monkeypatch.delenv("EOLAB_CATALOG_URL", raising=False)
+    monkeypatch.delenv("EOLAB_TILES_URL", raising=False)
+    out = tmp_path / "01.executed.ipynb"
+    papermill.execute_notebook(str(NOTEBOOK), str(out), cwd=str(tmp_path), progress_bar=False, kernel_name="python3",
+                               parameters={"catalog_url": catalog_stack.broker_url, "tiles_url": tiles})
+    nb = nbformat.read(out, as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    assert "providers missing from the answer: none" in text
+    assert re.search(r"page 1: 8 items \(more pages\)", text)
+    assert f"{tiles}/item/{{z}}/{{x}}/{{y}}.png?url=" in text
+    found = re.search(r"(\d+) items, (\d+) dates, mean NDVI (0\.\d+)", text)
+    assert found and found.group(1) == found.group(2) and int(found.group(1)) >= 5
+    # Fields in late spring: vegetation, not water or bare soil.
+    assert 0.3 < float(found.group(3)) < 0.9
+    kinds = {key for c in nb.cells if c.cell_type == "code" for o in c.outputs for key in o.get("data", {})}
+    assert {"application/vnd.jupyter.widget-view+json", "image/png", "application/vnd.holoviews_exec.v0+json"} <= kinds
+    # Notebooks are committed without outputs; CI regenerates them.
+    source = nbformat.read(NOTEBOOK, as_version=4)
+    assert all(not c.get("outputs") for c in source.cells if c.cell_type == "code")

@@ -1,0 +1,104 @@
+"""The widget views headless: kernel-side messages as the browser sends them, against the real stack."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from eolab.widgets import AreaTimePicker, CatalogueBrowser
+
+pytestmark = pytest.mark.integration
+
+
+def upload(name: str, content: bytes) -> tuple:
+    """The value ipywidgets' FileUpload holds after the browser sent one file."""
+    return ({"name": name, "type": "", "size": len(content), "content": memoryview(content),
+             "last_modified": dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc)},)
+
+
+def leaflet_rect(x0, y0, x1, y1) -> dict:
+    ring = [[x0, y0], [x0, y1], [x1, y1], [x1, y0], [x0, y0]]
+    return {"type": "Feature", "properties": {"style": {"color": "#d7301f"}},
+            "geometry": {"type": "Polygon", "coordinates": [ring]}}
+
+
+@pytest.fixture
+def views(catalog_stack, monkeypatch):
+    monkeypatch.delenv("EOLAB_TILES_URL", raising=False)
+    picker = AreaTimePicker(today=dt.date(2026, 11, 22))
+    browser = CatalogueBrowser(picker, catalog_stack.broker_url, tiles_url="http://127.0.0.1:9")
+    yield picker, browser
+    browser.state.catalogue.close()
+
+
+def test_offline_defaults_no_request_leaves_the_machine(views):
+    picker, _ = views
+    # No tile service configured: a blank data: tile, never OpenStreetMap or another CDN.
+    urls = [layer.url for layer in picker.map.layers if hasattr(layer, "url")]
+    assert urls and all(u.startswith("data:image/png") for u in urls)
+
+
+def test_draw_messages_edit_delete_and_search(views):
+    picker, browser = views
+    send = picker.draw._handle_leaflet_event
+    send(None, {"event": "draw:created", "geo_json": leaflet_rect(20.60, 47.69, 20.62, 47.70)}, None)
+    send(None, {"event": "draw:created", "geo_json": leaflet_rect(20.66, 47.66, 20.68, 47.67)}, None)
+    send(None, {"event": "draw:edited", "geo_json": leaflet_rect(20.605, 47.695, 20.63, 47.712)}, None)
+    send(None, {"event": "draw:deleted", "geo_json": leaflet_rect(20.66, 47.66, 20.68, 47.67)}, None)
+    # The DrawControl's own list is not what the picker uses (it is empty here: no browser).
+    assert picker.draw.data == []
+    assert picker.bbox == pytest.approx((20.605, 47.695, 20.63, 47.712))
+    assert "1 shape" in picker.summary.value
+
+    picker.presets.value = "season"
+    assert picker.time_range == (dt.date(2026, 3, 1), dt.date(2026, 10, 31))
+    assert (picker.start.value, picker.end.value) == picker.time_range
+    picker.start.value = dt.date(2026, 5, 1)
+    picker.end.value = dt.date(2026, 7, 31)
+    assert picker.time_range == (dt.date(2026, 5, 1), dt.date(2026, 7, 31)) and picker.presets.value is None
+
+    browser.collections.value = ("pannonia|sentinel-2-l2a",)
+    browser.search_button.click()
+    rows = browser.table.children
+    assert rows and browser.status.value.startswith("page 1:") and browser.error.value == ""
+    assert {r.children[1].value for r in rows} == {"pannonia"}
+    assert len(browser.footprints.data["features"]) == len(rows)
+
+    # A footprint click (as ipyleaflet delivers it) highlights the row; a row click does too.
+    feature = browser.footprints.data["features"][0]
+    browser.footprints._handle_mouse_events(None, {"event": "click", "feature": feature,
+                                                   "properties": feature["properties"]}, None)
+    assert browser.state.highlighted == feature["properties"]["key"]
+    highlighted = [r for r in rows if "eolab-row-highlighted" in r._dom_classes]
+    assert len(highlighted) == 1 and highlighted[0].children[-1].button_style == "warning"
+    rows[1].children[-1].click()
+    assert browser.state.highlighted == browser.state.rows[1]["key"]
+    top = browser.footprints.data["features"][-1]["properties"]
+    assert top["highlighted"] and top["style"]["color"] == "#ff7f00"  # drawn last, on top
+
+    browser.show_button.click()
+    assert browser.quicklook_layer.url.startswith("http://127.0.0.1:9/item/{z}/{x}/{y}.png?url=")
+    assert browser.quicklook_layer in picker.map.layers
+    browser.hide_button.click()
+    assert browser.quicklook_layer is None
+
+    browser.all_box.value = True
+    assert len(browser.state.selected) == len(rows) and browser.selection.value == f"{len(rows)} items selected"
+    assert len(browser.item_collection()) == len(rows)
+
+
+def test_upload_widget_and_error_message(views, small_demo):
+    picker, _ = views
+    parcels = (small_demo / "truth" / "parcels.gpkg").read_bytes()
+    picker.upload.value = upload("parcels.gpkg", parcels)
+    west, south, east, north = picker.bbox
+    assert 20.59 < west < east < 20.71 and 47.64 < south < north < 47.72
+    assert picker.upload_layer.data["features"][0]["properties"]["name"] == "parcels.gpkg"
+    bad = json.dumps({"type": "Point", "coordinates": [20.6, 47.6]}).encode()
+    picker.upload.value = upload("well.geojson", bad)
+    assert "is a Point, not an area" in picker.message.value
+    assert picker.bbox == (west, south, east, north)
+    picker.clear_button.click()
+    assert picker.aoi is None and picker.upload_layer.data["features"] == []

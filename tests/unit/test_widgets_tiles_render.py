@@ -1,0 +1,89 @@
+"""Quicklook styles (band math, colours, nodata) and tile URL templates, without a server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import pytest
+
+from eolab.config import DEFAULT_CONFIG, load_config
+from eolab.errors import EolabError
+from eolab.tiles import asset_tiles, base_tiles, item_tiles, tile_service
+from eolab.tiles._render import RAMP, STYLES, band_assets, colourise, ndvi, physical
+
+
+def s2_item(with_eo_bands=True, self_link=True):
+    def asset(key, common):
+        a = {"href": f"http://127.0.0.1:1/{key}.tif",
+             "raster:bands": [{"scale": 0.0001, "offset": -0.1, "nodata": 0}]}
+        if with_eo_bands:
+            a["eo:bands"] = [{"name": key, "common_name": common}]
+        return a
+    links = [{"rel": "self", "href": "http://127.0.0.1:2/collections/p|s2/items/x"}] if self_link else []
+    return {"id": "x", "links": links, "assets": {
+        "B02": asset("B02", "blue"), "B03": asset("B03", "green"), "B04": asset("B04", "red"),
+        "B8A": asset("B8A", "nir08"), "B08": asset("B08", "nir")}}
+
+
+def test_ndvi_colours_follow_the_ramp_and_nodata_is_transparent():
+    nir = np.array([[0.5, 0.3, np.nan]], "float32")
+    red = np.array([[0.1, 0.3, 0.1]], "float32")
+    values = ndvi(nir, red)
+    assert values[0, 0] == pytest.approx(2 / 3) and values[0, 1] == 0 and np.isnan(values[0, 2])
+    rgb, alpha = colourise(STYLES["ndvi"], {"nir": nir, "red": red})
+    assert alpha.tolist() == [[255, 255, 0]]
+    index = int((2 / 3 + 0.2) / 1.1 * 255 + 0.5)
+    assert rgb[:, 0, 0].tolist() == RAMP[index].tolist()
+    assert rgb[1, 0, 0] > rgb[0, 0, 0]  # dense vegetation is green, not red
+    assert rgb[:, 0, 2].tolist() == [0, 0, 0]
+
+
+def test_true_colour_stretch_and_physical_values():
+    dn = np.array([[0, 1000, 3500, 20000]], "uint16")
+    refl = physical(dn, dn != 0, 0.0001, -0.1)
+    assert np.isnan(refl[0, 0]) and refl[0, 1] == pytest.approx(0.0, abs=1e-6) and refl[0, 2] == pytest.approx(0.25)
+    rgb, alpha = colourise(STYLES["truecolor"], {"red": refl, "green": refl, "blue": refl})
+    assert rgb[0].tolist() == [[0, 0, 255, 255]] and alpha.tolist() == [[0, 255, 255, 255]]
+
+
+def test_band_assets_by_common_name_then_by_key():
+    item = s2_item()
+    assert band_assets(item, ("nir", "red"))["nir"]["href"].endswith("/B08.tif")  # not B8A (nir08)
+    plain = s2_item(with_eo_bands=False)
+    assert band_assets(plain, ("red", "green", "blue"))["blue"]["href"].endswith("/B02.tif")
+    with pytest.raises(EolabError, match="item x has no nir or red band"):
+        band_assets({"id": "x", "assets": {"VV": {"href": "a"}}}, ("nir", "red"))
+
+
+def test_url_templates():
+    tiles = "http://127.0.0.1:8730"
+    url = item_tiles(s2_item(), "ndvi", url=tiles)
+    assert url.startswith(f"{tiles}/item/{{z}}/{{x}}/{{y}}.png?")
+    query = parse_qs(urlsplit(url).query)
+    assert query == {"url": ["http://127.0.0.1:2/collections/p|s2/items/x"], "style": ["ndvi"]}
+    by_href = parse_qs(urlsplit(item_tiles(s2_item(self_link=False), "falsecolor", url=tiles)).query)
+    assert by_href["nir"] == ["http://127.0.0.1:1/B08.tif"] and by_href["green"] == ["http://127.0.0.1:1/B03.tif"]
+    assert by_href["scale"] == ["0.0001"] and by_href["offset"] == ["-0.1"] and by_href["nodata"] == ["0"]
+    assert parse_qs(urlsplit(asset_tiles({"red": "r", "green": "g", "blue": "b"}, url=tiles)).query)["style"] == ["truecolor"]
+    assert base_tiles(tiles) == f"{tiles}/base/{{z}}/{{x}}/{{y}}.png"
+    with pytest.raises(EolabError, match="unknown quicklook style 'infrared'"):
+        item_tiles(s2_item(), "infrared", url=tiles)
+
+
+def test_tiles_url_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv("EOLAB_TILES_URL", raising=False)
+    with pytest.raises(EolabError, match="no tile service URL given"):
+        base_tiles()
+    monkeypatch.setenv("EOLAB_TILES_URL", "http://127.0.0.1:9999/")
+    assert base_tiles() == "http://127.0.0.1:9999/base/{z}/{x}/{y}.png"
+
+
+def test_tile_service_follows_the_port_offset(tmp_path):
+    config = load_config(DEFAULT_CONFIG, data_dir=str(tmp_path), port_offset=1000)
+    service = tile_service(config)
+    assert service.name == "tiles" and service.port == 9730 and service.ready_path == "/_health"
+    assert service.cmd[service.cmd.index("--host") + 1] == "127.0.0.1" and "eolab.tiles.app:create_app" in service.cmd
+    assert service.env["EOLAB_TILES_BASE_DIR"] == str(Path(tmp_path).resolve())
+    assert tile_service(config, port=12345).port == 12345
