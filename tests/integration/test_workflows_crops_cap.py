@@ -87,9 +87,15 @@ def test_cap_false_declarations_found(cap_run, small_demo):
                               (result.predicted_crop != result.crop_name).values & result.monitorable.values)
     print(f"CAP false-declaration detection (red): P {f['precision']:.3f} R {f['recall']:.3f} F1 {f['f1']:.3f}; "
           f"any crop disagreement: F1 {loose['f1']:.3f}")
-    # Measured 0.79 on the small demo (issue goal 0.95 not reached; see benchmarks/RESULTS.md).
-    assert f["f1"] >= 0.75
+    # Issue goal F1 >= 0.95 NOT reached. Measured on the small demo (seed 20260301): P 0.846, R 0.786,
+    # F1 0.815 (was 0.79). Method settings were chosen on two development scenes (seeds 777, 778: F1
+    # 0.88 / 0.86), never on this one; the remaining errors are wheat<->barley and maize<->soybean
+    # confusions of the cross-fitted forest (see benchmarks/RESULTS.md). Asserted: the achieved level.
+    assert f["f1"] >= 0.80
     assert f["precision"] >= 0.80
+    # failed crops are yellow (crop type not judged), never red
+    weak = result.reasons.str.contains("failed or very weak crop")
+    assert weak.any() and not result.declaration_suspect[weak].any()
     assert set(result.light) <= {"green", "yellow", "red"}
     assert (result.reasons.str.len() > 0).all()
 
@@ -105,10 +111,29 @@ def test_cap_mowing_events_against_truth(cap_run, small_demo):
     parcel_hit = np.array([bool(f) for f in found])
     print(f"mowing within ±6 d: recall {m['recall']:.3f} precision {m['precision']:.3f} "
           f"(median |error| {m['median_abs_error_days']} d); mowed parcels with ≥1 detection {parcel_hit[mowed].mean():.3f}")
-    # Measured recall 0.44, precision 0.74 (goal: 90 % within ±6 d not reached; clouds hide most mowings).
-    assert m["precision"] >= 0.65
+    # Issue goal: 90 % within ±6 d. Sentinel-1 VH dips fused with Sentinel-2 NDVI drops: measured recall
+    # 0.842, precision 0.814, median error 2 d on this scene (was 0.44 / 0.74 with S2 only); 0.91 / 0.90
+    # and 0.91 / 0.88 on the development scenes the settings were chosen on. Goal not reached here;
+    # asserted: the achieved level.
+    assert m["recall"] >= 0.80
+    assert m["precision"] >= 0.78
     assert m["median_abs_error_days"] <= 3
     assert not any(result.mowing_dates.fillna("").values[~(result.crop_name == "grassland").values])
+
+
+def test_openeo_graphs_exported_with_the_runs_parameters(crop_run, cap_run):
+    from eolab.analysis import openeo_graphs
+
+    for run, graphs in ((crop_run, {"parcel_series"}), (cap_run, {"parcel_series", "parcel_s1_series"})):
+        doc = json.loads((run / "openeo_graph.json").read_text())
+        assert set(doc["graphs"]) == graphs
+        flat = doc["graphs"]["parcel_series"]["process_graph"]
+        ids = openeo_graphs.process_ids(flat)
+        assert {"load_collection", "mask", "aggregate_spatial", "save_result"} <= set(ids)
+        load = next(n for n in flat.values() if n["process_id"] == "load_collection")["arguments"]
+        assert load["temporal_extent"] == doc["parameters"]["datetime"].split("/")
+        agg = next(n for n in flat.values() if n["process_id"] == "aggregate_spatial")["arguments"]
+        assert len(agg["geometries"]["features"]) == 874
 
 
 def test_cap_screening_and_traceability(cap_run, small_demo):

@@ -135,3 +135,15 @@ def test_notebook_is_a_parameterised_template_ending_in_a_summary(water_run):
     assert figures >= 4
     last = [c for c in nb.cells if c.cell_type == "code"][-1]
     assert any("text/html" in o.get("data", {}) for o in last.outputs)  # the summary table
+
+
+def test_openeo_graph_exported(water_run):
+    from eolab.analysis import openeo_graphs
+
+    out, _ = water_run
+    doc = json.loads((out / "results" / "openeo_graph.json").read_text())
+    assert set(doc["graphs"]) == {"water_extent", "water_frequency"}
+    flat = doc["graphs"]["water_extent"]["process_graph"]
+    assert {"load_collection", "mask", "aggregate_spatial", "save_result"} <= set(openeo_graphs.process_ids(flat))
+    load = next(n for n in flat.values() if n["process_id"] == "load_collection")["arguments"]
+    assert load["temporal_extent"] == ["2026-03-01", "2026-10-31"] and load["spatial_extent"]["west"] < 20.7

@@ -70,3 +70,22 @@ def test_traffic_light_rules():
     assert out.light.tolist() == ["green", "red", "yellow", "yellow"]
     assert "look like soybean" in out.reasons[1] and "no mowing" in out.reasons[3]
     assert out.declaration_suspect.tolist() == [False, True, False, False]
+
+
+def test_failed_crop_is_yellow_not_a_false_declaration():
+    g = gpd.GeoDataFrame({"crop_name": ["maize", "maize"], "area_declared_ha": [4.0, 4.0]},
+                         geometry=[box(0, 0, 200, 200)] * 2, crs="EPSG:32634")
+    s = cap.screen_parcels(g)
+    proba = np.array([[0.0, 0.1, 0.9], [0.0, 0.1, 0.9]])
+    out = cap.check_parcels(g, s, proba, ["grassland", "maize", "soybean"], n_observations=[20, 20],
+                            ndvi_max=[0.8, 0.35], min_growth=0.5)
+    assert out.light.tolist() == ["red", "yellow"]
+    assert "failed or very weak crop" in out.reasons[1] and out.declaration_suspect.tolist() == [True, False]
+
+
+def test_growth_threshold_separates_two_modes_without_labels():
+    rng = np.random.default_rng(0)
+    v = np.r_[rng.normal(0.78, 0.03, 200), rng.normal(0.35, 0.05, 15)]
+    t = cap.growth_threshold(v)
+    assert 0.42 < t < 0.7
+    assert cap.growth_threshold([0.8] * 5) == pytest.approx(0.5)  # too few parcels: middle of the bounds

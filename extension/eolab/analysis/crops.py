@@ -284,9 +284,12 @@ def predict_pixels(cube_idx: Any, model: Any, grid_days: np.ndarray, *,
 # ------------------------------------------------------------------------------ Sentinel-1 (optional)
 
 
-def s1_parcel_series(items: Sequence, parcels: Any, *, resolution: float = 20, buffer: float = -10.0,
+def s1_parcel_series(items: Sequence, parcels: Any, *, resolution: float = 10, buffer: float = -5.0,
                      bbox: Sequence[float] | None = None, cache_dir: str | Path | None = None) -> Any:
-    """Per-parcel (parcel × time) mean VV and VH backscatter in dB (of linear means), cached."""
+    """Per-parcel (parcel × time) mean VV and VH backscatter in dB (of linear means), cached.
+
+    Sampled on the 10 m grid with the optical 5 m inner buffer (the 20 m pixels are repeated), so that
+    small and narrow parcels keep enough pixels; ``n_pixels`` counts 10 m pixels (÷ 4 for 20 m looks)."""
     import xarray as xr
 
     from eolab.analysis import search, zonal
