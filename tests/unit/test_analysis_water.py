@@ -80,3 +80,13 @@ def test_largest_water_body_and_s1_path():
                       coords={"time": [np.datetime64("2026-01-01", "ns")], "y": np.arange(40.0), "x": np.arange(40.0)})
     w = water.classify_water_s1(cube)
     assert w.values[0, :, :15].mean() > 0.95 and w.values[0, :, 16:].mean() < 0.05
+
+
+def test_extent_takes_the_pixel_size_from_the_coordinates():
+    ds, lake = scene(2)
+    w = water.classify_water(ds)
+    coarse = w.assign_coords(x=w.x * 2, y=w.y * 2)  # the same pixels at 20 m
+    assert water.extent(coarse).observed_ha.tolist() == pytest.approx([lake.sum() * 400 / 1e4] * 2)
+    assert water.extent(w).observed_ha.tolist() == pytest.approx([lake.sum() * 100 / 1e4] * 2)
+    with pytest.raises(EolabError, match="pixel size"):
+        water.extent(w.isel(x=[0]))

@@ -114,9 +114,23 @@ def frequency(water: Any, min_observations: int = 1) -> Any:
     return freq
 
 
-def extent(water: Any, freq: Any | None = None, *, pixel_area_m2: float = 100.0,
+def pixel_area(da: Any) -> float:
+    """Area of one pixel in m² from the (x, y) coordinate spacing of a projected cube."""
+    try:
+        dx = abs(float(da.x[1] - da.x[0]))
+        dy = abs(float(da.y[1] - da.y[0]))
+    except (AttributeError, IndexError, KeyError):
+        raise EolabError("cannot tell the pixel size from the array's x/y coordinates",
+                         hint="pass pixel_area_m2") from None
+    return dx * dy
+
+
+def extent(water: Any, freq: Any | None = None, *, pixel_area_m2: float | None = None,
            region: Any | None = None, fill_threshold: float = 0.5) -> Any:
     """Water extent per date (pandas DataFrame indexed by date).
+
+    pixel_area_m2: area of a pixel; by default taken from the x/y coordinate spacing, so the
+    hectares are right at any resolution.
 
     Columns: ``observed_ha`` (water seen), ``clear_fraction`` (share of the region observed),
     ``filled_ha`` (observed water plus unobserved pixels whose long-term frequency ≥ fill_threshold —
@@ -139,7 +153,7 @@ def extent(water: Any, freq: Any | None = None, *, pixel_area_m2: float = 100.0,
         parts.append(filled)
     values = dask.compute(*[p.data if hasattr(p.data, "dask") else p for p in parts])
     values = [np.asarray(v, float) for v in values]
-    ha = pixel_area_m2 / 1e4
+    ha = (pixel_area(water) if pixel_area_m2 is None else pixel_area_m2) / 1e4
     df = pd.DataFrame({"date": pd.to_datetime(water.time.values).normalize(),
                        "observed_ha": values[0] * ha, "clear_fraction": values[1] / n_region})
     if freq is not None:
