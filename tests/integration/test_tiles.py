@@ -15,10 +15,9 @@ from PIL import Image
 from rasterio.warp import transform_bounds
 from rasterio.windows import from_bounds
 
-from eolab import _services
 from eolab.catalog import _faults
 from eolab.search import Catalogue
-from eolab.tiles import item_tiles, tile_service
+from eolab.tiles import item_tiles
 from eolab.tiles._render import RAMP, STYLES
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::PendingDeprecationWarning:rasterio")]
@@ -27,13 +26,9 @@ ZOOM = 14
 
 
 @pytest.fixture(scope="module")
-def tiles(catalog_stack, tmp_path_factory):
-    """``tile_service(config)`` (what the stack runs) started on a free port."""
-    run_dir = tmp_path_factory.mktemp("tiles-run")
-    service = tile_service(catalog_stack, port=_faults.free_port())
-    _services.start(run_dir, service, timeout=60)
-    yield service.url
-    _services.stop(run_dir, service.name)
+def tiles(catalog_stack):
+    """The tile service the stack runs (``eolab.tiles.tile_service(config)``)."""
+    return catalog_stack.tiles_url
 
 
 @pytest.fixture(scope="module")

@@ -8,21 +8,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from eolab import _services
-from eolab.catalog import _faults
-from eolab.tiles import tile_service
 
 pytestmark = pytest.mark.integration
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "01_catalogue_and_map.ipynb"
 
 
 @pytest.fixture(scope="module")
-def tiles(catalog_stack, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("nb-tiles")
-    service = tile_service(catalog_stack, port=_faults.free_port())
-    _services.start(run_dir, service, timeout=60)
-    yield service.url
-    _services.stop(run_dir, service.name)
+def tiles(catalog_stack):
+    """The tile service the stack runs (``eolab.tiles.tile_service(config)``)."""
+    return catalog_stack.tiles_url
 
 
 def test_getting_started_notebook_runs_headless(catalog_stack, tiles, tmp_path, monkeypatch):
