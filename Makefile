@@ -63,8 +63,13 @@ down:
 status: $(VENV)/.installed
 	$(BIN)/eolab status
 
+# Browser tests in a process of their own: the event loops that notebook and hub tests leave
+# behind make Playwright's sync API refuse to start.
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@status=0; \
+	$(BIN)/python -m pytest tests/unit tests/integration $(PYTEST_ARGS) || status=$$?; \
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS) || status=$$?; \
+	exit $$status
 
 clean: down
 	rm -rf .eolab
