@@ -1,6 +1,8 @@
 # eolab: the two commands are `make up` and `make test` (see README.md).
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The system Python first: multiuser mode and Slurm jobs run the venv as other users, and a
+# Python under a private home (pyenv in /root) is not executable for them.
+PYTHON ?= $(shell ls /usr/bin/python3.11 2>/dev/null || command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_SIZE ?= default
@@ -24,6 +26,7 @@ command -v slurmctld=slurm-wlm
 command -v munged=munge
 command -v sudo=sudo
 command -v npm=npm
+$(PYTHON) -c "import ensurepip"=python3.11-venv
 endef
 export SYSDEP_CHECKS
 sysdeps:

@@ -16,8 +16,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import pwd
 import secrets
 import signal
+import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -173,6 +176,63 @@ def resolve(config: StackConfig, settings: HubSettings) -> dict:
     return resolved
 
 
+def _inaccessible(path: str | Path) -> Path | None:
+    """The first directory on the way to ``path`` that other users cannot enter, or None."""
+    path = Path(path).resolve()
+    for part in [*reversed(path.parents), path]:
+        try:
+            mode = part.stat().st_mode
+        except OSError:
+            return part
+        if part.is_dir() and not mode & stat.S_IXOTH:
+            return part
+    return None
+
+
+def system_user(settings: HubSettings, name: str) -> str:
+    """The system account of hub login ``name`` in multiuser mode."""
+    return settings.system_user_prefix + name
+
+
+def ensure_system_users(names: list[str]) -> list[str]:
+    """Create missing system users (home 0700, no password: they log in through the hub only)."""
+    created = []
+    for name in names:
+        try:
+            pwd.getpwnam(name)
+            continue
+        except KeyError:
+            pass
+        done = subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash",
+                               "--comment", "eolab hub user", name], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ServiceError(f"could not create system user {name}: {done.stderr.strip()}",
+                               hint="multiuser mode creates one system user per hub user (useradd, as root)")
+        home = Path(pwd.getpwnam(name).pw_dir)
+        home.chmod(0o700)
+        created.append(name)
+    return created
+
+
+def _prepare_multiuser(resolved: dict, settings: HubSettings) -> None:
+    """Multiuser mode: root, system users, and code/paths those users can reach."""
+    if os.geteuid() != 0:
+        raise ServiceError("multiuser mode needs root: it creates system users and starts servers as them",
+                           hint="run `eolab up` as root, or use EOLAB_HUB_MODE=demo")
+    # Users' servers and Dask processes run the venv's Python and read the repo (editable install) and
+    # their cluster directories below the hub directory.
+    for what, path in (("the venv's Python", os.path.realpath(resolved["python"])),
+                       ("the venv", resolved["venv_bin"]), ("the eolab checkout", resolved["repo"]),
+                       ("the hub directory", resolved["hub_dir"])):
+        blocked = _inaccessible(path)
+        if blocked:
+            raise ServiceError(
+                f"multiuser mode: {what} ({path}) is unreachable for other users: {blocked} is not searchable",
+                hint="build the venv from a system Python (make install uses /usr/bin/python3.11) and keep the "
+                     "checkout and EOLAB_RUN_DIR outside private homes")
+    ensure_system_users([system_user(settings, u) for u in [*settings.users, *settings.admin_users]])
+
+
 def _chp_check() -> None:
     if not os.access(CHP, os.X_OK):
         raise ServiceError("configurable-http-proxy is not installed",
@@ -246,9 +306,7 @@ def up(config: StackConfig, settings: HubSettings | None = None, timeout: float 
         raise ServiceError("EOLAB_HUB_GATEWAY_BACKEND=slurm is not available yet",
                            hint="use EOLAB_HUB_COMPUTE_BACKEND=slurm with EOLAB_HUB_SLURM_CONF (dask-jobqueue)")
     if settings.mode == "multiuser":
-        # Needs system users eolab-<name> and a Python those users may execute (the venv's lives
-        # under /root here); not finished.
-        raise ServiceError("EOLAB_HUB_MODE=multiuser is not available yet", hint="use the demo mode")
+        _prepare_multiuser(resolved, settings)
     _services.start(run_dir, _hub_service(config, resolved), timeout=timeout)
     report = _wait_services(resolved, timeout)
     return _statuses(resolved, report, "started")
@@ -338,6 +396,8 @@ def print_logins(config: StackConfig, settings: HubSettings | None = None, file=
     print(f"  admin {', '.join(settings.admin_users)}: password {creds['admin_password']}", file=file)
     if settings.mode == "demo":
         print("  demo mode: every hub user runs as the same OS user (no isolation between users)", file=file)
+    else:
+        print(f"  multiuser mode: login NAME runs as system user {settings.system_user_prefix}NAME", file=file)
 
 
 class HubSession:
@@ -350,7 +410,8 @@ class HubSession:
 
     def __init__(self, url: str, username: str):
         self.url = url.rstrip("/")
-        self.username = username
+        self.login_name = username
+        self.username = username  # the hub's name for the user (multiuser: mapped, e.g. eolab-alice)
         self.http = httpx.Client(base_url=self.url, timeout=60.0, follow_redirects=False)
         self.token: str | None = None
 
@@ -360,7 +421,13 @@ class HubSession:
     def login(self, password: str) -> httpx.Response:
         self.http.get("/hub/login")
         xsrf = self.http.cookies.get("_xsrf", "")
-        return self.http.post("/hub/login", data={"username": self.username, "password": password, "_xsrf": xsrf})
+        response = self.http.post("/hub/login", data={"username": self.login_name, "password": password,
+                                                        "_xsrf": xsrf})
+        if response.status_code == 302:
+            me = self._api("GET", "/user")
+            if me.status_code == 200:
+                self.username = me.json()["name"]
+        return response
 
     def _api(self, method: str, path: str, **kwargs) -> httpx.Response:
         headers = kwargs.pop("headers", {})

@@ -12,6 +12,8 @@ Imported only by dask-gateway-server (never by a user's kernel).
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 
 from dask_gateway_server.backends.base import PublicException
 from dask_gateway_server.backends.db_base import JobStatus
@@ -103,6 +105,23 @@ class EolabUnsafeLocalBackend(UserLimitsMixin, UnsafeLocalBackend):
 
 class EolabLocalBackend(UserLimitsMixin, LocalBackend):
     """Multiuser mode: each cluster runs as its user's system account, certificates readable by it only."""
+
+    def setup_working_directory(self, cluster):
+        # dask-gateway-server 2026.3 adds the certificate paths character by character to the list it
+        # chowns (``paths.extend(path)``), so as root it hands "/" to the user and then fails. Same
+        # layout, each path chowned once.
+        workdir = os.path.join(self.clusters_directory, cluster.name) if self.clusters_directory else \
+            tempfile.mkdtemp(prefix="dask", suffix=cluster.name)
+        paths = [workdir, self.get_certs_directory(workdir), self.get_logs_directory(workdir)]
+        for path in paths:
+            os.makedirs(path, 0o700, exist_ok=True)
+        cert_path, key_path = self._get_tls_paths(workdir)
+        for path, data in ((cert_path, cluster.tls_cert), (key_path, cluster.tls_key)):
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
+                file.write(data)
+            paths.append(path)
+        self.set_file_permissions(paths, cluster.username)
+        return workdir
 
 
 def cluster_options(max_worker_cores: int, max_worker_memory_gib: float, idle_timeout: int,

@@ -1,0 +1,210 @@
+"""The hub in `multiuser` mode: one system user per hub user, isolation enforced by the OS.
+
+A real hub (as root) creates the system users ``eolabt-alice`` / ``eolabt-bob`` (removed again at
+the end), starts each user's server with LocalProcessSpawner and each Dask cluster with the
+gateway's LocalBackend, both as that user. Asserted with real processes: who runs what, homes and
+cluster certificates unreadable by the other user, the HTTP refusals, and `down` leaving nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from eolab import hub
+from tests.integration.test_hub_demo import SEARCH_AND_COMPUTE, free_port_base
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+PREFIX = "eolabt-"
+USERS = ["alice", "bob"]
+ADMINS = ["boss"]
+
+
+def _blocked() -> str | None:
+    if os.geteuid() != 0:
+        return "multiuser mode needs root (it creates system users and starts servers as them)"
+    for path in (os.path.realpath(sys.executable), hub.ROOT):
+        blocked = hub._inaccessible(path)
+        if blocked:
+            return (f"{blocked} is not searchable by other users, so their servers could not run the venv "
+                    f"({path}); build it from a system Python")
+    return None
+
+
+def _remove_users() -> None:
+    for name in USERS + ADMINS:
+        try:
+            pwd.getpwnam(PREFIX + name)
+        except KeyError:
+            continue
+        subprocess.run(["pkill", "-KILL", "-u", PREFIX + name], check=False)
+        subprocess.run(["userdel", "--remove", PREFIX + name], capture_output=True, check=False)
+
+
+def _processes_of_uid(uid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid and (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.fixture(scope="module")
+def mu_hub(catalog_stack):
+    reason = _blocked()
+    if reason:
+        pytest.skip(reason)
+    _remove_users()  # leftovers of an interrupted run
+    # The hub directory holds the users' cluster directories: it must be searchable by them,
+    # which pytest's private tmp root (0700) is not.
+    run_dir = Path(tempfile.mkdtemp(prefix="eolab-multiuser-", dir="/tmp"))
+    run_dir.chmod(0o711)
+    config = catalog_stack.model_copy(update={"run_dir": run_dir})
+    settings = hub.HubSettings(
+        mode="multiuser", port=free_port_base(width=9, start=43000), users=USERS, admin_users=ADMINS,
+        system_user_prefix=PREFIX, cluster_idle_timeout=120, max_clusters_per_user=2, max_cores_per_user=3,
+        max_memory_per_user=3.0, max_worker_cores=1, max_worker_memory=1.0)
+    try:
+        hub.up(config, settings)
+        yield config, settings, hub.credentials(config)
+    finally:
+        hub.down(config, settings)
+        _remove_users()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _url(mu_hub) -> str:
+    return f"http://127.0.0.1:{mu_hub[1].port}"
+
+
+def _session(mu_hub, name):
+    session = hub.HubSession(_url(mu_hub), name)
+    assert session.login(mu_hub[2]["user_password"]).status_code == 302
+    session.new_token()
+    session.start_server()
+    return session
+
+
+@pytest.fixture(scope="module")
+def alice(mu_hub):
+    session = _session(mu_hub, "alice")
+    yield session
+    session.close()
+
+
+@pytest.fixture(scope="module")
+def bob(mu_hub):
+    session = _session(mu_hub, "bob")
+    yield session
+    session.close()
+
+
+@pytest.fixture(scope="module")
+def alice_cluster(alice):
+    """Alice's notebook: search, compute on her gateway cluster, report who ran what."""
+    kernel = alice.start_kernel()
+    out = alice.run(kernel, SEARCH_AND_COMPUTE + """
+import os
+print("KERNEL_UID", os.getuid(), "SCHEDULER_UID", client.run_on_scheduler(os.getuid),
+      "WORKER_UIDS", ",".join(str(u) for u in sorted(set(client.run(os.getuid).values()))))
+""")
+    fields = out.split()
+    return {name: fields[fields.index(name) + 1] for name in
+            ("ITEMS", "NDVI", "CLUSTER", "KERNEL_UID", "SCHEDULER_UID", "WORKER_UIDS")}
+
+
+def test_logins_map_to_their_own_system_users(mu_hub, alice, bob):
+    assert (alice.username, bob.username) == (PREFIX + "alice", PREFIX + "bob")
+    for session in (alice, bob):
+        account = pwd.getpwnam(session.username)
+        home = Path(account.pw_dir)
+        assert home.stat().st_uid == account.pw_uid and home.stat().st_mode & 0o077 == 0
+        assert (home / "workflows" / "cap-parcel-checks").is_dir()
+        assert (home / "notebooks").stat().st_uid == account.pw_uid  # templates handed to the user
+
+
+def test_server_kernel_and_cluster_run_as_the_user(mu_hub, alice, alice_cluster):
+    uid = pwd.getpwnam(alice.username).pw_uid
+    assert int(alice_cluster["ITEMS"]) > 0 and -1 < float(alice_cluster["NDVI"]) < 1
+    assert int(alice_cluster["KERNEL_UID"]) == uid
+    assert int(alice_cluster["SCHEDULER_UID"]) == uid
+    assert alice_cluster["WORKER_UIDS"] == str(uid)
+    # The gateway gave the cluster directory to Alice and nothing else (see EolabLocalBackend).
+    workdir = hub.hub_dir(mu_hub[0]) / "clusters" / alice_cluster["CLUSTER"]
+    assert workdir.stat().st_uid == uid and workdir.stat().st_mode & 0o077 == 0
+    assert (workdir / ".certs" / "dask.pem").stat().st_mode & 0o077 == 0
+    assert Path("/").stat().st_uid == 0
+
+
+def test_bob_cannot_read_alices_home_or_cluster_certificates(mu_hub, alice, bob, alice_cluster):
+    home = pwd.getpwnam(alice.username).pw_dir
+    workdir = hub.hub_dir(mu_hub[0]) / "clusters" / alice_cluster["CLUSTER"]
+    kernel = bob.start_kernel()
+    out = bob.run(kernel, f"""
+import os
+for label, action in (("home", lambda: os.listdir({home!r})),
+                      ("notebook", lambda: open({home!r} + "/notebooks/01_catalogue_and_map.ipynb").read()),
+                      ("certs", lambda: os.listdir({str(workdir / ".certs")!r})),
+                      ("key", lambda: open({str(workdir / ".certs" / "dask.pem")!r}).read())):
+    try:
+        action()
+        print(label, "READ")
+    except OSError as err:
+        print(label, type(err).__name__)
+""")
+    assert out.split() == ["home", "PermissionError", "notebook", "PermissionError",
+                           "certs", "PermissionError", "key", "PermissionError"]
+    bob.kill_kernel(kernel)
+
+
+def test_bob_cannot_use_alices_server_or_cluster(mu_hub, alice, bob, alice_cluster):
+    import httpx
+    from dask_gateway import Gateway
+    from dask_gateway.auth import JupyterHubAuth
+
+    headers = {"Authorization": f"token {bob.token}"}
+    assert httpx.get(f"{_url(mu_hub)}/user/{alice.username}/api/kernels", headers=headers).status_code in (403, 404)
+    with Gateway(address=f"{_url(mu_hub)}/services/dask-gateway",
+                 proxy_address=f"gateway://127.0.0.1:{mu_hub[1].port + 4}",
+                 auth=JupyterHubAuth(api_token=bob.token)) as gateway:
+        assert gateway.list_clusters() == []
+        with pytest.raises(Exception, match="403|Forbidden|lacks permissions"):
+            gateway.get_cluster(alice_cluster["CLUSTER"])
+
+
+def test_up_refuses_multiuser_without_reachable_paths(catalog_stack, tmp_path):
+    """pytest's tmp root is private (0700): users could not reach their cluster directories there."""
+    from eolab.errors import ServiceError
+
+    config = catalog_stack.model_copy(update={"run_dir": tmp_path / "run"})
+    with pytest.raises(ServiceError) as err:
+        hub.up(config, hub.HubSettings(mode="multiuser", port=free_port_base(width=9, start=45000),
+                                       users=["nobody-here"], system_user_prefix=PREFIX))
+    assert "hub directory" in str(err.value) and "not searchable" in str(err.value)
+    assert "\n" not in str(err.value)
+    with pytest.raises(KeyError):
+        pwd.getpwnam(PREFIX + "nobody-here")  # refused before creating anyone
+
+
+def test_zz_down_leaves_no_process_of_any_user(mu_hub, alice, bob, alice_cluster):
+    config, settings, _ = mu_hub
+    uids = [pwd.getpwnam(PREFIX + name).pw_uid for name in USERS]
+    assert any(_processes_of_uid(uid) for uid in uids)
+    hub.down(config, settings)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_processes_of_uid(uid) for uid in uids):
+        time.sleep(0.2)
+    assert [pid for uid in uids for pid in _processes_of_uid(uid)] == []
+    assert hub._processes_of(str(hub.hub_dir(config))) == []
