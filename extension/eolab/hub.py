@@ -301,10 +301,10 @@ def up(config: StackConfig, settings: HubSettings | None = None, timeout: float 
     _secrets(Path(resolved["secrets_file"]))
     (hdir / "settings.json").write_text(json.dumps(resolved, indent=1))
     (hdir / "catalog.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    if settings.gateway_backend == "slurm":
-        # dask-gateway's own Slurm backend needs system users (multiuser); kernels can use Slurm now.
-        raise ServiceError("EOLAB_HUB_GATEWAY_BACKEND=slurm is not available yet",
-                           hint="use EOLAB_HUB_COMPUTE_BACKEND=slurm with EOLAB_HUB_SLURM_CONF (dask-jobqueue)")
+    if settings.gateway_backend == "slurm" and (settings.mode != "multiuser" or not settings.slurm_conf):
+        # Jobs are submitted as the hub user's system account (sudo -u), so there must be one.
+        raise ServiceError("EOLAB_HUB_GATEWAY_BACKEND=slurm needs EOLAB_HUB_MODE=multiuser and EOLAB_HUB_SLURM_CONF",
+                           hint="or keep the gateway local and use EOLAB_HUB_COMPUTE_BACKEND=slurm (dask-jobqueue)")
     if settings.mode == "multiuser":
         _prepare_multiuser(resolved, settings)
     _services.start(run_dir, _hub_service(config, resolved), timeout=timeout)

@@ -17,6 +17,7 @@ import tempfile
 
 from dask_gateway_server.backends.base import PublicException
 from dask_gateway_server.backends.db_base import JobStatus
+from dask_gateway_server.backends.jobqueue.slurm import SlurmBackend
 from dask_gateway_server.backends.local import LocalBackend, UnsafeLocalBackend
 from dask_gateway_server.options import Float, Integer, Options
 from traitlets import Float as FloatTrait
@@ -122,6 +123,20 @@ class EolabLocalBackend(UserLimitsMixin, LocalBackend):
             paths.append(path)
         self.set_file_permissions(paths, cluster.username)
         return workdir
+
+
+class EolabSlurmBackend(UserLimitsMixin, SlurmBackend):
+    """HPC: each cluster's scheduler and workers are Slurm jobs of the user (submitted via sudo as them)."""
+
+    default_host = "127.0.0.1"  # the base class binds schedulers to 0.0.0.0; one host here
+
+    def get_submit_cmd_env_stdin(self, cluster, worker=None):
+        from eolab.compute._slurm import job_name
+
+        cmd, env, script = super().get_submit_cmd_env_stdin(cluster, worker)
+        # Jobs named after the hub, so `eolab down` can cancel whatever outlived the gateway.
+        cmd = [f"--job-name={job_name()}" if arg == "--job-name=dask-gateway" else arg for arg in cmd]
+        return cmd, env, script
 
 
 def cluster_options(max_worker_cores: int, max_worker_memory_gib: float, idle_timeout: int,
