@@ -60,6 +60,27 @@ else:
     # Demo: every hub user runs as this one OS user; homes under the run directory.
     c.JupyterHub.spawner_class = "simple"
     c.SimpleLocalProcessSpawner.home_dir_template = str(HUB_DIR / "homes" / "{username}")
+if S.get("spawner") == "slurm":
+    # HPC: each user's server is a Slurm job of their system account; the job tells the hub its port.
+    import batchspawner  # noqa: F401 (registers /hub/api/batchspawner)
+
+    SLURM_BIN = S.get("slurm_bin") or "/usr/bin"
+    c.JupyterHub.spawner_class = "batchspawner.SlurmSpawner"
+    c.SlurmSpawner.exec_prefix = "sudo -E -u {username}"
+    c.SlurmSpawner.batch_submit_cmd = f"{SLURM_BIN}/sbatch --parsable"
+    c.SlurmSpawner.batch_query_cmd = f"{SLURM_BIN}/squeue -h -j {{job_id}} -o '%T %B'"
+    c.SlurmSpawner.batch_cancel_cmd = f"{SLURM_BIN}/scancel {{job_id}}"
+    c.SlurmSpawner.batchspawner_singleuser_cmd = os.path.join(S["venv_bin"], "batchspawner-singleuser")
+    c.SlurmSpawner.req_partition = S.get("slurm_partition") or ""
+    c.SlurmSpawner.req_srun = ""  # one process per job; srun would need a job step allocation
+    c.SlurmSpawner.req_runtime = "08:00:00"
+    c.SlurmSpawner.req_nprocs = "1"
+    c.SlurmSpawner.req_memory = "2G"
+    c.SlurmSpawner.ip = HOST
+    c.SlurmSpawner.start_timeout = 120
+    # Named after the hub like the Dask jobs, so `eolab down` cancels servers that outlived it.
+    c.SlurmSpawner.batch_script = batchspawner.SlurmSpawner.batch_script.default_value.replace(
+        "--job-name=spawner-jupyterhub", f"--job-name={S['slurm_job_name']}")
 if S["is_root"] and not MULTIUSER:
     c.Spawner.args = ["--allow-root"]  # demo mode as root: servers refuse to start without it
 

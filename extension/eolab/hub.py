@@ -70,6 +70,8 @@ class HubSettings(BaseSettings):
     compute_backend: Literal["gateway", "slurm", "local"] = Field(
         "gateway", description="what eolab.compute uses in kernels: the gateway, dask-jobqueue on Slurm, or local")
     gateway_backend: Literal["local", "slurm"] = "local"
+    spawner: Literal["local", "slurm"] = Field(
+        "local", description="slurm: each user's server is a Slurm job of their system account (batchspawner)")
     slurm_conf: str | None = Field(None, description="slurm.conf: kernels (and the 'slurm' gateway backend) use it")
     slurm_bin: str | None = Field(None, description="directory of sbatch/squeue/scancel wrappers")
     slurm_partition: str | None = None
@@ -172,6 +174,7 @@ def resolve(config: StackConfig, settings: HubSettings) -> dict:
                    "env": {"EOLAB_TILES_BASE_DIR": str(Path(config.data_dir).resolve())}} if tiles else None),
         "templates": [str(ROOT / "notebooks"), str(ROOT / "workflows")],
         "is_root": os.geteuid() == 0,
+        "slurm_job_name": _slurm_job_name(str(hdir)),
     }
     return resolved
 
@@ -231,6 +234,12 @@ def _prepare_multiuser(resolved: dict, settings: HubSettings) -> None:
                 hint="build the venv from a system Python (make install uses /usr/bin/python3.11) and keep the "
                      "checkout and EOLAB_RUN_DIR outside private homes")
     ensure_system_users([system_user(settings, u) for u in [*settings.users, *settings.admin_users]])
+
+
+def _slurm_job_name(hub_id: str) -> str:
+    from eolab.compute._slurm import job_name
+
+    return job_name(hub_id)
 
 
 def _chp_check() -> None:
@@ -301,6 +310,9 @@ def up(config: StackConfig, settings: HubSettings | None = None, timeout: float 
     _secrets(Path(resolved["secrets_file"]))
     (hdir / "settings.json").write_text(json.dumps(resolved, indent=1))
     (hdir / "catalog.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    if settings.spawner == "slurm" and (settings.mode != "multiuser" or not settings.slurm_conf):
+        raise ServiceError("EOLAB_HUB_SPAWNER=slurm needs EOLAB_HUB_MODE=multiuser and EOLAB_HUB_SLURM_CONF",
+                           hint="servers are submitted as the hub user's system account (sudo -u)")
     if settings.gateway_backend == "slurm" and (settings.mode != "multiuser" or not settings.slurm_conf):
         # Jobs are submitted as the hub user's system account (sudo -u), so there must be one.
         raise ServiceError("EOLAB_HUB_GATEWAY_BACKEND=slurm needs EOLAB_HUB_MODE=multiuser and EOLAB_HUB_SLURM_CONF",

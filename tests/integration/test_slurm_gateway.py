@@ -1,9 +1,11 @@
-"""HPC through the gateway: dask-gateway's own Slurm backend on a real single-node Slurm cluster.
+"""HPC for real: users' servers (batchspawner) and Dask clusters (dask-gateway's Slurm backend) as
+Slurm jobs on a real single-node Slurm cluster.
 
-A multiuser hub (system users ``eolabt-*``) whose gateway submits every cluster's scheduler and
-workers as Slurm jobs of the user (``sudo -nHu <user> dask-gateway-jobqueue-launcher``). Asserted:
-the jobs belong to the user and compute, the user's certificates are staged in their private home,
-and the jobs end when the cluster closes, when the kernel dies, and when the hub goes down.
+A multiuser hub (system users ``eolabt-*``) submits each user's server as a Slurm job of that user
+and its gateway submits every cluster's scheduler and workers the same way (``sudo -nHu <user>
+dask-gateway-jobqueue-launcher``). Asserted: the jobs belong to the user and compute, the user's
+certificates are staged in their private home, and the jobs end when the cluster closes, when the
+kernel dies, when the server stops and when the hub goes down.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def gateway_hub(catalog_stack, slurm, shared_dir):
     config = catalog_stack.model_copy(update={"run_dir": shared_dir / "run"})
     settings = hub.HubSettings(
         mode="multiuser", port=free_port_base(width=9, start=47000), users=["alice"], admin_users=["boss"],
-        system_user_prefix=PREFIX, gateway_backend="slurm", slurm_conf=str(slurm.conf), slurm_bin=str(slurm.bin),
+        system_user_prefix=PREFIX, spawner="slurm", gateway_backend="slurm", slurm_conf=str(slurm.conf), slurm_bin=str(slurm.bin),
         slurm_partition=slurm.partition, cluster_orphan_timeout=ORPHAN_TIMEOUT, cluster_idle_timeout=120,
         max_worker_cores=1, max_worker_memory=1.0)
     try:
@@ -64,7 +66,7 @@ def gateway_hub(catalog_stack, slurm, shared_dir):
         session = hub.HubSession(f"http://127.0.0.1:{settings.port}", "alice")
         assert session.login(hub.credentials(config)["user_password"]).status_code == 302
         session.new_token()
-        session.start_server()
+        session.start_server(timeout=150)
         yield config, settings, session
         session.close()
     finally:
@@ -72,8 +74,21 @@ def gateway_hub(catalog_stack, slurm, shared_dir):
         _remove_users()
 
 
-def _jobs(slurm, config):
+def _all_jobs(slurm, config):
     return slurm.jobs(job_name(str(hub.hub_dir(config))))
+
+
+def _server_job(slurm, config, alice):
+    """The Slurm job of Alice's server (the one whose job script runs batchspawner-singleuser)."""
+    home = Path(pwd.getpwnam(alice.username).pw_dir)
+    logs = sorted(home.glob("jupyterhub_slurmspawner_*.log"))
+    return logs[-1].stem.rsplit("_", 1)[1] if logs else None
+
+
+def _jobs(slurm, config):
+    """Dask jobs: every job of this hub but the server's."""
+    server = getattr(_jobs, "server", None)
+    return [job for job in _all_jobs(slurm, config) if job["id"] != server]
 
 
 def _wait_jobs(slurm, config, wanted, timeout):
@@ -84,6 +99,18 @@ def _wait_jobs(slurm, config, wanted, timeout):
             return current
         time.sleep(0.5)
     return _jobs(slurm, config)
+
+
+def test_users_server_is_a_slurm_job_of_the_user(gateway_hub, slurm):
+    config, settings, alice = gateway_hub
+    jobs = _all_jobs(slurm, config)
+    server = _server_job(slurm, config, alice)
+    assert [job["id"] for job in jobs] == [server] and jobs[0]["user"] == alice.username
+    assert jobs[0]["state"] == "RUNNING"
+    _jobs.server = server
+    kernel = alice.start_kernel()
+    assert alice.run(kernel, "import os, pwd\nprint(pwd.getpwuid(os.getuid()).pw_name)").strip() == alice.username
+    alice.kill_kernel(kernel)
 
 
 def test_cluster_is_slurm_jobs_of_the_user_that_compute_and_end_on_close(gateway_hub, slurm):
@@ -121,6 +148,15 @@ def test_jobs_end_when_the_kernel_dies(gateway_hub, slurm):
     assert _wait_jobs(slurm, config, lambda jobs: not jobs, ORPHAN_TIMEOUT + 90) == []
 
 
+def test_stopping_the_server_ends_its_job(gateway_hub, slurm):
+    config, settings, alice = gateway_hub
+    alice.stop_server()
+    assert _wait_jobs(slurm, config, lambda jobs: not _all_jobs(slurm, config), 60) == []
+    assert _all_jobs(slurm, config) == []
+    alice.start_server(timeout=150)  # for the next test
+    _jobs.server = _server_job(slurm, config, alice)
+
+
 def test_hub_down_cancels_the_users_jobs(gateway_hub, slurm):
     config, settings, alice = gateway_hub
     kernel = alice.start_kernel()
@@ -128,7 +164,8 @@ def test_hub_down_cancels_the_users_jobs(gateway_hub, slurm):
                       "print(client.submit(sum, [1, 2]).result())")
     assert len(_wait_jobs(slurm, config, lambda jobs: len(jobs) == 2, 60)) == 2
     hub.down(config, settings)
-    assert _wait_jobs(slurm, config, lambda jobs: not jobs, 60) == []
+    assert _wait_jobs(slurm, config, lambda jobs: not _all_jobs(slurm, config), 60) == []
+    assert _all_jobs(slurm, config) == []
 
 
 def test_slurm_gateway_needs_multiuser_mode(catalog_stack, tmp_path):
