@@ -133,3 +133,29 @@ def test_errors_are_clear_and_titiler_endpoints_work(tiles, centre_item, catalog
     assert cog.status_code == 200 and cog.json()["width"] == centre_item["assets"]["B04"]["proj:shape"][1]
     styles = httpx.get(f"{tiles}/styles").json()
     assert set(styles) == {"truecolor", "falsecolor", "ndvi"}
+
+
+def test_local_files_are_never_read(tiles, centre_item, tmp_path):
+    """Only http(s) URLs, also for the assets a STAC item names (the service may run as root)."""
+    import functools
+    import http.server
+    import threading
+
+    for url in ("/etc/passwd", "file:///etc/passwd", "/vsicurl/http://127.0.0.1/x.tif"):
+        refused = httpx.get(f"{tiles}/cog/info", params={"url": url}, timeout=30)
+        assert refused.status_code == 400 and "http(s) URLs only" in refused.json()["detail"], url
+    item = json.loads(json.dumps(centre_item))
+    item["assets"]["B04"]["href"] = "file:///etc/passwd"  # relative hrefs resolve against the item's URL
+    item["links"] = []
+    (tmp_path / "item.json").write_text(json.dumps(item))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/item.json"
+        refused = httpx.get(f"{tiles}/stac/info", params={"url": url, "assets": "B04"}, timeout=30)
+        assert refused.status_code == 400 and "/etc/passwd" in refused.json()["detail"]
+        allowed = httpx.get(f"{tiles}/stac/info", params={"url": url, "assets": "B08"}, timeout=30)
+        assert allowed.status_code == 200 and "B08" in allowed.json()
+    finally:
+        server.shutdown()

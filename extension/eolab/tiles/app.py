@@ -2,7 +2,8 @@
 
 Run: ``python -m uvicorn eolab.tiles.app:create_app --factory --host 127.0.0.1 --port 8730``.
 Environment: ``EOLAB_TILES_BASE_DIR`` (demo data directory for the offline base layer),
-``EOLAB_TILES_ALLOW`` (comma-separated URL prefixes the service may read; default: any).
+``EOLAB_TILES_ALLOW`` (comma-separated URL prefixes the service may read; default: any http(s) URL —
+never local files).
 
 Routes (all tiles are 256 px Web Mercator PNGs; outside the data they are transparent, not 404):
 
@@ -155,6 +156,9 @@ class ItemSource:
         self.get = functools.lru_cache(maxsize=512)(self._get)
 
     def check(self, url: str) -> None:
+        # Never local paths or GDAL virtual files: the service may run as root next to users' data.
+        if not url.lower().startswith(("http://", "https://")):
+            raise EolabError(f"the tile service reads http(s) URLs only, not {url!r}")
         if self.allow and not any(url.startswith(prefix) for prefix in self.allow):
             raise EolabError(f"the tile service may not read {url}", hint="see EOLAB_TILES_ALLOW")
 
@@ -258,8 +262,20 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
         app.mount("/static/panel/{version}/dist", StaticFiles(directory=panel_dist), name="panel-dist")
 
     # titiler's own endpoints for anything the styles above do not cover (no HTML viewers: they use CDNs).
-    cog = TilerFactory(router_prefix="/cog", add_viewer=False)
-    stac = MultiBaseTilerFactory(reader=STACReader, router_prefix="/stac", add_viewer=False)
+    # Every URL they open (the dataset, and each asset of a STAC item) passes the same check.
+    def checked_url(url: str = Query(..., description="Dataset URL")) -> str:
+        items.check(url)
+        return url
+
+    class CheckedSTACReader(STACReader):
+        def _get_asset_info(self, asset):
+            info = super()._get_asset_info(asset)
+            items.check(info["url"])
+            return info
+
+    cog = TilerFactory(router_prefix="/cog", add_viewer=False, path_dependency=checked_url)
+    stac = MultiBaseTilerFactory(reader=CheckedSTACReader, router_prefix="/stac", add_viewer=False,
+                                 path_dependency=checked_url)
     app.include_router(cog.router, prefix="/cog", tags=["COG"])
     app.include_router(stac.router, prefix="/stac", tags=["STAC"])
     add_exception_handlers(app, DEFAULT_STATUS_CODES)
