@@ -44,6 +44,11 @@ hub_config/node_modules/.installed: hub_config/package.json hub_config/package-l
 	npm ci --prefix hub_config --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The local OIDC provider for the OIDC login tests, pinned by hub_config/oidc/provider/package-lock.json.
+hub_config/oidc/provider/node_modules/.installed: hub_config/oidc/provider/package.json hub_config/oidc/provider/package-lock.json
+	npm ci --prefix hub_config/oidc/provider --no-audit --no-fund --loglevel=error
+	touch $@
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
@@ -68,7 +73,7 @@ status: $(VENV)/.installed
 
 # Browser tests in a process of their own: the event loops that notebook and hub tests leave
 # behind make Playwright's sync API refuse to start.
-test: install
+test: install hub_config/oidc/provider/node_modules/.installed
 	@status=0; \
 	$(BIN)/python -m pytest tests/unit tests/integration $(PYTEST_ARGS) || status=$$?; \
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS) || status=$$?; \

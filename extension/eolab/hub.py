@@ -310,6 +310,13 @@ def up(config: StackConfig, settings: HubSettings | None = None, timeout: float 
     _secrets(Path(resolved["secrets_file"]))
     (hdir / "settings.json").write_text(json.dumps(resolved, indent=1))
     (hdir / "catalog.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    if settings.authenticator == "oidc" and not settings.oidc_settings:
+        raise ServiceError("EOLAB_HUB_AUTHENTICATOR=oidc needs EOLAB_HUB_OIDC_SETTINGS (a JSON file of provider settings)",
+                           hint="see hub_config/README.md, section OIDC login")
+    if settings.authenticator == "oidc" and settings.mode == "multiuser":
+        # System users are created for the configured logins only; OIDC names appear at login time.
+        raise ServiceError("OIDC login is not available in multiuser mode on one host",
+                           hint="use OIDC with the demo mode or on Kubernetes, or multiuser with shared-password/pam")
     if settings.spawner == "slurm" and (settings.mode != "multiuser" or not settings.slurm_conf):
         raise ServiceError("EOLAB_HUB_SPAWNER=slurm needs EOLAB_HUB_MODE=multiuser and EOLAB_HUB_SLURM_CONF",
                            hint="servers are submitted as the hub user's system account (sudo -u)")
@@ -404,8 +411,11 @@ def print_logins(config: StackConfig, settings: HubSettings | None = None, file=
     creds = credentials(config)
     url = f"http://{config.host}:{settings.port}/hub/login"
     print(f"JupyterHub ({settings.mode} mode): {url}", file=file)
-    print(f"  users {', '.join(settings.users)}: password {creds['user_password']}", file=file)
-    print(f"  admin {', '.join(settings.admin_users)}: password {creds['admin_password']}", file=file)
+    if settings.authenticator == "oidc":
+        print(f"  login: OIDC provider of {settings.oidc_settings} (group-based access)", file=file)
+    else:
+        print(f"  users {', '.join(settings.users)}: password {creds['user_password']}", file=file)
+        print(f"  admin {', '.join(settings.admin_users)}: password {creds['admin_password']}", file=file)
     if settings.mode == "demo":
         print("  demo mode: every hub user runs as the same OS user (no isolation between users)", file=file)
     else:

@@ -1,0 +1,306 @@
+"""OIDC login against a real OpenID Connect provider on 127.0.0.1 (hub_config/oidc/provider, panva's
+oidc-provider), driven over HTTP like a browser: hub login page → provider's login form → consent →
+callback → hub. Group claims decide access (EGI Check-in style `eduperson_entitlement`) and admin
+rights; the state check and the client secret are exercised with real failures.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from eolab import hub
+
+from .test_hub_demo import free_port_base
+
+PROVIDER_DIR = hub.HUB_CONFIG / "oidc" / "provider"
+NODE = shutil.which("node")
+
+pytestmark = [
+    pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300),
+    pytest.mark.skipif(NODE is None, reason="Node.js is not installed (the test OIDC provider runs on node)"),
+    pytest.mark.skipif(not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir(),
+                       reason="the test OIDC provider is not installed: npm ci --prefix hub_config/oidc/provider"),
+]
+
+IDP_NAME = "eolab test IdP"
+VO = "urn:mace:egi.eu:group:vo.eolab.test"
+MEMBER = f"{VO}:role=member#aai.example.org"
+MANAGER = f"{VO}:role=manager#aai.example.org"
+OTHER = "urn:mace:egi.eu:group:vo.other.test:role=member#aai.example.org"
+
+
+def _write_private(path: Path, body: dict) -> Path:
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(json.dumps(body, indent=1))
+    return path
+
+
+class Provider:
+    """The OIDC provider as a child process (`node provider.mjs serve <file>`)."""
+
+    def __init__(self, directory: Path, config: dict):
+        self.dir, self.config = directory, config
+        self.issuer = f"http://127.0.0.1:{config['port']}"
+        self.proc: subprocess.Popen | None = None
+        self.log = directory / "provider.log"
+
+    def start(self, **changes) -> Provider:
+        config = {**self.config, **changes}
+        path = _write_private(self.dir / "provider.json", config)
+        with self.log.open("a") as log:
+            self.proc = subprocess.Popen([NODE, str(PROVIDER_DIR / "provider.mjs"), "serve", str(path)],
+                                         cwd=PROVIDER_DIR, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"the OIDC provider exited: {self.log.read_text()[-2000:]}"
+            try:
+                if httpx.get(f"{self.issuer}/.well-known/openid-configuration", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"the OIDC provider did not answer within 30 s: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+@pytest.fixture(scope="module")
+def oidc(catalog_stack, tmp_path_factory):
+    """A provider with accounts alice (member), carol (no group), bob (another VO), admin (manager),
+    and a hub (own run directory and ports) whose login is that provider, set through the documented
+    environment variables EOLAB_HUB_AUTHENTICATOR and EOLAB_HUB_OIDC_SETTINGS."""
+    work = tmp_path_factory.mktemp("oidc")
+    config = catalog_stack.model_copy(update={"run_dir": str(work / "run")})
+    base = free_port_base(width=9, start=51000)  # other hub tests: 41000-49000, benchmarks 52000
+    idp_port = free_port_base(width=1, start=base + 9)
+    hub_url = f"http://127.0.0.1:{base}"
+    secret = secrets.token_hex(24)
+    passwords = {name: secrets.token_urlsafe(12) for name in ("alice", "bob", "carol", "admin")}
+    groups = {"alice": [MEMBER], "bob": [OTHER], "carol": [], "admin": [MANAGER]}
+    provider = Provider(work, {
+        "host": "127.0.0.1", "port": idp_port, "name": IDP_NAME,
+        "clients": [{"client_id": "eolab-hub", "client_secret": secret, "client_name": "eolab JupyterHub",
+                     "redirect_uris": [f"{hub_url}/hub/oauth_callback"]}],
+        "accounts": {name: {"password": passwords[name],
+                            "claims": {"name": name.title(), "email": f"{name}@example.org",
+                                       "eduperson_entitlement": groups[name]}}
+                     for name in passwords},
+    })
+    issuer = provider.issuer
+    settings_file = _write_private(work / "hub-oidc.json", {
+        "provider_name": IDP_NAME, "issuer": issuer,
+        "authorize_url": f"{issuer}/auth", "token_url": f"{issuer}/token", "userdata_url": f"{issuer}/me",
+        "client_id": "eolab-hub", "client_secret": secret,
+        "scope": ["openid", "profile", "email", "eduperson_entitlement"],
+        "username_claim": "preferred_username", "groups_claim": "eduperson_entitlement",
+        "allowed_groups": [MEMBER], "admin_groups": [MANAGER],
+    })
+    try:
+        provider.start()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("EOLAB_HUB_AUTHENTICATOR", "oidc")
+            mp.setenv("EOLAB_HUB_OIDC_SETTINGS", str(settings_file))
+            settings = hub.load_settings(port=base)
+        assert settings.authenticator == "oidc" and settings.oidc_settings == str(settings_file)
+        hub.up(config, settings)
+        yield {"config": config, "settings": settings, "url": hub_url, "provider": provider, "secret": secret,
+               "passwords": passwords, "admin_token": hub.credentials(config)["admin_token"]}
+    finally:
+        try:
+            hub.down(config)
+        finally:
+            provider.stop()
+
+
+# --- the browser's part ---------------------------------------------------------------------
+
+def _form_action(page: httpx.Response) -> str:
+    match = re.search(r'<form[^>]*action="([^"]+)"', page.text)
+    assert match, f"no form in {page.url}: {page.text[:300]}"
+    return str(page.url.join(match.group(1)))
+
+
+def to_callback(session: hub.HubSession, oidc: dict, name: str, password: str) -> httpx.URL | httpx.Response:
+    """Hub login page → provider (login form, consent) → the provider's redirect back to the hub.
+
+    Returns the callback URL (code and state) without following it, so tests can tamper with it, or
+    the provider's answer if it refused the password."""
+    http, issuer = session.http, oidc["provider"].issuer
+    page = http.get("/hub/login")
+    assert page.status_code == 200
+    start = http.get("/hub/oauth_login", params={"next": "/hub/home"})
+    assert start.status_code == 302
+    authorize = httpx.URL(start.headers["location"])
+    assert str(authorize.copy_with(query=None)) == f"{issuer}/auth"
+    q = authorize.params
+    assert (q["client_id"], q["response_type"], q["redirect_uri"]) == (
+        "eolab-hub", "code", f"{oidc['url']}/hub/oauth_callback")
+    assert set(q["scope"].split()) == {"openid", "profile", "email", "eduperson_entitlement"}
+    assert q["code_challenge_method"] == "S256" and q["state"]
+
+    response = http.get(authorize)
+    for _ in range(10):
+        if response.status_code in (302, 303):
+            target = response.url.join(response.headers["location"])
+            if str(target).startswith(f"{oidc['url']}/hub/oauth_callback"):
+                return target
+            response = http.get(target)
+        elif response.status_code == 200 and 'name="password"' in response.text:
+            assert f"Sign in to {IDP_NAME}" in response.text
+            response = http.post(_form_action(response), data={"username": name, "password": password})
+            if response.status_code == 401:
+                return response
+        elif response.status_code == 200 and "Allow" in response.text:
+            shown = set(re.findall(r'<li class="scope">([^<]+)</li>', response.text))
+            assert shown == {"profile", "email", "eduperson_entitlement"}
+            response = http.post(_form_action(response), data={"decision": "allow"})
+        else:
+            raise AssertionError(f"unexpected answer from {response.url}: {response.status_code} {response.text[:300]}")
+    raise AssertionError("the provider never redirected back to the hub")
+
+
+def oidc_login(oidc: dict, name: str) -> tuple[hub.HubSession, httpx.Response]:
+    session = hub.HubSession(oidc["url"], name)
+    callback = to_callback(session, oidc, name, oidc["passwords"][name])
+    return session, session.http.get(callback)
+
+
+def admin_api(oidc: dict, method: str, path: str) -> httpx.Response:
+    return httpx.request(method, f"{oidc['url']}/hub/api{path}",
+                         headers={"Authorization": f"token {oidc['admin_token']}"}, timeout=30)
+
+
+# --- tests ----------------------------------------------------------------------------------
+
+def test_login_page_offers_the_provider(oidc):
+    page = httpx.get(f"{oidc['url']}/hub/login", timeout=30)
+    assert page.status_code == 200
+    assert f"Sign in with {IDP_NAME}" in page.text
+    assert 'name="password"' not in page.text  # no local password form: the provider does the login
+
+
+def test_member_logs_in_and_starts_a_server(oidc):
+    session, callback = oidc_login(oidc, "alice")
+    try:
+        assert callback.status_code == 302 and callback.headers["location"] == "/hub/home"
+        assert session.http.get("/hub/home").status_code == 200
+        me = session._api("GET", "/user")
+        assert me.status_code == 200
+        model = me.json()
+        assert (model["name"], model["admin"]) == ("alice", False)
+        assert model["groups"] == [MEMBER]  # the entitlement claim became the user's hub group
+        assert session._api("GET", "/users").status_code == 403  # not an admin
+        session.new_token()
+        session.start_server()
+        status = session.server_api("GET", "/status")
+        assert status.status_code == 200 and "started" in status.json()
+    finally:
+        session.stop_server()
+        session.close()
+
+
+def test_user_outside_the_allowed_groups_is_refused(oidc):
+    for name in ("carol", "bob"):  # carol: no entitlement at all; bob: member of another VO
+        session, callback = oidc_login(oidc, name)
+        try:
+            assert callback.status_code == 403
+            assert f"not a member of a group allowed to use this hub ({MEMBER})" in callback.text
+            assert session._api("GET", "/user").status_code == 403  # no hub login cookie was set
+            assert admin_api(oidc, "GET", f"/users/{name}").status_code == 404  # and no hub user created
+        finally:
+            session.close()
+
+
+def test_admin_group_gives_admin_rights(oidc):
+    session, callback = oidc_login(oidc, "admin")
+    try:
+        assert callback.status_code == 302
+        model = session._api("GET", "/user").json()
+        assert (model["name"], model["admin"], model["groups"]) == ("admin", True, [MANAGER])
+        users = session._api("GET", "/users")  # admin-only
+        assert users.status_code == 200 and "admin" in {u["name"] for u in users.json()}
+        groups = session._api("GET", "/groups")
+        assert groups.status_code == 200
+        members = {g["name"]: set(g["users"]) for g in groups.json()}
+        assert members[MANAGER] == {"admin"}
+    finally:
+        session.close()
+
+
+def test_wrong_password_is_refused_by_the_provider(oidc):
+    session = hub.HubSession(oidc["url"], "alice")
+    try:
+        refused = to_callback(session, oidc, "alice", "not-" + oidc["passwords"]["alice"])
+        assert isinstance(refused, httpx.Response) and refused.status_code == 401
+        assert "Invalid username or password." in refused.text
+        assert session._api("GET", "/user").status_code == 403
+    finally:
+        session.close()
+
+
+def test_tampered_state_is_refused(oidc):
+    session = hub.HubSession(oidc["url"], "alice")
+    stranger = httpx.Client(timeout=30, follow_redirects=False)
+    try:
+        callback = to_callback(session, oidc, "alice", oidc["passwords"]["alice"])
+        # The genuine callback in another browser (login CSRF): that browser has no state cookie.
+        answer = stranger.get(callback)
+        assert answer.status_code == 400 and "OAuth state missing from cookies" in answer.text
+        # A forged state in the right browser.
+        params = dict(callback.params)
+        forged = callback.copy_with(params={**params, "state": params["state"][:-4] + "AAAA"})
+        answer = session.http.get(forged)
+        assert answer.status_code == 400 and "OAuth state mismatch" in answer.text
+        assert session._api("GET", "/user").status_code == 403
+        # The state is single-use: after the failed attempt even the genuine callback is refused.
+        answer = session.http.get(callback)
+        assert answer.status_code == 400 and "OAuth state missing from cookies" in answer.text
+        assert session._api("GET", "/user").status_code == 403
+    finally:
+        stranger.close()
+        session.close()
+
+
+def test_wrong_client_secret_is_refused(oidc):
+    """The provider now knows the hub's client by another secret: the code exchange fails."""
+    provider = oidc["provider"]
+    provider.stop()
+    provider.start(clients=[{**provider.config["clients"][0], "client_secret": secrets.token_hex(24)}])
+    log = Path(oidc["config"].run_dir) / "logs" / "hub.log"
+    try:
+        session, callback = oidc_login(oidc, "alice")
+        try:
+            assert callback.status_code == 500
+            assert session._api("GET", "/user").status_code == 403
+        finally:
+            session.close()
+        deadline = time.monotonic() + 10
+        while "invalid_client" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert re.search(r"Error fetching 401 POST http://127\.0\.0\.1:\d+/token", log.read_text())
+        assert "invalid_client" in log.read_text()
+    finally:
+        provider.stop()
+        provider.start()
+    session, callback = oidc_login(oidc, "alice")  # the right secret again: login works
+    session.close()
+    assert callback.status_code == 302
