@@ -1,8 +1,10 @@
 """The stack configuration: where eolab runs, on which ports, and which catalogue members exist.
 
 One YAML file (``hub_config/catalog.yaml`` in a deployment, the packaged
-``default-catalog.yaml`` otherwise) describes every member provider. Demo members
-are served here by pgstac; remote members are real STAC APIs given by URL.
+``default-catalog.yaml`` otherwise) describes every member provider. Local members
+are served here by pgstac: demo members hold the generated demo data, a writable
+member (``writable: true``, the ``workspace``) accepts STAC Transactions and holds
+the results users publish. Remote members are real STAC APIs given by URL.
 
 Environment overrides (for tests and for running two stacks side by side):
 ``EOLAB_CATALOG_CONFIG`` (file), ``EOLAB_RUN_DIR``, ``EOLAB_DATA_DIR``,
@@ -55,18 +57,29 @@ class MemberConfig(_Strict):
     get_only: bool = Field(default=False, description="the API does not accept POST /search")
     signing: str | None = Field(default=None, description="'module:function' that signs each request (e.g. SAS tokens)")
     timeout: float | None = Field(default=None, gt=0, description="per-request time budget in s (default: broker's)")
+    # Writable members: publishing POSTs results here (STAC Transactions); the broker only reads them.
+    writable: bool = Field(default=False, description="accepts STAC Transactions: a local one starts empty, "
+                                                      "with the extension on, and is never reloaded")
 
     @model_validator(mode="after")
     def _demo_or_remote(self) -> "MemberConfig":
         if (self.port is None) == (self.url is None):
             raise ValueError(f"member {self.id!r} needs exactly one of 'port' (demo member) or 'url' (remote member)")
-        if self.port is not None and not self.collections:
+        if self.port is not None and self.writable and self.collections:
+            raise ValueError(f"writable member {self.id!r} holds published results, not demo 'collections'")
+        if self.port is not None and not self.writable and not self.collections:
             raise ValueError(f"demo member {self.id!r} lists no 'collections'")
         return self
 
     @property
     def is_demo(self) -> bool:
+        """Served here by ``eolab catalog up`` (demo data, or a writable workspace)."""
         return self.port is not None
+
+    @property
+    def is_workspace(self) -> bool:
+        """A local member that starts empty and takes published results."""
+        return self.port is not None and self.writable
 
     @property
     def database(self) -> str:
@@ -125,7 +138,12 @@ class StackConfig(_Strict):
 
     @property
     def demo_members(self) -> list[MemberConfig]:
+        """The enabled members served here (pgstac): demo data holders and writable workspaces."""
         return [m for m in self.members if m.enabled and m.is_demo]
+
+    @property
+    def writable_members(self) -> list[MemberConfig]:
+        return [m for m in self.members if m.enabled and m.writable]
 
     @property
     def enabled_members(self) -> list[MemberConfig]:

@@ -1,6 +1,7 @@
 """Template gallery (list/clone), provenance records and the results catalogue."""
 
 import json
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -72,3 +73,189 @@ def test_publish_and_find(tmp_path):
                                                                             "provider": "pannonia"}
     assert publish.find_results(tmp_path / "cat", workflow="crop-type-map") == []
     assert json.loads((tmp_path / "cat" / "catalog.json").read_text())["id"] == "eolab-results"
+
+
+# --------------------------------------------------------------------------- publishing to a member provider
+
+def _result(tmp_path):
+    rec = provenance.record([_item(1, "pannonia"), _item(2, "danube")], workflow="water-monitoring",
+                            parameters={"threshold": 0.1})
+    rec["items"][0]["href"] = "http://broker/collections/pannonia|sentinel-2-l2a/items/S2_1"
+    f = tmp_path / "r.csv"
+    f.write_text("a\n1\n")
+    provenance.write(f, rec)
+    return [f, provenance.sidecar_path(f)], rec
+
+
+def test_build_item_is_what_both_destinations_publish(tmp_path):
+    files, rec = _result(tmp_path)
+    item = publish.build_item(files, workflow="water-monitoring", provenance=rec, bbox=[20, 47, 20.1, 47.1],
+                              start="2026-03-01", end="2026-10-31", title="Water")
+    assert item.id == publish.item_id_for("water-monitoring", rec)  # stable: re-publishing replaces
+    assert item.datetime is None and item.properties["start_datetime"].startswith("2026-03-01")
+    assert item.properties["eolab:provenance"]["source_items"] == [
+        {"id": "S2_1", "collection": "sentinel-2-l2a", "provider": "pannonia"},
+        {"id": "S2_2", "collection": "sentinel-2-l2a", "provider": "danube"}]
+    assert [ln.href for ln in item.links if ln.rel == "derived_from"] == [rec["items"][0]["href"]]
+    assert publish.item_problems(item.to_dict(include_self_link=False)) == []
+    with pytest.raises(EolabError, match="ends .* before it starts"):
+        publish.build_item(files, workflow="w", provenance=rec, bbox=[20, 47, 20.1, 47.1], start="2026-05-01",
+                           end="2026-04-01")
+    with pytest.raises(EolabError, match="bbox .* is not west, south, east, north"):
+        publish.build_item(files, workflow="w", provenance=rec, bbox=[20, 95, 20.1, 96], start="2026-05-01",
+                           end="2026-06-01")
+
+
+def test_item_problems_name_what_a_provider_refuses(tmp_path):
+    files, rec = _result(tmp_path)
+    good = publish.build_item(files, workflow="w", provenance=rec, bbox=[20, 47, 20.1, 47.1],
+                              start="2026-03-01", end="2026-10-31").to_dict(include_self_link=False)
+    assert publish.item_problems({**good, "id": "a/b?"}) == ["id contains / ?"]
+    assert publish.item_problems({**good, "geometry": None}) == ["no geometry"]
+    bow_tie = {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}
+    assert publish.item_problems({**good, "geometry": bow_tie}) == ["invalid geometry"]
+    no_time = {**good, "properties": {"title": "x", "datetime": None}}
+    assert publish.item_problems(no_time) == ["neither datetime nor start_datetime and end_datetime"]
+    reversed_ = {**good, "properties": {**good["properties"], "start_datetime": "2026-05-01T00:00:00Z",
+                                        "end_datetime": "2026-04-01T00:00:00Z"}}
+    assert publish.item_problems(reversed_) == ["end_datetime is before start_datetime"]
+    assert publish.item_problems({**good, "assets": {"a": {"title": "no href"}}}) == ["asset 'a' has no href"]
+
+
+def test_results_collection_is_per_user_with_an_open_extent(monkeypatch):
+    monkeypatch.setenv("JUPYTERHUB_USER", "Alice Smith")
+    assert publish.current_user() == "Alice Smith"
+    assert publish.results_collection_id() == "results-alice-smith"
+    assert publish.results_collection_id("bob") == "results-bob"
+    body = publish.results_collection("results-bob", "bob")
+    assert body["id"] == "results-bob" and body["title"] == "Results of bob"
+    assert body["extent"] == {"spatial": {"bbox": [[-180.0, -90.0, 180.0, 90.0]]},
+                              "temporal": {"interval": [[None, None]]}}
+
+
+def test_writable_provider_comes_from_the_catalogue_configuration(monkeypatch):
+    from eolab.config import DEFAULT_CONFIG, load_config
+    from eolab.errors import ConfigError
+
+    monkeypatch.delenv("EOLAB_WORKSPACE_URL", raising=False)
+    config = load_config(DEFAULT_CONFIG, port_offset=0)
+    assert publish.writable_provider(config=config) == publish.Provider("workspace", "http://127.0.0.1:8714")
+    with pytest.raises(EolabError, match="provider 'pannonia' is not writable.*") as err:
+        publish.writable_provider("pannonia", config)
+    assert "workspace" in err.value.hint
+    with pytest.raises(ConfigError, match="no member 'nope'"):
+        publish.writable_provider("nope", config)
+    assert publish.writable_provider("https://stac.example/api/") == publish.Provider("stac.example",
+                                                                                        "https://stac.example/api")
+    monkeypatch.setenv("EOLAB_WORKSPACE_URL", "http://127.0.0.1:9999/")
+    assert publish.writable_provider().url == "http://127.0.0.1:9999"
+
+
+def test_default_catalogue_has_one_writable_workspace_without_demo_data():
+    from pydantic import ValidationError
+
+    from eolab.config import DEFAULT_CONFIG, MemberConfig, load_config
+
+    config = load_config(DEFAULT_CONFIG, port_offset=0)
+    assert [m.id for m in config.writable_members] == ["workspace"]
+    ws = config.member("workspace")
+    assert ws.is_workspace and ws.enabled and ws.port == 8714 and ws.collections == {}
+    assert ws in config.demo_members  # served by `eolab catalog up` like the demo members
+    assert not any(m.writable for m in config.members if m.id != "workspace")
+    with pytest.raises(ValidationError, match="holds published results"):
+        MemberConfig(id="w", port=9000, writable=True, collections={"sentinel-2-l2a": {}})
+    with pytest.raises(ValidationError, match="lists no 'collections'"):
+        MemberConfig(id="d", port=9000)
+
+
+class _FakeProvider:
+    """A transactional STAC API in memory (httpx.MockTransport), recording what it is sent."""
+
+    def __init__(self, writable=True, refuse=None):
+        self.writable, self.refuse = writable, refuse
+        self.collections, self.items, self.sent = {}, {}, []
+
+    def __call__(self, request):
+        import httpx
+
+        path = request.url.path
+        body = json.loads(request.content) if request.content else None
+        self.sent.append((request.method, path))
+        if path == "/":
+            classes = [publish.TRANSACTION_CONFORMANCE] if self.writable else ["https://api.stacspec.org/v1.0.0/core"]
+            return httpx.Response(200, json={"conformsTo": classes})
+        if request.method == "GET" and path.startswith("/collections/"):
+            cid = path.split("/")[2]
+            return httpx.Response(200, json=self.collections[cid]) if cid in self.collections else \
+                httpx.Response(404, json={"code": "NotFoundError", "description": "no"})
+        if request.method == "POST" and path == "/collections":
+            self.collections[body["id"]] = body
+            return httpx.Response(201, json=body)
+        if request.method == "POST" and path.endswith("/bulk_items"):
+            if self.refuse:
+                return httpx.Response(400, json={"detail": self.refuse})
+            assert body["method"] == "upsert"
+            self.items.update(body["items"])
+            return httpx.Response(200, json={"received": len(body["items"]), "success": len(body["items"]),
+                                             "skipped": 0, "errors": []})
+        return httpx.Response(405)
+
+
+def _client(fake):
+    import httpx
+
+    return httpx.Client(transport=httpx.MockTransport(fake))
+
+
+def test_publish_to_provider_creates_the_collection_once_and_upserts(tmp_path, monkeypatch):
+    monkeypatch.setenv("EOLAB_RESULTS_CATALOG", str(tmp_path / "results"))
+    files, rec = _result(tmp_path)
+    fake = _FakeProvider()
+    args = dict(workflow="water-monitoring", provenance=rec, bbox=[20, 47, 20.1, 47.1], start="2026-03-01",
+                end="2026-10-31", to="http://ws.test", user="bob", client=_client(fake))
+    item = publish.publish_to_provider(files, **args)
+    again = publish.publish_to_provider(files, **args)
+    assert again.id == item.id and list(fake.items) == [item.id]
+    assert list(fake.collections) == ["results-bob"]
+    assert [m for m in fake.sent if m[0] == "POST"] == [
+        ("POST", "/collections"), ("POST", "/collections/results-bob/bulk_items"),
+        ("POST", "/collections/results-bob/bulk_items")]
+    stored = fake.items[item.id]
+    assert stored["collection"] == "results-bob"
+    assert stored["properties"]["eolab:provenance"]["parameters"] == {"threshold": 0.1}
+    assert {ln["rel"] for ln in stored["links"]} == {"derived_from"}
+    for asset in stored["assets"].values():
+        assert Path(asset["href"]).is_absolute() and Path(asset["href"]).exists()
+        assert str(tmp_path / "results" / "workspace" / "results-bob") in asset["href"]
+
+
+def test_publish_routes_member_destinations(tmp_path, monkeypatch):
+    files, rec = _result(tmp_path)
+    seen = {}
+    monkeypatch.setattr(publish, "publish_to_provider", lambda files, **kw: seen.setdefault("to", kw["to"]))
+    args = dict(workflow="w", provenance=rec, bbox=[20, 47, 20.1, 47.1], start="2026-03-01", end="2026-10-31")
+    assert publish.publish(files, catalog_dir="member:workspace", **args) == "workspace"
+    seen.clear()
+    assert publish.publish(files, catalog_dir="http://127.0.0.1:8714", **args) == "http://127.0.0.1:8714"
+    seen.clear()
+    assert publish.publish(files, to="workspace", catalog_dir=tmp_path / "ignored", **args) == "workspace"
+
+
+def test_provider_errors_name_the_provider_and_quote_its_answer(tmp_path):
+    files, rec = _result(tmp_path)
+    item = publish.build_item(files, workflow="w", provenance=rec, bbox=[20, 47, 20.1, 47.1],
+                              start="2026-03-01", end="2026-10-31")
+    with pytest.raises(EolabError, match=r"provider 'ro.test' at http://ro.test is not writable"):
+        publish.upsert_items([item], to="http://ro.test", user="bob", client=_client(_FakeProvider(writable=False)))
+    refusing = _FakeProvider(refuse="Item geometry is not valid")
+    with pytest.raises(EolabError, match=r"provider 'ws.test' refused the items .*: HTTP 400: Item geometry is not"):
+        publish.upsert_items([item], to="http://ws.test", user="bob", client=_client(refusing))
+    assert refusing.items == {}
+    quiet = _FakeProvider()
+    bad = item.to_dict(include_self_link=False)
+    bad["id"] = "a#b"
+    with pytest.raises(EolabError, match=r"nothing was written: 'a#b': id contains #"):
+        publish.upsert_items([item, bad], to="http://ws.test", user="bob", client=_client(quiet))
+    assert quiet.sent == []  # refused before asking the provider anything
+    with pytest.raises(EolabError, match="ids repeat"):
+        publish.upsert_items([item, item], to="http://ws.test", user="bob", client=_client(quiet))

@@ -198,6 +198,9 @@ def parse_member_page(member_id: str, body: Any, plan: MemberPlan) -> MemberPage
                       number_matched=matched if isinstance(matched, int) and not isinstance(matched, bool) else None)
 
 
+WRITABLE_INFO_TTL = 2.0  # s
+
+
 class Federation:
     """All members of one stack configuration, ready to be searched together."""
 
@@ -215,7 +218,8 @@ class Federation:
         self.members: dict[str, Member] = {
             m.id: Member(config=m, base_url=config.member_url(m), client=self.client,
                          timeout=m.timeout or broker.member_timeout, health_ttl=broker.health_ttl,
-                         info_ttl=info_ttl, clock=clock)
+                         # Writable members gain collections at any time (published results).
+                         info_ttl=min(info_ttl, WRITABLE_INFO_TTL) if m.writable else info_ttl, clock=clock)
             for m in config.enabled_members
         }
         self.known_ids = {m.id for m in config.members}
@@ -454,7 +458,10 @@ class Federation:
             await self._gather_info(usable, max(0.05, deadline - self.clock()))
         for member in self.members.values():
             views.append(MemberView(id=member.id, skip_reason=member.skip_reason(),
-                                    collections=member.info.collections if member.info else None))
+                                    # A writable member's collections change any time: ask it, do not
+                                    # plan from a cached list that may miss what was just published.
+                                    collections=member.info.collections
+                                    if member.info and not member.config.writable else None))
         return plan_search(query, views, self.known_ids)
 
     async def _member_plans(self, query: SearchQuery, targets: dict[str, list[str] | None], limit: int,

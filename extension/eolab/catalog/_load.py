@@ -3,6 +3,9 @@
 Which items a member holds comes from the configuration (collection + date window), so one
 collection id can live at two members, as Sentinel-2 does across real providers. Asset hrefs in
 the demo data are relative; here they become absolute URLs of the asset server.
+
+A writable member (the workspace) gets no demo data: its database is only migrated to pgstac
+(:func:`prepare_writable`), and what users publish into it is never dropped by a reload.
 """
 
 from __future__ import annotations
@@ -94,3 +97,23 @@ def load_member(dsn: str, data_dir: Path, member: MemberConfig, assets_url: str)
         loader.load_collections(iter(collections), Methods.upsert)
         loader.load_items(iter(items), Methods.upsert)
     return len(items)
+
+
+def writable_fingerprint(member: MemberConfig) -> str:
+    """What a writable member's marker records: the pgstac version its database was migrated to."""
+    from pypgstac import __version__ as pgstac_version
+
+    return json.dumps({"writable": member.id, "pgstac": pgstac_version, "number_matched": member.number_matched},
+                      sort_keys=True)
+
+
+def prepare_writable(dsn: str, member: MemberConfig) -> None:
+    """Migrate a writable member's database to pgstac (idempotent; existing collections and items stay)."""
+    from pypgstac.db import PgstacDB
+    from pypgstac.migrate import Migrate
+
+    with PgstacDB(dsn=dsn) as db:
+        Migrate(db).run_migration()
+        value = "on" if member.number_matched else "off"
+        db.query_one("INSERT INTO pgstac.pgstac_settings (name, value) VALUES ('context', %s) "
+                     "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value RETURNING name", [value])

@@ -177,6 +177,16 @@ class Cluster:
                     raise ServiceError(f"PostgreSQL on port {self.port} does not accept connections: {exc}".splitlines()[0])
                 time.sleep(0.2)
 
+    def ensure_database(self, name: str) -> bool:
+        """Create the database unless it exists (its contents are kept); True if it was created."""
+        import psycopg
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                return False
+            conn.execute(f'CREATE DATABASE "{name}"')
+            return True
+
     def recreate_database(self, name: str) -> None:
         import psycopg
 

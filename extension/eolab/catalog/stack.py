@@ -1,7 +1,9 @@
 """The local catalogue stack: PostgreSQL/pgstac, one STAC API per demo member, and the asset server.
 
 ``up`` is idempotent: what runs already is left alone, databases are reloaded only when what a
-member should hold changed. ``down`` stops what ``up`` started, found through the PID files.
+member should hold changed. A writable member (the workspace) is different: its database is
+created once and kept (it holds what users published), and its STAC API has the Transactions
+extension on. ``down`` stops what ``up`` started, found through the PID files.
 """
 
 from __future__ import annotations
@@ -35,7 +37,13 @@ def _member_service(config: StackConfig, member: MemberConfig, cluster: Cluster)
         "STAC_FASTAPI_DESCRIPTION": f"eolab demo provider '{member.id}' (pgstac)",
         "STAC_FASTAPI_LANDING_ID": member.id,
         "DB_MIN_CONN_SIZE": "1", "DB_MAX_CONN_SIZE": "8",
+        # stac-fastapi-pgstac reads its settings from the environment: make sure an inherited
+        # value cannot turn writes on for a demo member (or off for the workspace).
+        "ENABLE_TRANSACTIONS_EXTENSIONS": "true" if member.writable else "false",
     }
+    if member.writable:
+        env["STAC_FASTAPI_DESCRIPTION"] = (f"eolab workspace '{member.id}' (pgstac, writable: STAC Transactions) "
+                                           "holding published results")
     cmd = [sys.executable, "-m", "uvicorn", "stac_fastapi.pgstac.app:create_app", "--factory",
            "--host", config.host, "--port", str(member.port), "--log-level", "warning",
            "--no-access-log"]
@@ -100,6 +108,19 @@ def _preflight(config: StackConfig, cluster: Cluster) -> None:
                                hint="stop that program or choose other ports (EOLAB_PORT_OFFSET or the config file)")
 
 
+def _prepare_workspace(config: StackConfig, member: MemberConfig, cluster: Cluster, marker: Path) -> None:
+    """Create and migrate a writable member's database once; never drop what was published."""
+    created = cluster.ensure_database(member.database)
+    wanted = _load.writable_fingerprint(member)
+    if created or not marker.exists() or marker.read_text() != wanted:
+        _services.stop(Path(config.run_dir), f"member-{member.id}")  # a migration needs it idle
+        _load.prepare_writable(cluster.dsn(member.database), member)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(wanted)
+        if created:
+            print(f"created the empty writable member {member.id}", file=sys.stderr)
+
+
 def up(config: StackConfig, progress: bool = True) -> list[ServiceStatus]:
     run_dir = Path(config.run_dir)
     try:
@@ -115,6 +136,9 @@ def up(config: StackConfig, progress: bool = True) -> list[ServiceStatus]:
     data_dir = Path(config.data_dir).resolve()
     for member in config.demo_members:
         marker = _state_file(config, member)
+        if member.is_workspace:
+            _prepare_workspace(config, member, cluster, marker)
+            continue
         wanted = _load.fingerprint(config, member, manifest)
         if not marker.exists() or marker.read_text() != wanted:
             _services.stop(run_dir, f"member-{member.id}")  # it would hold stale connections
@@ -164,7 +188,8 @@ def status(config: StackConfig) -> list[ServiceStatus]:
         name = f"member-{member.id}"
         result.append(ServiceStatus(name, config.member_url(member),
                                     "running" if _services.running_pid(run_dir, name) else "down",
-                                    ", ".join(member.collections)))
+                                    "writable (published results)" if member.writable
+                                    else ", ".join(member.collections)))
     for name, url in (("broker", config.broker_url), ("tiles", config.tiles_url)):
         result.append(ServiceStatus(name, url, "running" if _services.running_pid(run_dir, name) else "down"))
     for member in config.enabled_members:

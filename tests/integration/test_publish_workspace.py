@@ -1,0 +1,217 @@
+"""Publishing results into the writable `workspace` member and finding them again through the broker.
+
+A stack of its own (a demo member for real source items, the workspace, the broker), so what is
+published here does not show up in the shared `catalog_stack` that other tests count collections of.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+import httpx
+import pystac
+import pytest
+
+from eolab.analysis import provenance, publish
+from eolab.catalog import _federation, stack
+from eolab.config import StackConfig
+from eolab.errors import EolabError
+from eolab.search import Catalogue
+from eolab.widgets import BrowserState, PickerState
+
+from tests._stack import make_stack_config, purge
+
+pytestmark = pytest.mark.integration
+
+USER = "tester"
+COLLECTION = f"{publish.WORKSPACE}|results-{USER}"
+PERIOD = ("2026-04-01", "2026-06-30")
+
+
+@pytest.fixture(scope="module")
+def ws_stack(small_demo, tmp_path_factory):
+    base = make_stack_config(tmp_path_factory.mktemp("ws-run"), small_demo)
+    raw = base.model_dump()
+    raw["members"] = [m for m in raw["members"] if m["id"] in ("pannonia", "workspace")]
+    config = StackConfig.model_validate(raw)
+    try:
+        stack.up(config, progress=False)
+        yield config
+    finally:
+        stack.down(config)
+        purge(config)
+
+
+@pytest.fixture(scope="module")
+def sources(ws_stack):
+    """Two real source items, as the broker serves them (collection 'pannonia|…', broker self links)."""
+    with Catalogue(ws_stack.broker_url) as cat:
+        page = cat.search(["pannonia|sentinel-2-l2a"], datetime=PERIOD, limit=2, sortby="properties.datetime")
+    assert len(page.items) == 2
+    return [pystac.Item.from_dict(f) for f in page.items]
+
+
+@pytest.fixture(scope="module")
+def result(sources, tmp_path_factory):
+    """A result file with its provenance sidecar, made from the source items."""
+    out = tmp_path_factory.mktemp("result")
+    rec = provenance.record(sources, workflow="water-monitoring", parameters={"threshold": 0.0})
+    f = out / "water_area.csv"
+    f.write_text("date,area_ha\n2026-04-05,12.5\n")
+    provenance.write(f, rec)
+    box = [min(s.bbox[0] for s in sources), min(s.bbox[1] for s in sources),
+           max(s.bbox[2] for s in sources), max(s.bbox[3] for s in sources)]
+    return {"files": [f, provenance.sidecar_path(f)], "provenance": rec, "bbox": box}
+
+
+@pytest.fixture(autouse=True)
+def results_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("EOLAB_RESULTS_CATALOG", str(tmp_path / "results"))
+    return tmp_path / "results"
+
+
+def ws_url(config):
+    return config.member_url(config.member(publish.WORKSPACE))
+
+
+def do_publish(config, result, **kw):
+    args = dict(workflow="water-monitoring", provenance=result["provenance"], bbox=result["bbox"],
+                start=PERIOD[0], end=PERIOD[1], title="Reservoir water area", user=USER)
+    args.update(kw)
+    return publish.publish_to_provider(result["files"], config=config, **args)
+
+
+def search(config, **kw):
+    with Catalogue(config.broker_url) as cat:
+        return cat.items([COLLECTION], **kw)
+
+
+def test_workspace_is_writable_and_the_broker_is_not(ws_stack):
+    landing = httpx.get(ws_url(ws_stack) + "/").raise_for_status().json()
+    assert publish.TRANSACTION_CONFORMANCE in landing["conformsTo"]
+    demo = httpx.get(ws_stack.member_url(ws_stack.member("pannonia")) + "/").json()
+    assert publish.TRANSACTION_CONFORMANCE not in demo["conformsTo"]
+    broker = httpx.get(ws_stack.broker_url + "/conformance").json()["conformsTo"]
+    assert not any("transaction" in c for c in broker)
+    refused = httpx.post(ws_stack.broker_url + "/collections", json=publish.results_collection("x", USER))
+    assert refused.status_code in (404, 405)
+
+
+def test_published_result_is_found_through_the_broker(ws_stack, result, sources, results_dir):
+    item = do_publish(ws_stack, result)
+    assert item.collection_id == f"results-{USER}"
+
+    found = search(ws_stack, bbox=result["bbox"], datetime=PERIOD)
+    assert [f["id"] for f in found] == [item.id]
+    got = found[0]
+    assert got["collection"] == COLLECTION
+    props = got["properties"]
+    assert props["start_datetime"].startswith(PERIOD[0]) and props["end_datetime"].startswith(PERIOD[1])
+    assert props["eolab:workflow"] == "water-monitoring" and props["title"] == "Reservoir water area"
+    prov = props["eolab:provenance"]
+    assert prov["parameters"] == {"threshold": 0.0} and prov["created"] == result["provenance"]["created"]
+    assert prov["source_items"] == [{"id": s.id, "collection": "sentinel-2-l2a", "provider": "pannonia"}
+                                    for s in sources]
+    derived = [ln for ln in got["links"] if ln["rel"] == "derived_from"]
+    assert sorted(ln["href"] for ln in derived) == sorted(s.get_self_href() for s in sources)
+    # Each derived_from link leads back to its source item through the broker.
+    for ln in derived:
+        assert httpx.get(ln["href"]).raise_for_status().json()["id"] in {s.id for s in sources}
+    # Assets: the copied files, readable where the item says.
+    assert set(got["assets"]) == {"water_area_csv", "water_area_csv_provenance_json"}
+    for asset in got["assets"].values():
+        path = Path(asset["href"])
+        assert path.is_absolute() and path.exists() and results_dir in path.parents
+    assert got["assets"]["water_area_csv_provenance_json"]["roles"] == ["metadata"]
+    assert got["bbox"] == pytest.approx(result["bbox"])
+
+    # Outside the area or the period: not found.
+    west, south, east, north = result["bbox"]
+    assert search(ws_stack, bbox=[east + 1, south, east + 2, north]) == []
+    assert search(ws_stack, datetime=("2025-01-01", "2025-12-31")) == []
+    assert [f["id"] for f in search(ws_stack, datetime=("2026-06-01", "2026-12-31"))] == [item.id]
+
+    # Unqualified searches reach it too, and eolab's helper finds it by workflow.
+    with Catalogue(ws_stack.broker_url) as cat:
+        everything = cat.items(None, bbox=result["bbox"], datetime=PERIOD, max_cloud=30)
+    assert (COLLECTION, item.id) in {(f["collection"], f["id"]) for f in everything}
+    mine = publish.find_published(USER, catalog_url=ws_stack.broker_url, workflow="water-monitoring")
+    assert [f["id"] for f in mine] == [item.id]
+    assert publish.find_published(USER, catalog_url=ws_stack.broker_url, workflow="crop-type-map") == []
+
+
+def test_the_browser_lists_and_finds_the_result(ws_stack, result):
+    item = do_publish(ws_stack, result)
+    time.sleep(_federation.WRITABLE_INFO_TTL + 0.5)  # how long the broker keeps a writable member's list
+    browser = BrowserState(ws_stack.broker_url, picker=PickerState(today=dt.date(2026, 11, 22)))
+    try:
+        browser.refresh_collections()
+        assert browser.groups[publish.WORKSPACE] == [COLLECTION] and browser.missing == []
+        info = next(c for c in browser.collections if c.id == COLLECTION)
+        assert info.title == f"Results of {USER}"
+        browser.picker.set_bbox(*result["bbox"])
+        browser.picker.set_time_range(dt.date(2026, 4, 1), dt.date(2026, 6, 30))
+        browser.chosen = [COLLECTION]
+        browser.search()
+        assert [r["id"] for r in browser.rows] == [item.id]
+        assert browser.rows[0]["provider"] == publish.WORKSPACE
+        browser.toggle(browser.rows[0]["key"], True)
+        chosen = browser.item_collection()
+        assert [i.id for i in chosen] == [item.id]
+        assert chosen.items[0].properties["eolab:provenance"]["workflow"] == "water-monitoring"
+    finally:
+        browser.catalogue.close()
+
+
+def test_republishing_replaces_the_item(ws_stack, result):
+    first = do_publish(ws_stack, result)
+    again = do_publish(ws_stack, result, title="Reservoir water area (v2)")
+    assert again.id == first.id
+    found = search(ws_stack)
+    assert [f["id"] for f in found] == [first.id]
+    assert found[0]["properties"]["title"] == "Reservoir water area (v2)"
+    # Straight from the member as well: one item, one collection.
+    direct = httpx.get(f"{ws_url(ws_stack)}/collections/results-{USER}/items").json()
+    assert [f["id"] for f in direct["features"]] == [first.id]
+    collections = httpx.get(f"{ws_url(ws_stack)}/collections").json()["collections"]
+    assert [c["id"] for c in collections] == [f"results-{USER}"]
+
+
+def test_a_bad_item_writes_nothing(ws_stack, result):
+    good = publish.build_item(result["files"], workflow="water-monitoring", provenance=result["provenance"],
+                              bbox=result["bbox"], start=PERIOD[0], end=PERIOD[1], item_id="good-one")
+    bad = good.clone()
+    bad.id = "bad/one"
+    with pytest.raises(EolabError, match=r"nothing was written.*'bad/one': id contains /"):
+        publish.upsert_items([good, bad], user=USER, config=ws_stack)
+    broken = good.to_dict(include_self_link=False)
+    broken.update(id="broken-one", geometry=None)
+    with pytest.raises(EolabError, match=r"'broken-one': no geometry"):
+        publish.upsert_items([good, broken], user=USER, config=ws_stack)
+    assert httpx.get(f"{ws_url(ws_stack)}/collections/results-{USER}/items/good-one").status_code == 404
+
+    # What only the provider can judge comes back with its answer, and nothing is written either.
+    with pytest.raises(EolabError, match=r"provider 'workspace' refused creating collection 'bad:name'"
+                                         r": HTTP 400: .*cannot contain"):
+        publish.upsert_items([good], collection="bad:name", config=ws_stack)
+    ids = [c["id"] for c in httpx.get(f"{ws_url(ws_stack)}/collections").json()["collections"]]
+    assert "bad:name" not in ids
+    assert httpx.get(f"{ws_url(ws_stack)}/collections/results-{USER}/items/good-one").status_code == 404
+
+
+def test_a_read_only_provider_is_named(ws_stack, result):
+    with pytest.raises(EolabError, match="provider 'pannonia' is not writable"):
+        do_publish(ws_stack, result, to="pannonia")
+    pannonia = ws_stack.member_url(ws_stack.member("pannonia"))
+    with pytest.raises(EolabError, match=r"at http://.* is not writable \(its STAC API has no Transactions"):
+        do_publish(ws_stack, result, to=pannonia)
+    with pytest.raises(EolabError, match="not writable"):
+        do_publish(ws_stack, result, to=ws_stack.broker_url)
+
+
+def test_up_again_keeps_the_published_results(ws_stack, result):
+    item = do_publish(ws_stack, result)
+    stack.up(ws_stack, progress=False)
+    assert [f["id"] for f in search(ws_stack)] == [item.id]
