@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / "workflows"
@@ -24,16 +21,6 @@ def run_notebook(name: str, out: Path, **parameters) -> Path:
     papermill.execute_notebook(str(WORKFLOWS / name / f"{name}.ipynb"), str(executed), parameters=parameters,
                                cwd=str(out), progress_bar=False, kernel_name="python3")
     return executed
-
-
-def truth_cloud_fraction(demo: Path) -> tuple[list[str], np.ndarray]:
-    """(dates, share of the scene under any cloud/haze/shadow per date) from truth/clouds.tif."""
-    import rasterio
-
-    manifest = json.loads((demo / "manifest.json").read_text())
-    with rasterio.open(demo / "truth" / "clouds.tif") as src:
-        codes = src.read()
-    return manifest["s2_dates"], (codes != 0).mean(axis=(1, 2))
 
 
 def read_truth_parcels(demo: Path):

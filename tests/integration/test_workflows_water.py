@@ -8,17 +8,15 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pystac
 import pytest
 import rasterio
 
 from eolab.analysis import provenance, publish
-from tests.integration._workflow_utils import member_urls, run_notebook, truth_cloud_fraction
+from eolab.demo import evaluate
+from tests.integration._workflow_utils import member_urls, run_notebook
 
 pytestmark = pytest.mark.integration
-
-CLOUD_FREE = 0.05  # a date counts as cloud-free when < 5 % of the scene is under cloud, haze or shadow
 
 
 @pytest.fixture(scope="module")
@@ -31,54 +29,30 @@ def water_run(catalog_stack, small_demo, tmp_path_factory):
 
 def test_area_on_cloud_free_dates_within_5_percent_of_truth(water_run, small_demo):
     out, _ = water_run
-    dates, cloud = truth_cloud_fraction(small_demo)
-    free = [d for d, c in zip(dates, cloud) if c < CLOUD_FREE]
-    assert len(free) >= 4, "the demo season should have several (nearly) cloud-free dates"
-    truth = pd.read_csv(small_demo / "truth" / "water_area.csv")
-    truth = truth[truth.sensor == "sentinel-2"].set_index("date").area_ha
-    ext = pd.read_csv(out / "results" / "water_extent.csv", index_col=0)
-    ext.index = ext.index.str[:10]
-    error = (ext.loc[free, "filled_ha"] - truth[free]) / truth[free]
-    print("water area error on cloud-free dates (%):", (error * 100).round(2).to_dict())
-    assert error.abs().max() <= 0.05
-    assert ext.loc[free, "reliable"].all()
+    area = evaluate.water_area(out / "results", small_demo)
+    print("water area error on cloud-free dates (%):", {d: round(100 * e, 2) for d, e in area["errors"].items()})
+    assert len(area["dates"]) >= 4, "the demo season should have several (nearly) cloud-free dates"
+    assert area["max_abs_error"] <= 0.05
+    assert area["all_reliable"]
 
 
 def test_per_pixel_water_on_truly_clear_pixels(water_run, small_demo):
     """Per-pixel check on every date, on the pixels the truth says are clear: area and IoU."""
     out, _ = water_run
-    dates, cloud = truth_cloud_fraction(small_demo)
-    with rasterio.open(small_demo / "truth" / "water_s2.tif") as src:
-        true_water = src.read()
-    with rasterio.open(small_demo / "truth" / "clouds.tif") as src:
-        clouds = src.read()
-    with rasterio.open(out / "results" / "water_daily.tif") as src:
-        daily = src.read()
-        assert [src.descriptions[i][:10] for i in range(src.count)] == dates
-    ious, errors = [], []
-    for i in range(len(dates)):
-        if cloud[i] > 0.5:
-            continue
-        clear = (clouds[i] == 0) & (daily[i] != 255)
-        pred, true = (daily[i] == 1) & clear, (true_water[i] == 1) & clear
-        ious.append((pred & true).sum() / (pred | true).sum())
-        errors.append(pred.sum() / true.sum() - 1)
-    print(f"per-pixel IoU median {np.median(ious):.3f} min {min(ious):.3f}; "
-          f"area error median {np.median(errors):+.3f} worst {min(errors):+.3f}")
-    assert np.median(ious) >= 0.93
-    assert min(ious) >= 0.85  # summer: vegetated water is partly missed (documented limit)
+    pixels = evaluate.water_pixels(out / "results", small_demo)
+    print(f"per-pixel IoU median {pixels['iou_median']:.3f} min {pixels['iou_min']:.3f}; "
+          f"area error median {pixels['area_error_median']:+.3f} worst {pixels['area_error_worst']:+.3f}")
+    assert pixels["band_dates_match"]
+    assert pixels["iou_median"] >= 0.93
+    assert pixels["iou_min"] >= 0.85  # summer: vegetated water is partly missed (documented limit)
 
 
 def test_sentinel1_path_tracks_the_truth(water_run, small_demo):
     out, _ = water_run
-    truth = pd.read_csv(small_demo / "truth" / "water_area.csv")
-    truth = truth[truth.sensor == "sentinel-1"].set_index("date").area_ha
-    s1 = pd.read_csv(out / "results" / "water_extent_s1.csv", index_col=0)
-    s1.index = s1.index.str[:10]
-    error = (s1.observed_ha - truth[s1.index]) / truth[s1.index]
-    print(f"Sentinel-1 water area error: median |e| {error.abs().median():.3f}, max |e| {error.abs().max():.3f}")
-    assert len(s1) == len(truth)
-    assert error.abs().median() <= 0.08
+    s1 = evaluate.water_s1(out / "results", small_demo)
+    print(f"Sentinel-1 water area error: median |e| {s1['median_abs_error']:.3f}, max |e| {s1['max_abs_error']:.3f}")
+    assert s1["dates"] == s1["truth_dates"]
+    assert s1["median_abs_error"] <= 0.08
 
 
 def test_every_output_names_its_items_and_providers(water_run, catalog_stack):
