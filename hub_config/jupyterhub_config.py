@@ -100,6 +100,9 @@ c.Spawner.environment = {
     "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "EOLAB_COMPUTE_BACKEND": S["compute_backend"],
+    # Server extensions users' servers do without (Panel previews, language servers: none installed);
+    # importing them costs seconds at every server start (hub_config/singleuser/).
+    "JUPYTER_CONFIG_PATH": str(CONF / "singleuser"),
 }
 if S.get("slurm_conf"):
     # HPC: users' Dask workers as Slurm jobs (dask-jobqueue from the kernel; hub_config/slurm/README.md).
