@@ -380,11 +380,7 @@ def _cancel_slurm_jobs(resolved: dict) -> None:
 
 def down(config: StackConfig, settings: HubSettings | None = None) -> list[ServiceStatus]:
     """Stop the hub, its proxy, services, single-user servers and every Dask cluster it started."""
-    hdir = hub_dir(config)
-    try:
-        resolved = json.loads((hdir / "settings.json").read_text())
-    except (OSError, ValueError):
-        resolved = resolve(config, settings or load_settings())
+    resolved = _last_resolved(config, settings)
     stopped = _services.stop(Path(config.run_dir), "hub", timeout=60.0)
     _cancel_slurm_jobs(resolved)
     leftovers = _processes_of(resolved["hub_id"])
@@ -394,12 +390,16 @@ def down(config: StackConfig, settings: HubSettings | None = None) -> list[Servi
     return [ServiceStatus("hub", f"{resolved['public_url']}/hub/", state, detail)]
 
 
-def status(config: StackConfig, settings: HubSettings | None = None) -> list[ServiceStatus]:
-    hdir = hub_dir(config)
+def _last_resolved(config: StackConfig, settings: HubSettings | None) -> dict:
+    """The values the hub was last started with (what is running), else those it would use now."""
     try:
-        resolved = json.loads((hdir / "settings.json").read_text())
+        return json.loads((hub_dir(config) / "settings.json").read_text())
     except (OSError, ValueError):
-        resolved = resolve(config, settings or load_settings())
+        return resolve(config, settings or load_settings())
+
+
+def status(config: StackConfig, settings: HubSettings | None = None) -> list[ServiceStatus]:
+    resolved = _last_resolved(config, settings)
     if not _services.running_pid(Path(config.run_dir), "hub"):
         return [ServiceStatus("hub", f"{resolved['public_url']}/hub/", "down")]
     return _statuses(resolved, _health(resolved), "running")
