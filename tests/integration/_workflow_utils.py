@@ -1,4 +1,4 @@
-"""Helpers for the workflow notebook tests: run a template headless, read the demo truth."""
+"""Helpers for the workflow notebook tests: run a template headless (scoring: eolab.demo.evaluate)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,3 @@ def run_notebook(name: str, out: Path, **parameters) -> Path:
     papermill.execute_notebook(str(WORKFLOWS / name / f"{name}.ipynb"), str(executed), parameters=parameters,
                                cwd=str(out), progress_bar=False, kernel_name="python3")
     return executed
-
-
-def read_truth_parcels(demo: Path):
-    import geopandas as gpd
-
-    return gpd.read_file(demo / "truth" / "parcels.gpkg").set_index("parcel_id")

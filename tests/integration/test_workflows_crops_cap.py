@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from eolab.analysis import metrics, provenance
-from tests.integration._workflow_utils import member_urls, read_truth_parcels, run_notebook
+from eolab.analysis import provenance
+from eolab.demo import evaluate
+from tests.integration._workflow_utils import member_urls, run_notebook
 
 pytestmark = pytest.mark.integration
 
@@ -40,19 +41,16 @@ def cap_run(catalog_stack, small_demo, shared_cache, crop_run, tmp_path_factory)
 
 
 def test_crop_map_accuracy_on_held_out_parcels_against_truth(crop_run, small_demo):
-    parcels = gpd.read_file(crop_run / "crop_parcels.gpkg", layer="crop_parcels")
-    truth = read_truth_parcels(small_demo).loc[parcels.parcel_id]
-    test = (parcels.split == "test").values
-    assert 0.25 <= test.mean() <= 0.35
-    report = metrics.classification_report(truth.crop.values[test], parcels.predicted.values[test])
+    report = evaluate.crop_parcels(crop_run, small_demo)
     print(f"crop type, held-out parcels vs truth: OA {report['overall_accuracy']:.3f} kappa {report['kappa']:.3f} "
           f"macro F1 {report['macro_f1']:.3f}\n{report['per_class'].round(3)}")
+    assert 0.25 <= report["held_out_share"] <= 0.35
     assert report["overall_accuracy"] >= 0.90
     assert report["kappa"] >= 0.85
     assert report["per_class"].f1.min() >= 0.75
     # the notebook's own report is against declarations (which are partly false), so it is lower
     own = json.loads((crop_run / "accuracy.json").read_text())
-    assert own["held_out_parcels"] == int(test.sum())
+    assert own["held_out_parcels"] == report["held_out"]
     assert own["overall_accuracy"] < report["overall_accuracy"]
 
 
@@ -64,7 +62,7 @@ def test_crop_probabilities_and_pixel_map(crop_run, small_demo):
     classes = json.loads((crop_run / "crop_map_classes.json").read_text())
     with rasterio.open(crop_run / "crop_map.tif") as src:
         cls, shape, transform = src.read(1), src.shape, src.transform
-    truth = read_truth_parcels(small_demo)
+    truth = evaluate.truth_parcels(small_demo)
     test_ids = set(parcels.parcel_id[parcels.split == "test"])
     from rasterio.features import rasterize
 
@@ -81,18 +79,18 @@ def test_crop_probabilities_and_pixel_map(crop_run, small_demo):
 
 def test_cap_false_declarations_found(cap_run, small_demo):
     result = gpd.read_file(cap_run / "cap_checks.gpkg", layer="cap_checks")
-    truth = read_truth_parcels(small_demo).loc[result.parcel_id]
-    f = metrics.binary_f1(truth.declaration_false.values, result.declaration_suspect.values)
-    loose = metrics.binary_f1(truth.declaration_false.values,
-                              (result.predicted_crop != result.crop_name).values & result.monitorable.values)
+    scores = evaluate.cap_declarations(cap_run, small_demo)
+    f, loose = scores["red"], scores["any_disagreement"]
     print(f"CAP false-declaration detection (red): P {f['precision']:.3f} R {f['recall']:.3f} F1 {f['f1']:.3f}; "
           f"any crop disagreement: F1 {loose['f1']:.3f}")
-    # Issue goal F1 >= 0.95 NOT reached. Measured on the small demo (seed 20260301): P 0.846, R 0.786,
-    # F1 0.815 (was 0.79). Method settings were chosen on two development scenes (seeds 777, 778: F1
-    # 0.88 / 0.86), never on this one; the remaining errors are wheat<->barley and maize<->soybean
-    # confusions of the cross-fitted forest (see benchmarks/RESULTS.md). Asserted: the achieved level.
-    assert f["f1"] >= 0.80
-    assert f["precision"] >= 0.80
+    # Issue goal F1 >= 0.95 NOT reached. Measured on the small demo (seed 20260301): P 0.903, R 0.800,
+    # F1 0.848 (second pass 0.815, first 0.79). Cross-fitted forest + logistic regression, red when the
+    # declared crop gets < 0.5 x the predicted crop's probability; settings chosen on four development
+    # scenes (seeds 777-780: F1 0.866 / 0.860 / 0.871 / 0.892), never on this one. The remaining errors
+    # are wheat<->barley confusions, which even a model trained on the true crops makes (see
+    # benchmarks/RESULTS.md). Asserted: the achieved level.
+    assert f["f1"] >= 0.83
+    assert f["precision"] >= 0.85
     # failed crops are yellow (crop type not judged), never red
     weak = result.reasons.str.contains("failed or very weak crop")
     assert weak.any() and not result.declaration_suspect[weak].any()
@@ -101,24 +99,19 @@ def test_cap_false_declarations_found(cap_run, small_demo):
 
 
 def test_cap_mowing_events_against_truth(cap_run, small_demo):
-    result = gpd.read_file(cap_run / "cap_checks.gpkg", layer="cap_checks")
-    truth = read_truth_parcels(small_demo).loc[result.parcel_id]
-    grass = (truth.crop == "grassland").values & (result.crop_name == "grassland").values
-    true_dates = [[d for d in s.split(",") if d] for s in truth.mowing_dates.fillna("").values[grass]]
-    found = [[d for d in s.split(",") if d] for s in result.mowing_dates.fillna("").values[grass]]
-    m = metrics.match_events(true_dates, found, tolerance_days=6)
-    mowed = np.array([bool(t) for t in true_dates])
-    parcel_hit = np.array([bool(f) for f in found])
+    m = evaluate.cap_mowing(cap_run, small_demo)
     print(f"mowing within ±6 d: recall {m['recall']:.3f} precision {m['precision']:.3f} "
-          f"(median |error| {m['median_abs_error_days']} d); mowed parcels with ≥1 detection {parcel_hit[mowed].mean():.3f}")
-    # Issue goal: 90 % within ±6 d. Sentinel-1 VH dips fused with Sentinel-2 NDVI drops: measured recall
-    # 0.842, precision 0.814, median error 2 d on this scene (was 0.44 / 0.74 with S2 only); 0.91 / 0.90
-    # and 0.91 / 0.88 on the development scenes the settings were chosen on. Goal not reached here;
-    # asserted: the achieved level.
-    assert m["recall"] >= 0.80
-    assert m["precision"] >= 0.78
+          f"(median |error| {m['median_abs_error_days']} d); mowed parcels with ≥1 detection "
+          f"{m['mowed_parcels_detected']:.3f}")
+    # Issue goal: 90 % within ±6 d. Sentinel-1 VH dips fused with Sentinel-2 NDVI drops, dated inside the
+    # window the observations allow: measured recall 0.881, precision 0.856, median error 2 d on this
+    # scene (second pass 0.842 / 0.814; S2 only 0.44 / 0.74); 0.92-0.96 / 0.89-0.92 on the four
+    # development scenes (seeds 777-780) the settings were chosen on. Goal not reached here; asserted:
+    # the achieved level.
+    assert m["recall"] >= 0.86
+    assert m["precision"] >= 0.83
     assert m["median_abs_error_days"] <= 3
-    assert not any(result.mowing_dates.fillna("").values[~(result.crop_name == "grassland").values])
+    assert m["events_outside_grassland"] == 0
 
 
 def test_openeo_graphs_exported_with_the_runs_parameters(crop_run, cap_run):

@@ -89,3 +89,30 @@ def test_growth_threshold_separates_two_modes_without_labels():
     t = cap.growth_threshold(v)
     assert 0.42 < t < 0.7
     assert cap.growth_threshold([0.8] * 5) == pytest.approx(0.5)  # too few parcels: middle of the bounds
+
+
+def test_red_rule_compares_the_declared_crop_with_the_predicted_one():
+    g = gpd.GeoDataFrame({"crop_name": ["maize"] * 3, "area_declared_ha": [4.0] * 3},
+                         geometry=[box(0, 0, 200, 200)] * 3, crs="EPSG:32634")
+    s = cap.screen_parcels(g)
+    classes = ["grassland", "maize", "soybean"]
+    proba = np.array([[0.0, 0.3, 0.7], [0.0, 0.4, 0.6], [0.05, 0.3, 0.65]])
+    out = cap.check_parcels(g, s, proba, classes, n_observations=[20] * 3)
+    # 0.3 < 0.5 × 0.7 and 0.3 < 0.5 × 0.65: red; 0.4 ≥ 0.5 × 0.6: yellow
+    assert out.light.tolist() == ["red", "yellow", "red"]
+    # the former absolute rule is still available
+    old = cap.check_parcels(g, s, proba, classes, n_observations=[20] * 3, red_probability=0.25, red_ratio=None)
+    assert old.light.tolist() == ["yellow", "yellow", "yellow"]
+
+
+def test_cross_fitted_probabilities_forest_plus_linear_model():
+    rng = np.random.default_rng(0)
+    y = np.repeat(["maize", "soybean", "winter_wheat"], 40)
+    X = rng.normal(0, 1, (y.size, 12)) + 2.0 * (y[:, None] == np.array(["maize", "soybean", "winter_wheat"])).repeat(4, 1)
+    X[::7, 3] = np.nan  # gaps are imputed
+    p, classes = cap.cross_fit_crop_probabilities(X, y, n_estimators=50, n_jobs=1)
+    assert classes == ["maize", "soybean", "winter_wheat"]
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-6)
+    assert (np.array(classes)[p.argmax(1)] == y).mean() > 0.9
+    forest_only, _ = cap.cross_fit_crop_probabilities(X, y, n_estimators=50, n_jobs=1, linear_weight=0.0)
+    assert not np.allclose(p, forest_only)

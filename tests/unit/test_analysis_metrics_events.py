@@ -95,3 +95,22 @@ def test_backscatter_noise_model_shrinks_with_pixels():
     a, b = events.backscatter_noise(vh, n)
     # differences of two dates have twice the variance of one
     assert a == pytest.approx(0.5, abs=0.2) and b == pytest.approx(16, rel=0.3)
+
+
+def test_fused_mowing_dated_near_the_dip_in_a_long_radar_gap():
+    # an 18-day radar gap and no clear optical view: a cut shows while the grass regrows, so it is dated
+    # `max_offset` days before the dip (not at the gap's middle); with a 12-day gap, the middle
+    rng = np.random.default_rng(4)
+    s1_days = np.array([0, 12, 24, 42, 54, 66, 78, 90, 102], float) + 20454
+    vh = -15 + rng.normal(0, 0.1, (30, s1_days.size))
+    vh[0, 3:6] -= np.array([3.0, 1.5, 0.5])  # dip at s1_days[3], 18 days after s1_days[2]
+    vh[1, 5:8] -= np.array([3.0, 1.5, 0.5])  # dip at s1_days[5], 12 days after s1_days[4]
+    days = np.arange(0, 110, 5.0) + 20454
+    ndvi = np.full((vh.shape[0], days.size), np.nan)
+    kw = dict(noise=(0.2, 0.0), ndvi_sigma=0.05, season=None)
+    found = events.detect_mowing_fused(ndvi, days, vh, s1_days, np.full(vh.shape[0], 100.0), **kw)
+    assert [e["day"] for e in found[0]] == [s1_days[3] - 6]
+    assert [e["day"] for e in found[1]] == [s1_days[5] - 6]
+    assert found[0][0]["window"] == (events._to_date(s1_days[2]), events._to_date(s1_days[3]))
+    cell = events.detect_mowing_fused(ndvi, days, vh, s1_days, np.full(vh.shape[0], 100.0), dating="cell", **kw)
+    assert s1_days[2] <= cell[0][0]["day"] <= s1_days[3]

@@ -24,9 +24,14 @@ either sensor; each cell gets the evidence that a mowing happened inside it:
 
 VH is first normalised per date by the median of all parcels (rain or frost changes every parcel's
 backscatter on the same date; a mowing changes one). Cells whose score reaches ``threshold`` are
-events, strongest first, at least ``min_separation`` days apart, inside the mowing ``season``; the date is the
-cell's middle (cells are a few days long where both sensors observe). The weights and the threshold
-were chosen on two development demo scenes (seeds 777 and 778) and never on the evaluation scenes.
+events, strongest first, at least ``min_separation`` days apart, inside the mowing ``season``. The date:
+the cut lies between the last acquisition before the dip and the dip (narrowed to the optical bracket
+when the NDVI drop is clear, ``optical_confirm``); a cut shows as a dip only while the grass regrows, so
+in a long radar gap it lies nearer the dip — the event is dated ``max_offset`` (6) days before the end of
+that window, or at its middle when the window is shorter than 12 days. (The first version dated at the
+middle of the best cell, i.e. the start of a radar interval without optical data: recall within ±6 days
+0.914 → 0.946, precision 0.875 → 0.906 on four development scenes.) The weights, the threshold and
+the dating were chosen on development demo scenes (seeds 777–780) and never on the evaluation scene.
 
 Bare soil: runs of at least ``min_obs`` consecutive clear observations with NDVI < ``bare_ndvi``
 (the parcel was ploughed, harrowed or harvested without cover).
@@ -149,7 +154,8 @@ def detect_mowing_fused(ndvi: np.ndarray, days: np.ndarray, vh_db: np.ndarray, s
                         recovery_days: float = 30.0, min_before: float = 0.45, max_optical_gap: float = 25.0,
                         min_separation: float = 20.0, season: tuple[str, str] | None = ("04-15", "09-30"),
                         noise: tuple[float, float] | None = None, ndvi_sigma: float | None = None,
-                        normalised: bool = False) -> list[list[dict]]:
+                        normalised: bool = False, dating: str = "interval", max_offset: float = 6.0,
+                        optical_confirm: float = 2.0) -> list[list[dict]]:
     """Mowing events from Sentinel-2 NDVI and Sentinel-1 VH together (see the module docstring).
 
     ndvi: (parcel, time) cleaned NDVI (NaN unobserved; do not remove dips as spikes); days: its day
@@ -157,7 +163,13 @@ def detect_mowing_fused(ndvi: np.ndarray, days: np.ndarray, vh_db: np.ndarray, s
     grassland, so that the per-date normalisation and the noise model see many parcels) — the result
     is for every row; filter to grassland afterwards. s1_days: day numbers; s1_pixels: pixels per
     parcel in the VH means. noise / ndvi_sigma: give fitted values to reuse them (default: fitted here).
-    Returns per parcel a list of {date, day, score, radar, optical, drop, before, after, gap_days}.
+    dating: "interval" (default) dates an event inside the window the observations allow — the Sentinel-1
+    interval before the dip, narrowed to the Sentinel-2 interval of the drop when the optical drop reaches
+    ``optical_confirm`` noise units — at ``max_offset`` days before the window's end, or its middle if
+    the window is shorter than 2 × ``max_offset`` (a cut shows as a dip while the grass regrows, so it lies
+    nearer the dip than the previous acquisition); "cell": the middle of the best-scoring cell.
+    Returns per parcel a list of {date, day, score, radar, optical, drop, before, after, gap_days,
+    window} (window: the first and last possible day of the cut, ISO dates).
     """
     ndvi = np.asarray(ndvi, float)
     vh = np.asarray(vh_db, float)
@@ -193,23 +205,38 @@ def detect_mowing_fused(ndvi: np.ndarray, days: np.ndarray, vh_db: np.ndarray, s
                 continue
             z1 = z2 = 0.0
             drop = before = after = gap = np.nan
+            lo_w, hi_w = c0, c1
             k = int(np.searchsorted(t1, mid))
             if 0 < k < t1.size and np.isfinite(dip[k]):
                 z1 = dip[k] / sigma1
+            s1_window = (t1[k - 1], t1[k]) if z1 > 0 else None
             k = int(np.searchsorted(t2, mid))
+            s2_window = None
             if 0 < k < t2.size and t2[k] - t2[k - 1] <= max_optical_gap:
                 before, after, gap = v2[k - 1], v2[k], t2[k] - t2[k - 1]
                 drop = before - after
                 z2 = drop / ndvi_sigma if before >= min_before else min(0.0, drop / ndvi_sigma)
-            cells.append((z1 + optical_weight * z2, mid, z1, z2, drop, before, after, gap))
+                s2_window = (t2[k - 1], t2[k]) if z2 >= optical_confirm else None
+            day = mid
+            if dating == "interval" and (s1_window or s2_window):
+                lo_w, hi_w = -np.inf, np.inf
+                for w in (s1_window, s2_window):
+                    if w is not None:
+                        lo_w, hi_w = max(lo_w, w[0]), min(hi_w, w[1])
+                if hi_w > lo_w:
+                    day = hi_w - min(0.5 * (hi_w - lo_w), max_offset)
+                else:
+                    lo_w, hi_w = c0, c1
+            cells.append((z1 + optical_weight * z2, day, z1, z2, drop, before, after, gap, lo_w, hi_w))
         events: list[dict] = []
-        for score, mid, z1, z2, drop, before, after, gap in sorted(cells, key=lambda c: -c[0]):
+        for score, day, z1, z2, drop, before, after, gap, lo_w, hi_w in sorted(cells, key=lambda c: -c[0]):
             if score < threshold:
                 break
-            if all(abs(mid - e["day"]) >= min_separation for e in events):
-                events.append({"date": _to_date(mid), "day": float(mid), "score": float(score), "radar": float(z1),
+            if all(abs(day - e["day"]) >= min_separation for e in events):
+                events.append({"date": _to_date(day), "day": float(day), "score": float(score), "radar": float(z1),
                                "optical": float(z2), "drop": float(drop), "before": float(before),
-                               "after": float(after), "gap_days": float(gap)})
+                               "after": float(after), "gap_days": float(gap),
+                               "window": (_to_date(lo_w), _to_date(hi_w))})
         out.append(sorted(events, key=lambda e: e["day"]))
     return out
 
