@@ -1,5 +1,6 @@
 """Loading a cube from two real providers over HTTP: values, CRS, dates and masking."""
 
+import copy
 import datetime as dt
 import json
 
@@ -12,7 +13,7 @@ import rasterio
 from pyproj import Transformer
 
 import eolab
-from eolab.data.load import DEFAULT_MASK_CLASSES
+from eolab.data.load import DEFAULT_CHUNKS, DEFAULT_MASK_CLASSES
 from eolab.errors import EolabError
 
 
@@ -118,3 +119,32 @@ def test_cube_through_the_broker_names_each_items_provider(catalog_stack, two_pr
     providers = {r["provider"] for r in cube.attrs["eolab:provenance"]["items"]}
     assert providers == {"pannonia", "danube"}
     assert {r["collection"] for r in cube.attrs["eolab:provenance"]["items"]} == {"sentinel-2-l2a"}
+
+
+def test_callers_items_stay_untouched_and_dicts_load_like_items(two_provider_items, cubes):
+    # load_cube hands odc-stac lean copies (only the assets it reads): the caller's objects must not change.
+    _, _, bbox, items = two_provider_items
+    masked, _ = cubes
+    before = [item.to_dict() for item in items]
+    owners = [{key: asset.owner for key, asset in item.assets.items()} for item in items]
+    dicts = [item.to_dict() for item in items]
+    dicts_before = copy.deepcopy(dicts)
+    from_items = eolab.load_cube(items, bands=["B04", "B08"], bbox=bbox, resolution=10)
+    from_dicts = eolab.load_cube(dicts, bands=["B04", "B08"], bbox=bbox, resolution=10)
+    assert [item.to_dict() for item in items] == before
+    assert all(asset.owner is owners[i][key] for i, item in enumerate(items) for key, asset in item.assets.items())
+    assert dicts == dicts_before
+    for band in ("B04", "B08", "clear"):
+        np.testing.assert_array_equal(from_items[band].values, masked[band].values)
+        np.testing.assert_array_equal(from_dicts[band].values, masked[band].values)
+    hrefs = {r["id"]: r["href"] for r in from_items.attrs["eolab:provenance"]["items"]}
+    assert hrefs == {item.id: item.get_self_href() for item in items}
+    assert from_dicts.attrs["eolab:provenance"]["items"] == from_items.attrs["eolab:provenance"]["items"]
+
+
+def test_default_chunks_are_one_date_and_bounded_in_space(two_provider_items, cubes):
+    masked, _ = cubes
+    time_chunks, y_chunks, x_chunks = masked.B04.chunks
+    assert set(time_chunks) == {1}
+    assert max(y_chunks) <= DEFAULT_CHUNKS["y"] and max(x_chunks) <= DEFAULT_CHUNKS["x"]
+    assert masked.B04.dtype == np.float32 and masked.clear.dtype == bool

@@ -32,6 +32,11 @@ _GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_MERGE_CONSE
              "GDAL_HTTP_MULTIPLEX": "YES", "VSI_CACHE": "TRUE"}
 
 
+# Default dask chunks: one date × 1024² px (4 MiB as float32), a multiple of common COG tile sizes.
+# Smaller chunks cost more in odc-stac's per-task planning and dask overhead than they save.
+DEFAULT_CHUNKS = {"x": 1024, "y": 1024}
+
+
 def catalog_url(url: str | None = None) -> str:
     """The STAC API to use: ``url``, else ``$EOLAB_CATALOG_URL``."""
     url = url or os.environ.get("EOLAB_CATALOG_URL")
@@ -47,27 +52,60 @@ def open_catalog(url: str | None = None, headers: dict[str, str] | None = None):
     return pystac_client.Client.open(catalog_url(url), headers=headers)
 
 
-def _as_items(items: Any) -> list:
+def _as_entries(items: Any) -> list:
+    """``items`` as a list of pystac Items and/or STAC item dicts (not yet converted)."""
     import pystac
 
     if hasattr(items, "items") and callable(items.items) and not isinstance(items, dict):
         items = items.items()  # an ItemSearch
-    out = []
-    for item in items:
-        out.append(item if isinstance(item, pystac.Item) else pystac.Item.from_dict(item))
+    out = [item if isinstance(item, (pystac.Item, dict)) else pystac.Item.from_dict(item) for item in items]
     if not out:
         raise EolabError("no items to load", hint="widen the area, time range or collections of the search")
     return out
+
+
+def _asset_keys(entry: Any) -> dict[str, list[str]]:
+    """Asset key -> roles of a pystac Item or STAC item dict."""
+    if isinstance(entry, dict):
+        return {key: asset.get("roles") or [] for key, asset in (entry.get("assets") or {}).items()}
+    return {key: asset.roles or [] for key, asset in entry.assets.items()}
+
+
+def _lean_item(entry: Any, keep: Sequence[str]):
+    """A pystac Item with only the assets in ``keep``: odc-stac parses every asset of every item,
+    and converting a dict deep-copies all of it, so dropping unused assets saves most of that."""
+    import pystac
+
+    if isinstance(entry, dict):
+        assets = entry.get("assets") or {}
+        return pystac.Item.from_dict({**entry, "assets": {key: assets[key] for key in keep}})
+    common = entry.common_metadata
+    lean = pystac.Item(
+        id=entry.id, geometry=entry.geometry, bbox=entry.bbox, datetime=entry.datetime,
+        properties=dict(entry.properties), start_datetime=common.start_datetime,
+        end_datetime=common.end_datetime, stac_extensions=list(entry.stac_extensions),
+        href=entry.get_self_href(), collection=entry.collection_id, extra_fields=dict(entry.extra_fields))
+    for key in keep:  # new Asset objects: adding the originals would re-parent them
+        asset = entry.assets[key]
+        lean.add_asset(key, pystac.Asset(asset.href, asset.title, asset.description, asset.media_type,
+                                         asset.roles, dict(asset.extra_fields)))
+    return lean
+
+
+def _check_assets(entries: list, bands: Sequence[str]) -> None:
+    for entry in entries:
+        keys = _asset_keys(entry)
+        for band in bands:
+            if band not in keys:
+                item_id = entry.get("id") if isinstance(entry, dict) else entry.id
+                raise EolabError(f"item {item_id} has no asset {band!r}", hint=f"its assets are: {', '.join(keys)}")
 
 
 def _band_info(items: list, band: str) -> dict:
     """The raster:bands entry of ``band`` (scale, offset, nodata, data_type); the same in every item."""
     seen = {}
     for item in items:
-        asset = item.assets.get(band)
-        if asset is None:
-            raise EolabError(f"item {item.id} has no asset {band!r}",
-                             hint=f"its assets are: {', '.join(item.assets)}")
+        asset = item.assets[band]
         info = (asset.extra_fields.get("raster:bands") or [{}])[0]
         key = (info.get("scale", 1.0), info.get("offset", 0.0), info.get("nodata"))
         seen.setdefault(key, item.id)
@@ -79,13 +117,8 @@ def _band_info(items: list, band: str) -> dict:
     return {"scale": float(scale), "offset": float(offset), "nodata": nodata}
 
 
-def _default_bands(items: list) -> list[str]:
-    bands = []
-    for key, asset in items[0].assets.items():
-        roles = asset.roles or []
-        if "data" in roles and key != SCL_BAND:
-            bands.append(key)
-    return bands
+def _default_bands(entries: list) -> list[str]:
+    return [key for key, roles in _asset_keys(entries[0]).items() if "data" in roles and key != SCL_BAND]
 
 
 def provenance(items: list, **parameters: Any) -> dict:
@@ -100,6 +133,17 @@ def provenance(items: list, **parameters: Any) -> dict:
                         "href": self_link.href if self_link else None})
     return {"items": records, "parameters": parameters, "eolab_version": __version__,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def _to_physical(dn, scl=None, *, scale, offset, nodata, masked, out_dtype):
+    """One chunk in physical units: dn * scale + offset, nodata (and masked SCL classes) -> NaN."""
+    out = np.multiply(dn, out_dtype.type(scale), dtype=out_dtype)
+    out += out_dtype.type(offset)
+    if nodata is not None and not np.isnan(nodata):
+        np.copyto(out, np.nan, where=dn == nodata)
+    if scl is not None:
+        np.copyto(out, np.nan, where=np.isin(scl, masked))
+    return out
 
 
 def load_cube(
@@ -123,22 +167,30 @@ def load_cube(
     mask: "scl" masks pixels whose SCL class is in ``mask_classes`` (default: no data, defective,
         cloud shadow, medium/high-probability cloud, cirrus); "auto" does so when items have SCL;
         None keeps every pixel. Nodata is always NaN.
-    resolution, crs, bbox (lon/lat), chunks, groupby: passed to ``odc.stac.load``.
+    resolution, crs, bbox (lon/lat), chunks, groupby: passed to ``odc.stac.load``; chunks default to
+        ``DEFAULT_CHUNKS`` (one date, 1024 × 1024 px).
     """
+    import dask.array
     import odc.stac
+    import pystac
+    import xarray as xr
 
     if mask not in ("auto", "scl", None):
         raise EolabError(f"mask={mask!r} is not known", hint="use 'scl', 'auto' or None")
-    items = _as_items(items)
-    bands = list(bands) if bands else _default_bands(items)
-    has_scl = all(SCL_BAND in item.assets for item in items)
+    entries = _as_entries(items)
+    bands = list(bands) if bands else _default_bands(entries)
+    has_scl = all(SCL_BAND in _asset_keys(entry) for entry in entries)
     use_scl = mask == "scl" or (mask == "auto" and has_scl)
     if use_scl and not has_scl:
-        missing = [item.id for item in items if SCL_BAND not in item.assets][:3]
+        missing = [(e.get("id") if isinstance(e, dict) else e.id) for e in entries
+                   if SCL_BAND not in _asset_keys(e)][:3]
         raise EolabError(f"mask='scl' needs an SCL asset, missing in items {missing}", hint="use mask=None")
-    infos = {band: _band_info(items, band) for band in bands}
+    _check_assets(entries, bands)
     to_read = bands + ([SCL_BAND] if use_scl and SCL_BAND not in bands else [])
+    items = [_lean_item(entry, to_read) for entry in entries]
+    infos = {band: _band_info(items, band) for band in bands}
     mask_classes = tuple(int(c) for c in mask_classes)
+    dtype = np.dtype(dtype)
 
     for key, value in _GDAL_ENV.items():
         os.environ.setdefault(key, value)
@@ -146,29 +198,34 @@ def load_cube(
         warnings.filterwarnings("ignore", message=".*Supplied chunks.*")
         raw = odc.stac.load(
             items, bands=to_read, resolution=resolution, crs=crs, bbox=bbox, groupby=groupby,
-            chunks=chunks or {"x": 512, "y": 512}, fail_on_error=True, progress=None,
+            chunks=chunks or dict(DEFAULT_CHUNKS), fail_on_error=True, progress=None,
         )
 
     cube = raw[bands].copy()
+    scl = raw[SCL_BAND].data if use_scl else None
     for band in bands:
+        if band == SCL_BAND:
+            continue
         info = infos[band]
-        data = raw[band]
-        valid = data != info["nodata"] if info["nodata"] is not None and not np.isnan(info["nodata"]) else data.notnull()
-        physical = data.astype(dtype) * np.asarray(info["scale"], dtype) + np.asarray(info["offset"], dtype)
-        cube[band] = physical.where(valid)
-        cube[band].attrs = {"scale_applied": info["scale"], "offset_applied": info["offset"],
-                            "nodata": info["nodata"]}
+        # One fused pass per chunk (scale, offset, nodata and clouds -> NaN) instead of a chain of
+        # dask element-wise ops, each allocating a full-size temporary.
+        args = (raw[band].data,) + ((scl,) if scl is not None else ())
+        data = dask.array.map_blocks(
+            _to_physical, *args, dtype=dtype, scale=info["scale"], offset=info["offset"],
+            nodata=info["nodata"], masked=mask_classes if scl is not None else None, out_dtype=dtype)
+        cube[band] = xr.DataArray(data, dims=raw[band].dims, coords=raw[band].coords,
+                                  attrs={"scale_applied": info["scale"], "offset_applied": info["offset"],
+                                         "nodata": info["nodata"]})
     if use_scl:
         cloudy = raw[SCL_BAND].isin(list(mask_classes))
-        for band in bands:
-            if band != SCL_BAND:
-                cube[band] = cube[band].where(~cloudy)
         cube["clear"] = ~cloudy
         cube["clear"].attrs = {"description": "pixel not masked by SCL", "masked_scl_classes": list(mask_classes)}
     if SCL_BAND in bands:
         cube[SCL_BAND] = raw[SCL_BAND]  # class codes stay integers
+    # Provenance from the caller's items (self links etc.), not the lean copies.
+    records = [entry if isinstance(entry, pystac.Item) else item for entry, item in zip(entries, items)]
     cube.attrs["eolab:provenance"] = provenance(
-        items, bands=bands, resolution=resolution, crs=str(cube.odc.crs), mask=("scl" if use_scl else None),
+        records, bands=bands, resolution=resolution, crs=str(cube.odc.crs), mask=("scl" if use_scl else None),
         mask_classes=list(mask_classes) if use_scl else [], groupby=groupby)
     cube.attrs["crs"] = str(cube.odc.crs)
     return cube
