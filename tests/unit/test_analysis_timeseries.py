@@ -54,3 +54,17 @@ def test_despike_removes_a_one_date_dip_but_keeps_a_lasting_drop():
     mow[5:] = [0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7]  # slow regrowth
     flags = ts.despike(np.stack([dip, mow]), days)
     assert flags[0, 5] and not flags[1].any()
+
+
+def test_row_nanpercentile_equals_numpy():
+    from eolab.analysis.timeseries import row_nanpercentile
+
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=(500, 37))
+    values[rng.random(values.shape) < 0.4] = np.nan
+    values[3] = np.nan  # a zone never observed
+    values[4, 1:] = np.nan  # observed once
+    for q in (0, 25, 50, 90, 100):
+        with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+            expected = np.nanpercentile(values, q, axis=1)
+        np.testing.assert_allclose(row_nanpercentile(values, q), expected, equal_nan=True, rtol=0, atol=1e-12)

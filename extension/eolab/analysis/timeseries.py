@@ -28,6 +28,22 @@ def hot(blue: np.ndarray, red: np.ndarray) -> np.ndarray:
     return np.asarray(blue) - 0.5 * np.asarray(red)
 
 
+def row_nanpercentile(values: np.ndarray, q: float) -> np.ndarray:
+    """``np.nanpercentile(values, q, axis=1)`` (linear method) for a 2-D array, vectorised.
+
+    numpy evaluates nanpercentile along an axis row by row, which takes seconds for 100,000 zones.
+    """
+    ordered = np.sort(values, axis=1)  # NaN sort last
+    valid = np.isfinite(ordered).sum(axis=1)
+    pos = q / 100.0 * np.maximum(valid - 1, 0)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, np.maximum(valid - 1, 0))
+    rows = np.arange(len(values))
+    low, high = ordered[rows, lo], ordered[rows, hi]
+    out = low + (high - low) * (pos - lo)
+    return np.where(valid > 0, out, np.nan)
+
+
 def haze_flags(blue: np.ndarray, red: np.ndarray, *, k: float = 4.0, floor: float = 0.015) -> np.ndarray:
     """True where a zone-date is hazy: HOT above the zone's median HOT by more than a robust margin.
 
@@ -43,7 +59,7 @@ def haze_flags(blue: np.ndarray, red: np.ndarray, *, k: float = 4.0, floor: floa
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            base = np.nanpercentile(h, 25, axis=1, keepdims=True)
+            base = row_nanpercentile(h, 25)[:, None]
             anomaly = h - base
             finite = anomaly[np.isfinite(anomaly)]
             if finite.size == 0:
