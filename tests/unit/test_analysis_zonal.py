@@ -61,3 +61,57 @@ def test_zonal_stats_dataset_with_valid_fraction_and_std():
 def test_mismatched_grid_is_an_error():
     with pytest.raises(EolabError, match="not on one grid"):
         zonal.zonal_sums(np.zeros((1, 4, 4)), np.zeros((5, 5), "int32"), 1)
+
+
+def test_blocks_without_zones_are_never_read_and_tasks_hold_only_their_zones():
+    labels = np.zeros((8, 8), "int32")
+    labels[:3, :3] = 1  # zone 1 in the upper-left block only
+    labels[2:6, 5:7] = 2  # zone 2 in the two right-hand blocks; the lower-left block has no zone
+    layout = zonal.block_layout(labels, ((4, 4), (4, 4)), 2)
+    assert layout[0, 0].zones.tolist() == [0, 1] and layout[0, 1].zones.tolist() == [0, 2]
+    assert layout[1, 0] is None
+
+    def refuse_empty_block(block, block_info=None):
+        assert block_info[0]["chunk-location"][1:] != (1, 0), "a block without zones was read"
+        return block
+
+    values = da.map_blocks(refuse_empty_block, da.ones((2, 8, 8), chunks=(1, 4, 4)), dtype=float)
+    sums = zonal.zonal_sums(values, labels, 2, layout=layout).compute()
+    assert sums[:, :, 0].tolist() == [[9, 8], [9, 8]] and sums[:, :, 1].tolist() == [[9, 8], [9, 8]]
+    part = zonal._block_sums(np.ones((1, 4, 4)), layout[0, 0], 1)
+    assert part.shape == (1, 1, 2)  # only zone 1 of that block, not every zone of the raster
+
+
+def test_layout_is_rebuilt_for_other_chunks_and_out_of_range_labels_are_refused():
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(2, 9, 9))
+    values[0, 0, :] = np.nan
+    labels = rng.integers(0, 4, (9, 9)).astype("int32")
+    stale = zonal.block_layout(labels, ((9,), (9,)), 3)
+    a = zonal.zonal_sums(da.from_array(values, chunks=(1, 4, 5)), labels, 3, layout=stale).compute()
+    b = zonal.zonal_sums(values, labels, 3).compute()
+    np.testing.assert_allclose(a, b)
+    assert a[0, :, 0].sum() == (labels > 0).sum() - (labels[0] > 0).sum()  # NaN pixels do not count
+    with pytest.raises(EolabError, match="labels must lie in 0..2"):
+        zonal.block_layout(labels, ((9,), (9,)), 2)
+
+
+@pytest.mark.parametrize("dates_per_compute", [1, 2, None])
+def test_zonal_stats_in_batches_of_dates_equals_all_at_once(dates_per_compute):
+    import geopandas as gpd
+
+    rng = np.random.default_rng(5)
+    values = rng.normal(0.5, 0.2, (3, 10, 10)).astype("float32")
+    values[1, :3] = np.nan
+    cube = xr.Dataset({"NDVI": (("time", "y", "x"), da.from_array(values, chunks=(1, 5, 5)))},
+                      coords={"time": np.array(["2026-01-01", "2026-01-06", "2026-01-11"], "datetime64[ns]"),
+                              "y": 95 - 10 * np.arange(10.0), "x": 5 + 10 * np.arange(10.0)})
+    cube = cube.odc.assign_crs("EPSG:32634")
+    zones = gpd.GeoDataFrame(geometry=[box(0, 50, 100, 100), box(0, 0, 60, 50)], crs="EPSG:32634")
+    z = zonal.zonal_stats(cube, zones, ["NDVI"], buffer=0, std=["NDVI"], dates_per_compute=dates_per_compute)
+    for t in range(3):
+        top = values[t, :5][np.isfinite(values[t, :5])].astype(float)
+        assert z.NDVI.values[0, t] == pytest.approx(top.mean())
+        assert z.NDVI_std.values[0, t] == pytest.approx(top.std(), abs=1e-6)
+        assert z.n_valid.values[0, t] == top.size
+    assert z.n_pixels.values.tolist() == [50, 30]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,8 @@ import numpy as np
 
 from eolab.analysis import provenance as prov_mod
 from eolab.errors import EolabError
+
+PARQUET_KEY = b"eolab_provenance"  # GeoParquet key-value metadata, next to 'geo'
 
 
 def _prepare(path: str | Path) -> Path:
@@ -76,7 +79,7 @@ def write_geotiff(da: Any, path: str | Path, provenance: dict, *, nodata: float 
 
 
 def write_table(gdf: Any, path: str | Path, provenance: dict, *, layer: str | None = None) -> list[Path]:
-    """A GeoDataFrame as GeoPackage (always) and GeoParquet (when pyarrow is installed)."""
+    """A GeoDataFrame as GeoPackage (always) and GeoParquet next to it (when pyarrow is installed)."""
     path = _prepare(path)
     if path.suffix.lower() != ".gpkg":
         raise EolabError(f"{path.name}: tables are written as .gpkg (plus .parquet)", hint="use a .gpkg path")
@@ -90,11 +93,41 @@ def write_table(gdf: Any, path: str | Path, provenance: dict, *, layer: str | No
         import pyarrow  # noqa: F401
     except ImportError:
         return written
-    pq = path.with_suffix(".parquet")
-    gdf.to_parquet(pq)
-    prov_mod.write(pq, provenance)
-    written.append(pq)
+    written.append(write_geoparquet(gdf, path.with_suffix(".parquet"), provenance))
     return written
+
+
+def write_geoparquet(gdf: Any, path: str | Path, provenance: dict) -> Path:
+    """A GeoDataFrame as GeoParquet, the provenance record in the file's key-value metadata
+    (``eolab_provenance``, JSON; see :func:`read_parquet_provenance`) and in the sidecar."""
+    import pyarrow.parquet as pq
+
+    path = _prepare(path)
+    if path.suffix.lower() != ".parquet":
+        raise EolabError(f"{path.name}: GeoParquet files end in .parquet", hint="use a .parquet path")
+    record = dict(provenance, outputs=sorted(set(provenance.get("outputs", []) + [path.name])))
+    tmp = path.with_name(path.stem + ".partial.parquet")
+    # what GeoDataFrame.to_parquet converts with (the public to_arrow has no 'geo' metadata)
+    from geopandas.io.arrow import _geopandas_to_arrow
+
+    table = _geopandas_to_arrow(gdf)
+    meta = dict(table.schema.metadata or {})
+    meta[PARQUET_KEY] = json.dumps(prov_mod._jsonable(record)).encode()
+    pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
+    tmp.replace(path)
+    prov_mod.write(path, provenance)
+    return path
+
+
+def read_parquet_provenance(path: str | Path) -> dict:
+    """The provenance record embedded in a GeoParquet file written by :func:`write_geoparquet`."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    if PARQUET_KEY not in meta:
+        raise EolabError(f"{path} carries no embedded eolab provenance",
+                         hint=f"expected {Path(path).name}{prov_mod.SIDECAR_SUFFIX} next to it")
+    return json.loads(meta[PARQUET_KEY])
 
 
 def write_csv(df: Any, path: str | Path, provenance: dict, **kwargs: Any) -> Path:

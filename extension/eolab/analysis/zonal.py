@@ -2,9 +2,10 @@
 
 The zones are burnt into a label raster on the cube's own grid once (pixel centres, optionally
 after an inward buffer so that mixed edge pixels do not count). Statistics are then sums per label,
-computed block by block with ``numpy.bincount`` inside ``dask.array.map_blocks`` and summed over
-the spatial blocks: lazy, chunked over time and space, no per-polygon loop. Memory per task is one
-block of the cube plus ``n_zones × n_moments`` sums.
+computed block by block with ``numpy.bincount`` over the zones present in each block and added up
+per time chunk: lazy, chunked over time and space, no per-polygon loop. Memory per task is one
+block of the cube plus the sums of the zones it touches; ``zonal_stats`` computes a few dates at a
+time, so the data in flight does not grow with the length of the series.
 """
 
 from __future__ import annotations
@@ -59,34 +60,85 @@ def zone_pixel_counts(labels: np.ndarray, n_zones: int) -> np.ndarray:
     return np.bincount(labels.ravel(), minlength=n_zones + 1)[1:n_zones + 1]
 
 
-def _block_sums(values: np.ndarray, labels: np.ndarray, *, n_zones: int, moments: int) -> np.ndarray:
-    """(t, 1, 1, n_zones + 1, moments + 1) sums of value**k over valid pixels of each label."""
-    t = values.shape[0]
-    out = np.zeros((t, 1, 1, n_zones + 1, moments + 1), dtype=np.float64)
-    lab = labels.reshape(-1)
-    inside = np.flatnonzero(lab > 0)
-    if inside.size == 0:
-        return out
-    lab_in = lab[inside]
-    for k in range(t):
-        v = values[k].reshape(-1)[inside].astype(np.float64, copy=False)
-        ok = np.isfinite(v)
-        lk, vk = lab_in[ok], v[ok]
-        out[k, 0, 0, :, 0] = np.bincount(lk, minlength=n_zones + 1)
-        if moments >= 1:
-            out[k, 0, 0, :, 1] = np.bincount(lk, weights=vk, minlength=n_zones + 1)
-        if moments >= 2:
-            out[k, 0, 0, :, 2] = np.bincount(lk, weights=vk * vk, minlength=n_zones + 1)
+class _Block:
+    """The zones of one spatial block: their labels, each pixel's index among them, their pixel counts.
+
+    Sums are computed over the block's own zones only, so a task's output is as small as the number
+    of zones it touches, not all zones of the scene (100,000 parcels × 16 blocks × dates would
+    otherwise be held as dense arrays until summed)."""
+
+    __slots__ = ("zones", "local", "counts", "first")
+
+    def __init__(self, labels: np.ndarray, n_zones: int):
+        flat = labels.reshape(-1)
+        full = np.bincount(flat, minlength=n_zones + 1)
+        self.zones = np.flatnonzero(full)  # labels present, ascending
+        lookup = np.zeros(full.size, dtype=np.intp)
+        lookup[self.zones] = np.arange(self.zones.size)
+        self.local = lookup[flat]  # intp: bincount would convert int32 on every call
+        self.counts = full[self.zones].astype(np.float64)
+        self.first = 1 if self.zones.size and self.zones[0] == 0 else 0  # label 0 is outside every zone
+
+
+def block_layout(labels: np.ndarray, chunks: tuple[tuple[int, ...], tuple[int, ...]], n_zones: int) -> dict:
+    """Per spatial block (by, bx) of ``chunks`` (dask y/x chunks) its zones, or None if it has none.
+
+    Computing it once and passing it to :func:`zonal_sums` (``layout=``) shares it between variables."""
+    from dask.base import tokenize
+
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() > n_zones):
+        raise EolabError(f"labels must lie in 0..{n_zones}", hint="use rasterize_zones' output and its zone count")
+    y0 = np.concatenate([[0], np.cumsum(chunks[0])])
+    x0 = np.concatenate([[0], np.cumsum(chunks[1])])
+    out: dict = {"chunks": tuple(tuple(c) for c in chunks), "n_zones": n_zones, "token": tokenize(labels)}
+    for by in range(len(chunks[0])):
+        for bx in range(len(chunks[1])):
+            blk = _Block(labels[y0[by]:y0[by + 1], x0[bx]:x0[bx + 1]], n_zones)
+            out[by, bx] = blk if blk.zones.size > blk.first else None
     return out
 
 
-def zonal_sums(data: Any, labels: np.ndarray, n_zones: int, moments: int = 1) -> Any:
+def _block_sums(values: np.ndarray, blk: _Block, moments: int) -> np.ndarray:
+    """(t, zones of the block, moments + 1): count of valid pixels, sum of value**k per zone."""
+    t = values.shape[0]
+    k = blk.zones.size
+    out = np.empty((t, k, moments + 1), dtype=np.float64)
+    for j in range(t):
+        v = values[j].reshape(-1)
+        ok = np.isfinite(v)
+        if ok.all():  # cloud-free: the counts are the zones' pixel counts
+            out[j, :, 0] = blk.counts
+        else:
+            out[j, :, 0] = blk.counts - np.bincount(blk.local[~ok], minlength=k)
+            v = np.where(ok, v, 0)
+        if moments >= 1:
+            out[j, :, 1] = np.bincount(blk.local, weights=v, minlength=k)
+        if moments >= 2:
+            v64 = v.astype(np.float64)
+            out[j, :, 2] = np.bincount(blk.local, weights=v64 * v64, minlength=k)
+    return out[:, blk.first:, :]
+
+
+def _combine(parts: list[np.ndarray], blocks: list[_Block], n_zones: int, moments: int, t: int) -> np.ndarray:
+    """Scatter the blocks' per-zone sums into one (t, n_zones, moments + 1) array."""
+    out = np.zeros((t, n_zones, moments + 1), dtype=np.float64)
+    for part, blk in zip(parts, blocks):
+        out[:, blk.zones[blk.first:] - 1, :] += part  # zones are unique within a block
+    return out
+
+
+def zonal_sums(data: Any, labels: np.ndarray, n_zones: int, moments: int = 1, *, layout: dict | None = None) -> Any:
     """Lazy (time, n_zones, moments + 1) array: count of valid pixels, sum, (sum of squares).
 
     data: a (time, y, x) dask or numpy array (NaN = not valid); labels: (y, x) from
-    :func:`rasterize_zones` on the same grid.
+    :func:`rasterize_zones` on the same grid. Per time chunk, one task per spatial block sums over
+    the zones in that block and one task adds them up, so memory is bounded by a block of data
+    plus the sums of one time chunk. layout: :func:`block_layout` of ``labels`` for data's chunks.
     """
     import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
 
     if data.ndim != 3:
         raise EolabError(f"zonal statistics need a (time, y, x) array, got {data.ndim} dimensions")
@@ -95,13 +147,25 @@ def zonal_sums(data: Any, labels: np.ndarray, n_zones: int, moments: int = 1) ->
                          hint="rasterize the zones with the cube's transform and shape (zonal.grid_of)")
     if not isinstance(data, da.Array):
         data = da.from_array(data, chunks=(1, -1, -1))
-    lab = da.from_array(labels, chunks=data.chunks[1:])[None]
-    ny, nx = len(data.chunks[1]), len(data.chunks[2])
-    blocks = da.map_blocks(
-        _block_sums, data, lab, n_zones=n_zones, moments=moments, dtype=np.float64,
-        chunks=(data.chunks[0], (1,) * ny, (1,) * nx, (n_zones + 1,), (moments + 1,)), new_axis=[3, 4],
-    )
-    return blocks.sum(axis=(1, 2), split_every=8)[:, 1:, :]
+    chunks = tuple(tuple(c) for c in data.chunks[1:])
+    if layout is None or layout["chunks"] != chunks or layout["n_zones"] != n_zones:
+        layout = block_layout(labels, chunks, n_zones)
+    token = tokenize(data.name, layout["token"], n_zones, moments)
+    part_name, name = f"zonal-block-{token}", f"zonal-sums-{token}"
+    dsk: dict = {}
+    for i, t in enumerate(data.chunks[0]):
+        keys, blocks = [], []
+        for by in range(len(chunks[0])):
+            for bx in range(len(chunks[1])):
+                blk = layout[by, bx]
+                if blk is None:  # no zone there: the block is never read
+                    continue
+                dsk[(part_name, i, by, bx)] = (_block_sums, (data.name, i, by, bx), blk, moments)
+                keys.append((part_name, i, by, bx))
+                blocks.append(blk)
+        dsk[(name, i, 0, 0)] = (_combine, keys, blocks, n_zones, moments, t)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
+    return da.Array(graph, name, chunks=(data.chunks[0], (n_zones,), (moments + 1,)), dtype=np.float64)
 
 
 def zonal_stats(
@@ -114,11 +178,13 @@ def zonal_stats(
     zone_ids: Sequence[Any] | None = None,
     labels: np.ndarray | None = None,
     compute: bool = True,
+    dates_per_compute: int | None = 6,
 ) -> Any:
     """Per-zone, per-date mean (and std) of cube variables: an xarray Dataset (zone, time).
 
     cube: xarray Dataset (time, y, x) on an odc geobox (e.g. from ``eolab.load_cube`` with indices).
     zones: GeoDataFrame of polygons (reprojected to the cube's CRS here) — or pass ``labels``.
+    dates_per_compute: dates computed together (None: all); bounds the data in flight.
     Output variables: each variable's mean, ``{var}_std`` for those in ``std``, ``n_valid``
     (valid pixels of the first variable), ``n_pixels`` (pixels of the zone) and ``valid_fraction``.
     """
@@ -138,8 +204,17 @@ def zonal_stats(
     else:
         n = int(len(zone_ids)) if zone_ids is not None else int(labels.max())
     ids = list(zone_ids) if zone_ids is not None else (list(zones.index) if zones is not None else list(range(n)))
-    lazy = {v: zonal_sums(cube[v].data, labels, n, moments=2 if v in std else 1) for v in variables}
-    sums = dask.compute(lazy)[0] if compute else lazy
+    first = cube[variables[0]].data
+    layout = block_layout(labels, first.chunks[1:], n) if hasattr(first, "chunks") and first.chunks else None
+    lazy = {v: zonal_sums(cube[v].data, labels, n, moments=2 if v in std else 1, layout=layout) for v in variables}
+    if compute:
+        # a few dates per compute: given all dates at once the scheduler reads far ahead of the sums
+        step = dates_per_compute or cube.sizes["time"]
+        parts = [dask.compute({v: s[i:i + step] for v, s in lazy.items()})[0]
+                 for i in range(0, cube.sizes["time"], step)]
+        sums = {v: np.concatenate([p[v] for p in parts]) for v in variables}
+    else:
+        sums = lazy
     npix = zone_pixel_counts(labels, n)
     out = xr.Dataset(coords={"zone": ids, "time": cube.time.values})
     for v, s in sums.items():
