@@ -13,10 +13,9 @@ local STAC items + SCL mask + indices + zonal.zonal_stats: per parcel, per date)
 detect_bare_soil → cap.growth_threshold + cap.check_parcels (traffic light) →
 outputs.write_table (GeoPackage + GeoParquet, provenance attached) + events CSV.
 
-Crop probabilities: the template's cap.cross_fit_crop_probabilities trains 5 folds × (5 × 150 + 300)
-= 5,250 trees (label cleaning included); on 100,000 parcels and 2 cores that alone does not fit
-5 minutes, so this run cross-fits 2 folds of crops.train without label cleaning (``--trees`` each)
-and prints the measured time per tree, from which the template's setting is extrapolated.
+Crop probabilities: the template's own cap.cross_fit_crop_probabilities with its defaults (5 folds,
+forest with label cleaning + logistic regression, each fold learning from a stratified sample of at
+most 4,000 parcels; every parcel is scored by models that never saw its declaration).
 
 Memory: peak RSS of this process (sampled, and ru_maxrss) against the size the cube would have in
 memory (dates × pixels × 11 float32 variables). Zonal statistics are then compared with exactextract
@@ -290,7 +289,7 @@ class PeakRSS:
         self._t.join()
 
 
-def run_pipeline(data_dir: Path, out_dir: Path, trees: int) -> tuple[dict, dict]:
+def run_pipeline(data_dir: Path, out_dir: Path) -> tuple[dict, dict]:
     """The CAP checks end to end; returns (step times in s, facts)."""
     import pandas as pd
     import pystac
@@ -328,19 +327,8 @@ def run_pipeline(data_dir: Path, out_dir: Path, trees: int) -> tuple[dict, dict]
     ndvi = ts.clean_series(z, "NDVI", spikes=False)  # mowing dips must not be removed as spikes
     step("NDVI series: clean + gap-fill")
     names = mon["crop_name"].astype(str).values
-    classes = sorted(set(names))
-    proba = np.zeros((len(X), len(classes)))
-    fold = np.random.default_rng(SEED).integers(0, 2, len(X))
-    t_fit = 0.0
-    for f in (0, 1):
-        t0 = time.perf_counter()
-        model, _ = crops.train(X.values[fold != f], names[fold != f], n_estimators=trees, seed=0, n_jobs=2,
-                               clean_labels=False)
-        t_fit += time.perf_counter() - t0
-        _, p = crops.predict(model, X.values[fold == f])
-        proba[np.ix_(fold == f, [classes.index(c) for c in model.classes_])] = p
-    facts["seconds_per_tree"] = t_fit / (2 * trees)
-    step(f"crop probabilities (2 × {trees} trees)")
+    proba, classes = cap.cross_fit_crop_probabilities(X.values, names, n_jobs=2)
+    step("crop probabilities (template cross-fit)")
     arable = names != "grassland"
     threshold = cap.growth_threshold(X["NDVI_max"].values[arable])
     found = events.detect_mowing(ndvi, info["days"])
@@ -360,7 +348,7 @@ def run_pipeline(data_dir: Path, out_dir: Path, trees: int) -> tuple[dict, dict]
     step("traffic light")
     result = declared[["farmer_id", "crop_code", "crop_name", "area_declared_ha", "geometry"]].join(screen).join(
         checks.drop(columns=["declared_crop"]))
-    prov = provenance.record(items, workflow="cap-parcel-checks", parameters={"benchmark": "P4", "trees": trees},
+    prov = provenance.record(items, workflow="cap-parcel-checks", parameters={"benchmark": "P4"},
                              inputs=[str(data_dir / "claims.gpkg")])
     used = [[] for _ in range(len(result))]
     pos = {pid: i for i, pid in enumerate(result.index)}
@@ -468,7 +456,6 @@ def main() -> None:
     ap.add_argument("--parcels", type=int, default=100_000)
     ap.add_argument("--dates", type=int, default=36)
     ap.add_argument("--width", type=int, default=3500, help="scene width in 10 m pixels")
-    ap.add_argument("--trees", type=int, default=20, help="trees per crop-model fold")
     ap.add_argument("--ee-window", type=int, default=1024, help="exactextract window (pixels a side)")
     ap.add_argument("--goal", type=float, default=300.0)
     ap.add_argument("--compare-only", action="store_true", help="only zonal statistics vs exactextract")
@@ -488,22 +475,17 @@ def main() -> None:
         return
     load_before = os.getloadavg()[0]
     with PeakRSS() as peak:
-        times, facts = run_pipeline(data_dir, out_dir, args.trees)
+        times, facts = run_pipeline(data_dir, out_dir)
     total = sum(times.values())  # the steps only, not the diagnostics after them
     load_after = os.getloadavg()[0]
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     cube_bytes = args.dates * ny * nx * facts["cube"]["variables"] * 4
     band_bytes = args.dates * ny * nx * 9 * 2
-    template_trees = 5 * (5 * 150 + 300)
     print(f"lights: {facts['lights']}; red vs wrong declarations P/R "
           f"{facts['red_precision_recall'][0]:.2f}/{facts['red_precision_recall'][1]:.2f}", file=sys.stderr)
     print(f"outputs: {facts['outputs']}", file=sys.stderr)
     print(f"peak RSS {peak.peak / 2**30:.2f} GiB (ru_maxrss {maxrss / 2**30:.2f} GiB); cube in memory would be "
           f"{cube_bytes / 2**30:.1f} GiB float32 (bands on disk uncompressed {band_bytes / 2**30:.1f} GiB)", file=sys.stderr)
-    # the template's forests see 4/5 of the parcels, these 1/2: × 1.6 (at least; a tree is n log n)
-    print(f"crop model {facts['seconds_per_tree']:.3f} s/tree → the template's {template_trees} trees ≈ "
-          f"{facts['seconds_per_tree'] * template_trees * 1.6 / 60:.0f} min", file=sys.stderr)
-
     print(f"of the series step: timeseries.haze_flags {facts['haze_flags_s']:.1f} s per call, called 4 times "
           "(clean_series of NDVI, NDMI, NDRE and NDVI for mowing)", file=sys.stderr)
     ee = compare_exactextract(data_dir, out_dir, args.ee_window)

@@ -116,3 +116,24 @@ def test_cross_fitted_probabilities_forest_plus_linear_model():
     assert (np.array(classes)[p.argmax(1)] == y).mean() > 0.9
     forest_only, _ = cap.cross_fit_crop_probabilities(X, y, n_estimators=50, n_jobs=1, linear_weight=0.0)
     assert not np.allclose(p, forest_only)
+
+
+def test_cross_fit_learns_from_a_bounded_sample():
+    from eolab.analysis import cap
+
+    rng = np.random.default_rng(3)
+    n = 900
+    y = rng.choice(["maize", "soybean", "winter_wheat"], size=n)
+    X = rng.normal(size=(n, 6))
+    X[:, 0] += (y == "maize") * 3.0
+    X[:, 1] += (y == "soybean") * 3.0
+    full, classes = cap.cross_fit_crop_probabilities(X, y, n_estimators=30, max_train=None)
+    capped, same = cap.cross_fit_crop_probabilities(X, y, n_estimators=30, max_train=150)
+    assert classes == same and capped.shape == full.shape == (n, 3)
+    np.testing.assert_allclose(capped.sum(axis=1), 1.0)
+    accuracy = lambda p: (np.array(classes)[p.argmax(1)] == y).mean()  # noqa: E731
+    assert accuracy(full) > 0.85 and accuracy(capped) > 0.8  # still learns from 150 parcels per fold
+    assert not np.allclose(capped, full)  # the cap did change what the models saw
+    small, _ = cap.cross_fit_crop_probabilities(X[:400], y[:400], n_estimators=30)
+    uncapped, _ = cap.cross_fit_crop_probabilities(X[:400], y[:400], n_estimators=30, max_train=None)
+    np.testing.assert_array_equal(small, uncapped)  # below the default cap nothing changes
