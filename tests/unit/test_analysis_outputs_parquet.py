@@ -53,6 +53,7 @@ def test_embedded_record_survives_without_the_sidecar(tmp_path):
     provenance.sidecar_path(path).unlink()
     assert outputs.read_parquet_provenance(path)["collections"] == ["danube|sentinel-2-l2a",
                                                                      "pannonia|sentinel-2-l2a"]
+    assert provenance.read(path) == outputs.read_parquet_provenance(path)  # the generic reader finds it too
     assert len(gpd.read_parquet(path)) == 3
 
 

@@ -147,6 +147,10 @@ def read(path: str | Path) -> dict:
         if GPKG_TABLE in [name for name, _ in pyogrio.list_layers(path)]:
             table = pyogrio.read_dataframe(path, layer=GPKG_TABLE)
             return json.loads(table["value"].iloc[0])
+    if suffix == ".parquet":
+        from eolab.analysis.outputs import read_parquet_provenance  # outputs imports this module
+
+        return read_parquet_provenance(path)
     raise EolabError(f"{path} carries no eolab provenance", hint=f"expected {side.name} next to it")
 
 
