@@ -44,7 +44,7 @@ def main() -> None:
     run = Path(tempfile.mkdtemp(prefix="eolab-bench-hub-"))
     base = free_port_base(width=9, start=52000)
     config = load_config(DEFAULT_CONFIG, run_dir=str(run), data_dir=str(data), port_offset=base - 8700 + 100)
-    settings = hub.HubSettings(port=base, tiles_port=base + 8, users=[f"user{i}" for i in range(ROUNDS)] + ["bench"])
+    settings = hub.HubSettings(port=base, users=[f"user{i}" for i in range(ROUNDS)] + ["bench"])
     stack.up(config, progress=False)
     try:
         t0 = time.perf_counter()
