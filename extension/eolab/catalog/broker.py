@@ -39,7 +39,10 @@ try:
     import orjson
 
     def _dumps(content: Any) -> bytes:
-        return orjson.dumps(content)
+        try:
+            return orjson.dumps(content)
+        except TypeError:  # e.g. an integer beyond 64 bits echoed from a request body
+            return json.dumps(content, separators=(",", ":")).encode()
 except ImportError:  # pragma: no cover
     def _dumps(content: Any) -> bytes:
         return json.dumps(content, separators=(",", ":")).encode()
