@@ -77,6 +77,17 @@ def test_crop_probabilities_and_pixel_map(crop_run, small_demo):
     assert pixel_oa >= 0.80
 
 
+def _declaration_limit(demo) -> float:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "cap_declaration_limit.py"
+    spec = importlib.util.spec_from_file_location("cap_declaration_limit", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.combined(module.oracle_limit(60_000, seed=1), module.scene_losses(demo))
+
+
 def test_cap_false_declarations_found(cap_run, small_demo):
     result = gpd.read_file(cap_run / "cap_checks.gpkg", layer="cap_checks")
     scores = evaluate.cap_declarations(cap_run, small_demo)
@@ -91,6 +102,13 @@ def test_cap_false_declarations_found(cap_run, small_demo):
     # benchmarks/RESULTS.md). Asserted: the achieved level.
     assert f["f1"] >= 0.83
     assert f["precision"] >= 0.85
+    # No method can beat an oracle that knows every parcel's true season (benchmarks/
+    # cap_declaration_limit.py): 0.938 on this scene, below the goal. A template above it (beyond the
+    # sampling noise of 70 false declarations) would be reading the truth somewhere.
+    limit = _declaration_limit(small_demo)
+    print(f"F1 limit of this scene (oracle): {limit:.3f}")
+    assert limit < 0.95
+    assert f["f1"] <= limit + 0.03
     # failed crops are yellow (crop type not judged), never red
     weak = result.reasons.str.contains("failed or very weak crop")
     assert weak.any() and not result.declaration_suspect[weak].any()
@@ -103,13 +121,14 @@ def test_cap_mowing_events_against_truth(cap_run, small_demo):
     print(f"mowing within ±6 d: recall {m['recall']:.3f} precision {m['precision']:.3f} "
           f"(median |error| {m['median_abs_error_days']} d); mowed parcels with ≥1 detection "
           f"{m['mowed_parcels_detected']:.3f}")
-    # Issue goal: 90 % within ±6 d. Sentinel-1 VH dips fused with Sentinel-2 NDVI drops, dated inside the
-    # window the observations allow: measured recall 0.881, precision 0.856, median error 2 d on this
-    # scene (second pass 0.842 / 0.814; S2 only 0.44 / 0.74); 0.92-0.96 / 0.89-0.92 on the four
-    # development scenes (seeds 777-780) the settings were chosen on. Goal not reached here; asserted:
-    # the achieved level.
-    assert m["recall"] >= 0.86
-    assert m["precision"] >= 0.83
+    # Issue goal: 90 % within ±6 d. Sentinel-1 VH dips (baseline: the previous acquisition) fused with
+    # Sentinel-2 NDVI drops, dated inside the window the observations allow, threshold 1.1: measured
+    # recall 0.900 (280 of 311 cuts), precision 0.833, median error 2 d on this scene (third pass, dip
+    # baseline = mean of two acquisitions, threshold 1.0: 0.881 / 0.856; S2 only 0.44 / 0.74); 0.94-0.96 /
+    # 0.91-0.92 on the four development scenes (seeds 777-780) the settings were chosen on. The goal is
+    # met by one cut on this scene.
+    assert m["recall"] >= 0.90
+    assert m["precision"] >= 0.80
     assert m["median_abs_error_days"] <= 3
     assert m["events_outside_grassland"] == 0
 

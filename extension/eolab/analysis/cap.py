@@ -208,7 +208,7 @@ LIGHT_COLOURS = {"green": "#2ca02c", "yellow": "#ffbf00", "red": "#d62728"}
 def run_checks(declared: Any, z: Any, z1: Any | None = None, *, min_pixels: int = 8,
                red_probability: float | None = None, red_ratio: float | None = 0.5,
                min_observations: int = 6, seed: int = 0,
-               grassland: str = "grassland", mowing_threshold: float = 1.0,
+               grassland: str = "grassland", mowing_threshold: float = 1.1,
                mowing_season: tuple[str, str] | None = ("04-15", "09-30"), n_jobs: int = 2) -> dict:
     """The whole check of the CAP template on per-parcel series (what the notebook runs).
 
