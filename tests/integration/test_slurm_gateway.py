@@ -14,13 +14,13 @@ import os
 import pwd
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from eolab import hub
 from eolab.compute._slurm import LocalSlurm, job_name
+from tests._poll import poll
 from tests.integration.test_hub_demo import SEARCH_AND_COMPUTE, free_port_base
 from tests.integration.test_hub_multiuser import PREFIX, _blocked, _remove_users
 
@@ -92,13 +92,7 @@ def _jobs(slurm, config):
 
 
 def _wait_jobs(slurm, config, wanted, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        current = _jobs(slurm, config)
-        if wanted(current):
-            return current
-        time.sleep(0.5)
-    return _jobs(slurm, config)
+    return poll(lambda: _jobs(slurm, config), wanted, timeout)
 
 
 def test_users_server_is_a_slurm_job_of_the_user(gateway_hub, slurm):

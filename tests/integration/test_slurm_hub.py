@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import time
 
 import pytest
 
 from eolab import hub
 from eolab.compute._slurm import LocalSlurm, job_name
+
+from tests._poll import poll
 
 from .test_hub_demo import free_port_base
 
@@ -52,13 +53,7 @@ def slurm_hub(catalog_stack, slurm, tmp_path_factory):
 
 
 def _wait_jobs(slurm, name, wanted, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        current = slurm.jobs(name)
-        if wanted(current):
-            return current
-        time.sleep(0.5)
-    return slurm.jobs(name)
+    return poll(lambda: slurm.jobs(name), wanted, timeout)
 
 
 def test_workers_are_slurm_jobs_that_compute_and_end_on_close(slurm_hub, slurm):
