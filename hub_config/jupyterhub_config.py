@@ -89,6 +89,8 @@ c.Spawner.environment = {
     **MARKER,
     "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
     "EOLAB_CATALOG_URL": S["catalog_url"] or "",
+    # Publishing goes through the catalog gate (the kernel's hub token; results-<user> only).
+    "EOLAB_WORKSPACE_URL": S.get("workspace_url") or "",
     "EOLAB_ASSETS_URL": S["assets_url"],
     "EOLAB_TILES_URL": S["tiles"]["url"] if S["tiles"] else "",
     # Panel/Bokeh assets from the tile service, not a CDN (read when panel is first imported).

@@ -32,6 +32,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eolab import _services
+from eolab.catalog import _workspace
 from eolab.catalog.stack import ServiceStatus
 from eolab.config import StackConfig
 from eolab.errors import ServiceError
@@ -149,6 +150,7 @@ def resolve(config: StackConfig, settings: HubSettings) -> dict:
     ports = settings.ports()
     public = f"http://{config.host}:{ports['port']}"
     tiles_url = config.tiles_url
+    writable = [m.id for m in config.writable_members if m.is_workspace]
     resolved = {
         **settings.model_dump(), **ports,
         "host": config.host,
@@ -166,6 +168,12 @@ def resolve(config: StackConfig, settings: HubSettings) -> dict:
         "catalog_config": str(hdir / "catalog.yaml"),  # the stack's config, for the broker
         "catalog_url": catalog_url,
         "members": members,
+        # The catalog gate writes into these for a user (results-<user> only), with the token it
+        # reads from this file; kernels publish through the gate and never see the token.
+        "writable_members": writable,
+        "workspace_token_file": str(_workspace.token_file(Path(config.run_dir).resolve())),
+        "workspace_url": (f"{public}/services/catalog/members/{writable[0]}"
+                          if writable and catalog_url else None),
         "assets_url": config.assets_url,
         "broker": ({"app": BROKER_APP, "port": config.broker.port, "url": config.broker_url,
                     "managed": not _answers(config.broker_url + "/_health")} if broker else None),

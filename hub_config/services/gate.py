@@ -7,6 +7,9 @@
 
 Requests need a hub token with access to this service (``Authorization: token ...``) or the hub's
 OAuth cookie (browsers are sent through the hub login); anything else gets 401 with a hint.
+Writes to the writable workspace member pass only into the user's own collection ``results-<user>``
+(:func:`eolab.catalog._workspace.write_allowed`); the gate adds the workspace token, which users
+never see.
 Crashes are the hub's business: it restarts managed services.
 """
 
@@ -22,6 +25,8 @@ from urllib.parse import urlsplit
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import httpclient, ioloop, web, websocket
 
+from eolab.catalog._workspace import needs_token, write_allowed
+
 S = json.loads(Path(os.environ["EOLAB_HUB_SETTINGS"]).read_text())
 KIND = sys.argv[1] if len(sys.argv) > 1 else "catalog"
 PREFIX = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{KIND}/")
@@ -30,6 +35,23 @@ HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer",
                "proxy-authorization", "proxy-authenticate", "host", "content-length"}
 OWNER_TTL = 30.0
 _owners: dict[tuple[str, str], float] = {}
+
+
+def writable_member(path: str) -> str | None:
+    """The id of the writable member a catalog request path goes to, or None."""
+    rest = path[len(PREFIX):] if path.startswith(PREFIX) else path.lstrip("/")
+    if KIND != "catalog" or not rest.startswith("members/"):
+        return None
+    member = rest[len("members/"):].partition("/")[0]
+    return member if member in (S.get("writable_members") or []) else None
+
+
+def workspace_token() -> str | None:
+    # Read per write: `eolab catalog up` may create it after the hub started.
+    try:
+        return Path(S["workspace_token_file"]).read_text().strip() or None
+    except (KeyError, OSError):
+        return None
 
 
 def upstream_for(path: str) -> tuple[str, str] | None:
@@ -110,6 +132,20 @@ class ProxyHandler(GateMixin, web.RequestHandler):
             headers.pop("Authorization", None)  # the user's hub token stays here
             headers.pop("Cookie", None)
         headers["X-Forwarded-Prefix"] = PREFIX.rstrip("/")
+        if writable_member(self.request.path) and needs_token(self.request.method, path):
+            user = (self.current_user or {}).get("name", "")
+            allowed, reason = write_allowed(user, self.request.method, path, self.request.body)
+            if not allowed:
+                return self.refuse(403, f"the gate refuses this write: {reason}")
+            if not self.request.headers.get("Authorization"):
+                # A browser's cookie alone could be sent by any web page (cross-site request).
+                return self.refuse(403, "writes through the gate need 'Authorization: token <hub token>', "
+                                        "not the login cookie")
+            token = workspace_token()
+            if token is None:
+                return self.refuse(503, "the gate cannot read the workspace token; run 'eolab catalog up' "
+                                        "with the hub's run directory")
+            headers["Authorization"] = f"Bearer {token}"
         body = self.request.body if self.request.method in ("POST", "PUT", "PATCH") else None
         if body is None and self.request.method in ("POST", "PUT", "PATCH"):
             body = b""

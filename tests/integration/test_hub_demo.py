@@ -171,6 +171,32 @@ def test_catalogue_service_through_hub_with_token(demo_hub, alice):
     assert all(link["href"].startswith(f"{url_of(demo_hub)}/services/catalog") for link in body["links"])
 
 
+def test_kernels_publish_through_the_gate_into_their_own_collection(demo_hub, alice, alice_kernel, bob):
+    from eolab.catalog import _workspace
+
+    config = demo_hub[0]
+    member = config.member_url(config.member("workspace"))
+    try:
+        out = alice.run(alice_kernel, """
+from eolab.analysis import publish
+item = {"type": "Feature", "stac_version": "1.0.0", "id": "demo-result", "bbox": [16.0, 47.0, 17.0, 48.0],
+        "geometry": {"type": "Polygon", "coordinates": [[[16, 47], [17, 47], [17, 48], [16, 48], [16, 47]]]},
+        "properties": {"datetime": "2026-05-01T00:00:00Z"}, "assets": {}, "links": []}
+publish.upsert_items([item])
+print(publish.writable_provider().url)
+""")
+        assert out.split() == [f"{url_of(demo_hub)}/services/catalog/members/workspace"]
+        assert httpx.get(f"{member}/collections/results-alice/items/demo-result").status_code == 200
+        # Bob's hub token opens the gate, but not into Alice's collection.
+        refused = httpx.delete(f"{url_of(demo_hub)}/services/catalog/members/workspace/collections/results-alice"
+                               "/items/demo-result", headers={"Authorization": f"token {bob.token}"}, timeout=30)
+        assert refused.status_code == 403 and "results-bob" in refused.json()["error"]
+        assert httpx.get(f"{member}/collections/results-alice/items/demo-result").status_code == 200
+    finally:
+        token = _workspace.read_token(config.run_dir)
+        httpx.delete(f"{member}/collections/results-alice", headers={"Authorization": f"Bearer {token}"})
+
+
 def test_options_widget_bounds_come_from_the_server(alice, alice_kernel):
     out = alice.run(alice_kernel, """
 from eolab.compute import ComputeOptions

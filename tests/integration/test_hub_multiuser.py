@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from eolab import hub
+from eolab.catalog import _workspace
 from tests.integration.test_hub_demo import SEARCH_AND_COMPUTE, free_port_base
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -72,6 +73,11 @@ def mu_hub(catalog_stack):
     run_dir = Path(tempfile.mkdtemp(prefix="eolab-multiuser-", dir="/tmp"))
     run_dir.chmod(0o711)
     config = catalog_stack.model_copy(update={"run_dir": run_dir})
+    # The gate reads the workspace token from the hub's run directory; here the stack runs from
+    # its own (a deployment shares one), so the token is handed over as `eolab catalog up` would.
+    token, _ = _workspace.ensure_token(catalog_stack.run_dir)
+    _workspace.ensure_token(run_dir)
+    _workspace.token_file(run_dir).write_text(token + "\n")
     settings = hub.HubSettings(
         mode="multiuser", port=free_port_base(width=9, start=43000), users=USERS, admin_users=ADMINS,
         system_user_prefix=PREFIX, cluster_idle_timeout=120, max_clusters_per_user=2, max_cores_per_user=3,
@@ -182,6 +188,83 @@ def test_bob_cannot_use_alices_server_or_cluster(mu_hub, alice, bob, alice_clust
         assert gateway.list_clusters() == []
         with pytest.raises(Exception, match="403|Forbidden|lacks permissions"):
             gateway.get_cluster(alice_cluster["CLUSTER"])
+
+
+PUBLISH = """
+import json, os
+from eolab.analysis import publish
+from eolab.errors import EolabError
+
+def item(item_id, title):
+    return {"type": "Feature", "stac_version": "1.0.0", "id": item_id, "bbox": [16.0, 47.0, 17.0, 48.0],
+            "geometry": {"type": "Polygon", "coordinates": [[[16, 47], [17, 47], [17, 48], [16, 48], [16, 47]]]},
+            "properties": {"datetime": "2026-05-01T00:00:00Z", "title": title}, "assets": {}, "links": []}
+
+def attempt(label, action):
+    try:
+        action()
+        print(label, "WRITTEN")
+    except EolabError as err:
+        print(label, "REFUSED", json.dumps(str(err)))
+"""
+
+
+def test_users_publish_only_into_their_own_results(mu_hub, catalog_stack, alice, bob):
+    import httpx
+
+    member = catalog_stack.member_url(catalog_stack.member("workspace"))
+    token = _workspace.read_token(catalog_stack.run_dir)
+    own_a, own_b = f"results-{alice.username}", f"results-{bob.username}"
+    try:
+        kernel = alice.start_kernel()
+        out = alice.run(kernel, PUBLISH + """
+print("URL", os.environ["EOLAB_WORKSPACE_URL"], "TOKEN_ENV", "EOLAB_WORKSPACE_TOKEN" in os.environ)
+attempt("own", lambda: publish.upsert_items([item("alice-result", "by alice")]))
+""")
+        alice.kill_kernel(kernel)
+        assert f"URL {_url(mu_hub)}/services/catalog/members/workspace TOKEN_ENV False" in out
+        assert "own WRITTEN" in out, out
+
+        kernel = bob.start_kernel()
+        out = bob.run(kernel, PUBLISH + f"""
+import httpx
+gate = os.environ["EOLAB_WORKSPACE_URL"]
+hub_auth = {{"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"]}}
+hub_as_bearer = {{"Authorization": "Bearer " + os.environ["JUPYTERHUB_API_TOKEN"]}}
+attempt("gate-items", lambda: publish.upsert_items([item("alice-result", "by bob")], collection={own_a!r}))
+for label, method, url, body, headers in (
+        ("gate-delete", "DELETE", gate + "/collections/{own_a}/items/alice-result", None, hub_auth),
+        ("gate-collection", "PUT", gate + "/collections/{own_a}", {{"id": {own_a!r}}}, hub_auth),
+        ("direct-none", "DELETE", {member!r} + "/collections/{own_a}/items/alice-result", None, {{}}),
+        ("direct-hub", "POST", {member!r} + "/collections/{own_a}/bulk_items",
+         {{"items": {{}}, "method": "upsert"}}, hub_as_bearer)):
+    response = httpx.request(method, url, json=body, headers=headers)
+    print(label, response.status_code, json.dumps(response.text[:200]))
+try:
+    open({str(_workspace.token_file(catalog_stack.run_dir))!r}).read()
+    print("token READ")
+except OSError as err:
+    print("token", type(err).__name__)
+attempt("own", lambda: publish.upsert_items([item("bob-result", "by bob")]))
+""")
+        bob.kill_kernel(kernel)
+        lines = dict(line.split(" ", 1) for line in out.strip().splitlines())
+        assert lines["gate-items"].startswith("REFUSED")
+        assert "only write into your own collection" in lines["gate-items"]
+        assert lines["gate-delete"].startswith("403 ") and "the gate refuses this write" in lines["gate-delete"]
+        assert lines["gate-collection"].startswith("403 ")
+        assert lines["direct-none"].startswith("401 ") and lines["direct-hub"].startswith("403 ")
+        assert lines["token"] == "PermissionError"
+        assert lines["own"] == "WRITTEN"
+
+        # Alice's result is as she wrote it; Bob's went into his own collection.
+        got = httpx.get(f"{member}/collections/{own_a}/items/alice-result").raise_for_status().json()
+        assert got["properties"]["title"] == "by alice"
+        assert httpx.get(f"{member}/collections/{own_b}/items/bob-result").status_code == 200
+    finally:
+        # The shared stack's other tests count its collections.
+        for cid in (own_a, own_b):
+            httpx.delete(f"{member}/collections/{cid}", headers={"Authorization": f"Bearer {token}"})
 
 
 def test_up_refuses_multiuser_without_reachable_paths(catalog_stack, tmp_path):

@@ -14,8 +14,9 @@ import httpx
 import pystac
 import pytest
 
+from eolab import _services
 from eolab.analysis import provenance, publish
-from eolab.catalog import _federation, stack
+from eolab.catalog import _federation, _workspace, stack
 from eolab.config import StackConfig
 from eolab.errors import EolabError
 from eolab.search import Catalogue
@@ -215,3 +216,105 @@ def test_up_again_keeps_the_published_results(ws_stack, result):
     item = do_publish(ws_stack, result)
     stack.up(ws_stack, progress=False)
     assert [f["id"] for f in search(ws_stack)] == [item.id]
+
+
+# --------------------------------------------------------------------------- the workspace token
+
+@pytest.fixture
+def no_token_env(monkeypatch):
+    for name in ("EOLAB_WORKSPACE_TOKEN", "EOLAB_WORKSPACE_URL", "JUPYTERHUB_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _collection_ids(config):
+    return [c["id"] for c in httpx.get(f"{ws_url(config)}/collections").json()["collections"]]
+
+
+def test_writes_need_the_workspace_token_and_reads_do_not(ws_stack, no_token_env):
+    path = _workspace.token_file(ws_stack.run_dir)
+    assert path.stat().st_mode & 0o777 == 0o600
+    token = path.read_text().strip()
+    body = publish.results_collection("token-check", USER)
+    url = ws_url(ws_stack)
+
+    missing = httpx.post(f"{url}/collections", json=body)
+    assert missing.status_code == 401
+    assert "Bearer <workspace token>" in missing.json()["description"] and "Traceback" not in missing.text
+    wrong = httpx.post(f"{url}/collections", json=body, headers={"Authorization": "Bearer not-the-token"})
+    assert wrong.status_code == 403 and wrong.json()["description"] == "wrong workspace token"
+    hub_style = httpx.post(f"{url}/collections", json=body, headers={"Authorization": f"token {token}"})
+    assert hub_style.status_code == 401
+    items = {"items": {}, "method": "upsert"}
+    assert httpx.post(f"{url}/collections/token-check/bulk_items", json=items).status_code == 401
+    assert "token-check" not in _collection_ids(ws_stack)
+    assert httpx.get(f"{url}/collections/token-check").status_code == 404
+
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert httpx.post(f"{url}/collections", json=body, headers=bearer).status_code in (200, 201)
+    try:
+        assert "token-check" in _collection_ids(ws_stack)
+        assert httpx.delete(f"{url}/collections/token-check").status_code == 401
+        assert httpx.delete(f"{url}/collections/token-check",
+                            headers={"Authorization": "Bearer x"}).status_code == 403
+        assert "token-check" in _collection_ids(ws_stack)
+        # Reads stay open, the read-only POST /search included, and the broker reads as before.
+        assert httpx.get(f"{url}/collections/token-check").status_code == 200
+        assert httpx.post(f"{url}/search", json={"collections": ["token-check"], "limit": 1}).status_code == 200
+        assert httpx.get(f"{url}/search", params={"collections": "token-check"}).status_code == 200
+        assert httpx.post(ws_stack.broker_url + "/search",
+                          json={"collections": ["pannonia|sentinel-2-l2a"], "limit": 1}).status_code == 200
+    finally:
+        assert httpx.delete(f"{url}/collections/token-check", headers=bearer).status_code == 200
+    assert "token-check" not in _collection_ids(ws_stack)
+
+
+def test_publishing_without_a_credential_is_refused_with_a_hint(ws_stack, result, no_token_env, tmp_path):
+    elsewhere = ws_stack.model_copy(update={"run_dir": tmp_path / "no-token-here"})
+    item = publish.build_item(result["files"], workflow="water-monitoring", provenance=result["provenance"],
+                              bbox=result["bbox"], start=PERIOD[0], end=PERIOD[1], item_id="no-credential")
+    with pytest.raises(EolabError, match=r"provider 'workspace' refused creating collection 'results-nobody': "
+                                         r"HTTP 401: .*Bearer") as err:
+        publish.upsert_items([item], user="nobody", config=elsewhere)
+    assert "EOLAB_WORKSPACE_TOKEN" in err.value.hint
+    assert "results-nobody" not in _collection_ids(ws_stack)
+    # The token by environment is enough.
+    token = _workspace.read_token(ws_stack.run_dir)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EOLAB_WORKSPACE_TOKEN", "wrong")
+        with pytest.raises(EolabError, match="HTTP 403: wrong workspace token"):
+            publish.upsert_items([item], user=USER, config=elsewhere)
+        mp.setenv("EOLAB_WORKSPACE_TOKEN", token)
+        publish.upsert_items([item], user=USER, config=elsewhere)
+    got = httpx.get(f"{ws_url(ws_stack)}/collections/results-{USER}/items/no-credential")
+    assert got.status_code == 200
+    bearer = {"Authorization": f"Bearer {token}"}
+    httpx.delete(f"{ws_url(ws_stack)}/collections/results-{USER}/items/no-credential",
+                 headers=bearer).raise_for_status()
+
+
+def test_the_token_survives_a_restart_of_the_workspace(ws_stack, result, no_token_env):
+    token = _workspace.read_token(ws_stack.run_dir)
+    assert _services.stop(Path(ws_stack.run_dir), "member-workspace")
+    stack.up(ws_stack, progress=False)
+    assert _workspace.read_token(ws_stack.run_dir) == token
+    item = do_publish(ws_stack, result)
+    assert [f["id"] for f in search(ws_stack)] == [item.id]
+
+
+def test_up_restarts_a_workspace_running_without_the_token_check(ws_stack, no_token_env):
+    run_dir, member = Path(ws_stack.run_dir), ws_stack.member(publish.WORKSPACE)
+    cluster = stack.Cluster(run_dir, ws_stack.postgres.port, ws_stack.host)
+    legacy = stack._member_service(ws_stack, member, cluster)
+    legacy.cmd[legacy.cmd.index("eolab.catalog._workspace:create_app")] = "stac_fastapi.pgstac.app:create_app"
+    _services.stop(run_dir, legacy.name)
+    _services.start(run_dir, legacy)
+    body = publish.results_collection("unguarded", USER)
+    url = ws_url(ws_stack)
+    try:
+        stack.up(ws_stack, progress=False)
+        assert httpx.post(f"{url}/collections", json=body).status_code == 401
+        assert _services.running_pid(run_dir, legacy.name)
+    finally:
+        if "unguarded" in _collection_ids(ws_stack):
+            token = _workspace.read_token(run_dir)
+            httpx.delete(f"{url}/collections/unguarded", headers={"Authorization": f"Bearer {token}"})

@@ -12,6 +12,11 @@ Two destinations, the same item:
   through it as ``workspace|results-<user>`` like any other collection (:func:`find_published`,
   :class:`eolab.search.Catalogue`, the catalogue browser).
 
+Writing to the workspace needs its token (reads need none, see :mod:`eolab.catalog._workspace`):
+``$EOLAB_WORKSPACE_TOKEN``, else the run directory's token file when this account may read it. In a
+hub kernel ``$EOLAB_WORKSPACE_URL`` is the hub's catalog gate instead, and the kernel's hub token
+(``$JUPYTERHUB_API_TOKEN``) lets it write into ``results-<user>`` only.
+
 Each item holds the result files as assets, its footprint and time range, the provenance record
 (``eolab:provenance``: workflow, parameters, version, the source item ids by provider and
 collection) and ``derived_from`` links to the source items. Re-publishing the same item id
@@ -28,7 +33,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -229,6 +234,8 @@ class Provider:
 
     id: str
     url: str
+    # The Authorization header writes carry (None: none); kept out of reprs and comparisons.
+    authorization: str | None = field(default=None, repr=False, compare=False)
 
 
 def current_user() -> str:
@@ -248,10 +255,14 @@ def writable_provider(to: str | None = None, config: Any = None) -> Provider:
     packaged one, with ``EOLAB_PORT_OFFSET``). ``$EOLAB_WORKSPACE_URL`` points the default member elsewhere.
     """
     to = to or WORKSPACE
+    env_url = (os.environ.get("EOLAB_WORKSPACE_URL") or "").rstrip("/")
     if "://" in to:
-        return Provider(id=urlsplit(to).netloc or to, url=to.rstrip("/"))
-    if to == WORKSPACE and config is None and os.environ.get("EOLAB_WORKSPACE_URL"):
-        return Provider(id=WORKSPACE, url=os.environ["EOLAB_WORKSPACE_URL"].rstrip("/"))
+        url = to.rstrip("/")
+        # A token goes only to the workspace this environment names, never to any URL given.
+        auth = _workspace_authorization(via_env_url=True) if env_url and url == env_url else None
+        return Provider(id=urlsplit(to).netloc or to, url=url, authorization=auth)
+    if to == WORKSPACE and config is None and env_url:
+        return Provider(id=WORKSPACE, url=env_url, authorization=_workspace_authorization(via_env_url=True))
     from eolab.config import StackConfig, load_config
 
     if not isinstance(config, StackConfig):
@@ -265,7 +276,24 @@ def writable_provider(to: str | None = None, config: Any = None) -> Provider:
     if not member.enabled:
         raise EolabError(f"provider {member.id!r} is not enabled", hint="set 'enabled: true' in the catalogue "
                                                                          "configuration and run 'eolab catalog up'")
-    return Provider(id=member.id, url=config.member_url(member))
+    auth = _workspace_authorization(run_dir=config.run_dir) if member.is_workspace else None
+    return Provider(id=member.id, url=config.member_url(member), authorization=auth)
+
+
+def _workspace_authorization(run_dir: Any = None, via_env_url: bool = False) -> str | None:
+    """The Authorization header for writes to the workspace, or None if this process has no credential.
+
+    ``via_env_url``: the workspace is ``$EOLAB_WORKSPACE_URL``, in a hub kernel the catalog gate, which
+    takes the kernel's hub token. Otherwise ``$EOLAB_WORKSPACE_TOKEN``, else ``run_dir``'s token file.
+    """
+    from eolab.catalog import _workspace
+
+    if via_env_url and os.environ.get("JUPYTERHUB_API_TOKEN"):
+        return f"token {os.environ['JUPYTERHUB_API_TOKEN']}"
+    token = os.environ.get(_workspace.TOKEN_ENV, "").strip()
+    if not token and run_dir is not None:
+        token = _workspace.read_token(run_dir) or ""
+    return f"Bearer {token}" if token else None
 
 
 def results_collection(collection_id: str, user: str | None = None) -> dict:
@@ -354,7 +382,7 @@ def _describe(response: Any) -> str:
     except ValueError:
         return response.text.strip()[:300] or response.reason_phrase
     if isinstance(body, dict):
-        for key in ("detail", "description", "message", "code"):
+        for key in ("detail", "description", "message", "error", "code"):
             if body.get(key):
                 return str(body[key])[:300]
     return json.dumps(body)[:300]
@@ -378,15 +406,21 @@ class _Writer:
         import httpx
 
         url = f"{self.provider.url}{path}"
+        headers = {"Authorization": self.provider.authorization} if self.provider.authorization else None
         try:
-            return self.http.request(method, url, json=body)
+            return self.http.request(method, url, json=body, headers=headers)
         except httpx.HTTPError as exc:
             raise EolabError(f"provider {self.provider.id!r} at {self.provider.url} is not reachable "
                              f"({type(exc).__name__})", hint="is the stack running? see 'eolab status'") from None
 
     def fail(self, response: Any, what: str) -> EolabError:
+        hint = None
+        if response.status_code in (401, 403):
+            hint = ("writes need the workspace token: set EOLAB_WORKSPACE_TOKEN, or run as the account that "
+                    "ran 'eolab catalog up' (it reads <run_dir>/state/workspace.token); in the hub you may "
+                    "write only into your own collection results-<user>")
         return EolabError(f"provider {self.provider.id!r} refused {what}: HTTP {response.status_code}: "
-                          f"{_describe(response)}")
+                          f"{_describe(response)}", hint=hint)
 
     def check_writable(self) -> None:
         response = self.send("GET", "/")

@@ -3,11 +3,14 @@
 ``up`` is idempotent: what runs already is left alone, databases are reloaded only when what a
 member should hold changed. A writable member (the workspace) is different: its database is
 created once and kept (it holds what users published), and its STAC API has the Transactions
-extension on. ``down`` stops what ``up`` started, found through the PID files.
+extension on behind a token check (:mod:`eolab.catalog._workspace`): writes need the token ``up``
+keeps in ``<run_dir>/state/workspace.token`` (0600). ``down`` stops what ``up`` started, found
+through the PID files.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 
@@ -15,7 +18,7 @@ import yaml
 from pathlib import Path
 
 from eolab import _services
-from eolab.catalog import _load
+from eolab.catalog import _load, _workspace
 from eolab.catalog._postgres import Cluster
 from eolab.config import MemberConfig, StackConfig
 from eolab.errors import ServiceError
@@ -29,7 +32,8 @@ class ServiceStatus:
     detail: str = ""
 
 
-def _member_service(config: StackConfig, member: MemberConfig, cluster: Cluster) -> _services.Service:
+def _member_service(config: StackConfig, member: MemberConfig, cluster: Cluster,
+                    token: str | None = None) -> _services.Service:
     env = {
         "PGUSER": "postgres", "PGPASSWORD": "trust", "PGHOST": config.host,
         "PGPORT": str(config.postgres.port), "PGDATABASE": member.database,
@@ -41,10 +45,14 @@ def _member_service(config: StackConfig, member: MemberConfig, cluster: Cluster)
         # value cannot turn writes on for a demo member (or off for the workspace).
         "ENABLE_TRANSACTIONS_EXTENSIONS": "true" if member.writable else "false",
     }
+    app = "stac_fastapi.pgstac.app:create_app"
     if member.writable:
         env["STAC_FASTAPI_DESCRIPTION"] = (f"eolab workspace '{member.id}' (pgstac, writable: STAC Transactions) "
                                            "holding published results")
-    cmd = [sys.executable, "-m", "uvicorn", "stac_fastapi.pgstac.app:create_app", "--factory",
+        # The environment, not the command line: /proc/<pid>/cmdline is readable by every user.
+        env[_workspace.TOKEN_ENV] = token or ""
+        app = "eolab.catalog._workspace:create_app"
+    cmd = [sys.executable, "-m", "uvicorn", app, "--factory",
            "--host", config.host, "--port", str(member.port), "--log-level", "warning",
            "--no-access-log"]
     return _services.Service(name=f"member-{member.id}", cmd=cmd, port=member.port, env=env, host=config.host)
@@ -121,6 +129,18 @@ def _prepare_workspace(config: StackConfig, member: MemberConfig, cluster: Clust
             print(f"created the empty writable member {member.id}", file=sys.stderr)
 
 
+def _stop_if_command_changed(run_dir: Path, service: _services.Service) -> None:
+    """Stop a running service started with another command (a workspace without the token check)."""
+    if not _services.running_pid(run_dir, service.name):
+        return
+    try:
+        recorded = json.loads(_services.pid_file(run_dir, service.name).read_text()).get("cmd")
+    except (OSError, ValueError):
+        return
+    if recorded is not None and recorded != service.cmd:
+        _services.stop(run_dir, service.name)
+
+
 def up(config: StackConfig, progress: bool = True) -> list[ServiceStatus]:
     run_dir = Path(config.run_dir)
     try:
@@ -134,6 +154,13 @@ def up(config: StackConfig, progress: bool = True) -> list[ServiceStatus]:
     cluster.wait_accepting()
 
     data_dir = Path(config.data_dir).resolve()
+    token = None
+    if any(m.is_workspace for m in config.demo_members):
+        token, created = _workspace.ensure_token(run_dir)
+        if created:  # a running workspace would still expect the token it was started with
+            for member in config.demo_members:
+                if member.is_workspace:
+                    _services.stop(run_dir, f"member-{member.id}")
     for member in config.demo_members:
         marker = _state_file(config, member)
         if member.is_workspace:
@@ -151,7 +178,9 @@ def up(config: StackConfig, progress: bool = True) -> list[ServiceStatus]:
     assets = _assets_service(config)
     statuses.append(ServiceStatus("assets", assets.url, _services.start(run_dir, assets)))
     for member in config.demo_members:
-        service = _member_service(config, member, cluster)
+        service = _member_service(config, member, cluster, token if member.is_workspace else None)
+        if member.is_workspace:
+            _stop_if_command_changed(run_dir, service)
         statuses.append(ServiceStatus(service.name, service.url, _services.start(run_dir, service)))
     broker = _broker_service(config)
     statuses.append(ServiceStatus("broker", broker.url, _services.start(run_dir, broker),

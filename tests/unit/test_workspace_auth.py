@@ -1,0 +1,130 @@
+"""Who may write to the workspace member: the token check and the hub gate's decision (pure)."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from eolab.analysis import publish
+from eolab.catalog import _workspace
+from eolab.catalog._workspace import needs_token, token_problem, write_allowed
+
+
+@pytest.mark.parametrize("method, path", [
+    ("POST", "/collections"), ("PUT", "/collections/results-a"), ("DELETE", "/collections/results-a"),
+    ("POST", "/collections/results-a/items"), ("PUT", "/collections/results-a/items/x"),
+    ("PATCH", "/collections/results-a/items/x"), ("DELETE", "/collections/results-a/items/x"),
+    ("POST", "/collections/results-a/bulk_items"), ("post", "/search/extra"), ("POST", "/"),
+])
+def test_writes_need_the_token(method, path):
+    assert needs_token(method, path)
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/"), ("GET", "/collections"), ("HEAD", "/collections/results-a/items"), ("OPTIONS", "/collections"),
+    ("POST", "/search"), ("POST", "/search/"), ("post", "/search"), ("GET", "/search"),
+])
+def test_reads_and_search_need_none(method, path):
+    assert not needs_token(method, path)
+
+
+def test_the_token_check_names_the_problem():
+    token = "s3cret"
+    assert token_problem(f"Bearer {token}", token) is None
+    assert token_problem(f"bearer  {token} ", token) is None
+    status, message = token_problem(None, token)
+    assert status == 401 and "Bearer <workspace token>" in message
+    assert token_problem(f"token {token}", token)[0] == 401
+    assert token_problem("Bearer", token)[0] == 401
+    assert token_problem("Bearer nope", token) == (403, "wrong workspace token")
+    assert token_problem(f"Bearer {token}x", token)[0] == 403
+
+
+def test_the_token_is_created_private_and_kept(tmp_path):
+    token, created = _workspace.ensure_token(tmp_path)
+    assert created and len(token) == 64
+    path = _workspace.token_file(tmp_path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert _workspace.ensure_token(tmp_path) == (token, False)
+    assert _workspace.read_token(tmp_path) == token
+    assert _workspace.read_token(tmp_path / "elsewhere") is None
+
+
+def test_the_gate_and_the_kernels_agree_on_the_collection_name(monkeypatch):
+    for name in ("alice", "eolabt-alice", "Alice Smith", "bob@example.org"):
+        monkeypatch.setenv("JUPYTERHUB_USER", name)
+        assert _workspace.user_collection(name) == publish.results_collection_id()
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("POST", "/collections", {"id": "results-alice", "type": "Collection"}),
+    ("POST", "/collections", b'{"id": "results-alice"}'),
+    ("PUT", "/collections/results-alice", {"id": "results-alice"}),
+    ("PATCH", "/collections/results-alice", None),
+    ("DELETE", "/collections/results-alice", None),
+    ("POST", "/collections/results-alice/items", {"id": "x", "collection": "results-alice"}),
+    ("POST", "/collections/results-alice/bulk_items", {"items": {}, "method": "upsert"}),
+    ("PUT", "/collections/results-alice/items/x", {"id": "x"}),
+    ("DELETE", "/collections/results-alice/items/x", None),
+    ("DELETE", "/collections/results-%61lice/items/x", None),
+    ("GET", "/collections/results-bob/items", None),
+    ("POST", "/search", {"collections": ["results-bob"]}),
+])
+def test_the_gate_passes_reads_and_writes_into_the_users_collection(method, path, body):
+    allowed, reason = write_allowed("alice", method, path, body)
+    assert allowed, reason
+
+
+@pytest.mark.parametrize("method, path, body, why", [
+    ("POST", "/collections", {"id": "results-bob"}, "only create your own collection 'results-alice'"),
+    ("POST", "/collections", b"not json", "not None"),
+    ("POST", "/collections", None, "not None"),
+    ("PUT", "/collections", {"id": "results-alice"}, "not a write the gate passes on"),
+    ("PUT", "/collections/results-bob", {"id": "results-bob"}, "not 'results-bob'"),
+    ("PUT", "/collections/results-alice", {"id": "results-bob"}, "body's id 'results-bob'"),
+    ("DELETE", "/collections/results-bob", None, "own collection"),
+    ("POST", "/collections/results-bob/items", {"id": "x"}, "own collection"),
+    ("POST", "/collections/results-bob/bulk_items", {"items": {}}, "own collection"),
+    ("DELETE", "/collections/results-bob/items/x", None, "own collection"),
+    ("DELETE", "/collections/results-alice2/items/x", None, "own collection"),
+    ("DELETE", "/collections/results-alice/../results-bob/items/x", None, "not a workspace route"),
+    ("DELETE", "/collections/results-alice/items/%2e%2e", None, "not a workspace route"),
+    ("DELETE", "/collections/results-alice%2F..%2Fresults-bob/items/x", None, "own collection"),
+    ("POST", "/collections/results-alice", {"id": "results-alice"}, "not a workspace route"),
+    ("POST", "/collections/results-alice/queryables", {}, "not a write the gate passes on"),
+    ("POST", "/collections/results-alice/items/x/extra", {}, "not a write the gate passes on"),
+    ("POST", "/", {}, "not a workspace route"),
+    ("POST", "/search/other", {}, "not a write the gate passes on"),
+])
+def test_the_gate_refuses_every_other_write(method, path, body, why):
+    allowed, reason = write_allowed("alice", method, path, body)
+    assert not allowed and why in reason
+
+
+def test_the_gate_uses_the_hub_name_as_the_kernel_does():
+    assert write_allowed("eolabt-alice", "POST", "/collections/results-eolabt-alice/bulk_items")[0]
+    assert not write_allowed("eolabt-bob", "POST", "/collections/results-eolabt-alice/bulk_items")[0]
+    assert write_allowed("Alice Smith", "POST", "/collections", {"id": "results-alice-smith"})[0]
+
+
+def test_publish_sends_the_token_it_may_read(tmp_path, monkeypatch):
+    from eolab.config import DEFAULT_CONFIG, load_config
+
+    for name in ("EOLAB_WORKSPACE_URL", "EOLAB_WORKSPACE_TOKEN", "JUPYTERHUB_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    config = load_config(DEFAULT_CONFIG, port_offset=0, run_dir=str(tmp_path))
+    assert publish.writable_provider(config=config).authorization is None
+    token, _ = _workspace.ensure_token(tmp_path)
+    provider = publish.writable_provider(config=config)
+    assert provider.authorization == f"Bearer {token}" and token not in repr(provider)
+    monkeypatch.setenv("EOLAB_WORKSPACE_TOKEN", "from-env")
+    assert publish.writable_provider(config=config).authorization == "Bearer from-env"
+    # Never to a URL merely given.
+    assert publish.writable_provider("http://127.0.0.1:9/").authorization is None
+    # A hub kernel: the gate takes the kernel's hub token.
+    monkeypatch.setenv("EOLAB_WORKSPACE_URL", "http://127.0.0.1:9/services/catalog/members/workspace")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "hubtoken")
+    assert publish.writable_provider().authorization == "token hubtoken"
+    assert publish.writable_provider("http://127.0.0.1:9/services/catalog/members/workspace/").authorization \
+        == "token hubtoken"
