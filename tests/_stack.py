@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from eolab.catalog._postgres import Cluster
@@ -54,3 +56,16 @@ def purge(config: StackConfig) -> None:
     cluster = Cluster(Path(config.run_dir), config.postgres.port)
     for path in (cluster.pgdata, cluster.socket_dir):
         shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def running_stack(config: StackConfig) -> Iterator[StackConfig]:
+    """The stack of ``config`` up for the block; stopped and its database files removed afterwards."""
+    from eolab.catalog import stack
+
+    try:
+        stack.up(config, progress=False)
+        yield config
+    finally:
+        stack.down(config)
+        purge(config)

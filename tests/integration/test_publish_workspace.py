@@ -22,7 +22,7 @@ from eolab.errors import EolabError
 from eolab.search import Catalogue
 from eolab.widgets import BrowserState, PickerState
 
-from tests._stack import make_stack_config, purge
+from tests._stack import make_stack_config, running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -36,13 +36,8 @@ def ws_stack(small_demo, tmp_path_factory):
     base = make_stack_config(tmp_path_factory.mktemp("ws-run"), small_demo)
     raw = base.model_dump()
     raw["members"] = [m for m in raw["members"] if m["id"] in ("pannonia", "workspace")]
-    config = StackConfig.model_validate(raw)
-    try:
-        stack.up(config, progress=False)
+    with running_stack(StackConfig.model_validate(raw)) as config:
         yield config
-    finally:
-        stack.down(config)
-        purge(config)
 
 
 @pytest.fixture(scope="module")
