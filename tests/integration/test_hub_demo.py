@@ -192,6 +192,14 @@ print(publish.writable_provider().url)
                                "/items/demo-result", headers={"Authorization": f"token {bob.token}"}, timeout=30)
         assert refused.status_code == 403 and "results-bob" in refused.json()["error"]
         assert httpx.get(f"{member}/collections/results-alice/items/demo-result").status_code == 200
+        # Alice's browser session (the gate's login cookie) reads, but cannot write: any web page
+        # could make her browser send that cookie.
+        gate = f"{url_of(demo_hub)}/services/catalog/members/workspace"
+        page = alice.http.get(f"{gate}/collections", headers={"Accept": "text/html"}, follow_redirects=True)
+        assert page.status_code == 200 and "results-alice" in page.text
+        by_cookie = alice.http.delete(f"{gate}/collections/results-alice/items/demo-result")
+        assert by_cookie.status_code == 403 and "cookie" in by_cookie.json()["error"]
+        assert httpx.get(f"{member}/collections/results-alice/items/demo-result").status_code == 200
     finally:
         token = _workspace.read_token(config.run_dir)
         httpx.delete(f"{member}/collections/results-alice", headers={"Authorization": f"Bearer {token}"})
