@@ -30,7 +30,6 @@ import getpass
 import json
 import mimetypes
 import os
-import re
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -70,10 +69,6 @@ def _open_or_create(root: Path):
     return cat
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-") or "result"
-
-
 def _check_inputs(files: Sequence[str | Path], provenance: dict,
                   bbox: Sequence[float]) -> tuple[list[Path], list[float]]:
     files = [Path(f) for f in files]
@@ -97,6 +92,12 @@ def _day(text: str, what: str) -> dt.datetime:
         return dt.datetime.fromisoformat(str(text)[:10]).replace(tzinfo=dt.timezone.utc)
     except ValueError:
         raise EolabError(f"{what} {text!r} is not a date", hint="use 'YYYY-MM-DD'") from None
+
+
+def _slug(text: str) -> str:
+    from eolab.catalog import _workspace  # imported when used: the package imports the stack
+
+    return _workspace.slug(text)
 
 
 def item_id_for(workflow: str, provenance: dict, item_id: str | None = None) -> str:
@@ -245,7 +246,9 @@ def current_user() -> str:
 
 def results_collection_id(user: str | None = None) -> str:
     """The per-user collection at the provider: ``results-<user>``."""
-    return f"results-{_slug(user or current_user())}"
+    from eolab.catalog import _workspace
+
+    return _workspace.user_collection(user or current_user())
 
 
 def writable_provider(to: str | None = None, config: Any = None) -> Provider:

@@ -77,13 +77,14 @@ def token_problem(authorization: str | None, token: str) -> tuple[int, str] | No
     return None
 
 
-def _slug(text: str) -> str:
-    # The same as eolab.analysis.publish._slug: the gate and the kernels must agree on the name.
+def slug(text: str) -> str:
+    """Lower-case letters, digits and dashes only (collection and item ids)."""
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-") or "result"
 
 
 def user_collection(user: str) -> str:
-    return f"results-{_slug(user)}"
+    """A user's results collection; the gate and the kernels both name it with this."""
+    return f"results-{slug(user)}"
 
 
 def write_allowed(user: str, method: str, path: str, body: bytes | str | dict | None = None) -> tuple[bool, str]:
