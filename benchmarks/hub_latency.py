@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from eolab import hub
-from eolab.catalog import stack
+from eolab.stack import core as stack
 from eolab.config import DEFAULT_CONFIG, load_config
 
 ROOT = Path(__file__).resolve().parents[1]

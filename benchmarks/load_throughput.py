@@ -48,7 +48,7 @@ def demo_dir(path: str | None) -> Path:
 
 
 def items_over_http(data: Path, assets_url: str) -> list[dict]:
-    from eolab.catalog._load import absolutise
+    from eolab.stack._load import absolutise
 
     lines = (data / "stac" / "items" / "sentinel-2-l2a.ndjson").read_text().splitlines()
     return [absolutise(json.loads(line), assets_url) for line in lines]
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     port = _faults.free_port()
     service = _services.Service(
         name="assets", port=port, ready_path="/_health", env={"EOLAB_ASSETS_DIR": str(data.resolve())},
-        cmd=[sys.executable, "-m", "uvicorn", "eolab.catalog._assets:create_app", "--factory", "--host",
+        cmd=[sys.executable, "-m", "uvicorn", "eolab.stack._assets:create_app", "--factory", "--host",
              "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"])
     _services.start(run_dir, service)
     try:

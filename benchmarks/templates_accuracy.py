@@ -72,7 +72,7 @@ def run(name: str, out: Path, **parameters) -> float:
 
 
 def main(argv=None) -> int:
-    from eolab.catalog import stack
+    from eolab.stack import core as stack
     from eolab.config import DEFAULT_CONFIG, load_config
     from eolab.demo import evaluate
 
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
         }
     finally:
         stack.down(config)
-        from eolab.catalog._postgres import Cluster
+        from eolab.stack.postgres import Cluster
 
         cluster = Cluster(Path(config.run_dir), config.postgres.port)
         for path in (cluster.pgdata, cluster.socket_dir):

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from eolab.catalog._postgres import Cluster
+from eolab.stack.postgres import Cluster
 from eolab.config import DEFAULT_CONFIG, StackConfig, load_config
 
 
@@ -61,7 +61,7 @@ def purge(config: StackConfig) -> None:
 @contextmanager
 def running_stack(config: StackConfig) -> Iterator[StackConfig]:
     """The stack of ``config`` up for the block; stopped and its database files removed afterwards."""
-    from eolab.catalog import stack
+    from eolab.stack import core as stack
 
     try:
         stack.up(config, progress=False)

@@ -38,7 +38,7 @@ def cmd_demo_data(args) -> int:
 
 
 def cmd_stack(args) -> int:
-    from eolab.catalog import stack
+    from eolab.stack import core as stack
 
     config = _config(args)
     with_hub = args.command != "catalog"  # `eolab up` is everything; `eolab catalog up` the catalogue only

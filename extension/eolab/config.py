@@ -187,7 +187,10 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Stac
 
     Raises :class:`ConfigError` with the file and field named when anything is wrong.
     """
-    path = Path(path or os.environ.get("EOLAB_CATALOG_CONFIG") or DEFAULT_CONFIG)
+    from eolab import settings
+
+    env = settings.stack()
+    path = Path(path or env.catalog_config or DEFAULT_CONFIG)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
@@ -197,16 +200,12 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Stac
     if not isinstance(raw, dict):
         raise ConfigError(f"configuration file {path} must hold a mapping at the top level")
 
-    env = {
-        "run_dir": os.environ.get("EOLAB_RUN_DIR"),
-        "data_dir": os.environ.get("EOLAB_DATA_DIR"),
-        "demo_size": os.environ.get("EOLAB_DEMO_SIZE"),
-    }
-    raw.update({k: v for k, v in env.items() if v})
+    raw.update({k: v for k, v in {"run_dir": env.run_dir, "data_dir": env.data_dir,
+                                  "demo_size": env.demo_size}.items() if v})
     raw.update({k: v for k, v in overrides.items() if v is not None and k != "port_offset"})
     offset = overrides.get("port_offset")
     if offset is None:
-        offset = os.environ.get("EOLAB_PORT_OFFSET") or 0
+        offset = env.port_offset
     try:
         offset = int(offset)
     except ValueError:

@@ -32,8 +32,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eolab import _services
-from eolab.catalog import _workspace
-from eolab.catalog.stack import ServiceStatus
+from eolab.stack import workspace as _workspace
+from eolab.stack.core import ServiceStatus
 from eolab.config import StackConfig
 from eolab.errors import ServiceError
 
@@ -85,10 +85,11 @@ class HubSettings(BaseSettings):
 def load_settings(**overrides) -> HubSettings:
     """Settings from the environment; the default port moves with ``EOLAB_PORT_OFFSET`` like the stack's."""
     settings = HubSettings(**{k: v for k, v in overrides.items() if v is not None})
-    offset = int(os.environ.get("EOLAB_PORT_OFFSET") or 0)
-    for name in ("port",):
-        if name not in overrides and not os.environ.get(f"EOLAB_HUB_{name.upper()}"):
-            settings = settings.model_copy(update={name: getattr(settings, name) + offset})
+    from eolab import settings as eolab_settings
+
+    offset = eolab_settings.stack().port_offset
+    if "port" not in overrides and "port" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"port": settings.port + offset})
     return settings
 
 

@@ -8,7 +8,7 @@
 Requests need a hub token with access to this service (``Authorization: token ...``) or the hub's
 OAuth cookie (browsers are sent through the hub login); anything else gets 401 with a hint.
 Writes to the writable workspace member pass only into the user's own collection ``results-<user>``
-(:func:`eolab.catalog._workspace.write_allowed`); the gate adds the workspace token, which users
+(:func:`eolab.stack.workspace.write_allowed`); the gate adds the workspace token, which users
 never see.
 Crashes are the hub's business: it restarts managed services.
 """
@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import httpclient, ioloop, web, websocket
 
-from eolab.catalog._workspace import needs_token, write_allowed
+from eolab.stack.workspace import needs_token, write_allowed
 
 S = json.loads(Path(os.environ["EOLAB_HUB_SETTINGS"]).read_text())
 KIND = sys.argv[1] if len(sys.argv) > 1 else "catalog"

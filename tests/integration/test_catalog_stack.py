@@ -9,7 +9,7 @@ import rasterio
 from rasterio.windows import Window
 
 from eolab import _services
-from eolab.catalog import stack
+from eolab.stack import core as stack
 
 
 def all_items(url, **params):

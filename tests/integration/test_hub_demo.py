@@ -172,7 +172,7 @@ def test_catalogue_service_through_hub_with_token(demo_hub, alice):
 
 
 def test_kernels_publish_through_the_gate_into_their_own_collection(demo_hub, alice, alice_kernel, bob):
-    from eolab.catalog import _workspace
+    from eolab.stack import workspace as _workspace
 
     config = demo_hub[0]
     member = config.member_url(config.member("workspace"))

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from eolab import hub
-from eolab.catalog import _workspace
+from eolab.stack import workspace as _workspace
 from tests.integration.test_hub_demo import SEARCH_AND_COMPUTE, free_port_base
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]

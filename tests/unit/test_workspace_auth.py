@@ -7,8 +7,8 @@ import stat
 import pytest
 
 from eolab.analysis import publish
-from eolab.catalog import _workspace
-from eolab.catalog._workspace import needs_token, token_problem, write_allowed
+from eolab.stack import workspace as _workspace
+from eolab.stack.workspace import needs_token, token_problem, write_allowed
 
 
 @pytest.mark.parametrize("method, path", [

@@ -12,7 +12,7 @@ Two destinations, the same item:
   through it as ``workspace|results-<user>`` like any other collection (:func:`find_published`,
   :class:`eolab.search.Catalogue`, the catalogue browser).
 
-Writing to the workspace needs its token (reads need none, see :mod:`eolab.catalog._workspace`):
+Writing to the workspace needs its token (reads need none, see :mod:`eolab.stack.workspace`):
 ``$EOLAB_WORKSPACE_TOKEN``, else the run directory's token file when this account may read it. In a
 hub kernel ``$EOLAB_WORKSPACE_URL`` is the hub's catalog gate instead, and the kernel's hub token
 (``$JUPYTERHUB_API_TOKEN``) lets it write into ``results-<user>`` only.
@@ -53,7 +53,9 @@ SIDECAR_SUFFIX = ".provenance.json"
 
 
 def default_catalog_dir() -> Path:
-    return Path(os.environ.get("EOLAB_RESULTS_CATALOG") or Path.home() / "eolab-results")
+    from eolab import settings
+
+    return Path(settings.client().results_catalog or Path.home() / "eolab-results")
 
 
 def _open_or_create(root: Path):
@@ -95,7 +97,7 @@ def _day(text: str, what: str) -> dt.datetime:
 
 
 def _slug(text: str) -> str:
-    from eolab.catalog import _workspace  # imported when used: the package imports the stack
+    from eolab.stack import workspace as _workspace  # imported when used: the package imports the stack
 
     return _workspace.slug(text)
 
@@ -246,7 +248,7 @@ def current_user() -> str:
 
 def results_collection_id(user: str | None = None) -> str:
     """The per-user collection at the provider: ``results-<user>``."""
-    from eolab.catalog import _workspace
+    from eolab.stack import workspace as _workspace
 
     return _workspace.user_collection(user or current_user())
 
@@ -258,7 +260,9 @@ def writable_provider(to: str | None = None, config: Any = None) -> Provider:
     packaged one, with ``EOLAB_PORT_OFFSET``). ``$EOLAB_WORKSPACE_URL`` points the default member elsewhere.
     """
     to = to or WORKSPACE
-    env_url = (os.environ.get("EOLAB_WORKSPACE_URL") or "").rstrip("/")
+    from eolab import settings
+
+    env_url = (settings.client().workspace_url or "").rstrip("/")
     if "://" in to:
         url = to.rstrip("/")
         # A token goes only to the workspace this environment names, never to any URL given.
@@ -289,11 +293,13 @@ def _workspace_authorization(run_dir: Any = None, via_env_url: bool = False) -> 
     ``via_env_url``: the workspace is ``$EOLAB_WORKSPACE_URL``, in a hub kernel the catalog gate, which
     takes the kernel's hub token. Otherwise ``$EOLAB_WORKSPACE_TOKEN``, else ``run_dir``'s token file.
     """
-    from eolab.catalog import _workspace
+    from eolab.stack import workspace as _workspace
 
     if via_env_url and os.environ.get("JUPYTERHUB_API_TOKEN"):
         return f"token {os.environ['JUPYTERHUB_API_TOKEN']}"
-    token = os.environ.get(_workspace.TOKEN_ENV, "").strip()
+    from eolab import settings
+
+    token = (settings.client().workspace_token or "").strip()
     if not token and run_dir is not None:
         token = _workspace.read_token(run_dir) or ""
     return f"Bearer {token}" if token else None

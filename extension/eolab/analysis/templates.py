@@ -22,7 +22,9 @@ REQUIRED = ("README.md", "params.yaml")
 def templates_dir() -> Path:
     """The folder holding the templates (see the module docstring for the search order)."""
     candidates = []
-    env = os.environ.get("EOLAB_TEMPLATES_DIR")
+    from eolab import settings
+
+    env = settings.client().templates_dir
     if env:
         candidates.append(Path(env))
     candidates.append(Path(__file__).resolve().parents[3] / "workflows")  # extension/eolab/analysis -> repo

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eolab.errors import EolabError
+from eolab import settings
 
 
 class ComputeError(EolabError):
@@ -103,7 +104,7 @@ BACKENDS = ("gateway", "slurm", "local")
 
 def backend_name(spec: ClusterSpec | None = None) -> str:
     """Where a new cluster runs: the spec's choice, ``$EOLAB_COMPUTE_BACKEND``, the gateway if set, else local."""
-    name = (spec and spec.backend) or os.environ.get("EOLAB_COMPUTE_BACKEND") or (
+    name = (spec and spec.backend) or settings.client().compute_backend or (
         "gateway" if gateway_configured() else "local")
     if name not in BACKENDS:
         raise ComputeError(f"unknown compute backend {name!r}", hint=f"use one of: {', '.join(BACKENDS)}")
@@ -160,7 +161,7 @@ def dashboard_link(cluster) -> str:
     link = cluster.dashboard_link
     if not hasattr(cluster, "gateway"):
         return link
-    public = os.environ.get("JUPYTERHUB_PUBLIC_URL") or os.environ.get("EOLAB_HUB_PUBLIC_URL")
+    public = os.environ.get("JUPYTERHUB_PUBLIC_URL") or settings.client().hub_public_url
     if link.startswith("/") and public:
         return public.rstrip("/") + link
     return link

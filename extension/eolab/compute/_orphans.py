@@ -39,6 +39,8 @@ async def _watch(scheduler, timeout: float) -> None:
 
 
 def dask_setup(scheduler) -> None:
-    timeout = float(os.environ.get("EOLAB_ORPHAN_TIMEOUT") or 0)
+    from eolab import settings
+
+    timeout = settings.client().orphan_timeout
     if timeout > 0:
         scheduler._eolab_orphan_task = asyncio.ensure_future(_watch(scheduler, timeout))

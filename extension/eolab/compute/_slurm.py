@@ -28,7 +28,10 @@ WRAPPED = ("sbatch", "squeue", "scancel", "sinfo", "scontrol", "srun")
 
 def job_name(hub_id: str | None = None) -> str:
     """Slurm job name of Dask workers started under hub ``hub_id`` (``$EOLAB_HUB_ID``)."""
-    hub_id = hub_id or os.environ.get("EOLAB_HUB_ID") or "local"
+    from eolab import settings
+
+    conf = settings.client()
+    hub_id = hub_id or conf.hub_id
     return "eolab-" + hashlib.sha1(hub_id.encode()).hexdigest()[:8]
 
 
@@ -42,12 +45,12 @@ def new_jobqueue_cluster(spec, death_timeout: float = 20.0):
     memory = f"{spec.worker_memory or 1}GiB"
     cluster = SLURMCluster(
         cores=cores, processes=1, memory=memory, job_name=job_name(),
-        queue=os.environ.get("EOLAB_SLURM_PARTITION") or None,
-        walltime=os.environ.get("EOLAB_SLURM_WALLTIME", "01:00:00"),
-        interface=os.environ.get("EOLAB_SLURM_INTERFACE", "lo"),
+        queue=conf.slurm_partition,
+        walltime=conf.slurm_walltime,
+        interface=conf.slurm_interface,
         death_timeout=death_timeout,  # workers leave (and their jobs end) when the kernel is gone
         scheduler_options={"dashboard_address": "127.0.0.1:0"},
-        log_directory=os.environ.get("EOLAB_SLURM_LOG_DIR") or None,
+        log_directory=conf.slurm_log_dir,
     )
     if spec.adaptive:
         cluster.adapt(minimum_jobs=spec.adaptive[0], maximum_jobs=spec.adaptive[1])

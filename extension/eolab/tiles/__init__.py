@@ -23,10 +23,10 @@ DEFAULT_PORT = 8730
 
 def tiles_url(url: str | None = None) -> str:
     """The tile service: ``url``, else ``$EOLAB_TILES_URL``."""
-    url = url or os.environ.get("EOLAB_TILES_URL")
-    if not url:
-        raise EolabError("no tile service URL given",
-                         hint="pass tiles_url or set EOLAB_TILES_URL (eolab up starts one)")
+    from eolab import settings
+
+    url = settings.required(url or settings.client().tiles_url, "tile service URL", "EOLAB_TILES_URL",
+                            hint="pass tiles_url or set EOLAB_TILES_URL (eolab up starts one)")
     return url.rstrip("/")
 
 

@@ -192,9 +192,12 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
 
     for key, value in _GDAL_ENV.items():
         os.environ.setdefault(key, value)
-    base_dir = base_dir or os.environ.get("EOLAB_TILES_BASE_DIR")
-    if allow is None and os.environ.get("EOLAB_TILES_ALLOW"):
-        allow = [p.strip() for p in os.environ["EOLAB_TILES_ALLOW"].split(",") if p.strip()]
+    from eolab import settings
+
+    conf = settings.services()
+    base_dir = base_dir or conf.tiles_base_dir
+    if allow is None:
+        allow = conf.tiles_allow_list
     base = BaseLayer(Path(base_dir).resolve() if base_dir else None)
     items = ItemSource(allow)
 

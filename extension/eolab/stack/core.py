@@ -3,7 +3,7 @@
 ``up`` is idempotent: what runs already is left alone, databases are reloaded only when what a
 member should hold changed. A writable member (the workspace) is different: its database is
 created once and kept (it holds what users published), and its STAC API has the Transactions
-extension on behind a token check (:mod:`eolab.catalog._workspace`): writes need the token ``up``
+extension on behind a token check (:mod:`eolab.stack.workspace`): writes need the token ``up``
 keeps in ``<run_dir>/state/workspace.token`` (0600). ``down`` stops what ``up`` started, found
 through the PID files.
 """
@@ -18,8 +18,8 @@ import yaml
 from pathlib import Path
 
 from eolab import _services
-from eolab.catalog import _load, _workspace
-from eolab.catalog._postgres import Cluster
+from eolab.stack import _load, workspace as _workspace
+from eolab.stack.postgres import Cluster
 from eolab.config import MemberConfig, StackConfig
 from eolab.errors import ServiceError
 
@@ -51,7 +51,7 @@ def _member_service(config: StackConfig, member: MemberConfig, cluster: Cluster,
                                            "holding published results")
         # The environment, not the command line: /proc/<pid>/cmdline is readable by every user.
         env[_workspace.TOKEN_ENV] = token or ""
-        app = "eolab.catalog._workspace:create_app"
+        app = "eolab.stack.workspace:create_app"
     cmd = [sys.executable, "-m", "uvicorn", app, "--factory",
            "--host", config.host, "--port", str(member.port), "--log-level", "warning",
            "--no-access-log"]
@@ -59,7 +59,7 @@ def _member_service(config: StackConfig, member: MemberConfig, cluster: Cluster,
 
 
 def _assets_service(config: StackConfig) -> _services.Service:
-    cmd = [sys.executable, "-m", "uvicorn", "eolab.catalog._assets:create_app", "--factory",
+    cmd = [sys.executable, "-m", "uvicorn", "eolab.stack._assets:create_app", "--factory",
            "--host", config.host, "--port", str(config.assets.port), "--log-level", "warning",
            "--no-access-log"]
     env = {"EOLAB_ASSETS_DIR": str(Path(config.data_dir).resolve())}

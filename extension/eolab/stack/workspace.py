@@ -1,6 +1,6 @@
 """The writable workspace member: stac-fastapi-pgstac behind a token check on its write routes.
 
-    uvicorn eolab.catalog._workspace:create_app --factory   # EOLAB_WORKSPACE_TOKEN in the environment
+    uvicorn eolab.stack.workspace:create_app --factory   # EOLAB_WORKSPACE_TOKEN in the environment
 
 Reads (GET, and the read-only POST /search) stay open, as at every member. Any other POST, PUT,
 PATCH or DELETE needs ``Authorization: Bearer <token>``: the token ``eolab catalog up`` keeps in the
@@ -160,7 +160,9 @@ class TokenGuard:
 
 def create_app():
     """The workspace's ASGI app (uvicorn ``--factory``); refuses to start without a token."""
-    token = os.environ.get(TOKEN_ENV, "").strip()
+    from eolab import settings
+
+    token = (settings.services().workspace_token or "").strip()
     if not token:
         raise SystemExit(f"eolab workspace: {TOKEN_ENV} is not set; start it with 'eolab catalog up', "
                          "which keeps the token in the run directory")

@@ -1,6 +1,6 @@
 """HTTP server for the demo assets (COGs), with the byte-range support GDAL needs.
 
-Run: ``uvicorn eolab.catalog._assets:create_app --factory`` with ``EOLAB_ASSETS_DIR`` set.
+Run: ``uvicorn eolab.stack._assets:create_app --factory`` with ``EOLAB_ASSETS_DIR`` set.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from starlette.staticfiles import StaticFiles
 
 
 def create_app(directory: str | os.PathLike | None = None) -> Starlette:
-    root = Path(directory or os.environ["EOLAB_ASSETS_DIR"]).resolve()
+    from eolab import settings
+
+    root = Path(directory or settings.services().assets_dir or ".").resolve()
 
     async def health(request):
         return JSONResponse({"status": "ok", "root": root.name})

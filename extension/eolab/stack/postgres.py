@@ -24,7 +24,9 @@ INSTALL_HINT = "install it with 'apt-get install postgresql-15-postgis-3' (make 
 def find_bindir() -> Path:
     """The directory holding initdb/pg_ctl: ``$EOLAB_POSTGRES_BINDIR``, else the newest Debian
     PostgreSQL that has PostGIS."""
-    override = os.environ.get("EOLAB_POSTGRES_BINDIR")
+    from eolab import settings
+
+    override = settings.stack().postgres_bindir
     if override:
         if not (Path(override) / "initdb").exists():
             raise ServiceError(f"PostgreSQL server binaries (initdb, pg_ctl) not found in {override}",

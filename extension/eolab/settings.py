@@ -1,0 +1,104 @@
+"""Every ``EOLAB_*`` environment variable eolab reads, as typed pydantic-settings models.
+
+No other module reads ``os.environ`` for an ``EOLAB_`` value: it asks one of these models (built
+anew on each call, so a changed environment — a test's monkeypatch, a hub-set variable — counts).
+The hub's own knobs (``EOLAB_HUB_*``) live in :mod:`eolab.hub.settings`.
+
+| model | read by | variables |
+|---|---|---|
+| :class:`ClientSettings` | kernels, notebooks, the CLI | ``EOLAB_CATALOG_URL``, ``EOLAB_TILES_URL``, ``EOLAB_WORKSPACE_URL``, ... |
+| :class:`StackSettings` | ``eolab up``/``catalog up`` | ``EOLAB_RUN_DIR``, ``EOLAB_DATA_DIR``, ``EOLAB_PORT_OFFSET``, ... |
+| :class:`ServiceSettings` | the stack's server processes | ``EOLAB_ASSETS_DIR``, ``EOLAB_TILES_BASE_DIR``, ... |
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from eolab.errors import EolabError
+
+_CONFIG = SettingsConfigDict(env_prefix="EOLAB_", extra="ignore", env_ignore_empty=True)
+
+
+class ClientSettings(BaseSettings):
+    """What a kernel needs to find the services (the hub sets these in every user's environment)."""
+
+    model_config = _CONFIG
+
+    catalog_url: str | None = Field(None, description="the federated catalogue (broker) or any STAC API")
+    tiles_url: str | None = Field(None, description="the tile service")
+    workspace_url: str | None = Field(None, description="the writable workspace member (publishing)")
+    workspace_token: str | None = Field(None, description="bearer token for direct writes to the workspace")
+    results_catalog: Path | None = Field(None, description="the per-user static catalogue of results")
+    templates_dir: Path | None = Field(None, description="where the template workflows are")
+    hub_config_dir: Path | None = Field(None, description="the hub's traitlets config files (hub_config/)")
+    compute_backend: str | None = Field(None, description="eolab.compute: gateway, slurm or local")
+    orphan_timeout: float = Field(0.0, description="scheduler preload: stop the cluster this long after "
+                                                   "its last client left, s (0: never)")
+    hub_id: str = Field("local", description="marks every process of one hub (found and stopped by down)")
+    hub_public_url: str | None = Field(None, description="the hub's public URL (dashboard links)")
+    slurm_partition: str | None = None
+    slurm_walltime: str = "01:00:00"
+    slurm_interface: str = "lo"
+    slurm_log_dir: str | None = None
+    claims_schema_dir: Path | None = Field(None, description="extra national claims schemas (YAML files)")
+
+
+class StackSettings(BaseSettings):
+    """Overrides of the stack configuration file (``eolab up``, ``eolab catalog up``)."""
+
+    model_config = _CONFIG
+
+    catalog_config: Path | None = Field(None, description="the stack's YAML configuration file")
+    run_dir: str | None = None
+    data_dir: str | None = None
+    demo_size: str | None = None
+    port_offset: int = Field(0, description="added to every port of the stack and the hub")
+    postgres_bindir: Path | None = Field(None, description="PostgreSQL's bin directory (initdb, pg_ctl)")
+
+
+class ServiceSettings(BaseSettings):
+    """Values the stack hands its server processes through their environment."""
+
+    model_config = _CONFIG
+
+    assets_dir: Path | None = Field(None, description="the asset server's root directory")
+    tiles_base_dir: Path | None = Field(None, description="demo data directory for the offline base layer")
+    tiles_allow: str | None = Field(None, description="comma-separated URL prefixes the tile service may read")
+    workspace_token: str | None = Field(None, description="the workspace member's write token")
+    broker_token_secret: str | None = Field(None, description="HMAC key of the broker's paging tokens")
+    broker_page_cache_ttl: float | None = None
+    broker_info_ttl: float | None = None
+    fake_member: str = Field("{}", description="JSON spec of a fault-kit member (eolab.testing.faults)")
+
+    @property
+    def tiles_allow_list(self) -> list[str] | None:
+        if not self.tiles_allow:
+            return None
+        return [p.strip() for p in self.tiles_allow.split(",") if p.strip()]
+
+
+def client() -> ClientSettings:
+    return ClientSettings()
+
+
+def stack() -> StackSettings:
+    try:
+        return StackSettings()
+    except ValueError as exc:  # pydantic's ValidationError names the variable
+        raise EolabError(f"bad EOLAB_ setting: {str(exc).splitlines()[1:3]}",
+                         hint="fix or unset the variable named") from None
+
+
+def services() -> ServiceSettings:
+    return ServiceSettings()
+
+
+def required(value, what: str, variable: str, hint: str | None = None):
+    """``value`` unless it is empty; else an EolabError naming the parameter and the variable."""
+    if value:
+        return value
+    raise EolabError(f"no {what} given", hint=hint or f"pass it or set {variable}")
