@@ -294,7 +294,8 @@ def run_pipeline(data_dir: Path, out_dir: Path) -> tuple[dict, dict]:
     import pandas as pd
     import pystac
 
-    from eolab.analysis import cap, claims, crops, events, outputs, provenance
+    from eolab import provenance
+    from eolab.analysis import cap, claims, crops, events, outputs
     from eolab.analysis import timeseries as ts
 
     times: dict[str, float] = {}

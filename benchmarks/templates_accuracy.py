@@ -89,15 +89,14 @@ def main(argv=None) -> int:
     print(machine())
     stack.up(config, progress=False)
     try:
-        members = {m: config.member_url(config.member(m)) for m in ("pannonia", "danube", "tisza")}
         claims = str(demo / "claims" / "claims.gpkg")
         cache = work / "parcel-series-cache"
         times = {
-            "water": run("water-monitoring", work / "water", catalogs=members, out_dir=str(work / "water" / "results"),
+            "water": run("water-monitoring", work / "water", catalog=config.broker_url, out_dir=str(work / "water" / "results"),
                          publish_to=str(work / "water" / "catalog")),
-            "crops": run("crop-type-map", work / "crops", catalogs=members, parcels=claims, cache_dir=str(cache),
+            "crops": run("crop-type-map", work / "crops", catalog=config.broker_url, parcels=claims, cache_dir=str(cache),
                          out_dir=str(work / "crops" / "results"), publish_to=str(work / "crops" / "catalog")),
-            "cap": run("cap-parcel-checks", work / "cap", catalogs=members, claims_file=claims,
+            "cap": run("cap-parcel-checks", work / "cap", catalog=config.broker_url, claims_file=claims,
                        cache_dir=str(cache), out_dir=str(work / "cap" / "results")),
         }
     finally:

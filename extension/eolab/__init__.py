@@ -11,8 +11,12 @@ __all__ = ["__version__", "EolabError", "load_cube", "open_catalog"]
 
 def __getattr__(name):
     # Heavy imports (odc-stac, dask) only when the loader is used.
-    if name in ("load_cube", "open_catalog"):
-        from eolab.data import load
+    if name == "load_cube":
+        from eolab.data.load import load_cube
 
-        return getattr(load, name)
+        return load_cube
+    if name == "open_catalog":
+        from eolab.search import open_catalog
+
+        return open_catalog
     raise AttributeError(f"module 'eolab' has no attribute {name!r}")

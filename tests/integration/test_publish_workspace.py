@@ -15,7 +15,8 @@ import pystac
 import pytest
 
 from eolab import _services
-from eolab.analysis import provenance, publish
+from eolab import provenance
+from eolab.analysis import publish
 from eolab.catalog import _federation
 from eolab.stack import core as stack, workspace as _workspace
 from eolab.config import StackConfig

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eolab.analysis import crops, indices, metrics, water
+from eolab import metrics
+from eolab.analysis import crops, indices, water
 from eolab.analysis import timeseries as ts
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,8 @@ import yaml
 
 from eolab.catalog import _faults
 from eolab.errors import EolabError
-from eolab.search import Catalogue, item_key, load, size_estimate
+from eolab.data.load import load_cube as load
+from eolab.search import Catalogue, item_key, size_estimate
 from eolab.widgets import BrowserState, PickerState
 
 pytestmark = pytest.mark.integration

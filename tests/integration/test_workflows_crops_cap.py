@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from eolab.analysis import provenance
+from eolab import provenance
 from eolab.demo import evaluate
-from tests.integration._workflow_utils import member_urls, run_notebook
+from tests.integration._workflow_utils import run_notebook
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ def shared_cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def crop_run(catalog_stack, small_demo, shared_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("crop-run")
-    run_notebook("crop-type-map", out, catalogs=member_urls(catalog_stack), parcels=str(small_demo / "claims" / "claims.gpkg"),
+    run_notebook("crop-type-map", out, catalog=catalog_stack.broker_url, parcels=str(small_demo / "claims" / "claims.gpkg"),
                  cache_dir=str(shared_cache), out_dir=str(out / "results"), publish_to=str(out / "catalog"))
     return out / "results"
 
@@ -34,7 +34,7 @@ def crop_run(catalog_stack, small_demo, shared_cache, tmp_path_factory):
 @pytest.fixture(scope="module")
 def cap_run(catalog_stack, small_demo, shared_cache, crop_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("cap-run")
-    run_notebook("cap-parcel-checks", out, catalogs=member_urls(catalog_stack),
+    run_notebook("cap-parcel-checks", out, catalog=catalog_stack.broker_url,
                  claims_file=str(small_demo / "claims" / "claims.gpkg"), cache_dir=str(shared_cache),
                  out_dir=str(out / "results"))
     return out / "results"

@@ -12,7 +12,8 @@ import pystac
 import pytest
 import rasterio
 
-from eolab.analysis import provenance, publish
+from eolab import provenance
+from eolab.analysis import publish
 from eolab.demo import evaluate
 from tests.integration._workflow_utils import member_urls, run_notebook
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def water_run(catalog_stack, small_demo, tmp_path_factory):
     out = tmp_path_factory.mktemp("water-run")
-    executed = run_notebook("water-monitoring", out, catalogs=member_urls(catalog_stack),
+    executed = run_notebook("water-monitoring", out, catalog=catalog_stack.broker_url,
                             out_dir=str(out / "results"), publish_to=str(out / "catalog"))
     return out, executed
 

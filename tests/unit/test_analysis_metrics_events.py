@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from eolab.analysis import events, metrics
+from eolab import metrics
+from eolab.analysis import events
 
 
 def test_kappa_and_report_by_hand():

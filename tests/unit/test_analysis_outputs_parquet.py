@@ -9,7 +9,8 @@ import pystac
 import pytest
 from shapely.geometry import box
 
-from eolab.analysis import outputs, provenance, search
+from eolab import ids, provenance
+from eolab.analysis import outputs
 from eolab.errors import EolabError
 
 
@@ -18,7 +19,7 @@ def _record():
     for i, provider in enumerate(["pannonia", "danube"]):
         item = pystac.Item(f"S2_{i}", box(20, 47, 20.1, 47.1).__geo_interface__, [20, 47, 20.1, 47.1],
                            dt.datetime(2026, 5, 1 + i), {}, collection="sentinel-2-l2a")
-        item.properties[search.PROVIDER_PROPERTY] = provider
+        item.properties[ids.PROVIDER_PROPERTY] = provider
         items.append(item)
     return provenance.record(items, workflow="cap-parcel-checks", parameters={"min_pixels": np.int64(8)})
 

@@ -8,7 +8,8 @@ import numpy as np
 import pystac
 import pytest
 
-from eolab.analysis import provenance, publish, search, templates
+from eolab import ids, provenance
+from eolab.analysis import publish, templates
 from eolab.errors import EolabError
 
 
@@ -38,7 +39,7 @@ def test_clone_copies_notebook_readme_params_and_refuses_to_overwrite(tmp_path):
 def _item(i, provider):
     item = pystac.Item(f"S2_{i}", {"type": "Polygon", "coordinates": [[[20, 47], [20.1, 47], [20.1, 47.1], [20, 47.1], [20, 47]]]},
                        [20, 47, 20.1, 47.1], np.datetime64("2026-05-01").astype(object), {}, collection="sentinel-2-l2a")
-    item.properties[search.PROVIDER_PROPERTY] = provider
+    item.properties[ids.PROVIDER_PROPERTY] = provider
     return item
 
 

@@ -1,16 +1,16 @@
 """Analysis building blocks of eolab's template workflows (water, crop type, CAP checks).
 
 One module per concept; modules are imported on first use (``eolab.analysis.water`` etc.):
-search (items from one or several STAC APIs), indices, zonal (rasterize once + bincount),
-timeseries (cleaning, gap filling), water, crops, claims (national parcel schemas), events
-(mowing, bare soil), cap (parcel checks, traffic light), metrics, provenance, outputs, publish,
-openeo_graphs, templates, plots.
+indices, zonal (rasterize once + bincount), timeseries (cleaning, gap filling), water, crops,
+claims (national parcel schemas), events (mowing, bare soil), cap (parcel checks, traffic light),
+outputs, publish, openeo_graphs, templates, plots. Searching is :mod:`eolab.search`, loading
+:func:`eolab.load_cube`, provenance :mod:`eolab.provenance`, scores :mod:`eolab.metrics`.
 """
 
 import importlib
 
-__all__ = ["search", "indices", "zonal", "timeseries", "water", "crops", "claims", "events", "cap",
-           "metrics", "provenance", "outputs", "publish", "openeo_graphs", "templates", "plots"]
+__all__ = ["indices", "zonal", "timeseries", "water", "crops", "claims", "events", "cap", "outputs", "publish",
+           "openeo_graphs", "templates", "plots"]
 
 
 def __getattr__(name):

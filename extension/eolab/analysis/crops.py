@@ -53,7 +53,8 @@ def parcel_series(items: Sequence, parcels: Any, *, resolution: float = 10, buff
     """
     import xarray as xr
 
-    from eolab.analysis import indices, search, zonal
+    from eolab.analysis import indices, zonal
+    from eolab.data.load import load_cube
 
     variables = ZONAL_BANDS + ["NDVI", "NDMI", "NDRE"]
     cache = None
@@ -64,7 +65,7 @@ def parcel_series(items: Sequence, parcels: Any, *, resolution: float = 10, buff
             ds.attrs["eolab:provenance"] = json.loads(ds.attrs.pop("eolab_provenance_json"))
             ds.attrs["eolab:zonal"] = json.loads(ds.attrs.pop("eolab_zonal_json"))
             return ds
-    cube = search.load(items, ZONAL_BANDS, resolution=resolution, bbox=bbox,
+    cube = load_cube(items, bands=ZONAL_BANDS, resolution=resolution, bbox=bbox,
                        chunks=chunks or {"x": 1024, "y": 1024})
     cube = indices.add_indices(cube, ["NDVI", "NDMI", "NDRE"])
     z = zonal.zonal_stats(cube, parcels, variables, buffer=buffer, std=["NDVI"], zone_ids=list(parcels.index))
@@ -292,7 +293,8 @@ def s1_parcel_series(items: Sequence, parcels: Any, *, resolution: float = 10, b
     small and narrow parcels keep enough pixels; ``n_pixels`` counts 10 m pixels (÷ 4 for 20 m looks)."""
     import xarray as xr
 
-    from eolab.analysis import search, zonal
+    from eolab.analysis import zonal
+    from eolab.data.load import load_cube
 
     cache = None
     if cache_dir is not None:
@@ -301,7 +303,7 @@ def s1_parcel_series(items: Sequence, parcels: Any, *, resolution: float = 10, b
             ds = xr.open_dataset(cache).load()
             ds.attrs["eolab:provenance"] = json.loads(ds.attrs.pop("eolab_provenance_json"))
             return ds
-    cube = search.load(items, ["vv", "vh"], resolution=resolution, bbox=bbox, mask=None,
+    cube = load_cube(items, bands=["vv", "vh"], resolution=resolution, bbox=bbox, mask=None,
                        chunks={"x": 1024, "y": 1024})
     z = zonal.zonal_stats(cube, parcels, ["vv", "vh"], buffer=buffer, zone_ids=list(parcels.index))
     z = z.rename({"zone": "parcel"})

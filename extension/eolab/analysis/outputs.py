@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from eolab.analysis import provenance as prov_mod
+from eolab import provenance as prov_mod
 from eolab.errors import EolabError
 
-PARQUET_KEY = b"eolab_provenance"  # GeoParquet key-value metadata, next to 'geo'
+PARQUET_KEY = prov_mod.PARQUET_KEY
 
 
 def _prepare(path: str | Path) -> Path:
@@ -121,13 +121,7 @@ def write_geoparquet(gdf: Any, path: str | Path, provenance: dict) -> Path:
 
 def read_parquet_provenance(path: str | Path) -> dict:
     """The provenance record embedded in a GeoParquet file written by :func:`write_geoparquet`."""
-    import pyarrow.parquet as pq
-
-    meta = pq.read_schema(path).metadata or {}
-    if PARQUET_KEY not in meta:
-        raise EolabError(f"{path} carries no embedded eolab provenance",
-                         hint=f"expected {Path(path).name}{prov_mod.SIDECAR_SUFFIX} next to it")
-    return json.loads(meta[PARQUET_KEY])
+    return prov_mod.read_parquet(path)
 
 
 def write_csv(df: Any, path: str | Path, provenance: dict, **kwargs: Any) -> Path:

@@ -79,7 +79,7 @@ def _check_inputs(files: Sequence[str | Path], provenance: dict,
         raise EolabError(f"cannot publish missing files: {', '.join(missing)}")
     if not provenance.get("items"):
         raise EolabError("a result without provenance cannot be published",
-                         hint="pass the record from eolab.analysis.provenance.record")
+                         hint="pass the record from eolab.provenance.record")
     try:
         box = [float(v) for v in bbox]
     except (TypeError, ValueError):

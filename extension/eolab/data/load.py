@@ -7,7 +7,6 @@ the items behind every value.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -15,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from eolab._version import __version__
+from eolab import ids, provenance
 from eolab.errors import EolabError
 
 # Sentinel-2 L2A scene classification (Sen2Cor) codes.
@@ -35,21 +34,6 @@ _GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_MERGE_CONSE
 # Default dask chunks: one date × 1024² px (4 MiB as float32), a multiple of common COG tile sizes.
 # Smaller chunks cost more in odc-stac's per-task planning and dask overhead than they save.
 DEFAULT_CHUNKS = {"x": 1024, "y": 1024}
-
-
-def catalog_url(url: str | None = None) -> str:
-    """The STAC API to use: ``url``, else ``$EOLAB_CATALOG_URL``."""
-    url = url or os.environ.get("EOLAB_CATALOG_URL")
-    if not url:
-        raise EolabError("no STAC API given", hint="pass a URL or set EOLAB_CATALOG_URL (the hub sets it for you)")
-    return url
-
-
-def open_catalog(url: str | None = None, headers: dict[str, str] | None = None):
-    """A pystac-client ``Client`` for the eolab catalogue (or any STAC API)."""
-    import pystac_client
-
-    return pystac_client.Client.open(catalog_url(url), headers=headers)
 
 
 def _as_entries(items: Any) -> list:
@@ -92,6 +76,14 @@ def _lean_item(entry: Any, keep: Sequence[str]):
     return lean
 
 
+def _check_one_collection(entries: list) -> None:
+    """Items of one collection (from any providers): bands of two collections do not line up."""
+    names = sorted({ids.plain(ids.item_collection(entry)) for entry in entries})
+    if len(names) > 1:
+        raise EolabError(f"the selection mixes collections {', '.join(names)}",
+                         hint="select items of one collection (any providers) and load it")
+
+
 def _check_assets(entries: list, bands: Sequence[str]) -> None:
     for entry in entries:
         keys = _asset_keys(entry)
@@ -119,20 +111,6 @@ def _band_info(items: list, band: str) -> dict:
 
 def _default_bands(entries: list) -> list[str]:
     return [key for key, roles in _asset_keys(entries[0]).items() if "data" in roles and key != SCL_BAND]
-
-
-def provenance(items: list, **parameters: Any) -> dict:
-    """What a result came from: every item (id, collection, provider), the parameters, eolab version."""
-    records = []
-    for item in items:
-        collection = item.collection_id or ""
-        provider, _, plain = collection.rpartition("|")
-        self_link = item.get_single_link("self")
-        records.append({"id": item.id, "collection": plain or collection, "provider": provider or None,
-                        "datetime": item.datetime.isoformat() if item.datetime else None,
-                        "href": self_link.href if self_link else None})
-    return {"items": records, "parameters": parameters, "eolab_version": __version__,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
 def _to_physical(dn, scl=None, *, scale, offset, nodata, masked, out_dtype):
@@ -178,6 +156,7 @@ def load_cube(
     if mask not in ("auto", "scl", None):
         raise EolabError(f"mask={mask!r} is not known", hint="use 'scl', 'auto' or None")
     entries = _as_entries(items)
+    _check_one_collection(entries)
     bands = list(bands) if bands else _default_bands(entries)
     has_scl = all(SCL_BAND in _asset_keys(entry) for entry in entries)
     use_scl = mask == "scl" or (mask == "auto" and has_scl)
@@ -224,8 +203,14 @@ def load_cube(
         cube[SCL_BAND] = raw[SCL_BAND]  # class codes stay integers
     # Provenance from the caller's items (self links etc.), not the lean copies.
     records = [entry if isinstance(entry, pystac.Item) else item for entry, item in zip(entries, items)]
-    cube.attrs["eolab:provenance"] = provenance(
+    cube.attrs["eolab:provenance"] = provenance.for_cube(
         records, bands=bands, resolution=resolution, crs=str(cube.odc.crs), mask=("scl" if use_scl else None),
         mask_classes=list(mask_classes) if use_scl else [], groupby=groupby)
     cube.attrs["crs"] = str(cube.odc.crs)
     return cube
+
+
+def lonlat_bounds(cube: Any) -> list[float]:
+    """[west, south, east, north] of a cube's grid in WGS84."""
+    bb = cube.odc.geobox.extent.to_crs("EPSG:4326").boundingbox
+    return [round(bb.left, 6), round(bb.bottom, 6), round(bb.right, 6), round(bb.top, 6)]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eolab.analysis import metrics
+from eolab import metrics
 
 CLOUD_FREE = 0.05  # a date counts as cloud-free when < 5 % of the scene is under cloud, haze or shadow
 

@@ -12,7 +12,8 @@ import io
 from typing import Any
 
 from eolab.errors import EolabError
-from eolab.search import human_bytes, load, size_estimate
+from eolab.data.load import load_cube as load
+from eolab.search import human_bytes, size_estimate
 
 RGB_BANDS = ("B04", "B03", "B02")
 DEFAULT_BANDS = ("B02", "B03", "B04", "B08")

@@ -1,5 +1,6 @@
-"""Provenance of template results: which STAC items (id, collection, provider) made them, with which
-parameters, by which eolab version, when — attached to every file and returned object.
+"""Provenance: which STAC items (id, collection, provider) made a cube or a result, with which
+parameters, by which eolab version, when — attached to every cube, file and returned object.
+The one provenance module (the loader, the templates and the outputs all use it).
 
 A record is a plain dict (JSON-serialisable)::
 
@@ -23,10 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from eolab import ids
 from eolab._version import __version__
 from eolab.errors import EolabError
 
 SIDECAR_SUFFIX = ".provenance.json"
+PARQUET_KEY = b"eolab_provenance"  # GeoParquet key-value metadata, next to 'geo'
 TIFF_TAG = "EOLAB_PROVENANCE"
 GPKG_TABLE = "eolab_provenance"
 
@@ -53,16 +56,19 @@ def _jsonable(value: Any) -> Any:
 
 def item_records(items: Iterable) -> list[dict]:
     """id, collection, provider, datetime, bbox and self href of each pystac Item."""
-    from eolab.analysis.search import item_provider
-
     out = []
     for item in items:
-        col = item.collection_id or ""
         link = item.get_single_link("self")
-        out.append({"id": item.id, "collection": col.rpartition("|")[2], "provider": item_provider(item),
+        out.append({"id": item.id, "collection": ids.plain(item.collection_id), "provider": ids.item_provider(item),
                     "datetime": item.datetime.isoformat() if item.datetime else None,
                     "bbox": list(item.bbox) if item.bbox else None, "href": link.href if link else None})
     return out
+
+
+def for_cube(items: Iterable, **parameters: Any) -> dict:
+    """What a cube came from: every item, the load parameters, eolab version (``attrs['eolab:provenance']``)."""
+    return {"items": item_records(items), "parameters": parameters, "eolab_version": __version__,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
 def record(items: Iterable | None = None, *, workflow: str, parameters: dict | None = None,
@@ -148,10 +154,19 @@ def read(path: str | Path) -> dict:
             table = pyogrio.read_dataframe(path, layer=GPKG_TABLE)
             return json.loads(table["value"].iloc[0])
     if suffix == ".parquet":
-        from eolab.analysis.outputs import read_parquet_provenance  # outputs imports this module
-
-        return read_parquet_provenance(path)
+        return read_parquet(path)
     raise EolabError(f"{path} carries no eolab provenance", hint=f"expected {side.name} next to it")
+
+
+def read_parquet(path: str | Path) -> dict:
+    """The record embedded in a GeoParquet file's key-value metadata (``eolab_provenance``)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    if PARQUET_KEY not in meta:
+        raise EolabError(f"{path} carries no embedded eolab provenance",
+                         hint=f"expected {Path(path).name}{SIDECAR_SUFFIX} next to it")
+    return json.loads(meta[PARQUET_KEY])
 
 
 def items_covering(prov: dict, geometry_wgs84: Any, dates: Iterable[str] | None = None) -> list[str]:

@@ -1,0 +1,196 @@
+"""eolab's one STAC client: pystac-client underneath, federation answers and clear errors on top.
+
+pystac-client does the HTTP (``StacApiIO``: sessions, headers, request modifiers for signing,
+``next``-link following with its POST ``merge`` rule). What it drops, this keeps: the broker's
+``federation:missing`` and ``numberMatched`` of every page, and one page at a time for the widgets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from eolab import ids, settings
+from eolab.errors import EolabError
+from eolab.search._params import CollectionInfo, Collections, search_body
+from eolab.search._results import Page
+
+
+def catalogue_url(url: str | None = None) -> str:
+    """The broker to use: ``url``, else ``$EOLAB_CATALOG_URL``."""
+    url = settings.required(url or settings.client().catalog_url, "catalogue URL", "EOLAB_CATALOG_URL",
+                            hint="pass the broker URL or set EOLAB_CATALOG_URL (the hub sets it for you)")
+    return url.rstrip("/")
+
+
+class Catalogue:
+    """A client of the federated broker (or any STAC API with POST /search and token paging).
+
+    ``headers`` go with every request; ``request_modifier`` (a pystac-client hook) may sign or
+    change each request. ``client`` is the pystac-client ``Client`` on the same connection.
+    """
+
+    def __init__(self, url: str | None = None, *, headers: dict[str, str] | None = None, timeout: float = 30.0,
+                 request_modifier: Callable | None = None):
+        from pystac_client.stac_api_io import StacApiIO
+
+        self.url = catalogue_url(url)
+        self.io = StacApiIO(headers=headers, request_modifier=request_modifier, timeout=timeout, max_retries=2)
+        self._client = None
+
+    def __repr__(self) -> str:
+        return f"Catalogue({self.url!r})"
+
+    def close(self) -> None:
+        self.io.session.close()
+
+    def __enter__(self) -> "Catalogue":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def client(self):
+        """The pystac-client ``Client`` of this catalogue (opened on first use)."""
+        if self._client is None:
+            from pystac_client import Client
+
+            self._client = self._call(lambda: Client.open(self.url, stac_io=self.io))
+        return self._client
+
+    # -- HTTP, with pystac-client's errors turned into one-line EolabErrors
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        from pystac_client.exceptions import APIError
+
+        try:
+            return fn()
+        except APIError as exc:
+            status = getattr(exc, "status_code", None)
+            if status is None:
+                raise EolabError(f"the catalogue at {self.url} is not reachable ({str(exc)[:120]})",
+                                 hint="is the stack running? see 'eolab status'") from None
+            try:
+                detail = json.loads(str(exc)).get("description") or str(exc)
+            except (ValueError, AttributeError):
+                detail = str(exc)
+            hint = "check the filter and search parameters" if status == 400 else None
+            raise EolabError(f"the catalogue answered {status}: {str(detail)[:300]}", hint=hint) from None
+        except (ValueError, json.JSONDecodeError):
+            raise EolabError(f"the catalogue at {self.url} did not answer with JSON") from None
+
+    def _read(self, source: Any, **kwargs: Any) -> dict:
+        body = self._call(lambda: json.loads(self.io.read_text(source, **kwargs)))
+        if not isinstance(body, dict):
+            raise EolabError(f"the catalogue at {self.url} did not answer with a JSON object")
+        return body
+
+    # -- collections
+    def collections(self) -> Collections:
+        body = self._read(f"{self.url}/collections")
+        infos = [CollectionInfo.from_stac(c) for c in body.get("collections", [])]
+        return Collections(infos, list(body.get("federation:missing") or []))
+
+    def providers(self) -> dict[str, list[CollectionInfo]]:
+        return self.collections().by_provider()
+
+    # -- search
+    def search(self, collections: str | Sequence[str] | None = None, **parameters: Any) -> Page:
+        """The first page of a search; parameters as :func:`eolab.search.search_body`."""
+        request = {"method": "POST", "href": f"{self.url}/search", "body": search_body(collections, **parameters)}
+        return self.request_page(request, number=1)
+
+    def request_page(self, request: dict, number: int) -> Page:
+        """One page for a stored request: the first one, or a ``next`` request of an earlier page."""
+        from pystac import Link
+
+        if "link" in request:  # pystac-client applies the link's method, body and merge rule
+            body = self._read(Link.from_dict(request["link"]), parameters=request.get("parameters") or {})
+        else:
+            body = self._read(request["href"], method=request.get("method") or "GET",
+                              parameters=request.get("body"))
+        nxt = next((ln for ln in body.get("links", []) if ln.get("rel") == "next"), None)
+        next_request = None
+        if nxt:
+            base = request.get("parameters") if "link" in request else request.get("body")
+            next_request = {"link": nxt, "parameters": base or {}}
+        context = body.get("context") or {}
+        return Page(items=list(body.get("features", [])), number=number, request=request,
+                    next_request=next_request, missing=list(body.get("federation:missing") or []),
+                    number_matched=body.get("numberMatched", context.get("matched")),
+                    member_errors=dict(body.get("eolab:member_errors") or {}))
+
+    def next_page(self, page: Page) -> Page | None:
+        if page.next_request is None:
+            return None
+        return self.request_page(page.next_request, page.number + 1)
+
+    def pages(self, collections: str | Sequence[str] | None = None, **parameters: Any) -> Iterator[Page]:
+        page: Page | None = self.search(collections, **parameters)
+        while page is not None:
+            yield page
+            page = self.next_page(page)
+
+    def items(self, collections: str | Sequence[str] | None = None, max_items: int | None = None,
+              **parameters: Any) -> list[dict]:
+        """Every item of a search (following the tokens), at most ``max_items``."""
+        out: list[dict] = []
+        for page in self.pages(collections, **parameters):
+            out += page.items
+            if max_items is not None and len(out) >= max_items:
+                return out[:max_items]
+        return out
+
+    def find(self, collections: str | Sequence[str], *, bbox: Sequence[float] | None = None,
+             datetime: Any = None, query: dict | None = None, max_items: int | None = None,
+             complete: bool = True) -> list:
+        """Every item of ``collections`` as pystac Items sorted by time: what a template works on.
+
+        A plain collection id matches every provider's collection of that name. With ``complete``
+        (the default) a provider missing from any page is an error: a template must not silently
+        work on part of the data.
+        """
+        import pystac
+
+        wanted = [collections] if isinstance(collections, str) else list(collections)
+        if not wanted:
+            raise EolabError("no collections given", hint="e.g. collections=['sentinel-2-l2a']")
+        body = search_body(wanted, bbox=bbox, datetime=datetime, limit=100, sortby=None)
+        if query:
+            body["query"] = query
+        found: dict[tuple[str, str], dict] = {}
+        missing: set[str] = set()
+        page: Page | None = self.request_page({"method": "POST", "href": f"{self.url}/search", "body": body}, 1)
+        while page is not None:
+            missing.update(page.missing)
+            for item in page.items:
+                found.setdefault((item.get("collection") or "", item["id"]), item)
+            if max_items is not None and len(found) >= max_items:
+                break
+            page = self.next_page(page)
+        if missing and complete:
+            raise EolabError(f"provider(s) {', '.join(sorted(missing))} did not answer the search for "
+                             f"{', '.join(wanted)}", hint="retry later, or pass complete=False to go on without them")
+        if not found:
+            raise EolabError(f"no items of {', '.join(wanted)} found at {self.url}",
+                             hint="widen the area, dates or collections")
+        items = [pystac.Item.from_dict(i, preserve_dict=True) for i in found.values()]
+        items.sort(key=lambda it: (it.datetime, it.id))
+        return items[:max_items] if max_items is not None else items
+
+
+def open_catalog(url: str | None = None, headers: dict[str, str] | None = None):
+    """A pystac-client ``Client`` on the eolab catalogue (``url`` or ``$EOLAB_CATALOG_URL``), or any STAC API."""
+    return Catalogue(url, headers=headers).client
+
+
+def summarize_items(items: Sequence) -> Any:
+    """A small table: items and dates per provider and collection."""
+    import pandas as pd
+
+    rows = [{"provider": ids.item_provider(it), "collection": ids.plain(ids.item_collection(it)),
+             "date": it.datetime.date() if it.datetime else None} for it in items]
+    df = pd.DataFrame(rows)
+    return df.groupby(["provider", "collection"]).agg(items=("date", "size"), dates=("date", "nunique"),
+                                                      first=("date", "min"), last=("date", "max"))
