@@ -9,8 +9,8 @@ declarations wrong, 3 % failed crops, grassland mown 1–3 times).
 End to end (timed) is what the CAP template does, with its own functions:
 claims.read_claims → cap.screen_parcels (monitorable only go on) → crops.parcel_series (load_cube of
 local STAC items + SCL mask + indices + zonal.zonal_stats: per parcel, per date) → crops.parcel_features
-(cleaning, gap interpolation onto a 10-day grid) → crop probabilities → events.detect_mowing /
-detect_bare_soil → cap.growth_threshold + cap.check_parcels (traffic light) →
+(cleaning, gap interpolation onto a 10-day grid) → cap.run_checks, the template's own pipeline (crop
+probabilities, growth threshold, mowing and bare soil, traffic light) →
 outputs.write_table (GeoPackage + GeoParquet, provenance attached) + events CSV.
 
 Crop probabilities: the template's own cap.cross_fit_crop_probabilities with its defaults (5 folds,
@@ -325,20 +325,11 @@ def run_pipeline(data_dir: Path, out_dir: Path) -> tuple[dict, dict]:
     facts["cube"] = {"dates": int(z.sizes["time"]), "variables": len(crops.ZONAL_BANDS) + 3}
     step("zonal statistics (parcel_series)")
     X, info = crops.parcel_features(z)
-    ndvi = ts.clean_series(z, "NDVI", spikes=False)  # mowing dips must not be removed as spikes
-    step("NDVI series: clean + gap-fill")
-    names = mon["crop_name"].astype(str).values
-    proba, classes = cap.cross_fit_crop_probabilities(X.values, names, n_jobs=2)
-    step("crop probabilities (template cross-fit)")
-    arable = names != "grassland"
-    threshold = cap.growth_threshold(X["NDVI_max"].values[arable])
-    found = events.detect_mowing(ndvi, info["days"])
-    mowing = [evs if g else [] for evs, g in zip(found, ~arable)]
-    bare = events.detect_bare_soil(info["series"]["NDVI"], info["days"])
-    step("events (mowing, bare soil)")
-    checks = cap.check_parcels(mon, screen[ok], proba, classes, n_observations=info["n_observations"],
-                               mowing=mowing, bare_soil=bare, ndvi_max=X["NDVI_max"].values,
-                               min_growth=threshold)
+    step("parcel features: clean + gap-fill")
+    # the template's own pipeline (crop model, growth threshold, mowing, bare soil, traffic light)
+    run = cap.run_checks(mon, z, None, screen=screen[ok], features=(X, info), n_jobs=2)
+    checks, mowing, bare = run.checks, run.mowing, run.bare_soil
+    step("cap.run_checks (model, events, lights)")
     # parcels the screen set aside are yellow without images, as in the template's map
     rest = screen[~ok]
     skipped = pd.DataFrame({"declared_crop": declared.loc[~ok, "crop_name"].values, "light": "yellow",

@@ -20,6 +20,7 @@ Every light comes with its reasons (text) so an inspector sees why.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -205,25 +206,51 @@ def check_parcels(claims: Any, screen: Any, proba: np.ndarray, classes: Sequence
 LIGHT_COLOURS = {"green": "#2ca02c", "yellow": "#ffbf00", "red": "#d62728"}
 
 
-def run_checks(declared: Any, z: Any, z1: Any | None = None, *, min_pixels: int = 8,
+@dataclass
+class CapRun:
+    """What :func:`run_checks` found: ``checks`` (one row per parcel, :func:`check_parcels`) and what
+    it rests on. Items can also be read as ``run["checks"]``."""
+
+    checks: Any
+    screen: Any
+    X: Any
+    info: dict
+    proba: np.ndarray
+    classes: list
+    mowing: list
+    bare_soil: list
+    growth_threshold: float
+    ndvi: np.ndarray
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def __repr__(self) -> str:
+        lights = self.checks["light"].value_counts().to_dict()
+        return (f"CapRun({len(self.checks)} parcels: {lights}; growth threshold {self.growth_threshold:.2f}; "
+                f"{len(self.classes)} crop classes)")
+
+
+def run_checks(declared: Any, z: Any, z1: Any | None = None, *, screen: Any = None,
+               features: tuple[Any, dict] | None = None, min_pixels: int = 8,
                red_probability: float | None = None, red_ratio: float | None = 0.5,
                min_observations: int = 6, seed: int = 0,
                grassland: str = "grassland", mowing_threshold: float = 1.1,
-               mowing_season: tuple[str, str] | None = ("04-15", "09-30"), n_jobs: int = 2) -> dict:
-    """The whole check of the CAP template on per-parcel series (what the notebook runs).
+               mowing_season: tuple[str, str] | None = ("04-15", "09-30"), n_jobs: int = 2) -> CapRun:
+    """The whole check of the CAP template on per-parcel series: what the notebook and the P4
+    benchmark run.
 
     declared: claims indexed by parcel id (projected CRS); z: :func:`crops.parcel_series` of them;
-    z1: :func:`crops.s1_parcel_series` (None: optical only). Steps: screening, features (S2 + S1),
-    cross-fitted class probabilities, the scene's growth threshold (Otsu, label-free), mowing (S1+S2
-    fused, or optical only), bare soil, traffic light. Returns a dict with ``checks`` (the table of
-    :func:`check_parcels`), ``screen``, ``X``, ``info``, ``proba``, ``classes``, ``mowing``,
-    ``bare_soil``, ``growth_threshold``, ``ndvi`` (the series used for events).
+    z1: :func:`crops.s1_parcel_series` (None: optical only). ``screen`` (:func:`screen_parcels`) and
+    ``features`` (``crops.parcel_features(z)``) are used as given when the caller already has them,
+    else computed. Steps: features (S2 + S1), cross-fitted class probabilities, the scene's growth
+    threshold (Otsu, label-free), mowing (S1+S2 fused, or optical only), bare soil, traffic light.
     """
     from eolab.analysis import crops, events
     from eolab.analysis import timeseries as ts
 
-    screen = screen_parcels(declared, min_pixels=min_pixels)
-    X, info = crops.parcel_features(z)
+    screen = screen_parcels(declared, min_pixels=min_pixels) if screen is None else screen
+    X, info = crops.parcel_features(z) if features is None else features
     if z1 is not None:
         X = X.join(crops.s1_features(z1, info["grid_days"]))
     names = declared.loc[X.index, "crop_name"].astype(str).values
@@ -251,5 +278,5 @@ def run_checks(declared: Any, z: Any, z1: Any | None = None, *, min_pixels: int 
                            n_observations=info["n_observations"], mowing=mowing, bare_soil=bare,
                            ndvi_max=X["NDVI_max"].values, red_probability=red_probability, red_ratio=red_ratio,
                            min_observations=min_observations, grassland=grassland, min_growth=threshold)
-    return {"checks": checks, "screen": screen.loc[X.index], "X": X, "info": info, "proba": proba,
-            "classes": classes, "mowing": mowing, "bare_soil": bare, "growth_threshold": threshold, "ndvi": ndvi}
+    return CapRun(checks=checks, screen=screen.loc[X.index], X=X, info=info, proba=proba, classes=list(classes),
+                  mowing=mowing, bare_soil=bare, growth_threshold=threshold, ndvi=ndvi)
