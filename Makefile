@@ -75,6 +75,7 @@ status: $(VENV)/.installed
 # behind make Playwright's sync API refuse to start.
 test: install hub_config/oidc/provider/node_modules/.installed
 	@status=0; \
+	$(BIN)/ruff check . || status=$$?; \
 	$(BIN)/python -m pytest tests/unit tests/integration $(PYTEST_ARGS) || status=$$?; \
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS) || status=$$?; \
 	exit $$status

@@ -53,7 +53,6 @@ def oracle_features(P, params=VISIBLE) -> np.ndarray:
     """The parcels' true visible parameters, canopy VV backscatter, failed flag, number of mowings and
     declared crop."""
     from eolab.demo._parcels import CROP_NAMES
-
     from eolab.demo._sar import VEG_VV_DB
 
     cols = [np.nan_to_num(P.p[k], nan=-1.0) for k in params]

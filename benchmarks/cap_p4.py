@@ -216,10 +216,11 @@ def _synth_date(args) -> dict:
 
 def synthesise(data_dir: Path, n_parcels: int, n_dates: int, width_px: int) -> dict:
     """Write the scene (cached: rerunning with the same parameters reuses it)."""
-    import geopandas as gpd
-    from rasterio.features import rasterize
-    from affine import Affine
     import multiprocessing as mp
+
+    import geopandas as gpd
+    from affine import Affine
+    from rasterio.features import rasterize
 
     key = {"seed": SEED, "parcels": n_parcels, "dates": n_dates, "width_px": width_px, "version": 2}
     manifest = data_dir / "manifest.json"
@@ -435,7 +436,8 @@ def compare_exactextract(data_dir: Path, work: Path, size: int) -> dict:
     diff = np.abs(ee - ours)[both]
     # parcel-dates without any cloud in the parcel: the difference is then edge weighting alone
     clear = both & (z["valid_fraction"].values == 1)
-    return {"max_abs_diff_clear": float(np.abs(ee - ours)[clear].max()),"parcels": len(inside), "window_px": size, "dates": len(items), "eolab_s": t_eolab, "exactextract_s": t_ee,
+    return {"max_abs_diff_clear": float(np.abs(ee - ours)[clear].max()), "parcels": len(inside), "window_px": size,
+            "dates": len(items), "eolab_s": t_eolab, "exactextract_s": t_ee,
             "eolab_cpu_s": c_eolab, "exactextract_cpu_s": c_ee,
             "max_abs_diff": float(diff.max()), "p99_abs_diff": float(np.quantile(diff, 0.99)),
             "median_abs_diff": float(np.median(diff)),

@@ -72,9 +72,9 @@ def run(name: str, out: Path, **parameters) -> float:
 
 
 def main(argv=None) -> int:
-    from eolab.stack import core as stack
     from eolab.config import DEFAULT_CONFIG, load_config
     from eolab.demo import evaluate
+    from eolab.stack import core as stack
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=["small", "default"], default="default")

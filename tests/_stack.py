@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from eolab.stack.postgres import Cluster
 from eolab.config import DEFAULT_CONFIG, StackConfig, load_config
+from eolab.stack.postgres import Cluster
 
 
 def _ports(config: StackConfig) -> list[int]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from eolab import __version__
 from eolab.errors import EolabError
 
+
 def _config(args):
     from eolab.config import load_config
 

@@ -8,7 +8,13 @@ import nbformat
 import pytest
 
 from tests.e2e._lab import (  # noqa: F401  (fixtures)
-    HAVE_CHROMIUM, artifacts, browser_context_args, browser_type_launch_args, e2e_tiles, jupyter_lab, local_only,
+    HAVE_CHROMIUM,
+    artifacts,
+    browser_context_args,
+    browser_type_launch_args,
+    e2e_tiles,
+    jupyter_lab,
+    local_only,
 )
 
 NO_CHROMIUM = "no chromium: apt-get install -y --no-install-recommends chromium"

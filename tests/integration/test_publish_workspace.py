@@ -14,16 +14,15 @@ import httpx
 import pystac
 import pytest
 
-from eolab import _services
-from eolab import provenance
+from eolab import _services, provenance
 from eolab.analysis import publish
 from eolab.catalog import _federation
-from eolab.stack import core as stack, workspace as _workspace
 from eolab.config import StackConfig
 from eolab.errors import EolabError
 from eolab.search import Catalogue
+from eolab.stack import core as stack
+from eolab.stack import workspace as _workspace
 from eolab.widgets import BrowserState, PickerState
-
 from tests._stack import make_stack_config, running_stack
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from eolab.catalog import _faults
-from eolab.errors import EolabError
 from eolab.data.load import load_cube as load
+from eolab.errors import EolabError
 from eolab.search import Catalogue, item_key, size_estimate
 from eolab.widgets import BrowserState, PickerState
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import nbformat
 import pytest
 
-
 pytestmark = pytest.mark.integration
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "01_catalogue_and_map.ipynb"
 

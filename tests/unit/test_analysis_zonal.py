@@ -1,8 +1,8 @@
 """Zonal statistics: rasterize once + bincount, against brute force on small synthetic rasters."""
 
 import dask.array as da
-import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
 import numpy as np
+import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
 import pytest
 import xarray as xr
 from affine import Affine

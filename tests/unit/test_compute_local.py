@@ -29,8 +29,9 @@ def test_local_cluster_when_no_gateway(no_gateway):
     try:
         assert len(client.scheduler_info()["workers"]) == 2
         assert client.submit(sum, [1, 2, 3]).result() == 6
-        import httpx
         from urllib.parse import urlsplit
+
+        import httpx
 
         port = urlsplit(client.cluster.dashboard_link).port  # bound to loopback only
         assert httpx.get(f"http://127.0.0.1:{port}/status", timeout=10).status_code == 200

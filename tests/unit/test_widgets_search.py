@@ -8,8 +8,18 @@ import pytest
 
 from eolab.errors import EolabError
 from eolab.search import (
-    CollectionInfo, Collections, cloud_filter, datetime_interval, human_bytes, item_key, item_row, search_body,
-    select, sort_rows, to_geodataframe, to_item_collection,
+    CollectionInfo,
+    Collections,
+    cloud_filter,
+    datetime_interval,
+    human_bytes,
+    item_key,
+    item_row,
+    search_body,
+    select,
+    sort_rows,
+    to_geodataframe,
+    to_item_collection,
 )
 
 

@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from eolab.errors import EolabError
 from eolab import settings
+from eolab.errors import EolabError
 
 
 class ComputeError(EolabError):

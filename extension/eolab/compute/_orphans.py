@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 
 logger = logging.getLogger("eolab.compute.orphans")

@@ -30,8 +30,7 @@ def job_name(hub_id: str | None = None) -> str:
     """Slurm job name of Dask workers started under hub ``hub_id`` (``$EOLAB_HUB_ID``)."""
     from eolab import settings
 
-    conf = settings.client()
-    hub_id = hub_id or conf.hub_id
+    hub_id = hub_id or settings.client().hub_id
     return "eolab-" + hashlib.sha1(hub_id.encode()).hexdigest()[:8]
 
 
@@ -41,6 +40,9 @@ def new_jobqueue_cluster(spec, death_timeout: float = 20.0):
         raise EolabError("Slurm's sbatch is not on PATH", hint="load the site's Slurm module or set SLURM_CONF/PATH")
     from dask_jobqueue import SLURMCluster
 
+    from eolab import settings
+
+    conf = settings.client()
     cores = spec.worker_cores or 1
     memory = f"{spec.worker_memory or 1}GiB"
     cluster = SLURMCluster(

@@ -188,7 +188,6 @@ def build_scene(grid: Grid, seed: int) -> Scene:
         if free_at(poly.buffer(250), occupied | flood10):
             villages.append(poly)
             occupied |= _rasterize([(poly.buffer(60), 1)], n, RES).astype(bool)
-    village_u = shapely.union_all(villages) if villages else Polygon()
 
     # --- roads: connect each village to its nearest neighbours and to the scene edges ------
     roads = []

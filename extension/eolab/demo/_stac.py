@@ -8,7 +8,14 @@ from __future__ import annotations
 from pyproj import Transformer
 
 from eolab.demo._common import (
-    DN_OFFSET, DN_SCALE, EPSG, RES, S1_NODATA, S2_BANDS, TILE, Grid,
+    DN_OFFSET,
+    DN_SCALE,
+    EPSG,
+    RES,
+    S1_NODATA,
+    S2_BANDS,
+    TILE,
+    Grid,
 )
 
 EXT = {

@@ -18,7 +18,16 @@ import numpy as np
 from eolab.demo import _clouds, _parcels, _phenology, _sar, _spectra, _stac
 from eolab.demo._cog import open_stack, write_cog, write_gpkg
 from eolab.demo._common import (
-    BI, CRS, DN_OFFSET, DN_SCALE, S1_NODATA, SIZES, TILE, block_mean, make_grid, rng,
+    BI,
+    CRS,
+    DN_OFFSET,
+    DN_SCALE,
+    S1_NODATA,
+    SIZES,
+    TILE,
+    block_mean,
+    make_grid,
+    rng,
 )
 from eolab.demo._dates import s1_dates, s2_dates, sun_angles, water_level
 from eolab.demo._scene import LANDCOVER, build_scene

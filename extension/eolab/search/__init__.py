@@ -20,10 +20,24 @@ pystac-client ``Client``). Pure parts: ``_params`` (search bodies), ``_results``
 """
 
 from eolab.search._client import Catalogue, catalogue_url, open_catalog, summarize_items
-from eolab.search._params import (DEFAULT_SORTBY, CollectionInfo, Collections, cloud_filter, datetime_interval,
-                                  search_body)
-from eolab.search._results import (ROW_COLUMNS, Page, item_key, item_row, select, sort_rows, to_geodataframe,
-                                   to_item_collection)
+from eolab.search._params import (
+                                  DEFAULT_SORTBY,
+                                  CollectionInfo,
+                                  Collections,
+                                  cloud_filter,
+                                  datetime_interval,
+                                  search_body,
+)
+from eolab.search._results import (
+                                  ROW_COLUMNS,
+                                  Page,
+                                  item_key,
+                                  item_row,
+                                  select,
+                                  sort_rows,
+                                  to_geodataframe,
+                                  to_item_collection,
+)
 from eolab.search._sizes import human_bytes, size_estimate
 
 __all__ = ["DEFAULT_SORTBY", "ROW_COLUMNS", "Catalogue", "CollectionInfo", "Collections", "Page", "catalogue_url",

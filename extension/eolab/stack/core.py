@@ -13,15 +13,16 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-
-import yaml
 from pathlib import Path
 
+import yaml
+
 from eolab import _services
-from eolab.stack import _load, workspace as _workspace
-from eolab.stack.postgres import Cluster
 from eolab.config import MemberConfig, StackConfig
 from eolab.errors import ServiceError
+from eolab.stack import _load
+from eolab.stack import workspace as _workspace
+from eolab.stack.postgres import Cluster
 
 
 @dataclass

@@ -6,13 +6,11 @@ The service runs next to the catalogue (``tile_service(config)``), started by eo
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from eolab.errors import EolabError
 from eolab.tiles._render import STYLES
 
 __all__ = ["STYLES", "DEFAULT_PORT", "tiles_url", "item_tiles", "asset_tiles", "base_tiles", "panel_cdn_root",
@@ -46,7 +44,8 @@ def item_tiles(item: Any, style: str = "truecolor", url: str | None = None) -> s
     Items with a ``self`` link are rendered by URL (the service reads scale/offset from the item);
     others by their asset hrefs.
     """
-    from eolab.tiles._render import band_assets, scale_offset_nodata, style as get_style
+    from eolab.tiles._render import band_assets, scale_offset_nodata
+    from eolab.tiles._render import style as get_style
 
     the_style = get_style(style)
     base = tiles_url(url)

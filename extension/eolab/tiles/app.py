@@ -186,8 +186,8 @@ def _panel_dist() -> Path | None:
 
 
 def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | None = None) -> FastAPI:
-    from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
     from rio_tiler.io import STACReader
+    from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
     from titiler.core.factory import MultiBaseTilerFactory, TilerFactory
 
     for key, value in _GDAL_ENV.items():

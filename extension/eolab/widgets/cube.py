@@ -11,8 +11,8 @@ import html
 import io
 from typing import Any
 
-from eolab.errors import EolabError
 from eolab.data.load import load_cube as load
+from eolab.errors import EolabError
 from eolab.search import human_bytes, size_estimate
 
 RGB_BANDS = ("B04", "B03", "B02")
