@@ -21,7 +21,7 @@ pytestmark = [
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 CELLS = [
-    "import eolab.compute\nform = eolab.compute.options_widget()\nform.widget",
+    "import eolab.widgets\nform = eolab.widgets.options_widget()\nform.widget",
     "print('RESULT', form.client.submit(lambda: 6 * 7).result(), len(form.client.scheduler_info()['workers']))",
 ]
 

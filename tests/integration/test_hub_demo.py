@@ -207,7 +207,7 @@ print(publish.writable_provider().url)
 
 def test_options_widget_bounds_come_from_the_server(alice, alice_kernel):
     out = alice.run(alice_kernel, """
-from eolab.compute import ComputeOptions
+from eolab.widgets import ComputeOptions
 o = ComputeOptions.from_server()
 print(o.backend, o.max_worker_cores, o.max_worker_memory)
 """)

@@ -8,6 +8,7 @@ import time
 import pytest
 
 import eolab.compute
+import eolab.widgets
 from eolab.compute import ClusterSpec, ComputeError
 from eolab.compute._cluster import backend_name
 
@@ -66,7 +67,7 @@ def test_gateway_option_handler_and_bounds():
 
 def test_options_form_starts_and_stops_a_local_cluster(no_gateway):
     pytest.importorskip("ipywidgets")
-    form = eolab.compute.options_widget()
+    form = eolab.widgets.options_widget()
     assert form.options.backend == "local" and form.fields["idle_timeout"].disabled
     form.fields["workers"].value = 1  # widget → state
     assert form.options.workers == 1

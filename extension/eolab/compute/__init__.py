@@ -1,9 +1,8 @@
 """Per-user Dask for eolab: a Dask Gateway cluster on the hub, a LocalCluster elsewhere.
 
     client = eolab.compute.get_client(workers=2)          # or adaptive=(1, 4)
-    eolab.compute.options_widget()                        # a form within the server's limits
 
-Server-side parts (gateway backends with per-user limits, the orphan-stopping scheduler preload)
+The options form is :func:`eolab.widgets.cluster.options_widget`. Server-side parts (gateway backends with per-user limits, the orphan-stopping scheduler preload)
 live in private modules imported only by dask-gateway-server.
 """
 
@@ -20,12 +19,5 @@ from eolab.compute._cluster import (
 )
 
 __all__ = ["ClusterSpec", "ComputeError", "cluster_options", "dashboard_link", "gateway_configured",
-           "get_client", "list_clusters", "new_cluster", "options_widget", "stop_all"]
+           "get_client", "list_clusters", "new_cluster", "stop_all"]
 
-
-def __getattr__(name):
-    if name in ("options_widget", "ClusterForm", "ComputeOptions"):  # ipywidgets only when asked for
-        from eolab.compute import _widget
-
-        return getattr(_widget, name)
-    raise AttributeError(f"module 'eolab.compute' has no attribute {name!r}")

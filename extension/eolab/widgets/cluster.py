@@ -1,6 +1,6 @@
 """The cluster options form: workers, cores, memory and idle timeout within the server's limits.
 
-State (:class:`ComputeOptions`, traitlets) → :mod:`_cluster` → a view that only links and observes.
+State (:class:`ComputeOptions`, traitlets) → :mod:`eolab.compute` → a view that only links and observes.
 Bounds come from the gateway's own option fields, so the form never offers what the server refuses.
 """
 
