@@ -2,8 +2,9 @@
 
     client = eolab.compute.get_client(workers=2)          # or adaptive=(1, 4)
 
-The options form is :func:`eolab.widgets.cluster.options_widget`. Server-side parts (gateway backends with per-user limits, the orphan-stopping scheduler preload)
-live in private modules imported only by dask-gateway-server.
+The options form is :func:`eolab.widgets.options_widget`. Server-side parts (gateway backends with
+per-user limits, the orphan-stopping scheduler preload) live in private modules imported only by
+dask-gateway-server.
 """
 
 from eolab.compute._cluster import (
