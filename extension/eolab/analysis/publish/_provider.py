@@ -1,34 +1,9 @@
-"""Publish template results as STAC items, and find them again.
-
-Two destinations, the same item:
-
-* a per-user **static catalogue**: a self-contained pystac ``Catalog`` (default ``~/eolab-results``,
-  or ``$EOLAB_RESULTS_CATALOG``) with one collection per workflow, readable by any STAC client
-  (``pystac.Catalog.from_file``); :func:`publish` and :func:`find_results`;
-* a **member provider** of the federation that accepts STAC Transactions (the ``workspace`` member
-  of the catalogue configuration, or any transactional STAC API by URL), in the per-user collection
-  ``results-<user>``, created on first publish; :func:`publish` with ``to="workspace"``,
-  :func:`publish_to_provider`, :func:`upsert_items`. The broker only reads: the results are found
-  through it as ``workspace|results-<user>`` like any other collection (:func:`find_published`,
-  :class:`eolab.search.Catalogue`, the catalogue browser).
-
-Writing to the workspace needs its token (reads need none, see :mod:`eolab.stack.workspace`):
-``$EOLAB_WORKSPACE_TOKEN``, else the run directory's token file when this account may read it. In a
-hub kernel ``$EOLAB_WORKSPACE_URL`` is the hub's catalog gate instead, and the kernel's hub token
-(``$JUPYTERHUB_API_TOKEN``) lets it write into ``results-<user>`` only.
-
-Each item holds the result files as assets, its footprint and time range, the provenance record
-(``eolab:provenance``: workflow, parameters, version, the source item ids by provider and
-collection) and ``derived_from`` links to the source items. Re-publishing the same item id
-replaces it (an upsert: no duplicates).
-"""
+"""Results in a writable member provider (STAC Transactions), per-user collection ``results-<user>``."""
 
 from __future__ import annotations
 
-import datetime as dt
 import getpass
 import json
-import mimetypes
 import os
 import shutil
 from collections.abc import Iterable, Sequence
@@ -37,199 +12,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from eolab.analysis.publish._items import (
+    WORKSPACE,
+    _add_asset,
+    _as_dict,
+    build_item,
+    default_catalog_dir,
+    item_problems,
+)
 from eolab.errors import EolabError
 
-MEDIA_TYPES = {
-    ".tif": "image/tiff; application=geotiff", ".tiff": "image/tiff; application=geotiff",
-    ".gpkg": "application/geopackage+sqlite3", ".parquet": "application/vnd.apache.parquet",
-    ".csv": "text/csv", ".json": "application/json", ".png": "image/png", ".html": "text/html",
-    ".nc": "application/netcdf",
-}
-WORKSPACE = "workspace"                 # the writable member of the default catalogue configuration
-MEMBER_PREFIX = "member:"               # catalog_dir="member:workspace" publishes to that member
-TRANSACTION_CONFORMANCE = "https://api.stacspec.org/v1.0.0/ogcapi-features/extensions/transaction"
-INVALID_ID_CHARS = ":/?#[]@!$&'()*+,;="  # what stac-fastapi-pgstac refuses in ids
-SIDECAR_SUFFIX = ".provenance.json"
-
-
-def default_catalog_dir() -> Path:
-    from eolab import settings
-
-    return Path(settings.client().results_catalog or Path.home() / "eolab-results")
-
-
-def _open_or_create(root: Path):
-    import pystac
-
-    href = root / "catalog.json"
-    if href.exists():
-        return pystac.Catalog.from_file(str(href))
-    root.mkdir(parents=True, exist_ok=True)
-    cat = pystac.Catalog(id="eolab-results", description="Results of eolab template workflows",
-                         title="My eolab results")
-    cat.normalize_hrefs(str(root))
-    return cat
-
-
-def _check_inputs(files: Sequence[str | Path], provenance: dict,
-                  bbox: Sequence[float]) -> tuple[list[Path], list[float]]:
-    files = [Path(f) for f in files]
-    missing = [str(f) for f in files if not f.exists()]
-    if missing:
-        raise EolabError(f"cannot publish missing files: {', '.join(missing)}")
-    if not provenance.get("items"):
-        raise EolabError("a result without provenance cannot be published",
-                         hint="pass the record from eolab.provenance.record")
-    try:
-        box = [float(v) for v in bbox]
-    except (TypeError, ValueError):
-        raise EolabError(f"bbox {bbox!r} is not four numbers", hint="west, south, east, north in degrees") from None
-    if len(box) != 4 or not (-180 <= box[0] <= 180 and -180 <= box[2] <= 180 and -90 <= box[1] <= box[3] <= 90):
-        raise EolabError(f"bbox {list(bbox)} is not west, south, east, north in degrees")
-    return files, box
-
-
-def _day(text: str, what: str) -> dt.datetime:
-    try:
-        return dt.datetime.fromisoformat(str(text)[:10]).replace(tzinfo=dt.timezone.utc)
-    except ValueError:
-        raise EolabError(f"{what} {text!r} is not a date", hint="use 'YYYY-MM-DD'") from None
-
-
-def _slug(text: str) -> str:
-    from eolab.stack import workspace as _workspace  # imported when used: the package imports the stack
-
-    return _workspace.slug(text)
-
-
-def item_id_for(workflow: str, provenance: dict, item_id: str | None = None) -> str:
-    """The id a result gets: ``item_id``, else workflow and creation time of its provenance (stable)."""
-    created = provenance.get("created") or dt.datetime.now(dt.timezone.utc).isoformat()
-    return _slug(item_id or f"{workflow}-{created[:19]}")
-
-
-def build_item(files: Sequence[str | Path], *, workflow: str, provenance: dict, bbox: Sequence[float],
-               start: str, end: str, title: str | None = None, item_id: str | None = None) -> Any:
-    """The STAC item of one result, without assets (pure): footprint, time range, provenance, links.
-
-    Both destinations publish this item; they differ only in where the files (assets) live.
-    """
-    import pystac
-    from shapely.geometry import box, mapping
-
-    _, bbox = _check_inputs(files, provenance, bbox)
-    begin, finish = _day(start, "start"), _day(end, "end")
-    if finish < begin:
-        raise EolabError(f"the result's period ends ({end}) before it starts ({start})")
-    created = provenance.get("created") or dt.datetime.now(dt.timezone.utc).isoformat()
-    summary = {k: provenance.get(k) for k in ("workflow", "eolab_version", "created", "parameters", "collections")}
-    summary["source_items"] = [{"id": i["id"], "collection": i.get("collection"), "provider": i.get("provider")}
-                               for i in provenance["items"]]
-    item = pystac.Item(
-        id=item_id_for(workflow, provenance, item_id), geometry=mapping(box(*bbox)), bbox=list(bbox),
-        datetime=None, start_datetime=begin, end_datetime=finish,
-        properties={"title": title or workflow, "eolab:workflow": workflow, "eolab:provenance": summary,
-                    "created": created})
-    for src in provenance["items"]:
-        if src.get("href"):
-            item.add_link(pystac.Link("derived_from", src["href"], media_type="application/geo+json",
-                                      title=f"{src.get('provider')}|{src.get('collection')}:{src['id']}"))
-    return item
-
-
-def _add_asset(item: Any, f: Path, href: str) -> None:
-    import pystac
-
-    media = MEDIA_TYPES.get(f.suffix.lower()) or mimetypes.guess_type(f.name)[0]
-    role = "metadata" if f.name.endswith(SIDECAR_SUFFIX) else "data"
-    item.add_asset(f.name.replace(".", "_"), pystac.Asset(href=href, media_type=media, roles=[role], title=f.name))
-
-
-def publish(files: Sequence[str | Path], *, workflow: str, provenance: dict, bbox: Sequence[float],
-            start: str, end: str, title: str | None = None, catalog_dir: str | Path | None = None,
-            item_id: str | None = None, copy: bool = True, to: str | None = None,
-            user: str | None = None) -> Any:
-    """Add one result (its files) as a STAC item; return the pystac Item.
-
-    bbox: lon/lat of the result; start, end: the period it covers (ISO dates).
-    copy: copy the files next to the item (a self-contained catalogue), else link them in place.
-    to: publish to a member provider instead of the static catalogue: a writable member's id
-    (``"workspace"``) or a transactional STAC API's URL, see :func:`publish_to_provider` (``user``
-    names the collection there). ``catalog_dir="member:workspace"`` or an ``http(s)://`` URL does the
-    same, so a template's ``publish_to`` parameter reaches the provider too.
-    Re-publishing the same item id replaces it.
-    """
-    if to is None and isinstance(catalog_dir, str):
-        if catalog_dir.startswith(MEMBER_PREFIX):
-            to = catalog_dir[len(MEMBER_PREFIX):]
-        elif catalog_dir.startswith(("http://", "https://")):
-            to = catalog_dir
-    if to is not None:
-        return publish_to_provider(files, workflow=workflow, provenance=provenance, bbox=bbox, start=start,
-                                   end=end, title=title, item_id=item_id, copy=copy, to=to, user=user)
-    import pystac
-
-    item = build_item(files, workflow=workflow, provenance=provenance, bbox=bbox, start=start, end=end,
-                      title=title, item_id=item_id)
-    files = [Path(f) for f in files]
-    bbox = list(item.bbox)
-    root = Path(catalog_dir) if catalog_dir else default_catalog_dir()
-    cat = _open_or_create(root)
-    cid = _slug(workflow)
-    col = cat.get_child(cid)
-    if col is None:
-        col = pystac.Collection(
-            id=cid, description=f"Results of the eolab workflow {workflow}", title=workflow,
-            extent=pystac.Extent(pystac.SpatialExtent([list(bbox)]),
-                                 pystac.TemporalExtent([[dt.datetime.fromisoformat(start[:10]),
-                                                         dt.datetime.fromisoformat(end[:10])]])),
-            license="other")
-        cat.add_child(col)
-    if col.get_item(item.id) is not None:
-        col.remove_item(item.id)
-    col.add_item(item)
-    # Paths are final only after normalising: copy files next to the item there.
-    cat.normalize_hrefs(str(root))
-    item_dir = Path(item.get_self_href()).parent
-    item_dir.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        target = item_dir / f.name if copy else f.resolve()
-        if copy and f.resolve() != target.resolve():
-            shutil.copy2(f, target)
-        _add_asset(item, f, str(target))
-    ext = col.extent
-    ext.spatial = pystac.SpatialExtent([_union(ext.spatial.bboxes[0], list(bbox))])
-    cat.make_all_asset_hrefs_relative()
-    cat.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
-    return item
-
-
-def _union(a: Sequence[float], b: Sequence[float]) -> list[float]:
-    return [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
-
-
-def find_results(catalog_dir: str | Path | None = None, *, workflow: str | None = None,
-                 bbox: Sequence[float] | None = None) -> list:
-    """Published result items (optionally of one workflow, intersecting bbox), newest first."""
-    import pystac
-    from shapely.geometry import box, shape
-
-    root = Path(catalog_dir) if catalog_dir else default_catalog_dir()
-    href = root / "catalog.json"
-    if not href.exists():
-        return []
-    cat = pystac.Catalog.from_file(str(href))
-    out = []
-    for item in cat.get_items(recursive=True):
-        if workflow and item.properties.get("eolab:workflow") != workflow:
-            continue
-        if bbox is not None and not shape(item.geometry).intersects(box(*bbox)):
-            continue
-        out.append(item)
-    return sorted(out, key=lambda it: it.properties.get("created", ""), reverse=True)
-
-
-# --------------------------------------------------------------------------- member providers
 
 @dataclass(frozen=True)
 class Provider:
@@ -319,70 +111,6 @@ def results_collection(collection_id: str, user: str | None = None) -> dict:
         "extent": {"spatial": {"bbox": [[-180.0, -90.0, 180.0, 90.0]]}, "temporal": {"interval": [[None, None]]}},
         "links": [], "eolab:user": user,
     }
-
-
-def _as_dict(item: Any) -> dict:
-    if hasattr(item, "to_dict"):
-        item = item.to_dict(include_self_link=False, transform_hrefs=False)
-    if not isinstance(item, dict):
-        raise EolabError(f"cannot publish {type(item).__name__}: not a STAC item",
-                         hint="pass pystac Items or item dicts")
-    return json.loads(json.dumps(item, default=str))  # a deep copy, JSON only
-
-
-def item_problems(item: dict) -> list[str]:
-    """What a provider would refuse in this item (pure); empty if it can be published."""
-    problems = []
-    iid = item.get("id")
-    if not isinstance(iid, str) or not iid:
-        return ["no id"]
-    bad = sorted({c for c in iid if c in INVALID_ID_CHARS})
-    if bad:
-        problems.append(f"id contains {' '.join(bad)}")
-    if item.get("type") != "Feature":
-        problems.append(f"type is {item.get('type')!r}, not 'Feature'")
-    geometry = item.get("geometry")
-    if not isinstance(geometry, dict) or not geometry.get("type") or "coordinates" not in geometry and \
-            "geometries" not in geometry:
-        problems.append("no geometry")
-    else:
-        try:
-            from shapely.geometry import shape
-
-            if not shape(geometry).is_valid:
-                problems.append("invalid geometry")
-        except Exception as exc:  # shapely raises several types for malformed GeoJSON
-            problems.append(f"malformed geometry ({exc})".splitlines()[0][:120])
-    bbox = item.get("bbox")
-    if bbox is not None:
-        try:
-            ok = len(bbox) in (4, 6) and all(isinstance(v, (int, float)) for v in bbox)
-        except TypeError:
-            ok = False
-        if not ok:
-            problems.append(f"bbox {bbox!r} is not 4 numbers")
-    props = item.get("properties")
-    if not isinstance(props, dict):
-        return problems + ["no properties"]
-    stamps = {}
-    for key in ("datetime", "start_datetime", "end_datetime"):
-        if props.get(key) is not None:
-            try:
-                stamps[key] = dt.datetime.fromisoformat(str(props[key]).replace("Z", "+00:00"))
-            except ValueError:
-                problems.append(f"{key} {props[key]!r} is not a date-time")
-    if props.get("datetime") is None and not (props.get("start_datetime") and props.get("end_datetime")):
-        problems.append("neither datetime nor start_datetime and end_datetime")
-    if "start_datetime" in stamps and "end_datetime" in stamps:
-        try:
-            if stamps["end_datetime"] < stamps["start_datetime"]:
-                problems.append("end_datetime is before start_datetime")
-        except TypeError:
-            problems.append("start_datetime and end_datetime mix time zones")
-    for key, asset in (item.get("assets") or {}).items():
-        if not isinstance(asset, dict) or not asset.get("href"):
-            problems.append(f"asset {key!r} has no href")
-    return problems
 
 
 def _describe(response: Any) -> str:
@@ -569,3 +297,4 @@ def find_published(user: str | None = None, *, catalog_url: str | None = None, p
         items = cat.items([f"{provider}|{results_collection_id(user)}"], bbox=bbox, datetime=datetime,
                           filter=flt, limit=limit, sortby=None)
     return sorted(items, key=lambda it: it["properties"].get("created", ""), reverse=True)
+
