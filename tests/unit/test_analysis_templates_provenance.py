@@ -260,3 +260,23 @@ def test_provider_errors_name_the_provider_and_quote_its_answer(tmp_path):
     assert quiet.sent == []  # refused before asking the provider anything
     with pytest.raises(EolabError, match="ids repeat"):
         publish.upsert_items([item, item], to="http://ws.test", user="bob", client=_client(quiet))
+
+
+def test_parameters_come_from_params_yaml_with_overrides_on_top(tmp_path, monkeypatch):
+    import yaml
+
+    for t in templates.list_templates():
+        nb = nbformat.read(f"{t['path']}/{t['notebook']}", as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        names = [line.split(" = ")[0] for line in cell.source.splitlines() if " = " in line and not line.startswith("#")]
+        assert sorted(names) == sorted(t["parameters"]), t["name"]  # every parameter in both places
+        assert all(line.split(" = ")[1].startswith("...") for line in cell.source.splitlines() if " = " in line)
+    monkeypatch.chdir(tmp_path)
+    got = templates.parameters("water-monitoring", {"method": "ndwi", "bbox": ..., "unrelated": 1})
+    assert got["method"] == "ndwi" and got["bbox"] is None and "unrelated" not in got
+    assert got["period_a"] == ["2026-03-01", "2026-05-31"]  # YAML dates as the ISO strings a notebook writes
+    mine = templates.clone("water-monitoring", tmp_path / "mine")
+    params = yaml.safe_load((mine / "params.yaml").read_text())
+    (mine / "params.yaml").write_text(yaml.safe_dump({**params, "resolution": 20}))
+    monkeypatch.chdir(mine)  # a cloned template's own params.yaml wins over the installed one
+    assert templates.parameters("water-monitoring", {})["resolution"] == 20

@@ -12,7 +12,9 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from eolab.errors import EolabError
 
@@ -66,6 +68,39 @@ def list_templates() -> list[dict]:
         out.append({"name": path.name, "title": title, "summary": summary, "path": str(path),
                     "notebook": f"{path.name}.ipynb", "parameters": params})
     return out
+
+
+def _plain(value: Any) -> Any:
+    """YAML's dates as the ISO strings a notebook would write (``2026-03-01``)."""
+    import datetime as dt
+
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+def parameters(template: str, namespace: Mapping[str, Any] | None = None) -> dict:
+    """A template's parameters: its ``params.yaml``, with what the notebook or papermill set on top.
+
+    ``params.yaml`` is the one place the defaults are written. The notebook's parameters cell names
+    each parameter with the value ``...`` (take params.yaml's); a value set there, or injected by
+    papermill (``-p NAME VALUE``), wins. The params.yaml of a cloned template in the working directory
+    (next to its notebook) is used when there is one, else the installed template's.
+    """
+    import yaml
+
+    local = Path.cwd()
+    folder = local if (local / f"{template}.ipynb").exists() and (local / "params.yaml").exists() else None
+    if folder is None:
+        known = {t["name"]: t for t in list_templates()}
+        if template not in known:
+            raise EolabError(f"no template {template!r}", hint="templates: " + ", ".join(sorted(known)))
+        folder = Path(known[template]["path"])
+    defaults = _plain(yaml.safe_load((folder / "params.yaml").read_text()) or {})
+    given = {k: v for k, v in (namespace or {}).items() if k in defaults and v is not ...}
+    return {**defaults, **given}
 
 
 def clone(name: str, dest: str | os.PathLike | None = None, *, overwrite: bool = False) -> Path:
