@@ -102,3 +102,22 @@ def test_upload_widget_and_error_message(views, small_demo):
     assert picker.bbox == (west, south, east, north)
     picker.clear_button.click()
     assert picker.aoi is None and picker.upload_layer.data["features"] == []
+
+
+def test_search_again_after_ticking_rows(views):
+    picker, browser = views
+    picker.draw._handle_leaflet_event(None, {"event": "draw:created",
+                                             "geo_json": leaflet_rect(20.60, 47.65, 20.70, 47.72)}, None)
+    browser.search_button.click()
+    first = [r.children[0] for r in browser.table.children]
+    assert len(first) >= 2
+    first[0].value = True  # the user ticks two rows, as the browser sends it
+    first[1].value = True
+    assert len(browser.state.selected) == 2 and browser.selection.value == "2 items selected"
+    browser.limit.value = 10
+    browser.search_button.click()  # and searches again
+    assert browser.error.value == "" and browser.status.value.startswith("page 1: 10 items")
+    assert browser.state.selected == [] and browser.selection.value == "no items selected"
+    assert not any(r.children[0].value for r in browser.table.children)
+    browser.table.children[0].children[0].value = True  # the new rows can be ticked
+    assert browser.state.selected == [browser.state.rows[0]["key"]]

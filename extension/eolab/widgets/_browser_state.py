@@ -71,9 +71,11 @@ class BrowserState(HasTraits):
             body = self.query()
             request = {"method": "POST", "href": f"{self.catalogue.url}/search", "body": body}
             page = self.catalogue.request_page(request, number=1)
+            # Clear the selection while its items are still known: views untick their rows in
+            # answer, and unticking must find them.
+            self.selected = []
             self._requests = [request]
             self._seen = {}
-            self.selected = []
             self._show(page)
             return page
 
@@ -134,6 +136,8 @@ class BrowserState(HasTraits):
         self._refresh_footprints()
 
     def toggle(self, key: str, on: bool | None = None) -> None:
+        if on is False and key not in self._seen and key not in self.selected:
+            return  # unticking a row of an earlier search: nothing to do
         key = self._key(key)
         now = key in self.selected
         want = (not now) if on is None else on

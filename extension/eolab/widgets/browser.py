@@ -233,7 +233,7 @@ class CatalogueBrowser:
             for row in self.state.rows:
                 box = w.Checkbox(value=row["key"] in self.state.selected, indent=False, layout=w.Layout(width="30px"))
                 box.add_class("eolab-row-select")
-                box.observe(lambda c, k=row["key"]: self.state.toggle(k, c["new"]), names="value")
+                box.observe(lambda c, k=row["key"]: _guard(self.state.toggle)(k, c["new"]), names="value")
                 cells = []
                 for column, _, width in COLUMNS:
                     if column == "id":
