@@ -169,7 +169,8 @@ class ProxyHandler(GateMixin, web.RequestHandler):
             # STAC links name the upstream; point them through the gate instead.
             public = S["public_url"] + PREFIX.rstrip("/")
             payload = payload.replace(base.rstrip("/").encode(), public.encode())
-        if self.request.method != "HEAD":
+        # No body with 204/304 (tornado refuses one: a stopped cluster answers 204) or with HEAD.
+        if self.request.method != "HEAD" and response.code not in (204, 304):
             self.write(payload)
         self.finish()
 
@@ -184,11 +185,20 @@ class SocketHandler(GateMixin, websocket.WebSocketHandler):
             return
         base, path = upstream_for(self.request.path)
         target = "ws" + base[len("http"):] + path + (f"?{self.request.query}" if self.request.query else "")
+        # Bokeh names a subprotocol ("bokeh", then its session token); the dashboard must see the same
+        # list, and the browser gets back the one the dashboard chose, or it drops the connection.
+        offered = [p.strip() for p in self.request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         try:
-            self.upstream = await websocket.websocket_connect(target, on_message_callback=self._from_upstream)
+            self.upstream = await websocket.websocket_connect(
+                target, on_message_callback=self._from_upstream,
+                subprotocols=offered or None)
         except OSError:
             return self.refuse(502, "the dashboard is not answering")
         await super().get(*args, **kwargs)
+
+    def select_subprotocol(self, subprotocols):
+        chosen = getattr(getattr(self, "upstream", None), "selected_subprotocol", None)
+        return chosen if chosen in subprotocols else (subprotocols[0] if subprotocols else None)
 
     def check_origin(self, origin):
         return urlsplit(origin).hostname in (S["host"], "localhost")
