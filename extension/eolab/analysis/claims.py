@@ -292,7 +292,7 @@ def check_text(values: Any, *, column: str = "") -> list[str]:
     out = []
     mojibake = []
     for t in texts:
-        fixed, steps = ftfy.fix_and_explain(t)
+        fixed, steps = ftfy.fix_encoding_and_explain(t)
         if fixed != t and steps and any(op == "decode" for op, _ in steps):
             mojibake.append((t, fixed, steps))
     if mojibake:

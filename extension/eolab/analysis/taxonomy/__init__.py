@@ -9,7 +9,8 @@ CAP categories are read from the hierarchical HCAT3 code (10 digits: 33 crop typ
 group, crop, variety/season), never from a crop's name:
 
 ============================ ==========================================================
-grassland (mowing checked)    3302… pasture/meadow/grassland; 33010901–03 temporary grass,
+grassland (mowing checked)    3302… pasture/meadow/grassland; 3301090000 plants harvested green
+                              (leys), 33010901–03 temporary grass,
                               grasses and legumes harvested green
 fallow                        3301110000
 permanent crops               3303…
@@ -35,7 +36,7 @@ CODE_LISTS = HERE / "code_lists"
 
 GRASSLAND, FALLOW, PERMANENT, NOT_AGRICULTURAL, ARABLE = (
     "grassland", "fallow", "permanent crops", "not agricultural", "arable")
-_GREEN_GRASS = ("33010901", "33010902", "33010903")  # temporary grass, grasses, legumes harvested green
+_GREEN_GRASS = ("3301090000", "33010901", "33010902", "33010903")  # plants harvested green (leys), temporary grass, grasses, legumes
 _SUMMER = ("33010106", "3301090400", "3301060500", "3301160000")  # maize (grain, silage), sunflower, soybean
 
 
