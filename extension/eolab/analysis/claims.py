@@ -10,12 +10,20 @@ crop_name           str, the national crop name
 area_declared_ha    float, the declared area (computed from the geometry where no area is given)
 country             ISO code of the schema ("HU" for the eolab demo)
 schema              the mapping used
+hcat3_code          str, the crop's EuroCrops HCAT3 code ('' where its code list has none)
+hcat3_name          str, the HCAT3 name
+year                int, where the schema gives one
 =================== =========================================================
 
-Known schemas (detected from the columns): the eolab demo, Slovenia (EuroCrops), Austria (INSPIRE
-Schläge), the Netherlands (BRP gewaspercelen), Denmark (Marker), Finland (kasvulohko), Brandenburg
-(antrag). An unknown schema raises an error that lists the columns found; a malformed file raises
-before anything is written.
+Schemas are data: one YAML file per source (``claims_schemas/`` in the package: the eolab demo and
+common schema, fiboa, Slovenia (EuroCrops), Austria (INSPIRE Schläge), the Netherlands (BRP
+gewaspercelen), Denmark (Marker), Finland (kasvulohko), Brandenburg (antrag)); more in the folder
+``EOLAB_CLAIMS_SCHEMA_DIR``. A file names the key columns that detect it, the columns of the common
+schema, the rows that are not claims (e.g. landscape elements) and the crop-code list that maps the
+crops to HCAT3 (:mod:`eolab.analysis.taxonomy`). GeoParquet and fiboa GeoParquet are read, and
+:func:`ingest` / :func:`write_fiboa` write fiboa-compatible GeoParquet. Names are checked for
+mis-decoded text (:func:`check_text`). An unknown schema raises an error that lists the columns
+found and the schema folders; a malformed file raises before anything is written.
 """
 
 from __future__ import annotations
