@@ -194,3 +194,16 @@ def test_cli_claims_check(tmp_path):
                          timeout=120)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert "unknown parcel schema; columns found: a" in bad.stderr and "claims_schemas" in bad.stderr
+
+
+def test_a_result_table_is_written_as_fiboa_geoparquet_atomically(tmp_path):
+    result = _gdf(pd.DataFrame({"parcel_id": ["a", "b"], "crop_code": ["1110", "6100"],
+                                "crop_name": ["winter_wheat", "grassland"], "hcat3_code": ["3301010101", "3302000000"],
+                                "area_declared_ha": [4.0, 4.0], "light": ["green", "red"]}), "EPSG:32634")
+    out = claims.write_fiboa(result.set_index("parcel_id"), tmp_path / "checks.parquet")
+    back = gpd.read_parquet(out)
+    assert back["id"].tolist() == ["a", "b"] and back["light"].tolist() == ["green", "red"]
+    assert back["ec:hcat_code"].tolist() == ["3301010101", "3302000000"] and back.crs.to_epsg() == 32634
+    with pytest.raises(EolabError, match="needs parcel ids"):
+        claims.write_fiboa(result.drop(columns="parcel_id"), tmp_path / "x.parquet")
+    assert not (tmp_path / "x.parquet").exists() and not list(tmp_path.glob(".*partial*"))

@@ -39,7 +39,7 @@ def crop_group(name: str, hcat3: str | None = None) -> str:
 def _demo_groups() -> dict[str, str]:
     from eolab.analysis import taxonomy
 
-    by_code, by_name = taxonomy.code_list("eolab_demo")
+    _, by_name = taxonomy.code_list("eolab_demo")
     return {name: taxonomy.crop_group(h) for name, h in by_name.items()}
 
 

@@ -165,7 +165,7 @@ def is_grassland(hcat3: object) -> bool:
 @functools.cache
 def _name_index() -> dict[str, str]:
     """Demo crop names and HCAT3 names → HCAT3 code (for tables that carry names only)."""
-    by_code, by_name = code_list("eolab_demo")
+    _, by_name = code_list("eolab_demo")
     out = {v: k for k, v in hcat3_names().items()}
     out.update(by_name)
     return out

@@ -17,6 +17,13 @@ from pathlib import Path
 HERE = Path(__file__).parent
 
 
+def _redecode(name: str, encoding: str) -> str:
+    try:
+        return name.encode("cp1252").decode(encoding)
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return name
+
+
 def _repair(names: list[str]) -> list[str]:
     """Names mis-decoded in the source tables, repaired: UTF-8 read as Latin-1 (ftfy), and a whole
     list in cp1257 read as cp1252 (the Lithuanian one: 'Þieminiai' → 'Žieminiai'), found by the same
@@ -29,12 +36,7 @@ def _repair(names: list[str]) -> list[str]:
     for note in check_text(names):
         for enc in ("cp1257", "cp1250"):
             if f"look like {enc} text read as cp1252" in note:
-                def redo(n: str) -> str:
-                    try:
-                        return n.encode("cp1252").decode(enc)
-                    except (UnicodeEncodeError, UnicodeDecodeError):
-                        return n
-                names = [redo(n) for n in names]
+                names = [_redecode(n, enc) for n in names]
     return names
 
 
