@@ -207,3 +207,13 @@ def test_a_result_table_is_written_as_fiboa_geoparquet_atomically(tmp_path):
     with pytest.raises(EolabError, match="needs parcel ids"):
         claims.write_fiboa(result.drop(columns="parcel_id"), tmp_path / "x.parquet")
     assert not (tmp_path / "x.parquet").exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_the_demo_claims_take_the_same_road_as_a_national_file(small_demo):
+    c = claims.read_claims(small_demo / "claims" / "claims.gpkg")
+    assert c.schema.iloc[0] == "eolab-demo" and c.attrs["eolab:ingest"]["taxonomy"] == "EuroCrops list eolab_demo by code"
+    assert (c.hcat3_code != "").all()
+    grass = (c.crop_name == "grassland").values
+    assert (cap.grassland_mask(c) == grass).all() and (cap.arable_mask(c) == ~grass).all()
+    groups = {n: cap.crop_group(n, h) for n, h in zip(c.crop_name, c.hcat3_code)}
+    assert groups == {n: cap.CROP_GROUPS[n] for n in groups}
