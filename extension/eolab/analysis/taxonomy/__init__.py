@@ -17,12 +17,13 @@ permanent crops               3303…
 not agricultural              3306 tree/wood/forest, 3307 peat/turf, 3308 unmaintained,
                               3399 not known and other (landscape elements map here)
 arable                        every other 3301… code
+other                         3304 mushrooms/energy crops, 3305 greenhouse
 ============================ ==========================================================
 
 Crop groups (for the crop-group red rule): winter cereals / spring cereals / cereals (season not
 given), oilseed rape, summer crops (maize, sunflower, soybean), grassland, fallow, permanent crops,
-not agricultural, other arable. Season: from the HCAT3 name
-(the HCAT3 name says it: winter_…, spring_…); maize, sunflower and soybean are spring-sown.
+not agricultural, other arable. Season (:func:`season`): the HCAT3 name says it (winter_…,
+spring_…/summer_…); maize, sunflower and soybean are spring-sown.
 """
 
 from __future__ import annotations
