@@ -82,6 +82,17 @@ def cmd_templates(args) -> int:
     return 0
 
 
+def cmd_claims(args) -> int:
+    import warnings
+
+    from eolab.analysis import claims
+
+    with warnings.catch_warnings():  # the report lists the warnings itself
+        warnings.simplefilter("ignore", claims.ClaimsWarning)
+        print(claims.check_report(args.file, layer=args.layer, schema=args.schema, encoding=args.encoding))
+    return 0
+
+
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="catalogue configuration file (default: $EOLAB_CATALOG_CONFIG or the packaged one)")
     parser.add_argument("--run-dir", help="where PID files, logs and the database live (default from config: .eolab)")
@@ -119,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     gallery.add_argument("dest", nargs="?", help="destination folder (default: ./NAME)")
     gallery.add_argument("--force", action="store_true", help="overwrite files in a non-empty destination")
     gallery.set_defaults(func=cmd_templates)
+
+    claims = commands.add_parser("claims", help="farmers' claims files: check what is found and how it maps")
+    claims.add_argument("action", choices=("check",))
+    claims.add_argument("file", help="a national parcel file (GeoPackage, Shapefile zip, GeoJSON, GeoParquet)")
+    claims.add_argument("--schema", help="use this schema instead of detecting it")
+    claims.add_argument("--layer", help="layer of a multi-layer file")
+    claims.add_argument("--encoding", help="text encoding of a Shapefile without a correct .cpg, e.g. cp1257")
+    claims.set_defaults(func=cmd_claims)
 
     for action, text in (("up", "start everything eolab runs locally"), ("down", "stop what 'up' started"),
                          ("status", "show what runs")):

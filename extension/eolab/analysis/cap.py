@@ -27,16 +27,59 @@ import numpy as np
 
 from eolab.errors import EolabError
 
-#: crop group of common crop names (demo names and EuroCrops-like English names)
-CROP_GROUPS = {
-    "winter_wheat": "winter cereals", "winter_barley": "winter cereals", "winter_rye": "winter cereals",
-    "triticale": "winter cereals", "rapeseed": "oilseed rape", "maize": "summer crops",
-    "sunflower": "summer crops", "soybean": "summer crops", "grassland": "grassland",
-}
+def crop_group(name: str, hcat3: str | None = None) -> str:
+    """The crop group of a declared/predicted crop, read from its HCAT3 code (:mod:`taxonomy`):
+    winter/spring cereals, oilseed rape, summer crops, grassland, fallow, permanent crops, not
+    agricultural, other arable; 'other' when the crop has no HCAT3 code. Without ``hcat3`` the name
+    is looked up in the demo's code list and among the HCAT3 names."""
+    from eolab.analysis import taxonomy
+
+    return taxonomy.crop_group(hcat3 if hcat3 else taxonomy.hcat3_of_name(name))
 
 
-def crop_group(name: str) -> str:
-    return CROP_GROUPS.get(str(name), "other")
+def _demo_groups() -> dict[str, str]:
+    from eolab.analysis import taxonomy
+
+    _, by_name = taxonomy.code_list("eolab_demo")
+    return {name: taxonomy.crop_group(h) for name, h in by_name.items()}
+
+
+#: crop group of the demo's crop names (derived from the demo code list through HCAT3)
+CROP_GROUPS = _demo_groups()
+
+
+def crop_hcat3(claims: Any) -> dict[str, str]:
+    """Crop name → HCAT3 code, from the claims' ``hcat3_code`` column (what :mod:`claims` adds);
+    names missing there are looked up by :func:`taxonomy.hcat3_of_name`."""
+    if "hcat3_code" not in claims or "crop_name" not in claims:
+        return {}
+    pairs = zip(claims["crop_name"].astype(str).values, claims["hcat3_code"].astype(str).values)
+    return {n: h for n, h in pairs if h and h not in ("nan", "None")}
+
+
+def declared_categories(claims: Any, grassland: str = "grassland") -> np.ndarray:
+    """The CAP category of each declared crop (grassland, arable, fallow, permanent crops, not
+    agricultural; '' unknown), from the HCAT3 code; a crop named ``grassland`` counts as grassland."""
+    from eolab.analysis import taxonomy
+
+    names = claims["crop_name"].astype(str).values
+    codes = (claims["hcat3_code"].astype(str).values if "hcat3_code" in claims
+             else [taxonomy.hcat3_of_name(n) for n in names])
+    cats = np.array([taxonomy.category(h) for h in codes], dtype=object)
+    cats[names == grassland] = taxonomy.GRASSLAND
+    return cats
+
+
+def grassland_mask(claims: Any, grassland: str = "grassland") -> np.ndarray:
+    """True where the declared crop is grassland by its HCAT3 category (permanent and temporary
+    grass, grass and legumes harvested green): the parcels the mowing check runs on."""
+    return declared_categories(claims, grassland) == "grassland"
+
+
+def arable_mask(claims: Any, grassland: str = "grassland") -> np.ndarray:
+    """True where the declared crop is an arable crop (or of unknown category): the parcels whose
+    growth is judged (fallow, permanent crops and non-agricultural rows are not failed crops)."""
+    return np.isin(declared_categories(claims, grassland), ["arable", ""])
 
 
 def screen_parcels(parcels: Any, *, resolution: float = 10.0, buffer: float = -5.0, min_pixels: int = 8,
@@ -137,7 +180,9 @@ def check_parcels(claims: Any, screen: Any, proba: np.ndarray, classes: Sequence
                   grassland: str = "grassland", area_tolerance: float = 0.1, min_growth: float | None = 0.4) -> Any:
     """The per-parcel result table: declared and predicted crop (+ groups, probabilities), events,
     ``light`` (green/yellow/red), ``reasons`` (semicolon-separated) and ``declaration_suspect`` (red
-    because of the crop). Rows follow ``claims``.
+    because of the crop). Rows follow ``claims``. Groups, grassland (mowing, bare soil) and arable
+    (growth) come from the crops' HCAT3 codes (the claims' ``hcat3_code``, see :mod:`taxonomy`);
+    ``grassland`` names one more crop to treat as grassland.
 
     min_growth: arable parcels whose NDVI maximum stays below it are yellow (failed / very weak crop,
     type not judged) — e.g. :func:`growth_threshold` of the scene. Red when the predicted crop differs
@@ -149,6 +194,10 @@ def check_parcels(claims: Any, screen: Any, proba: np.ndarray, classes: Sequence
 
     declared = claims["crop_name"].astype(str).values
     classes = [str(c) for c in classes]
+    hcat = crop_hcat3(claims)
+    group = lambda name: crop_group(name, hcat.get(name))  # noqa: E731
+    is_grass = grassland_mask(claims, grassland)
+    is_arable = arable_mask(claims, grassland)
     n = len(claims)
     if proba.shape != (n, len(classes)):
         raise EolabError(f"probabilities {proba.shape} do not match {n} parcels × {len(classes)} classes")
@@ -164,7 +213,7 @@ def check_parcels(claims: Any, screen: Any, proba: np.ndarray, classes: Sequence
             why_yellow.append(f"only {int(n_observations[i])} clear observations (< {min_observations})")
         else:
             d, p = declared[i], pred[i]
-            weak = (d != grassland and ndvi_max is not None and min_growth is not None
+            weak = (is_arable[i] and ndvi_max is not None and min_growth is not None
                     and np.isfinite(ndvi_max[i]) and ndvi_max[i] < min_growth)
             if weak:
                 why_yellow.append(f"failed or very weak crop (NDVI max {ndvi_max[i]:.2f} < {min_growth:.2f}): "
@@ -175,13 +224,13 @@ def check_parcels(claims: Any, screen: Any, proba: np.ndarray, classes: Sequence
                 text = (f"images look like {p} (p={p_pred[i]:.2f}), declared {d} (p={p_decl[i]:.2f})")
                 contradicted = ((red_probability is not None and p_decl[i] < red_probability)
                                 or (red_ratio is not None and p_decl[i] < red_ratio * p_pred[i]))
-                if contradicted or crop_group(p) != crop_group(d) and p_pred[i] >= 0.6:
+                if contradicted or group(p) != group(d) and p_pred[i] >= 0.6:
                     why_red.append(text)
                 else:
                     why_yellow.append(text)
-            if d == grassland and mowing is not None and not mowing[i]:
+            if is_grass[i] and mowing is not None and not mowing[i]:
                 why_yellow.append("declared grassland, no mowing detected")
-            if d == grassland and bare_soil is not None and bare_soil[i]:
+            if is_grass[i] and bare_soil is not None and bare_soil[i]:
                 why_yellow.append(f"declared grassland with bare soil from {bare_soil[i][0]['start']}")
         area_decl = claims["area_declared_ha"].iloc[i] if "area_declared_ha" in claims else np.nan
         area_geo = screen["area_ha"].iloc[i]
@@ -192,8 +241,8 @@ def check_parcels(claims: Any, screen: Any, proba: np.ndarray, classes: Sequence
         reasons.append("; ".join(why_red + why_yellow) or "consistent with the declaration")
         suspect.append(bool(why_red))
     out = pd.DataFrame({
-        "declared_crop": declared, "declared_group": [crop_group(d) for d in declared],
-        "predicted_crop": pred, "predicted_group": [crop_group(p) for p in pred],
+        "declared_crop": declared, "declared_group": [group(d) for d in declared],
+        "predicted_crop": pred, "predicted_group": [group(p) for p in pred],
         "p_predicted": p_pred.round(4), "p_declared": np.round(p_decl, 4),
         "n_clear_observations": np.asarray(n_observations, int),
         "mowing_dates": [",".join(e["date"] for e in evs) for evs in mowing] if mowing is not None else "",
@@ -261,11 +310,11 @@ def run_checks(declared: Any, z: Any, z1: Any | None = None, *, screen: Any = No
     p_ok, classes = cross_fit_crop_probabilities(X.values[ok], names[ok], seed=seed, n_jobs=n_jobs)
     proba = np.full((len(X), len(classes)), 1.0 / len(classes))
     proba[ok] = p_ok
-    arable = names != grassland
+    arable = arable_mask(declared.loc[X.index], grassland)
     threshold = growth_threshold(X["NDVI_max"].values[ok & arable])
     # mowing dips must not be removed as spikes
     ndvi = ts.clean_series(z, "NDVI", spikes=False)
-    is_grass = names == grassland
+    is_grass = grassland_mask(declared.loc[X.index], grassland)
     if z1 is not None:
         found = events.detect_mowing_fused(ndvi, info["days"], z1["vh_db"].values, ts.day_numbers(z1.time.values),
                                            z1["n_pixels"].values / 4.0, threshold=mowing_threshold,

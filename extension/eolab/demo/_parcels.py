@@ -12,16 +12,23 @@ from shapely.geometry import LineString, Polygon
 
 from eolab.demo._common import YEAR
 
-#: Crop classes: name -> (numeric crop code of this demo's own code list, share of parcels).
-CROPS: dict[str, tuple[int, float]] = {
-    "winter_wheat": (1110, 0.22),
-    "winter_barley": (1120, 0.10),
-    "rapeseed": (1630, 0.09),
-    "maize": (1510, 0.19),
-    "sunflower": (1720, 0.14),
-    "soybean": (1640, 0.08),
-    "grassland": (6100, 0.18),
-}
+#: The demo's crop-code list (shipped with the crop taxonomy, mapped to HCAT3 like every national
+#: list): claims declare a code of it, and the CAP rules read grassland and crop groups from HCAT3.
+CODE_LIST = "eolab_demo"
+_SHARES = {"winter_wheat": 0.22, "winter_barley": 0.10, "rapeseed": 0.09, "maize": 0.19, "sunflower": 0.14,
+           "soybean": 0.08, "grassland": 0.18}
+
+
+def _code_list() -> dict[str, int]:
+    import csv
+    from importlib.resources import files
+
+    with files("eolab.analysis").joinpath("taxonomy", "code_lists", f"{CODE_LIST}.csv").open(encoding="utf-8") as f:
+        return {row["name"]: int(row["code"]) for row in csv.DictReader(f)}
+
+
+#: Crop classes: name -> (numeric crop code of the demo's code list, share of parcels).
+CROPS: dict[str, tuple[int, float]] = {name: (code, _SHARES[name]) for name, code in _code_list().items()}
 CROP_NAMES = list(CROPS)
 WINTER = {"winter_wheat", "winter_barley", "rapeseed"}
 SPRING = {"maize", "sunflower", "soybean"}
