@@ -27,6 +27,7 @@ import numpy as np
 
 from eolab.errors import EolabError
 
+
 def crop_group(name: str, hcat3: str | None = None) -> str:
     """The crop group of a declared/predicted crop, read from its HCAT3 code (:mod:`taxonomy`):
     winter/spring cereals, oilseed rape, summer crops, grassland, fallow, permanent crops, not

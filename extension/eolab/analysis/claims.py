@@ -48,8 +48,10 @@ SCHEMA_DIR = Path(__file__).parent / "claims_schemas"
 
 def schema_dir_setting() -> Path | None:
     """The user's folder of extra claim schemas: ``EOLAB_CLAIMS_SCHEMA_DIR`` (None when unset).
-    The only place the setting is read."""
-    value = os.environ.get("EOLAB_CLAIMS_SCHEMA_DIR", "").strip()
+    Read through :mod:`eolab.settings`."""
+    from eolab import settings
+
+    value = settings.client().claims_schema_dir
     return Path(value).expanduser() if value else None
 
 
