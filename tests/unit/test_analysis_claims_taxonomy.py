@@ -193,7 +193,7 @@ def test_cli_claims_check(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "eolab", "claims", "check", str(odd)], capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
-    assert "unknown parcel schema; columns found: a" in bad.stderr and "claims_schemas" in bad.stderr
+    assert "unknown parcel schema; columns found: a" in bad.stderr and "claims/schemas" in bad.stderr
 
 
 def test_a_result_table_is_written_as_fiboa_geoparquet_atomically(tmp_path):

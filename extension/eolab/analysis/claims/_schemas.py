@@ -1,0 +1,201 @@
+"""National claims schemas as data (YAML files): loading, validating, detecting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from eolab.errors import EolabError
+
+COLUMNS = ["parcel_id", "farmer_id", "crop_code", "crop_name", "area_declared_ha", "country", "schema"]
+
+
+#: the packaged schema files (one YAML per source); more in the folder of :func:`schema_dir_setting`
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+
+
+def schema_dir_setting() -> Path | None:
+    """The user's folder of extra claim schemas: ``EOLAB_CLAIMS_SCHEMA_DIR`` (None when unset).
+    Read through :mod:`eolab.settings`."""
+    from eolab import settings
+
+    value = settings.client().claims_schema_dir
+    return Path(value).expanduser() if value else None
+
+
+class ClaimsWarning(UserWarning):
+    """Something in a claims file a user should look at (mis-decoded text, unmapped crops)."""
+
+
+@dataclass(frozen=True)
+class Schema:
+    name: str
+    country: str
+    required: tuple[str, ...]
+    parcel_id: Callable[[Any], Any]
+    crop_code: str
+    crop_name: str
+    farmer_id: str | None = None
+    area: str | None = None  # column holding the declared area
+    area_unit: str = "ha"  # "ha" or "m2"
+    extra: dict[str, str] = field(default_factory=dict)  # kept columns: common name -> source column
+    # rows of the file that are not claims by the format's own rules (e.g. landscape elements)
+    not_claims: Callable[[Any], Any] | None = None
+    not_claims_reason: str = ""
+    # from the schema file
+    year: Any = None  # {"column": ...} or {"value": ...}
+    country_column: str | None = None
+    taxonomy: dict = field(default_factory=dict)  # code_list + key, or hcat3_column
+    not_claims_rules: tuple = ()  # ((reason, mask function), ...)
+    description: str = ""
+    source: str = ""  # the schema file
+    spec: dict = field(default_factory=dict)  # the file's content (for `eolab claims check`)
+
+
+def _col(name: str) -> Callable[[Any], Any]:
+    return lambda df: df[name]
+
+
+def _join(*names: str, sep: str = "-") -> Callable[[Any], Any]:
+    def f(df):
+        parts = [df[n].astype(str).str.replace(r"\.0$", "", regex=True) for n in names]
+        out = parts[0]
+        for p in parts[1:]:
+            out = out + sep + p
+        return out
+    return f
+
+
+def _row_number(prefix: str) -> Callable[[Any], Any]:
+    return lambda df: [f"{prefix}{i + 1:06d}" for i in range(len(df))]
+
+
+def _condition(column: str, test: Any) -> Callable[[Any], Any]:
+    """One column test of a not-claims rule: null, a value, a list of values or {matches: regex}.
+    A column the file lacks makes the test neutral (True), so a rule still applies to files of the
+    same source published without that column."""
+    def f(df):
+        if column not in df:
+            return np.ones(len(df), bool)
+        col = df[column]
+        if test is None:
+            return col.isna().values
+        if isinstance(test, dict) and "matches" in test:
+            return col.astype(str).str.contains(str(test["matches"]), regex=True, na=False).values
+        values = test if isinstance(test, list) else [test]
+        return col.astype(str).str.replace(r"\.0$", "", regex=True).isin([str(v) for v in values]).values
+    return f
+
+
+def _rule(when: dict) -> Callable[[Any], Any]:
+    tests = [_condition(c, t) for c, t in when.items()]
+    known = list(when)
+
+    def f(df):
+        if not any(c in df for c in known):
+            return np.zeros(len(df), bool)
+        out = np.ones(len(df), bool)
+        for t in tests:
+            out &= np.asarray(t(df), bool)
+        return out
+    return f
+
+
+def schema_from_dict(spec: dict, source: str = "") -> Schema:
+    """A :class:`Schema` from the content of a schema file; raises EolabError naming the file."""
+    where = f"schema file {source}" if source else "schema"
+    if not isinstance(spec, dict):
+        raise EolabError(f"{where} is not a mapping", hint="see the packaged examples in " + str(SCHEMA_DIR))
+    missing = [k for k in ("name", "detect", "columns") if k not in spec]
+    cols = spec.get("columns") or {}
+    missing += [f"columns.{k}" for k in ("parcel_id", "crop_code") if k not in cols]
+    tax = spec.get("taxonomy") or {}
+    if not ({"code_list", "hcat3_column"} & set(tax)):
+        missing.append("taxonomy.code_list or taxonomy.hcat3_column")
+    if missing:
+        raise EolabError(f"{where} lacks {', '.join(missing)}", hint="see the packaged examples in " + str(SCHEMA_DIR))
+    pid = cols["parcel_id"]
+    if isinstance(pid, str):
+        parcel_id = _col(pid)
+    elif isinstance(pid, dict) and "join" in pid:
+        parcel_id = _join(*pid["join"], sep=str(pid.get("sep", "-")))
+    elif isinstance(pid, dict) and "row_number" in pid:
+        parcel_id = _row_number(str(pid["row_number"]))
+    else:
+        raise EolabError(f"{where}: columns.parcel_id must be a column, {{join: [...]}} or {{row_number: prefix}}")
+    area = cols.get("area")
+    area_col, unit = (area.get("column"), area.get("unit", "ha")) if isinstance(area, dict) else (area, "ha")
+    if unit not in ("ha", "m2"):
+        raise EolabError(f"{where}: area unit {unit!r} is not 'ha' or 'm2'")
+    year = cols.get("year")
+    year = {"column": year} if isinstance(year, str) else year
+    country = spec.get("country", "")
+    rules = tuple((str(r.get("reason", "not a claim")), _rule(r.get("when") or {})) for r in spec.get("not_claims") or [])
+
+    def not_claims(df):
+        out = np.zeros(len(df), bool)
+        for _, f in rules:
+            out |= f(df)
+        return out
+
+    return Schema(
+        name=str(spec["name"]), country=str(country.get("default", "")) if isinstance(country, dict) else str(country),
+        required=tuple(str(c) for c in spec["detect"]), parcel_id=parcel_id, crop_code=str(cols["crop_code"]),
+        crop_name=str(cols.get("crop_name", cols["crop_code"])), farmer_id=cols.get("farmer_id"), area=area_col,
+        area_unit=unit, extra=dict(spec.get("extra") or {}), not_claims=not_claims if rules else None,
+        not_claims_reason="; ".join(r for r, _ in rules), year=year,
+        country_column=country.get("column") if isinstance(country, dict) else None, taxonomy=dict(tax),
+        not_claims_rules=rules, description=str(spec.get("description", "")), source=source, spec=spec)
+
+
+def _load_folder(folder: Path) -> list[Schema]:
+    import yaml
+
+    out = []
+    for path in sorted(folder.glob("*.y*ml")):
+        try:
+            spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise EolabError(f"schema file {path} is not valid YAML: {exc}".splitlines()[0]) from exc
+        out.append(schema_from_dict(spec, str(path)))
+    return out
+
+
+def schemas() -> list[Schema]:
+    """Every known schema: the user's folder (``EOLAB_CLAIMS_SCHEMA_DIR``) first, then the packaged ones.
+    A user file with a packaged schema's name replaces it."""
+    user_dir = schema_dir_setting()
+    user = []
+    if user_dir is not None:
+        if not user_dir.is_dir():
+            raise EolabError(f"claims schema folder {user_dir} does not exist", hint="check EOLAB_CLAIMS_SCHEMA_DIR")
+        user = _load_folder(user_dir)
+    names = {s.name for s in user}
+    return user + [s for s in SCHEMAS if s.name not in names]
+
+
+SCHEMAS: list[Schema] = _load_folder(SCHEMA_DIR)  # the packaged ones
+
+
+def _schema_folders() -> str:
+    user = schema_dir_setting()
+    return (f"{user} (EOLAB_CLAIMS_SCHEMA_DIR)" if user else "a folder named by EOLAB_CLAIMS_SCHEMA_DIR") + \
+        f"; packaged: {SCHEMA_DIR}"
+
+
+def detect_schema(columns: Any) -> Schema:
+    """The most specific known schema whose key columns are all in ``columns`` (user schemas win ties)."""
+    cols = set(columns)
+    known = schemas()
+    fits = [s for s in known if set(s.required) <= cols]
+    if fits:
+        return max(fits, key=lambda s: len(s.required))  # max keeps the first of equals: user files first
+    found = ", ".join(sorted(str(c) for c in cols if c != "geometry"))
+    keys = "; ".join(f"{s.name} ({', '.join(s.required)})" for s in known)
+    raise EolabError(f"unknown parcel schema; columns found: {found}",
+                     hint=f"known schemas and their key columns: {keys} — describe the file in a schema YAML "
+                          f"in {_schema_folders()}")
+
