@@ -200,26 +200,41 @@ def down(config: StackConfig, settings: HubSettings | None = None) -> list[Servi
     """Stop the hub, its proxy, services, single-user servers and every Dask cluster it started."""
     resolved = _last_resolved(config, settings)
     stopped = _services.stop(Path(config.run_dir), "hub", timeout=60.0)
-    _cancel_slurm_jobs(resolved)
-    leftovers = _processes_of(resolved.hub_id)
+    if resolved is not None:
+        _cancel_slurm_jobs(resolved)
+    leftovers = _processes_of(str(hub_dir(config)) if resolved is None else resolved.hub_id)
     _kill_all(leftovers)
     state = "stopped" if stopped or leftovers else "down"
     detail = f"{len(leftovers)} leftover processes stopped" if leftovers else ""
-    return [ServiceStatus("hub", f"{resolved.public_url}/hub/", state, detail)]
+    return [ServiceStatus("hub", _hub_url(config, settings, resolved), state, detail)]
 
 
-def _last_resolved(config: StackConfig, settings: HubSettings | None) -> ResolvedHub:
-    """The values the hub was last started with (what is running), else those it would use now."""
+def _last_resolved(config: StackConfig, settings: HubSettings | None) -> ResolvedHub | None:
+    """The values the hub was last started with (what is running), else those it would use now.
+
+    None if neither exists: no settings file and no hub_config/ to resolve against (an install
+    that never ran a hub); ``down`` and ``status`` then report from the stack's configuration.
+    """
     try:
         return read_resolved(hub_dir(config) / "settings.json")
     except (OSError, ValueError):  # pydantic's ValidationError is a ValueError: a file of an older eolab
+        pass
+    try:
         return resolve(config, settings or load_settings())
+    except ServiceError:
+        return None
+
+
+def _hub_url(config: StackConfig, settings: HubSettings | None, resolved: ResolvedHub | None) -> str:
+    if resolved is not None:
+        return f"{resolved.public_url}/hub/"
+    return f"http://{config.host}:{(settings or load_settings()).port}/hub/"
 
 
 def status(config: StackConfig, settings: HubSettings | None = None) -> list[ServiceStatus]:
     resolved = _last_resolved(config, settings)
-    if not _services.running_pid(Path(config.run_dir), "hub"):
-        return [ServiceStatus("hub", f"{resolved.public_url}/hub/", "down")]
+    if resolved is None or not _services.running_pid(Path(config.run_dir), "hub"):
+        return [ServiceStatus("hub", _hub_url(config, settings, resolved), "down")]
     return _statuses(resolved, _health(resolved), "running")
 
 
