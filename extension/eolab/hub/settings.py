@@ -34,7 +34,8 @@ TILES_APP = "eolab.tiles.app:create_app"
 # Offsets of the hub's ports from its public port.
 PORTS = {"port": 0, "hub_port": 1, "proxy_api_port": 2, "gateway_api_port": 3, "gateway_proxy_port": 4,
          "gate_gateway_port": 5, "gate_catalog_port": 6, "gate_tiles_port": 7}
-_CHECKOUT = Path(__file__).resolve().parents[3]  # extension/eolab/hub/settings.py -> the source tree
+_PACKAGE = Path(__file__).resolve().parents[1]  # extension/eolab
+_CHECKOUT = _PACKAGE.parents[1]  # the source tree, if the package runs from one
 
 
 class _HubFields(BaseModel):
@@ -214,7 +215,6 @@ def _slurm_job_name(hub_id: str) -> str:
 
 def resolve(config: StackConfig, settings: HubSettings) -> ResolvedHub:
     """Everything the hub, the gateway and the gates need (see :class:`ResolvedHub`)."""
-    import eolab
     from eolab.stack import workspace
 
     hdir = hub_dir(config)
@@ -235,7 +235,7 @@ def resolve(config: StackConfig, settings: HubSettings) -> ResolvedHub:
         run_dir=run_dir,
         log_dir=run_dir / "logs",
         hub_config=conf,
-        package_dir=Path(eolab.__file__).resolve().parent,
+        package_dir=_PACKAGE,
         python=sys.executable,
         venv_bin=str(Path(sys.executable).parent),
         chp=_chp(conf),
