@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from eolab import hub
-from eolab.stack import core as stack
 from eolab.config import DEFAULT_CONFIG, load_config
+from eolab.stack import core as stack
 from eolab.testing.hub import HubSession
 
 ROOT = Path(__file__).resolve().parents[1]

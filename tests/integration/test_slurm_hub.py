@@ -14,7 +14,6 @@ import pytest
 from eolab import hub
 from eolab.compute._slurm import LocalSlurm, job_name
 from eolab.testing.hub import HubSession
-
 from tests._poll import poll
 
 from .test_hub_demo import free_port_base

@@ -7,12 +7,26 @@ Settings come from ``EOLAB_HUB_*`` environment variables (``EOLAB_HUB_MODE=multi
 to act as a hub user is :class:`eolab.testing.hub.HubSession`.
 """
 
-from eolab.hub.processes import _processes_of, credentials, down, print_logins, status, up
+# _processes_of, _app_exists, _inaccessible: internals the integration tests check.
+from eolab.hub.processes import _processes_of as _processes_of
+from eolab.hub.processes import credentials, down, print_logins, status, up
 from eolab.hub.settings import (
-    BROKER_APP, PORTS, TILES_APP, HubSettings, ManagedApp, ResolvedHub, _app_exists, hub_config_dir, hub_dir,
-    load_settings, read_resolved, resolve, write_resolved,
+    BROKER_APP,
+    PORTS,
+    TILES_APP,
+    HubSettings,
+    ManagedApp,
+    ResolvedHub,
+    hub_config_dir,
+    hub_dir,
+    load_settings,
+    read_resolved,
+    resolve,
+    write_resolved,
 )
-from eolab.hub.users import _inaccessible, ensure_system_users, system_user
+from eolab.hub.settings import _app_exists as _app_exists
+from eolab.hub.users import _inaccessible as _inaccessible
+from eolab.hub.users import ensure_system_users, system_user
 
 __all__ = ["BROKER_APP", "PORTS", "TILES_APP", "HubSettings", "ManagedApp", "ResolvedHub", "credentials", "down",
            "ensure_system_users", "hub_config_dir", "hub_dir", "load_settings", "print_logins", "read_resolved",

@@ -26,7 +26,14 @@ from eolab import _services
 from eolab.config import StackConfig
 from eolab.errors import ServiceError
 from eolab.hub.settings import (
-    HUB_ID_VAR, SETTINGS_VAR, HubSettings, ResolvedHub, hub_dir, load_settings, read_resolved, resolve,
+    HUB_ID_VAR,
+    SETTINGS_VAR,
+    HubSettings,
+    ResolvedHub,
+    hub_dir,
+    load_settings,
+    read_resolved,
+    resolve,
     write_resolved,
 )
 from eolab.hub.users import _prepare_multiuser
