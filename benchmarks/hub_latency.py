@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 from eolab import hub
-from eolab.stack import core as stack
 from eolab.config import DEFAULT_CONFIG, load_config
+from eolab.stack import core as stack
+from eolab.testing.hub import HubSession
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -55,7 +56,7 @@ def main() -> None:
 
         login_to_ready = []
         for i in range(ROUNDS):  # a new user each round: first login, new home, templates copied
-            session = hub.HubSession(url, f"user{i}")
+            session = HubSession(url, f"user{i}")
             t0 = time.perf_counter()
             assert session.login(password).status_code == 302
             session.new_token()
@@ -64,7 +65,7 @@ def main() -> None:
             session.stop_server()
             session.close()
 
-        session = hub.HubSession(url, "bench")
+        session = HubSession(url, "bench")
         session.login(password)
         session.new_token()
         session.start_server()

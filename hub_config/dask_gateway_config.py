@@ -1,66 +1,68 @@
 # dask-gateway-server configuration of an eolab deployment on one host (run by the hub as a
-# managed service). Values come from the settings file written by `eolab.hub.up`.
+# managed service). Values come from the settings file written by `eolab.hub.up`, read as the
+# typed model `eolab.hub.settings.ResolvedHub`.
 import json
 import os
-from pathlib import Path
 
-S = json.loads(Path(os.environ["EOLAB_HUB_SETTINGS"]).read_text())
-SECRETS = json.loads(Path(S["secrets_file"]).read_text())
-HOST = S["host"]
+from eolab.hub.settings import read_resolved
+
+S = read_resolved()
+SECRETS = json.loads(S.secrets_file.read_text())
+HOST = S.host
 GIB = 2**30
 
 c = get_config()  # noqa: F821 (traitlets)
 
 # API on a private port; the gateway's proxy serves HTTP (API, dashboards) and scheduler TLS on one.
-c.DaskGateway.address = f"{HOST}:{S['gateway_api_port']}"
-c.Proxy.address = f"{HOST}:{S['gateway_proxy_port']}"
+c.DaskGateway.address = f"{HOST}:{S.gateway_api_port}"
+c.Proxy.address = f"{HOST}:{S.gateway_proxy_port}"
 c.Proxy.prefix = "/services/dask-gateway"
 c.Proxy.api_token = SECRETS["gateway_proxy_token"]
 c.DaskGateway.log_level = "INFO"
 
 # Users authenticate with their hub token; it needs access to the hub service "dask-gateway".
 c.DaskGateway.authenticator_class = "dask_gateway_server.auth.JupyterHubAuthenticator"
-c.JupyterHubAuthenticator.jupyterhub_api_url = f"http://{HOST}:{S['hub_port']}/hub/api"
+c.JupyterHubAuthenticator.jupyterhub_api_url = f"http://{HOST}:{S.hub_port}/hub/api"
 c.JupyterHubAuthenticator.jupyterhub_service_name = "dask-gateway"
 c.JupyterHubAuthenticator.use_service_access_scopes = True
 
 # Cluster state survives a gateway restart (the hub restarts it if it crashes).
-c.DBBackendBase.db_url = f"sqlite:///{Path(S['hub_dir']) / 'gateway.sqlite'}"
+c.DBBackendBase.db_url = f"sqlite:///{S.hub_dir / 'gateway.sqlite'}"
 c.DBBackendBase.db_encrypt_keys = [SECRETS["gateway_db_key"]]
 c.DBBackendBase.stop_clusters_on_shutdown = True
 
-if S["gateway_backend"] == "slurm":
-    exec((Path(S["hub_config"]) / "slurm" / "gateway_slurm.py").read_text())
-elif S["mode"] == "multiuser":
+if S.gateway_backend == "slurm":
+    exec((S.hub_config / "slurm" / "gateway_slurm.py").read_text())
+elif S.mode == "multiuser":
     c.DaskGateway.backend_class = "eolab.compute._server.EolabLocalBackend"
-    c.LocalBackend.clusters_directory = str(Path(S["hub_dir"]) / "clusters")
+    c.LocalBackend.clusters_directory = str(S.hub_dir / "clusters")
 else:
     c.DaskGateway.backend_class = "eolab.compute._server.EolabUnsafeLocalBackend"
-    c.LocalBackend.clusters_directory = str(Path(S["hub_dir"]) / "clusters")
+    c.LocalBackend.clusters_directory = str(S.hub_dir / "clusters")
 
 # distributed 2026.x has no dask-scheduler/dask-worker scripts: absolute `dask` subcommands.
-DASK = os.path.join(S["venv_bin"], "dask")
+DASK = os.path.join(S.venv_bin, "dask")
 c.ClusterConfig.scheduler_cmd = [DASK, "scheduler"]
 c.ClusterConfig.worker_cmd = [DASK, "worker"]
 c.ClusterConfig.environment = {
-    "EOLAB_HUB_ID": S["hub_id"],
-    "EOLAB_ORPHAN_TIMEOUT": str(S["cluster_orphan_timeout"]),
-    "EOLAB_CATALOG_URL": S["catalog_url"] or "",
+    **S.marker,
+    "EOLAB_ORPHAN_TIMEOUT": str(S.cluster_orphan_timeout),
+    "EOLAB_CATALOG_URL": S.catalog_url or "",
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "PATH": f"{S['venv_bin']}:/usr/bin:/bin",
+    "PATH": f"{S.venv_bin}:/usr/bin:/bin",
 }
-c.ClusterConfig.idle_timeout = float(S["cluster_idle_timeout"])
+c.ClusterConfig.idle_timeout = float(S.cluster_idle_timeout)
 c.ClusterConfig.scheduler_cores = 1
 c.ClusterConfig.scheduler_memory = "1 G"
 # No per-cluster caps: the per-user budget below binds, and refuses with a message instead of
 # dask-gateway's silent "scaling to N instead".
 
 # Per-user limits dask-gateway lacks (eolab.compute._server.UserLimitsMixin).
-c.UserLimitsMixin.max_clusters_per_user = S["max_clusters_per_user"]
-c.UserLimitsMixin.max_cores_per_user = float(S["max_cores_per_user"])
-c.UserLimitsMixin.max_memory_per_user = float(S["max_memory_per_user"] * GIB)
+c.UserLimitsMixin.max_clusters_per_user = S.max_clusters_per_user
+c.UserLimitsMixin.max_cores_per_user = float(S.max_cores_per_user)
+c.UserLimitsMixin.max_memory_per_user = float(S.max_memory_per_user * GIB)
 
 from eolab.compute._server import cluster_options  # noqa: E402
 
-c.Backend.cluster_options = cluster_options(S["max_worker_cores"], S["max_worker_memory"],
-                                            S["cluster_idle_timeout"], S["cluster_max_idle_timeout"])
+c.Backend.cluster_options = cluster_options(S.max_worker_cores, S.max_worker_memory,
+                                            S.cluster_idle_timeout, S.cluster_max_idle_timeout)

@@ -1,53 +1,56 @@
 # JupyterHub configuration of an eolab deployment on one host (modes `demo` and `multiuser`).
 #
-# Every value comes from the settings file written by `eolab.hub.up` ($EOLAB_HUB_SETTINGS, JSON):
-# this file never imports eolab. Start the hub with `eolab up` / `make up`, not by hand.
+# Every value comes from the settings file written by `eolab.hub.up`, read as the typed model
+# `eolab.hub.settings.ResolvedHub` (the only eolab import of this file). Start the hub with
+# `eolab up` / `make up`, not by hand.
 import json
 import os
 import shutil
-import sys
+import sys  # noqa: F401 (oidc/oidc_config.py, exec-ed below, uses it)
 from pathlib import Path
 
-S = json.loads(Path(os.environ["EOLAB_HUB_SETTINGS"]).read_text())
-SECRETS = json.loads(Path(S["secrets_file"]).read_text())
-HUB_DIR = Path(S["hub_dir"])
-CONF = Path(S["hub_config"])
-HOST = S["host"]
-MULTIUSER = S["mode"] == "multiuser"
-MARKER = {"EOLAB_HUB_ID": S["hub_id"]}  # lets `eolab down` find everything this hub started
+from eolab.hub.settings import SETTINGS_VAR, read_resolved
+
+S = read_resolved()
+SECRETS = json.loads(S.secrets_file.read_text())
+HUB_DIR = S.hub_dir
+CONF = S.hub_config
+HOST = S.host
+MULTIUSER = S.mode == "multiuser"
+MARKER = S.marker  # EOLAB_HUB_ID: lets `eolab down` find everything this hub started
 
 c = get_config()  # noqa: F821 (traitlets)
 
 # --- hub, proxy, state ------------------------------------------------------------------------
 c.JupyterHub.ip = HOST
-c.JupyterHub.port = S["port"]
+c.JupyterHub.port = S.port
 c.JupyterHub.hub_ip = HOST
-c.JupyterHub.hub_port = S["hub_port"]
+c.JupyterHub.hub_port = S.hub_port
 c.JupyterHub.db_url = f"sqlite:///{HUB_DIR / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(HUB_DIR / "cookie_secret")
 c.JupyterHub.cleanup_servers = True
-c.ConfigurableHTTPProxy.command = [S["chp"], "--log-level", "warn"]
-c.ConfigurableHTTPProxy.api_url = f"http://{HOST}:{S['proxy_api_port']}"
+c.ConfigurableHTTPProxy.command = [S.chp, "--log-level", "warn"]
+c.ConfigurableHTTPProxy.api_url = f"http://{HOST}:{S.proxy_api_port}"
 c.ConfigurableHTTPProxy.pid_file = str(HUB_DIR / "proxy.pid")
 c.ConfigurableHTTPProxy.auth_token = SECRETS["proxy_token"]
 c.ConfigurableHTTPProxy.should_start = True
 
 # --- login ----------------------------------------------------------------------------------
-if S["authenticator"] == "shared-password":
+if S.authenticator == "shared-password":
     c.JupyterHub.authenticator_class = "shared-password"
     c.SharedPasswordAuthenticator.user_password = SECRETS["user_password"]
     c.SharedPasswordAuthenticator.admin_password = SECRETS["admin_password"]
-    c.Authenticator.admin_users = set(S["admin_users"])
-    c.Authenticator.allowed_users = set(S["users"])
-elif S["authenticator"] == "pam":
+    c.Authenticator.admin_users = set(S.admin_users)
+    c.Authenticator.allowed_users = set(S.users)
+elif S.authenticator == "pam":
     c.JupyterHub.authenticator_class = "pam"
-    c.Authenticator.admin_users = set(S["admin_users"])
-    c.Authenticator.allowed_users = set(S["users"])
-elif S["authenticator"] == "oidc":
+    c.Authenticator.admin_users = set(S.admin_users)
+    c.Authenticator.allowed_users = set(S.users)
+elif S.authenticator == "oidc":
     exec((CONF / "oidc" / "oidc_config.py").read_text())  # GenericOAuthenticator, group-based access
 
 # --- single-user servers --------------------------------------------------------------------
-VENV_BIN = S["venv_bin"]
+VENV_BIN = S.venv_bin
 c.Spawner.cmd = [os.path.join(VENV_BIN, "jupyterhub-singleuser")]
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 60
@@ -60,18 +63,18 @@ else:
     # Demo: every hub user runs as this one OS user; homes under the run directory.
     c.JupyterHub.spawner_class = "simple"
     c.SimpleLocalProcessSpawner.home_dir_template = str(HUB_DIR / "homes" / "{username}")
-if S.get("spawner") == "slurm":
+if S.spawner == "slurm":
     # HPC: each user's server is a Slurm job of their system account; the job tells the hub its port.
     import batchspawner  # noqa: F401 (registers /hub/api/batchspawner)
 
-    SLURM_BIN = S.get("slurm_bin") or "/usr/bin"
+    SLURM_BIN = S.slurm_bin or "/usr/bin"
     c.JupyterHub.spawner_class = "batchspawner.SlurmSpawner"
     c.SlurmSpawner.exec_prefix = "sudo -E -u {username}"
     c.SlurmSpawner.batch_submit_cmd = f"{SLURM_BIN}/sbatch --parsable"
     c.SlurmSpawner.batch_query_cmd = f"{SLURM_BIN}/squeue -h -j {{job_id}} -o '%T %B'"
     c.SlurmSpawner.batch_cancel_cmd = f"{SLURM_BIN}/scancel {{job_id}}"
-    c.SlurmSpawner.batchspawner_singleuser_cmd = os.path.join(S["venv_bin"], "batchspawner-singleuser")
-    c.SlurmSpawner.req_partition = S.get("slurm_partition") or ""
+    c.SlurmSpawner.batchspawner_singleuser_cmd = os.path.join(VENV_BIN, "batchspawner-singleuser")
+    c.SlurmSpawner.req_partition = S.slurm_partition or ""
     c.SlurmSpawner.req_srun = ""  # one process per job; srun would need a job step allocation
     c.SlurmSpawner.req_runtime = "08:00:00"
     c.SlurmSpawner.req_nprocs = "1"
@@ -80,39 +83,39 @@ if S.get("spawner") == "slurm":
     c.SlurmSpawner.start_timeout = 120
     # Named after the hub like the Dask jobs, so `eolab down` cancels servers that outlived it.
     c.SlurmSpawner.batch_script = batchspawner.SlurmSpawner.batch_script.default_value.replace(
-        "--job-name=spawner-jupyterhub", f"--job-name={S['slurm_job_name']}")
-if S["is_root"] and not MULTIUSER:
+        "--job-name=spawner-jupyterhub", f"--job-name={S.slurm_job_name}")
+if S.is_root and not MULTIUSER:
     c.Spawner.args = ["--allow-root"]  # demo mode as root: servers refuse to start without it
 
 GATEWAY_PREFIX = "/services/dask-gateway"
 c.Spawner.environment = {
     **MARKER,
     "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
-    "EOLAB_CATALOG_URL": S["catalog_url"] or "",
+    "EOLAB_CATALOG_URL": S.catalog_url or "",
     # Publishing goes through the catalog gate (the kernel's hub token; results-<user> only).
-    "EOLAB_WORKSPACE_URL": S.get("workspace_url") or "",
-    "EOLAB_ASSETS_URL": S["assets_url"],
-    "EOLAB_TILES_URL": S["tiles"]["url"] if S["tiles"] else "",
+    "EOLAB_WORKSPACE_URL": S.workspace_url or "",
+    "EOLAB_ASSETS_URL": S.assets_url or "",
+    "EOLAB_TILES_URL": S.tiles.url if S.tiles else "",
     # Panel/Bokeh assets from the tile service, not a CDN (read when panel is first imported).
-    **({"PANEL_CDN_ROOT": S["tiles"]["url"] + "/static/panel/"} if S["tiles"] else {}),
+    **({"PANEL_CDN_ROOT": S.tiles.url + "/static/panel/"} if S.tiles else {}),
     # dask-gateway client: API through the hub, scheduler TLS straight to the gateway proxy.
-    "DASK_GATEWAY__ADDRESS": f"{S['public_url']}{GATEWAY_PREFIX}",
-    "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://{HOST}:{S['gateway_proxy_port']}",
+    "DASK_GATEWAY__ADDRESS": f"{S.public_url}{GATEWAY_PREFIX}",
+    "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://{HOST}:{S.gateway_proxy_port}",
     "DASK_GATEWAY__PUBLIC_ADDRESS": GATEWAY_PREFIX,
     "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "EOLAB_COMPUTE_BACKEND": S["compute_backend"],
+    "EOLAB_COMPUTE_BACKEND": S.compute_backend,
     # Server extensions users' servers do without (Panel previews, language servers: none installed);
     # importing them costs seconds at every server start (hub_config/singleuser/).
     "JUPYTER_CONFIG_PATH": str(CONF / "singleuser"),
 }
-if S.get("slurm_conf"):
+if S.slurm_conf:
     # HPC: users' Dask workers as Slurm jobs (dask-jobqueue from the kernel; hub_config/slurm/README.md).
     c.Spawner.environment.update({
-        "SLURM_CONF": S["slurm_conf"],
-        "PATH": f"{S['slurm_bin']}:{c.Spawner.environment['PATH']}" if S.get("slurm_bin") else
+        "SLURM_CONF": S.slurm_conf,
+        "PATH": f"{S.slurm_bin}:{c.Spawner.environment['PATH']}" if S.slurm_bin else
                 c.Spawner.environment["PATH"],
-        "EOLAB_SLURM_PARTITION": S.get("slurm_partition") or "",
+        "EOLAB_SLURM_PARTITION": S.slurm_partition or "",
     })
 
 SERVICE_ACCESS = [f"access:services!service={name}" for name in ("dask-gateway", "catalog", "tiles")]
@@ -131,8 +134,7 @@ def _copy_templates(spawner):
     marker = home / ".eolab-initialised"
     if marker.exists():
         return
-    for src in S["templates"]:
-        src = Path(src)
+    for src in S.templates:
         if src.is_dir() and not (home / src.name).exists():
             shutil.copytree(src, home / src.name)
     settings = home / ".jupyter" / "lab" / "user-settings" / "@jupyterlab"
@@ -157,10 +159,10 @@ c.Spawner.pre_spawn_hook = _copy_templates
 
 if MULTIUSER:
     # Hub login "alice" is system user "eolab-alice": the prefix keeps eolab's accounts recognisable.
-    prefix = S["system_user_prefix"]
-    c.Authenticator.username_map = {u: prefix + u for u in S["users"] + S["admin_users"]}
-    c.Authenticator.allowed_users = {prefix + u for u in S["users"]}
-    c.Authenticator.admin_users = {prefix + u for u in S["admin_users"]}
+    prefix = S.system_user_prefix
+    c.Authenticator.username_map = {u: prefix + u for u in S.users + S.admin_users}
+    c.Authenticator.allowed_users = {prefix + u for u in S.users}
+    c.Authenticator.admin_users = {prefix + u for u in S.admin_users}
 
 # --- roles and services ---------------------------------------------------------------------
 c.JupyterHub.load_roles = [
@@ -173,15 +175,14 @@ c.JupyterHub.load_roles = [
                 "tokens"]},
 ]
 
-PY = S["python"]
+PY = S.python
 GATE = str(CONF / "services" / "gate.py")
-SERVICE_ENV = {**MARKER, "EOLAB_HUB_SETTINGS": os.environ["EOLAB_HUB_SETTINGS"],
-               "PYTHONUNBUFFERED": "1"}
+SERVICE_ENV = {**MARKER, SETTINGS_VAR: str(S.settings_file), "PYTHONUNBUFFERED": "1"}
 
 
 def _logged(name, cmd):
     # Managed services inherit the hub's stdout; a small shell redirect gives each its own log.
-    log = Path(S["log_dir"]) / f"hub-{name}.log"
+    log = S.log_dir / f"hub-{name}.log"
     return ["/bin/sh", "-c", 'exec "$@" >>"$EOLAB_LOG" 2>&1', name, *cmd], {"EOLAB_LOG": str(log)}
 
 
@@ -195,37 +196,37 @@ def _service(name, cmd, url=None, env=None, **extra):
 
 
 services = [
-    _service("dask-gateway", [PY, GATE, "gateway"], url=f"http://{HOST}:{S['gate_gateway_port']}"),
+    _service("dask-gateway", [PY, GATE, "gateway"], url=f"http://{HOST}:{S.gate_gateway_port}"),
     _service("dask-gateway-server", [os.path.join(VENV_BIN, "dask-gateway-server"),
                                      "-f", str(CONF / "dask_gateway_config.py")]),
     _service("idle-culler", [PY, str(CONF / "services" / "culler.py"),
-                             f"--timeout={S['server_idle_timeout']}",
-                             f"--cull-every={max(30, S['server_idle_timeout'] // 6)}"]),
+                             f"--timeout={S.server_idle_timeout}",
+                             f"--cull-every={max(30, S.server_idle_timeout // 6)}"]),
     {"name": "eolab-admin", "api_token": SECRETS["admin_token"]},
 ]
-if S["catalog_url"]:
-    services.append(_service("catalog", [PY, GATE, "catalog"], url=f"http://{HOST}:{S['gate_catalog_port']}"))
-if S["broker"] and S["broker"]["managed"]:
-    b = S["broker"]
-    services.append(_service("catalog-broker", [PY, "-m", "uvicorn", b["app"], "--factory", "--host", HOST,
-                                                "--port", str(b["port"]), "--log-level", "warning"],
-                             env={"EOLAB_CATALOG_CONFIG": S["catalog_config"]}))
-if S["tiles"]:
-    t = S["tiles"]
-    services.append(_service("tiles", [PY, GATE, "tiles"], url=f"http://{HOST}:{S['gate_tiles_port']}"))
-    if t["managed"]:
-        services.append(_service("tiles-server", [PY, "-m", "uvicorn", t["app"], "--factory", "--host", HOST,
-                                                  "--port", str(t["port"]), "--log-level", "warning"],
-                                 env=t["env"]))
+if S.catalog_url:
+    services.append(_service("catalog", [PY, GATE, "catalog"], url=f"http://{HOST}:{S.gate_catalog_port}"))
+if S.broker and S.broker.managed:
+    b = S.broker
+    services.append(_service("catalog-broker", [PY, "-m", "uvicorn", b.app, "--factory", "--host", HOST,
+                                                "--port", str(b.port), "--log-level", "warning"],
+                             env={"EOLAB_CATALOG_CONFIG": str(S.catalog_config)}))
+if S.tiles:
+    t = S.tiles
+    services.append(_service("tiles", [PY, GATE, "tiles"], url=f"http://{HOST}:{S.gate_tiles_port}"))
+    if t.managed:
+        services.append(_service("tiles-server", [PY, "-m", "uvicorn", t.app, "--factory", "--host", HOST,
+                                                  "--port", str(t.port), "--log-level", "warning"],
+                                 env=dict(t.env)))
 c.JupyterHub.services = services
 
 # --- health page: every managed service's process and address, at /hub/eolab-health ---------
 from jupyterhub.handlers.base import BaseHandler  # noqa: E402
 from tornado.httpclient import AsyncHTTPClient  # noqa: E402
 
-PROBES = {"dask-gateway-server": f"http://{HOST}:{S['gateway_proxy_port']}{GATEWAY_PREFIX}/api/health",
-          "catalog-broker": (S["broker"] or {}).get("url", "") + "/_health",
-          "tiles-server": (S["tiles"] or {}).get("url", "") + "/_health"}
+PROBES = {"dask-gateway-server": f"http://{HOST}:{S.gateway_proxy_port}{GATEWAY_PREFIX}/api/health",
+          "catalog-broker": (S.broker.url if S.broker else "") + "/_health",
+          "tiles-server": (S.tiles.url if S.tiles else "") + "/_health"}
 
 
 class HealthHandler(BaseHandler):

@@ -1,8 +1,8 @@
 # OIDC login (EOLAB_HUB_AUTHENTICATOR=oidc): GenericOAuthenticator for an EGI Check-in / Keycloak style
 # provider, access and admin rights from a group claim.
 #
-# Run by hub_config/jupyterhub_config.py (exec, with its globals `c`, `S`, `json`, `os`, `Path`); every
-# value comes from the JSON file named by S["oidc_settings"] (EOLAB_HUB_OIDC_SETTINGS), which lives
+# Run by hub_config/jupyterhub_config.py (exec, with its globals `c`, `S`, `json`, `os`, `sys`, `Path`); every
+# value comes from the JSON file named by S.oidc_settings (EOLAB_HUB_OIDC_SETTINGS), which lives
 # outside the repository because it holds the client secret. Format and examples:
 # hub_config/README.md, section "OIDC login". No remote discovery: the endpoints are in the file (or
 # derived from a Keycloak realm's issuer URL).
@@ -46,13 +46,13 @@ def _oidc_settings(path):
     return data
 
 
-O = _oidc_settings(S.get("oidc_settings"))
+O = _oidc_settings(S.oidc_settings)
 c.JupyterHub.authenticator_class = "generic-oauth"
 g = c.GenericOAuthenticator
 g.login_service = O.get("provider_name") or "OpenID Connect"  # the button: "Sign in with <provider_name>"
 g.client_id = O["client_id"]
 g.client_secret = O["client_secret"]
-g.oauth_callback_url = O.get("callback_url") or f"{S['public_url']}/hub/oauth_callback"
+g.oauth_callback_url = O.get("callback_url") or f"{S.public_url}/hub/oauth_callback"
 g.authorize_url = O["authorize_url"]
 g.token_url = O["token_url"]
 g.userdata_url = O["userdata_url"]

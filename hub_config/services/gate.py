@@ -19,18 +19,18 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import httpclient, ioloop, web, websocket
 
+from eolab.hub.settings import read_resolved
 from eolab.stack.workspace import needs_token, write_allowed
 
-S = json.loads(Path(os.environ["EOLAB_HUB_SETTINGS"]).read_text())
+S = read_resolved()
 KIND = sys.argv[1] if len(sys.argv) > 1 else "catalog"
 PREFIX = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{KIND}/")
-GATEWAY = f"http://{S['host']}:{S['gateway_proxy_port']}"
+GATEWAY = f"http://{S.host}:{S.gateway_proxy_port}"
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
                "proxy-authorization", "proxy-authenticate", "host", "content-length"}
 OWNER_TTL = 30.0
@@ -43,14 +43,14 @@ def writable_member(path: str) -> str | None:
     if KIND != "catalog" or not rest.startswith("members/"):
         return None
     member = rest[len("members/"):].partition("/")[0]
-    return member if member in (S.get("writable_members") or []) else None
+    return member if member in S.writable_members else None
 
 
 def workspace_token() -> str | None:
     # Read per write: `eolab catalog up` may create it after the hub started.
     try:
-        return Path(S["workspace_token_file"]).read_text().strip() or None
-    except (KeyError, OSError):
+        return S.workspace_token_file.read_text().strip() or None
+    except OSError:
         return None
 
 
@@ -62,11 +62,11 @@ def upstream_for(path: str) -> tuple[str, str] | None:
     if KIND == "catalog":
         if rest.startswith("members/"):
             member, _, tail = rest[len("members/"):].partition("/")
-            base = S["members"].get(member)
+            base = S.members.get(member)
             return (base, "/" + tail) if base else None
-        return S["catalog_url"], "/" + rest
-    if KIND == "tiles" and S.get("tiles"):
-        return S["tiles"]["url"], "/" + rest
+        return S.catalog_url, "/" + rest
+    if KIND == "tiles" and S.tiles:
+        return S.tiles.url, "/" + rest
     return None
 
 
@@ -167,7 +167,7 @@ class ProxyHandler(GateMixin, web.RequestHandler):
         content_type = response.headers.get("Content-Type", "")
         if KIND != "gateway" and "json" in content_type and "Content-Encoding" not in response.headers:
             # STAC links name the upstream; point them through the gate instead.
-            public = S["public_url"] + PREFIX.rstrip("/")
+            public = S.public_url + PREFIX.rstrip("/")
             payload = payload.replace(base.rstrip("/").encode(), public.encode())
         # No body with 204/304 (tornado refuses one: a stopped cluster answers 204) or with HEAD.
         if self.request.method != "HEAD" and response.code not in (204, 304):
@@ -201,7 +201,7 @@ class SocketHandler(GateMixin, websocket.WebSocketHandler):
         return chosen if chosen in subprotocols else (subprotocols[0] if subprotocols else None)
 
     def check_origin(self, origin):
-        return urlsplit(origin).hostname in (S["host"], "localhost")
+        return urlsplit(origin).hostname in (S.host, "localhost")
 
     def _from_upstream(self, message):
         if message is None:

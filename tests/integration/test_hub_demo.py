@@ -20,6 +20,7 @@ import pytest
 
 from eolab import _services, hub
 from eolab.errors import ServiceError
+from eolab.testing.hub import HubSession
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
 ORPHAN_TIMEOUT = 8
@@ -75,7 +76,7 @@ def url_of(demo_hub) -> str:
 @pytest.fixture(scope="module")
 def alice(demo_hub):
     config, settings, creds = demo_hub
-    session = hub.HubSession(url_of(demo_hub), "alice")
+    session = HubSession(url_of(demo_hub), "alice")
     assert session.login(creds["user_password"]).status_code == 302
     session.new_token()
     session.start_server()
@@ -86,7 +87,7 @@ def alice(demo_hub):
 @pytest.fixture(scope="module")
 def bob(demo_hub):
     config, settings, creds = demo_hub
-    session = hub.HubSession(url_of(demo_hub), "bob")
+    session = HubSession(url_of(demo_hub), "bob")
     assert session.login(creds["user_password"]).status_code == 302
     session.new_token()
     yield session
@@ -230,13 +231,13 @@ def test_anonymous_is_refused_everywhere(demo_hub, alice, alice_result):
 
 
 def test_wrong_password_is_refused(demo_hub):
-    session = hub.HubSession(url_of(demo_hub), "alice")
+    session = HubSession(url_of(demo_hub), "alice")
     response = session.login("not-the-password")
     assert response.status_code == 403
     assert "jupyterhub-session-id" not in response.headers.get("set-cookie", "") or \
         session._api("GET", "/users/alice").status_code == 403
     assert session._api("GET", "/users/alice").status_code == 403
-    unknown = hub.HubSession(url_of(demo_hub), "mallory")
+    unknown = HubSession(url_of(demo_hub), "mallory")
     assert unknown.login(demo_hub[2]["user_password"]).status_code == 403  # not an allowed user
     session.close()
     unknown.close()

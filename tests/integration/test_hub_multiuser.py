@@ -21,6 +21,7 @@ import pytest
 
 from eolab import hub
 from eolab.stack import workspace as _workspace
+from eolab.testing.hub import HubSession
 from tests.integration.test_hub_demo import SEARCH_AND_COMPUTE, free_port_base
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -96,7 +97,7 @@ def _url(mu_hub) -> str:
 
 
 def _session(mu_hub, name):
-    session = hub.HubSession(_url(mu_hub), name)
+    session = HubSession(_url(mu_hub), name)
     assert session.login(mu_hub[2]["user_password"]).status_code == 302
     session.new_token()
     session.start_server()

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from eolab import hub
+from eolab.testing.hub import HubSession
 
 from .test_hub_demo import free_port_base
 
@@ -139,7 +140,7 @@ def _form_action(page: httpx.Response) -> str:
     return str(page.url.join(match.group(1)))
 
 
-def to_callback(session: hub.HubSession, oidc: dict, name: str, password: str) -> httpx.URL | httpx.Response:
+def to_callback(session: HubSession, oidc: dict, name: str, password: str) -> httpx.URL | httpx.Response:
     """Hub login page → provider (login form, consent) → the provider's redirect back to the hub.
 
     Returns the callback URL (code and state) without following it, so tests can tamper with it, or
@@ -178,8 +179,8 @@ def to_callback(session: hub.HubSession, oidc: dict, name: str, password: str) -
     raise AssertionError("the provider never redirected back to the hub")
 
 
-def oidc_login(oidc: dict, name: str) -> tuple[hub.HubSession, httpx.Response]:
-    session = hub.HubSession(oidc["url"], name)
+def oidc_login(oidc: dict, name: str) -> tuple[HubSession, httpx.Response]:
+    session = HubSession(oidc["url"], name)
     callback = to_callback(session, oidc, name, oidc["passwords"][name])
     return session, session.http.get(callback)
 
@@ -247,7 +248,7 @@ def test_admin_group_gives_admin_rights(oidc):
 
 
 def test_wrong_password_is_refused_by_the_provider(oidc):
-    session = hub.HubSession(oidc["url"], "alice")
+    session = HubSession(oidc["url"], "alice")
     try:
         refused = to_callback(session, oidc, "alice", "not-" + oidc["passwords"]["alice"])
         assert isinstance(refused, httpx.Response) and refused.status_code == 401
@@ -258,7 +259,7 @@ def test_wrong_password_is_refused_by_the_provider(oidc):
 
 
 def test_tampered_state_is_refused(oidc):
-    session = hub.HubSession(oidc["url"], "alice")
+    session = HubSession(oidc["url"], "alice")
     stranger = httpx.Client(timeout=30, follow_redirects=False)
     try:
         callback = to_callback(session, oidc, "alice", oidc["passwords"]["alice"])

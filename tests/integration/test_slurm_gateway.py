@@ -20,6 +20,7 @@ import pytest
 
 from eolab import hub
 from eolab.compute._slurm import LocalSlurm, job_name
+from eolab.testing.hub import HubSession
 from tests._poll import poll
 from tests.integration.test_hub_demo import SEARCH_AND_COMPUTE, free_port_base
 from tests.integration.test_hub_multiuser import PREFIX, _blocked, _remove_users
@@ -63,7 +64,7 @@ def gateway_hub(catalog_stack, slurm, shared_dir):
         max_worker_cores=1, max_worker_memory=1.0)
     try:
         hub.up(config, settings)
-        session = hub.HubSession(f"http://127.0.0.1:{settings.port}", "alice")
+        session = HubSession(f"http://127.0.0.1:{settings.port}", "alice")
         assert session.login(hub.credentials(config)["user_password"]).status_code == 302
         session.new_token()
         session.start_server(timeout=150)

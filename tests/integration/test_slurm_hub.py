@@ -13,7 +13,7 @@ import pytest
 
 from eolab import hub
 from eolab.compute._slurm import LocalSlurm, job_name
-
+from eolab.testing.hub import HubSession
 from tests._poll import poll
 
 from .test_hub_demo import free_port_base
@@ -42,7 +42,7 @@ def slurm_hub(catalog_stack, slurm, tmp_path_factory):
                                slurm_conf=str(slurm.conf), slurm_bin=str(slurm.bin))
     try:
         hub.up(config, settings)
-        session = hub.HubSession(f"http://127.0.0.1:{base}", "alice")
+        session = HubSession(f"http://127.0.0.1:{base}", "alice")
         session.login(hub.credentials(config)["user_password"])
         session.new_token()
         session.start_server()

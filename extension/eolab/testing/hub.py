@@ -1,0 +1,133 @@
+"""Drive a hub as its users do: :class:`HubSession` logs in, starts a server, runs code in kernels.
+
+Part of the public test kit (:mod:`eolab.testing`): the hub integration tests, the browser tests
+and ``benchmarks/hub_latency.py`` use it against a hub started by :func:`eolab.hub.up` (or any
+JupyterHub with the shared-password login).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+
+from eolab.errors import ServiceError
+
+
+class HubSession:
+    """One user driving a hub over HTTP as a browser would: login form, REST API, kernels over websocket.
+
+    Used by the integration tests and the benchmarks; ``run`` executes code in a kernel of the
+    user's server and returns its stdout (raising :class:`ServiceError` with the traceback's
+    last line if the code failed).
+    """
+
+    def __init__(self, url: str, username: str):
+        self.url = url.rstrip("/")
+        self.login_name = username
+        self.username = username  # the hub's name for the user (multiuser: mapped, e.g. eolab-alice)
+        self.http = httpx.Client(base_url=self.url, timeout=60.0, follow_redirects=False)
+        self.token: str | None = None
+
+    def close(self) -> None:
+        self.http.close()
+
+    def login(self, password: str) -> httpx.Response:
+        self.http.get("/hub/login")
+        xsrf = self.http.cookies.get("_xsrf", "")
+        response = self.http.post("/hub/login", data={"username": self.login_name, "password": password,
+                                                        "_xsrf": xsrf})
+        if response.status_code == 302:
+            me = self._api("GET", "/user")
+            if me.status_code == 200:
+                self.username = me.json()["name"]
+        return response
+
+    def _api(self, method: str, path: str, **kwargs) -> httpx.Response:
+        headers = kwargs.pop("headers", {})
+        if self.token:
+            headers["Authorization"] = f"token {self.token}"
+        else:
+            headers["X-XSRFToken"] = self.http.cookies.get("_xsrf", "")
+        return self.http.request(method, f"/hub/api{path}", headers=headers, **kwargs)
+
+    def new_token(self, note: str = "eolab test") -> str:
+        response = self._api("POST", f"/users/{self.username}/tokens", json={"note": note, "expires_in": 3600})
+        response.raise_for_status()
+        self.token = response.json()["token"]
+        return self.token
+
+    def start_server(self, timeout: float = 90.0) -> float:
+        """Start the user's server and wait until it answers; returns the seconds it took."""
+        began = time.monotonic()
+        response = self._api("POST", f"/users/{self.username}/server")
+        if response.status_code not in (201, 202, 400):  # 400: already running
+            raise ServiceError(f"could not start {self.username}'s server: HTTP {response.status_code} "
+                               f"{response.text[:200]}")
+        deadline = began + timeout
+        while time.monotonic() < deadline:
+            model = self._api("GET", f"/users/{self.username}").json()
+            server = (model.get("servers") or {}).get("", {})
+            if server.get("ready"):
+                return time.monotonic() - began
+            if not server.get("pending") and not server and response.status_code != 400:
+                raise ServiceError(f"{self.username}'s server failed to start", hint="see the hub log")
+            time.sleep(0.1)
+        raise ServiceError(f"{self.username}'s server did not start within {timeout:.0f} s")
+
+    def stop_server(self) -> None:
+        self._api("DELETE", f"/users/{self.username}/server")
+
+    def server_api(self, method: str, path: str, **kwargs) -> httpx.Response:
+        headers = {"Authorization": f"token {self.token}", **kwargs.pop("headers", {})}
+        return self.http.request(method, f"/user/{self.username}/api{path}", headers=headers, **kwargs)
+
+    def start_kernel(self) -> str:
+        response = self.server_api("POST", "/kernels", json={"name": "python3"})
+        response.raise_for_status()
+        return response.json()["id"]
+
+    def kill_kernel(self, kernel_id: str) -> None:
+        self.server_api("DELETE", f"/kernels/{kernel_id}")
+
+    def run(self, kernel_id: str, code: str, timeout: float = 180.0) -> str:
+        import uuid
+
+        import websocket  # websocket-client
+
+        ws_url = "ws" + self.url[len("http"):] + f"/user/{self.username}/api/kernels/{kernel_id}/channels"
+        ws = websocket.create_connection(ws_url, header=[f"Authorization: token {self.token}"], timeout=timeout)
+        msg_id = uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": self.username,
+                       "session": uuid.uuid4().hex, "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell",
+            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                        "allow_stdin": False, "stop_on_error": True},
+        }))
+        out: list[str] = []
+        err: list[str] = []  # stderr (warnings, logs) stays out of the returned text
+        error = None
+        try:
+            while True:
+                msg = json.loads(ws.recv())
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind, content = msg["msg_type"], msg["content"]
+                if kind == "stream" and content["name"] == "stdout":
+                    out.append(content["text"])
+                elif kind == "stream":
+                    err.append(content["text"])
+                elif kind in ("execute_result", "display_data"):
+                    out.append(content["data"].get("text/plain", "") + "\n")
+                elif kind == "error":
+                    error = f"{content['ename']}: {content['evalue']}"
+                elif kind == "status" and content["execution_state"] == "idle":
+                    break
+        finally:
+            ws.close()
+        self.last_stderr = "".join(err)
+        if error:
+            raise ServiceError(f"kernel code failed: {error}", hint="".join(out)[-300:] or None)
+        return "".join(out)
