@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eolab.errors import EolabError
 
+_CHECKOUT = Path(__file__).resolve().parents[2]  # the source tree, if the package runs from one
 _CONFIG = SettingsConfigDict(env_prefix="EOLAB_", extra="ignore", env_ignore_empty=True)
 
 
@@ -95,6 +96,24 @@ def stack() -> StackSettings:
 
 def services() -> ServiceSettings:
     return ServiceSettings()
+
+
+def hub_config_dir() -> Path:
+    """The hub's traitlets files: ``$EOLAB_HUB_CONFIG_DIR``, else ``hub_config/`` of the checkout."""
+    from eolab.errors import ServiceError
+
+    configured = client().hub_config_dir
+    if configured:
+        path = Path(configured).expanduser().resolve()
+        if not (path / "jupyterhub_config.py").is_file():
+            raise ServiceError(f"EOLAB_HUB_CONFIG_DIR={configured} holds no jupyterhub_config.py",
+                               hint="point it at the hub_config/ folder of an eolab checkout")
+        return path
+    checkout = _CHECKOUT / "hub_config"
+    if (checkout / "jupyterhub_config.py").is_file():
+        return checkout
+    raise ServiceError("the hub's configuration files (hub_config/) were not found",
+                       hint="set EOLAB_HUB_CONFIG_DIR to the hub_config/ folder of an eolab checkout")
 
 
 def required(value, what: str, variable: str, hint: str | None = None):

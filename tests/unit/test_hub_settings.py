@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from eolab import hub
+from eolab import settings as eolab_settings
 from eolab.config import load_config
 from eolab.errors import ServiceError
 from eolab.hub import settings as hub_settings
@@ -53,6 +54,6 @@ def test_hub_config_found_through_the_setting_else_the_checkout(tmp_path, monkey
     (tmp_path / "jupyterhub_config.py").write_text("")
     assert hub.hub_config_dir() == tmp_path.resolve()
     monkeypatch.delenv("EOLAB_HUB_CONFIG_DIR")
-    monkeypatch.setattr(hub_settings, "_CHECKOUT", Path(tmp_path / "site-packages"))  # an installed wheel
+    monkeypatch.setattr(eolab_settings, "_CHECKOUT", Path(tmp_path / "site-packages"))  # an installed wheel
     with pytest.raises(ServiceError, match="EOLAB_HUB_CONFIG_DIR"):
         hub.hub_config_dir()

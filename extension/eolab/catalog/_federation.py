@@ -20,10 +20,9 @@ from typing import Any
 
 import httpx
 
-from eolab.catalog._fallback import Capabilities, apply_fields, filter_matcher, filter_text, member_fields, \
-    query_matcher
+from eolab.catalog._fallback import Capabilities, apply_fields, filter_matcher, filter_text, member_fields, query_matcher
 from eolab.catalog._members import Member, MemberError
-from eolab.catalog._merge import Cursor, Merger, MemberPage, sort_key_function
+from eolab.catalog._merge import Cursor, MemberPage, Merger, sort_key_function
 from eolab.catalog._paging import TokenState, compact_next, decode_token, encode_token, expand_next
 from eolab.catalog._query import DEFAULT_SORTBY, BadParameter, SearchQuery
 from eolab.catalog._rewrite import federated_id, localize_filter, rewrite_collection, rewrite_item, split_id

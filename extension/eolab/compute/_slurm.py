@@ -22,7 +22,6 @@ from pathlib import Path
 
 from eolab.errors import EolabError, ServiceError
 
-TEMPLATE = Path(__file__).resolve().parents[3] / "hub_config" / "slurm" / "slurm.conf.in"
 WRAPPED = ("sbatch", "squeue", "scancel", "sinfo", "scontrol", "srun")
 
 
@@ -112,7 +111,10 @@ class LocalSlurm:
         self.dir.chmod(0o755)
         (self.dir / "logs").chmod(0o777)  # jobs of other users write their logs here
         (self.dir / "jobs").chmod(0o1777)
-        self.conf.write_text(TEMPLATE.read_text().format(
+        from eolab.settings import hub_config_dir
+
+        template = hub_config_dir() / "slurm" / "slurm.conf.in"
+        self.conf.write_text(template.read_text().format(
             ctld_port=_free_port(), slurmd_port=_free_port(), munge_socket=self.munge_socket,
             state=self.dir / "state", logs=self.dir / "logs", cpus=self.cpus, memory_mb=self.memory_mb,
             partition=self.partition))

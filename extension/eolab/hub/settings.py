@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eolab.errors import ServiceError
+from eolab.settings import hub_config_dir
 
 if TYPE_CHECKING:
     from eolab.config import StackConfig
@@ -35,7 +36,6 @@ TILES_APP = "eolab.tiles.app:create_app"
 PORTS = {"port": 0, "hub_port": 1, "proxy_api_port": 2, "gateway_api_port": 3, "gateway_proxy_port": 4,
          "gate_gateway_port": 5, "gate_catalog_port": 6, "gate_tiles_port": 7}
 _PACKAGE = Path(__file__).resolve().parents[1]  # extension/eolab
-_CHECKOUT = _PACKAGE.parents[1]  # the source tree, if the package runs from one
 
 
 class _HubFields(BaseModel):
@@ -154,24 +154,6 @@ def load_settings(**overrides) -> HubSettings:
 
 def hub_dir(config: StackConfig) -> Path:
     return Path(config.run_dir).resolve() / "hub"
-
-
-def hub_config_dir() -> Path:
-    """The hub's traitlets files: ``$EOLAB_HUB_CONFIG_DIR``, else ``hub_config/`` of the checkout."""
-    from eolab import settings as eolab_settings
-
-    configured = eolab_settings.client().hub_config_dir
-    if configured:
-        path = Path(configured).expanduser().resolve()
-        if not (path / "jupyterhub_config.py").is_file():
-            raise ServiceError(f"EOLAB_HUB_CONFIG_DIR={configured} holds no jupyterhub_config.py",
-                               hint="point it at the hub_config/ folder of an eolab checkout")
-        return path
-    checkout = _CHECKOUT / "hub_config"
-    if (checkout / "jupyterhub_config.py").is_file():
-        return checkout
-    raise ServiceError("the hub's configuration files (hub_config/) were not found",
-                       hint="set EOLAB_HUB_CONFIG_DIR to the hub_config/ folder of an eolab checkout")
 
 
 def _chp(conf: Path) -> str:
