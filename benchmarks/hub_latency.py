@@ -22,7 +22,7 @@ from eolab.testing.hub import HubSession
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.integration.test_hub_demo import free_port_base  # noqa: E402
+from eolab.testing.stack import free_port_base  # noqa: E402
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 CLUSTER_CODE = """

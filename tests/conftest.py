@@ -31,7 +31,7 @@ def small_demo(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def catalog_stack(small_demo, tmp_path_factory):
     """The catalogue stack (PostgreSQL/pgstac members, asset server, broker) serving the small demo data."""
-    from tests._stack import make_stack_config, running_stack
+    from eolab.testing.stack import make_stack_config, running_stack
 
     with running_stack(make_stack_config(tmp_path_factory.mktemp("stack-run"), small_demo)) as config:
         yield config

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from eolab import hub
-from tests.integration.test_hub_demo import free_port_base
+from eolab.testing.stack import free_port_base
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from eolab.config import DEFAULT_CONFIG, load_config
-from tests._stack import _free, _ports, free_port_offset, purge
+from eolab.testing.stack import _free, _ports, free_port_offset, purge
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -21,6 +21,7 @@ import pytest
 from eolab import _services, hub
 from eolab.errors import ServiceError
 from eolab.testing.hub import HubSession
+from eolab.testing.stack import free_port_base
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
 ORPHAN_TIMEOUT = 8
@@ -36,22 +37,6 @@ value = float(client.compute(ndvi).result())
 print("ITEMS", len(items), "NDVI", repr(value), "CLUSTER", client.cluster.name,
       "WORKERS", len(client.scheduler_info()["workers"]))
 """
-
-
-def free_port_base(width: int = 8, start: int = 41000) -> int:
-    """A port where ``width`` consecutive ports are free on 127.0.0.1."""
-    for base in range(start, 60000, 97):
-        ok = True
-        for port in range(base, base + width):
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port range on 127.0.0.1")
 
 
 @pytest.fixture(scope="module")

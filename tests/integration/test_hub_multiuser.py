@@ -22,7 +22,8 @@ import pytest
 from eolab import hub
 from eolab.stack import workspace as _workspace
 from eolab.testing.hub import HubSession
-from tests.integration.test_hub_demo import SEARCH_AND_COMPUTE, free_port_base
+from eolab.testing.stack import free_port_base
+from tests.integration.test_hub_demo import SEARCH_AND_COMPUTE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 PREFIX = "eolabt-"

@@ -19,8 +19,7 @@ import pytest
 
 from eolab import hub
 from eolab.testing.hub import HubSession
-
-from .test_hub_demo import free_port_base
+from eolab.testing.stack import free_port_base
 
 PROVIDER_DIR = hub.HUB_CONFIG / "oidc" / "provider"
 NODE = shutil.which("node")

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from eolab import _services
-from tests._stack import make_stack_config, purge
+from eolab.testing.stack import make_stack_config, purge
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -22,8 +22,8 @@ from eolab.errors import EolabError
 from eolab.search import Catalogue
 from eolab.stack import core as stack
 from eolab.stack import workspace as _workspace
+from eolab.testing.stack import make_stack_config, running_stack
 from eolab.widgets import BrowserState, PickerState
-from tests._stack import make_stack_config, running_stack
 
 pytestmark = pytest.mark.integration
 

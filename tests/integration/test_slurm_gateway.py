@@ -21,8 +21,9 @@ import pytest
 from eolab import hub
 from eolab.compute._slurm import LocalSlurm, job_name
 from eolab.testing.hub import HubSession
+from eolab.testing.stack import free_port_base
 from tests._poll import poll
-from tests.integration.test_hub_demo import SEARCH_AND_COMPUTE, free_port_base
+from tests.integration.test_hub_demo import SEARCH_AND_COMPUTE
 from tests.integration.test_hub_multiuser import PREFIX, _blocked, _remove_users
 
 pytestmark = [

@@ -14,9 +14,8 @@ import pytest
 from eolab import hub
 from eolab.compute._slurm import LocalSlurm, job_name
 from eolab.testing.hub import HubSession
+from eolab.testing.stack import free_port_base
 from tests._poll import poll
-
-from .test_hub_demo import free_port_base
 
 pytestmark = [
     pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300),

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from eolab import ids
-from tests._stack import free_port_offset, purge
+from eolab.testing.stack import free_port_offset, purge
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -1,4 +1,4 @@
-"""The catalogue stack for tests: free ports, generous budgets, cleanup."""
+"""The catalogue stack for tests and benchmarks: free ports, generous budgets, cleanup."""
 
 from __future__ import annotations
 
@@ -25,6 +25,22 @@ def _free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def free_port_base(width: int = 8, start: int = 41000) -> int:
+    """A port where ``width`` consecutive ports are free on 127.0.0.1."""
+    for base in range(start, 60000, 97):
+        ok = True
+        for port in range(base, base + width):
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free port range on 127.0.0.1")
 
 
 _taken: set[int] = set()
