@@ -57,14 +57,14 @@ DN_SCALE, DN_OFFSET = 0.0001, -0.1
 SOIL = np.array([0.08, 0.11, 0.15, 0.18, 0.24, 0.25, 0.32, 0.26], np.float32)
 VEG = np.array([0.03, 0.07, 0.03, 0.12, 0.45, 0.47, 0.20, 0.10], np.float32)
 CLOUD = np.array([0.45, 0.46, 0.47, 0.48, 0.50, 0.50, 0.40, 0.33], np.float32)
-CROPS = {  # name: (code, share, (cover start, green-up doy, senescence doy, stubble cover))
-    "winter_wheat": ("1101", 0.20, (0.35, 85, 180, 0.15)),
-    "winter_barley": ("1102", 0.10, (0.40, 80, 165, 0.15)),
-    "rapeseed": ("1201", 0.10, (0.55, 75, 175, 0.20)),
-    "maize": ("1301", 0.18, (0.05, 150, 260, 0.10)),
-    "sunflower": ("1302", 0.10, (0.05, 135, 225, 0.10)),
-    "soybean": ("1303", 0.10, (0.05, 150, 245, 0.10)),
-    "grassland": ("2001", 0.22, None),
+CROPS = {  # name: (code of the demo code list, share, (cover start, green-up doy, senescence doy, stubble cover))
+    "winter_wheat": ("1110", 0.20, (0.35, 85, 180, 0.15)),
+    "winter_barley": ("1120", 0.10, (0.40, 80, 165, 0.15)),
+    "rapeseed": ("1630", 0.10, (0.55, 75, 175, 0.20)),
+    "maize": ("1510", 0.18, (0.05, 150, 260, 0.10)),
+    "sunflower": ("1720", 0.10, (0.05, 135, 225, 0.10)),
+    "soybean": ("1640", 0.10, (0.05, 150, 245, 0.10)),
+    "grassland": ("6100", 0.22, None),
 }
 BLOCK = 1024  # COG tile and dask chunk (what parcel_series uses)
 
