@@ -91,6 +91,11 @@ class ServicePort(_Strict):
     port: int = Field(ge=1, le=65535)
 
 
+class TilesConfig(ServicePort):
+    allow: list[str] = Field(default_factory=list, description="URL prefixes the tile service may always read "
+                             "besides the stack's own services (e.g. a provider's storage on a private network)")
+
+
 class BrokerConfig(_Strict):
     """The federated catalogue broker: one STAC API over all enabled members."""
 
@@ -113,7 +118,7 @@ class StackConfig(_Strict):
     postgres: ServicePort = ServicePort(port=5433)
     assets: ServicePort = ServicePort(port=8710)
     broker: BrokerConfig = BrokerConfig()
-    tiles: ServicePort = ServicePort(port=8730)
+    tiles: TilesConfig = TilesConfig(port=8730)
     members: list[MemberConfig]
 
     @field_validator("host")

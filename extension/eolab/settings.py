@@ -68,7 +68,9 @@ class ServiceSettings(BaseSettings):
 
     assets_dir: Path | None = Field(None, description="the asset server's root directory")
     tiles_base_dir: Path | None = Field(None, description="demo data directory for the offline base layer")
-    tiles_allow: str | None = Field(None, description="comma-separated URL prefixes the tile service may read")
+    tiles_allow: str | None = Field(None, description="comma-separated URL prefixes the tile service always reads")
+    tiles_public: bool = Field(True, description="the tile service may read other hosts whose addresses are all "
+                                                 "public (never loopback, link-local or private ones)")
     workspace_token: str | None = Field(None, description="the workspace member's write token")
     broker_token_secret: str | None = Field(None, description="HMAC key of the broker's paging tokens")
     broker_page_cache_ttl: float | None = None

@@ -15,7 +15,6 @@ from PIL import Image
 from rasterio.warp import transform_bounds
 from rasterio.windows import from_bounds
 
-from eolab.catalog import _faults
 from eolab.search import Catalogue
 from eolab.tiles import item_tiles
 from eolab.tiles._render import RAMP, STYLES
@@ -125,8 +124,8 @@ def test_errors_are_clear_and_titiler_endpoints_work(tiles, centre_item, catalog
     self_href = next(ln["href"] for ln in centre_item["links"] if ln["rel"] == "self")
     bad = httpx.get(path, params={"url": self_href, "style": "thermal"})
     assert bad.status_code == 400 and "unknown quicklook style 'thermal'" in bad.json()["detail"]
-    gone = httpx.get(path, params={"url": f"http://127.0.0.1:{_faults.free_port()}/item.json"})
-    assert gone.status_code == 400 and "is not reachable" in gone.json()["detail"]
+    gone = httpx.get(path, params={"url": f"{catalog_stack.assets_url}/no-such-item.json"})
+    assert gone.status_code == 400 and "no-such-item.json answered 404" in gone.json()["detail"]
     missing = httpx.get(f"{tiles}/assets/{tile.z}/{tile.x}/{tile.y}.png", params={"style": "ndvi", "red": "x"})
     assert missing.status_code == 400 and "needs the hrefs of nir" in missing.json()["detail"]
     cog = httpx.get(f"{tiles}/cog/info", params={"url": centre_item["assets"]["B04"]["href"]}, timeout=30)
@@ -135,11 +134,8 @@ def test_errors_are_clear_and_titiler_endpoints_work(tiles, centre_item, catalog
     assert set(styles) == {"truecolor", "falsecolor", "ndvi"}
 
 
-def test_local_files_are_never_read(tiles, centre_item, tmp_path):
+def test_local_files_are_never_read(tiles, centre_item, catalog_stack, tmp_path):
     """Only http(s) URLs, also for the assets a STAC item names (the service may run as root)."""
-    import functools
-    import http.server
-    import threading
 
     for url in ("/etc/passwd", "file:///etc/passwd", "/vsicurl/http://127.0.0.1/x.tif"):
         refused = httpx.get(f"{tiles}/cog/info", params={"url": url}, timeout=30)
@@ -147,15 +143,53 @@ def test_local_files_are_never_read(tiles, centre_item, tmp_path):
     item = json.loads(json.dumps(centre_item))
     item["assets"]["B04"]["href"] = "file:///etc/passwd"  # relative hrefs resolve against the item's URL
     item["links"] = []
-    (tmp_path / "item.json").write_text(json.dumps(item))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # served by the stack's own asset server, which the tile service trusts
+    path = Path(catalog_stack.data_dir) / f"test-item-{tmp_path.name}.json"
+    path.write_text(json.dumps(item))
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/item.json"
+        url = f"{catalog_stack.assets_url}/{path.name}"
         refused = httpx.get(f"{tiles}/stac/info", params={"url": url, "assets": "B04"}, timeout=30)
         assert refused.status_code == 400 and "/etc/passwd" in refused.json()["detail"]
         allowed = httpx.get(f"{tiles}/stac/info", params={"url": url, "assets": "B08"}, timeout=30)
         assert allowed.status_code == 200 and "B08" in allowed.json()
     finally:
+        path.unlink()
+
+
+def test_other_local_services_are_never_read(tiles, centre_item, catalog_stack, tmp_path):
+    """A user cannot make the tile service read loopback ports outside the catalogue (PostgreSQL, a
+    dashboard, another user's server), directly, as an asset of an item, or through a redirect."""
+    import functools
+    import http.server
+    import threading
+
+    tile = item_tile(centre_item)
+    (tmp_path / "secret.json").write_text(json.dumps({"type": "Feature", "secret": "of another account"}))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        other = f"http://127.0.0.1:{server.server_address[1]}/secret.json"
+        for target in (other, f"http://127.0.0.1:{catalog_stack.postgres.port}/", f"http://localhost:{server.server_address[1]}/"):
+            for route, params in ((f"/item/{tile.z}/{tile.x}/{tile.y}.png", {"url": target}), ("/cog/info", {"url": target}),
+                                  ("/stac/info", {"url": target, "assets": "B04"}),
+                                  (f"/assets/{tile.z}/{tile.x}/{tile.y}.png", {"style": "ndvi", "nir": target, "red": target})):
+                refused = httpx.get(f"{tiles}{route}", params=params, timeout=30)
+                assert refused.status_code == 400, (route, target, refused.text[:200])
+                assert "local, private or link-local address" in refused.json()["detail"], refused.text[:200]
+        item = json.loads(json.dumps(centre_item))
+        item["assets"]["B04"]["href"] = other
+        item["links"] = []
+        path = Path(catalog_stack.data_dir) / f"test-item-{tmp_path.name}.json"
+        path.write_text(json.dumps(item))
+        try:
+            url = f"{catalog_stack.assets_url}/{path.name}"
+            refused = httpx.get(f"{tiles}/item/{tile.z}/{tile.x}/{tile.y}.png", params={"url": url, "style": "truecolor"})
+            assert refused.status_code == 400 and "local, private or link-local" in refused.json()["detail"]
+        finally:
+            path.unlink()
+    finally:
         server.shutdown()
+    # and the legitimate path still works: the catalogue's own item renders
+    self_href = next(ln["href"] for ln in centre_item["links"] if ln["rel"] == "self")
+    assert fetch(f"{tiles}/item/{tile.z}/{tile.x}/{tile.y}.png", url=self_href, style="ndvi").getextrema()[3][1] > 0

@@ -152,6 +152,12 @@ def load_settings(**overrides) -> HubSettings:
     return settings
 
 
+def _tiles_env(config) -> dict[str, str]:
+    from eolab.tiles import service_env
+
+    return service_env(config)
+
+
 def hub_dir(config: StackConfig) -> Path:
     return Path(config.run_dir).resolve() / "hub"
 
@@ -234,7 +240,7 @@ def resolve(config: StackConfig, settings: HubSettings) -> ResolvedHub:
                            managed=not _answers(config.broker_url + "/_health")) if broker else None),
         tiles=(ManagedApp(app=TILES_APP, port=config.tiles.port, url=tiles_url,
                           managed=not _answers(tiles_url + "/_health"),
-                          env={"EOLAB_TILES_BASE_DIR": str(Path(config.data_dir).resolve())})
+                          env=_tiles_env(config))
                if _app_exists(TILES_APP) else None),
         templates=_templates(),
         is_root=os.geteuid() == 0,

@@ -82,12 +82,24 @@ def base_tiles(url: str | None = None) -> str:
     return f"{tiles_url(url)}/base/{{z}}/{{x}}/{{y}}.png"
 
 
-def _service(host: str, port: int, data_dir, name: str = "tiles"):
+def trusted_prefixes(config) -> list[str]:
+    """URL prefixes the stack's tile service always reads: the asset server, the broker, every member
+    (also remote ones, for their items) and the hosts ``tiles.allow`` of the configuration names."""
+    members = [config.member_url(m) for m in config.members if m.enabled]
+    return [config.assets_url, config.broker_url, *members, *getattr(config.tiles, "allow", [])]
+
+
+def service_env(config) -> dict[str, str]:
+    """The tile service's environment for a stack: its base layer and what it may read."""
+    return {"EOLAB_TILES_BASE_DIR": str(Path(config.data_dir).resolve()),
+            "EOLAB_TILES_ALLOW": ",".join(trusted_prefixes(config))}
+
+
+def _service(host: str, port: int, env: dict[str, str], name: str = "tiles"):
     from eolab import _services
 
     cmd = [sys.executable, "-m", "uvicorn", "eolab.tiles.app:create_app", "--factory", "--host", host,
            "--port", str(port), "--log-level", "warning", "--no-access-log"]
-    env = {"EOLAB_TILES_BASE_DIR": str(Path(data_dir).resolve())} if data_dir else {}
     return _services.Service(name=name, cmd=cmd, port=port, env=env, ready_path="/_health", host=host)
 
 
@@ -101,13 +113,15 @@ def tile_service(config, port: int | None = None):
     if port is None:
         section = getattr(config, "tiles", None)
         port = getattr(section, "port", None) or (DEFAULT_PORT + config.broker.port - 8720)
-    return _service(config.host, port, config.data_dir)
+    return _service(config.host, port, service_env(config))
 
 
-def serve(run_dir, data_dir=None, port: int | None = None, name: str = "tiles", timeout: float = 60.0):
+def serve(run_dir, data_dir=None, port: int | None = None, name: str = "tiles", timeout: float = 60.0,
+          allow: list[str] | None = None):
     """Start a tile service in the background (PID file and log under ``run_dir``); returns its Service.
 
-    Stop it with ``eolab._services.stop(run_dir, name)``. ``port=None`` picks a free port.
+    Stop it with ``eolab._services.stop(run_dir, name)``. ``port=None`` picks a free port. ``allow``:
+    URL prefixes it may always read (others only on public addresses).
     """
     from eolab import _services
 
@@ -117,6 +131,9 @@ def serve(run_dir, data_dir=None, port: int | None = None, name: str = "tiles", 
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-    service = _service("127.0.0.1", port, data_dir, name=name)
+    env = {"EOLAB_TILES_BASE_DIR": str(Path(data_dir).resolve())} if data_dir else {}
+    if allow:
+        env["EOLAB_TILES_ALLOW"] = ",".join(allow)
+    service = _service("127.0.0.1", port, env, name=name)
     _services.start(Path(run_dir), service, timeout=timeout)
     return service

@@ -1,9 +1,11 @@
 """The quicklook tile service: a titiler (FastAPI) app rendering STAC items and the demo base layer.
 
 Run: ``python -m uvicorn eolab.tiles.app:create_app --factory --host 127.0.0.1 --port 8730``.
-Environment: ``EOLAB_TILES_BASE_DIR`` (demo data directory for the offline base layer),
-``EOLAB_TILES_ALLOW`` (comma-separated URL prefixes the service may read; default: any http(s) URL —
-never local files).
+Environment (:class:`eolab.settings.ServiceSettings`): ``EOLAB_TILES_BASE_DIR`` (demo data directory
+for the offline base layer), ``EOLAB_TILES_ALLOW`` (comma-separated URL prefixes it always reads: the
+stack sets its asset server, broker and members), ``EOLAB_TILES_PUBLIC`` (other hosts only on public
+addresses; default true). Never local files, GDAL virtual paths, or loopback, link-local and private
+addresses outside the allowed prefixes (:mod:`eolab.tiles._policy`).
 
 Routes (all tiles are 256 px Web Mercator PNGs; outside the data they are transparent, not 404):
 
@@ -31,7 +33,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.middleware.cors import CORSMiddleware
 
 from eolab.errors import EolabError
-from eolab.tiles import _render
+from eolab.tiles import _policy, _render
 
 TILE = 256
 _GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
@@ -148,28 +150,36 @@ class BaseLayer:
 class ItemSource:
     """STAC item JSON by URL, cached (items do not change while a map is open)."""
 
-    def __init__(self, allow: list[str] | None = None):
+    def __init__(self, allow: list[str] | None = None, allow_public: bool = True):
         import httpx
 
-        self.allow = allow
-        self.http = httpx.Client(timeout=15.0, follow_redirects=True)
+        self.allow = list(allow or [])
+        self.allow_public = allow_public
+        # Redirects are followed by hand, each hop checked like the first URL.
+        self.http = httpx.Client(timeout=15.0, follow_redirects=False)
         self.get = functools.lru_cache(maxsize=512)(self._get)
 
     def check(self, url: str) -> None:
-        # Never local paths or GDAL virtual files: the service may run as root next to users' data.
-        if not url.lower().startswith(("http://", "https://")):
-            raise EolabError(f"the tile service reads http(s) URLs only, not {url!r}")
-        if self.allow and not any(url.startswith(prefix) for prefix in self.allow):
-            raise EolabError(f"the tile service may not read {url}", hint="see EOLAB_TILES_ALLOW")
+        """Refuse what the service must not read (see :mod:`eolab.tiles._policy`): never local files or
+        GDAL virtual paths, never loopback, link-local or private addresses but the stack's own."""
+        reason = _policy.refusal(url, self.allow, allow_public=self.allow_public)
+        if reason:
+            raise EolabError(reason, hint="the catalogue's hosts are allowed; operators add others with tiles.allow "
+                                          "in the catalogue configuration")
 
     def _get(self, url: str) -> dict:
         import httpx
 
-        self.check(url)
-        try:
-            response = self.http.get(url)
-        except httpx.HTTPError as exc:
-            raise EolabError(f"item {url} is not reachable ({type(exc).__name__})") from None
+        for _ in range(4):
+            self.check(url)
+            try:
+                response = self.http.get(url)
+            except httpx.HTTPError as exc:
+                raise EolabError(f"item {url} is not reachable ({type(exc).__name__})") from None
+            if response.is_redirect and response.headers.get("location"):
+                url = str(response.url.join(response.headers["location"]))
+                continue
+            break
         if response.status_code != 200:
             raise EolabError(f"item {url} answered {response.status_code}")
         return response.json()
@@ -199,7 +209,7 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
     if allow is None:
         allow = conf.tiles_allow_list
     base = BaseLayer(Path(base_dir).resolve() if base_dir else None)
-    items = ItemSource(allow)
+    items = ItemSource(allow, allow_public=conf.tiles_public)
 
     app = FastAPI(title="eolab quicklook tiles", openapi_url="/api", docs_url=None, redoc_url=None)
     # JupyterLab pages load tiles cross-origin.
