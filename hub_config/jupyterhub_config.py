@@ -230,7 +230,10 @@ PROBES = {"dask-gateway-server": f"http://{HOST}:{S.gateway_proxy_port}{GATEWAY_
 
 
 class HealthHandler(BaseHandler):
-    """JSON: each managed service ok/down (the hub restarts crashed ones); 503 while any is down."""
+    """JSON: each managed service ok/down (the hub restarts crashed ones); 503 while any is down.
+
+    Anyone may ask whether the hub is healthy; the per-service details (PIDs, internal addresses)
+    go to admins only (an admin login or the admin token: the ``admin:servers`` scope)."""
 
     def check_xsrf_cookie(self):
         pass
@@ -256,6 +259,9 @@ class HealthHandler(BaseHandler):
                             "url": service.url or "", "detail": "" if alive else "process exited; hub restarts it"}
         self.set_status(200 if ok else 503)
         self.set_header("Content-Type", "application/json")
+        if "admin:servers" not in self.expanded_scopes:
+            self.finish(json.dumps({"ok": ok}))
+            return
         self.finish(json.dumps({"ok": ok, "services": report}))
 
 

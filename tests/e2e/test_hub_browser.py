@@ -23,6 +23,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
 CELLS = [
     "import eolab.widgets\nform = eolab.widgets.options_widget()\nform.widget",
     "print('RESULT', form.client.submit(lambda: 6 * 7).result(), len(form.client.scheduler_info()['workers']))",
+    "form.stop()\nprint('STOPPED', form.status.value)",
 ]
 
 
@@ -104,5 +105,25 @@ def _drive(page, base, config) -> None:
     page.wait_for_selector(".jp-OutputArea-output:has-text('RESULT 42 1')", timeout=60_000)
     # The dashboard link works in the user's browser (hub OAuth through the gate, owner only).
     dash = page.context.new_page()
+    sockets = []
+    dash.on("websocket", sockets.append)
     response = dash.goto(f"{base}{link}" if link.startswith("/") else link)
-    assert response.status == 200 and "bokeh" in dash.content().lower()
+    assert response.status == 200
+    # What the user sees: Bokeh's plots drawn (canvases inside its shadow roots), fed over a websocket
+    # through the gate that stays open and carries frames.
+    dash.wait_for_selector("canvas", state="attached", timeout=60_000)
+    ws = next(s for s in sockets if s.url.endswith("/ws") or "/ws?" in s.url)
+    if not ws.is_closed():
+        ws.wait_for_event("framereceived", timeout=30_000)
+    assert not ws.is_closed(), "the dashboard's websocket was closed"
+    drawn = dash.evaluate("""() => {
+        const all = []; const walk = (root) => { for (const el of root.querySelectorAll('*')) {
+            if (el.tagName === 'CANVAS') all.push(el); if (el.shadowRoot) walk(el.shadowRoot); } };
+        walk(document); return all.filter(c => c.width > 50 && c.height > 50).length; }""")
+    assert drawn > 0, "no Bokeh plot was drawn"
+    dash.close()
+    # Stopping the cluster from the notebook shows no error (the gate used to answer 500).
+    _run_cell(page, 2)
+    page.wait_for_selector(".jp-OutputArea-output:has-text('STOPPED Cluster stopped.')", timeout=60_000)
+    outputs = page.locator(".jp-Notebook .jp-Cell").nth(2).inner_text()
+    assert "Traceback" not in outputs and "500" not in outputs, outputs[-500:]

@@ -253,6 +253,43 @@ def test_bob_cannot_list_connect_stop_or_scale_alices_cluster(demo_hub, alice, b
         assert name in [c.name for c in alices_gateway.list_clusters()]  # still running
 
 
+def test_stopping_a_cluster_through_the_gate_answers_204(demo_hub, alice):
+    """The gate passes the gateway's 204 on (it used to add a body and answer 500)."""
+    with gateway_for(demo_hub, alice.token) as gateway:
+        name = gateway.new_cluster().name
+        stopped = httpx.delete(f"{url_of(demo_hub)}/services/dask-gateway/api/v1/clusters/{name}",
+                               headers={"Authorization": f"jupyterhub {alice.token}"}, timeout=60)
+        assert stopped.status_code == 204 and stopped.content == b""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and name in [c.name for c in gateway.list_clusters()]:
+            time.sleep(0.5)
+        assert name not in [c.name for c in gateway.list_clusters()]
+
+
+def test_eolab_runs_in_a_terminal_on_the_hub(alice):
+    """A JupyterLab terminal keeps the venv on PATH: the README's `eolab templates list` works there."""
+    import json
+
+    import websocket  # websocket-client
+
+    name = alice.server_api("POST", "/terminals").json()["name"]
+    ws = websocket.create_connection(
+        "ws" + alice.url[len("http"):] + f"/user/{alice.username}/terminals/websocket/{name}",
+        header=[f"Authorization: token {alice.token}"], timeout=60)
+    try:
+        ws.send(json.dumps(["stdin", "eolab templates list; echo DONE-$((6*7))\r"]))
+        out, deadline = "", time.monotonic() + 90
+        while "DONE-42" not in out and time.monotonic() < deadline:
+            message = json.loads(ws.recv())
+            if message[0] == "stdout":
+                out += message[1]
+    finally:
+        ws.close()
+        alice.server_api("DELETE", f"/terminals/{name}")
+    assert "DONE-42" in out, out[-500:]
+    assert "command not found" not in out and "water-monitoring" in out, out[-800:]
+
+
 def test_bob_cannot_open_alices_dashboard(demo_hub, bob, alice_result):
     base = url_of(demo_hub)
     link = f"{base}/services/dask-gateway/clusters/{alice_result['cluster']}/status"
@@ -353,7 +390,19 @@ print(os.getpid(), client.cluster.name, client.submit(lambda: 6 * 7).result())
 
 
 def _health(demo_hub) -> dict:
-    return httpx.get(f"{url_of(demo_hub)}/hub/eolab-health", timeout=10).json()
+    token = demo_hub[2]["admin_token"]
+    return httpx.get(f"{url_of(demo_hub)}/hub/eolab-health", timeout=10,
+                     headers={"Authorization": f"token {token}"}).json()
+
+
+def test_health_details_are_for_admins_only(demo_hub, alice):
+    anyone = httpx.get(f"{url_of(demo_hub)}/hub/eolab-health", timeout=10)
+    assert anyone.json() == {"ok": anyone.json()["ok"]}  # healthy or not, nothing more
+    as_alice = httpx.get(f"{url_of(demo_hub)}/hub/eolab-health", timeout=10,
+                         headers={"Authorization": f"token {alice.token}"})
+    assert "services" not in as_alice.json()
+    details = _health(demo_hub)["services"]
+    assert details and all("pid" in s and "url" in s for s in details.values())
 
 
 @pytest.mark.parametrize("service", ["catalog", "dask-gateway", "dask-gateway-server"])

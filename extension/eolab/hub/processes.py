@@ -89,7 +89,10 @@ def _hub_service(config: StackConfig, resolved: ResolvedHub) -> _services.Servic
 
 def _health(resolved: ResolvedHub, timeout: float = 2.0) -> dict | None:
     try:
-        response = httpx.get(f"{resolved.public_url}/hub/eolab-health", timeout=timeout)
+        # the details (which service, its PID) are for admins: ask with the admin token
+        token = _secrets(Path(resolved.secrets_file))["admin_token"]
+        response = httpx.get(f"{resolved.public_url}/hub/eolab-health", timeout=timeout,
+                             headers={"Authorization": f"token {token}"})
         return response.json()
     except (httpx.HTTPError, ValueError):
         return None
