@@ -253,6 +253,29 @@ def test_bob_cannot_list_connect_stop_or_scale_alices_cluster(demo_hub, alice, b
         assert name in [c.name for c in alices_gateway.list_clusters()]  # still running
 
 
+def test_nothing_listens_beyond_loopback_while_clusters_run(demo_hub, alice, alice_result):
+    """The stack, the hub, its services, users' servers, schedulers and workers: 127.0.0.1 only."""
+    from eolab.testing.stack import is_loopback, listeners
+
+    config, settings, _ = demo_hub
+    with gateway_for(demo_hub, alice.token) as gateway:
+        assert alice_result["cluster"] in [c.name for c in gateway.list_clusters()]  # a cluster is running
+    ours = set(hub._processes_of(hub.read_resolved(hub.hub_dir(config) / "settings.json").hub_id))
+    run_dir = str(Path(config.run_dir).resolve())
+    for pid_file in (Path(config.run_dir) / "pids").glob("*.pid"):
+        ours.add(int(pid_file.read_text().split()[0]))
+    for proc in Path("/proc").iterdir():  # PostgreSQL's processes carry the cluster's directory
+        if proc.name.isdigit():
+            try:
+                if run_dir.encode() in (proc / "cmdline").read_bytes():
+                    ours.add(int(proc.name))
+            except OSError:
+                pass
+    found = [(pid, ip, port) for pid, ip, port in listeners() if pid in ours]
+    assert len({p for p, _, _ in found}) >= 8  # the stack, hub, proxy, gateway, gates, server, scheduler, workers
+    assert [f for f in found if not is_loopback(f[1])] == []
+
+
 def test_stopping_a_cluster_through_the_gate_answers_204(demo_hub, alice):
     """The gate passes the gateway's 204 on (it used to add a body and answer 500)."""
     with gateway_for(demo_hub, alice.token) as gateway:

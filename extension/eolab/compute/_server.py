@@ -100,11 +100,21 @@ class UserLimitsMixin(LoggingConfigurable):
         return cmd[:at] + ["--preload", "eolab.compute._orphans"] + cmd[at:]
 
 
-class EolabUnsafeLocalBackend(UserLimitsMixin, UnsafeLocalBackend):
+class LoopbackMixin:
+    """Clusters on this host listen on 127.0.0.1 only: schedulers, their dashboards and API, and workers
+    (dask-gateway binds them to 0.0.0.0, where other machines of the network could reach them)."""
+
+    default_host = "127.0.0.1"
+
+    def get_worker_command(self, cluster, worker_name, scheduler_address=None):
+        return super().get_worker_command(cluster, worker_name, scheduler_address) + ["--host", "127.0.0.1"]
+
+
+class EolabUnsafeLocalBackend(LoopbackMixin, UserLimitsMixin, UnsafeLocalBackend):
     """Demo mode: clusters run as the gateway's own OS user (no isolation between users)."""
 
 
-class EolabLocalBackend(UserLimitsMixin, LocalBackend):
+class EolabLocalBackend(LoopbackMixin, UserLimitsMixin, LocalBackend):
     """Multiuser mode: each cluster runs as its user's system account, certificates readable by it only."""
 
     def setup_working_directory(self, cluster):
@@ -125,10 +135,11 @@ class EolabLocalBackend(UserLimitsMixin, LocalBackend):
         return workdir
 
 
-class EolabSlurmBackend(UserLimitsMixin, SlurmBackend):
-    """HPC: each cluster's scheduler and workers are Slurm jobs of the user (submitted via sudo as them)."""
+class EolabSlurmBackend(LoopbackMixin, UserLimitsMixin, SlurmBackend):
+    """HPC: each cluster's scheduler and workers are Slurm jobs of the user (submitted via sudo as them).
 
-    default_host = "127.0.0.1"  # the base class binds schedulers to 0.0.0.0; one host here
+    On this one-node cluster they listen on 127.0.0.1 like the local backends; a site whose jobs run
+    on other nodes subclasses this with the cluster network's interface."""
 
     def get_submit_cmd_env_stdin(self, cluster, worker=None):
         from eolab.compute._slurm import job_name

@@ -85,3 +85,51 @@ def running_stack(config: StackConfig) -> Iterator[StackConfig]:
     finally:
         stack.down(config)
         purge(config)
+
+
+def listeners() -> list[tuple[int | None, str, int]]:
+    """Every listening TCP socket of this machine: (owning PID or None, address, port), from /proc."""
+    import ipaddress
+
+    inodes: dict[str, tuple[str, int]] = {}
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] != "0A":  # LISTEN
+                continue
+            hex_ip, hex_port = fields[1].split(":")
+            raw = bytes.fromhex(hex_ip)
+            # /proc stores each 32-bit word in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            inodes[fields[9]] = (str(ipaddress.ip_address(raw)), int(hex_port, 16))
+    out, seen = [], set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fds = list((proc / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = fd.readlink().name
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                seen.add(target[8:-1])
+                out.append((int(proc.name), *inodes[target[8:-1]]))
+    out += [(None, *addr) for inode, addr in inodes.items() if inode not in seen]
+    return out
+
+
+def is_loopback(address: str) -> bool:
+    import ipaddress
+
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
