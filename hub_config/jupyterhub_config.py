@@ -235,6 +235,8 @@ class HealthHandler(BaseHandler):
     Anyone may ask whether the hub is healthy; the per-service details (PIDs, internal addresses)
     go to admins only (an admin login or the admin token: the ``admin:servers`` scope)."""
 
+    _accept_token_auth = True  # JSON for `eolab up`/`status`, which ask with the admin token
+
     def check_xsrf_cookie(self):
         pass
 

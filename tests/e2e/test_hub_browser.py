@@ -106,7 +106,7 @@ def _drive(page, base, config) -> None:
     # The dashboard link works in the user's browser (hub OAuth through the gate, owner only).
     dash = page.context.new_page()
     sockets = []
-    dash.on("websocket", sockets.append)
+    dash.on("websocket", lambda ws: sockets.append(ws))
     response = dash.goto(f"{base}{link}" if link.startswith("/") else link)
     assert response.status == 200
     # What the user sees: Bokeh's plots drawn (canvases inside its shadow roots), fed over a websocket
