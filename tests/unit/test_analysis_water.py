@@ -11,8 +11,8 @@ from eolab.errors import EolabError
 def scene(n_dates=4, cloud_on=None):
     y, x = np.mgrid[0:20, 0:20]
     lake = (x < 8)
-    refl = {"B02": 0.05, "B03": 0.06, "B08": 0.30, "B11": 0.20, "B12": 0.12}
-    water_refl = {"B02": 0.06, "B03": 0.07, "B08": 0.02, "B11": 0.01, "B12": 0.01}
+    refl = {"B02": 0.05, "B03": 0.06, "B04": 0.05, "B08": 0.30, "B11": 0.20, "B12": 0.12}
+    water_refl = {"B02": 0.06, "B03": 0.07, "B04": 0.04, "B08": 0.02, "B11": 0.01, "B12": 0.01}
     data = {}
     for b in refl:
         arr = np.where(lake, water_refl[b], refl[b]).astype("float32")
@@ -36,10 +36,12 @@ def test_every_method_finds_the_lake(method):
 def test_dark_shadow_fools_mndwi_alone_but_not_the_vote():
     ds, lake = scene(1)
     # a dark, shadowed field: every band low, visible relatively less dark than SWIR
-    for b, v in {"B02": 0.03, "B03": 0.035, "B08": 0.06, "B11": 0.03, "B12": 0.02}.items():
+    for b, v in {"B02": 0.03, "B03": 0.035, "B04": 0.03, "B08": 0.06, "B11": 0.03, "B12": 0.02}.items():
         ds[b].values[0, 15:, 15:] = v
-    assert water.classify_water(ds, "mndwi").values[0, 15:, 15:].all()
-    assert not water.classify_water(ds, "vote").values[0, 15:, 15:].any()
+    assert water.classify_water(ds, "mndwi", water_test=False).values[0, 15:, 15:].all()
+    assert not water.classify_water(ds, "vote", water_test=False).values[0, 15:, 15:].any()
+    # Fmask's water test (NIR 0.06, NDVI 0.33: not water) rejects it for any index
+    assert not water.classify_water(ds, "mndwi").values[0, 15:, 15:].any()
 
 
 def test_frequency_extent_fill_and_change():
@@ -93,7 +95,7 @@ def test_extent_takes_the_pixel_size_from_the_coordinates():
         water.extent(w.isel(x=[0]))
 
 
-SNOW = {"B02": 0.80, "B03": 0.78, "B08": 0.70, "B11": 0.08, "B12": 0.05}
+SNOW = {"B02": 0.80, "B03": 0.78, "B04": 0.76, "B08": 0.70, "B11": 0.08, "B12": 0.05}
 
 
 def _paint(ds, where, refl, t=None):
@@ -109,8 +111,9 @@ def test_snow_is_not_water_and_a_snow_covered_lake_is_frozen_water():
     assert water.classify_water(ds, "vote", snow=False).values[1, 0, 15] == 0
     _paint(ds, (slice(None), slice(10, None)), SNOW, t=1)  # snow on land (right half) on date 1
     _paint(ds, (slice(None), slice(0, 8)), SNOW, t=2)  # the lake iced and snow-covered on date 2
-    # without the snow test the vote calls snow water (MNDWI is the NDSI)
-    assert water.classify_water(ds, "vote", snow=False).values[1, :, 10:].all()
+    # without the snow and water tests the vote calls snow water (MNDWI is the NDSI)
+    assert water.classify_water(ds, "vote", snow=False, water_test=False).values[1, :, 10:].all()
+    assert not water.classify_water(ds, "vote", snow=False).values[1, :, 10:].any()
     classes = water.surface_classes(ds)
     assert (classes.values[1, :, 10:] == 2).all() and (classes.values[2, :, :8] == 2).all()
     w = water.water_from_classes(classes)
