@@ -4,9 +4,9 @@ Optical method, per pixel and date, on cloud-masked surface reflectance: a major
 standard water indices, each at its published threshold of 0 —
 NDWI (McFeeters 1996), MNDWI (Xu 2006) and AWEI_sh (Feyisa et al. 2014). One index alone fails in
 known ways (NDWI on vegetated/turbid water, MNDWI and AWEI under thin haze and on dark built-up
-surfaces); two of three agreeing is robust to each of these. Water must also pass Fmask's
-spectral water test (Zhu & Woodcock 2012: a dark NIR and a low NDVI), which rejects the
-bright-NIR mixtures (snowy forest, hazy shadowed vegetation) where MNDWI and AWEI_sh fire. ``method`` selects a single index or
+surfaces); two of three agreeing is robust to each of these. Water must also be dark in the NIR
+(B08 < 0.11, the bound of Fmask's water test, Zhu & Woodcock 2012), which rejects the bright-NIR
+snow mixtures (snowy forest, snow patches) where MNDWI and AWEI_sh fire. ``method`` selects a single index or
 an Otsu threshold instead (Donchyts et al. 2016: Otsu on pixels sampled along the water edges,
 used only where that sample is bimodal, Ashman's D ≥ 2; else the fixed threshold 0). Nothing is
 fitted on reference data.
@@ -47,10 +47,11 @@ TOA_OPTIONS = ("refuse", "rayleigh")
 #: above 0.4, NIR above 0.11 (water also has a high NDSI but a dark NIR), green above 0.10.
 SNOW_NDSI, SNOW_NIR, SNOW_GREEN = 0.4, 0.11, 0.10
 SCL_SNOW, SCL_DARK = 11, 2
-#: Fmask's water test (Zhu & Woodcock 2012): water has (NDVI < 0.01 and NIR < 0.11) or
-#: (NDVI < 0.1 and NIR < 0.05). Required of every index's water: it rejects the bright-NIR
-#: mixtures (snowy forest, haze over shadowed vegetation) where MNDWI and AWEI_sh fire.
-FMASK_NDVI, FMASK_NIR, FMASK_NDVI_DARK, FMASK_NIR_DARK = 0.01, 0.11, 0.1, 0.05
+#: Water is dark in the NIR: NIR < 0.11, the bound of Fmask's water test (Zhu & Woodcock 2012) and
+#: the snow/water separator of SNOWMAP (Hall et al. 1995). Required of every index's water: it
+#: rejects the bright-NIR snow mixtures (snowy forest, snow patches) where MNDWI and AWEI_sh fire.
+#: (Fmask's NDVI conditions are not used: they reject sparse floating vegetation on water.)
+WATER_NIR = 0.11
 #: classes of :func:`surface_classes`
 SURFACE = {0: "land", 1: "open water", 2: "snow or ice", 3: "dark area / terrain shadow"}
 #: Otsu bimodality guard: Ashman's D of the two classes (Ashman et al. 1994; D > 2 separates them)
@@ -146,11 +147,9 @@ def snow_ice(cube: Any) -> Any:
     return (ndsi > SNOW_NDSI) & (cube["B08"] > SNOW_NIR) & (cube["B03"] > SNOW_GREEN)
 
 
-def fmask_water(cube: Any) -> Any:
-    """Fmask's spectral water test (Zhu & Woodcock 2012): (NDVI < 0.01 and NIR < 0.11) or
-    (NDVI < 0.1 and NIR < 0.05)."""
-    ndvi, nir = index(cube, "NDVI"), cube["B08"]
-    return ((ndvi < FMASK_NDVI) & (nir < FMASK_NIR)) | ((ndvi < FMASK_NDVI_DARK) & (nir < FMASK_NIR_DARK))
+def dark_nir(cube: Any) -> Any:
+    """The NIR bound every water pixel meets: B08 < 0.11 (Zhu & Woodcock 2012; Hall et al. 1995)."""
+    return cube["B08"] < WATER_NIR
 
 
 def _check_input(cube: Any, toa: str, sun_zenith: Any) -> Any:
@@ -185,7 +184,7 @@ def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shado
     cube: Dataset with B02 B03 B04 B08 B11 B12 reflectance, cloud-masked (NaN where masked); an
         ``SCL`` variable (load it as a band) adds Sen2Cor's snow (11) and dark-area (2) classes.
     snow / shadow: class snow/ice and SCL dark areas apart from water and land (default).
-    water_test: water must also pass Fmask's spectral water test (:func:`fmask_water`; default).
+    water_test: water must also be dark in the NIR (:func:`dark_nir`; default).
     toa: what to do with top-of-atmosphere (L1C) input: "refuse" (default) or "rayleigh"
         (:func:`eolab.analysis.atmosphere.rayleigh_correct`; sun_zenith in degrees, default from
         the time and the scene centre).
@@ -229,7 +228,7 @@ def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shado
             otsu_used.append(used)
         wet = idx > xr.DataArray(np.array(thresholds), dims=["time"], coords={"time": idx.time})
     if water_test:
-        wet = wet & fmask_water(cube)
+        wet = wet & dark_nir(cube)
     cls = wet.astype("float32")
     if dark is not None:
         cls = xr.where(dark, np.float32(3), cls)
@@ -240,7 +239,7 @@ def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shado
     out.attrs = {"method": method, "values": "0 land, 1 open water, 2 snow or ice, 3 dark area / terrain shadow, "
                                              "NaN not observed",
                  "processing_level": atmosphere.processing_level(cube) or "unknown",
-                 "water_test": "Fmask (Zhu & Woodcock 2012)" if water_test else "off",
+                 "water_test": f"NIR < {WATER_NIR}" if water_test else "off",
                  "snow_test": f"SCL {SCL_SNOW} or NDSI > {SNOW_NDSI}, NIR > {SNOW_NIR}, green > {SNOW_GREEN}"
                  if snow else "off", "shadow": f"SCL {SCL_DARK}" if dark is not None else "off"}
     if thresholds is not None:
