@@ -64,10 +64,12 @@ def water_area(results: Path, demo: Path) -> dict:
 
 
 def water_pixels(results: Path, demo: Path, max_cloud: float = 0.5) -> dict:
-    """Per-pixel IoU and area error on the pixels the truth says are clear, dates ≤ ``max_cloud``."""
+    """Per-pixel IoU and area error on the pixels the truth says are clear, dates ≤ ``max_cloud``
+    without snow or ice (those are scored by :func:`water_winter`)."""
     import rasterio
 
     dates, cloud = cloud_fraction(demo)
+    surface = surface_truth(demo)
     with rasterio.open(Path(demo) / "truth" / "water_s2.tif") as src:
         true_water = src.read()
     with rasterio.open(Path(demo) / "truth" / "clouds.tif") as src:
@@ -77,8 +79,8 @@ def water_pixels(results: Path, demo: Path, max_cloud: float = 0.5) -> dict:
         band_dates = [src.descriptions[i][:10] for i in range(src.count)]
     ious, errors = [], []
     for i in range(len(dates)):
-        if cloud[i] > max_cloud:
-            continue
+        if cloud[i] > max_cloud or (surface is not None and np.isin(surface[i], (1, 2)).any()):
+            continue  # snow and ice dates: water_winter
         clear = (clouds[i] == 0) & (daily[i] <= 1)  # snow/ice, shadow, frozen (2-4): not a water/land call
         pred, true = (daily[i] == 1) & clear, (true_water[i] == 1) & clear
         ious.append((pred & true).sum() / (pred | true).sum())
