@@ -19,3 +19,7 @@ class ConfigError(EolabError):
 
 class ServiceError(EolabError):
     """A service of the stack could not be started, reached or stopped."""
+
+
+class EolabWarning(UserWarning):
+    """Something a user should know about a result (e.g. no cloud mask was possible)."""

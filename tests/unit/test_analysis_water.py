@@ -11,8 +11,8 @@ from eolab.errors import EolabError
 def scene(n_dates=4, cloud_on=None):
     y, x = np.mgrid[0:20, 0:20]
     lake = (x < 8)
-    refl = {"B02": 0.05, "B03": 0.06, "B08": 0.30, "B11": 0.20, "B12": 0.12}
-    water_refl = {"B02": 0.06, "B03": 0.07, "B08": 0.02, "B11": 0.01, "B12": 0.01}
+    refl = {"B02": 0.05, "B03": 0.06, "B04": 0.05, "B08": 0.30, "B11": 0.20, "B12": 0.12}
+    water_refl = {"B02": 0.06, "B03": 0.07, "B04": 0.04, "B08": 0.02, "B11": 0.01, "B12": 0.01}
     data = {}
     for b in refl:
         arr = np.where(lake, water_refl[b], refl[b]).astype("float32")
@@ -21,7 +21,8 @@ def scene(n_dates=4, cloud_on=None):
             arr[cloud_on, :, :4] = np.nan
         data[b] = (("time", "y", "x"), arr)
     ds = xr.Dataset(data, coords={"time": np.arange(n_dates).astype("datetime64[D]").astype("datetime64[ns]"),
-                                  "y": np.arange(20.0)[::-1] * 10, "x": np.arange(20.0) * 10})
+                                  "y": np.arange(20.0)[::-1] * 10, "x": np.arange(20.0) * 10},
+                    attrs={"processing:level": "L2A"})
     return ds, lake
 
 
@@ -35,10 +36,10 @@ def test_every_method_finds_the_lake(method):
 def test_dark_shadow_fools_mndwi_alone_but_not_the_vote():
     ds, lake = scene(1)
     # a dark, shadowed field: every band low, visible relatively less dark than SWIR
-    for b, v in {"B02": 0.03, "B03": 0.035, "B08": 0.06, "B11": 0.03, "B12": 0.02}.items():
+    for b, v in {"B02": 0.03, "B03": 0.035, "B04": 0.03, "B08": 0.06, "B11": 0.03, "B12": 0.02}.items():
         ds[b].values[0, 15:, 15:] = v
     assert water.classify_water(ds, "mndwi").values[0, 15:, 15:].all()
-    assert not water.classify_water(ds, "vote").values[0, 15:, 15:].any()
+    assert not water.classify_water(ds, "vote", water_test=False).values[0, 15:, 15:].any()
 
 
 def test_frequency_extent_fill_and_change():
@@ -90,3 +91,100 @@ def test_extent_takes_the_pixel_size_from_the_coordinates():
     assert water.extent(w).observed_ha.tolist() == pytest.approx([lake.sum() * 100 / 1e4] * 2)
     with pytest.raises(EolabError, match="pixel size"):
         water.extent(w.isel(x=[0]))
+
+
+SNOW = {"B02": 0.80, "B03": 0.78, "B04": 0.76, "B08": 0.70, "B11": 0.08, "B12": 0.05}
+
+
+def _paint(ds, where, refl, t=None):
+    for b, v in refl.items():
+        if t is None:
+            ds[b].values[:, where[0], where[1]] = v
+        else:
+            ds[b].values[t, where[0], where[1]] = v
+
+
+def test_snow_is_not_water_and_a_snow_covered_lake_is_frozen_water():
+    ds, lake = scene(3)
+    assert water.classify_water(ds, "vote", snow=False).values[1, 0, 15] == 0
+    _paint(ds, (slice(None), slice(10, None)), SNOW, t=1)  # snow on land (right half) on date 1
+    _paint(ds, (slice(None), slice(0, 8)), SNOW, t=2)  # the lake iced and snow-covered on date 2
+    # without the snow and water tests the vote calls snow water (MNDWI is the NDSI)
+    assert water.classify_water(ds, "vote", snow=False, water_test=False).values[1, :, 10:].all()
+    assert not water.classify_water(ds, "vote", snow=False).values[1, :, 10:].any()
+    classes = water.surface_classes(ds)
+    assert (classes.values[1, :, 10:] == 2).all() and (classes.values[2, :, :8] == 2).all()
+    w = water.water_from_classes(classes)
+    assert np.isnan(w.values[1, :, 10:]).all() and np.isnan(w.values[2, :, :8]).all()
+    freq = water.frequency(w)
+    ice = water.frozen(classes, freq)
+    assert ice.values[2, :, :8].all() and not ice.values[1].any()
+    ext = water.extent(w, freq, frozen=ice)
+    lake_ha = lake.sum() * 100 / 1e4
+    assert ext.frozen_ha.tolist() == pytest.approx([0, 0, lake_ha])
+    assert ext.filled_ha.tolist() == pytest.approx([lake_ha] * 3)  # the frozen lake is water, not land
+
+
+def test_scl_snow_and_dark_area_classes():
+    ds, lake = scene(1)
+    scl = np.full((1, 20, 20), 4, np.uint8)
+    scl[0, :, 8:10] = 2  # dark area / terrain shadow
+    scl[0, 15:, 12:] = 11  # snow the spectral test does not see (e.g. thin, patchy)
+    ds["SCL"] = (("time", "y", "x"), scl)
+    classes = water.surface_classes(ds).values[0]
+    assert (classes[:, 8:10] == 3).all() and (classes[15:, 12:] == 2).all()
+    assert (classes[:, :8] == 1).all()
+    off = water.surface_classes(ds, snow=False, shadow=False).values[0]
+    assert set(np.unique(off)) == {0.0, 1.0}
+
+
+def test_top_of_atmosphere_input_is_refused_or_rayleigh_corrected():
+    from eolab.analysis import atmosphere
+
+    ds, lake = scene(1)
+    ds.attrs.update({"processing:level": "L1C", "crs": "EPSG:32633"})
+    with pytest.raises(EolabError, match="top-of-atmosphere"):
+        water.classify_water(ds)
+    w = water.classify_water(ds, toa="rayleigh", sun_zenith=60.0)
+    assert (w.values[0] == lake).all()
+    corrected = atmosphere.rayleigh_correct(ds, sun_zenith=60.0)
+    path = corrected.attrs["eolab:rayleigh"]["path_reflectance"]
+    assert path["B02"][0] > path["B03"][0] > path["B08"][0] > path["B11"][0] > 0  # λ^-4
+    assert 0.05 < path["B02"][0] < 0.09  # blue Rayleigh path reflectance at a 60° sun
+    assert atmosphere.processing_level(corrected) == "L1C+rayleigh"
+    assert atmosphere.processing_level(ds.assign_attrs({"processing:level": "L2A"})) == "L2A"
+    prov = {"eolab:provenance": {"items": [{"collection": "sentinel-2-l1c"}]}}
+    assert atmosphere.processing_level(xr.Dataset(attrs=prov)) == "L1C"
+    # the sun position: Berlin at 10:21 UTC on 16 February 2017 (NOAA calculator: ~66.5°)
+    zen, az = atmosphere.sun_position("2017-02-16T10:21:01", 13.0, 52.5)
+    assert zen == pytest.approx(66.5, abs=0.5) and 150 < az < 180
+
+
+def test_otsu_only_where_the_edge_sample_is_bimodal():
+    rng = np.random.default_rng(1)
+    land = rng.normal(-0.4, 0.08, (60, 60))
+    thr, used = water.edge_otsu(land)  # no water: the fixed threshold
+    assert (thr, used) == (0.0, False)
+    img = land.copy()
+    img[:, :20] = rng.normal(0.5, 0.08, (60, 20))
+    thr, used = water.edge_otsu(img)
+    assert used and -0.3 < thr < 0.4
+    assert water.ashman_d(img.ravel(), thr) > 2
+    ds, lake = scene(2)
+    out = water.surface_classes(ds, "mndwi-otsu")
+    assert len(out.attrs["otsu_used"]) == 2
+
+
+def test_warns_when_no_cloud_mask_is_possible():
+    from eolab.errors import EolabWarning
+
+    ds, _ = scene(1)
+    with pytest.warns(EolabWarning, match="no cloud mask"):
+        water.classify_water(ds)
+    ds.attrs["processing:level"] = "L2A"
+    ds["clear"] = ds["B03"].notnull()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        water.classify_water(ds)

@@ -159,7 +159,7 @@ def test_water_is_water_on_clear_dates(demo):
     checked = 0
     for i, d in enumerate(demo.m["s2_dates"]):
         clear = clouds[i] == 0
-        if clear.mean() < 0.9:
+        if clear.mean() < 0.9 or d in demo.m["winter_dates"]:  # winter: ice, snow, haze (own test)
             continue
         core = ndimage.binary_erosion(water[i] == 1, iterations=2) & clear & ~aq
         land = ndimage.binary_erosion(water[i] == 0, iterations=2) & clear
@@ -175,7 +175,7 @@ def test_water_is_water_on_clear_dates(demo):
     s1 = {r["date"]: float(r["area_ha"]) for r in rows if r["sensor"] == "sentinel-1"}
     assert len(s2) == len(demo.m["s2_dates"]) and len(s1) == len(demo.m["s1_dates"])
     assert s2["2026-03-01"] < 0.85 * max(s2.values())  # filling in spring
-    assert s2[demo.m["s2_dates"][-1]] < 0.9 * max(s2.values())  # drawdown in October
+    assert s2[demo.m["s2_dates"][-1]] < 0.9 * max(s2.values())  # drawdown from October
     assert s2["2026-03-01"] == pytest.approx(water[0].sum() * 0.01)
 
 
@@ -316,3 +316,37 @@ def test_s1_water_darker_and_vh_follows_biomass(demo):
     early = np.mean([v for t, v in vh.items() if t < 120])
     summer = np.mean([v for t, v in vh.items() if 195 <= t <= 235])
     assert early < -19 and summer > -16 and summer - early > 5
+
+
+def test_winter_dates_snow_ice_shadow_and_their_scl_errors(demo):
+    """Winter dates after the crop season: snow, an iced reservoir, terrain shadow on the hill; SCL
+    misses and invents snow (11) and dark areas (2) at the manifest's rates."""
+    surface, desc = demo.stack("surface_s2")
+    clouds, _ = demo.stack("clouds")
+    water, _ = demo.stack("water_s2")
+    dates = demo.m["s2_dates"]
+    assert desc == dates and demo.m["surface_truth_codes"]["2"] == "frozen_water"
+    winter = [dates.index(d) for d in demo.m["winter_dates"]]
+    assert winter == list(range(len(dates) - len(winter), len(dates)))  # after the season, in order
+    assert not surface[:winter[0]].any()  # crop-season dates: no snow, ice or terrain shadow
+    assert all((surface[i] == 3).sum() > 1000 for i in winter)  # the hill's shadow, low sun
+    assert sum((surface[i] == 1).mean() > 0.3 for i in winter) >= 3
+    iced = [i for i in winter if (surface[i] == 2).any()]
+    assert len(iced) >= 2
+    for i in iced:  # the frozen reservoir is still water in the truth
+        assert water[i][surface[i] == 2].mean() > 0.95
+    model = demo.m["scl_error_model"]
+    hits = {k: [0, 0] for k in ("snow", "shadow", "false_snow")}
+    for i in winter:
+        d = dates[i]
+        scl = demo.band("sentinel-2-l2a", d, "SCL")
+        s, t = surface[i][::2, ::2], clouds[i][::2, ::2]
+        clear = t == 0
+        for key, mask, ok in [("snow", clear & np.isin(s, [1, 2]), scl == 11), ("shadow", clear & (s == 3), scl == 2),
+                              ("false_snow", clear & (s == 0), scl == 11)]:
+            hits[key][0] += int((mask & ok).sum())
+            hits[key][1] += int(mask.sum())
+    rate = {k: a / b for k, (a, b) in hits.items()}
+    assert rate["snow"] == pytest.approx(model["snow_detected"], abs=0.05)
+    assert rate["shadow"] == pytest.approx(model["terrain_shadow_detected"], abs=0.1)
+    assert 0.001 < rate["false_snow"] < 0.06  # invented on bright land only

@@ -8,7 +8,7 @@ import pytest
 from eolab.demo import SIZES, generate
 from eolab.demo._clouds import cloud_plan
 from eolab.demo._common import rng, smooth_noise
-from eolab.demo._dates import LEVEL_MAX, LEVEL_MIN, s1_dates, s2_dates, sun_angles, water_level
+from eolab.demo._dates import LEVEL_MAX, LEVEL_MIN, WINTER_DATES, s1_dates, s2_dates, sun_angles, water_level
 from eolab.errors import EolabError
 
 SEED = 20260301
@@ -40,10 +40,14 @@ def test_calendars_are_seeded_and_plausible():
     assert [a.date for a in s2] == [a.date for a in s2_dates(SEED)]
     assert [a.date for a in s2] != [a.date for a in s2_dates(SEED + 1)]
     assert len(s2) >= 36 and len(s1) >= 18
-    for ds in (s2, s1):
+    season = [a for a in s2 if a.date <= dt.date(2026, 10, 31)]
+    assert [a.date for a in s2[len(season):]] == [d for d, *_ in WINTER_DATES]  # then the winter dates
+    for ds in (season, s1):
         assert all(dt.date(2026, 3, 1) <= a.date <= dt.date(2026, 10, 31) for a in ds)
+    for ds in (s2, s1):
         assert all(b.date > a.date for a, b in zip(ds, ds[1:]))
-    gaps = {(b.date - a.date).days for a, b in zip(s2, s2[1:])}
+        assert [a.index for a in ds] == list(range(len(ds)))
+    gaps = {(b.date - a.date).days for a, b in zip(season, season[1:])}
     assert min(gaps) == 5 and max(gaps) > 5  # 5-day revisit, irregularly subsampled
     assert {a.platform for a in s2} == {"sentinel-2a", "sentinel-2b", "sentinel-2c"}
     assert all(9 <= a.datetime.hour <= 9 and 35 <= a.datetime.minute <= 45 for a in s2)

@@ -4,27 +4,59 @@ Optical method, per pixel and date, on cloud-masked surface reflectance: a major
 standard water indices, each at its published threshold of 0 —
 NDWI (McFeeters 1996), MNDWI (Xu 2006) and AWEI_sh (Feyisa et al. 2014). One index alone fails in
 known ways (NDWI on vegetated/turbid water, MNDWI and AWEI under thin haze and on dark built-up
-surfaces); two of three agreeing is robust to each of these. ``method`` selects a single index or
-an Otsu threshold instead (Donchyts et al. 2016). Nothing is fitted on reference data.
+surfaces); two of three agreeing is robust to each of these. Water must also be dark in the NIR
+(B08 < 0.11, the bound of Fmask's water test, Zhu & Woodcock 2012), which rejects the bright-NIR
+snow mixtures (snowy forest, snow patches) where MNDWI and AWEI_sh fire. ``method`` selects a single index or
+an Otsu threshold instead (Donchyts et al. 2016: Otsu on pixels sampled along the water edges,
+used only where that sample is bimodal, Ashman's D ≥ 2; else the fixed threshold 0). Nothing is
+fitted on reference data.
+
+Before any index, every pixel is classed (:func:`surface_classes`): snow and ice (SCL 11 where
+the cube has an SCL band, and everywhere the spectral snow test of Hall et al. 1995/2002:
+NDSI > 0.4, NIR > 0.11, green > 0.10 — MNDWI *is* the NDSI, so snow would otherwise be water)
+and dark-area / terrain shadow (SCL 2) are not water and not land: they are "not observed"
+in the water map, and snow/ice on pixels that are usually water is reported as frozen water
+(:func:`frozen`, ``extent(..., frozen=...)``). The processing level is read from the cube's
+metadata (:func:`eolab.analysis.atmosphere.processing_level`): top-of-atmosphere (L1C) input is
+refused unless ``toa="rayleigh"`` asks for the documented Rayleigh correction. A cube without any
+cloud mask gives a warning.
 
 Radar method (cloudy dates): VV backscatter in dB, 3×3 median speckle filter, Otsu threshold per date
 (water is the dark mode; Martinis et al. 2015).
 
-Maps are lazy xarray objects: 1 water, 0 not water, NaN not observed (cloud, shadow, nodata).
+Maps are lazy xarray objects: 1 water, 0 not water, NaN not observed (cloud, shadow, snow, nodata).
 Frequency = water observations / valid observations (as DEA Water Observations, Mueller et al. 2016).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 
+from eolab.analysis import atmosphere
 from eolab.analysis.indices import index
-from eolab.errors import EolabError
+from eolab.errors import EolabError, EolabWarning
 
-OPTICAL_BANDS = ["B02", "B03", "B08", "B11", "B12"]
+OPTICAL_BANDS = ["B02", "B03", "B04", "B08", "B11", "B12"]
 METHODS = ("vote", "ndwi", "mndwi", "awei", "mndwi-otsu", "ndwi-otsu")
+TOA_OPTIONS = ("refuse", "rayleigh")
+
+#: Spectral snow test (MODIS SNOWMAP, Hall et al. 1995, 2002): NDSI = (green - SWIR1) / (green + SWIR1)
+#: above 0.4, NIR above 0.11 (water also has a high NDSI but a dark NIR), green above 0.10.
+SNOW_NDSI, SNOW_NIR, SNOW_GREEN = 0.4, 0.11, 0.10
+SCL_SNOW, SCL_DARK = 11, 2
+#: Water is dark in the NIR: NIR < 0.11, the bound of Fmask's water test (Zhu & Woodcock 2012) and
+#: the snow/water separator of SNOWMAP (Hall et al. 1995). Required of every index's water: it
+#: rejects the bright-NIR snow mixtures (snowy forest, snow patches) where MNDWI and AWEI_sh fire.
+#: (Fmask's NDVI conditions are not used: they reject sparse floating vegetation on water.)
+WATER_NIR = 0.11
+#: classes of :func:`surface_classes`
+SURFACE = {0: "land", 1: "open water", 2: "snow or ice", 3: "dark area / terrain shadow"}
+#: Otsu bimodality guard: Ashman's D of the two classes (Ashman et al. 1994; D > 2 separates them)
+MIN_ASHMAN_D = 2.0
+MIN_EDGE_PIXELS = 50
 
 
 def otsu_threshold(values: Any, *, bins: int = 256, value_range: tuple[float, float] | None = None) -> float:
@@ -49,6 +81,44 @@ def otsu_from_histogram(hist: np.ndarray, edges: np.ndarray) -> float:
     return float(edges[int(np.argmax(between)) + 1])
 
 
+def ashman_d(values: Any, threshold: float) -> float:
+    """Ashman's D of the two classes a threshold makes: sqrt(2)|m1 - m2| / sqrt(s1² + s2²)."""
+    v = np.asarray(values, float).ravel()
+    v = v[np.isfinite(v)]
+    a, b = v[v <= threshold], v[v > threshold]
+    if a.size < 2 or b.size < 2:
+        return 0.0
+    spread = np.sqrt(a.var() + b.var())
+    return float(np.sqrt(2) * abs(a.mean() - b.mean()) / spread) if spread > 0 else float("inf")
+
+
+def edge_otsu(values: Any, *, initial: float = 0.0, fallback: float = 0.0, buffer: int = 2,
+              min_edge_pixels: int = MIN_EDGE_PIXELS, min_d: float = MIN_ASHMAN_D) -> tuple[float, bool]:
+    """(threshold, used Otsu?) of a 2-D index image, after Donchyts et al. (2016).
+
+    Pixels within ``buffer`` pixels of the edges of the ``initial``-threshold water map are sampled
+    (so water and land are about equally represented), Otsu splits the sample, and the split is
+    kept only if the sample is bimodal (Ashman's D ≥ ``min_d``) and has enough edge pixels; else
+    ``fallback`` (the published fixed threshold) is returned. Donchyts et al. take Canny edges of
+    the index; the edges of the thresholded map are used here (no image-processing dependency).
+    """
+    from scipy import ndimage
+
+    v = np.asarray(values, float)
+    finite = np.isfinite(v)
+    wet0 = np.where(finite, v, -np.inf) > initial
+    if not wet0.any() or wet0[finite].all():
+        return fallback, False
+    near = ndimage.binary_dilation(wet0, iterations=buffer) & ~ndimage.binary_erosion(wet0, iterations=buffer)
+    sample = v[near & finite]
+    if sample.size < min_edge_pixels or np.ptp(sample) == 0:
+        return fallback, False
+    thr = otsu_threshold(sample, bins=200, value_range=(-1.0, 1.0))
+    if ashman_d(sample, thr) < min_d:
+        return fallback, False
+    return thr, True
+
+
 def _per_date_otsu(da: Any, bins: int = 200, value_range=(-1.0, 1.0)) -> np.ndarray:
     """Otsu threshold of every time slice of a (time, y, x) DataArray (one lazy pass)."""
     import dask
@@ -71,10 +141,53 @@ def _per_date_otsu(da: Any, bins: int = 200, value_range=(-1.0, 1.0)) -> np.ndar
     return np.array(out)
 
 
-def classify_water(cube: Any, method: str = "vote") -> Any:
-    """Per-date water map (time, y, x): 1 water, 0 land, NaN unobserved. Lazy for a lazy cube.
+def snow_ice(cube: Any) -> Any:
+    """Spectral snow/ice test (Hall et al. 1995, 2002): NDSI > 0.4 and NIR > 0.11 and green > 0.10."""
+    ndsi = index(cube, "MNDWI")  # (green - SWIR1) / (green + SWIR1): the same formula
+    return (ndsi > SNOW_NDSI) & (cube["B08"] > SNOW_NIR) & (cube["B03"] > SNOW_GREEN)
 
-    cube: Dataset with B02 B03 B08 B11 B12 reflectance, cloud-masked (NaN where masked).
+
+def dark_nir(cube: Any) -> Any:
+    """The NIR bound every water pixel meets: B08 < 0.11 (Zhu & Woodcock 2012; Hall et al. 1995)."""
+    return cube["B08"] < WATER_NIR
+
+
+def _check_input(cube: Any, toa: str, sun_zenith: Any) -> Any:
+    """The cube as surface (or Rayleigh-corrected) reflectance; refuses or corrects L1C; warns."""
+    if toa not in TOA_OPTIONS:
+        raise EolabError(f"toa={toa!r} is not known", hint="use 'refuse' or 'rayleigh'")
+    level = atmosphere.processing_level(cube)
+    if level == "L1C":
+        if toa == "refuse":
+            raise EolabError(
+                "the cube is top-of-atmosphere reflectance (L1C): the water indices' thresholds are defined "
+                "on surface reflectance, and molecular scattering shifts NDWI/MNDWI right across them",
+                hint="load a surface-reflectance collection (e.g. sentinel-2-l2a), or pass toa='rayleigh' "
+                     "to remove the Rayleigh term computed from the sun geometry (eolab.analysis.atmosphere)")
+        cube = atmosphere.rayleigh_correct(cube, sun_zenith=sun_zenith)
+    elif level is None:
+        warnings.warn("the cube's processing level is unknown (no processing:level or collection in its "
+                      "metadata): it is taken as surface reflectance", EolabWarning, stacklevel=3)
+    mask = ((cube.attrs.get("eolab:provenance") or {}).get("parameters") or {}).get("mask")
+    if "clear" not in cube and "SCL" not in cube and not mask and not cube.attrs.get("eolab:cloud_mask"):
+        warnings.warn("no cloud mask: the cube has no SCL band or mask, so clouds and their shadows are "
+                      "classified like the surface (cloud shadow over land can be called water)",
+                      EolabWarning, stacklevel=3)
+    return cube
+
+
+def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shadow: bool = True,
+                    water_test: bool = True, toa: str = "refuse", sun_zenith: Any = None) -> Any:
+    """Per-date surface classes (time, y, x): 0 land, 1 open water, 2 snow/ice, 3 dark-area/terrain
+    shadow, NaN not observed. Lazy for a lazy cube (the Otsu methods compute one date at a time).
+
+    cube: Dataset with B02 B03 B04 B08 B11 B12 reflectance, cloud-masked (NaN where masked); an
+        ``SCL`` variable (load it as a band) adds Sen2Cor's snow (11) and dark-area (2) classes.
+    snow / shadow: class snow/ice and SCL dark areas apart from water and land (default).
+    water_test: water must also be dark in the NIR (:func:`dark_nir`; default).
+    toa: what to do with top-of-atmosphere (L1C) input: "refuse" (default) or "rayleigh"
+        (:func:`eolab.analysis.atmosphere.rayleigh_correct`; sun_zenith in degrees, default from
+        the time and the scene centre).
     """
     import xarray as xr
 
@@ -83,7 +196,16 @@ def classify_water(cube: Any, method: str = "vote") -> Any:
     missing = [b for b in OPTICAL_BANDS if b not in cube]
     if missing:
         raise EolabError(f"water classification needs bands {', '.join(missing)}", hint="load them into the cube")
+    cube = _check_input(cube, toa, sun_zenith)
     valid = cube["B03"].notnull() & cube["B08"].notnull() & cube["B11"].notnull()
+    scl = cube["SCL"] if "SCL" in cube else None
+    snowy = None
+    if snow:
+        snowy = snow_ice(cube)
+        if scl is not None:
+            snowy = snowy | (scl == SCL_SNOW)
+    dark = (scl == SCL_DARK) if (shadow and scl is not None) else None
+    thresholds, otsu_used = None, None
     if method == "vote":
         votes = ((index(cube, "NDWI") > 0).astype("int8") + (index(cube, "MNDWI") > 0).astype("int8")
                  + (index(cube, "AWEI_SH") > 0).astype("int8"))
@@ -93,14 +215,60 @@ def classify_water(cube: Any, method: str = "vote") -> Any:
     elif method == "awei":
         wet = index(cube, "AWEI_SH") > 0
     else:
-        name = method.split("-")[0].upper()
-        idx = index(cube, name)
-        thr = _per_date_otsu(idx)
-        thr = np.where(np.isfinite(thr), thr, 0.0)
-        wet = idx > xr.DataArray(thr, dims=["time"], coords={"time": idx.time})
-    out = wet.astype("float32").where(valid)
+        idx = index(cube, method.split("-")[0].upper())
+        screened = idx
+        if snowy is not None:
+            screened = screened.where(~snowy)
+        if dark is not None:
+            screened = screened.where(~dark)
+        thresholds, otsu_used = [], []
+        for k in range(idx.sizes["time"]):
+            thr, used = edge_otsu(np.asarray(screened.isel(time=k).values))
+            thresholds.append(thr)
+            otsu_used.append(used)
+        wet = idx > xr.DataArray(np.array(thresholds), dims=["time"], coords={"time": idx.time})
+    if water_test:
+        wet = wet & dark_nir(cube)
+    cls = wet.astype("float32")
+    if dark is not None:
+        cls = xr.where(dark, np.float32(3), cls)
+    if snowy is not None:
+        cls = xr.where(snowy, np.float32(2), cls)
+    out = cls.astype("float32").where(valid)
+    out.name = "surface"
+    out.attrs = {"method": method, "values": "0 land, 1 open water, 2 snow or ice, 3 dark area / terrain shadow, "
+                                             "NaN not observed",
+                 "processing_level": atmosphere.processing_level(cube) or "unknown",
+                 "water_test": f"NIR < {WATER_NIR}" if water_test else "off",
+                 "snow_test": f"SCL {SCL_SNOW} or NDSI > {SNOW_NDSI}, NIR > {SNOW_NIR}, green > {SNOW_GREEN}"
+                 if snow else "off", "shadow": f"SCL {SCL_DARK}" if dark is not None else "off"}
+    if thresholds is not None:
+        out.attrs["thresholds"] = [round(float(t), 4) for t in thresholds]
+        out.attrs["otsu_used"] = [bool(u) for u in otsu_used]
+    return out
+
+
+def water_from_classes(classes: Any) -> Any:
+    """The water map (1 open water, 0 land, NaN not observed, snow/ice, shadow) of surface classes."""
+    out = classes.where(classes <= 1)
     out.name = "water"
-    out.attrs = {"method": method, "values": "1 water, 0 not water, NaN not observed"}
+    out.attrs = {**classes.attrs, "values": "1 water, 0 not water, NaN not observed (cloud, snow/ice, shadow)"}
+    return out
+
+
+def classify_water(cube: Any, method: str = "vote", **options: Any) -> Any:
+    """Per-date water map (time, y, x): 1 water, 0 land, NaN unobserved (cloud, snow/ice, shadow).
+
+    Lazy for a lazy cube. cube and options (snow, shadow, toa, sun_zenith): see :func:`surface_classes`.
+    """
+    return water_from_classes(surface_classes(cube, method, **options))
+
+
+def frozen(classes: Any, freq: Any, min_frequency: float = 0.5) -> Any:
+    """Frozen water per date (time, y, x) bool: snow/ice on pixels that are usually open water
+    (frequency ≥ min_frequency over the dates seen open) — a frozen lake, not land."""
+    out = (classes == 2) & (freq >= min_frequency)
+    out.name = "frozen_water"
     return out
 
 
@@ -126,7 +294,7 @@ def pixel_area(da: Any) -> float:
 
 
 def extent(water: Any, freq: Any | None = None, *, pixel_area_m2: float | None = None,
-           region: Any | None = None, fill_threshold: float = 0.5) -> Any:
+           region: Any | None = None, fill_threshold: float = 0.5, frozen: Any | None = None) -> Any:
     """Water extent per date (pandas DataFrame indexed by date).
 
     pixel_area_m2: area of a pixel; by default taken from the x/y coordinate spacing, so the
@@ -136,6 +304,8 @@ def extent(water: Any, freq: Any | None = None, *, pixel_area_m2: float | None =
     ``filled_ha`` (observed water plus unobserved pixels whose long-term frequency ≥ fill_threshold —
     the gap filling of Global Water Watch / AquaMonitor), ``filled_share`` (share of filled_ha that is
     filled rather than seen). region: optional boolean (y, x) mask of the area to count.
+    frozen: the (time, y, x) map of :func:`frozen` water; adds ``frozen_ha`` (water under snow/ice,
+    part of ``filled_ha`` when it is usually water).
     """
     import dask
     import pandas as pd
@@ -151,6 +321,8 @@ def extent(water: Any, freq: Any | None = None, *, pixel_area_m2: float | None =
             likely = likely & region
         filled = (water.isnull() & likely).sum(("y", "x"))
         parts.append(filled)
+    if frozen is not None:
+        parts.append((frozen if region is None else frozen & region).sum(("y", "x")))
     values = dask.compute(*[p.data if hasattr(p.data, "dask") else p for p in parts])
     values = [np.asarray(v, float) for v in values]
     ha = (pixel_area(water) if pixel_area_m2 is None else pixel_area_m2) / 1e4
@@ -160,6 +332,8 @@ def extent(water: Any, freq: Any | None = None, *, pixel_area_m2: float | None =
         df["filled_ha"] = df["observed_ha"] + values[2] * ha
         with np.errstate(invalid="ignore", divide="ignore"):
             df["filled_share"] = np.where(df["filled_ha"] > 0, values[2] * ha / df["filled_ha"], 0.0)
+    if frozen is not None:
+        df["frozen_ha"] = values[-1] * ha
     return df.set_index("date")
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from eolab.demo._common import RES, fractal_noise, rng, smooth_noise, uniformize
+from eolab.demo._dates import N_WINTER
 from eolab.demo._spectra import CLOUD
 
 CLEAR, OPAQUE, THIN, SHADOW = 0, 1, 2, 3
@@ -25,13 +26,24 @@ SCL_ERROR_MODEL = {
     "water_rule": "NDWI + e > 0.1, or B08 < 0.06 and NDWI + e > -0.02, e ~ N(0, 0.08) -> 6",
     "spatial_structure": "detection decided by a smooth (~60 m) plus white random field: errors clump",
     "resolution": "SCL is computed at 10 m and sampled at 20 m: SCL[i, j] = scl10[2i, 2j]",
+    "snow_detected": 0.85,  # truth snow on land or frozen water -> SCL 11 (else the surface rules)
+    "false_snow": 0.06,  # clear bright pixels (B02 > 0.09, B04 > 0.12, not snow) on winter dates -> SCL 11
+    "terrain_shadow_detected": 0.65,  # truth terrain shadow -> SCL 2
+    "false_dark_area": 0.10,  # clear dark land (B08 < 0.08, NDWI < 0, not water) -> SCL 2
 }
 
 SHADOW_PAD = 130  # px of padding for cloud shadows cast from outside the scene
 
 
 def cloud_plan(seed: int, n_dates: int) -> np.ndarray:
-    """Target cloud cover per date: ~25 % clear, ~60 % partly cloudy, ~15 % overcast."""
+    """Target cloud cover per date: of the crop-season dates ~25 % clear, ~60 % partly cloudy, ~15 %
+    overcast; the last ``N_WINTER`` (winter) dates clear or nearly (0-3 %)."""
+    season = _season_plan(seed, n_dates - N_WINTER)
+    winter = rng(seed, "cloud-plan-winter").uniform(0.0, 0.03, N_WINTER)
+    return np.concatenate([season, winter])
+
+
+def _season_plan(seed: int, n_dates: int) -> np.ndarray:
     g = rng(seed, "cloud-plan")
     n_clear = int(round(0.25 * n_dates))
     n_over = int(round(0.15 * n_dates))
@@ -51,6 +63,7 @@ class Clouds:
     bright: np.ndarray  # float32 cloud brightness factor
     shadow_k: float  # reflectance factor in full shadow
     offset_px: tuple[int, int]  # (rows, cols) from a shadow to its cloud
+    surface: np.ndarray | None = None  # uint8 surface truth codes (eolab.demo._winter.SURFACE_CODES)
 
 
 def make_clouds(seed: int, index: int, n: int, target: float, sun_el: float, sun_az: float) -> Clouds:
@@ -118,6 +131,16 @@ def scl(seed: int, index: int, obs: np.ndarray, c: Clouds) -> np.ndarray:
     M = SCL_ERROR_MODEL
     bright_soil = (c.code == CLEAR) & (ndvi < 0.25) & (b04 > 0.16) & (b02 > 0.09) & (ndwi < 0)
     out[bright_soil & (g.random((n, n)) < M["bright_soil_false_cloud"])] = 8
+    surf = c.surface if c.surface is not None else np.zeros((n, n), np.uint8)
+    winter = bool(surf.any())
+    gw = rng(seed, "scl-winter", index)
+    dark_land = (c.code == CLEAR) & (b08 < 0.08) & (ndwi < 0) & (surf == 0) & ~water
+    out[dark_land & (_u(gw, n) < M["false_dark_area"])] = 2
+    out[(surf == 3) & (_u(gw, n) < M["terrain_shadow_detected"])] = 2
+    if winter:
+        bright = (c.code == CLEAR) & (b02 > 0.09) & (b04 > 0.12) & (surf == 0)
+        out[bright & (_u(gw, n) < M["false_snow"])] = 11
+        out[((surf == 1) | (surf == 2)) & (_u(gw, n) < M["snow_detected"])] = 11
     shadow = (c.code == SHADOW) & (_u(g, n) < M["shadow_detected"])
     out[shadow] = 3
     thin = (c.code == THIN) & (_u(g, n) < M["thin_detected"])

@@ -32,8 +32,20 @@ class Acq:
         return self.date.isoformat()
 
 
+#: Early-winter Sentinel-2 dates after the crop season: (date, snow on the ground, reservoir and
+#: ponds iced, haze path reflectance at 490 nm). Rendered by eolab.demo._winter.
+WINTER_DATES = [
+    (dt.date(YEAR, 11, 25), False, False, 0.030),  # low sun, long terrain shadows, haze
+    (dt.date(YEAR, 12, 10), True, False, 0.015),  # snow, open water
+    (dt.date(YEAR, 12, 20), True, True, 0.008),  # snow, iced reservoir
+    (dt.date(YEAR, 12, 30), True, True, 0.022),  # snow, iced reservoir, haze
+]
+N_WINTER = len(WINTER_DATES)
+
+
 def s2_dates(seed: int) -> list[Acq]:
-    """40 dates from the 5-day combined revisit 1 Mar - 31 Oct, irregularly subsampled."""
+    """40 dates from the 5-day combined revisit 1 Mar - 31 Oct, irregularly subsampled, then the
+    ``WINTER_DATES`` (Nov - Dec)."""
     g = rng(seed, "s2-dates")
     start = dt.date(YEAR, 3, 1)
     all_dates = [start + dt.timedelta(days=5 * k) for k in range(49)]  # up to 27 Oct
@@ -48,6 +60,10 @@ def s2_dates(seed: int) -> list[Acq]:
         sec = int(g.integers(-150, 150))
         t = dt.datetime(d.year, d.month, d.day, 9, 40, 0, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=sec)
         out.append(Acq(i, d, t, platform))
+    for k, (d, *_rest) in enumerate(WINTER_DATES):
+        sec = int(rng(seed, "s2-winter-dates").integers(-150, 150, N_WINTER)[k])
+        t = dt.datetime(d.year, d.month, d.day, 9, 40, 0, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=sec)
+        out.append(Acq(len(out), d, t, "sentinel-2c" if k % 2 == 0 else "sentinel-2b"))
     return out
 
 

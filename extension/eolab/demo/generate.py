@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eolab.demo import _clouds, _parcels, _phenology, _sar, _spectra, _stac
+from eolab.demo import _clouds, _parcels, _phenology, _sar, _spectra, _stac, _winter
 from eolab.demo._cog import open_stack, write_cog, write_gpkg
 from eolab.demo._common import (
     BI,
@@ -29,7 +29,7 @@ from eolab.demo._common import (
     make_grid,
     rng,
 )
-from eolab.demo._dates import s1_dates, s2_dates, sun_angles, water_level
+from eolab.demo._dates import WINTER_DATES, s1_dates, s2_dates, sun_angles, water_level
 from eolab.demo._scene import LANDCOVER, build_scene
 from eolab.errors import EolabError
 
@@ -95,7 +95,9 @@ def render_s2(scene, acq, target: float, seed: int):
     cov = _phenology.cover(P, doy)
     refl = _spectra.surface(scene, cov, doy, water_level(doy), rng(seed, "s2-surface", acq.index))
     el, az = sun_angles(acq.datetime)
+    surface = _winter.apply(refl, scene, acq, el, az, seed)
     cl = _clouds.make_clouds(seed, acq.index, scene.grid.n, target, el, az)
+    cl.surface = surface
     _clouds.apply(refl, cl)
     g = rng(seed, "s2-radiometry", acq.index)
     gain = g.normal(1.0, 0.012, 8)
@@ -129,7 +131,7 @@ def _s2_task(i: int):
         write_cog(d / "SCL.tif", scl[sl2], grid.tile_transform(r, c, 20.0), 0, 128)
         code = cl.code[sl]
         covers.append(100.0 * float(np.mean((code == _clouds.OPAQUE) | (code == _clouds.THIN))))
-    return i, cl.code, covers
+    return i, cl.code, cl.surface, covers
 
 
 def _s1_task(i: int):
@@ -209,12 +211,15 @@ def _generate_into(root: Path, size: str, seed: int, progress: bool) -> dict:
         with ctx.Pool(WORKERS, initializer=_init, initargs=(state,)) as pool, \
                 open_stack(root / "truth" / "clouds.tif", n, len(s2), tr) as clouds_ds, \
                 open_stack(root / "truth" / "water_s2.tif", n, len(s2), tr) as ws2, \
+                open_stack(root / "truth" / "surface_s2.tif", n, len(s2), tr) as surf_ds, \
                 open_stack(root / "truth" / "water_s1.tif", n, len(s1), tr) as ws1:
             s1_async = pool.imap(_s1_task, range(len(s1)))
-            for i, code, covers in pool.imap(_s2_task, range(len(s2))):
+            for i, code, surface, covers in pool.imap(_s2_task, range(len(s2))):
                 acq = s2[i]
                 clouds_ds.write(code, i + 1)
                 clouds_ds.set_band_description(i + 1, acq.iso)
+                surf_ds.write(surface, i + 1)
+                surf_ds.set_band_description(i + 1, acq.iso)
                 wm = scene.water_mask(water_level(acq.doy))
                 ws2.write(wm.astype(np.uint8), i + 1)
                 ws2.set_band_description(i + 1, acq.iso)
@@ -265,6 +270,8 @@ def _generate_into(root: Path, size: str, seed: int, progress: bool) -> dict:
         "n_parcels": len(P),
         "landcover_legend": {str(k): v for k, v in LANDCOVER.items() if k},
         "cloud_truth_codes": {str(k): v for k, v in _clouds.TRUTH_CODES.items()},
+        "surface_truth_codes": {str(k): v for k, v in _winter.SURFACE_CODES.items()},
+        "winter_dates": [d.isoformat() for d, *_ in WINTER_DATES],
         "crop_classes": {k: {"code": _parcels.CROPS[k][0], "n_parcels": int((P.crop_names == k).sum())}
                          for k in _parcels.CROP_NAMES},
         "false_declaration_share": round(float(P.false_decl.mean()), 4),
@@ -278,6 +285,7 @@ def _generate_into(root: Path, size: str, seed: int, progress: bool) -> dict:
             "claims": "claims/claims.gpkg",
             "truth": {"landcover": "truth/landcover.tif", "parcels": "truth/parcels.gpkg",
                       "water_s2": "truth/water_s2.tif", "water_s1": "truth/water_s1.tif",
-                      "water_area": "truth/water_area.csv", "clouds": "truth/clouds.tif"},
+                      "water_area": "truth/water_area.csv", "clouds": "truth/clouds.tif",
+                      "surface": "truth/surface_s2.tif"},
         },
     }
