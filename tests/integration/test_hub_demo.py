@@ -263,7 +263,9 @@ def test_nothing_listens_beyond_loopback_while_clusters_run(demo_hub, alice, ali
     ours = set(hub._processes_of(hub.read_resolved(hub.hub_dir(config) / "settings.json").hub_id))
     run_dir = str(Path(config.run_dir).resolve())
     for pid_file in (Path(config.run_dir) / "pids").glob("*.pid"):
-        ours.add(int(pid_file.read_text().split()[0]))
+        pid = _services.running_pid(Path(config.run_dir), pid_file.stem)
+        if pid:
+            ours.add(pid)
     for proc in Path("/proc").iterdir():  # PostgreSQL's processes carry the cluster's directory
         if proc.name.isdigit():
             try:
