@@ -260,6 +260,8 @@ class CapRun:
     findings: list = field(default_factory=list)
     #: the parameters every check ran with (``{check: {param: value}}``)
     check_params: dict = field(default_factory=dict)
+    #: the Sentinel-1 per-parcel series the run used (None: optical only)
+    s1: Any = None
 
     def __getitem__(self, name: str) -> Any:
         return getattr(self, name)
@@ -330,4 +332,4 @@ def run_checks(declared: Any, z: Any, z1: Any | None = None, *, screen: Any = No
 
     return CapRun(checks=checks_table, screen=screen.loc[X.index], X=X, info=info, proba=proba,
                   classes=list(classes), mowing=mowing, bare_soil=bare, growth_threshold=threshold, ndvi=ndvi,
-                  findings=findings, check_params=cap_checks.parameters(used, checks))
+                  findings=findings, check_params=cap_checks.parameters(used, checks), s1=z1)
