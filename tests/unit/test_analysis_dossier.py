@@ -109,3 +109,14 @@ def test_a_plugin_check_and_the_radar_series_show_up_in_the_dossier(tmp_path):
     page = dossier.render(run, result, items, "RED-1")
     assert "always_look" in page and "plug-in says: look at it" in page
     assert "Sentinel-1 VH (dB)" in page and "<td>-21.25</td>" in page and "-17.0" not in page
+
+
+def test_declared_hcat3_read_from_the_claims_when_the_result_lacks_it(tmp_path):
+    run, result, items = make_scene(tmp_path)
+    claims = result.set_index("parcel_id")[["crop_code", "crop_name", "hcat3_code", "hcat3_name", "geometry"]]
+    bare = result.drop(columns=["hcat3_code", "hcat3_name"])
+    assert "hcat3_code" not in dossier.evidence(run, bare, "RED-1")["declared"]
+    ev = dossier.evidence(run, bare, "RED-1", claims)
+    assert ev["declared"]["hcat3_code"] == "3301010699" and ev["declared"]["crop_code"] == "201"
+    page = dossier.render(run, bare, items, "RED-1", claims=claims, parameters={"red_ratio": 0.5})
+    assert "grain_maize_corn_popcorn" in page and "template parameter" in page and "GREEN-2" not in page

@@ -232,17 +232,23 @@ def _row(result: Any, pid: Any) -> Any:
     raise EolabError(f"parcel {pid!r} is not in the result table")
 
 
-def evidence(run: Any, result: Any, pid: Any) -> dict:
+def evidence(run: Any, result: Any, pid: Any, claims: Any = None) -> dict:
     """The parcel's evidence as plain JSON-able values: what its light rests on (declaration,
-    probabilities, clear dates and NDVI, events, findings, checks' parameters, source items)."""
+    probabilities, clear dates and NDVI, events, findings, checks' parameters, source items).
+    ``claims`` (indexed by parcel id): where the declared crop's HCAT3 code and name are read when
+    the result table does not carry them."""
     i = run.checks.index.get_loc(pid)
     row = _row(result, pid)
+    decl = {k: str(row[k]) for k in ("crop_code", "crop_name", "hcat3_code", "hcat3_name") if k in row.index}
+    if claims is not None and pid in claims.index:
+        c = claims.loc[pid]
+        decl.update({k: str(c[k]) for k in ("crop_code", "crop_name", "hcat3_code", "hcat3_name")
+                     if k in c.index and k not in decl})
     obs = np.asarray(run.info["observed"][i], bool)
     return {
         "parcel_id": str(pid),
         "light": str(run.checks["light"].iloc[i]), "reasons": str(run.checks["reasons"].iloc[i]),
-        "declared": {k: str(row[k]) for k in ("crop_code", "crop_name", "hcat3_code", "hcat3_name")
-                     if k in row.index},
+        "declared": decl,
         "probabilities": {c: round(float(p), 4) for c, p in zip(run.classes, run.proba[i])},
         "dates": parcel_dates(run, i),
         "ndvi": [round(float(v), 4) for v in np.asarray(run.ndvi[i], float)[obs]],
@@ -255,9 +261,9 @@ def evidence(run: Any, result: Any, pid: Any) -> dict:
     }
 
 
-def evidence_hash(run: Any, result: Any, pid: Any) -> str:
+def evidence_hash(run: Any, result: Any, pid: Any, claims: Any = None) -> str:
     """sha256 of :func:`evidence`: changes when anything the parcel's light rests on changes."""
-    doc = json.dumps(evidence(run, result, pid), sort_keys=True, default=str)
+    doc = json.dumps(evidence(run, result, pid, claims), sort_keys=True, default=str)
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
@@ -268,17 +274,18 @@ def _table(rows: Iterable[Sequence[Any]], head: Sequence[str]) -> str:
 
 
 def render(run: Any, result: Any, items: Iterable, pid: Any, *, parameters: dict | None = None,
-           max_dates: int = 4, zoom: int | None = None, reader: Reader | None = None) -> str:
+           claims: Any = None, max_dates: int = 4, zoom: int | None = None, reader: Reader | None = None) -> str:
     """The dossier of parcel ``pid`` as one HTML string (see the module doc). ``run``: the
     :class:`cap.CapRun`; ``result``: the result table (``parcel_id`` column or index, geometry,
     ``source_items``, declared crop); ``items``: the Sentinel-2 items (only those in the parcel's
-    ``source_items`` are read); ``parameters``: the template's parameters."""
+    ``source_items`` are read); ``parameters``: the template's parameters; ``claims``: see
+    :func:`evidence`."""
     from eolab import __version__
 
     e = lambda v: html.escape(str(v))  # noqa: E731
     i = run.checks.index.get_loc(pid)
     row = _row(result, pid)
-    ev = evidence(run, result, pid)
+    ev = evidence(run, result, pid, claims)
     used = set(filter(None, ev["source_items"].split(",")))
     items = [it for it in items if not used or it.id in used]
     chips = read_chips(items, row.geometry, result.crs, deciding_dates(run, i, max_dates), reader=reader)
@@ -334,7 +341,7 @@ def render(run: Any, result: Any, items: Iterable, pid: Any, *, parameters: dict
     if parameters:
         out.append(_table([[k, json.dumps(v, default=str)] for k, v in parameters.items()],
                           ["template parameter", "value"]))
-    out.append(f"<p>eolab {e(__version__)}; evidence hash <code>{evidence_hash(run, result, pid)}</code></p>")
+    out.append(f"<p>eolab {e(__version__)}; evidence hash <code>{evidence_hash(run, result, pid, claims)}</code></p>")
     out.append("</body></html>")
     return "".join(out)
 

@@ -61,9 +61,9 @@ class InspectionQueue(HasTraits):
 
     @classmethod
     def from_run(cls, run: Any, result: Any, log_path: str | Path, *, items: Sequence | None = None,
-                 lights: Sequence[str] = ("red", "yellow"), **kw: Any) -> InspectionQueue:
+                 lights: Sequence[str] = ("red", "yellow"), claims: Any = None, **kw: Any) -> InspectionQueue:
         """The queue of a :class:`cap.CapRun` and its result table; with ``items`` it renders each
-        parcel's dossier (:func:`dossier.render`)."""
+        parcel's dossier (:func:`dossier.render`); ``claims`` as in :func:`dossier.evidence`."""
         import numpy as np
 
         from eolab.analysis import dossier
@@ -76,8 +76,8 @@ class InspectionQueue(HasTraits):
             p = run.checks["p_predicted"].iloc[i]
             entries.append({"parcel_id": pid, "light": light, "area_ha": float(run.screen["area_ha"].iloc[i]),
                             "confidence": float(p) if np.isfinite(p) else 0.0,
-                            "evidence_hash": dossier.evidence_hash(run, table, pid)})
-        render = (lambda pid: dossier.render(run, table, items, pid)) if items is not None else None
+                            "evidence_hash": dossier.evidence_hash(run, table, pid, claims)})
+        render = (lambda pid: dossier.render(run, table, items, pid, claims=claims)) if items is not None else None
         return cls(entries, log_path, render=render, **kw)
 
     @validate("order")
