@@ -19,6 +19,7 @@ Every light comes with its reasons (text) so an inspector sees why.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -205,7 +206,7 @@ def check_parcels(claims: Any, screen: Any, proba: np.ndarray, classes: Sequence
     declared = claims["crop_name"].astype(str).values
     classes = [str(c) for c in classes]
     hcat = crop_hcat3(claims)
-    group = lambda name: crop_group(name, hcat.get(name))  # noqa: E731
+    group = functools.cache(lambda name: crop_group(name, hcat.get(name)))  # a few crops, many parcels
     n = len(claims)
     if proba.shape != (n, len(classes)):
         raise EolabError(f"probabilities {proba.shape} do not match {n} parcels × {len(classes)} classes")

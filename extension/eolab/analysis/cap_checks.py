@@ -8,7 +8,7 @@ edit of the pipeline::
     @cap_checks.register("late_declaration", params={"max_area_ha": 50.0},
                          reasons={"yellow": "parcel larger than {max_area_ha} ha"})
     def late_declaration(ev, i, max_area_ha):
-        if ev.screen["area_ha"].iloc[i] > max_area_ha:
+        if ev.area_ha[i] > max_area_ha:
             return [("yellow", f"parcel larger than {max_area_ha:g} ha")]
         return []
 
@@ -85,6 +85,23 @@ class Evidence:
     group: Callable[[str], str]
     extra: dict = field(default_factory=dict)
     findings: list = field(default_factory=list)
+    #: plain per-parcel arrays of the screen and the claims (fast row access; filled from them)
+    monitorable: Any = None
+    screen_reason: Any = None
+    area_ha: Any = None
+    area_declared_ha: Any = None
+
+    def __post_init__(self) -> None:
+        n = len(self.declared)
+        if self.monitorable is None:
+            self.monitorable = np.asarray(self.screen["monitorable"].values, bool)
+        if self.screen_reason is None:
+            self.screen_reason = [str(v) for v in self.screen["screen_reason"].values]
+        if self.area_ha is None:
+            self.area_ha = np.asarray(self.screen["area_ha"].values, float)
+        if self.area_declared_ha is None:
+            self.area_declared_ha = (np.asarray(self.claims["area_declared_ha"].values, float)
+                                     if "area_declared_ha" in self.claims else np.full(n, np.nan))
 
 
 _REGISTRY: dict[str, Check] = {}
@@ -187,8 +204,8 @@ def light_of(findings: Sequence[Finding]) -> tuple[str, str, bool]:
           reasons={"yellow": "too small / too thin for 10 m pixels — check by field visit or VHR image"})
 def monitorability(ev: Evidence, i: int) -> list:
     """Parcels too small or too thin for the pixels are not judged from the images."""
-    if not ev.screen["monitorable"].iloc[i]:
-        return [("yellow", ev.screen["screen_reason"].iloc[i] + " — check by field visit or VHR image")]
+    if not ev.monitorable[i]:
+        return [("yellow", ev.screen_reason[i] + " — check by field visit or VHR image")]
     return []
 
 
@@ -255,8 +272,7 @@ def bare_soil(ev: Evidence, i: int) -> list:
           reasons={"yellow": "declared X ha vs. drawn Y ha (beyond area_tolerance, at least 0.1 ha)"})
 def area(ev: Evidence, i: int, area_tolerance: float) -> list:
     """The declared area must match the drawn parcel."""
-    decl = ev.claims["area_declared_ha"].iloc[i] if "area_declared_ha" in ev.claims else np.nan
-    geo = ev.screen["area_ha"].iloc[i]
+    decl, geo = ev.area_declared_ha[i], ev.area_ha[i]
     if np.isfinite(decl) and geo > 0 and abs(decl - geo) > max(area_tolerance * geo, 0.1):
         return [("yellow", f"declared {decl:.2f} ha vs. drawn {geo:.2f} ha")]
     return []
