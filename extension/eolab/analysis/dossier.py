@@ -32,6 +32,7 @@ from eolab.errors import EolabError
 RGB_BANDS = ("B04", "B03", "B02")
 NIR_BAND = "B08"
 OUTLINE = (255, 0, 255)
+CHIP_PX = 320  # chips are drawn about this wide (whole-pixel zoom)
 CSS = """body{font-family:sans-serif;margin:1.5em;max-width:1100px;color:#222}
 h1{font-size:1.4em}h2{font-size:1.1em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:2px 6px;text-align:left}
@@ -308,7 +309,7 @@ def render(run: Any, result: Any, items: Iterable, pid: Any, *, parameters: dict
            "<h2>Images of the dates that decided</h2><p>Parcel outline in magenta; true colour (B04, B03, "
            "B02, reflectance 0–0.3) and NDVI (brown 0 → green 1).</p>"]
     for c in chips:
-        z = zoom or max(1, 160 // max(c.ndvi.shape))
+        z = zoom or max(1, round(CHIP_PX / max(c.ndvi.shape)))
         out.append(f"<figure><img alt='true colour {e(c.date)}' src='{_png(rgb_colours(c.rgb), row.geometry, c.transform, z)}'>"
                    f"<img alt='NDVI {e(c.date)}' src='{_png(ndvi_colours(c.ndvi), row.geometry, c.transform, z)}'>"
                    f"<figcaption>{e(c.date)} — item <code>{e(c.item_id)}</code></figcaption></figure>")
