@@ -47,7 +47,7 @@ def test_dossier_of_a_red_parcel(scene, tmp_path):
     assert all(f"S2_{d}" in page for d in DATES) and "http://stac.example/collections" in page
     assert "eolab " in page and "red_ratio" in page
     # the series (every clear date with its NDVI) and the growth threshold
-    assert all(d in page for d in DATES) and "<td>0.8</td>" in page and "min_growth 0.40" in page
+    assert all(d in page for d in DATES) and "<td>0.8</td>" in page and "min_growth (arable crops) 0.40" in page
     # nothing of the other parcel: neither its id nor its coordinates
     assert "GREEN-2" not in page and f"{X0 + 550:.0f}" not in page
     # no request leaves the file: every src/href is inline
@@ -120,3 +120,10 @@ def test_declared_hcat3_read_from_the_claims_when_the_result_lacks_it(tmp_path):
     assert ev["declared"]["hcat3_code"] == "3301010699" and ev["declared"]["crop_code"] == "201"
     page = dossier.render(run, bare, items, "RED-1", claims=claims, parameters={"red_ratio": 0.5})
     assert "grain_maize_corn_popcorn" in page and "template parameter" in page and "GREEN-2" not in page
+
+
+def test_a_parcel_not_monitorable_shows_no_model_verdict(tmp_path):
+    run, result, items = make_scene(tmp_path)
+    run.screen.loc["RED-1", "monitorable"] = False
+    page = dossier.render(run, result, items, "RED-1")
+    assert "did not judge this parcel" in page and "<th>probability</th>" not in page

@@ -299,11 +299,13 @@ def render(run: Any, result: Any, items: Iterable, pid: Any, *, parameters: dict
            _table([[k.replace("_", " "), v] for k, v in ev["declared"].items()]
                   + [["area declared (ha)", row.get("area_declared_ha", "")],
                      ["area drawn (ha)", round(float(run.screen["area_ha"].iloc[i]), 4)]], ["", "declared"]),
-           "<p>Crop model probabilities (a model that never saw this parcel's declaration):</p>",
-           _table([[c, f"{p:.3f}", ("declared " if c == ev["declared"].get("crop_name") else "")
-                    + ("predicted" if c == run.checks["predicted_crop"].iloc[i] else "")]
-                   for c, p in sorted(ev["probabilities"].items(), key=lambda kv: -kv[1])],
-                  ["crop", "probability", ""]),
+           "<p>Crop model probabilities (a model that never saw this parcel's declaration):</p>"
+           + _table([[c, f"{p:.3f}", ("declared " if c == ev["declared"].get("crop_name") else "")
+                      + ("predicted" if c == run.checks["predicted_crop"].iloc[i] else "")]
+                     for c, p in sorted(ev["probabilities"].items(), key=lambda kv: -kv[1])],
+                    ["crop", "probability", ""])
+           if bool(run.screen["monitorable"].iloc[i]) else
+           "<p>Not monitorable from 10 m pixels: the crop model did not judge this parcel.</p>",
            "<h2>Every reason</h2>",
            _table(ev["findings"] or [["", light, ev["reasons"]]], ["check", "light", "reason"]),
            "<h2>Images of the dates that decided</h2><p>Parcel outline in magenta; true colour (B04, B03, "
@@ -315,7 +317,8 @@ def render(run: Any, result: Any, items: Iterable, pid: Any, *, parameters: dict
                    f"<figcaption>{e(c.date)} — item <code>{e(c.item_id)}</code></figcaption></figure>")
     if not chips:
         out.append("<p>No image of the deciding dates covers this parcel.</p>")
-    thresholds = [(float(v), k) for k, v in run.check_params.get("growth", {}).items() if v is not None]
+    thresholds = [(float(v), f"{k} (arable crops)") for k, v in run.check_params.get("growth", {}).items()
+                  if v is not None]
     events = [(d, "mowing") for d in ev["mowing"]] + [(b.split("/")[0], "bare soil") for b in ev["bare_soil"]]
     out.append("<h2>Series, events and thresholds</h2>")
     if ev["dates"]:
