@@ -3,14 +3,15 @@
 One module per concept; modules are imported on first use (``eolab.analysis.water`` etc.):
 indices, zonal (rasterize once + bincount), timeseries (cleaning, gap filling), water, crops,
 claims (national parcel schemas), events (mowing, bare soil), cap (parcel checks, traffic light),
+cap_checks (the checks as plug-ins), dossier (evidence page per parcel),
 outputs, publish, openeo_graphs, templates, plots. Searching is :mod:`eolab.search`, loading
 :func:`eolab.load_cube`, provenance :mod:`eolab.provenance`, scores :mod:`eolab.metrics`.
 """
 
 import importlib
 
-__all__ = ["indices", "zonal", "timeseries", "water", "crops", "claims", "events", "cap", "outputs", "publish",
-           "openeo_graphs", "templates", "plots"]
+__all__ = ["indices", "zonal", "timeseries", "water", "crops", "claims", "events", "cap", "cap_checks", "dossier",
+           "outputs", "publish", "openeo_graphs", "templates", "plots"]
 
 
 def __getattr__(name):

@@ -19,8 +19,9 @@ Every light comes with its reasons (text) so an inspector sees why.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -178,12 +179,19 @@ def check_parcels(claims: Any, screen: Any, proba: np.ndarray, classes: Sequence
                   n_observations: Sequence[int], mowing: Sequence[Sequence[dict]] | None = None,
                   bare_soil: Sequence[Sequence[dict]] | None = None, ndvi_max: Sequence[float] | None = None,
                   red_probability: float | None = None, red_ratio: float | None = 0.5, min_observations: int = 6,
-                  grassland: str = "grassland", area_tolerance: float = 0.1, min_growth: float | None = 0.4) -> Any:
+                  grassland: str = "grassland", area_tolerance: float = 0.1, min_growth: float | None = 0.4,
+                  checks: Sequence[str] | None = None, check_params: dict | None = None,
+                  extra: dict | None = None, findings: list | None = None) -> Any:
     """The per-parcel result table: declared and predicted crop (+ groups, probabilities), events,
     ``light`` (green/yellow/red), ``reasons`` (semicolon-separated) and ``declaration_suspect`` (red
     because of the crop). Rows follow ``claims``. Groups, grassland (mowing, bare soil) and arable
     (growth) come from the crops' HCAT3 codes (the claims' ``hcat3_code``, see :mod:`taxonomy`);
     ``grassland`` names one more crop to treat as grassland.
+
+    The light is built from the registered checks (:mod:`cap_checks`: the built-ins and any
+    plug-in); ``checks`` names the ones to run (None: all), ``check_params`` overrides their
+    parameters (``{name: {param: value}}``), ``extra`` is handed to plug-ins as ``evidence.extra``
+    and ``findings`` (a list), when given, receives every parcel's findings.
 
     min_growth: arable parcels whose NDVI maximum stays below it are yellow (failed / very weak crop,
     type not judged) — e.g. :func:`growth_threshold` of the scene. Red when the predicted crop differs
@@ -193,54 +201,32 @@ def check_parcels(claims: Any, screen: Any, proba: np.ndarray, classes: Sequence
     probabilities), never on the evaluation scene."""
     import pandas as pd
 
+    from eolab.analysis import cap_checks
+
     declared = claims["crop_name"].astype(str).values
     classes = [str(c) for c in classes]
     hcat = crop_hcat3(claims)
-    group = lambda name: crop_group(name, hcat.get(name))  # noqa: E731
-    is_grass = grassland_mask(claims, grassland)
-    is_arable = arable_mask(claims, grassland)
+    group = functools.cache(lambda name: crop_group(name, hcat.get(name)))  # a few crops, many parcels
     n = len(claims)
     if proba.shape != (n, len(classes)):
         raise EolabError(f"probabilities {proba.shape} do not match {n} parcels × {len(classes)} classes")
     pred = np.array(classes)[proba.argmax(1)]
     p_pred = proba.max(1)
     p_decl = np.array([proba[i, classes.index(d)] if d in classes else np.nan for i, d in enumerate(declared)])
-    lights, reasons, suspect = [], [], []
-    for i in range(n):
-        why_red, why_yellow = [], []
-        if not screen["monitorable"].iloc[i]:
-            why_yellow.append(screen["screen_reason"].iloc[i] + " — check by field visit or VHR image")
-        elif n_observations[i] < min_observations:
-            why_yellow.append(f"only {int(n_observations[i])} clear observations (< {min_observations})")
-        else:
-            d, p = declared[i], pred[i]
-            weak = (is_arable[i] and ndvi_max is not None and min_growth is not None
-                    and np.isfinite(ndvi_max[i]) and ndvi_max[i] < min_growth)
-            if weak:
-                why_yellow.append(f"failed or very weak crop (NDVI max {ndvi_max[i]:.2f} < {min_growth:.2f}): "
-                                  "crop type not judged — field visit")
-            elif d not in classes:
-                why_yellow.append(f"declared crop {d!r} is not among the model's classes")
-            elif p != d:
-                text = (f"images look like {p} (p={p_pred[i]:.2f}), declared {d} (p={p_decl[i]:.2f})")
-                contradicted = ((red_probability is not None and p_decl[i] < red_probability)
-                                or (red_ratio is not None and p_decl[i] < red_ratio * p_pred[i]))
-                if contradicted or group(p) != group(d) and p_pred[i] >= 0.6:
-                    why_red.append(text)
-                else:
-                    why_yellow.append(text)
-            if is_grass[i] and mowing is not None and not mowing[i]:
-                why_yellow.append("declared grassland, no mowing detected")
-            if is_grass[i] and bare_soil is not None and bare_soil[i]:
-                why_yellow.append(f"declared grassland with bare soil from {bare_soil[i][0]['start']}")
-        area_decl = claims["area_declared_ha"].iloc[i] if "area_declared_ha" in claims else np.nan
-        area_geo = screen["area_ha"].iloc[i]
-        if np.isfinite(area_decl) and area_geo > 0 and abs(area_decl - area_geo) > max(area_tolerance * area_geo, 0.1):
-            why_yellow.append(f"declared {area_decl:.2f} ha vs. drawn {area_geo:.2f} ha")
-        light = "red" if why_red else ("yellow" if why_yellow else "green")
-        lights.append(light)
-        reasons.append("; ".join(why_red + why_yellow) or "consistent with the declaration")
-        suspect.append(bool(why_red))
+    ev = cap_checks.Evidence(
+        claims=claims, screen=screen, proba=proba, classes=classes, declared=declared, predicted=pred,
+        p_predicted=p_pred, p_declared=p_decl, n_observations=n_observations, mowing=mowing, bare_soil=bare_soil,
+        ndvi_max=ndvi_max, is_grassland=grassland_mask(claims, grassland), is_arable=arable_mask(claims, grassland),
+        group=group, extra=dict(extra or {}))
+    builtin = {"observations": {"min_observations": min_observations}, "growth": {"min_growth": min_growth},
+               "crop_consistency": {"red_ratio": red_ratio, "red_probability": red_probability},
+               "area": {"area_tolerance": area_tolerance}}
+    for name, p in (check_params or {}).items():
+        builtin[name] = {**builtin.get(name, {}), **p}
+    found = cap_checks.evaluate(ev, cap_checks.parameters(builtin, checks))
+    if findings is not None:
+        findings[:] = found
+    lights, reasons, suspect = zip(*(cap_checks.light_of(f) for f in found)) if n else ((), (), ())
     out = pd.DataFrame({
         "declared_crop": declared, "declared_group": [group(d) for d in declared],
         "predicted_crop": pred, "predicted_group": [group(p) for p in pred],
@@ -248,7 +234,7 @@ def check_parcels(claims: Any, screen: Any, proba: np.ndarray, classes: Sequence
         "n_clear_observations": np.asarray(n_observations, int),
         "mowing_dates": [",".join(e["date"] for e in evs) for evs in mowing] if mowing is not None else "",
         "bare_soil": [",".join(f"{e['start']}/{e['end']}" for e in evs) for evs in bare_soil] if bare_soil is not None else "",
-        "light": lights, "reasons": reasons, "declaration_suspect": suspect,
+        "light": list(lights), "reasons": list(reasons), "declaration_suspect": list(suspect),
     }, index=claims.index)
     return out
 
@@ -271,6 +257,12 @@ class CapRun:
     bare_soil: list
     growth_threshold: float
     ndvi: np.ndarray
+    #: per parcel, what each check found (:class:`cap_checks.Finding`)
+    findings: list = field(default_factory=list)
+    #: the parameters every check ran with (``{check: {param: value}}``)
+    check_params: dict = field(default_factory=dict)
+    #: the Sentinel-1 per-parcel series the run used (None: optical only)
+    s1: Any = None
 
     def __getitem__(self, name: str) -> Any:
         return getattr(self, name)
@@ -286,7 +278,8 @@ def run_checks(declared: Any, z: Any, z1: Any | None = None, *, screen: Any = No
                red_probability: float | None = None, red_ratio: float | None = 0.5,
                min_observations: int = 6, seed: int = 0,
                grassland: str = "grassland", mowing_threshold: float = 1.1,
-               mowing_season: tuple[str, str] | None = ("04-15", "09-30"), n_jobs: int = 2) -> CapRun:
+               mowing_season: tuple[str, str] | None = ("04-15", "09-30"), n_jobs: int = 2,
+               checks: Sequence[str] | None = None, check_params: dict | None = None) -> CapRun:
     """The whole check of the CAP template on per-parcel series: what the notebook and the P4
     benchmark run.
 
@@ -294,7 +287,9 @@ def run_checks(declared: Any, z: Any, z1: Any | None = None, *, screen: Any = No
     z1: :func:`crops.s1_parcel_series` (None: optical only). ``screen`` (:func:`screen_parcels`) and
     ``features`` (``crops.parcel_features(z)``) are used as given when the caller already has them,
     else computed. Steps: features (S2 + S1), cross-fitted class probabilities, the scene's growth
-    threshold (Otsu, label-free), mowing (S1+S2 fused, or optical only), bare soil, traffic light.
+    threshold (Otsu, label-free), mowing (S1+S2 fused, or optical only), bare soil, traffic light
+    from the registered checks (:mod:`cap_checks`; ``checks`` and ``check_params`` as in
+    :func:`check_parcels`; plug-ins find ``ndvi``, ``info``, ``X`` and ``s1`` in ``evidence.extra``).
     """
     from eolab.analysis import crops, events
     from eolab.analysis import timeseries as ts
@@ -324,9 +319,18 @@ def run_checks(declared: Any, z: Any, z1: Any | None = None, *, screen: Any = No
         found = events.detect_mowing(ndvi, info["days"])
     mowing = [evs if g else [] for evs, g in zip(found, is_grass)]
     bare = events.detect_bare_soil(info["series"]["NDVI"], info["days"])
-    checks = check_parcels(declared.loc[X.index], screen.loc[X.index], proba, classes,
-                           n_observations=info["n_observations"], mowing=mowing, bare_soil=bare,
-                           ndvi_max=X["NDVI_max"].values, red_probability=red_probability, red_ratio=red_ratio,
-                           min_observations=min_observations, grassland=grassland, min_growth=threshold)
-    return CapRun(checks=checks, screen=screen.loc[X.index], X=X, info=info, proba=proba, classes=list(classes),
-                  mowing=mowing, bare_soil=bare, growth_threshold=threshold, ndvi=ndvi)
+    findings: list = []
+    used = {"observations": {"min_observations": min_observations}, "growth": {"min_growth": threshold},
+            "crop_consistency": {"red_ratio": red_ratio, "red_probability": red_probability}}
+    for name, p in (check_params or {}).items():
+        used[name] = {**used.get(name, {}), **p}
+    checks_table = check_parcels(declared.loc[X.index], screen.loc[X.index], proba, classes,
+                                 n_observations=info["n_observations"], mowing=mowing, bare_soil=bare,
+                                 ndvi_max=X["NDVI_max"].values, grassland=grassland, checks=checks,
+                                 check_params=used, findings=findings,
+                                 extra={"ndvi": ndvi, "info": info, "X": X, "s1": z1})
+    from eolab.analysis import cap_checks
+
+    return CapRun(checks=checks_table, screen=screen.loc[X.index], X=X, info=info, proba=proba,
+                  classes=list(classes), mowing=mowing, bare_soil=bare, growth_threshold=threshold, ndvi=ndvi,
+                  findings=findings, check_params=cap_checks.parameters(used, checks), s1=z1)

@@ -1,0 +1,99 @@
+"""A whole country's CAP parcels on one map: every parcel of a run (100,000 and more) as a
+GPU-rendered GeoArrow polygon layer (lonboard), coloured by its light, read from the run's
+GeoParquet output; a click on a parcel shows its evidence dossier beside the map. The base layer
+is the project's own tile service (offline), never a CDN; ipyleaflet stays for drawing.
+
+    from eolab.widgets.country_map import CountryMap
+    m = CountryMap(out / "cap_checks.parquet", dossiers=out / "dossiers")   # or dossiers=callable(pid) → HTML
+    m.widget
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LIGHT_RGBA = {"green": (44, 160, 44, 190), "yellow": (255, 191, 0, 220), "red": (214, 39, 40, 235)}
+OTHER_RGBA = (128, 128, 128, 160)
+
+
+def light_colours(lights: Any) -> np.ndarray:
+    """RGBA (n × 4, uint8) of each parcel's light (grey for anything else)."""
+    import pandas as pd
+
+    keys = list(LIGHT_RGBA)
+    codes = pd.Categorical(pd.Series(lights, dtype=object).astype(str), categories=keys).codes
+    table = np.array([LIGHT_RGBA[k] for k in keys] + [OTHER_RGBA], dtype=np.uint8)
+    return table[np.where(codes < 0, len(keys), codes)]
+
+
+def read_results(results: Any, columns: tuple[str, ...] = ("parcel_id", "light")) -> Any:
+    """The parcels of a run (GeoParquet path or GeoDataFrame): only ``columns`` + geometry, in
+    longitude/latitude, in file order."""
+    import geopandas as gpd
+
+    gdf = (gpd.read_parquet(results, columns=[*columns, "geometry"]) if isinstance(results, (str, Path))
+           else results[[*columns, "geometry"]])
+    return gdf.to_crs("EPSG:4326") if gdf.crs is not None and not gdf.crs.is_geographic else gdf
+
+
+def _base_layer(tiles_url: str | None) -> Any:
+    from lonboard import BitmapTileLayer
+
+    from eolab.errors import EolabError
+    from eolab.tiles import base_tiles
+
+    try:
+        url = base_tiles(tiles_url)
+    except EolabError:
+        return None
+    return BitmapTileLayer(data=url, tile_size=256, max_zoom=19, min_zoom=0)
+
+
+class CountryMap:
+    """``CountryMap(results, dossiers=...).widget``: the map and, below it, the clicked parcel's
+    dossier. ``dossiers``: a folder of :func:`dossier.write_all` files or a callable parcel id → HTML."""
+
+    def __init__(self, results: Any, *, dossiers: str | Path | Callable[[str], str] | None = None,
+                 tiles_url: str | None = None, height: int = 600):
+        import ipywidgets as w
+        from lonboard import Map, PolygonLayer
+
+        self.table = read_results(results)
+        self._dossiers = dossiers
+        self.layer = PolygonLayer.from_geopandas(
+            self.table, get_fill_color=light_colours(self.table["light"]), get_line_color=[40, 40, 40, 200],
+            get_line_width=1, line_width_units="pixels", pickable=True, auto_highlight=True)
+        base = _base_layer(tiles_url)
+        self.map = Map(layers=[base, self.layer] if base is not None else [self.layer], basemap=None,
+                       height=height, show_tooltip=True)
+        self.dossier = w.HTML()
+        self.parcel_id = ""
+        self.layer.observe(lambda change: self.select(change["new"]), names="selected_index")
+        self.widget = w.VBox([self.map, self.dossier])
+
+    def html_of(self, pid: str) -> str:
+        from eolab.analysis import dossier
+
+        if callable(self._dossiers):
+            return self._dossiers(pid)
+        if self._dossiers is not None:
+            path = Path(self._dossiers) / dossier.file_name(pid)
+            if path.exists():
+                return path.read_text(encoding="utf-8")
+        return ""
+
+    def select(self, index: int | None) -> str:
+        """Show the dossier of the parcel at row ``index`` (what a click does); its id."""
+        if index is None or not 0 <= int(index) < len(self.table):
+            return ""
+        self.parcel_id = pid = str(self.table["parcel_id"].iloc[int(index)])
+        page = self.html_of(pid)
+        self.dossier.value = (f"<iframe title='dossier {html.escape(pid)}' style='width:100%;height:640px;border:0' "
+                              f"srcdoc=\"{html.escape(page)}\"></iframe>" if page
+                              else html.escape(f"{pid}: no dossier (green parcels have none)"))
+        return pid
