@@ -22,7 +22,7 @@ import httpx
 
 from eolab.catalog._fallback import Capabilities, apply_fields, filter_matcher, filter_text, member_fields, \
     query_matcher
-from eolab.catalog._members import Member, MemberError
+from eolab.catalog._members import Member, MemberError, error_reason, max_ejected
 from eolab.catalog._merge import Cursor, Merger, MemberPage, sort_key_function
 from eolab.catalog._paging import TokenState, compact_next, decode_token, encode_token, expand_next
 from eolab.catalog._query import DEFAULT_SORTBY, BadParameter, SearchQuery
@@ -102,6 +102,8 @@ class MemberPlan:
     href: str
     payload: dict
     accept: Callable[[dict], bool] | None
+    key: str = ""                        # the query's fingerprint: tells requests apart for health
+    default_collection: str | None = None  # for items that come without ``collection``
 
     def request_for(self, ref: Any) -> tuple[str, str, dict]:
         if ref is None:
@@ -182,10 +184,14 @@ def _as_params(body: dict, caps: Capabilities) -> dict[str, str]:
 
 def parse_member_page(member_id: str, body: Any, plan: MemberPlan) -> MemberPage:
     if not isinstance(body, dict) or not isinstance(body.get("features"), list):
-        raise MemberError(member_id, "malformed", "search answer is not a FeatureCollection")
+        raise MemberError(member_id, "malformed", error_reason("malformed", "search answer is not a FeatureCollection"))
     features = body["features"]
     if not all(isinstance(f, dict) for f in features):
-        raise MemberError(member_id, "malformed", "search answer holds features that are not objects")
+        raise MemberError(member_id, "malformed",
+                          error_reason("malformed", "search answer holds features that are not objects"))
+    if plan.default_collection is not None:
+        features = [f if isinstance(f.get("collection"), str) and f["collection"]
+                    else {**f, "collection": plan.default_collection} for f in features]
     nxt = None
     for link in body.get("links") or []:
         if isinstance(link, dict) and link.get("rel") == "next" and isinstance(link.get("href"), str):
@@ -199,6 +205,26 @@ def parse_member_page(member_id: str, body: Any, plan: MemberPlan) -> MemberPage
 
 
 WRITABLE_INFO_TTL = 2.0  # s
+MAX_WAITS = 3  # broker pages in a row that may end waiting for one member before it leaves the walk
+
+
+def failure_outcome(error: MemberError, *, first_page: bool, waits: int) -> str:
+    """What one member failure does to the search (pure).
+
+    ``reject``: the whole search is a 400 (the member refused the query itself on its first page);
+    ``empty``: the member holds nothing for it (404 on a first page); ``wait``: the page ends early
+    and the walk keeps the member's cursor (no answer in time, e.g. under load: it is asked again on
+    the next page, up to ``MAX_WAITS`` pages in a row); ``missing``: the member leaves the walk and
+    is named in ``federation:missing`` with the reason (down, rate limited after the retries, a 5xx
+    for this query, a malformed answer).
+    """
+    if error.kind == "rejected" and first_page:
+        return "reject"
+    if error.kind == "not_found" and first_page:
+        return "empty"
+    if error.transient and waits < MAX_WAITS:
+        return "wait"
+    return "missing"
 
 
 class Federation:
@@ -219,13 +245,19 @@ class Federation:
             m.id: Member(config=m, base_url=config.member_url(m), client=self.client,
                          timeout=m.timeout or broker.member_timeout, health_ttl=broker.health_ttl,
                          # Writable members gain collections at any time (published results).
-                         info_ttl=min(info_ttl, WRITABLE_INFO_TTL) if m.writable else info_ttl, clock=clock)
+                         info_ttl=min(info_ttl, WRITABLE_INFO_TTL) if m.writable else info_ttl, clock=clock,
+                         concurrency=broker.member_concurrency, may_eject=self._may_eject)
             for m in config.enabled_members
         }
         self.known_ids = {m.id for m in config.members}
         self.pages = PageCache(page_cache_ttl, clock=clock)
         self._background: set[asyncio.Task] = set()
         self._inflight: dict[str, asyncio.Future] = {}
+
+    def _may_eject(self, member: Member) -> bool:
+        """The ejection cap: never more than half of the members out at once, never every member."""
+        out = sum(1 for m in self.members.values() if not m.health.ok and m is not member)
+        return out < max_ejected(len(self.members))
 
     def _new_client(self) -> httpx.AsyncClient:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=64)
@@ -314,7 +346,8 @@ class Federation:
         try:
             return await asyncio.wait_for(asyncio.gather(*(one(m) for m in members)), budget)
         except TimeoutError:
-            return [m.info if m.info else MemberError(m.id, "timeout", "no answer in time") for m in members]
+            return [m.info if m.info else MemberError(m.id, "timeout", error_reason("timeout", "no answer in time"))
+                    for m in members]
 
     def _member_for(self, collection_id: str) -> tuple[Member, str]:
         owner, local = split_id(collection_id)
@@ -332,7 +365,7 @@ class Federation:
         except MemberError as error:
             if error.kind == "not_found":
                 raise NotFound(f"{path} does not exist at member {member.id!r}") from None
-            member.mark_failed(error)
+            member.mark_failed(error, path)
             raise Unavailable(f"member {member.id!r} did not answer: {error.reason}") from None
 
     async def collection(self, base: str, collection_id: str) -> dict:
@@ -407,7 +440,7 @@ class Federation:
         cursors = []
         for member_id in plans:
             saved = state.cursors.get(member_id, {}) if state else {}
-            cursors.append(Cursor(member=member_id, ref=saved.get("r"), skip=int(saved.get("s") or 0)))
+            cursors.append(Cursor.from_state(member_id, saved))
         accepts = {m: p.accept for m, p in plans.items() if p.accept is not None}
         def accept(member: str, item: dict) -> bool:
             check = accepts.get(member)
@@ -418,8 +451,10 @@ class Federation:
             return check(view)
 
         merger = Merger(cursors=cursors, key=sort_key_function(query.effective_sortby), limit=query.limit,
-                        accept=accept)
-        await self._drive(merger, plans, deadline, first_walk_page=state is None, missing=missing)
+                        accept=accept, fields=tuple(f for f, _ in query.effective_sortby))
+        waiting: dict[str, str] = {}
+        await self._drive(merger, plans, deadline, first_walk_page=state is None, missing=missing,
+                          waiting=waiting)
         if state is None:
             matched = {m: n for m, n in merger.number_matched().items()}
         features = []
@@ -446,6 +481,9 @@ class Federation:
         result["links"] = links
         result["federation:missing"] = sorted(missing)
         result["eolab:member_errors"] = missing
+        if waiting:
+            # Still in the walk: the page ended early and the next one asks them again.
+            result["eolab:member_waiting"] = waiting
         self._prefetch(merger, plans, query.limit)
         return result
 
@@ -480,7 +518,11 @@ class Federation:
                 cannot_sort.append(member.id)
             method, href, payload, accept = member_request(query, member.id, targets[member.id], caps, limit,
                                                            member.base_url)
-            plans[member.id] = MemberPlan(member, targets[member.id], method, href, payload, accept)
+            locals_ = targets[member.id]
+            held = list(info.collections or {})
+            default = locals_[0] if locals_ is not None and len(locals_) == 1 else held[0] if len(held) == 1 else None
+            plans[member.id] = MemberPlan(member, locals_, method, href, payload, accept, key=query.fingerprint(),
+                                          default_collection=default)
         if cannot_sort:
             raise BadParameter("sortby", f"member(s) {', '.join(cannot_sort)} cannot sort results",
                                hint="use the default order (datetime descending) or search other collections")
@@ -498,7 +540,10 @@ class Federation:
                 try:
                     return await asyncio.wait_for(asyncio.shield(pending), timeout)
                 except TimeoutError:
-                    raise MemberError(plan.member.id, "timeout", f"no answer within {timeout:.1f} s") from None
+                    error = MemberError(plan.member.id, "timeout",
+                                        error_reason("timeout", f"no answer within {timeout:.1f} s"))
+                    error.busy = True  # waited on another request's answer
+                    raise error from None
         future = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
@@ -527,7 +572,7 @@ class Federation:
         return page
 
     async def _drive(self, merger: Merger, plans: dict[str, MemberPlan], deadline: float, *,
-                     first_walk_page: bool, missing: dict[str, str]) -> None:
+                     first_walk_page: bool, missing: dict[str, str], waiting: dict[str, str]) -> None:
         first_round = True
         while True:
             merger.fill()
@@ -547,19 +592,28 @@ class Federation:
                     continue
                 if not isinstance(result, MemberError):
                     raise result
-                plans[cursor.member].member.mark_failed(result)
-                if result.kind == "rejected" and first_walk_page and cursor.ref is None:
+                outcome = failure_outcome(result, first_page=first_walk_page and cursor.ref is None,
+                                          waits=cursor.waits)
+                plans[cursor.member].member.mark_failed(result, plans[cursor.member].key)
+                if outcome == "reject":
                     raise MemberRejected(f"member {cursor.member!r} rejected the search: {result.reason}",
                                          hint="leave out what it cannot do, or search other collections")
-                if result.kind == "not_found" and cursor.ref is None:
+                if outcome == "empty":
                     merger.load(cursor.member, MemberPage(items=[]))  # e.g. a collection it does not hold
-                    continue
-                merger.fail(cursor.member, result.reason)
-                missing[cursor.member] = result.reason
+                elif outcome == "wait":
+                    merger.wait(cursor.member)
+                    waiting[cursor.member] = result.reason
+                else:
+                    merger.fail(cursor.member, result.reason)
+                    missing[cursor.member] = result.reason
+            if waiting:
+                return  # this page ends here; the next one asks the waiting members again
             first_round = False
 
     def _prefetch(self, merger: Merger, plans: dict[str, MemberPlan], limit: int) -> None:
-        """Fetch the next page of members about to run dry, so the next broker page finds it cached."""
+        """Fetch the next page of members about to run dry, so the next broker page finds it cached.
+
+        Only with spare capacity: a member's free request slots are for users' own requests first."""
         if self.pages.ttl <= 0:
             return
         for cursor in merger.live:
@@ -567,6 +621,8 @@ class Federation:
             if page is None or page.next_ref is None or len(page.items) - cursor.pos >= limit:
                 continue
             plan = plans[cursor.member]
+            if plan.member.spare < max(2, plan.member.concurrency // 2):
+                continue
 
             async def fetch(plan=plan, ref=page.next_ref) -> None:
                 try:

@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, JSONResponse
 
 from eolab.catalog._federation import CONFORMANCE, Federation, MemberRejected, NotFound, Unavailable
-from eolab.catalog._query import BadParameter, parse_get, parse_post
+from eolab.catalog._query import BadParameter, load_json, parse_get, parse_post
 from eolab.config import StackConfig, load_config
 
 log = logging.getLogger("eolab.broker")
@@ -257,10 +257,7 @@ def create_app(config: StackConfig | None = None, *, transport: Any = None, secr
               openapi_extra={"requestBody": SEARCH_BODY}, responses=FEATURE_COLLECTION)
     async def search_post(request: Request):
         raw = await request.body()
-        try:
-            payload = json.loads(raw) if raw.strip() else {}
-        except (ValueError, UnicodeDecodeError):
-            raise BadParameter("body", "is not valid JSON") from None
+        payload = load_json(raw, "body") if raw.strip() else {}
         payload = {} if payload is None else payload
         query = parse_post(payload)
 
