@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 
-from eolab.catalog._fallback import Capabilities, apply_fields, filter_matcher, filter_text, member_fields, \
-    query_matcher
+from eolab.catalog._fallback import Capabilities, antimeridian_split, apply_fields, bbox_matcher, \
+    crosses_antimeridian, filter_matcher, filter_text, member_fields, query_matcher
 from eolab.catalog._members import Member, MemberError, error_reason, max_ejected
 from eolab.catalog._merge import Cursor, Merger, MemberPage, sort_key_function
 from eolab.catalog._paging import TokenState, compact_next, decode_token, encode_token, expand_next
@@ -123,10 +123,15 @@ def member_request(query: SearchQuery, member_id: str, locals_: list[str] | None
     body: dict[str, Any] = {"limit": limit}
     if locals_ is not None:
         body["collections"] = list(locals_)
-    for name in ("ids", "bbox"):
-        value = getattr(query, name)
-        if value is not None:
-            body[name] = list(value)
+    if query.ids is not None:
+        body["ids"] = list(query.ids)
+    if crosses_antimeridian(query.bbox):
+        # Two boxes, one each side of the antimeridian; members that read it as one box from east to
+        # west (or ignore it) are corrected by the broker's own check.
+        body["intersects"] = antimeridian_split(query.bbox)
+        checks.append(bbox_matcher(query.bbox))
+    elif query.bbox is not None:
+        body["bbox"] = list(query.bbox)
     if query.intersects is not None:
         body["intersects"] = query.intersects
     if query.datetime is not None:
@@ -455,6 +460,7 @@ class Federation:
         waiting: dict[str, str] = {}
         await self._drive(merger, plans, deadline, first_walk_page=state is None, missing=missing,
                           waiting=waiting)
+        missing.update(merger.failed)  # e.g. a member found out of order while merging
         if state is None:
             matched = {m: n for m, n in merger.number_matched().items()}
         features = []
