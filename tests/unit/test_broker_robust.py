@@ -425,3 +425,15 @@ def test_merger_drops_a_repeat_across_pages_through_the_token_state():
     second.fill()
     assert [i["id"] for _, i in first.emitted + second.emitted] == [i["id"] for i in items]
     assert second.dropped == 1
+
+
+def test_catalog_up_registers_numeric_queryables():
+    from eolab.catalog._load import numeric_queryables
+
+    items = [{"properties": {"eo:cloud_cover": 12.5, "gsd": 10, "platform": "s2a", "flag": True,
+                             "mixed": 1, "datetime": "2026-01-01T00:00:00Z"}},
+             {"properties": {"eo:cloud_cover": 3, "mixed": "x", "view:sun_elevation": None}}]
+    found = numeric_queryables(items)
+    assert found["eo:cloud_cover"] == {"title": "eo:cloud_cover", "type": "number"}
+    assert "gsd" in found and "view:sun_elevation" in found  # standard names, held or not
+    assert not {"platform", "flag", "mixed", "datetime"} & set(found)
