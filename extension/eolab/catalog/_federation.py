@@ -274,6 +274,7 @@ class Federation:
             self.client = self._new_client()
             for member in self.members.values():
                 member.client = self.client
+                member.reset_slots()  # asyncio primitives belong to the event loop that made them
 
     async def aclose(self) -> None:
         for member in self.members.values():

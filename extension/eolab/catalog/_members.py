@@ -190,6 +190,7 @@ def _description(response: httpx.Response) -> str:
 
 
 RETRY_STATUSES = (429, 503)
+REQUEST_REFUSALS = (400, 413, 414, 422, 431)  # the member refuses the query itself
 MAX_RETRIES = 3
 RETRY_MARGIN = 0.05  # s kept for the retried request itself
 
@@ -237,6 +238,10 @@ class Member:
         if not self.health.probing:
             self._start_probe()  # e.g. the probe task was cancelled with its event loop
         return self.health.reason
+
+    def reset_slots(self) -> None:
+        self._slots, self.inflight = None, 0
+        self._info_lock = asyncio.Lock()
 
     @property
     def spare(self) -> int:
@@ -397,10 +402,10 @@ class Member:
             after = parse_retry_after(response.headers.get("retry-after"))
             detail = f"HTTP {status}" + (f", retry after {after:g} s" if after is not None else "")
             raise MemberError(self.id, "rate_limited", error_reason("rate_limited", detail), status, after)
-        if status in (400, 422):
+        if status in REQUEST_REFUSALS:
             raise MemberError(self.id, "rejected", error_reason("rejected", _description(response)), status)
         if status >= 400:
-            kind = "http" if status >= 500 else "rejected"
+            kind = "http"  # 5xx, and 401/403/... that say nothing about the query's content
             raise MemberError(self.id, kind, error_reason(kind, f"HTTP {status}: {_description(response)[:120]}"),
                               status)
         try:
