@@ -30,7 +30,7 @@ from broker_common import machine, median, pct
 SEARCHES = [
     {},
     {"collections": "sentinel-2-l2a"},
-    {"bbox": "17.0,46.0,20.0,48.0"},
+    {"bbox": "20.55,47.55,20.66,47.70"},
     {"datetime": "2026-04-01T00:00:00Z/2026-07-31T23:59:59Z"},
     {"filter": "eo:cloud_cover < 50", "collections": "sentinel-2-l2a"},
     {"sortby": "+properties.eo:cloud_cover", "collections": "sentinel-2-l2a"},

@@ -210,7 +210,10 @@ def parse_member_page(member_id: str, body: Any, plan: MemberPlan) -> MemberPage
 
 
 WRITABLE_INFO_TTL = 2.0  # s
-MAX_WAITS = 3  # broker pages in a row that may end waiting for one member before it leaves the walk
+# Broker pages in a row that may end waiting for one busy member before it leaves the walk. Waiting
+# happens only while the member answers other requests (see Member.busy), so this bounds a walk's
+# patience under overload, not the time a hung member can hold it.
+MAX_WAITS = 30
 
 
 def failure_outcome(error: MemberError, *, first_page: bool, waits: int) -> str:
@@ -549,7 +552,7 @@ class Federation:
                 except TimeoutError:
                     error = MemberError(plan.member.id, "timeout",
                                         error_reason("timeout", f"no answer within {timeout:.1f} s"))
-                    error.busy = True  # waited on another request's answer
+                    error.busy = plan.member.busy()  # waited on another request's answer
                     raise error from None
         future = asyncio.get_running_loop().create_future()
         self._inflight[key] = future

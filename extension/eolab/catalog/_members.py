@@ -207,10 +207,12 @@ class Member:
     health: Health = field(default_factory=Health)
     info: MemberInfo | None = None
     signer: Callable | None = None
-    concurrency: int = 16
+    concurrency: int = 8
     policy: HealthPolicy = field(default_factory=HealthPolicy)
     may_eject: Callable[["Member"], bool] = lambda member: True
     inflight: int = 0
+    last_answer: float = float("-inf")  # when the member last answered any request
+    busy_since: float = float("-inf")   # when its requests in flight went from none to some
     _info_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _slots: asyncio.Semaphore | None = None
     _tasks: set = field(default_factory=set)
@@ -238,6 +240,15 @@ class Member:
         if not self.health.probing:
             self._start_probe()  # e.g. the probe task was cancelled with its event loop
         return self.health.reason
+
+    def busy(self) -> bool:
+        """Loaded, not sick: other requests of the broker are in flight and the member has answered
+        one recently (a member that answers nobody is hung, however many requests wait for it)."""
+        return self.inflight > 1 and self.silent_for() < 2 * self.timeout
+
+    def silent_for(self) -> float:
+        """Seconds the member has had requests in flight without answering any."""
+        return self.clock() - max(self.last_answer, self.busy_since)
 
     def reset_slots(self) -> None:
         self._slots, self.inflight = None, 0
@@ -342,8 +353,13 @@ class Member:
         try:
             await asyncio.wait_for(self._slots.acquire(), budget)
         except TimeoutError:
+            if self.silent_for() >= 2 * self.timeout:  # its slots are held by hung requests
+                raise MemberError(self.id, "timeout", error_reason(
+                    "timeout", f"no answer to any request for {2 * self.timeout:.0f} s")) from None
             raise MemberError(self.id, "busy", error_reason(
                 "busy", f"member busy, no free request slot within {budget:.1f} s")) from None
+        if self.inflight == 0:
+            self.busy_since = self.clock()
         self.inflight += 1
         try:
             attempt = 0
@@ -352,7 +368,7 @@ class Member:
                 try:
                     return await self._send(method, href, params, body, left)
                 except MemberError as error:
-                    error.busy = self.inflight > 1  # other requests of the broker were waiting on it
+                    error.busy = self.busy()
                     attempt += 1
                     if error.kind != "rate_limited" or attempt > MAX_RETRIES:
                         raise
@@ -408,6 +424,7 @@ class Member:
             kind = "http"  # 5xx, and 401/403/... that say nothing about the query's content
             raise MemberError(self.id, kind, error_reason(kind, f"HTTP {status}: {_description(response)[:120]}"),
                               status)
+        self.last_answer = self.clock()
         try:
             return _loads(response.content)
         except _DECODE_ERRORS:
