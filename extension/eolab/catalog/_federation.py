@@ -258,7 +258,7 @@ class Federation:
             for m in config.enabled_members
         }
         self.known_ids = {m.id for m in config.members}
-        self.pages = PageCache(page_cache_ttl, clock=clock)
+        self.pages = PageCache(page_cache_ttl, max_entries=1024, clock=clock)
         self._background: set[asyncio.Task] = set()
         self._inflight: dict[str, asyncio.Future] = {}
 
@@ -286,10 +286,11 @@ class Federation:
             task.cancel()
         await self.client.aclose()
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def warm_up(self) -> None:
         """Load every member's conformance and collections (run at start-up, in the background)."""
@@ -539,37 +540,37 @@ class Federation:
         return plans, missing
 
     async def _fetch(self, plan: MemberPlan, ref: Any, timeout: float, use_cache: bool) -> MemberPage:
+        """One member page within ``timeout``. The request itself runs as a background task with the
+        member's full budget (twice ``member_timeout``: queueing plus answering) and its page is cached:
+        when this caller gives up (the page ends early, waiting for a busy member), the member's
+        work is not wasted, the walk's next page finds it. Identical requests share one task."""
         method, href, payload = plan.request_for(ref)
         key = json.dumps([plan.member.id, method, href, payload], sort_keys=True, default=str)
+        pending = None
         if use_cache:
             hit = self.pages.get(key)
             if hit is not None:
                 return hit
             pending = self._inflight.get(key)
-            if pending is not None:
-                try:
-                    return await asyncio.wait_for(asyncio.shield(pending), timeout)
-                except TimeoutError:
-                    error = MemberError(plan.member.id, "timeout",
-                                        error_reason("timeout", f"no answer within {timeout:.1f} s"))
-                    error.busy = plan.member.busy()  # waited on another request's answer
-                    raise error from None
-        future = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        if pending is None:
+            pending = self._spawn(self._fetch_now(plan, method, href, payload, 2 * plan.member.timeout))
+            if use_cache or key not in self._inflight:
+                self._inflight[key] = pending
+
+            def settle(task: asyncio.Task, key=key) -> None:
+                if self._inflight.get(key) is task:
+                    del self._inflight[key]
+                if task.cancelled():
+                    return
+                if task.exception() is None:  # also retrieves a failure nobody waits for any more
+                    self.pages.put(key, task.result())
+            pending.add_done_callback(settle)
         try:
-            page = await self._fetch_now(plan, method, href, payload, timeout)
-        except MemberError as error:
-            future.set_exception(error)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
-            raise
-        except BaseException:
-            future.cancel()
-            raise
-        finally:
-            self._inflight.pop(key, None)
-        future.set_result(page)
-        self.pages.put(key, page)
-        return page
+            return await asyncio.wait_for(asyncio.shield(pending), timeout)
+        except TimeoutError:
+            error = MemberError(plan.member.id, "timeout", error_reason("timeout", f"no answer within {timeout:.1f} s"))
+            error.busy = plan.member.busy() or plan.member.spare <= 0
+            raise error from None
 
     async def _fetch_now(self, plan: MemberPlan, method: str, href: str, payload: dict,
                          timeout: float) -> MemberPage:

@@ -211,6 +211,7 @@ class Member:
     policy: HealthPolicy = field(default_factory=HealthPolicy)
     may_eject: Callable[["Member"], bool] = lambda member: True
     inflight: int = 0
+    queued: int = 0
     last_answer: float = float("-inf")  # when the member last answered any request
     busy_since: float = float("-inf")   # when its requests in flight went from none to some
     _info_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -244,7 +245,7 @@ class Member:
     def busy(self) -> bool:
         """Loaded, not sick: other requests of the broker are in flight and the member has answered
         one recently (a member that answers nobody is hung, however many requests wait for it)."""
-        return self.inflight > 1 and self.silent_for() < 2 * self.timeout
+        return self.inflight + self.queued > 1 and self.silent_for() < 2 * self.timeout
 
     def silent_for(self) -> float:
         """Seconds the member has had requests in flight without answering any."""
@@ -298,7 +299,10 @@ class Member:
             try:
                 await self.refresh_info(self.timeout, probe=True)
             except MemberError as error:
-                self._eject(f"{why} and a failed probe, last: {error.reason}")
+                if error.kind == "timeout" and self.busy():
+                    self.mark_ok()  # it answers others: loaded, not sick
+                else:
+                    self._eject(f"{why} and a failed probe, last: {error.reason}")
             else:
                 self.mark_ok()  # the member is fine: those requests broke it, not the member
             finally:
@@ -343,21 +347,29 @@ class Member:
             raise MemberError(self.id, "malformed", error_reason("malformed", f"link to another host: {href[:120]}"))
 
     async def request(self, method: str, href: str, *, params: dict | None = None, body: dict | None = None,
-                      timeout: float | None = None) -> Any:
-        """Send one request (queued for a free slot, retried on 429/503 within the budget), return the JSON."""
+                      timeout: float | None = None, probe: bool = False) -> Any:
+        """Send one request (queued for a free slot, retried on 429/503 within the budget), return the JSON.
+
+        ``probe``: a health check, sent at once without a slot (it must not queue behind the load it judges)."""
         self._check_href(href)
-        budget = max(0.05, min(self.timeout, timeout if timeout is not None else self.timeout))
+        budget = max(0.05, min(2 * self.timeout, timeout if timeout is not None else self.timeout))
+        if probe:
+            return await self._send(method, href, params, body, budget)
         deadline = self.clock() + budget
         if self._slots is None:
             self._slots = asyncio.Semaphore(max(1, self.concurrency))
+        self.queued += 1
         try:
-            await asyncio.wait_for(self._slots.acquire(), budget)
+            async with asyncio.timeout(budget):  # a permit granted as the timeout fires is given back
+                await self._slots.acquire()
         except TimeoutError:
             if self.silent_for() >= 2 * self.timeout:  # its slots are held by hung requests
                 raise MemberError(self.id, "timeout", error_reason(
                     "timeout", f"no answer to any request for {2 * self.timeout:.0f} s")) from None
             raise MemberError(self.id, "busy", error_reason(
                 "busy", f"member busy, no free request slot within {budget:.1f} s")) from None
+        finally:
+            self.queued -= 1
         if self.inflight == 0:
             self.busy_since = self.clock()
         self.inflight += 1
@@ -430,9 +442,10 @@ class Member:
         except _DECODE_ERRORS:
             raise MemberError(self.id, "malformed", error_reason("malformed", "not valid JSON")) from None
 
-    async def get_json(self, path_or_href: str, timeout: float | None = None, params: dict | None = None) -> Any:
+    async def get_json(self, path_or_href: str, timeout: float | None = None, params: dict | None = None,
+                       probe: bool = False) -> Any:
         href = path_or_href if "://" in path_or_href else self.url(path_or_href)
-        return await self.request("GET", href, params=params, timeout=timeout)
+        return await self.request("GET", href, params=params, timeout=timeout, probe=probe)
 
     # ---- conformance and collections
     def info_fresh(self) -> bool:
@@ -452,15 +465,15 @@ class Member:
     async def refresh_info(self, timeout: float, probe: bool = False) -> MemberInfo:
         started = self.clock()
         try:
-            landing = await self.get_json("/", timeout=timeout)
+            landing = await self.get_json("/", timeout=timeout, probe=probe)
             if not isinstance(landing, dict):
                 raise MemberError(self.id, "malformed", error_reason("malformed", "landing page is not a JSON object"))
             conforms_to = landing.get("conformsTo")
             if not isinstance(conforms_to, list):
-                conformance = await self.get_json("/conformance", timeout=timeout)
+                conformance = await self.get_json("/conformance", timeout=timeout, probe=probe)
                 conforms_to = conformance.get("conformsTo", []) if isinstance(conformance, dict) else []
             left = max(0.05, timeout - (self.clock() - started))
-            collections = await self._all_collections(left)
+            collections = await self._all_collections(left, probe)
         except MemberError as error:
             if not probe:
                 self.mark_failed(error, "info")
@@ -471,14 +484,14 @@ class Member:
         self.mark_ok()
         return self.info
 
-    async def _all_collections(self, timeout: float) -> dict[str, dict]:
+    async def _all_collections(self, timeout: float, probe: bool = False) -> dict[str, dict]:
         found: dict[str, dict] = {}
         href: str | None = self.url("/collections")
         deadline = self.clock() + timeout
         for _ in range(MAX_COLLECTION_PAGES):
             if href is None:
                 break
-            body = await self.get_json(href, timeout=max(0.05, deadline - self.clock()))
+            body = await self.get_json(href, timeout=max(0.05, deadline - self.clock()), probe=probe)
             if not isinstance(body, dict) or not isinstance(body.get("collections"), list):
                 raise MemberError(self.id, "malformed", error_reason("malformed", "/collections has no 'collections' list"))
             for collection in body["collections"]:
