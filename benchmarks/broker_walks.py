@@ -37,6 +37,9 @@ SEARCHES = [
 ]
 
 
+REASONS: dict[str, int] = {}  # why pages named members missing: category → pages
+
+
 def _free(port: int) -> bool:
     with socket.socket() as sock:
         try:
@@ -118,6 +121,8 @@ async def walk(client: httpx.AsyncClient, broker: str, search: dict, limit: int,
         if page["federation:missing"]:
             missing_pages += 1
             error = error or f"missing {page['eolab:member_errors']}"
+            for reason in page["eolab:member_errors"].values():
+                REASONS[reason.split(":")[0]] = REASONS.get(reason.split(":")[0], 0) + 1
         nxt = [ln for ln in page["links"] if ln["rel"] == "next"]
         request = None
         if nxt:
@@ -179,6 +184,9 @@ def main() -> None:
                   f"fresh_search_after={'ok' if r['fresh_ok'] else 'WRONG'}")
             if r["first_problem"]:
                 print(f"  first problem: {r['first_problem']}")
+            if REASONS:
+                print(f"  missing reasons (pages): {dict(sorted(REASONS.items()))}")
+                REASONS.clear()
     finally:
         stack.down(config)
         from eolab.catalog._postgres import Cluster

@@ -210,6 +210,7 @@ def parse_member_page(member_id: str, body: Any, plan: MemberPlan) -> MemberPage
 
 
 WRITABLE_INFO_TTL = 2.0  # s
+MAX_SEARCHES = 24  # searches a broker process works on at once (EOLAB_BROKER_MAX_SEARCHES)
 # Broker pages in a row that may end waiting for one busy member before it leaves the walk. Waiting
 # happens only while the member answers other requests (see Member.busy), so this bounds a walk's
 # patience under overload, not the time a hung member can hold it.
@@ -261,6 +262,8 @@ class Federation:
         self.pages = PageCache(page_cache_ttl, max_entries=1024, clock=clock)
         self._background: set[asyncio.Task] = set()
         self._inflight: dict[str, asyncio.Future] = {}
+        self.max_searches = int(os.environ.get("EOLAB_BROKER_MAX_SEARCHES", MAX_SEARCHES))
+        self._admission: asyncio.Semaphore | None = None
 
     def _may_eject(self, member: Member) -> bool:
         """The ejection cap: never more than half of the members out at once, never every member."""
@@ -278,6 +281,7 @@ class Federation:
             for member in self.members.values():
                 member.client = self.client
                 member.reset_slots()  # asyncio primitives belong to the event loop that made them
+            self._admission = None
 
     async def aclose(self) -> None:
         for member in self.members.values():
@@ -423,6 +427,16 @@ class Federation:
     # ------------------------------------------------------------------ search
     async def search(self, query: SearchQuery, base: str, next_link: Callable[[str], dict],
                      self_href: str) -> dict:
+        """One broker page. At most ``max_searches`` run at once; the others wait at the door before
+        their time budget starts (an overloaded broker serves fewer searches well rather than all
+        of them past their budgets, which would look like members timing out)."""
+        if self._admission is None:
+            self._admission = asyncio.Semaphore(self.max_searches)
+        async with self._admission:
+            return await self._search(query, base, next_link, self_href)
+
+    async def _search(self, query: SearchQuery, base: str, next_link: Callable[[str], dict],
+                      self_href: str) -> dict:
         started = self.clock()
         deadline = started + self.total_timeout
         if query.token:
