@@ -103,6 +103,8 @@ class BrokerConfig(_Strict):
     member_timeout: float = Field(default=5.0, gt=0, description="time budget of one member request, s")
     total_timeout: float = Field(default=8.0, gt=0, description="time budget of one broker request, s")
     health_ttl: float = Field(default=30.0, ge=0, description="how long a failed member is skipped, s")
+    member_concurrency: int = Field(default=8, ge=1, le=1000,
+                                    description="requests sent to one member at once; more wait inside their budget")
     page_cache_ttl: float = Field(default=30.0, ge=0, description="member pages kept for continuing walks, s (0: off)")
     info_ttl: float = Field(default=60.0, ge=0, description="member conformance/collections kept, s")
     token_secret: str | None = Field(default=None, description="HMAC key for paging tokens (random if unset)")

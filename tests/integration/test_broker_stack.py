@@ -100,3 +100,44 @@ def test_pystac_client_against_the_stack(stack_broker):
     assert collection.id == "danube|sentinel-2-l2a"
     first = items[0]
     assert all(a.href.startswith("http://") for a in first.assets.values())
+
+
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+def test_numeric_sort_across_members_is_exact(stack_broker, direction):
+    """pgstac members sort eo:cloud_cover as numbers (`catalog up` registers the queryable), so the
+    federated walk is the members' items, computed independently, in numeric order."""
+    url, config = stack_broker
+    s2 = [m for m in config.demo_members if "sentinel-2-l2a" in m.collections]
+    direct = []
+    for member in s2:
+        own = page_all(f"{config.member_url(member)}/search", limit=50, collections="sentinel-2-l2a",
+                       sortby=("-" if direction == "desc" else "+") + "properties.eo:cloud_cover")
+        clouds = [i["properties"]["eo:cloud_cover"] for i in own]
+        assert clouds == sorted(clouds, reverse=direction == "desc")  # the member itself sorts numerically
+        direct += [(f"{member.id}|sentinel-2-l2a", i["id"], i["properties"]["eo:cloud_cover"]) for i in own]
+    sign = "-" if direction == "desc" else "+"
+    through = page_all(f"{url}/search", limit=9, collections="sentinel-2-l2a", sortby=f"{sign}properties.eo:cloud_cover")
+    got = [(i["collection"], i["id"], i["properties"]["eo:cloud_cover"]) for i in through]
+    assert sorted(got) == sorted(direct)
+    want = sorted((c for *_, c in direct), reverse=direction == "desc")
+    assert [c for *_, c in got] == want
+
+
+def test_antimeridian_bbox_is_exact(stack_broker):
+    """A bbox crossing the antimeridian (west > east) is the two boxes either side of it: nothing in
+    170..-170; going the long way round the demo area, exactly the items that meet one of the two
+    halves, computed from the members' own items."""
+    url, config = stack_broker
+    assert page_all(f"{url}/search", bbox="170,50,-170,60", limit=20) == []
+    every = []
+    for member in config.demo_members:
+        every += [(f"{member.id}|{i['collection']}", i["id"], i["bbox"])
+                  for i in page_all(f"{config.member_url(member)}/search", limit=50)]
+    # The easternmost tiles' west edge and the westernmost tiles' east edge: west > east, a box that
+    # crosses the antimeridian and holds the tiles of both sides of the area, not those in between.
+    west, east = max(b[0] for *_, b in every) + 0.005, min(b[2] for *_, b in every) - 0.005
+    assert west > east
+    want = {(c, i) for c, i, b in every if b[2] >= west or b[0] <= east}
+    assert 0 < len(want) < len(every)
+    got = [(i["collection"], i["id"]) for i in page_all(f"{url}/search", bbox=f"{west},-90,{east},90", limit=11)]
+    assert len(got) == len(set(got)) and set(got) == want

@@ -67,6 +67,50 @@ class Capabilities:
 
 # --------------------------------------------------------------------------- filter (CQL2)
 
+def crosses_antimeridian(bbox: tuple[float, ...] | None) -> bool:
+    return bbox is not None and len(bbox) == 4 and bbox[0] > bbox[2]
+
+
+def antimeridian_split(bbox: tuple[float, ...]) -> dict:
+    """A bbox crossing the antimeridian (west > east, STAC semantics) as a MultiPolygon of its two halves."""
+    west, south, east, north = bbox
+
+    def box(w: float, e: float) -> list:
+        return [[[w, south], [e, south], [e, north], [w, north], [w, south]]]
+
+    return {"type": "MultiPolygon", "coordinates": [box(west, 180.0), box(-180.0, east)]}
+
+
+def item_box(item: dict) -> tuple[float, float, float, float] | None:
+    """An item's bbox (its own, or the extent of its geometry's positions)."""
+    box = item.get("bbox")
+    if isinstance(box, list) and len(box) in (4, 6) and all(isinstance(v, (int, float)) for v in box):
+        return (box[0], box[1], box[2], box[3]) if len(box) == 4 else (box[0], box[1], box[3], box[4])
+    geometry = item.get("geometry")
+    if isinstance(geometry, dict):
+        from eolab.catalog._routing import _coords
+
+        try:
+            points = _coords(geometry)
+        except (TypeError, IndexError, ValueError):
+            return None
+        if points:
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            return min(xs), min(ys), max(xs), max(ys)
+    return None
+
+
+def bbox_matcher(bbox: tuple[float, ...]) -> Callable[[dict], bool]:
+    """Items whose bbox meets ``bbox`` (either may cross the antimeridian); items without one are dropped."""
+    from eolab.catalog._routing import boxes_meet
+
+    def match(item: dict) -> bool:
+        box = item_box(item)
+        return box is not None and boxes_meet(box, bbox)
+
+    return match
+
+
 def filter_matcher(expr_json: dict) -> Callable[[dict], bool]:
     """A predicate evaluating a CQL2 JSON filter on a (broker-side) item."""
     import cql2

@@ -4,7 +4,18 @@ It serves synthetic items (or items loaded from files, e.g. real provider respon
 with token paging, bbox/datetime/ids/collections, CQL2 filter and sortby, and can be told to:
 add latency (``delay``), fail after N searches (``fault``: http500 | malformed | slow | close),
 end pages early (``short_pages``), ignore ``limit`` (``page_size``), or advertise only core
-item search (``conformance: core``, so the broker must filter for it).
+item search (``conformance: core``, so the broker must filter for it). More misbehaviour:
+
+- ``poison``: a string; any search whose request mentions it is answered HTTP 500 (a failure one
+  request's content causes, like PostgreSQL choking on a value), every other search works;
+- ``rate_limit``: ``{"pages": [0, 1], "times": 2, "retry_after": 1, "status": 429}``: the listed
+  page numbers (0: first page) are refused that many times each with ``Retry-After`` first;
+- ``hang_after_headers``: seconds to stall after sending the status and headers of a search;
+- ``capacity``: searches served at once; the others queue (with ``delay`` each: an overloaded
+  member whose answers slow down with load);
+- ``no_collection``: items come without ``collection``; ``repeat``: each page starts with the last
+  item of the previous page again; ``text_sort``: properties are sorted as text (pgstac without
+  queryables); ``bbox``: the area the synthetic items are spread over (``[w, s, e, n]``).
 
 Run as a real server::
 
@@ -109,10 +120,14 @@ class FakeMember:
             self.items = synthetic_items(self.id, int(spec.get("n_items", 100)), spec.get("collection", "synthetic"),
                                          spec.get("start", "2026-01-01T00:00:00Z"),
                                          float(spec.get("step_minutes", 97.0)), float(spec.get("offset_minutes", 0)),
-                                         int(spec.get("seed", 0)))
+                                         int(spec.get("seed", 0)), bbox=tuple(spec.get("bbox") or (16.0, 45.5, 23.0, 48.5)))
         self.by_id = {(i["collection"], i["id"]): i for i in self.items}
         self.conformance = CORE if spec.get("conformance") == "core" else FULL
         self.searches = 0
+        self.refusals: dict[int, int] = {}   # page number → 429/503 answers given
+        self.active = 0
+        self.peak = 0
+        self.slots = asyncio.Semaphore(int(spec["capacity"])) if spec.get("capacity") else None
 
     # ---- helpers
     def collections(self, base: str) -> list[dict]:
@@ -164,11 +179,43 @@ class FakeMember:
         sortby = args.get("sortby") if self.conformance is FULL else None
         terms = tuple((s["field"], s.get("direction", "asc")) for s in sortby) if sortby else \
             (("properties.datetime", "desc"), ("id", "desc"))
-        return sorted(items, key=sort_key_function(terms))
+        key = sort_key_function(terms)
+        if self.spec.get("text_sort"):
+            def key(item: dict, plain=key) -> tuple:  # noqa: E306 - numbers compared as their text
+                props = {k: v if isinstance(v, bool) or not isinstance(v, (int, float)) else str(v)
+                         for k, v in (item.get("properties") or {}).items()}
+                return plain({**item, "properties": props})
+        return sorted(items, key=key)
 
     async def search(self, request: Request, args: dict, method: str) -> Response:
+        if self.slots is None:
+            return await self._search(request, args, method)
+        async with self.slots:
+            return await self._search(request, args, method)
+
+    async def _search(self, request: Request, args: dict, method: str) -> Response:
         spec = self.spec
         self.searches += 1
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            return await self._answer(request, args, method)
+        finally:
+            self.active -= 1
+
+    async def _answer(self, request: Request, args: dict, method: str) -> Response:
+        spec = self.spec
+        if spec.get("poison") and spec["poison"] in json.dumps(args) + str(request.url):
+            return JSONResponse({"code": "InternalError", "description": "invalid byte sequence (deliberate)"},
+                                status_code=500)
+        number = int((str(args.get("token") or "off:0:0").split(":") + ["0", "0"])[2])
+        limited = spec.get("rate_limit")
+        if limited and number in limited.get("pages", [0]) and \
+                self.refusals.get(number, 0) < int(limited.get("times", 1)):
+            self.refusals[number] = self.refusals.get(number, 0) + 1
+            return JSONResponse({"code": "TooManyRequests", "description": "slow down"},
+                                status_code=int(limited.get("status", 429)),
+                                headers={"Retry-After": str(limited.get("retry_after", 1))})
         if spec.get("delay"):
             await asyncio.sleep(float(spec["delay"]))
         fault = spec.get("fault")
@@ -201,10 +248,30 @@ class FakeMember:
                 params = {k: v for k, v in request.query_params.items() if k != "token"}
                 params["token"] = token
                 links.append({"rel": "next", "href": f"{base}{request.url.path}?{urlencode(params)}"})
+        if spec.get("repeat") and offset > 0:
+            page = [items[offset - 1]] + page
+        if spec.get("no_collection"):
+            page = [{k: v for k, v in i.items() if k != "collection"} for i in page]
         body = {"type": "FeatureCollection", "features": page, "links": links, "numberReturned": len(page)}
         if spec.get("number_matched"):
             body["numberMatched"] = len(items)
+        if spec.get("hang_after_headers"):
+            return _stalling(body, float(spec["hang_after_headers"]))
         return JSONResponse(body, media_type="application/geo+json")
+
+
+def _stalling(body: dict, seconds: float) -> Response:
+    """Status and headers at once, then the body only after ``seconds``."""
+    from starlette.responses import StreamingResponse
+
+    data = json.dumps(body).encode()
+
+    async def chunks():
+        yield data[:1]
+        await asyncio.sleep(seconds)
+        yield data[1:]
+
+    return StreamingResponse(chunks(), media_type="application/geo+json")
 
 
 def _get_args(request: Request) -> dict:
@@ -266,7 +333,8 @@ def create_app(spec: dict | None = None) -> Starlette:
         return await member.search(request, _get_args(request), "GET")
 
     async def stats(request: Request):
-        return JSONResponse({"searches": member.searches, "items": len(member.items)})
+        return JSONResponse({"searches": member.searches, "items": len(member.items), "peak": member.peak,
+                             "refusals": member.refusals})
 
     routes = [
         Route("/", landing), Route("/conformance", conformance), Route("/collections", collections),

@@ -20,9 +20,10 @@ from typing import Any
 
 import httpx
 
-from eolab.catalog._fallback import Capabilities, apply_fields, filter_matcher, filter_text, member_fields, query_matcher
-from eolab.catalog._members import Member, MemberError
-from eolab.catalog._merge import Cursor, MemberPage, Merger, sort_key_function
+from eolab.catalog._fallback import Capabilities, antimeridian_split, apply_fields, bbox_matcher, \
+    crosses_antimeridian, filter_matcher, filter_text, member_fields, query_matcher
+from eolab.catalog._members import Member, MemberError, error_reason, max_ejected
+from eolab.catalog._merge import Cursor, Merger, MemberPage, sort_key_function
 from eolab.catalog._paging import TokenState, compact_next, decode_token, encode_token, expand_next
 from eolab.catalog._query import DEFAULT_SORTBY, BadParameter, SearchQuery
 from eolab.catalog._rewrite import federated_id, localize_filter, rewrite_collection, rewrite_item, split_id
@@ -101,6 +102,8 @@ class MemberPlan:
     href: str
     payload: dict
     accept: Callable[[dict], bool] | None
+    key: str = ""                        # the query's fingerprint: tells requests apart for health
+    default_collection: str | None = None  # for items that come without ``collection``
 
     def request_for(self, ref: Any) -> tuple[str, str, dict]:
         if ref is None:
@@ -120,10 +123,15 @@ def member_request(query: SearchQuery, member_id: str, locals_: list[str] | None
     body: dict[str, Any] = {"limit": limit}
     if locals_ is not None:
         body["collections"] = list(locals_)
-    for name in ("ids", "bbox"):
-        value = getattr(query, name)
-        if value is not None:
-            body[name] = list(value)
+    if query.ids is not None:
+        body["ids"] = list(query.ids)
+    if crosses_antimeridian(query.bbox):
+        # Two boxes, one each side of the antimeridian; members that read it as one box from east to
+        # west (or ignore it) are corrected by the broker's own check.
+        body["intersects"] = antimeridian_split(query.bbox)
+        checks.append(bbox_matcher(query.bbox))
+    elif query.bbox is not None:
+        body["bbox"] = list(query.bbox)
     if query.intersects is not None:
         body["intersects"] = query.intersects
     if query.datetime is not None:
@@ -181,10 +189,14 @@ def _as_params(body: dict, caps: Capabilities) -> dict[str, str]:
 
 def parse_member_page(member_id: str, body: Any, plan: MemberPlan) -> MemberPage:
     if not isinstance(body, dict) or not isinstance(body.get("features"), list):
-        raise MemberError(member_id, "malformed", "search answer is not a FeatureCollection")
+        raise MemberError(member_id, "malformed", error_reason("malformed", "search answer is not a FeatureCollection"))
     features = body["features"]
     if not all(isinstance(f, dict) for f in features):
-        raise MemberError(member_id, "malformed", "search answer holds features that are not objects")
+        raise MemberError(member_id, "malformed",
+                          error_reason("malformed", "search answer holds features that are not objects"))
+    if plan.default_collection is not None:
+        features = [f if isinstance(f.get("collection"), str) and f["collection"]
+                    else {**f, "collection": plan.default_collection} for f in features]
     nxt = None
     for link in body.get("links") or []:
         if isinstance(link, dict) and link.get("rel") == "next" and isinstance(link.get("href"), str):
@@ -198,6 +210,30 @@ def parse_member_page(member_id: str, body: Any, plan: MemberPlan) -> MemberPage
 
 
 WRITABLE_INFO_TTL = 2.0  # s
+MAX_SEARCHES = 24  # searches a broker process works on at once (EOLAB_BROKER_MAX_SEARCHES)
+# Broker pages in a row that may end waiting for one busy member before it leaves the walk. Waiting
+# happens only while the member answers other requests (see Member.busy), so this bounds a walk's
+# patience under overload, not the time a hung member can hold it.
+MAX_WAITS = 30
+
+
+def failure_outcome(error: MemberError, *, first_page: bool, waits: int) -> str:
+    """What one member failure does to the search (pure).
+
+    ``reject``: the whole search is a 400 (the member refused the query itself on its first page);
+    ``empty``: the member holds nothing for it (404 on a first page); ``wait``: the page ends early
+    and the walk keeps the member's cursor (no answer in time, e.g. under load: it is asked again on
+    the next page, up to ``MAX_WAITS`` pages in a row); ``missing``: the member leaves the walk and
+    is named in ``federation:missing`` with the reason (down, rate limited after the retries, a 5xx
+    for this query, a malformed answer).
+    """
+    if error.kind == "rejected" and first_page:
+        return "reject"
+    if error.kind == "not_found" and first_page:
+        return "empty"
+    if error.transient and waits < MAX_WAITS:
+        return "wait"
+    return "missing"
 
 
 class Federation:
@@ -218,13 +254,21 @@ class Federation:
             m.id: Member(config=m, base_url=config.member_url(m), client=self.client,
                          timeout=m.timeout or broker.member_timeout, health_ttl=broker.health_ttl,
                          # Writable members gain collections at any time (published results).
-                         info_ttl=min(info_ttl, WRITABLE_INFO_TTL) if m.writable else info_ttl, clock=clock)
+                         info_ttl=min(info_ttl, WRITABLE_INFO_TTL) if m.writable else info_ttl, clock=clock,
+                         concurrency=broker.member_concurrency, may_eject=self._may_eject)
             for m in config.enabled_members
         }
         self.known_ids = {m.id for m in config.members}
-        self.pages = PageCache(page_cache_ttl, clock=clock)
+        self.pages = PageCache(page_cache_ttl, max_entries=1024, clock=clock)
         self._background: set[asyncio.Task] = set()
         self._inflight: dict[str, asyncio.Future] = {}
+        self.max_searches = int(os.environ.get("EOLAB_BROKER_MAX_SEARCHES", MAX_SEARCHES))
+        self._admission: asyncio.Semaphore | None = None
+
+    def _may_eject(self, member: Member) -> bool:
+        """The ejection cap: never more than half of the members out at once, never every member."""
+        out = sum(1 for m in self.members.values() if not m.health.ok and m is not member)
+        return out < max_ejected(len(self.members))
 
     def _new_client(self) -> httpx.AsyncClient:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=64)
@@ -236,6 +280,8 @@ class Federation:
             self.client = self._new_client()
             for member in self.members.values():
                 member.client = self.client
+                member.reset_slots()  # asyncio primitives belong to the event loop that made them
+            self._admission = None
 
     async def aclose(self) -> None:
         for member in self.members.values():
@@ -244,10 +290,11 @@ class Federation:
             task.cancel()
         await self.client.aclose()
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def warm_up(self) -> None:
         """Load every member's conformance and collections (run at start-up, in the background)."""
@@ -313,7 +360,8 @@ class Federation:
         try:
             return await asyncio.wait_for(asyncio.gather(*(one(m) for m in members)), budget)
         except TimeoutError:
-            return [m.info if m.info else MemberError(m.id, "timeout", "no answer in time") for m in members]
+            return [m.info if m.info else MemberError(m.id, "timeout", error_reason("timeout", "no answer in time"))
+                    for m in members]
 
     def _member_for(self, collection_id: str) -> tuple[Member, str]:
         owner, local = split_id(collection_id)
@@ -331,7 +379,7 @@ class Federation:
         except MemberError as error:
             if error.kind == "not_found":
                 raise NotFound(f"{path} does not exist at member {member.id!r}") from None
-            member.mark_failed(error)
+            member.mark_failed(error, path)
             raise Unavailable(f"member {member.id!r} did not answer: {error.reason}") from None
 
     async def collection(self, base: str, collection_id: str) -> dict:
@@ -379,6 +427,16 @@ class Federation:
     # ------------------------------------------------------------------ search
     async def search(self, query: SearchQuery, base: str, next_link: Callable[[str], dict],
                      self_href: str) -> dict:
+        """One broker page. At most ``max_searches`` run at once; the others wait at the door before
+        their time budget starts (an overloaded broker serves fewer searches well rather than all
+        of them past their budgets, which would look like members timing out)."""
+        if self._admission is None:
+            self._admission = asyncio.Semaphore(self.max_searches)
+        async with self._admission:
+            return await self._search(query, base, next_link, self_href)
+
+    async def _search(self, query: SearchQuery, base: str, next_link: Callable[[str], dict],
+                      self_href: str) -> dict:
         started = self.clock()
         deadline = started + self.total_timeout
         if query.token:
@@ -406,7 +464,7 @@ class Federation:
         cursors = []
         for member_id in plans:
             saved = state.cursors.get(member_id, {}) if state else {}
-            cursors.append(Cursor(member=member_id, ref=saved.get("r"), skip=int(saved.get("s") or 0)))
+            cursors.append(Cursor.from_state(member_id, saved))
         accepts = {m: p.accept for m, p in plans.items() if p.accept is not None}
         def accept(member: str, item: dict) -> bool:
             check = accepts.get(member)
@@ -417,8 +475,11 @@ class Federation:
             return check(view)
 
         merger = Merger(cursors=cursors, key=sort_key_function(query.effective_sortby), limit=query.limit,
-                        accept=accept)
-        await self._drive(merger, plans, deadline, first_walk_page=state is None, missing=missing)
+                        accept=accept, fields=tuple(f for f, _ in query.effective_sortby))
+        waiting: dict[str, str] = {}
+        await self._drive(merger, plans, deadline, first_walk_page=state is None, missing=missing,
+                          waiting=waiting)
+        missing.update(merger.failed)  # e.g. a member found out of order while merging
         if state is None:
             matched = {m: n for m, n in merger.number_matched().items()}
         features = []
@@ -445,6 +506,9 @@ class Federation:
         result["links"] = links
         result["federation:missing"] = sorted(missing)
         result["eolab:member_errors"] = missing
+        if waiting:
+            # Still in the walk: the page ended early and the next one asks them again.
+            result["eolab:member_waiting"] = waiting
         self._prefetch(merger, plans, query.limit)
         return result
 
@@ -479,41 +543,48 @@ class Federation:
                 cannot_sort.append(member.id)
             method, href, payload, accept = member_request(query, member.id, targets[member.id], caps, limit,
                                                            member.base_url)
-            plans[member.id] = MemberPlan(member, targets[member.id], method, href, payload, accept)
+            locals_ = targets[member.id]
+            held = list(info.collections or {})
+            default = locals_[0] if locals_ is not None and len(locals_) == 1 else held[0] if len(held) == 1 else None
+            plans[member.id] = MemberPlan(member, locals_, method, href, payload, accept, key=query.fingerprint(),
+                                          default_collection=default)
         if cannot_sort:
             raise BadParameter("sortby", f"member(s) {', '.join(cannot_sort)} cannot sort results",
                                hint="use the default order (datetime descending) or search other collections")
         return plans, missing
 
     async def _fetch(self, plan: MemberPlan, ref: Any, timeout: float, use_cache: bool) -> MemberPage:
+        """One member page within ``timeout``. The request itself runs as a background task with the
+        member's full budget (twice ``member_timeout``: queueing plus answering) and its page is cached:
+        when this caller gives up (the page ends early, waiting for a busy member), the member's
+        work is not wasted, the walk's next page finds it. Identical requests share one task."""
         method, href, payload = plan.request_for(ref)
         key = json.dumps([plan.member.id, method, href, payload], sort_keys=True, default=str)
+        pending = None
         if use_cache:
             hit = self.pages.get(key)
             if hit is not None:
                 return hit
             pending = self._inflight.get(key)
-            if pending is not None:
-                try:
-                    return await asyncio.wait_for(asyncio.shield(pending), timeout)
-                except TimeoutError:
-                    raise MemberError(plan.member.id, "timeout", f"no answer within {timeout:.1f} s") from None
-        future = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        if pending is None:
+            pending = self._spawn(self._fetch_now(plan, method, href, payload, 2 * plan.member.timeout))
+            if use_cache or key not in self._inflight:
+                self._inflight[key] = pending
+
+            def settle(task: asyncio.Task, key=key) -> None:
+                if self._inflight.get(key) is task:
+                    del self._inflight[key]
+                if task.cancelled():
+                    return
+                if task.exception() is None:  # also retrieves a failure nobody waits for any more
+                    self.pages.put(key, task.result())
+            pending.add_done_callback(settle)
         try:
-            page = await self._fetch_now(plan, method, href, payload, timeout)
-        except MemberError as error:
-            future.set_exception(error)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
-            raise
-        except BaseException:
-            future.cancel()
-            raise
-        finally:
-            self._inflight.pop(key, None)
-        future.set_result(page)
-        self.pages.put(key, page)
-        return page
+            return await asyncio.wait_for(asyncio.shield(pending), timeout)
+        except TimeoutError:
+            error = MemberError(plan.member.id, "timeout", error_reason("timeout", f"no answer within {timeout:.1f} s"))
+            error.busy = plan.member.busy() or plan.member.spare <= 0
+            raise error from None
 
     async def _fetch_now(self, plan: MemberPlan, method: str, href: str, payload: dict,
                          timeout: float) -> MemberPage:
@@ -526,7 +597,7 @@ class Federation:
         return page
 
     async def _drive(self, merger: Merger, plans: dict[str, MemberPlan], deadline: float, *,
-                     first_walk_page: bool, missing: dict[str, str]) -> None:
+                     first_walk_page: bool, missing: dict[str, str], waiting: dict[str, str]) -> None:
         first_round = True
         while True:
             merger.fill()
@@ -546,19 +617,28 @@ class Federation:
                     continue
                 if not isinstance(result, MemberError):
                     raise result
-                plans[cursor.member].member.mark_failed(result)
-                if result.kind == "rejected" and first_walk_page and cursor.ref is None:
+                outcome = failure_outcome(result, first_page=first_walk_page and cursor.ref is None,
+                                          waits=cursor.waits)
+                plans[cursor.member].member.mark_failed(result, plans[cursor.member].key)
+                if outcome == "reject":
                     raise MemberRejected(f"member {cursor.member!r} rejected the search: {result.reason}",
                                          hint="leave out what it cannot do, or search other collections")
-                if result.kind == "not_found" and cursor.ref is None:
+                if outcome == "empty":
                     merger.load(cursor.member, MemberPage(items=[]))  # e.g. a collection it does not hold
-                    continue
-                merger.fail(cursor.member, result.reason)
-                missing[cursor.member] = result.reason
+                elif outcome == "wait":
+                    merger.wait(cursor.member)
+                    waiting[cursor.member] = result.reason
+                else:
+                    merger.fail(cursor.member, result.reason)
+                    missing[cursor.member] = result.reason
+            if waiting:
+                return  # this page ends here; the next one asks the waiting members again
             first_round = False
 
     def _prefetch(self, merger: Merger, plans: dict[str, MemberPlan], limit: int) -> None:
-        """Fetch the next page of members about to run dry, so the next broker page finds it cached."""
+        """Fetch the next page of members about to run dry, so the next broker page finds it cached.
+
+        Only with spare capacity: a member's free request slots are for users' own requests first."""
         if self.pages.ttl <= 0:
             return
         for cursor in merger.live:
@@ -566,6 +646,8 @@ class Federation:
             if page is None or page.next_ref is None or len(page.items) - cursor.pos >= limit:
                 continue
             plan = plans[cursor.member]
+            if plan.member.spare < max(2, plan.member.concurrency // 2):
+                continue
 
             async def fetch(plan=plan, ref=page.next_ref) -> None:
                 try:

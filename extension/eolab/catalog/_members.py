@@ -1,11 +1,19 @@
-"""Talking to member STAC APIs: one shared async httpx client, per-member options and health.
+"""Talking to member STAC APIs: one shared async httpx client, per-member options, health and backpressure.
 
 Each :class:`Member` knows its base URL, extra headers, whether it accepts POST, an optional
 request-signing hook (``'module:function'``, called with each ``httpx.Request``; it may modify
 it in place, return a new one, or be a coroutine function) and its time budget. Failures become
-:class:`MemberError` with a short reason; timeouts, unreachable members, HTTP 5xx and malformed
-answers also mark the member unhealthy for ``health_ttl`` seconds, during which requests skip it
-at once (reported missing) while a background probe checks whether it is back.
+:class:`MemberError` with a reason that starts with why (``timeout``, ``rate limited``,
+``refused this query``, ``down``, ``malformed answer``).
+
+Health tells a sick member from a bad request (see :class:`HealthPolicy`, pure): what one
+request's content caused (4xx, a 5xx other requests do not see) never takes the member away from
+other users; it is ejected only after a connection-level failure or failures across distinct
+requests, never beyond the federation's ejection cap, and a background probe brings it back.
+
+Backpressure: at most ``concurrency`` requests are sent to a member at once; the others queue
+inside their own time budget (a request that finds no free slot in time is "busy", which is
+not a health failure). 429/503 with ``Retry-After`` are retried within the budget.
 
 Conformance and collections of each member are cached separately (``info_ttl``).
 """
@@ -43,18 +51,38 @@ MAX_COLLECTION_PAGES = 20
 
 
 class MemberError(Exception):
-    """A member did not deliver. ``kind``: timeout | unreachable | http | rejected | not_found | malformed."""
+    """A member did not deliver.
 
-    def __init__(self, member: str, kind: str, reason: str, status: int | None = None):
+    ``kind``: timeout | busy | unreachable | http | rejected | not_found | malformed | rate_limited.
+    ``reason`` starts with the category users read in ``eolab:member_errors``.
+    """
+
+    def __init__(self, member: str, kind: str, reason: str, status: int | None = None,
+                 retry_after: float | None = None):
         super().__init__(f"{member}: {reason}")
         self.member = member
         self.kind = kind
         self.reason = reason
         self.status = status
+        self.retry_after = retry_after
+        self.busy: bool | None = None  # the member had other requests of the broker in flight
 
     @property
     def unhealthy(self) -> bool:
+        """May count towards ejection (whether it does is :class:`HealthPolicy`'s call)."""
         return self.kind in ("timeout", "unreachable", "http", "malformed")
+
+    @property
+    def transient(self) -> bool:
+        """No answer because the member was busy (load, not sickness): it may answer a moment later."""
+        return self.kind == "busy" or (self.kind == "timeout" and bool(self.busy))
+
+
+def error_reason(kind: str, detail: str) -> str:
+    category = {"timeout": "timeout", "busy": "timeout", "unreachable": "down", "http": "refused this query",
+                "rejected": "refused this query", "not_found": "refused this query",
+                "malformed": "malformed answer", "rate_limited": "rate limited"}[kind]
+    return f"{category}: {detail}"
 
 
 @dataclass
@@ -63,6 +91,66 @@ class Health:
     reason: str = ""
     until: float = 0.0
     probing: bool = False
+    failures: int = 0                                    # consecutive failures that count
+    confirming: bool = False                             # a probe decides whether they eject
+    requests: set = field(default_factory=set)           # distinct request keys among them
+
+
+@dataclass(frozen=True)
+class HealthPolicy:
+    """When a failure ejects a member (pure; Envoy's outlier detection is the model).
+
+    - connection refused/reset (``unreachable``): at once;
+    - 5xx, malformed answers and timeouts: ``consecutive`` failures (no success between) coming from
+      at least ``distinct`` different requests, and then a failed probe of the member's landing page
+      (requests that break a healthy member's search do not break its landing page); a timeout
+      counts only when the member was not busy with other requests of the broker (a slow answer
+      under load is not a sick member);
+    - 4xx, 404, rate limiting, waiting for a free slot: never.
+    """
+
+    consecutive: int = 3
+    distinct: int = 2
+
+    def counts(self, error: MemberError, busy: bool) -> bool:
+        if not error.unhealthy:
+            return False
+        return not (error.kind == "timeout" and busy)
+
+    def ejects(self, error: MemberError, failures: int, distinct_requests: int) -> bool:
+        if error.kind == "unreachable":
+            return True
+        return failures >= self.consecutive and distinct_requests >= self.distinct
+
+
+def max_ejected(n_members: int, share: float = 0.5) -> int:
+    """How many members may be ejected at once: never all of them (a lone member is never ejected)."""
+    if n_members <= 1:
+        return 0
+    return max(1, min(n_members - 1, int(n_members * share)))
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds to wait (delta-seconds or an HTTP date); None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        from email.utils import parsedate_to_datetime
+
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    import datetime as _dt
+
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    current = now if now is not None else time.time()
+    return max(0.0, when.timestamp() - current)
 
 
 @dataclass
@@ -101,6 +189,12 @@ def _description(response: httpx.Response) -> str:
     return str(body)[:200]
 
 
+RETRY_STATUSES = (429, 503)
+REQUEST_REFUSALS = (400, 413, 414, 422, 431)  # the member refuses the query itself
+MAX_RETRIES = 3
+RETRY_MARGIN = 0.05  # s kept for the retried request itself
+
+
 @dataclass
 class Member:
     config: MemberConfig
@@ -113,7 +207,15 @@ class Member:
     health: Health = field(default_factory=Health)
     info: MemberInfo | None = None
     signer: Callable | None = None
+    concurrency: int = 8
+    policy: HealthPolicy = field(default_factory=HealthPolicy)
+    may_eject: Callable[["Member"], bool] = lambda member: True
+    inflight: int = 0
+    queued: int = 0
+    last_answer: float = float("-inf")  # when the member last answered any request
+    busy_since: float = float("-inf")   # when its requests in flight went from none to some
     _info_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _slots: asyncio.Semaphore | None = None
     _tasks: set = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -136,44 +238,161 @@ class Member:
         """Why requests should not ask this member now (None: ask it)."""
         if self.health.ok or self.health_ttl <= 0:
             return None
-        if self.clock() >= self.health.until and not self.health.probing:
-            self._start_probe()
-        return f"unhealthy: {self.health.reason}"
+        if not self.health.probing:
+            self._start_probe()  # e.g. the probe task was cancelled with its event loop
+        return self.health.reason
 
-    def mark_failed(self, error: MemberError) -> None:
-        if error.unhealthy:
-            self.health = Health(ok=False, reason=error.reason, until=self.clock() + self.health_ttl)
+    def busy(self) -> bool:
+        """Loaded, not sick: other requests of the broker are in flight and the member has answered
+        one recently (a member that answers nobody is hung, however many requests wait for it)."""
+        return self.inflight + self.queued > 1 and self.silent_for() < 2 * self.timeout
+
+    def silent_for(self) -> float:
+        """Seconds the member has had requests in flight without answering any."""
+        return self.clock() - max(self.last_answer, self.busy_since)
+
+    def reset_slots(self) -> None:
+        self._slots, self.inflight = None, 0
+        self._info_lock = asyncio.Lock()
+
+    @property
+    def spare(self) -> int:
+        """Free request slots (prefetching uses only these)."""
+        return self.concurrency - self.inflight
+
+    def mark_failed(self, error: MemberError, request_key: str | None = None, busy: bool | None = None) -> bool:
+        """Record a failure of one request (``request_key`` tells requests apart); True if it ejected."""
+        if not self.health.ok:
+            return False
+        if busy is None:
+            busy = getattr(error, "busy", None)
+        if busy is None:
+            busy = self.inflight > 0
+        if not self.policy.counts(error, busy):
+            return False
+        self.health.failures += 1
+        self.health.requests.add(request_key if request_key is not None else f"#{self.health.failures}")
+        if not self.policy.ejects(error, self.health.failures, len(self.health.requests)):
+            return False
+        if error.kind == "unreachable":
+            return self._eject(f"connection failed, last: {error.reason}")
+        if not self.health.confirming:
+            self._confirm(f"{self.health.failures} failures across {len(self.health.requests)} requests")
+        return False
+
+    def _eject(self, why: str) -> bool:
+        if not self.may_eject(self):
+            return False  # the federation keeps it: too many members are out already
+        self.health = Health(ok=False, reason=f"down: {why}", until=self.clock() + self.health_ttl)
+        if self.health_ttl > 0:
+            self._start_probe()
+        return True
+
+    def _confirm(self, why: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self.health.confirming = True
+
+        async def confirm() -> None:
+            try:
+                await self.refresh_info(self.timeout, probe=True)
+            except MemberError as error:
+                if error.kind == "timeout" and self.busy():
+                    self.mark_ok()  # it answers others: loaded, not sick
+                else:
+                    self._eject(f"{why} and a failed probe, last: {error.reason}")
+            else:
+                self.mark_ok()  # the member is fine: those requests broke it, not the member
+            finally:
+                self.health.confirming = False
+
+        task = loop.create_task(confirm())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def mark_ok(self) -> None:
-        if not self.health.ok:
+        if not self.health.ok or self.health.failures:
             self.health = Health()
 
     def _start_probe(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
         self.health.probing = True
-        task = asyncio.get_running_loop().create_task(self._probe())
+        task = loop.create_task(self._probe())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _probe(self) -> None:
-        try:
-            await self.refresh_info(self.timeout)
-        except MemberError as error:
-            self.health = Health(ok=False, reason=error.reason, until=self.clock() + self.health_ttl)
-        finally:
-            self.health.probing = False
+        """Background recovery check: every ``health_ttl`` (at most 10 s) until the member answers."""
+        while not self.health.ok:
+            await asyncio.sleep(max(0.1, min(self.health_ttl, 10.0, self.health.until - self.clock())))
+            try:
+                await self.refresh_info(self.timeout, probe=True)
+            except MemberError as error:
+                self.health.until = self.clock() + self.health_ttl
+                self.health.reason = self.health.reason.split(", last:")[0] + f", last: {error.reason}"
+                continue
+            break
+        self.health.probing = False
 
     # ---- HTTP
     def _check_href(self, href: str) -> None:
         """Only follow links to the member's own host (tokens could otherwise aim the broker anywhere)."""
         h, b = urlsplit(href), urlsplit(self.base_url)
         if (h.scheme, h.netloc) != (b.scheme, b.netloc):
-            raise MemberError(self.id, "malformed", f"link to another host: {href[:120]}")
+            raise MemberError(self.id, "malformed", error_reason("malformed", f"link to another host: {href[:120]}"))
 
     async def request(self, method: str, href: str, *, params: dict | None = None, body: dict | None = None,
-                      timeout: float | None = None) -> Any:
-        """Send one request, return the decoded JSON body."""
+                      timeout: float | None = None, probe: bool = False) -> Any:
+        """Send one request (queued for a free slot, retried on 429/503 within the budget), return the JSON.
+
+        ``probe``: a health check, sent at once without a slot (it must not queue behind the load it judges)."""
         self._check_href(href)
-        budget = max(0.05, min(self.timeout, timeout if timeout is not None else self.timeout))
+        budget = max(0.05, min(2 * self.timeout, timeout if timeout is not None else self.timeout))
+        if probe:
+            return await self._send(method, href, params, body, budget)
+        deadline = self.clock() + budget
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(max(1, self.concurrency))
+        self.queued += 1
+        try:
+            async with asyncio.timeout(budget):  # a permit granted as the timeout fires is given back
+                await self._slots.acquire()
+        except TimeoutError:
+            if self.silent_for() >= 2 * self.timeout:  # its slots are held by hung requests
+                raise MemberError(self.id, "timeout", error_reason(
+                    "timeout", f"no answer to any request for {2 * self.timeout:.0f} s")) from None
+            raise MemberError(self.id, "busy", error_reason(
+                "busy", f"member busy, no free request slot within {budget:.1f} s")) from None
+        finally:
+            self.queued -= 1
+        if self.inflight == 0:
+            self.busy_since = self.clock()
+        self.inflight += 1
+        try:
+            attempt = 0
+            while True:
+                left = max(0.05, deadline - self.clock())
+                try:
+                    return await self._send(method, href, params, body, left)
+                except MemberError as error:
+                    error.busy = self.busy()
+                    attempt += 1
+                    if error.kind != "rate_limited" or attempt > MAX_RETRIES:
+                        raise
+                    wait = error.retry_after if error.retry_after is not None else 0.1 * 2 ** (attempt - 1)
+                    if self.clock() + wait + RETRY_MARGIN >= deadline:
+                        raise
+                    await asyncio.sleep(wait)
+        finally:
+            self.inflight -= 1
+            self._slots.release()
+
+    async def _send(self, method: str, href: str, params: dict | None, body: dict | None, budget: float) -> Any:
         request = self.client.build_request(
             method, href, params=params, json=body if method == "POST" else None,
             headers={"Accept": "application/geo+json, application/json", **self.config.headers},
@@ -184,28 +403,49 @@ class Member:
             if inspect.isawaitable(signed):
                 signed = await signed
             request = signed if isinstance(signed, httpx.Request) else request
+
+        async def exchange() -> httpx.Response:
+            # The whole answer, body included, inside the budget (a member may hang after the headers).
+            response = await self.client.send(request, stream=True)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            return response
+
         try:
-            response = await asyncio.wait_for(self.client.send(request), budget)
+            response = await asyncio.wait_for(exchange(), budget)
         except (TimeoutError, httpx.TimeoutException):
-            raise MemberError(self.id, "timeout", f"no answer within {budget:.1f} s") from None
+            raise MemberError(self.id, "timeout", error_reason("timeout", f"no answer within {budget:.1f} s")) from None
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise MemberError(self.id, "unreachable", error_reason(
+                "unreachable", f"connection failed ({type(exc).__name__})")) from None
         except httpx.TransportError as exc:
-            raise MemberError(self.id, "unreachable", f"unreachable ({type(exc).__name__})") from None
-        if response.status_code == 404:
-            raise MemberError(self.id, "not_found", "not found", 404)
-        if response.status_code in (400, 422):
-            raise MemberError(self.id, "rejected", _description(response), response.status_code)
-        if response.status_code >= 400:
-            kind = "http" if response.status_code >= 500 else "rejected"
-            raise MemberError(self.id, kind, f"HTTP {response.status_code}: {_description(response)[:120]}",
-                              response.status_code)
+            raise MemberError(self.id, "http", error_reason(
+                "http", f"answer broken off ({type(exc).__name__})")) from None
+        status = response.status_code
+        if status == 404:
+            raise MemberError(self.id, "not_found", error_reason("not_found", "not found"), 404)
+        if status in RETRY_STATUSES and (status == 429 or "retry-after" in response.headers):
+            after = parse_retry_after(response.headers.get("retry-after"))
+            detail = f"HTTP {status}" + (f", retry after {after:g} s" if after is not None else "")
+            raise MemberError(self.id, "rate_limited", error_reason("rate_limited", detail), status, after)
+        if status in REQUEST_REFUSALS:
+            raise MemberError(self.id, "rejected", error_reason("rejected", _description(response)), status)
+        if status >= 400:
+            kind = "http"  # 5xx, and 401/403/... that say nothing about the query's content
+            raise MemberError(self.id, kind, error_reason(kind, f"HTTP {status}: {_description(response)[:120]}"),
+                              status)
+        self.last_answer = self.clock()
         try:
             return _loads(response.content)
         except _DECODE_ERRORS:
-            raise MemberError(self.id, "malformed", "answered with malformed JSON") from None
+            raise MemberError(self.id, "malformed", error_reason("malformed", "not valid JSON")) from None
 
-    async def get_json(self, path_or_href: str, timeout: float | None = None, params: dict | None = None) -> Any:
+    async def get_json(self, path_or_href: str, timeout: float | None = None, params: dict | None = None,
+                       probe: bool = False) -> Any:
         href = path_or_href if "://" in path_or_href else self.url(path_or_href)
-        return await self.request("GET", href, params=params, timeout=timeout)
+        return await self.request("GET", href, params=params, timeout=timeout, probe=probe)
 
     # ---- conformance and collections
     def info_fresh(self) -> bool:
@@ -222,20 +462,21 @@ class Member:
                 return self.info
             return await self.refresh_info(timeout)
 
-    async def refresh_info(self, timeout: float) -> MemberInfo:
+    async def refresh_info(self, timeout: float, probe: bool = False) -> MemberInfo:
         started = self.clock()
         try:
-            landing = await self.get_json("/", timeout=timeout)
+            landing = await self.get_json("/", timeout=timeout, probe=probe)
             if not isinstance(landing, dict):
-                raise MemberError(self.id, "malformed", "landing page is not a JSON object")
+                raise MemberError(self.id, "malformed", error_reason("malformed", "landing page is not a JSON object"))
             conforms_to = landing.get("conformsTo")
             if not isinstance(conforms_to, list):
-                conformance = await self.get_json("/conformance", timeout=timeout)
+                conformance = await self.get_json("/conformance", timeout=timeout, probe=probe)
                 conforms_to = conformance.get("conformsTo", []) if isinstance(conformance, dict) else []
             left = max(0.05, timeout - (self.clock() - started))
-            collections = await self._all_collections(left)
+            collections = await self._all_collections(left, probe)
         except MemberError as error:
-            self.mark_failed(error)
+            if not probe:
+                self.mark_failed(error, "info")
             raise
         self.info = MemberInfo(conforms_to=conforms_to,
                                capabilities=Capabilities.from_conformance(conforms_to, self.get_only),
@@ -243,16 +484,16 @@ class Member:
         self.mark_ok()
         return self.info
 
-    async def _all_collections(self, timeout: float) -> dict[str, dict]:
+    async def _all_collections(self, timeout: float, probe: bool = False) -> dict[str, dict]:
         found: dict[str, dict] = {}
         href: str | None = self.url("/collections")
         deadline = self.clock() + timeout
         for _ in range(MAX_COLLECTION_PAGES):
             if href is None:
                 break
-            body = await self.get_json(href, timeout=max(0.05, deadline - self.clock()))
+            body = await self.get_json(href, timeout=max(0.05, deadline - self.clock()), probe=probe)
             if not isinstance(body, dict) or not isinstance(body.get("collections"), list):
-                raise MemberError(self.id, "malformed", "/collections has no 'collections' list")
+                raise MemberError(self.id, "malformed", error_reason("malformed", "/collections has no 'collections' list"))
             for collection in body["collections"]:
                 if isinstance(collection, dict) and isinstance(collection.get("id"), str):
                     found[collection["id"]] = collection

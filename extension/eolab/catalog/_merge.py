@@ -8,6 +8,11 @@ up the merger asks the caller for that member's next page before it emits anythi
 item can be overtaken. The caller may instead end the page early: the cursors it saves are exact,
 so walking every page yields every item exactly once, whatever the members' page sizes (short
 pages, pages longer than asked, empty pages with a ``next`` link).
+
+Members are not trusted to be right: each cursor remembers the sort key of the last item it
+emitted (and the ids emitted with that key), also across pages through the token. An item a
+member sends again is dropped; a member whose items come back out of order for the requested
+sort leaves the walk with that reason (merging its items would put them in the wrong places).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_EMPTY_PAGES = 8  # consecutive empty member pages followed in one broker request
+MAX_TIE_IDS = 64     # ids remembered per cursor among items sharing the last emitted sort key
 
 _STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:?\d{2})?$")
 
@@ -101,22 +107,73 @@ class MemberPage:
     number_matched: int | None = None
 
 
+def _numeric_part(part: Any) -> Any:
+    if isinstance(part, _Desc):
+        return _Desc(_numeric_part(part.key))
+    return part if part[0] != 3 else (3,)
+
+
+def order_key(key: tuple) -> tuple:
+    """``key`` with strings made equal: what the order check compares. Members' databases order
+    strings by their own collations, so only numbers, times, booleans and nulls going backwards
+    prove a member's order wrong (e.g. numbers sorted as text)."""
+    return tuple(_numeric_part(p) for p in key)
+
+
+def sort_stub(item: dict, fields: tuple[str, ...]) -> dict:
+    """The smallest item with the same sort key as ``item`` for ``fields`` (kept in paging tokens)."""
+    props = {}
+    stub: dict[str, Any] = {}
+    for name in fields:
+        value = field_value(item, name)
+        if name in ("id", "collection"):
+            stub[name] = value
+        else:
+            props[name[len("properties."):] if name.startswith("properties.") else name] = value
+    stub["properties"] = props
+    return stub
+
+
+def item_ident(item: dict) -> str:
+    collection = item.get("collection")
+    return f"{collection if isinstance(collection, str) else ''}\x1f{item.get('id')}"
+
+
 @dataclass
 class Cursor:
     member: str
     ref: Any = None               # how to fetch the page being read (None: first page)
     skip: int = 0                 # items of that page already consumed
+    waits: int = 0                # broker pages in a row that ended waiting for this member
+    last: dict | None = None      # sort stub of the last item emitted from this member
+    ties: list[str] = field(default_factory=list)  # idents emitted with that same sort key
     # run-time state, not saved in tokens
     page: MemberPage | None = None
     pos: int = 0
     done: bool = False
     empty_pages: int = 0
+    last_key: tuple | None = None
 
     def state(self) -> dict:
         """What the paging token stores for this cursor."""
         if self.page is not None and self.pos >= len(self.page.items) and self.page.next_ref is not None:
-            return {"r": self.page.next_ref, "s": 0}
-        return {"r": self.ref, "s": self.pos if self.page is not None else self.skip}
+            out = {"r": self.page.next_ref, "s": 0}
+        else:
+            out = {"r": self.ref, "s": self.pos if self.page is not None else self.skip}
+        if self.waits:
+            out["w"] = self.waits
+        if self.last is not None:
+            out["p"] = self.last
+            out["t"] = self.ties[-MAX_TIE_IDS:]
+        return out
+
+    @classmethod
+    def from_state(cls, member: str, saved: dict) -> "Cursor":
+        last = saved.get("p")
+        ties = saved.get("t")
+        return cls(member=member, ref=saved.get("r"), skip=int(saved.get("s") or 0), waits=int(saved.get("w") or 0),
+                   last=last if isinstance(last, dict) else None,
+                   ties=[t for t in ties if isinstance(t, str)] if isinstance(ties, list) else [])
 
 
 @dataclass
@@ -127,7 +184,9 @@ class Merger:
     key: Callable[[dict], tuple]
     limit: int
     accept: Callable[[str, dict], bool] = lambda member, item: True
+    fields: tuple[str, ...] = ()  # the sort fields (for the stubs in tokens); empty: no order checks
     emitted: list[tuple[str, dict]] = field(default_factory=list)
+    dropped: int = 0              # duplicates a member sent, left out
     failed: dict[str, str] = field(default_factory=dict)
     _order: dict[str, int] = field(default_factory=dict)
     _heads: dict[str, tuple] = field(default_factory=dict)
@@ -135,6 +194,12 @@ class Merger:
 
     def __post_init__(self) -> None:
         self._order = {c.member: i for i, c in enumerate(self.cursors)}
+        for cursor in self.cursors:
+            if cursor.last is not None and self.fields:
+                try:
+                    cursor.last_key = self.key(cursor.last)
+                except (TypeError, AttributeError):
+                    cursor.last, cursor.ties = None, []
 
     # ---- state
     @property
@@ -162,6 +227,7 @@ class Merger:
         if cursor.page is not None:
             raise ValueError(f"member {member!r} already has a page loaded")
         cursor.page = page
+        cursor.waits = 0
         self._matched.setdefault(member, page.number_matched)  # what the first page loaded said
         cursor.pos = min(cursor.skip, len(page.items))
         self._settle(cursor)
@@ -170,6 +236,14 @@ class Merger:
         """The member could not deliver: it leaves the walk (the caller reports it missing)."""
         self.failed[member] = reason
         self._heads.pop(member, None)
+
+    def wait(self, member: str) -> int:
+        """The member did not answer in time but may later: this page ends, the walk keeps its cursor.
+
+        Returns how many broker pages in a row have now waited for it."""
+        cursor = self._cursor(member)
+        cursor.waits += 1
+        return cursor.waits
 
     def _cursor(self, member: str) -> Cursor:
         for cursor in self.cursors:
@@ -181,10 +255,22 @@ class Merger:
         """Skip items the broker filters out; at the end of a page move on to the next page or finish."""
         page = cursor.page
         assert page is not None
-        while cursor.pos < len(page.items) and not self.accept(cursor.member, page.items[cursor.pos]):
-            cursor.pos += 1
-        if cursor.pos < len(page.items):
-            self._heads[cursor.member] = self.key(page.items[cursor.pos])
+        while cursor.pos < len(page.items):
+            item = page.items[cursor.pos]
+            if not self.accept(cursor.member, item):
+                cursor.pos += 1
+                continue
+            head = self.key(item)
+            if self.fields and cursor.last_key is not None:
+                if order_key(head) < order_key(cursor.last_key):
+                    self.fail(cursor.member, "out of order: its items do not come back in the requested sort "
+                                             "order, so they cannot be merged")
+                    return
+                if head == cursor.last_key and item_ident(item) in cursor.ties:
+                    self.dropped += 1  # the member sent this item again
+                    cursor.pos += 1
+                    continue
+            self._heads[cursor.member] = head
             return
         self._heads.pop(cursor.member, None)
         if page.next_ref is None or page.next_ref == cursor.ref and cursor.ref is not None:
@@ -207,7 +293,15 @@ class Merger:
             best = min(live, key=lambda c: (self._heads[c.member], self._order[c.member]))
             page = best.page
             assert page is not None
-            self.emitted.append((best.member, page.items[best.pos]))
+            item = page.items[best.pos]
+            self.emitted.append((best.member, item))
+            if self.fields:
+                head = self._heads[best.member]
+                if head != best.last_key:
+                    best.last_key, best.ties = head, []
+                    best.last = sort_stub(item, self.fields)
+                best.ties.append(item_ident(item))
+                del best.ties[:-MAX_TIE_IDS]
             best.pos += 1
             self._settle(best)
 

@@ -39,6 +39,19 @@ ITEM_TOP_LEVEL = ("id", "collection", "geometry", "bbox", "type", "links", "asse
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_:.\-]+$")
+# C0/C1 control characters (NUL first of all): no member database can be trusted to store or compare them.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# CQL2 1.0 operators (basic, advanced comparison, case/accent, spatial, temporal, array, arithmetic) as the
+# cql2 package spells them in CQL2 JSON. The package parses any other name as a function call, which
+# members answer with errors of their own (HTTP 500 from pgstac): the broker refuses it instead.
+CQL2_OPS = frozenset({
+    "and", "or", "not", "=", "<>", "<", "<=", ">", ">=", "like", "between", "in", "isnull", "casei", "accenti",
+    "s_intersects", "s_equals", "s_disjoint", "s_touches", "s_within", "s_overlaps", "s_crosses", "s_contains",
+    "t_after", "t_before", "t_contains", "t_disjoint", "t_during", "t_equals", "t_finishedby", "t_finishes",
+    "t_intersects", "t_meets", "t_metby", "t_overlappedby", "t_overlaps", "t_startedby", "t_starts",
+    "a_equals", "a_contains", "a_containedby", "a_overlaps", "+", "-", "*", "/", "%", "^", "div",
+})
+MAX_FILTER_NODES = 2_000
 
 
 class BadParameter(EolabError):
@@ -175,10 +188,71 @@ def _interval_text(interval: tuple[dt.datetime | None, dt.datetime | None] | Non
     return f"{fmt(start)}/{fmt(end)}"
 
 
+MAX_JSON_DEPTH = 32          # nesting of objects/arrays in a request body or JSON parameter
+MAX_INT_DIGITS = 24          # integers longer than this are refused (no coordinate or limit needs them)
+MAX_BODY_BYTES = 1_000_000
+
+
+def _big_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _TooBig(f"an integer with {len(text)} digits")
+    return int(text)
+
+
+def _no_constant(text: str) -> Any:
+    raise _TooBig(f"{text} (not JSON)")
+
+
+class _TooBig(ValueError):
+    pass
+
+
+def _depth_ok(value: Any) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return False
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return True
+
+
+def load_json(data: str | bytes, parameter: str) -> Any:
+    """JSON from a client, with limits: size, nesting depth, integer length; NaN/Infinity refused."""
+    if len(data) > MAX_BODY_BYTES:
+        raise BadParameter(parameter, f"is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        value = json.loads(data, parse_int=_big_int, parse_constant=_no_constant)
+    except _TooBig as exc:
+        raise BadParameter(parameter, f"holds {exc}") from None
+    except RecursionError:
+        raise BadParameter(parameter, f"is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError):
+        raise BadParameter(parameter, "is not valid JSON") from None
+    if not _depth_ok(value):
+        raise BadParameter(parameter, f"is nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def check_text(value: str, parameter: str) -> str:
+    """Refuse control characters (NUL etc.) in a string that would reach a member."""
+    found = _CONTROL.search(value)
+    if found:
+        raise BadParameter(parameter, f"contains the control character U+{ord(found.group()):04X}",
+                           hint="ids, collections and filter strings cannot hold control characters")
+    return value
+
+
 def _finite(value: Any, parameter: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadParameter(parameter, f"{value!r} is not a number")
-    number = float(value)
+        raise BadParameter(parameter, f"{str(value)[:40]!r} is not a number")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the float range
+        raise BadParameter(parameter, "holds a number too large to be a coordinate") from None
     if not math.isfinite(number):
         raise BadParameter(parameter, f"{value!r} is not a finite number")
     return number
@@ -197,14 +271,12 @@ def parse_bbox(value: Any, *, post: bool = False) -> tuple[float, ...]:
     else:
         raise BadParameter("bbox", "must be 4 or 6 numbers")
     numbers = [_finite(v, "bbox") for v in numbers]
-    if len(numbers) not in (4, 6):
-        raise BadParameter("bbox", f"has {len(numbers)} values, needs 4 or 6")
-    if len(numbers) == 4:
-        west, south, east, north = numbers
-    else:
-        west, south, _, east, north, _ = numbers
-        if numbers[2] > numbers[5]:
-            raise BadParameter("bbox", "minimum elevation is above the maximum")
+    if len(numbers) == 6:
+        raise BadParameter("bbox", "3D bounding boxes (6 values) are not supported",
+                           hint="give west,south,east,north")
+    if len(numbers) != 4:
+        raise BadParameter("bbox", f"has {len(numbers)} values, needs 4")
+    west, south, east, north = numbers
     for lon in (west, east):
         if not -180 <= lon <= 180:
             raise BadParameter("bbox", f"longitude {lon} is outside [-180, 180]")
@@ -218,8 +290,10 @@ def parse_bbox(value: Any, *, post: bool = False) -> tuple[float, ...]:
 
 def _check_positions(coords: Any, depth: int, parameter: str) -> None:
     if depth == 0:
-        if not isinstance(coords, list) or len(coords) not in (2, 3):
-            raise BadParameter(parameter, "a position must be 2 or 3 numbers")
+        if isinstance(coords, list) and len(coords) == 3:
+            raise BadParameter(parameter, "3D positions (with heights) are not supported")
+        if not isinstance(coords, list) or len(coords) != 2:
+            raise BadParameter(parameter, "a position must be 2 numbers")
         for v in coords:
             _finite(v, parameter)
         return
@@ -232,21 +306,20 @@ def _check_positions(coords: Any, depth: int, parameter: str) -> None:
 _DEPTH = {"Point": 0, "MultiPoint": 1, "LineString": 1, "MultiLineString": 2, "Polygon": 2, "MultiPolygon": 3}
 
 
-def parse_geometry(value: Any, parameter: str = "intersects") -> dict:
+def parse_geometry(value: Any, parameter: str = "intersects", nested: bool = False) -> dict:
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise BadParameter(parameter, "is not valid JSON") from None
+        value = load_json(value, parameter)
     if not isinstance(value, dict) or value.get("type") not in GEOMETRY_TYPES:
         raise BadParameter(parameter, "must be a GeoJSON geometry object",
                            hint=f"type one of {', '.join(sorted(GEOMETRY_TYPES))}")
     if value["type"] == "GeometryCollection":
+        if nested:
+            raise BadParameter(parameter, "a GeometryCollection cannot hold another one")
         members = value.get("geometries")
         if not isinstance(members, list) or not members:
             raise BadParameter(parameter, "GeometryCollection needs a non-empty 'geometries' list")
         for member in members:
-            parse_geometry(member, parameter)
+            parse_geometry(member, parameter, nested=True)
         return value
     coords = value.get("coordinates")
     _check_positions(coords, _DEPTH[value["type"]], parameter)
@@ -291,6 +364,7 @@ def parse_string_list(value: Any, parameter: str) -> tuple[str, ...]:
     for item in items:
         if not isinstance(item, str) or not item:
             raise BadParameter(parameter, f"{item!r} is not a non-empty string")
+        check_text(item, parameter)
     return tuple(items)
 
 
@@ -313,8 +387,8 @@ def parse_filter(value: Any, lang: str | None, crs: str | None, *, post: bool) -
             if not isinstance(value, str):
                 value = _between_compat(value)
             text = value if isinstance(value, str) else json.dumps(value)
-            if isinstance(value, str) and not post:
-                json.loads(value)  # a clearer message than the parser's for non-JSON
+            if isinstance(value, str):
+                load_json(value, "filter")  # limits, and a clearer message than the parser's for non-JSON
             expr = cql2.parse_json(text)
         expr.validate()
         result = expr.to_json()
@@ -325,7 +399,44 @@ def parse_filter(value: Any, lang: str | None, crs: str | None, *, post: bool) -
         raise BadParameter("filter", f"is not valid {lang}: {' '.join(first[:6])[:300]}") from None
     if not isinstance(result, dict):
         raise BadParameter("filter", "must be a boolean expression")
+    check_filter(result)
     return result
+
+
+def check_filter(expr: Any) -> None:
+    """Refuse what a member cannot be trusted to reject cleanly: unknown operators (function calls),
+    control characters in literals and property names, 3D geometries and bounding boxes."""
+    stack, nodes = [expr], 0
+    while stack:
+        node = stack.pop()
+        nodes += 1
+        if nodes > MAX_FILTER_NODES:
+            raise BadParameter("filter", f"has more than {MAX_FILTER_NODES} terms")
+        if isinstance(node, str):
+            check_text(node, "filter")
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise BadParameter("filter", "holds a number that is not finite")
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            if "op" in node:
+                op = node["op"]
+                if not isinstance(op, str) or op.lower() not in CQL2_OPS:
+                    raise BadParameter("filter", f"operator or function {str(op)[:40]!r} is not supported",
+                                       hint="CQL2 operators only (comparison, like, between, in, isNull, "
+                                            "casei, accenti, s_*, t_*, a_*, arithmetic)")
+                stack.extend(node.get("args") or [])
+            elif "property" in node:
+                stack.append(node["property"])
+            elif "bbox" in node:
+                if not isinstance(node["bbox"], list) or len(node["bbox"]) != 4:
+                    raise BadParameter("filter", "a BBOX literal needs 4 values (3D boxes are not supported)")
+                for value in node["bbox"]:
+                    _finite(value, "filter")
+            elif "type" in node and ("coordinates" in node or "geometries" in node):
+                parse_geometry(node, "filter")
+            else:
+                stack.extend(node.values())
 
 
 def _between_compat(expr: Any) -> Any:
@@ -417,13 +528,11 @@ def parse_fields(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 def parse_query(value: Any) -> dict:
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise BadParameter("query", "is not valid JSON") from None
+        value = load_json(value, "query")
     if not isinstance(value, dict):
         raise BadParameter("query", "must be an object {property: {operator: value}}")
     for prop, ops in value.items():
+        check_text(prop, "query")
         if not isinstance(ops, dict) or not ops:
             raise BadParameter("query", f"{prop!r} needs an object of operators")
         for op, operand in ops.items():
@@ -433,6 +542,13 @@ def parse_query(value: Any) -> dict:
                 raise BadParameter("query", f"{prop!r}: 'in' needs a list")
             if op in ("startsWith", "endsWith", "contains") and not isinstance(operand, str):
                 raise BadParameter("query", f"{prop!r}: {op!r} needs a string")
+            for literal in (operand if isinstance(operand, list) else [operand]):
+                if isinstance(literal, str):
+                    check_text(literal, "query")
+                elif isinstance(literal, (int, float)) and not isinstance(literal, bool):
+                    _finite(literal, "query")
+                elif literal is not None and not isinstance(literal, bool):
+                    raise BadParameter("query", f"{prop!r}: {op!r} takes strings, numbers or booleans")
     return value
 
 
@@ -454,7 +570,7 @@ def _build(raw: Mapping[str, Any], *, post: bool) -> SearchQuery:
         if not isinstance(raw["datetime"], str):
             raise BadParameter("datetime", "must be a string")
         values["interval"] = parse_interval(raw["datetime"])
-        values["datetime"] = raw["datetime"]
+        values["datetime"] = check_text(raw["datetime"], "datetime")
     if raw.get("limit") not in (None, ""):
         values["limit"] = parse_limit(raw["limit"])
     if raw.get("filter") not in (None, ""):

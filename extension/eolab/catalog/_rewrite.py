@@ -123,16 +123,16 @@ def rewrite_collection(collection: dict, member: str, member_base: str, broker_b
 
 # --------------------------------------------------------------------------- CQL2 'collection' literals
 
-_NEVER = "\u0000no-such-collection"
-
-
 def _local_literal(value: Any, member: str) -> Any:
+    """The literal as ``member`` knows it. Another member's id is sent unchanged: a plain string that no
+    collection of this member is called (ids never hold '|'), so it matches nothing, and every member
+    database stores and compares it (no placeholder with characters such as NUL that PostgreSQL refuses)."""
     if not isinstance(value, str):
         return value
     owner, local = split_id(value)
     if owner is None:
         return value
-    return local if owner == member else _NEVER
+    return local if owner == member else value
 
 
 def localize_filter(expr: Any, member: str) -> Any:

@@ -6,7 +6,12 @@ other ``EOLAB_*`` variables read by :func:`eolab.config.load_config`::
     EOLAB_CATALOG_CONFIG=hub_config/catalog.yaml \\
         python -m uvicorn eolab.catalog.broker:create_app --factory --host 127.0.0.1 --port 8720
 
-Readiness: ``GET /_health`` (200 with each member's health). Optional environment:
+Readiness: ``GET /_health`` (200 with each member's health). Every search answer names the members
+that could not contribute in ``federation:missing`` and says why in ``eolab:member_errors``
+(``timeout: …``, ``rate limited: …``, ``refused this query: …``, ``down: …``, ``malformed answer: …``,
+``out of order: …``); members a page ended early waiting for (busy under load, still in the walk)
+are in ``eolab:member_waiting``. Request bodies and JSON parameters are size-, depth- and
+number-limited (see ``_query.load_json``). Optional environment:
 ``EOLAB_BROKER_TOKEN_SECRET`` (HMAC key for paging tokens when the config sets none; give every
 worker/replica the same one), ``EOLAB_BROKER_PAGE_CACHE_TTL`` (s, default 30; 0 disables),
 ``EOLAB_BROKER_INFO_TTL`` (s, member conformance/collections cache, default 60).
@@ -30,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, JSONResponse
 
 from eolab.catalog._federation import CONFORMANCE, Federation, MemberRejected, NotFound, Unavailable
-from eolab.catalog._query import BadParameter, parse_get, parse_post
+from eolab.catalog._query import BadParameter, load_json, parse_get, parse_post
 from eolab.config import StackConfig, load_config
 
 log = logging.getLogger("eolab.broker")
@@ -257,10 +262,7 @@ def create_app(config: StackConfig | None = None, *, transport: Any = None, secr
               openapi_extra={"requestBody": SEARCH_BODY}, responses=FEATURE_COLLECTION)
     async def search_post(request: Request):
         raw = await request.body()
-        try:
-            payload = json.loads(raw) if raw.strip() else {}
-        except (ValueError, UnicodeDecodeError):
-            raise BadParameter("body", "is not valid JSON") from None
+        payload = load_json(raw, "body") if raw.strip() else {}
         payload = {} if payload is None else payload
         query = parse_post(payload)
 

@@ -4,6 +4,10 @@ Which items a member holds comes from the configuration (collection + date windo
 collection id can live at two members, as Sentinel-2 does across real providers. Asset hrefs in
 the demo data are relative; here they become absolute URLs of the asset server.
 
+Numeric item properties (``eo:cloud_cover``, ``gsd``, ``view:*``...) are registered as pgstac
+queryables of type number: without them pgstac compares and sorts them as text ("10.5" before
+"9.2"), and a federated numeric sort could not be right.
+
 A writable member (the workspace) gets no demo data: its database is only migrated to pgstac
 (:func:`prepare_writable`), and what users publish into it is never dropped by a reload.
 """
@@ -74,9 +78,38 @@ def member_collections(data_dir: Path, member: MemberConfig, items: list[dict]) 
     return result
 
 
+# Registered in every member, holding items or not (the workspace receives published ones later).
+STANDARD_NUMERIC = ("eo:cloud_cover", "eo:snow_cover", "gsd", "view:sun_elevation", "view:sun_azimuth",
+                    "view:off_nadir", "view:incidence_angle", "sat:relative_orbit", "sat:absolute_orbit")
+QUERYABLES_VERSION = 1  # part of the load fingerprint: a change reloads the members
+
+
+def numeric_queryables(items: list[dict]) -> dict[str, dict]:
+    """Queryable definitions for the standard numeric properties and every property whose values in
+    ``items`` are all numbers (JSON numbers, not booleans)."""
+    seen: dict[str, bool] = {}
+    for item in items:
+        for name, value in (item.get("properties") or {}).items():
+            if value is None or name in ("datetime", "start_datetime", "end_datetime"):
+                continue
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            seen[name] = seen.get(name, True) and numeric
+    names = sorted(set(STANDARD_NUMERIC) | {n for n, numeric in seen.items() if numeric})
+    names = [n for n in names if seen.get(n, True)]  # a standard name this member holds as text stays text
+    return {n: {"title": n, "type": "number"} for n in names}
+
+
+def register_queryables(db, items: list[dict]) -> int:
+    """Upsert the numeric queryables for all collections of the member (``db``: a PgstacDB)."""
+    definitions = {"type": "object", "properties": numeric_queryables(items)}
+    result = db.query_one("SELECT pgstac.upsert_queryables(%s::jsonb)", [json.dumps(definitions)])
+    return int(result) if isinstance(result, (int, str)) and str(result).isdigit() else 0
+
+
 def fingerprint(config: StackConfig, member: MemberConfig, manifest: dict) -> str:
     """Changes whenever what the member should hold changes (data, window, asset URL)."""
-    text = json.dumps([manifest, member.model_dump(mode="json"), config.assets_url], sort_keys=True)
+    text = json.dumps([manifest, member.model_dump(mode="json"), config.assets_url, QUERYABLES_VERSION],
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -96,6 +129,7 @@ def load_member(dsn: str, data_dir: Path, member: MemberConfig, assets_url: str)
         loader = Loader(db=db)
         loader.load_collections(iter(collections), Methods.upsert)
         loader.load_items(iter(items), Methods.upsert)
+        register_queryables(db, items)
     return len(items)
 
 
@@ -103,8 +137,8 @@ def writable_fingerprint(member: MemberConfig) -> str:
     """What a writable member's marker records: the pgstac version its database was migrated to."""
     from pypgstac import __version__ as pgstac_version
 
-    return json.dumps({"writable": member.id, "pgstac": pgstac_version, "number_matched": member.number_matched},
-                      sort_keys=True)
+    return json.dumps({"writable": member.id, "pgstac": pgstac_version, "number_matched": member.number_matched,
+                       "queryables": QUERYABLES_VERSION}, sort_keys=True)
 
 
 def prepare_writable(dsn: str, member: MemberConfig) -> None:
@@ -117,3 +151,4 @@ def prepare_writable(dsn: str, member: MemberConfig) -> None:
         value = "on" if member.number_matched else "off"
         db.query_one("INSERT INTO pgstac.pgstac_settings (name, value) VALUES ('context', %s) "
                      "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value RETURNING name", [value])
+        register_queryables(db, [])
