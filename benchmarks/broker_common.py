@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import platform
 import os
+import platform
 import statistics
 import tempfile
 import time
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from eolab.catalog import _faults
+from eolab.testing import faults as _faults
 
 
 @contextlib.contextmanager

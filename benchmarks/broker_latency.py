@@ -14,7 +14,6 @@ import argparse
 import time
 
 import httpx
-
 from broker_common import federation, machine, median
 
 ROUNDS = 30

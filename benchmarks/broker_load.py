@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import httpx
-
 from broker_common import federation, machine, median, pct
 
 CONCURRENT = 200

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 
 import httpx
-
 from broker_common import federation, machine
 
 N = {"p1": 3400, "p2": 3400, "p3": 3400}

@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from broker_common import machine, median, pct
 
 SEARCHES = [
@@ -166,7 +165,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args()
 
-    from eolab.catalog import stack
+    from eolab.stack import core as stack
 
     run = Path(tempfile.mkdtemp(prefix="eolab-walks-"))
     config = _config(run, Path(args.data).resolve())
@@ -189,8 +188,9 @@ def main() -> None:
                 REASONS.clear()
     finally:
         stack.down(config)
-        from eolab.catalog._postgres import Cluster
         import shutil
+
+        from eolab.stack.postgres import Cluster
 
         cluster = Cluster(Path(config.run_dir), config.postgres.port)
         for path in (cluster.pgdata, cluster.socket_dir):

@@ -125,8 +125,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from eolab import _services
-    from eolab.catalog import _faults
     from eolab.data.load import _GDAL_ENV, DEFAULT_CHUNKS
+    from eolab.testing import faults as _faults
 
     for key, value in _GDAL_ENV.items():  # the same GDAL settings for both
         os.environ.setdefault(key, value)

@@ -75,6 +75,7 @@ class ServiceSettings(BaseSettings):
     broker_token_secret: str | None = Field(None, description="HMAC key of the broker's paging tokens")
     broker_page_cache_ttl: float | None = None
     broker_info_ttl: float | None = None
+    broker_max_searches: int | None = Field(None, ge=1, description="searches one broker process works on at once")
     fake_member: str = Field("{}", description="JSON spec of a fault-kit member (eolab.testing.faults)")
 
     @property

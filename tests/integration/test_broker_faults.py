@@ -1,6 +1,6 @@
 """The broker as a real uvicorn process over real member processes that misbehave on purpose.
 
-Members (fake STAC APIs from eolab.catalog._faults, each its own uvicorn process on 127.0.0.1):
+Members (fake STAC APIs from eolab.testing.faults, each its own uvicorn process on 127.0.0.1):
 healthy ``a``, ``b`` with pages that end early, ``c`` ignoring ``limit``, ``d`` answering HTTP 500
 after two searches, ``e`` with malformed JSON, ``f`` slower than the broker's budget, ``g`` down
 (nothing listens on its port), and ``real`` serving real provider items from ../shared/data.
@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from eolab.catalog import _faults
+from eolab.testing import faults as _faults
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """The broker process over real member processes that misbehave on purpose (issue 13).
 
-Members (fake STAC APIs from the fault kit eolab.catalog._faults, each its own uvicorn process on
+Members (fake STAC APIs from the fault kit eolab.testing.faults, each its own uvicorn process on
 127.0.0.1): healthy ``a`` and ``b``; ``p`` answers HTTP 500 to any search mentioning "poison" (a
 failure one request's content causes); ``r0`` answers 429 with ``Retry-After: 0`` once on its
 first page, ``r1`` the same on its second page; ``q`` keeps answering 429 (``Retry-After`` beyond
@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from eolab.catalog import _faults
+from eolab.testing import faults as _faults
 
 pytestmark = pytest.mark.integration
 

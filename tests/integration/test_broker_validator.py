@@ -187,7 +187,6 @@ def test_ids_do_not_override_other_parameters(validator_run, catalog_stack):
     area and only warns; here it gets an item of the collection instead.
     """
     from requests import Session
-
     from stac_api_validator.validations import Errors, Method, _validate_search_ids_with_ids_no_override
 
     base, _ = validator_run

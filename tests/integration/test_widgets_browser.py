@@ -14,10 +14,10 @@ import pystac_client
 import pytest
 import yaml
 
-from eolab.catalog import _faults
 from eolab.data.load import load_cube as load
 from eolab.errors import EolabError
 from eolab.search import Catalogue, item_key, size_estimate
+from eolab.testing import faults as _faults
 from eolab.widgets import BrowserState, PickerState
 
 pytestmark = pytest.mark.integration

@@ -11,10 +11,10 @@ import asyncio
 import httpx
 import pytest
 
-from eolab.catalog._faults import HostRouter
-from eolab.catalog._faults import create_app as fake_member
 from eolab.catalog.broker import create_app
 from eolab.config import BrokerConfig, MemberConfig, StackConfig
+from eolab.testing.faults import HostRouter
+from eolab.testing.faults import create_app as fake_member
 
 
 def make_broker(specs: dict[str, dict], down: tuple[str, ...] = (), **broker):

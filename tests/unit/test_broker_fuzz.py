@@ -8,10 +8,10 @@ from hypothesis import HealthCheck, settings
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is in the 'test' extra")
 
-from eolab.catalog._faults import HostRouter  # noqa: E402
-from eolab.catalog._faults import create_app as fake_member  # noqa: E402
 from eolab.catalog.broker import create_app  # noqa: E402
 from eolab.config import BrokerConfig, MemberConfig, StackConfig  # noqa: E402
+from eolab.testing.faults import HostRouter  # noqa: E402
+from eolab.testing.faults import create_app as fake_member  # noqa: E402
 
 PARAMETERS = {"bbox", "intersects", "datetime", "limit", "filter", "filter-lang", "filter-crs", "sortby", "fields",
               "query", "token", "collections", "ids", "body"}

@@ -15,10 +15,10 @@ import httpx
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from eolab.catalog._faults import HostRouter
-from eolab.catalog._faults import create_app as fake_member
 from eolab.catalog.broker import create_app
 from eolab.config import BrokerConfig, MemberConfig, StackConfig
+from eolab.testing.faults import HostRouter
+from eolab.testing.faults import create_app as fake_member
 
 POISON = "zq"  # member p answers HTTP 500 to any search that mentions it
 SPECS = {"a": {"n_items": 20}, "b": {"n_items": 15, "offset_minutes": 7},

@@ -2,7 +2,7 @@
 
 Pure parts (health policy, failure outcomes, Retry-After, validation, merge checks) are table
 tests; whole-broker cases run the app in-process against fake members from the fault kit
-(eolab.catalog._faults) that misbehave on purpose. Every fault case checks two things: the
+(eolab.testing.faults) that misbehave on purpose. Every fault case checks two things: the
 healthy members' items are all there, and a *following* request from another client is not
 affected. No test asserts a wall-clock time.
 """
@@ -15,15 +15,15 @@ import json
 import httpx
 import pytest
 
-from eolab.catalog._faults import HostRouter, synthetic_items
-from eolab.catalog._faults import create_app as fake_member
 from eolab.catalog._federation import MAX_WAITS, failure_outcome
 from eolab.catalog._members import HealthPolicy, Member, MemberError, error_reason, max_ejected, parse_retry_after
-from eolab.catalog._merge import Cursor, Merger, MemberPage, sort_key_function
+from eolab.catalog._merge import Cursor, MemberPage, Merger, sort_key_function
 from eolab.catalog._query import BadParameter, load_json, parse_get, parse_post
 from eolab.catalog._rewrite import localize_filter
 from eolab.catalog.broker import create_app
 from eolab.config import BrokerConfig, MemberConfig, StackConfig
+from eolab.testing.faults import HostRouter, synthetic_items
+from eolab.testing.faults import create_app as fake_member
 
 
 def make_broker(specs: dict[str, dict], down: tuple[str, ...] = (), **broker):
@@ -428,7 +428,7 @@ def test_merger_drops_a_repeat_across_pages_through_the_token_state():
 
 
 def test_catalog_up_registers_numeric_queryables():
-    from eolab.catalog._load import numeric_queryables
+    from eolab.stack._load import numeric_queryables
 
     items = [{"properties": {"eo:cloud_cover": 12.5, "gsd": 10, "platform": "s2a", "flag": True,
                              "mixed": 1, "datetime": "2026-01-01T00:00:00Z"}},

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import time
 from collections import OrderedDict
@@ -20,10 +19,19 @@ from typing import Any
 
 import httpx
 
-from eolab.catalog._fallback import Capabilities, antimeridian_split, apply_fields, bbox_matcher, \
-    crosses_antimeridian, filter_matcher, filter_text, member_fields, query_matcher
+from eolab.catalog._fallback import (
+    Capabilities,
+    antimeridian_split,
+    apply_fields,
+    bbox_matcher,
+    crosses_antimeridian,
+    filter_matcher,
+    filter_text,
+    member_fields,
+    query_matcher,
+)
 from eolab.catalog._members import Member, MemberError, error_reason, max_ejected
-from eolab.catalog._merge import Cursor, Merger, MemberPage, sort_key_function
+from eolab.catalog._merge import Cursor, MemberPage, Merger, sort_key_function
 from eolab.catalog._paging import TokenState, compact_next, decode_token, encode_token, expand_next
 from eolab.catalog._query import DEFAULT_SORTBY, BadParameter, SearchQuery
 from eolab.catalog._rewrite import federated_id, localize_filter, rewrite_collection, rewrite_item, split_id
@@ -246,7 +254,10 @@ class Federation:
         self.clock = clock
         broker = config.broker
         self.member_timeout, self.total_timeout = broker.member_timeout, broker.total_timeout
-        secret = secret or broker.token_secret or os.environ.get("EOLAB_BROKER_TOKEN_SECRET")
+        from eolab import settings
+
+        env = settings.services()
+        secret = secret or broker.token_secret or env.broker_token_secret
         self.key = (secret or secrets.token_hex(32)).encode()
         self._transport = transport
         self.client = self._new_client()
@@ -262,7 +273,7 @@ class Federation:
         self.pages = PageCache(page_cache_ttl, max_entries=1024, clock=clock)
         self._background: set[asyncio.Task] = set()
         self._inflight: dict[str, asyncio.Future] = {}
-        self.max_searches = int(os.environ.get("EOLAB_BROKER_MAX_SEARCHES", MAX_SEARCHES))
+        self.max_searches = env.broker_max_searches or MAX_SEARCHES
         self._admission: asyncio.Semaphore | None = None
 
     def _may_eject(self, member: Member) -> bool:

@@ -11,19 +11,11 @@ import copy
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-SEP = "|"
+from eolab import ids
 
-
-def federated_id(member: str, collection: str) -> str:
-    return f"{member}{SEP}{collection}"
-
-
-def split_id(collection_id: str) -> tuple[str | None, str]:
-    """``'m|c'`` → ``('m', 'c')``; an unprefixed id → ``(None, id)``."""
-    if SEP in collection_id:
-        member, _, collection = collection_id.partition(SEP)
-        return member, collection
-    return None, collection_id
+SEP = ids.SEP
+federated_id = ids.join  # 'member|collection'
+split_id = ids.split  # 'm|c' -> ('m', 'c'); an unprefixed id -> (None, id)
 
 
 def _q(text: str) -> str:

@@ -11,10 +11,11 @@ that could not contribute in ``federation:missing`` and says why in ``eolab:memb
 (``timeout: …``, ``rate limited: …``, ``refused this query: …``, ``down: …``, ``malformed answer: …``,
 ``out of order: …``); members a page ended early waiting for (busy under load, still in the walk)
 are in ``eolab:member_waiting``. Request bodies and JSON parameters are size-, depth- and
-number-limited (see ``_query.load_json``). Optional environment:
+number-limited (see ``_query.load_json``). Optional environment (:class:`eolab.settings.ServiceSettings`):
 ``EOLAB_BROKER_TOKEN_SECRET`` (HMAC key for paging tokens when the config sets none; give every
 worker/replica the same one), ``EOLAB_BROKER_PAGE_CACHE_TTL`` (s, default 30; 0 disables),
-``EOLAB_BROKER_INFO_TTL`` (s, member conformance/collections cache, default 60).
+``EOLAB_BROKER_INFO_TTL`` (s, member conformance/collections cache, default 60),
+``EOLAB_BROKER_MAX_SEARCHES`` (searches one broker process works on at once, default 24).
 
 This is the thin shell: parsing is in ``_query``, merging in ``_merge``, tokens in ``_paging``,
 member I/O in ``_members`` and the fan-out in ``_federation``.
@@ -25,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 from typing import Any
 from urllib.parse import urlencode
 
@@ -143,10 +143,13 @@ def create_app(config: StackConfig | None = None, *, transport: Any = None, secr
     ``transport`` (an httpx transport) replaces the network to the members, e.g. in tests.
     """
     config = config or load_config()
+    from eolab import settings
+
+    env = settings.services()
     if page_cache_ttl is None:
-        page_cache_ttl = float(os.environ.get("EOLAB_BROKER_PAGE_CACHE_TTL", config.broker.page_cache_ttl))
+        page_cache_ttl = config.broker.page_cache_ttl if env.broker_page_cache_ttl is None else env.broker_page_cache_ttl
     if info_ttl is None:
-        info_ttl = float(os.environ.get("EOLAB_BROKER_INFO_TTL", config.broker.info_ttl))
+        info_ttl = config.broker.info_ttl if env.broker_info_ttl is None else env.broker_info_ttl
     federation = Federation(config, transport=transport, secret=secret, page_cache_ttl=page_cache_ttl,
                             info_ttl=info_ttl)
 

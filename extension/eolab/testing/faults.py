@@ -20,7 +20,7 @@ item search (``conformance: core``, so the broker must filter for it). More misb
 Run as a real server::
 
     EOLAB_FAKE_MEMBER='{"id": "m1", "n_items": 500}' \\
-        python -m uvicorn eolab.catalog._faults:create_app --factory --port 9001
+        python -m uvicorn eolab.testing.faults:create_app --factory --port 9001
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -194,7 +193,6 @@ class FakeMember:
             return await self._search(request, args, method)
 
     async def _search(self, request: Request, args: dict, method: str) -> Response:
-        spec = self.spec
         self.searches += 1
         self.active += 1
         self.peak = max(self.peak, self.active)
@@ -290,7 +288,9 @@ def _get_args(request: Request) -> dict:
 
 def create_app(spec: dict | None = None) -> Starlette:
     if spec is None:
-        spec = json.loads(os.environ.get("EOLAB_FAKE_MEMBER", "{}"))
+        from eolab import settings
+
+        spec = json.loads(settings.services().fake_member)
     member = FakeMember(spec)
 
     async def landing(request: Request):
@@ -387,7 +387,7 @@ def serve_fake(run_dir, name: str, spec: dict, port: int | None = None) -> str:
     from eolab import _services
 
     port = port or free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "eolab.catalog._faults:create_app", "--factory", "--host", "127.0.0.1",
+    cmd = [sys.executable, "-m", "uvicorn", "eolab.testing.faults:create_app", "--factory", "--host", "127.0.0.1",
            "--port", str(port), "--log-level", "warning", "--no-access-log"]
     service = _services.Service(name=name, cmd=cmd, port=port, env={"EOLAB_FAKE_MEMBER": json.dumps(spec)},
                                 ready_path="/conformance")
