@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -41,6 +41,29 @@ class DateWindow(_Strict):
         return (self.start is None or day >= self.start) and (self.end is None or day <= self.end)
 
 
+class ProviderProfile(_Strict):
+    """How a member's items name bands, scale values and are read, where the items do not say.
+
+    Items' own metadata (``eo:bands``/``bands`` common names, ``raster:bands``/``raster:scale``)
+    always wins; the profile fills what is missing (see :mod:`eolab.data.profiles`).
+    """
+
+    bands: dict[str, str] = Field(default_factory=dict, description="name -> asset key, e.g. {red: B04}")
+    scale: float | None = Field(default=None, description="DN -> physical units for bands without raster metadata")
+    offset: float | None = Field(default=None, description="added after scaling (None: see s2_baseline_offset)")
+    s2_baseline_offset: bool = Field(default=True, description="Sentinel-2 L2A: -0.1 from baseline 04.00 on")
+    mask: str | None = Field(default=None, description="asset key of the cloud/quality mask")
+    access: Literal["public", "sas", "s3", "bearer"] = Field(
+        default="public", description="how assets are read: public https, a SAS token, S3 credentials, a bearer token")
+    token_url: str | None = Field(default=None, description="access 'sas': the token endpoint (a collection's "
+                                                             "token is GET {token_url}/{collection})")
+    s3_endpoint: str | None = Field(default=None, description="access 's3': host[:port] of the S3 endpoint")
+    s3_https: bool = Field(default=True, description="access 's3': https to the endpoint")
+    requester_pays: bool = False
+    max_connections: int | None = Field(default=None, ge=1, description="the provider's cap on concurrent reads")
+    retries: int = Field(default=5, ge=0, description="reads answered 429/503 are retried this often")
+
+
 class MemberConfig(_Strict):
     """One provider of the federation."""
 
@@ -57,6 +80,8 @@ class MemberConfig(_Strict):
     get_only: bool = Field(default=False, description="the API does not accept POST /search")
     signing: str | None = Field(default=None, description="'module:function' that signs each request (e.g. SAS tokens)")
     timeout: float | None = Field(default=None, gt=0, description="per-request time budget in s (default: broker's)")
+    profile: ProviderProfile = Field(default_factory=ProviderProfile,
+                                     description="band names, scaling and access of its items")
     # Writable members: publishing POSTs results here (STAC Transactions); the broker only reads them.
     writable: bool = Field(default=False, description="accepts STAC Transactions: a local one starts empty, "
                                                       "with the extension on, and is never reloaded")
