@@ -166,3 +166,29 @@ def test_reads_above_the_connection_cap_are_held_back_and_429s_retried(scene, mo
         assert server.stats()["max_in_flight"] <= cap
     finally:
         server.stop()
+
+
+def test_sas_tokens_are_fetched_and_renewed_on_dask_workers(scene):
+    from distributed import Client, LocalCluster
+
+    root, truth = scene
+    server = _Server(create_app(root, sas_lifetime=3.0))
+    try:
+        access.reset()
+        profile = ProviderProfile(access="sas", token_url=f"{server.url}/token")
+        cube = eolab.load_cube(_items(server.url, "pc-like"), bands=["red"], resolution=10, mask=None,
+                               chunks={"x": 256, "y": 256}, profile=profile)
+        with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            first = cube.red.compute()
+            time.sleep(3.5)  # the workers' tokens expire between the two computations
+            second = cube.red.compute()
+            on_workers = list(client.run(access.stats).values())
+        np.testing.assert_allclose(first.values[1], _expected(truth, 1), atol=1e-6)
+        np.testing.assert_array_equal(first.values, second.values)
+        assert sum(s.get("pc-like:tokens", 0) for s in on_workers) >= 2
+        assert sum(s.get("pc-like:failures", 0) for s in on_workers) == 0
+        assert access.stats().get("pc-like:tokens", 0) == 0  # the kernel itself fetched none
+        assert server.stats()["tokens_seen"] >= 2 and server.stats()["refused"] == 0
+    finally:
+        server.stop()
