@@ -82,6 +82,13 @@ class MemberConfig(_Strict):
     timeout: float | None = Field(default=None, gt=0, description="per-request time budget in s (default: broker's)")
     profile: ProviderProfile = Field(default_factory=ProviderProfile,
                                      description="band names, scaling and access of its items")
+    # Look-alike members: demo data in a real provider's conventions (eolab.stack._lookalike_items),
+    # assets on their own look-alike asset server (SAS tokens, connection cap) when asset_port is set.
+    lookalike: Literal["earth-search", "planetary-computer"] | None = None
+    asset_port: int | None = Field(default=None, ge=1, le=65535, description="its own asset server")
+    sas_lifetime: float = Field(default=0.0, ge=0, description="SAS tokens of its asset server live this long, "
+                                                               "s (0: no token needed)")
+    asset_latency_ms: float = Field(default=0.0, ge=0, description="its asset server answers after this delay")
     # Writable members: publishing POSTs results here (STAC Transactions); the broker only reads them.
     writable: bool = Field(default=False, description="accepts STAC Transactions: a local one starts empty, "
                                                       "with the extension on, and is never reloaded")
@@ -155,7 +162,7 @@ class StackConfig(_Strict):
         if dupes:
             raise ValueError(f"member ids must be unique, repeated: {', '.join(dupes)}")
         ports = [self.postgres.port, self.assets.port, self.broker.port, self.tiles.port] + [
-            m.port for m in self.members if m.port]
+            m.port for m in self.members if m.port] + [m.asset_port for m in self.members if m.asset_port]
         clashes = sorted({p for p in ports if ports.count(p) > 1})
         if clashes:
             raise ValueError(f"two services share port(s) {clashes}")
@@ -196,14 +203,27 @@ class StackConfig(_Strict):
     def assets_url(self) -> str:
         return f"http://{self.host}:{self.assets.port}"
 
+    def member_assets_url(self, member: MemberConfig) -> str:
+        """Where a demo member's items point their assets: its own asset server, or the shared one."""
+        return f"http://{self.host}:{member.asset_port}" if member.asset_port else self.assets_url
+
+    def member_profile(self, member: MemberConfig) -> ProviderProfile:
+        """The member's profile, with a look-alike's SAS token endpoint filled in."""
+        profile = member.profile
+        if member.asset_port and member.sas_lifetime and profile.token_url is None:
+            profile = profile.model_copy(update={"access": "sas",
+                                                 "token_url": f"{self.member_assets_url(member)}/token"})
+        return profile
+
 
 def _with_offset(raw: dict[str, Any], offset: int) -> dict[str, Any]:
     for key in ("postgres", "assets", "broker", "tiles"):
         if isinstance(raw.get(key), dict) and "port" in raw[key]:
             raw[key]["port"] = int(raw[key]["port"]) + offset
     for member in raw.get("members") or []:
-        if isinstance(member, dict) and member.get("port") is not None:
-            member["port"] = int(member["port"]) + offset
+        for key in ("port", "asset_port"):
+            if isinstance(member, dict) and member.get(key) is not None:
+                member[key] = int(member[key]) + offset
     return raw
 
 
@@ -228,6 +248,10 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Stac
     raw.update({k: v for k, v in {"run_dir": env.run_dir, "data_dir": env.data_dir,
                                   "demo_size": env.demo_size}.items() if v})
     raw.update({k: v for k, v in overrides.items() if v is not None and k != "port_offset"})
+    if env.lookalikes:
+        for member in raw.get("members") or []:
+            if isinstance(member, dict) and member.get("lookalike"):
+                member["enabled"] = True
     offset = overrides.get("port_offset")
     if offset is None:
         offset = env.port_offset

@@ -59,6 +59,7 @@ class StackSettings(BaseSettings):
     demo_size: str | None = None
     port_offset: int = Field(0, description="added to every port of the stack and the hub")
     postgres_bindir: Path | None = Field(None, description="PostgreSQL's bin directory (initdb, pg_ctl)")
+    lookalikes: bool = Field(False, description="enable the provider look-alike demo members")
 
 
 class ServiceSettings(BaseSettings):

@@ -107,7 +107,8 @@ def _profile_for(provider: str | None, profile: Any):
     from eolab.errors import ConfigError
 
     try:
-        return load_config().member(member_id).profile
+        config = load_config()
+        return config.member_profile(config.member(member_id))
     except ConfigError:
         if isinstance(profile, str):
             raise
