@@ -114,3 +114,16 @@ def test_water_template_gives_the_native_result_on_a_lookalike(water_runs, membe
         np.testing.assert_allclose(b[numeric].to_numpy(float), a[numeric].to_numpy(float), rtol=1e-3, atol=1e-6)
     with rasterio.open(native / "water_frequency.tif") as fa, rasterio.open(other / "water_frequency.tif") as fb:
         np.testing.assert_allclose(fb.read(1), fa.read(1), atol=1e-3)
+
+
+@pytest.mark.parametrize("member_id", ("pannonia",) + LOOKALIKES)
+def test_members_check_passes_on_every_lookalike(lookalike_stack, member_id, capsys):
+    from eolab import cli
+
+    code = cli.main(["members", "check", member_id, "--config", os.environ["EOLAB_CATALOG_CONFIG"]])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "sample search in sentinel-2-l2a" in text and "paging: next page" in text or "items" in text
+    assert "red=" in text and "read asset" in text
+    if member_id == "pc-like":
+        assert "with access 'sas'" in text and "(from sentinel-2 convention)" in text

@@ -134,3 +134,27 @@ def test_profile_from_configuration_maps_names_and_scales(es_v0):
     assert member.profile.access == "sas"
     with pytest.raises(ValueError):
         MemberConfig.model_validate({"id": "x", "url": "https://e.org", "profile": {"access": "ftp"}})
+
+
+def test_onboarding_report_on_recorded_real_items(cdse, es_v0):
+    from eolab.data import onboarding
+
+    report = onboarding.describe_item(cdse)
+    text = report.text()
+    assert "red=B04_10m" in text and "cloud/quality mask: SCL_20m" in text and "(from metadata)" in text
+    assert report.passed
+    old = onboarding.describe_item(es_v0).text()
+    assert "red=B04" in old and "sentinel-2 convention" in old and "[warn]" in old
+
+
+def test_onboarding_check_names_an_unreachable_member():
+    import socket
+
+    from eolab.data import onboarding
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    report = onboarding.check(f"http://127.0.0.1:{port}/stac")
+    assert not report.passed
+    assert f"127.0.0.1:{port}/stac did not answer" in report.text()
