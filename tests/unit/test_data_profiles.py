@@ -88,8 +88,22 @@ def test_processing_baseline_04_offset_applied_where_metadata_does_not(pc):
     assert cube.red.attrs["offset_applied"] == -0.1
     assert profiles.sentinel2_offset({"id": "x", "properties": {"datetime": "2022-03-01T00:00:00Z"}}) == -0.1
     assert profiles.sentinel2_offset({"id": "x", "properties": {"datetime": "2021-03-01T00:00:00Z"}}) == 0.0
-    with pytest.raises(EolabError, match="baseline 04.00"):
-        eolab.load_cube([pc, newer], bands=["red"], resolution=60)
+    # A time series across the baseline change: each date gets its own offset.
+    series = eolab.load_cube([newer, pc], bands=["red"], resolution=60, mask=None)
+    assert series.red.attrs["offset_applied"] == [0.0, -0.1]  # 2019 (02.12), 2023 (05.09)
+
+
+def test_per_date_offsets_are_applied_chunk_by_chunk():
+    import dask.array
+    import numpy as np
+
+    from eolab.data.load import _to_physical
+
+    dn = dask.array.from_array(np.full((4, 2, 2), 2000, dtype="uint16"), chunks=(1, 2, 2))
+    out = dask.array.map_blocks(_to_physical, dn, dtype="float32", scale=np.full(4, 1e-4),
+                                offset=np.array([0.0, 0.0, -0.1, -0.1]), nodata=0, masked=None,
+                                out_dtype=np.dtype("float32")).compute()
+    np.testing.assert_allclose(out[:, 0, 0], [0.2, 0.2, 0.1, 0.1], atol=1e-6)
 
 
 def test_cdse_stac11_item_bands_scaling_and_mask(cdse):

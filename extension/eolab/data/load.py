@@ -116,24 +116,53 @@ def _profile_for(provider: str | None, profile: Any):
 
 
 def _band_info(views: list, keys: list[dict], band: str, profiles: list) -> dict:
-    """Scale, offset, nodata of ``band``; the same in every item (else a clear error)."""
-    seen = {}
-    for view, key, profile in zip(views, keys, profiles):
-        values = profiles_mod.band_values(view, key[band], profile)
-        seen.setdefault((values.scale, values.offset, values.nodata), (view.get("id"), values.source))
-    if len(seen) > 1:
-        details = "; ".join(f"scale {k[0]} offset {k[1]} nodata {k[2]} in {v[0]} ({v[1]})" for k, v in seen.items())
-        raise EolabError(f"band {band!r} has different scale/offset/nodata across items: {details}",
-                         hint="load such items separately (e.g. before and after Sentinel-2 processing "
-                              "baseline 04.00) and combine the cubes")
-    (scale, offset, nodata), (_, source) = next(iter(seen.items()))
-    return {"scale": float(scale), "offset": float(offset), "nodata": nodata, "source": source}
+    """Scale, offset, nodata of ``band`` in each item; nodata must agree, scale/offset may differ
+    (a time series across Sentinel-2 processing baseline 04.00): they are then applied per date."""
+    per_item = [profiles_mod.band_values(view, key[band], profile)
+                for view, key, profile in zip(views, keys, profiles)]
+    nodatas = {repr(v.nodata) for v in per_item}
+    if len(nodatas) > 1:
+        raise EolabError(f"band {band!r} has different nodata values across items: {', '.join(sorted(nodatas))}",
+                         hint="load such items separately and combine the cubes")
+    first = per_item[0]
+    return {"scale": float(first.scale), "offset": float(first.offset), "nodata": first.nodata,
+            "source": ", ".join(sorted({v.source for v in per_item})), "per_item": per_item,
+            "uniform": len({(v.scale, v.offset) for v in per_item}) == 1}
 
 
-def _to_physical(dn, scl=None, *, scale, offset, nodata, masked, out_dtype):
-    """One chunk in physical units: dn * scale + offset, nodata (and masked SCL classes) -> NaN."""
-    out = np.multiply(dn, out_dtype.type(scale), dtype=out_dtype)
-    out += out_dtype.type(offset)
+def _per_date(times, views: list, per_item: list, band: str) -> tuple[np.ndarray, np.ndarray]:
+    """Scale and offset per time step of the cube, from the items grouped into each step."""
+    import pandas as pd
+
+    stamps = pd.to_datetime(times)
+    scales = np.full(len(stamps), np.nan)
+    offsets = np.full(len(stamps), np.nan)
+    for view, values in zip(views, per_item):
+        props = view.get("properties") or {}
+        when = pd.Timestamp(props.get("datetime") or props.get("start_datetime"))
+        when = when.tz_convert(None) if when.tzinfo is not None else when
+        step = int(np.argmin(np.abs((stamps - when).total_seconds())))
+        if not np.isnan(scales[step]) and (scales[step], offsets[step]) != (values.scale, values.offset):
+            raise EolabError(f"band {band!r}: items of the same date {stamps[step].date()} need different "
+                             f"scale/offset (e.g. {view.get('id')})",
+                             hint="load such items separately and combine the cubes")
+        scales[step], offsets[step] = values.scale, values.offset
+    return np.nan_to_num(scales, nan=1.0), np.nan_to_num(offsets, nan=0.0)
+
+
+def _to_physical(dn, scl=None, *, scale, offset, nodata, masked, out_dtype, block_info=None):
+    """One chunk in physical units: dn * scale + offset, nodata (and masked SCL classes) -> NaN.
+
+    ``scale``/``offset`` are numbers, or arrays with one value per date of the whole cube."""
+    if isinstance(scale, np.ndarray):
+        start, stop = block_info[0]["array-location"][0]
+        scale = scale[start:stop].astype(out_dtype)[:, None, None]
+        offset = offset[start:stop].astype(out_dtype)[:, None, None]
+        out = np.multiply(dn, scale, dtype=out_dtype)
+        out += offset
+    else:
+        out = np.multiply(dn, out_dtype.type(scale), dtype=out_dtype)
+        out += out_dtype.type(offset)
     if nodata is not None and not np.isnan(nodata):
         np.copyto(out, np.nan, where=dn == nodata)
     if scl is not None:
@@ -253,11 +282,15 @@ def load_cube(
         # One fused pass per chunk (scale, offset, nodata and clouds -> NaN) instead of a chain of
         # dask element-wise ops, each allocating a full-size temporary.
         args = (raw[band].data,) + ((scl,) if scl is not None else ())
+        scale, offset = info["scale"], info["offset"]
+        if not info["uniform"]:
+            scale, offset = _per_date(raw.time.values, views, info["per_item"], band)
         data = dask.array.map_blocks(
-            _to_physical, *args, dtype=dtype, scale=info["scale"], offset=info["offset"],
+            _to_physical, *args, dtype=dtype, scale=scale, offset=offset,
             nodata=info["nodata"], masked=mask_classes if scl is not None else None, out_dtype=dtype)
         cube[band] = xr.DataArray(data, dims=raw[band].dims, coords=raw[band].coords,
-                                  attrs={"scale_applied": info["scale"], "offset_applied": info["offset"],
+                                  attrs={"scale_applied": scale if info["uniform"] else scale.tolist(),
+                                         "offset_applied": offset if info["uniform"] else offset.tolist(),
                                          "nodata": info["nodata"], "values_from": info["source"],
                                          "asset": keys[0][band]})
     if use_scl:
