@@ -21,6 +21,7 @@ from eolab.data import access
 from tests.integration.test_load_cube import scene_window_bbox
 
 LOOKALIKES = ("earth-search-like", "pc-like")
+ALL_LOOKALIKES = LOOKALIKES + ("cdse-like",)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def lookalike_stack(small_demo, tmp_path_factory):
         base = make_stack_config(tmp_path_factory.mktemp("lookalike-run"), small_demo)
         raw = base.model_dump(mode="json")
         raw["members"] = [dict(m, sas_lifetime=20.0) if m["id"] == "pc-like" else m for m in raw["members"]
-                          if m["id"] in ("pannonia", "danube") + LOOKALIKES]
+                          if m["id"] in ("pannonia", "danube") + ALL_LOOKALIKES]
         config = StackConfig.model_validate(raw)
         with running_stack(config) as running:
             # Kernels find the members' profiles (the pc-like token endpoint) in the effective configuration.
@@ -64,18 +65,27 @@ def native_cube(lookalike_stack):
     return bbox, cube.compute()
 
 
-@pytest.mark.parametrize("member_id", LOOKALIKES)
+@pytest.mark.parametrize("member_id", ALL_LOOKALIKES)
 def test_lookalike_gives_the_native_reflectance(lookalike_stack, native_cube, member_id):
     bbox, native = native_cube
     items = _items(lookalike_stack, (member_id,), bbox)
     keys = set(items[0].assets)
-    assert ("red" in keys) if member_id == "earth-search-like" else ("B04" in keys and "red" not in keys)
+    expected_key = {"earth-search-like": "red", "pc-like": "B04", "cdse-like": "B04_10m"}[member_id]
+    assert expected_key in keys
     access.reset()
     cube = eolab.load_cube(items, bands=["green", "nir", "swir16", "SCL"], bbox=bbox, resolution=20).compute()
     for band in ("green", "nir", "swir16"):
         np.testing.assert_allclose(cube[band].values, native[band].values, atol=1e-4, equal_nan=True)
     np.testing.assert_array_equal(cube.clear.values, native.clear.values)
     assert access.stats().get(f"{member_id}:failures", 0) == 0
+    if member_id == "cdse-like":
+        # More threads than the provider's 4 connections: the server never saw more than 4 at once.
+        access.reset()
+        again = eolab.load_cube(items, bands=["nir"], bbox=bbox, resolution=10, chunks={"x": 64, "y": 64})
+        again.nir.compute(scheduler="threads", num_workers=12)
+        stats = httpx.get(f"{lookalike_stack.member_assets_url(lookalike_stack.member('cdse-like'))}/_stats").json()
+        assert stats["max_in_flight"] <= 4 and stats["throttled"] == 0
+        assert access.stats().get("cdse-like:failures", 0) == 0
     if member_id == "pc-like":
         assert cube.green.attrs["values_from"] == "sentinel-2 convention"
         assert access.stats()["pc-like:tokens"] >= 1
@@ -116,7 +126,7 @@ def test_water_template_gives_the_native_result_on_a_lookalike(water_runs, membe
         np.testing.assert_allclose(fb.read(1), fa.read(1), atol=1e-3)
 
 
-@pytest.mark.parametrize("member_id", ("pannonia",) + LOOKALIKES)
+@pytest.mark.parametrize("member_id", ("pannonia",) + ALL_LOOKALIKES)
 def test_members_check_passes_on_every_lookalike(lookalike_stack, member_id, capsys):
     from eolab import cli
 

@@ -211,6 +211,16 @@ def _chain_text(exc: BaseException) -> str:
     return " <- ".join(p for p in parts if p)
 
 
+def _probe_status(uri: str) -> int | None:
+    """The HTTP status of a one-byte read of ``uri`` (None when it does not answer)."""
+    import httpx
+
+    try:
+        return httpx.get(uri, headers={"Range": "bytes=0-0"}, timeout=10).status_code
+    except httpx.HTTPError:
+        return None
+
+
 def _retryable(message: str) -> bool:
     return any(code in message for code in _RETRYABLE)
 
@@ -240,8 +250,15 @@ def read_with_access(spec: AccessSpec, uri: str, read):
             return result
         except RasterioError as exc:
             message = _chain_text(exc)
+            if "HTTP response code" not in message and signed.startswith(("http://", "https://")):
+                # GDAL may take a refusal's body for the file ("not recognized as ... format"): ask.
+                status = _probe_status(signed)
+                if status and status != 200 and status != 206:
+                    message = f"HTTP response code: {status} <- {message}"
             expired = spec.kind == "sas" and "403" in message and not renew
-            if attempt < retries and (_retryable(message) or expired):
+            # A refusal read as file content may have cleared by the time it was probed: once more.
+            garbled = attempt == 0 and "not recognized as" in message
+            if attempt < retries and (_retryable(message) or expired or garbled):
                 _count(spec.provider, "retries")
                 renew = expired
                 wait = 0 if expired else conf.retry_backoff * 2 ** attempt

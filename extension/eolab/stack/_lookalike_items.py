@@ -9,6 +9,13 @@ are (after the recorded real items in ../shared/data/stac-real):
   anywhere (readers must know the Sentinel-2 convention and the baseline 04.00 offset); assets on
   blob-like storage that needs a SAS token.
 
+- ``cdse`` (CDSE's STAC 1.1 layout, after eu-cdse/eometadatatool): keys carry the resolution
+  (``B04_10m``, ``SCL_20m``), each asset has STAC 1.1 ``bands`` with ``eo:common_name`` and
+  ``raster:scale``/``raster:offset``/``nodata``/``data_type`` on the asset itself, roles with
+  ``sampling:original`` and ``gsd:NNm``, ``auth:refs``, ``processing:version`` instead of
+  ``s2:processing_baseline``. (CDSE serves ``s3://eodata``; here the assets stay on http, behind
+  the member's look-alike asset server with its connection cap.)
+
 Non-Sentinel-2 items are left as they are (with the member's asset URL).
 """
 
@@ -18,7 +25,7 @@ import copy
 
 from eolab.ids import PROVIDER_PROPERTY
 
-STYLES = ("earth-search", "planetary-computer")
+STYLES = ("earth-search", "planetary-computer", "cdse")
 _ES_KEYS = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1", "B06": "rededge2",
             "B07": "rededge3", "B08": "nir", "B8A": "nir08", "B09": "nir09", "B11": "swir16", "B12": "swir22",
             "SCL": "scl"}
@@ -49,6 +56,37 @@ def _planetary_computer(item: dict) -> dict:
     return item
 
 
+def _cdse(item: dict) -> dict:
+    assets = {}
+    for key, asset in item["assets"].items():
+        raster = (asset.pop("raster:bands", None) or [{}])[0]
+        gsd = int(asset.get("gsd") or raster.get("spatial_resolution") or 10)
+        new = {k: v for k, v in asset.items() if k != "eo:bands"}
+        new["roles"] = [r for r in asset.get("roles") or [] if r != "cloud"] + ["sampling:original", f"gsd:{gsd}m"]
+        bands = []
+        for band in asset.get("eo:bands") or []:
+            bands.append({"name": band["name"], "eo:common_name": band.get("common_name"),
+                          "eo:center_wavelength": band.get("center_wavelength")})
+        if bands:
+            new["bands"] = bands
+        for field in ("nodata", "data_type"):
+            if field in raster:
+                new[field] = raster[field]
+        if "scale" in raster:
+            new["raster:scale"] = raster["scale"]
+            new["raster:offset"] = raster.get("offset", 0.0)
+        if "classification:classes" in raster:
+            new["classification:classes"] = raster["classification:classes"]
+        new["auth:refs"] = ["s3"]
+        assets[f"{key}_{gsd}m"] = new
+    item["assets"] = assets
+    item["stac_version"] = "1.1.0"
+    props = item["properties"]
+    props["processing:version"] = props.pop("s2:processing_baseline", "05.11")
+    props["product:type"] = props.pop("s2:product_type", "S2MSI2A")
+    return item
+
+
 def restyle(item: dict, style: str, member_id: str) -> dict:
     """``item`` (a demo item with absolute hrefs) as ``style``'s provider would publish it."""
     if style not in STYLES:
@@ -57,4 +95,4 @@ def restyle(item: dict, style: str, member_id: str) -> dict:
     item["properties"][PROVIDER_PROPERTY] = member_id
     if not str(item.get("collection", "")).startswith("sentinel-2"):
         return item
-    return _earth_search(item) if style == "earth-search" else _planetary_computer(item)
+    return {"earth-search": _earth_search, "planetary-computer": _planetary_computer, "cdse": _cdse}[style](item)
