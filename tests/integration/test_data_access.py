@@ -192,3 +192,25 @@ def test_sas_tokens_are_fetched_and_renewed_on_dask_workers(scene):
         assert server.stats()["tokens_seen"] >= 2 and server.stats()["refused"] == 0
     finally:
         server.stop()
+
+
+def test_connection_cap_is_shared_by_all_workers_of_a_cluster(scene):
+    from distributed import Client, LocalCluster
+
+    root, truth = scene
+    cap = 2
+    server = _Server(create_app(root, max_connections=cap, latency_ms=30))
+    try:
+        cube = eolab.load_cube(_items(server.url, "cluster-capped"), bands=["red"], resolution=10, mask=None,
+                               chunks={"x": 128, "y": 128}, profile=ProviderProfile(max_connections=cap))
+        with LocalCluster(n_workers=2, threads_per_worker=4, processes=True, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            values = cube.red.compute().values
+            on_workers = list(client.run(access.stats).values())
+        np.testing.assert_allclose(values[3], _expected(truth, 3), atol=1e-6)
+        stats = server.stats()
+        assert stats["max_in_flight"] <= cap and stats["throttled"] == 0  # 8 threads, 2 processes, cap 2
+        assert sum(s.get("cluster-capped:reads", 0) for s in on_workers) >= 64
+        assert sum(s.get("cluster-capped:failures", 0) for s in on_workers) == 0
+    finally:
+        server.stop()

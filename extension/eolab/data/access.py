@@ -13,7 +13,8 @@ key enters the task graph:
 - ``s3``: S3 credentials (``EOLAB_S3_CREDENTIALS``) and the endpoint given to GDAL for that read.
 - ``bearer``: an ``Authorization: Bearer`` header (``EOLAB_BEARER_TOKENS``).
 
-Every read is also held to the provider's ``max_connections`` (per process) and retried with
+Every read is also held to the provider's ``max_connections`` (on Dask workers by a semaphore the
+scheduler holds for the whole cluster, elsewhere per process) and retried with
 backoff when answered 429/503; :func:`stats` reports reads, retries, failures and token fetches.
 """
 
@@ -65,7 +66,7 @@ def spec_for(provider: str | None, profile: Any) -> AccessSpec:
 _lock = threading.Lock()
 _tokens: dict[tuple[str, str], tuple[str, float, float]] = {}  # (provider, container) -> token, expiry, lifetime
 _token_locks: dict[tuple[str, str], threading.Lock] = {}
-_caps: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+_caps: dict[tuple, Any] = {}
 _stats: Counter = Counter()
 
 
@@ -87,9 +88,28 @@ def _count(provider: str, what: str, n: int = 1) -> None:
         _stats[f"{provider}:{what}"] += n
 
 
+def _cluster_cap(spec: AccessSpec):
+    """On a Dask worker: a semaphore held by the scheduler, shared by every worker of the cluster."""
+    try:
+        from distributed import Semaphore, get_worker
+        get_worker()
+    except (ImportError, ValueError):
+        return None
+    key = ("cluster", spec.provider, spec.max_connections)
+    with _lock:
+        if key not in _caps:
+            _caps[key] = Semaphore(max_leases=spec.max_connections,
+                                   name=f"eolab-{spec.provider}-{spec.max_connections}")
+        return _caps[key]
+
+
 def _cap(spec: AccessSpec):
+    """The provider's connection cap: per cluster on Dask workers, per process elsewhere."""
     if not spec.max_connections:
         return None
+    cluster = _cluster_cap(spec)
+    if cluster is not None:
+        return cluster
     with _lock:
         key = (spec.provider, spec.max_connections)
         return _caps.setdefault(key, threading.BoundedSemaphore(spec.max_connections))
