@@ -104,12 +104,11 @@ def _profile_for(provider: str | None, profile: Any):
     if not member_id:
         return None
     from eolab.config import load_config
-    from eolab.errors import ConfigError
 
     try:
         config = load_config()
         return config.member_profile(config.member(member_id))
-    except ConfigError:
+    except EolabError:  # no such member (e.g. assets of a plain STAC API), or no readable configuration
         if isinstance(profile, str):
             raise
         return None
