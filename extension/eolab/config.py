@@ -61,6 +61,8 @@ class ProviderProfile(_Strict):
     s3_https: bool = Field(default=True, description="access 's3': https to the endpoint")
     requester_pays: bool = False
     max_connections: int | None = Field(default=None, ge=1, description="the provider's cap on concurrent reads")
+    rate_mb_s: float | None = Field(default=None, gt=0, description="the provider's bandwidth per user, MB/s")
+    monthly_quota_gb: float | None = Field(default=None, gt=0, description="the provider's monthly transfer quota")
     retries: int = Field(default=5, ge=0, description="reads answered 429/503 are retried this often")
 
 

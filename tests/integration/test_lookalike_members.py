@@ -101,7 +101,8 @@ def water_runs(lookalike_stack, tmp_path_factory):
     runs = {}
     for name, collection in (("native", ["pannonia|sentinel-2-l2a", "danube|sentinel-2-l2a"]),
                              ("earth-search-like", "earth-search-like|sentinel-2-l2a"),
-                             ("pc-like", "pc-like|sentinel-2-l2a")):
+                             ("pc-like", "pc-like|sentinel-2-l2a"),
+                             ("cdse-like", "cdse-like|sentinel-2-l2a")):
         out = tmp_path_factory.mktemp(f"water-{name}")
         run_notebook("water-monitoring", out, catalog=lookalike_stack.broker_url, s2_collection=collection,
                      s1_collection=None, out_dir=str(out / "results"), save_daily_maps=False)
@@ -109,7 +110,7 @@ def water_runs(lookalike_stack, tmp_path_factory):
     return runs
 
 
-@pytest.mark.parametrize("member_id", LOOKALIKES)
+@pytest.mark.parametrize("member_id", ALL_LOOKALIKES)
 def test_water_template_gives_the_native_result_on_a_lookalike(water_runs, member_id):
     import pandas as pd
     import rasterio

@@ -172,3 +172,16 @@ def test_onboarding_check_names_an_unreachable_member():
     report = onboarding.check(f"http://127.0.0.1:{port}/stac")
     assert not report.passed
     assert f"127.0.0.1:{port}/stac did not answer" in report.text()
+
+
+def test_read_estimate_before_computing(cdse):
+    from eolab.data.load import read_estimate
+
+    item = dict(cdse, collection="cdse|sentinel-2-l2a")
+    cube = eolab.load_cube([item], bands=["red", "nir"], resolution=60)
+    estimate = read_estimate(cube)
+    ny, nx = cube.odc.geobox.shape
+    assert estimate["assets"] == 3  # red, nir and the SCL mask
+    assert estimate["bytes_decoded"] == ny * nx * (2 + 2 + 1)  # uint16, uint16, uint8
+    cdse_part = estimate["providers"]["cdse"]
+    assert cdse_part["seconds_at_rate"] == round(estimate["bytes_decoded"] / 20e6, 1)  # CDSE's 20 MB/s

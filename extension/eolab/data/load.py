@@ -304,7 +304,45 @@ def load_cube(
         records, bands=bands, resolution=resolution, crs=str(cube.odc.crs), mask=("scl" if use_scl else None),
         mask_classes=list(mask_classes) if use_scl else [], groupby=groupby)
     cube.attrs["crs"] = str(cube.odc.crs)
+    cube.attrs["eolab:read"] = _read_plan(raw, to_read, providers, profiles)
     return cube
+
+
+def _read_plan(raw, to_read: list[str], providers: list, profiles: list) -> dict:
+    """What computing the cube will read: assets, decoded pixels and bytes, per provider."""
+    per_provider: dict[str, dict] = {}
+    for provider, profile in zip(providers, profiles):
+        entry = per_provider.setdefault(str(provider), {"assets": 0, "rate_mb_s": getattr(profile, "rate_mb_s", None),
+                                                        "monthly_quota_gb": getattr(profile, "monthly_quota_gb", None),
+                                                        "max_connections": getattr(profile, "max_connections", None)})
+        entry["assets"] += len(to_read)
+    ny, nx = raw.odc.geobox.shape
+    pixels = int(raw.sizes.get("time", 1)) * ny * nx
+    decoded = sum(pixels * raw[band].dtype.itemsize for band in to_read)
+    tasks = sum(int(np.prod(raw[band].data.numblocks)) for band in to_read)
+    return {"assets": sum(e["assets"] for e in per_provider.values()), "chunk_reads": tasks,
+            "pixels": pixels * len(to_read), "bytes_decoded": int(decoded), "providers": per_provider}
+
+
+def read_estimate(cube: Any) -> dict:
+    """Before computing ``cube``: assets, chunk reads and bytes it will read (decoded size: an upper
+    bound of the transfer for compressed COGs), and per provider the time at its ``rate_mb_s`` and
+    the share of its ``monthly_quota_gb`` (from the member profile) where those are known."""
+    plan = dict(cube.attrs.get("eolab:read") or {})
+    if not plan:
+        raise EolabError("this cube carries no read plan", hint="make it with eolab.load_cube")
+    total_assets = max(plan["assets"], 1)
+    out = {k: plan[k] for k in ("assets", "chunk_reads", "pixels", "bytes_decoded")}
+    out["providers"] = {}
+    for provider, entry in plan["providers"].items():
+        share = plan["bytes_decoded"] * entry["assets"] / total_assets
+        info = {"assets": entry["assets"], "bytes_decoded": int(share)}
+        if entry.get("rate_mb_s"):
+            info["seconds_at_rate"] = round(share / (entry["rate_mb_s"] * 1e6), 1)
+        if entry.get("monthly_quota_gb"):
+            info["share_of_monthly_quota"] = round(share / (entry["monthly_quota_gb"] * 1e9), 4)
+        out["providers"][provider] = info
+    return out
 
 
 def lonlat_bounds(cube: Any) -> list[float]:
