@@ -93,6 +93,14 @@ def cmd_claims(args) -> int:
     return 0
 
 
+def cmd_members(args) -> int:
+    from eolab.data import onboarding
+
+    report = onboarding.check(args.target, _config(args) if "://" not in args.target else None, read=not args.no_read)
+    print(report.text())
+    return 0 if report.passed else 1
+
+
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="catalogue configuration file (default: $EOLAB_CATALOG_CONFIG or the packaged one)")
     parser.add_argument("--run-dir", help="where PID files, logs and the database live (default from config: .eolab)")
@@ -138,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument("--layer", help="layer of a multi-layer file")
     claims.add_argument("--encoding", help="text encoding of a Shapefile without a correct .cpg, e.g. cp1257")
     claims.set_defaults(func=cmd_claims)
+
+    members = commands.add_parser("members", help="check a provider: API, bands, scaling, one asset read")
+    members.add_argument("action", choices=("check",))
+    members.add_argument("target", help="a member id of the configuration, or a STAC API URL")
+    members.add_argument("--no-read", action="store_true", help="do not read an asset")
+    _add_config_args(members)
+    members.set_defaults(func=cmd_members)
 
     for action, text in (("up", "start everything eolab runs locally"), ("down", "stop what 'up' started"),
                          ("status", "show what runs")):

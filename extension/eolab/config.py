@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -41,6 +41,31 @@ class DateWindow(_Strict):
         return (self.start is None or day >= self.start) and (self.end is None or day <= self.end)
 
 
+class ProviderProfile(_Strict):
+    """How a member's items name bands, scale values and are read, where the items do not say.
+
+    Items' own metadata (``eo:bands``/``bands`` common names, ``raster:bands``/``raster:scale``)
+    always wins; the profile fills what is missing (see :mod:`eolab.data.profiles`).
+    """
+
+    bands: dict[str, str] = Field(default_factory=dict, description="name -> asset key, e.g. {red: B04}")
+    scale: float | None = Field(default=None, description="DN -> physical units for bands without raster metadata")
+    offset: float | None = Field(default=None, description="added after scaling (None: see s2_baseline_offset)")
+    s2_baseline_offset: bool = Field(default=True, description="Sentinel-2 L2A: -0.1 from baseline 04.00 on")
+    mask: str | None = Field(default=None, description="asset key of the cloud/quality mask")
+    access: Literal["public", "sas", "s3", "bearer"] = Field(
+        default="public", description="how assets are read: public https, a SAS token, S3 credentials, a bearer token")
+    token_url: str | None = Field(default=None, description="access 'sas': the token endpoint (a collection's "
+                                                             "token is GET {token_url}/{collection})")
+    s3_endpoint: str | None = Field(default=None, description="access 's3': host[:port] of the S3 endpoint")
+    s3_https: bool = Field(default=True, description="access 's3': https to the endpoint")
+    requester_pays: bool = False
+    max_connections: int | None = Field(default=None, ge=1, description="the provider's cap on concurrent reads")
+    rate_mb_s: float | None = Field(default=None, gt=0, description="the provider's bandwidth per user, MB/s")
+    monthly_quota_gb: float | None = Field(default=None, gt=0, description="the provider's monthly transfer quota")
+    retries: int = Field(default=5, ge=0, description="reads answered 429/503 are retried this often")
+
+
 class MemberConfig(_Strict):
     """One provider of the federation."""
 
@@ -57,6 +82,15 @@ class MemberConfig(_Strict):
     get_only: bool = Field(default=False, description="the API does not accept POST /search")
     signing: str | None = Field(default=None, description="'module:function' that signs each request (e.g. SAS tokens)")
     timeout: float | None = Field(default=None, gt=0, description="per-request time budget in s (default: broker's)")
+    profile: ProviderProfile = Field(default_factory=ProviderProfile,
+                                     description="band names, scaling and access of its items")
+    # Look-alike members: demo data in a real provider's conventions (eolab.stack._lookalike_items),
+    # assets on their own look-alike asset server (SAS tokens, connection cap) when asset_port is set.
+    lookalike: Literal["earth-search", "planetary-computer", "cdse"] | None = None
+    asset_port: int | None = Field(default=None, ge=1, le=65535, description="its own asset server")
+    sas_lifetime: float = Field(default=0.0, ge=0, description="SAS tokens of its asset server live this long, "
+                                                               "s (0: no token needed)")
+    asset_latency_ms: float = Field(default=0.0, ge=0, description="its asset server answers after this delay")
     # Writable members: publishing POSTs results here (STAC Transactions); the broker only reads them.
     writable: bool = Field(default=False, description="accepts STAC Transactions: a local one starts empty, "
                                                       "with the extension on, and is never reloaded")
@@ -137,7 +171,7 @@ class StackConfig(_Strict):
         if dupes:
             raise ValueError(f"member ids must be unique, repeated: {', '.join(dupes)}")
         ports = [self.postgres.port, self.assets.port, self.broker.port, self.tiles.port] + [
-            m.port for m in self.members if m.port]
+            m.port for m in self.members if m.port] + [m.asset_port for m in self.members if m.asset_port]
         clashes = sorted({p for p in ports if ports.count(p) > 1})
         if clashes:
             raise ValueError(f"two services share port(s) {clashes}")
@@ -178,14 +212,27 @@ class StackConfig(_Strict):
     def assets_url(self) -> str:
         return f"http://{self.host}:{self.assets.port}"
 
+    def member_assets_url(self, member: MemberConfig) -> str:
+        """Where a demo member's items point their assets: its own asset server, or the shared one."""
+        return f"http://{self.host}:{member.asset_port}" if member.asset_port else self.assets_url
+
+    def member_profile(self, member: MemberConfig) -> ProviderProfile:
+        """The member's profile, with a look-alike's SAS token endpoint filled in."""
+        profile = member.profile
+        if member.asset_port and member.sas_lifetime and profile.token_url is None:
+            profile = profile.model_copy(update={"access": "sas",
+                                                 "token_url": f"{self.member_assets_url(member)}/token"})
+        return profile
+
 
 def _with_offset(raw: dict[str, Any], offset: int) -> dict[str, Any]:
     for key in ("postgres", "assets", "broker", "tiles"):
         if isinstance(raw.get(key), dict) and "port" in raw[key]:
             raw[key]["port"] = int(raw[key]["port"]) + offset
     for member in raw.get("members") or []:
-        if isinstance(member, dict) and member.get("port") is not None:
-            member["port"] = int(member["port"]) + offset
+        for key in ("port", "asset_port"):
+            if isinstance(member, dict) and member.get(key) is not None:
+                member[key] = int(member[key]) + offset
     return raw
 
 
@@ -210,6 +257,10 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Stac
     raw.update({k: v for k, v in {"run_dir": env.run_dir, "data_dir": env.data_dir,
                                   "demo_size": env.demo_size}.items() if v})
     raw.update({k: v for k, v in overrides.items() if v is not None and k != "port_offset"})
+    if env.lookalikes:
+        for member in raw.get("members") or []:
+            if isinstance(member, dict) and member.get("lookalike"):
+                member["enabled"] = True
     offset = overrides.get("port_offset")
     if offset is None:
         offset = env.port_offset

@@ -59,9 +59,11 @@ def item_records(items: Iterable) -> list[dict]:
     out = []
     for item in items:
         link = item.get_single_link("self")
+        # As written: resolving a link against its root would fetch the root catalogue.
+        href = link.get_href(transform_href=False) if link else None
         out.append({"id": item.id, "collection": ids.plain(item.collection_id), "provider": ids.item_provider(item),
                     "datetime": item.datetime.isoformat() if item.datetime else None,
-                    "bbox": list(item.bbox) if item.bbox else None, "href": link.href if link else None})
+                    "bbox": list(item.bbox) if item.bbox else None, "href": href})
     return out
 
 

@@ -9,6 +9,7 @@ The hub's own knobs (``EOLAB_HUB_*``) live in :mod:`eolab.hub.settings`.
 | :class:`ClientSettings` | kernels, notebooks, the CLI | ``EOLAB_CATALOG_URL``, ``EOLAB_TILES_URL``, ``EOLAB_WORKSPACE_URL``, ... |
 | :class:`StackSettings` | ``eolab up``/``catalog up`` | ``EOLAB_RUN_DIR``, ``EOLAB_DATA_DIR``, ``EOLAB_PORT_OFFSET``, ... |
 | :class:`ServiceSettings` | the stack's server processes | ``EOLAB_ASSETS_DIR``, ``EOLAB_TILES_BASE_DIR``, ... |
+| :class:`AccessSettings` | processes reading assets | ``EOLAB_BEARER_TOKENS``, ``EOLAB_S3_CREDENTIALS``, ... |
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class StackSettings(BaseSettings):
     demo_size: str | None = None
     port_offset: int = Field(0, description="added to every port of the stack and the hub")
     postgres_bindir: Path | None = Field(None, description="PostgreSQL's bin directory (initdb, pg_ctl)")
+    lookalikes: bool = Field(False, description="enable the provider look-alike demo members")
 
 
 class ServiceSettings(BaseSettings):
@@ -77,12 +79,36 @@ class ServiceSettings(BaseSettings):
     broker_info_ttl: float | None = None
     broker_max_searches: int | None = Field(None, ge=1, description="searches one broker process works on at once")
     fake_member: str = Field("{}", description="JSON spec of a fault-kit member (eolab.testing.faults)")
+    lookalike_sas_lifetime: float = Field(0.0, ge=0, description="look-alike asset server: SAS token lifetime, "
+                                                                 "s (0: no token needed)")
+    lookalike_max_connections: int = Field(0, ge=0, description="look-alike asset server: requests in flight "
+                                                                "before it answers 429 (0: no cap)")
+    lookalike_latency_ms: float = Field(0.0, ge=0, description="look-alike asset server: delay of each answer, ms")
 
     @property
     def tiles_allow_list(self) -> list[str] | None:
         if not self.tiles_allow:
             return None
         return [p.strip() for p in self.tiles_allow.split(",") if p.strip()]
+
+
+class AccessSettings(BaseSettings):
+    """Credentials for reading assets of real providers, read where the read happens (a kernel or a
+    Dask worker), never carried in a task graph. Per-provider values are JSON objects keyed by
+    member id, e.g. ``EOLAB_BEARER_TOKENS='{"cdse": "eyJ..."}'``."""
+
+    model_config = _CONFIG
+
+    bearer_tokens: dict[str, str] = Field(default_factory=dict, description="member id -> bearer token")
+    s3_credentials: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="member id -> {access_key_id, secret_access_key[, session_token]}")
+    sas_subscription_key: str | None = Field(None, description="Planetary Computer subscription key "
+                                                               "(raises the token endpoint's rate limit)")
+    sas_refresh_margin: float = Field(300.0, ge=0, description="renew a SAS token this long before it expires, s "
+                                                               "(at most a third of its lifetime)")
+    read_retries: int | None = Field(None, ge=0, description="reads answered 429/503 retried this often "
+                                                            "(default: the member profile's)")
+    retry_backoff: float = Field(0.5, ge=0, description="first wait before a retry, s (doubles each time)")
 
 
 def client() -> ClientSettings:
@@ -117,6 +143,14 @@ def hub_config_dir() -> Path:
         return checkout
     raise ServiceError("the hub's configuration files (hub_config/) were not found",
                        hint="set EOLAB_HUB_CONFIG_DIR to the hub_config/ folder of an eolab checkout")
+
+
+def access() -> AccessSettings:
+    try:
+        return AccessSettings()
+    except ValueError as exc:
+        raise EolabError(f"bad EOLAB_ credential setting: {str(exc).splitlines()[1:3]}",
+                         hint="EOLAB_BEARER_TOKENS and EOLAB_S3_CREDENTIALS are JSON objects keyed by member id") from None
 
 
 def required(value, what: str, variable: str, hint: str | None = None):

@@ -98,7 +98,7 @@ def test_scl_masking_removes_exactly_the_masked_classes(cubes):
 
 def test_bad_requests_name_the_problem(two_provider_items):
     _, _, bbox, items = two_provider_items
-    with pytest.raises(EolabError, match="has no asset 'B99'"):
+    with pytest.raises(EolabError, match="has no asset for band 'B99'"):
         eolab.load_cube(items, bands=["B99"], bbox=bbox)
     with pytest.raises(EolabError, match="no items to load"):
         eolab.load_cube([], bands=["B04"])

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from eolab import ids, provenance
+from eolab.data import profiles as profiles_mod
 from eolab.errors import EolabError
 
 # Sentinel-2 L2A scene classification (Sen2Cor) codes.
@@ -48,32 +49,28 @@ def _as_entries(items: Any) -> list:
     return out
 
 
-def _asset_keys(entry: Any) -> dict[str, list[str]]:
-    """Asset key -> roles of a pystac Item or STAC item dict."""
+def _view(entry: Any) -> dict:
+    """A STAC item dict of ``entry`` for reading metadata (a pystac Item's assets as dicts)."""
     if isinstance(entry, dict):
-        return {key: asset.get("roles") or [] for key, asset in (entry.get("assets") or {}).items()}
-    return {key: asset.roles or [] for key, asset in entry.assets.items()}
+        return entry
+    self_link = entry.get_single_link("self")
+    return {"type": "Feature", "stac_version": "1.0.0", "id": entry.id, "collection": entry.collection_id,
+            "geometry": entry.geometry, "bbox": entry.bbox, "properties": entry.properties,
+            "stac_extensions": list(entry.stac_extensions),
+            "links": ([{"rel": "self", "href": self_link.get_href(transform_href=False)}] if self_link else []),
+            "assets": {key: asset.to_dict() for key, asset in entry.assets.items()}}
 
 
-def _lean_item(entry: Any, keep: Sequence[str]):
-    """A pystac Item with only the assets in ``keep``: odc-stac parses every asset of every item,
-    and converting a dict deep-copies all of it, so dropping unused assets saves most of that."""
+def _lean_item(view: dict, keys: dict[str, str]):
+    """A pystac Item with only the assets to read, renamed to the names asked for (``keys``:
+    name -> asset key), and no links but ``self``: odc-stac parses every asset of every item, and
+    pystac resolves root/collection links (a network fetch) when it meets them."""
     import pystac
 
-    if isinstance(entry, dict):
-        assets = entry.get("assets") or {}
-        return pystac.Item.from_dict({**entry, "assets": {key: assets[key] for key in keep}})
-    common = entry.common_metadata
-    lean = pystac.Item(
-        id=entry.id, geometry=entry.geometry, bbox=entry.bbox, datetime=entry.datetime,
-        properties=dict(entry.properties), start_datetime=common.start_datetime,
-        end_datetime=common.end_datetime, stac_extensions=list(entry.stac_extensions),
-        href=entry.get_self_href(), collection=entry.collection_id, extra_fields=dict(entry.extra_fields))
-    for key in keep:  # new Asset objects: adding the originals would re-parent them
-        asset = entry.assets[key]
-        lean.add_asset(key, pystac.Asset(asset.href, asset.title, asset.description, asset.media_type,
-                                         asset.roles, dict(asset.extra_fields)))
-    return lean
+    assets = view.get("assets") or {}
+    links = [link for link in view.get("links") or [] if link.get("rel") == "self"]
+    return pystac.Item.from_dict({**view, "links": links,
+                                  "assets": {name: dict(assets[key]) for name, key in keys.items()}})
 
 
 def _check_one_collection(entries: list) -> None:
@@ -84,44 +81,101 @@ def _check_one_collection(entries: list) -> None:
                          hint="select items of one collection (any providers) and load it")
 
 
-def _check_assets(entries: list, bands: Sequence[str]) -> None:
-    for entry in entries:
-        keys = _asset_keys(entry)
-        for band in bands:
-            if band not in keys:
-                item_id = entry.get("id") if isinstance(entry, dict) else entry.id
-                raise EolabError(f"item {item_id} has no asset {band!r}", hint=f"its assets are: {', '.join(keys)}")
+def _provider(view: dict) -> str | None:
+    provider = ids.item_provider(view)
+    if provider:
+        return provider
+    from urllib.parse import urlsplit
+
+    hrefs = [a.get("href", "") for a in (view.get("assets") or {}).values()]
+    hosts = sorted({urlsplit(h).netloc for h in hrefs if "://" in h})
+    return hosts[0] if hosts else None
 
 
-def _band_info(items: list, band: str) -> dict:
-    """The raster:bands entry of ``band`` (scale, offset, nodata, data_type); the same in every item."""
-    seen = {}
-    for item in items:
-        asset = item.assets[band]
-        info = (asset.extra_fields.get("raster:bands") or [{}])[0]
-        key = (info.get("scale", 1.0), info.get("offset", 0.0), info.get("nodata"))
-        seen.setdefault(key, item.id)
-    if len(seen) > 1:
-        details = "; ".join(f"{k} in {v}" for k, v in seen.items())
-        raise EolabError(f"band {band!r} has different scale/offset/nodata across items: {details}",
+def _profile_for(provider: str | None, profile: Any):
+    """The member profile to use: the caller's, else the configured member's, else None."""
+    from eolab.config import ProviderProfile
+
+    if isinstance(profile, ProviderProfile):
+        return profile
+    if isinstance(profile, dict):
+        return ProviderProfile.model_validate(profile)
+    member_id = profile if isinstance(profile, str) else provider
+    if not member_id:
+        return None
+    from eolab.config import load_config
+
+    try:
+        config = load_config()
+        return config.member_profile(config.member(member_id))
+    except EolabError:  # no such member (e.g. assets of a plain STAC API), or no readable configuration
+        if isinstance(profile, str):
+            raise
+        return None
+
+
+def _band_info(views: list, keys: list[dict], band: str, profiles: list) -> dict:
+    """Scale, offset, nodata of ``band`` in each item; nodata must agree, scale/offset may differ
+    (a time series across Sentinel-2 processing baseline 04.00): they are then applied per date."""
+    per_item = [profiles_mod.band_values(view, key[band], profile)
+                for view, key, profile in zip(views, keys, profiles)]
+    nodatas = {repr(v.nodata) for v in per_item}
+    if len(nodatas) > 1:
+        raise EolabError(f"band {band!r} has different nodata values across items: {', '.join(sorted(nodatas))}",
                          hint="load such items separately and combine the cubes")
-    scale, offset, nodata = next(iter(seen))
-    return {"scale": float(scale), "offset": float(offset), "nodata": nodata}
+    first = per_item[0]
+    return {"scale": float(first.scale), "offset": float(first.offset), "nodata": first.nodata,
+            "source": ", ".join(sorted({v.source for v in per_item})), "per_item": per_item,
+            "uniform": len({(v.scale, v.offset) for v in per_item}) == 1}
 
 
-def _default_bands(entries: list) -> list[str]:
-    return [key for key, roles in _asset_keys(entries[0]).items() if "data" in roles and key != SCL_BAND]
+def _per_date(times, views: list, per_item: list, band: str) -> tuple[np.ndarray, np.ndarray]:
+    """Scale and offset per time step of the cube, from the items grouped into each step."""
+    import pandas as pd
+
+    stamps = pd.to_datetime(times)
+    scales = np.full(len(stamps), np.nan)
+    offsets = np.full(len(stamps), np.nan)
+    for view, values in zip(views, per_item):
+        props = view.get("properties") or {}
+        when = pd.Timestamp(props.get("datetime") or props.get("start_datetime"))
+        when = when.tz_convert(None) if when.tzinfo is not None else when
+        step = int(np.argmin(np.abs((stamps - when).total_seconds())))
+        if not np.isnan(scales[step]) and (scales[step], offsets[step]) != (values.scale, values.offset):
+            raise EolabError(f"band {band!r}: items of the same date {stamps[step].date()} need different "
+                             f"scale/offset (e.g. {view.get('id')})",
+                             hint="load such items separately and combine the cubes")
+        scales[step], offsets[step] = values.scale, values.offset
+    return np.nan_to_num(scales, nan=1.0), np.nan_to_num(offsets, nan=0.0)
 
 
-def _to_physical(dn, scl=None, *, scale, offset, nodata, masked, out_dtype):
-    """One chunk in physical units: dn * scale + offset, nodata (and masked SCL classes) -> NaN."""
-    out = np.multiply(dn, out_dtype.type(scale), dtype=out_dtype)
-    out += out_dtype.type(offset)
+def _to_physical(dn, scl=None, *, scale, offset, nodata, masked, out_dtype, block_info=None):
+    """One chunk in physical units: dn * scale + offset, nodata (and masked SCL classes) -> NaN.
+
+    ``scale``/``offset`` are numbers, or arrays with one value per date of the whole cube."""
+    if isinstance(scale, np.ndarray):
+        start, stop = block_info[0]["array-location"][0]
+        scale = scale[start:stop].astype(out_dtype)[:, None, None]
+        offset = offset[start:stop].astype(out_dtype)[:, None, None]
+        out = np.multiply(dn, scale, dtype=out_dtype)
+        out += offset
+    else:
+        out = np.multiply(dn, out_dtype.type(scale), dtype=out_dtype)
+        out += out_dtype.type(offset)
     if nodata is not None and not np.isnan(nodata):
         np.copyto(out, np.nan, where=dn == nodata)
     if scl is not None:
         np.copyto(out, np.nan, where=np.isin(scl, masked))
     return out
+
+
+def _scl_key(view: dict, profile: Any) -> str | None:
+    """The item's SCL asset (by the profile, by key or by role), None if its mask is not SCL."""
+    key = getattr(profile, "mask", None) or profiles_mod.mask_asset(view)
+    if not key or key not in (view.get("assets") or {}):
+        return None
+    classes = {c.get("name") for c in view["assets"][key].get("classification:classes") or []}
+    return key if key.split("_")[0].lower() == "scl" or "cloud_high_probability" in classes else None
 
 
 def load_cube(
@@ -137,77 +191,158 @@ def load_cube(
     groupby: str = "solar_day",
     dtype: str = "float32",
     progress: bool = False,
+    profile: Any = None,
 ):
     """A lazy cube (xarray Dataset of dask arrays) of ``items`` in physical units.
 
-    items: an ItemSearch, ItemCollection, or list of pystac Items / STAC item dicts.
-    bands: asset keys (default: every data asset but SCL).
+    items: an ItemSearch, ItemCollection, or list of pystac Items / STAC item dicts, from any provider.
+    bands: what to load, by meaning or by key: common names (``blue``, ``green``, ``red``,
+        ``rededge1``, ``nir``, ``nir08``, ``swir16``, ``swir22``), Sentinel-2 band names (``B04``),
+        the mask (``SCL``/``scl``) or any provider's asset key. Variables are named as asked.
+        Default: every single-band reflectance asset (by asset key).
     mask: "scl" masks pixels whose SCL class is in ``mask_classes`` (default: no data, defective,
         cloud shadow, medium/high-probability cloud, cirrus); "auto" does so when items have SCL;
         None keeps every pixel. Nodata is always NaN.
+    profile: a member id, a :class:`eolab.config.ProviderProfile` (or dict) for items whose metadata
+        lacks band names or scaling; default: the profile of each item's member in the configuration.
     resolution, crs, bbox (lon/lat), chunks, groupby: passed to ``odc.stac.load``; chunks default to
         ``DEFAULT_CHUNKS`` (one date, 1024 × 1024 px).
+
+    Values: DN × scale + offset from the items' metadata (``raster:bands`` or STAC 1.1
+    ``raster:scale``/``raster:offset``), else the profile, else the Sentinel-2 L2A convention
+    (× 0.0001, −0.1 from processing baseline 04.00 on); each variable's attrs say which.
     """
     import dask.array
     import odc.stac
     import pystac
     import xarray as xr
 
+    from eolab.data import access
+
     if mask not in ("auto", "scl", None):
         raise EolabError(f"mask={mask!r} is not known", hint="use 'scl', 'auto' or None")
     entries = _as_entries(items)
     _check_one_collection(entries)
-    bands = list(bands) if bands else _default_bands(entries)
-    has_scl = all(SCL_BAND in _asset_keys(entry) for entry in entries)
+    views = [_view(entry) for entry in entries]
+    providers = [_provider(view) for view in views]
+    by_provider: dict = {}
+    profiles = [by_provider.setdefault(p, _profile_for(p, profile)) if profile is None or isinstance(profile, str)
+                else _profile_for(p, profile) for p in providers]
+
+    if bands:
+        bands = list(bands)
+    else:
+        bands = profiles_mod.default_bands(views[0])
+        if not bands:
+            raise EolabError(f"item {views[0].get('id')} (provider {providers[0]!r}) has no asset recognised "
+                             "as a reflectance band", hint="name the bands (bands=['red', 'nir']) or map them "
+                                                            "in the member's 'profile: bands:'")
+    scl_keys = [_scl_key(view, prof) for view, prof in zip(views, profiles)]
+    has_scl = all(scl_keys)
     use_scl = mask == "scl" or (mask == "auto" and has_scl)
     if use_scl and not has_scl:
-        missing = [(e.get("id") if isinstance(e, dict) else e.id) for e in entries
-                   if SCL_BAND not in _asset_keys(e)][:3]
+        missing = [v.get("id") for v, k in zip(views, scl_keys) if not k][:3]
         raise EolabError(f"mask='scl' needs an SCL asset, missing in items {missing}", hint="use mask=None")
-    _check_assets(entries, bands)
-    to_read = bands + ([SCL_BAND] if use_scl and SCL_BAND not in bands else [])
-    items = [_lean_item(entry, to_read) for entry in entries]
-    infos = {band: _band_info(items, band) for band in bands}
+    mask_names = {b for b in bands if b.lower() in ("scl", "mask")}
+    keys = []  # per item: variable name -> asset key
+    for view, prof, provider, scl_key in zip(views, profiles, providers, scl_keys):
+        chosen = {}
+        for band in bands:
+            key = scl_key if band in mask_names and scl_key else profiles_mod.resolve_band(view, band, prof)
+            if key is None:
+                raise profiles_mod.missing_band_error(view, band, provider)
+            chosen[band] = key
+        if use_scl and not mask_names:
+            chosen[SCL_BAND] = scl_key
+        keys.append(chosen)
+    to_read = list(keys[0])
+    items = [_lean_item(view, chosen) for view, chosen in zip(views, keys)]
+    data_bands = [b for b in bands if b not in mask_names]
+    infos = {band: _band_info(views, keys, band, profiles) for band in data_bands}
     mask_classes = tuple(int(c) for c in mask_classes)
     dtype = np.dtype(dtype)
+    scl_name = sorted(mask_names)[0] if mask_names else SCL_BAND
 
     for key, value in _GDAL_ENV.items():
         os.environ.setdefault(key, value)
+    driver = access.reader_driver(views, providers, profiles)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Supplied chunks.*")
         raw = odc.stac.load(
             items, bands=to_read, resolution=resolution, crs=crs, bbox=bbox, groupby=groupby,
             chunks=chunks or dict(DEFAULT_CHUNKS), fail_on_error=True, progress=None,
+            **({"driver": driver} if driver is not None else {}),
         )
 
     cube = raw[bands].copy()
-    scl = raw[SCL_BAND].data if use_scl else None
-    for band in bands:
-        if band == SCL_BAND:
-            continue
+    scl = raw[scl_name].data if use_scl else None
+    for band in data_bands:
         info = infos[band]
         # One fused pass per chunk (scale, offset, nodata and clouds -> NaN) instead of a chain of
         # dask element-wise ops, each allocating a full-size temporary.
         args = (raw[band].data,) + ((scl,) if scl is not None else ())
+        scale, offset = info["scale"], info["offset"]
+        if not info["uniform"]:
+            scale, offset = _per_date(raw.time.values, views, info["per_item"], band)
         data = dask.array.map_blocks(
-            _to_physical, *args, dtype=dtype, scale=info["scale"], offset=info["offset"],
+            _to_physical, *args, dtype=dtype, scale=scale, offset=offset,
             nodata=info["nodata"], masked=mask_classes if scl is not None else None, out_dtype=dtype)
         cube[band] = xr.DataArray(data, dims=raw[band].dims, coords=raw[band].coords,
-                                  attrs={"scale_applied": info["scale"], "offset_applied": info["offset"],
-                                         "nodata": info["nodata"]})
+                                  attrs={"scale_applied": scale if info["uniform"] else scale.tolist(),
+                                         "offset_applied": offset if info["uniform"] else offset.tolist(),
+                                         "nodata": info["nodata"], "values_from": info["source"],
+                                         "asset": keys[0][band]})
     if use_scl:
-        cloudy = raw[SCL_BAND].isin(list(mask_classes))
+        cloudy = raw[scl_name].isin(list(mask_classes))
         cube["clear"] = ~cloudy
         cube["clear"].attrs = {"description": "pixel not masked by SCL", "masked_scl_classes": list(mask_classes)}
-    if SCL_BAND in bands:
-        cube[SCL_BAND] = raw[SCL_BAND]  # class codes stay integers
+    for name in mask_names:
+        cube[name] = raw[name]  # class codes stay integers
     # Provenance from the caller's items (self links etc.), not the lean copies.
     records = [entry if isinstance(entry, pystac.Item) else item for entry, item in zip(entries, items)]
     cube.attrs["eolab:provenance"] = provenance.for_cube(
         records, bands=bands, resolution=resolution, crs=str(cube.odc.crs), mask=("scl" if use_scl else None),
         mask_classes=list(mask_classes) if use_scl else [], groupby=groupby)
     cube.attrs["crs"] = str(cube.odc.crs)
+    cube.attrs["eolab:read"] = _read_plan(raw, to_read, providers, profiles)
     return cube
+
+
+def _read_plan(raw, to_read: list[str], providers: list, profiles: list) -> dict:
+    """What computing the cube will read: assets, decoded pixels and bytes, per provider."""
+    per_provider: dict[str, dict] = {}
+    for provider, profile in zip(providers, profiles):
+        entry = per_provider.setdefault(str(provider), {"assets": 0, "rate_mb_s": getattr(profile, "rate_mb_s", None),
+                                                        "monthly_quota_gb": getattr(profile, "monthly_quota_gb", None),
+                                                        "max_connections": getattr(profile, "max_connections", None)})
+        entry["assets"] += len(to_read)
+    ny, nx = raw.odc.geobox.shape
+    pixels = int(raw.sizes.get("time", 1)) * ny * nx
+    decoded = sum(pixels * raw[band].dtype.itemsize for band in to_read)
+    tasks = sum(int(np.prod(raw[band].data.numblocks)) for band in to_read)
+    return {"assets": sum(e["assets"] for e in per_provider.values()), "chunk_reads": tasks,
+            "pixels": pixels * len(to_read), "bytes_decoded": int(decoded), "providers": per_provider}
+
+
+def read_estimate(cube: Any) -> dict:
+    """Before computing ``cube``: assets, chunk reads and bytes it will read (decoded size: an upper
+    bound of the transfer for compressed COGs), and per provider the time at its ``rate_mb_s`` and
+    the share of its ``monthly_quota_gb`` (from the member profile) where those are known."""
+    plan = dict(cube.attrs.get("eolab:read") or {})
+    if not plan:
+        raise EolabError("this cube carries no read plan", hint="make it with eolab.load_cube")
+    total_assets = max(plan["assets"], 1)
+    out = {k: plan[k] for k in ("assets", "chunk_reads", "pixels", "bytes_decoded")}
+    out["providers"] = {}
+    for provider, entry in plan["providers"].items():
+        share = plan["bytes_decoded"] * entry["assets"] / total_assets
+        info = {"assets": entry["assets"], "bytes_decoded": int(share)}
+        if entry.get("rate_mb_s"):
+            info["seconds_at_rate"] = round(share / (entry["rate_mb_s"] * 1e6), 1)
+        if entry.get("monthly_quota_gb"):
+            info["share_of_monthly_quota"] = round(share / (entry["monthly_quota_gb"] * 1e9), 4)
+        out["providers"][provider] = info
+    return out
 
 
 def lonlat_bounds(cube: Any) -> list[float]:

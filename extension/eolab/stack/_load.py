@@ -23,6 +23,7 @@ from pathlib import Path
 
 from eolab.config import MemberConfig, StackConfig
 from eolab.errors import EolabError
+from eolab.stack._lookalike_items import restyle
 
 
 def read_manifest(data_dir: Path) -> dict:
@@ -49,7 +50,8 @@ def iter_member_items(data_dir: Path, member: MemberConfig, assets_url: str) -> 
             for line in lines:
                 item = json.loads(line)
                 if window.contains(_item_day(item)):
-                    yield absolutise(item, assets_url)
+                    item = absolutise(item, assets_url)
+                    yield restyle(item, member.lookalike, member.id) if member.lookalike else item
 
 
 def absolutise(item: dict, assets_url: str) -> dict:
@@ -108,7 +110,7 @@ def register_queryables(db, items: list[dict]) -> int:
 
 def fingerprint(config: StackConfig, member: MemberConfig, manifest: dict) -> str:
     """Changes whenever what the member should hold changes (data, window, asset URL)."""
-    text = json.dumps([manifest, member.model_dump(mode="json"), config.assets_url, QUERYABLES_VERSION],
+    text = json.dumps([manifest, member.model_dump(mode="json"), config.member_assets_url(member), QUERYABLES_VERSION],
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -68,6 +68,18 @@ def _assets_service(config: StackConfig) -> _services.Service:
                              ready_path="/_health", host=config.host)
 
 
+def _lookalike_assets_service(config: StackConfig, member: MemberConfig) -> _services.Service:
+    """A look-alike member's own asset server (SAS tokens, connection cap, latency)."""
+    cmd = [sys.executable, "-m", "uvicorn", "eolab.stack._lookalike:create_app", "--factory",
+           "--host", config.host, "--port", str(member.asset_port), "--log-level", "warning", "--no-access-log"]
+    env = {"EOLAB_ASSETS_DIR": str(Path(config.data_dir).resolve()),
+           "EOLAB_LOOKALIKE_SAS_LIFETIME": str(member.sas_lifetime),
+           "EOLAB_LOOKALIKE_MAX_CONNECTIONS": str(member.profile.max_connections or 0),
+           "EOLAB_LOOKALIKE_LATENCY_MS": str(member.asset_latency_ms)}
+    return _services.Service(name=f"assets-{member.id}", cmd=cmd, port=member.asset_port, env=env,
+                             ready_path="/_health", host=config.host)
+
+
 def _broker_service(config: StackConfig) -> _services.Service:
     # The broker reads the effective configuration (overrides and port offset already applied).
     effective = Path(config.run_dir).resolve() / "catalog.effective.yaml"
@@ -108,6 +120,8 @@ def _preflight(config: StackConfig, cluster: Cluster) -> None:
     for member in config.demo_members:
         if not _services.running_pid(run_dir, f"member-{member.id}"):
             wanted.append((f"member-{member.id}", member.port))
+        if member.asset_port and not _services.running_pid(run_dir, f"assets-{member.id}"):
+            wanted.append((f"assets-{member.id}", member.asset_port))
     for name, port in (("broker", config.broker.port), ("tiles", config.tiles.port)):
         if not _services.running_pid(run_dir, name):
             wanted.append((name, port))
@@ -171,13 +185,19 @@ def up(config: StackConfig, progress: bool = True) -> list[ServiceStatus]:
         if not marker.exists() or marker.read_text() != wanted:
             _services.stop(run_dir, f"member-{member.id}")  # it would hold stale connections
             cluster.recreate_database(member.database)
-            n_items = _load.load_member(cluster.dsn(member.database), data_dir, member, config.assets_url)
+            n_items = _load.load_member(cluster.dsn(member.database), data_dir, member, config.member_assets_url(member))
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(wanted)
             print(f"loaded {n_items} items into member {member.id}", file=sys.stderr)
 
     assets = _assets_service(config)
     statuses.append(ServiceStatus("assets", assets.url, _services.start(run_dir, assets)))
+    for member in config.demo_members:
+        if member.asset_port:
+            service = _lookalike_assets_service(config, member)
+            _stop_if_command_changed(run_dir, service)
+            statuses.append(ServiceStatus(service.name, service.url, _services.start(run_dir, service),
+                                          f"{member.lookalike or 'look-alike'} asset server"))
     for member in config.demo_members:
         service = _member_service(config, member, cluster, token if member.is_workspace else None)
         if member.is_workspace:
@@ -199,6 +219,11 @@ def down(config: StackConfig) -> list[ServiceStatus]:
         name = f"member-{member.id}"
         stopped = _services.stop(run_dir, name)
         statuses.append(ServiceStatus(name, config.member_url(member), "stopped" if stopped else "down"))
+    for member in config.demo_members:
+        if member.asset_port:
+            stopped = _services.stop(run_dir, f"assets-{member.id}")
+            statuses.append(ServiceStatus(f"assets-{member.id}", config.member_assets_url(member),
+                                          "stopped" if stopped else "down"))
     stopped = _services.stop(run_dir, "assets")
     statuses.append(ServiceStatus("assets", config.assets_url, "stopped" if stopped else "down"))
     cluster = Cluster(run_dir, config.postgres.port, config.host)

@@ -1,0 +1,365 @@
+"""Credentials at read time: sign or authorise each asset read where it happens.
+
+``load_cube`` hands odc-stac a reader driver (:class:`AccessDriver`) that holds only what is not
+secret — per asset origin, the provider id and how its assets are read (:class:`AccessSpec`, from
+the member's ``profile:``). The secret part is looked up by the process that reads (the kernel or a
+Dask worker) from its own :class:`eolab.settings.AccessSettings` and token cache, so no token or
+key enters the task graph:
+
+- ``sas``: a Planetary-Computer-style SAS token from the provider's token endpoint
+  (``GET {token_url}/{container}`` → ``{"token": "...", "msft:expiry": "..."}``), cached per
+  provider and container in each process and renewed before it expires; a read refused with 403
+  renews it once more.
+- ``s3``: S3 credentials (``EOLAB_S3_CREDENTIALS``) and the endpoint given to GDAL for that read.
+- ``bearer``: an ``Authorization: Bearer`` header (``EOLAB_BEARER_TOKENS``).
+
+Every read is also held to the provider's ``max_connections`` (on Dask workers by a semaphore the
+scheduler holds for the whole cluster, elsewhere per process) and retried with
+backoff when answered 429/503; :func:`stats` reports reads, retries, failures and token fetches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from eolab.errors import EolabError
+
+log = logging.getLogger("eolab.access")
+
+_RETRYABLE = ("429", "503", "Too Many Requests", "SlowDown", "Service Unavailable")
+
+
+class AccessError(EolabError):
+    """A read was refused or failed: names the provider, the asset and what to set."""
+
+
+@dataclass(frozen=True)
+class AccessSpec:
+    """How one provider's assets are read (nothing secret: it travels in task graphs)."""
+
+    provider: str
+    kind: str = "public"  # public | sas | s3 | bearer
+    token_url: str | None = None
+    s3_endpoint: str | None = None
+    s3_https: bool = True
+    requester_pays: bool = False
+    max_connections: int | None = None
+    retries: int = 5
+
+
+def spec_for(provider: str | None, profile: Any) -> AccessSpec:
+    if profile is None:
+        return AccessSpec(provider or "unknown")
+    return AccessSpec(provider or "unknown", profile.access, profile.token_url, profile.s3_endpoint,
+                      profile.s3_https, profile.requester_pays, profile.max_connections, profile.retries)
+
+
+# --- per-process state: token cache, connection caps, counters ----------------------------------
+
+_lock = threading.Lock()
+_tokens: dict[tuple[str, str], tuple[str, float, float]] = {}  # (provider, container) -> token, expiry, lifetime
+_token_locks: dict[tuple[str, str], threading.Lock] = {}
+_caps: dict[tuple, Any] = {}
+_stats: Counter = Counter()
+
+
+def stats() -> dict[str, int]:
+    """Counters of this process: ``PROVIDER:reads``, ``:retries``, ``:failures``, ``:tokens``."""
+    with _lock:
+        return dict(_stats)
+
+
+def reset() -> None:
+    """Forget cached tokens and counters of this process (tests, or after changing credentials)."""
+    with _lock:
+        _tokens.clear()
+        _stats.clear()
+
+
+def _count(provider: str, what: str, n: int = 1) -> None:
+    with _lock:
+        _stats[f"{provider}:{what}"] += n
+
+
+def _cluster_cap(spec: AccessSpec):
+    """On a Dask worker: a semaphore held by the scheduler, shared by every worker of the cluster."""
+    try:
+        from distributed import Semaphore, get_worker
+        get_worker()
+    except (ImportError, ValueError):
+        return None
+    key = ("cluster", spec.provider, spec.max_connections)
+    with _lock:
+        if key not in _caps:
+            _caps[key] = Semaphore(max_leases=spec.max_connections,
+                                   name=f"eolab-{spec.provider}-{spec.max_connections}")
+        return _caps[key]
+
+
+def _cap(spec: AccessSpec):
+    """The provider's connection cap: per cluster on Dask workers, per process elsewhere."""
+    if not spec.max_connections:
+        return None
+    cluster = _cluster_cap(spec)
+    if cluster is not None:
+        return cluster
+    with _lock:
+        key = (spec.provider, spec.max_connections)
+        return _caps.setdefault(key, threading.BoundedSemaphore(spec.max_connections))
+
+
+# --- SAS tokens ----------------------------------------------------------------------------------
+
+def _container(href: str) -> str:
+    """The storage container of an href (``account/container`` on Azure Blob Storage)."""
+    parts = urlsplit(href)
+    first = parts.path.lstrip("/").split("/", 1)[0]
+    if parts.netloc.endswith(".blob.core.windows.net"):
+        return f"{parts.netloc.split('.', 1)[0]}/{first}"
+    return first
+
+
+def _parse_expiry(value: Any) -> float:
+    if isinstance(value, (int, float)):
+        return float(value)
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+def _fetch_token(spec: AccessSpec, container: str) -> tuple[str, float]:
+    import httpx
+
+    from eolab import settings
+
+    if not spec.token_url:
+        raise AccessError(f"provider {spec.provider!r} reads assets with SAS tokens but has no token endpoint",
+                          hint=f"set 'profile: token_url:' of member {spec.provider!r} in the catalogue configuration")
+    url = f"{spec.token_url.rstrip('/')}/{container}"
+    key = settings.access().sas_subscription_key
+    headers = {"Ocp-Apim-Subscription-Key": key} if key else {}
+    try:
+        response = httpx.get(url, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        raise AccessError(f"the SAS token endpoint of provider {spec.provider!r} ({url}) did not answer: {exc}",
+                          hint=f"check 'profile: token_url:' of member {spec.provider!r}") from None
+    if response.status_code != 200:
+        raise AccessError(f"the SAS token endpoint of provider {spec.provider!r} ({url}) refused: "
+                          f"HTTP {response.status_code}",
+                          hint="set EOLAB_SAS_SUBSCRIPTION_KEY if the provider needs a key, or check "
+                               f"'profile: token_url:' of member {spec.provider!r}")
+    body = response.json()
+    expiry = body.get("msft:expiry") or body.get("expiry")
+    if not body.get("token") or not expiry:
+        raise AccessError(f"the SAS token endpoint of provider {spec.provider!r} ({url}) answered without "
+                          "'token' and 'msft:expiry'", hint="is 'profile: token_url:' the token endpoint?")
+    _count(spec.provider, "tokens")
+    return body["token"], _parse_expiry(expiry)
+
+
+def sas_token(spec: AccessSpec, href: str, *, renew: bool = False) -> str:
+    """A valid SAS token for the container of ``href``, from this process's cache or fetched anew."""
+    from eolab import settings
+
+    key = (spec.provider, _container(href))
+    with _lock:
+        key_lock = _token_locks.setdefault(key, threading.Lock())
+    with key_lock:  # one fetch per container at a time; the others wait and reuse it
+        cached = _tokens.get(key)
+        now = time.time()
+        if cached and not renew:
+            token, expiry, lifetime = cached
+            margin = min(settings.access().sas_refresh_margin, lifetime / 3)
+            if expiry - now > margin:
+                return token
+        token, expiry = _fetch_token(spec, key[1])
+        _tokens[key] = (token, expiry, max(expiry - now, 1.0))
+        return token
+
+
+def sign(spec: AccessSpec, href: str, *, renew: bool = False) -> str:
+    """``href`` as the reading process must open it (a SAS token appended for 'sas')."""
+    if spec.kind != "sas" or not href.startswith(("http://", "https://")):
+        return href
+    token = sas_token(spec, href, renew=renew)
+    return f"{href}{'&' if '?' in href else '?'}{token}"
+
+
+def gdal_options(spec: AccessSpec) -> dict[str, str]:
+    """GDAL configuration for one read of ``spec``'s assets, credentials from this process's settings."""
+    from eolab import settings
+
+    if spec.kind == "s3":
+        options = {"AWS_VIRTUAL_HOSTING": "FALSE", "AWS_HTTPS": "YES" if spec.s3_https else "NO"}
+        if spec.s3_endpoint:
+            options["AWS_S3_ENDPOINT"] = spec.s3_endpoint
+        if spec.requester_pays:
+            options["AWS_REQUEST_PAYER"] = "requester"
+        creds = settings.access().s3_credentials.get(spec.provider)
+        if not creds:
+            raise AccessError(f"provider {spec.provider!r} reads assets over S3 and no S3 credentials are set",
+                              hint=f"set EOLAB_S3_CREDENTIALS='{{\"{spec.provider}\": {{\"access_key_id\": ..., "
+                                   "\"secret_access_key\": ...}}' (in the kernel's and the workers' environment)")
+        options["AWS_ACCESS_KEY_ID"] = creds.get("access_key_id", "")
+        options["AWS_SECRET_ACCESS_KEY"] = creds.get("secret_access_key", "")
+        if creds.get("session_token"):
+            options["AWS_SESSION_TOKEN"] = creds["session_token"]
+        return options
+    if spec.kind == "bearer":
+        token = settings.access().bearer_tokens.get(spec.provider)
+        if not token:
+            raise AccessError(f"provider {spec.provider!r} reads assets with a bearer token and none is set",
+                              hint=f"set EOLAB_BEARER_TOKENS='{{\"{spec.provider}\": \"<token>\"}}'")
+        return {"GDAL_HTTP_HEADERS": f"Authorization: Bearer {token}"}
+    return {}
+
+
+# --- the odc-stac reader driver ------------------------------------------------------------------
+
+def _chain_text(exc: BaseException) -> str:
+    """The messages of an exception and its causes (GDAL's HTTP code is often in the cause)."""
+    parts, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        parts.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    return " <- ".join(p for p in parts if p)
+
+
+def _probe_status(uri: str) -> int | None:
+    """The HTTP status of a one-byte read of ``uri`` (None when it does not answer)."""
+    import httpx
+
+    try:
+        return httpx.get(uri, headers={"Range": "bytes=0-0"}, timeout=10).status_code
+    except httpx.HTTPError:
+        return None
+
+
+def _retryable(message: str) -> bool:
+    return any(code in message for code in _RETRYABLE)
+
+
+def read_with_access(spec: AccessSpec, uri: str, read):
+    """``read(signed_uri)`` under ``spec``'s credentials, cap and retries."""
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    from eolab import settings
+
+    conf = settings.access()
+    retries = spec.retries if conf.read_retries is None else conf.read_retries
+    cap = _cap(spec)
+    renew = False
+    for attempt in range(retries + 1):
+        signed = sign(spec, uri, renew=renew)
+        if cap is not None:
+            cap.acquire()
+        try:
+            # One read, one connection: GDAL would otherwise fetch a read's byte ranges in parallel.
+            serial = {"GDAL_HTTP_MULTIRANGE": "SERIAL"} if cap is not None else {}
+            # Retries are ours (counted, reported, token renewed), not GDAL's silent ones.
+            with rasterio.Env(**gdal_options(spec), **serial, GDAL_HTTP_MAX_RETRY="0"):
+                result = read(signed)
+            _count(spec.provider, "reads")
+            return result
+        except RasterioError as exc:
+            message = _chain_text(exc)
+            if "HTTP response code" not in message and signed.startswith(("http://", "https://")):
+                # GDAL may take a refusal's body for the file ("not recognized as ... format"): ask.
+                status = _probe_status(signed)
+                if status and status != 200 and status != 206:
+                    message = f"HTTP response code: {status} <- {message}"
+            expired = spec.kind == "sas" and "403" in message and not renew
+            # A refusal read as file content may have cleared by the time it was probed: once more.
+            garbled = attempt == 0 and "not recognized as" in message
+            if attempt < retries and (_retryable(message) or expired or garbled):
+                _count(spec.provider, "retries")
+                renew = expired
+                wait = 0 if expired else conf.retry_backoff * 2 ** attempt
+                log.warning("provider %s: read of %s refused (%s); retry %d/%d in %.1f s", spec.provider,
+                            uri, message.splitlines()[0][:120], attempt + 1, retries, wait)
+                time.sleep(wait)
+                continue
+            _count(spec.provider, "failures")
+            hint = {"sas": f"check 'profile: token_url:' of member {spec.provider!r} (and EOLAB_SAS_SUBSCRIPTION_KEY)",
+                    "s3": "check EOLAB_S3_CREDENTIALS and 'profile: s3_endpoint:' of member " + repr(spec.provider),
+                    "bearer": "check EOLAB_BEARER_TOKENS (tokens expire)"}.get(
+                        spec.kind, f"if the provider needs credentials, set 'profile: access:' of member {spec.provider!r}")
+            raise AccessError(f"reading asset {uri} of provider {spec.provider!r} failed after {attempt + 1} "
+                              f"attempt(s): {message.splitlines()[0][:200]}", hint=hint) from None
+        finally:
+            if cap is not None:
+                cap.release()
+    raise AssertionError("unreachable")
+
+
+class AccessReader:
+    """odc-stac's rasterio reader, reading through :func:`read_with_access`."""
+
+    def __init__(self, src, ctx, spec: AccessSpec) -> None:
+        self._src, self._ctx, self._spec = src, ctx, spec
+
+    def read(self, cfg, dst_geobox, *, dst=None, selection=None):
+        from odc.loader._rio import rio_read
+
+        src = self._src
+        return read_with_access(self._spec, src.uri, lambda uri: rio_read(
+            src.patch(uri=uri), cfg, dst_geobox, dst=dst, selection=selection))
+
+
+class AccessDriver:
+    """An odc-stac reader driver: rasterio's, with each read signed/authorised where it runs.
+
+    Holds only :class:`AccessSpec` per asset origin (``scheme://host``): it is pickled into the graph.
+    """
+
+    def __init__(self, specs: dict[str, AccessSpec]) -> None:
+        from odc.loader._rio import RioDriver
+
+        self.specs = specs
+        self._rio = RioDriver()
+
+    def new_load(self, geobox, *, chunks=None):
+        return self._rio.new_load(geobox, chunks=chunks)
+
+    def finalise_load(self, load_state):
+        return self._rio.finalise_load(load_state)
+
+    def capture_env(self) -> dict[str, Any]:
+        return self._rio.capture_env()
+
+    def restore_env(self, env, load_state):
+        return self._rio.restore_env(env, load_state)
+
+    def open(self, src, ctx):
+        from odc.loader._rio import RioReader
+
+        parts = urlsplit(src.uri)
+        spec = self.specs.get(f"{parts.scheme}://{parts.netloc}")
+        return AccessReader(src, ctx, spec) if spec is not None else RioReader(src, ctx)
+
+    md_parser = None
+    dask_reader = None
+    aux_reader = None
+
+
+def reader_driver(views: list[dict], providers: list[str | None], profiles: list) -> Any:
+    """An odc-stac reader driver for these items, or None when every asset is public and uncapped."""
+    specs: dict[str, AccessSpec] = {}
+    for view, provider, profile in zip(views, providers, profiles):
+        spec = spec_for(provider, profile)
+        if spec.kind == "public" and not spec.max_connections:
+            continue  # plain reads: odc-stac's own reader
+        for asset in (view.get("assets") or {}).values():
+            parts = urlsplit(asset.get("href", ""))
+            if parts.scheme:
+                specs.setdefault(f"{parts.scheme}://{parts.netloc}", spec)
+    if not specs:
+        return None
+    return AccessDriver(specs)

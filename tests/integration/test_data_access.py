@@ -1,0 +1,216 @@
+"""Credentials at read time against provider look-alike asset servers on 127.0.0.1.
+
+A Planetary-Computer-like server refuses reads without a valid, unexpired SAS token from its
+token endpoint; a capped server answers 429 beyond its connection limit. Both count what they saw.
+"""
+
+from __future__ import annotations
+
+import pickle
+import socket
+import threading
+import time
+
+import dask
+import httpx
+import numpy as np
+import pytest
+import rasterio
+import uvicorn
+from rasterio.transform import from_origin
+
+import eolab
+from eolab.config import ProviderProfile
+from eolab.data import access
+from eolab.errors import EolabError
+from eolab.stack._lookalike import create_app
+
+SIZE, RES, X0, Y0, EPSG = 512, 10.0, 500000.0, 5200000.0, 32634
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _Server:
+    def __init__(self, app):
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    access_log=False))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        for _ in range(200):
+            if self.server.started:
+                break
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stats(self) -> dict:
+        return httpx.get(f"{self.url}/_stats").json()
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """Four dates of a 512² uint16 band as COGs in container 'sentinel2-l2'."""
+    root = tmp_path_factory.mktemp("lookalike")
+    rng = np.random.default_rng(15)
+    truth = {}
+    for day in range(4):
+        dn = rng.integers(1000, 9000, (SIZE, SIZE), dtype=np.uint16)
+        path = root / "sentinel2-l2" / f"d{day}" / "B04.tif"
+        path.parent.mkdir(parents=True)
+        with rasterio.open(path, "w", driver="COG", width=SIZE, height=SIZE, count=1, dtype="uint16",
+                           crs=f"EPSG:{EPSG}", transform=from_origin(X0, Y0, RES, RES), nodata=0,
+                           blocksize=256, compress="DEFLATE") as dst:
+            dst.write(dn, 1)
+        truth[day] = dn
+    return root, truth
+
+
+def _items(base_url: str, provider: str) -> list[dict]:
+    """Planetary-Computer-like items: B04 key, eo:bands, no raster scale/offset, baseline 05.10."""
+    items = []
+    for day in range(4):
+        items.append({
+            "type": "Feature", "stac_version": "1.0.0",
+            "stac_extensions": ["https://stac-extensions.github.io/projection/v1.1.0/schema.json",
+                                "https://stac-extensions.github.io/eo/v1.1.0/schema.json"],
+            "id": f"S2B_MSIL2A_2026060{day + 1}_T34TDT",
+            "collection": f"{provider}|sentinel-2-l2a",
+            "geometry": {"type": "Polygon", "coordinates": [[[20, 46], [20.1, 46], [20.1, 46.1], [20, 46]]]},
+            "bbox": [20, 46, 20.1, 46.1],
+            "properties": {"datetime": f"2026-06-0{day + 1}T10:00:00Z", "s2:processing_baseline": "05.10",
+                           "proj:epsg": EPSG},
+            "links": [{"rel": "root", "href": "https://planetarycomputer.example/api/stac/v1"}],
+            "assets": {"B04": {"href": f"{base_url}/sentinel2-l2/d{day}/B04.tif", "roles": ["data"],
+                               "eo:bands": [{"name": "B04", "common_name": "red", "center_wavelength": 0.665}],
+                               "proj:shape": [SIZE, SIZE], "proj:transform": [RES, 0, X0, 0, -RES, Y0]}},
+        })
+    return items
+
+
+def _expected(truth, day):
+    return truth[day].astype("float32") * np.float32(0.0001) - np.float32(0.1)
+
+
+def test_sas_reads_outlive_their_token_with_fresh_tokens_and_no_failed_read(scene, monkeypatch):
+    root, truth = scene
+    server = _Server(create_app(root, sas_lifetime=3.0))
+    try:
+        profile = ProviderProfile(access="sas", token_url=f"{server.url}/token")
+        items = _items(server.url, "pc-like")
+        access.reset()
+        # Unsigned, the server refuses: a clear error naming the provider and the setting.
+        with pytest.raises(EolabError, match="provider 'pc-like'.*") as info, \
+                dask.config.set(scheduler="synchronous"):
+            eolab.load_cube(items, bands=["red"], resolution=10, mask=None, chunks={"x": 256, "y": 256},
+                            profile=ProviderProfile(access="public", max_connections=4, retries=0)).red.values
+        assert "profile: access:" in str(info.value) or "profile" in info.value.hint
+        access.reset()
+        cube = eolab.load_cube(items, bands=["red"], resolution=10, mask=None, chunks={"x": 256, "y": 256},
+                               profile=profile)
+        graph = pickle.dumps(dict(cube.red.data.__dask_graph__()))
+        assert b"sig=" not in graph  # the token is fetched by the reader, never carried in the graph
+        first = cube.red.values
+        time.sleep(3.5)  # every cached token has now expired
+        second = cube.red.values
+        for day in range(4):
+            np.testing.assert_allclose(first[day], _expected(truth, day), atol=1e-6)
+        np.testing.assert_array_equal(first, second)
+        stats = server.stats()
+        assert stats["tokens_seen"] >= 2 and stats["tokens_issued"] >= 2
+        counters = access.stats()
+        assert counters.get("pc-like:failures", 0) == 0
+        assert counters["pc-like:reads"] >= 32
+    finally:
+        server.stop()
+
+
+def test_reads_above_the_connection_cap_are_held_back_and_429s_retried(scene, monkeypatch):
+    root, truth = scene
+    cap = 2
+    server = _Server(create_app(root, max_connections=cap, latency_ms=30))
+    try:
+        items = _items(server.url, "capped")
+        access.reset()
+        # The client's cap at the provider's: no 429 at all, the server never over its cap.
+        cube = eolab.load_cube(items, bands=["red"], resolution=10, mask=None, chunks={"x": 128, "y": 128},
+                               profile=ProviderProfile(max_connections=cap))
+        values = cube.red.compute(scheduler="threads", num_workers=8).values
+        np.testing.assert_allclose(values[2], _expected(truth, 2), atol=1e-6)
+        stats = server.stats()
+        assert stats["max_in_flight"] <= cap and stats["throttled"] == 0
+        assert access.stats().get("capped:failures", 0) == 0
+
+        # Without the client cap (more threads than the server allows), 429 bursts are retried
+        # and counted, and no read is lost.
+        server.stop()
+        server = _Server(create_app(root, max_connections=cap, latency_ms=30))  # new URLs: nothing cached
+        items = _items(server.url, "capped")
+        access.reset()
+        monkeypatch.setenv("EOLAB_RETRY_BACKOFF", "0.05")
+        monkeypatch.setenv("CPL_VSIL_CURL_NON_CACHED", f"/vsicurl/{server.url}")  # every read asks the server
+        cube = eolab.load_cube(items, bands=["red"], resolution=10, mask=None, chunks={"x": 128, "y": 128},
+                               profile=ProviderProfile(max_connections=64, retries=30))
+        again = cube.red.compute(scheduler="threads", num_workers=8).values
+        np.testing.assert_array_equal(again, values)
+        counters = access.stats()
+        assert server.stats()["throttled"] > 0 and counters.get("capped:retries", 0) > 0
+        assert counters.get("capped:failures", 0) == 0
+        assert server.stats()["max_in_flight"] <= cap
+    finally:
+        server.stop()
+
+
+def test_sas_tokens_are_fetched_and_renewed_on_dask_workers(scene):
+    from distributed import Client, LocalCluster
+
+    root, truth = scene
+    server = _Server(create_app(root, sas_lifetime=3.0))
+    try:
+        access.reset()
+        profile = ProviderProfile(access="sas", token_url=f"{server.url}/token")
+        cube = eolab.load_cube(_items(server.url, "pc-like"), bands=["red"], resolution=10, mask=None,
+                               chunks={"x": 256, "y": 256}, profile=profile)
+        with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            first = cube.red.compute()
+            time.sleep(3.5)  # the workers' tokens expire between the two computations
+            second = cube.red.compute()
+            on_workers = list(client.run(access.stats).values())
+        np.testing.assert_allclose(first.values[1], _expected(truth, 1), atol=1e-6)
+        np.testing.assert_array_equal(first.values, second.values)
+        assert sum(s.get("pc-like:tokens", 0) for s in on_workers) >= 2
+        assert sum(s.get("pc-like:failures", 0) for s in on_workers) == 0
+        assert access.stats().get("pc-like:tokens", 0) == 0  # the kernel itself fetched none
+        assert server.stats()["tokens_seen"] >= 2 and server.stats()["refused"] == 0
+    finally:
+        server.stop()
+
+
+def test_connection_cap_is_shared_by_all_workers_of_a_cluster(scene):
+    from distributed import Client, LocalCluster
+
+    root, truth = scene
+    cap = 2
+    server = _Server(create_app(root, max_connections=cap, latency_ms=30))
+    try:
+        cube = eolab.load_cube(_items(server.url, "cluster-capped"), bands=["red"], resolution=10, mask=None,
+                               chunks={"x": 128, "y": 128}, profile=ProviderProfile(max_connections=cap))
+        with LocalCluster(n_workers=2, threads_per_worker=4, processes=True, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            values = cube.red.compute().values
+            on_workers = list(client.run(access.stats).values())
+        np.testing.assert_allclose(values[3], _expected(truth, 3), atol=1e-6)
+        stats = server.stats()
+        assert stats["max_in_flight"] <= cap and stats["throttled"] == 0  # 8 threads, 2 processes, cap 2
+        assert sum(s.get("cluster-capped:reads", 0) for s in on_workers) >= 64
+        assert sum(s.get("cluster-capped:failures", 0) for s in on_workers) == 0
+    finally:
+        server.stop()
