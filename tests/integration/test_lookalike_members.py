@@ -26,7 +26,7 @@ ALL_LOOKALIKES = LOOKALIKES + ("cdse-like",)
 
 @pytest.fixture(scope="module")
 def lookalike_stack(small_demo, tmp_path_factory):
-    from tests._stack import make_stack_config, running_stack
+    from eolab.testing.stack import make_stack_config, running_stack
 
     saved = {k: os.environ.get(k) for k in ("EOLAB_LOOKALIKES", "EOLAB_CATALOG_CONFIG")}
     os.environ["EOLAB_LOOKALIKES"] = "1"

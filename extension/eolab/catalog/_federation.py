@@ -12,239 +12,45 @@ import asyncio
 import json
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from eolab.catalog._fallback import (
-    Capabilities,
-    antimeridian_split,
     apply_fields,
-    bbox_matcher,
-    crosses_antimeridian,
-    filter_matcher,
-    filter_text,
-    member_fields,
-    query_matcher,
 )
 from eolab.catalog._members import Member, MemberError, error_reason, max_ejected
 from eolab.catalog._merge import Cursor, MemberPage, Merger, sort_key_function
-from eolab.catalog._paging import TokenState, compact_next, decode_token, encode_token, expand_next
+from eolab.catalog._metadata import (  # noqa: F401  (CONFORMANCE, NotFound, Unavailable: for the app)
+    CONFORMANCE,
+    STAC_VERSION,
+    MetadataMixin,
+    NotFound,
+    Unavailable,
+    _quote,
+)
+from eolab.catalog._paging import TokenState, decode_token, encode_token
+from eolab.catalog._plan import (  # noqa: F401  (MemberRejected, MAX_WAITS, failure_outcome: re-exported)
+    MAX_WAITS,
+    MemberPlan,
+    MemberRejected,
+    PageCache,
+    failure_outcome,
+    member_request,
+    parse_member_page,
+)
 from eolab.catalog._query import DEFAULT_SORTBY, BadParameter, SearchQuery
-from eolab.catalog._rewrite import federated_id, localize_filter, rewrite_collection, rewrite_item, split_id
+from eolab.catalog._rewrite import federated_id, rewrite_item, split_id
 from eolab.catalog._routing import MemberView, plan_search
 from eolab.config import StackConfig
-from eolab.errors import EolabError
-
-STAC_VERSION = "1.0.0"
-CONFORMANCE = sorted([
-    "https://api.stacspec.org/v1.0.0/core",
-    "https://api.stacspec.org/v1.0.0/collections",
-    "https://api.stacspec.org/v1.0.0/ogcapi-features",
-    "https://api.stacspec.org/v1.0.0/item-search",
-    "https://api.stacspec.org/v1.0.0/item-search#fields",
-    "https://api.stacspec.org/v1.0.0/item-search#sort",
-    "https://api.stacspec.org/v1.0.0/item-search#query",
-    "https://api.stacspec.org/v1.0.0-rc.2/item-search#filter",
-    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
-    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
-    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
-    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
-    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
-    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
-    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
-    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
-    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
-    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-operators",
-])
-BASIC_QUERY_OPS = {"eq", "neq", "lt", "lte", "gt", "gte"}
-TOP_LEVEL = ("id", "collection", "geometry", "bbox", "type", "links", "assets", "stac_version")
-
-
-class MemberRejected(EolabError):
-    """A member refused a search the broker cannot do in its place: HTTP 400 naming the member."""
-
-
-class NotFound(EolabError):
-    """HTTP 404."""
-
-
-class Unavailable(EolabError):
-    """The one member a request needs did not answer: HTTP 503 naming it."""
-
-
-class PageCache:
-    """Member pages by request, for continuing walks; LRU with a time to live."""
-
-    def __init__(self, ttl: float, max_entries: int = 512, clock: Callable[[], float] = time.monotonic):
-        self.ttl, self.max_entries, self.clock = ttl, max_entries, clock
-        self._data: OrderedDict[str, tuple[float, MemberPage]] = OrderedDict()
-
-    def get(self, key: str) -> MemberPage | None:
-        entry = self._data.get(key)
-        if entry is None or self.clock() > entry[0]:
-            self._data.pop(key, None)
-            return None
-        self._data.move_to_end(key)
-        return entry[1]
-
-    def put(self, key: str, page: MemberPage) -> None:
-        if self.ttl <= 0:
-            return
-        self._data[key] = (self.clock() + self.ttl, page)
-        self._data.move_to_end(key)
-        while len(self._data) > self.max_entries:
-            self._data.popitem(last=False)
-
-
-@dataclass
-class MemberPlan:
-    """How one member is asked in one walk: its first-page request and what the broker does for it."""
-
-    member: Member
-    locals_: list[str] | None
-    method: str
-    href: str
-    payload: dict
-    accept: Callable[[dict], bool] | None
-    key: str = ""                        # the query's fingerprint: tells requests apart for health
-    default_collection: str | None = None  # for items that come without ``collection``
-
-    def request_for(self, ref: Any) -> tuple[str, str, dict]:
-        if ref is None:
-            return self.method, self.href, self.payload
-        return expand_next(ref, self.payload, self.method)
-
-
-def _prop_path(name: str) -> str:
-    return name if name.startswith("properties.") or name in TOP_LEVEL else f"properties.{name}"
-
-
-def member_request(query: SearchQuery, member_id: str, locals_: list[str] | None, caps: Capabilities,
-                   limit: int, base_url: str) -> tuple[str, str, dict, Callable[[dict], bool] | None]:
-    """The first-page request for one member, and the broker-side predicate it needs (or None)."""
-    method = "POST" if caps.post else "GET"
-    checks: list[Callable[[dict], bool]] = []
-    body: dict[str, Any] = {"limit": limit}
-    if locals_ is not None:
-        body["collections"] = list(locals_)
-    if query.ids is not None:
-        body["ids"] = list(query.ids)
-    if crosses_antimeridian(query.bbox):
-        # Two boxes, one each side of the antimeridian; members that read it as one box from east to
-        # west (or ignore it) are corrected by the broker's own check.
-        body["intersects"] = antimeridian_split(query.bbox)
-        checks.append(bbox_matcher(query.bbox))
-    elif query.bbox is not None:
-        body["bbox"] = list(query.bbox)
-    if query.intersects is not None:
-        body["intersects"] = query.intersects
-    if query.datetime is not None:
-        body["datetime"] = query.datetime
-    if query.filter is not None:
-        if caps.can_filter(method):
-            body["filter"] = localize_filter(query.filter, member_id)
-            body["filter-lang"] = "cql2-json"
-        else:
-            checks.append(filter_matcher(query.filter))
-    if query.query is not None:
-        # Members commonly implement only the comparison operators (stac-fastapi rejects the rest).
-        basic = all(op in BASIC_QUERY_OPS for ops in query.query.values() for op in ops)
-        if caps.query and basic:
-            body["query"] = query.query
-        else:
-            checks.append(query_matcher(query.query))
-    sortby = query.effective_sortby
-    if caps.sort:
-        body["sortby"] = [{"field": f, "direction": d} for f, d in sortby]
-    if query.fields is not None and caps.fields and not checks:
-        needed = tuple(_prop_path(f) for f, _ in sortby)
-        body["fields"] = member_fields(tuple(map(_prop_path, query.fields[0])), query.fields[1], needed)
-    accept = None
-    if checks:
-        accept = (lambda item: all(check(item) for check in checks))
-    href = f"{base_url}/search"
-    if method == "POST":
-        return method, href, body, accept
-    return method, href, _as_params(body, caps), accept
-
-
-def _as_params(body: dict, caps: Capabilities) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for key, value in body.items():
-        if key in ("collections", "ids", "bbox"):
-            params[key] = ",".join(str(v) for v in value)
-        elif key in ("intersects", "query"):
-            params[key] = json.dumps(value, separators=(",", ":"))
-        elif key == "filter":
-            if caps.filter_text:
-                params["filter"], params["filter-lang"] = filter_text(value), "cql2-text"
-            else:
-                params["filter"], params["filter-lang"] = json.dumps(value, separators=(",", ":")), "cql2-json"
-        elif key == "filter-lang":
-            continue
-        elif key == "sortby":
-            params[key] = ",".join(("-" if s["direction"] == "desc" else "+") + s["field"] for s in value)
-        elif key == "fields":
-            params[key] = ",".join(list(value["include"]) + ["-" + e for e in value["exclude"]])
-        else:
-            params[key] = str(value)
-    return params
-
-
-def parse_member_page(member_id: str, body: Any, plan: MemberPlan) -> MemberPage:
-    if not isinstance(body, dict) or not isinstance(body.get("features"), list):
-        raise MemberError(member_id, "malformed", error_reason("malformed", "search answer is not a FeatureCollection"))
-    features = body["features"]
-    if not all(isinstance(f, dict) for f in features):
-        raise MemberError(member_id, "malformed",
-                          error_reason("malformed", "search answer holds features that are not objects"))
-    if plan.default_collection is not None:
-        features = [f if isinstance(f.get("collection"), str) and f["collection"]
-                    else {**f, "collection": plan.default_collection} for f in features]
-    nxt = None
-    for link in body.get("links") or []:
-        if isinstance(link, dict) and link.get("rel") == "next" and isinstance(link.get("href"), str):
-            nxt = compact_next(link, plan.payload, plan.method)
-            break
-    matched = body.get("numberMatched")
-    if matched is None and isinstance(body.get("context"), dict):
-        matched = body["context"].get("matched")
-    return MemberPage(items=features, next_ref=nxt,
-                      number_matched=matched if isinstance(matched, int) and not isinstance(matched, bool) else None)
-
 
 WRITABLE_INFO_TTL = 2.0  # s
+
 MAX_SEARCHES = 24  # searches a broker process works on at once (EOLAB_BROKER_MAX_SEARCHES)
-# Broker pages in a row that may end waiting for one busy member before it leaves the walk. Waiting
-# happens only while the member answers other requests (see Member.busy), so this bounds a walk's
-# patience under overload, not the time a hung member can hold it.
-MAX_WAITS = 30
 
 
-def failure_outcome(error: MemberError, *, first_page: bool, waits: int) -> str:
-    """What one member failure does to the search (pure).
-
-    ``reject``: the whole search is a 400 (the member refused the query itself on its first page);
-    ``empty``: the member holds nothing for it (404 on a first page); ``wait``: the page ends early
-    and the walk keeps the member's cursor (no answer in time, e.g. under load: it is asked again on
-    the next page, up to ``MAX_WAITS`` pages in a row); ``missing``: the member leaves the walk and
-    is named in ``federation:missing`` with the reason (down, rate limited after the retries, a 5xx
-    for this query, a malformed answer).
-    """
-    if error.kind == "rejected" and first_page:
-        return "reject"
-    if error.kind == "not_found" and first_page:
-        return "empty"
-    if error.transient and waits < MAX_WAITS:
-        return "wait"
-    return "missing"
-
-
-class Federation:
+class Federation(MetadataMixin):
     """All members of one stack configuration, ready to be searched together."""
 
     def __init__(self, config: StackConfig, *, transport: httpx.AsyncBaseTransport | None = None,
@@ -311,129 +117,6 @@ class Federation:
         """Load every member's conformance and collections (run at start-up, in the background)."""
         await asyncio.gather(*(self._info(m, self.member_timeout) for m in self.members.values()))
 
-    async def _info(self, member: Member, timeout: float):
-        try:
-            return await member.ensure_info(timeout)
-        except MemberError:
-            return None
-
-    # ------------------------------------------------------------------ metadata
-    def landing(self, base: str) -> dict:
-        base = base.rstrip("/")
-        links = [
-            {"rel": "self", "type": "application/json", "href": base + "/"},
-            {"rel": "root", "type": "application/json", "href": base + "/"},
-            {"rel": "conformance", "type": "application/json", "href": base + "/conformance"},
-            {"rel": "data", "type": "application/json", "href": base + "/collections"},
-            {"rel": "search", "type": "application/geo+json", "href": base + "/search", "method": "GET"},
-            {"rel": "search", "type": "application/geo+json", "href": base + "/search", "method": "POST"},
-            {"rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables", "type": "application/schema+json",
-             "href": base + "/queryables"},
-            {"rel": "service-desc", "type": "application/vnd.oai.openapi+json;version=3.0", "href": base + "/api"},
-            {"rel": "service-doc", "type": "text/html", "href": base + "/api.html"},
-        ]
-        return {"type": "Catalog", "stac_version": STAC_VERSION, "id": "eolab-broker",
-                "title": "eolab federated catalogue",
-                "description": "One STAC API over the members: " + ", ".join(self.members),
-                "conformsTo": CONFORMANCE, "links": links}
-
-    async def collections(self, base: str) -> dict:
-        base = base.rstrip("/")
-        missing: dict[str, str] = {}
-        asked = []
-        for member in self.members.values():
-            reason = member.skip_reason()
-            if reason:
-                missing[member.id] = reason
-            else:
-                asked.append(member)
-        results = await self._gather_info(asked, self.total_timeout)
-        found = []
-        for member, info in zip(asked, results):
-            if isinstance(info, MemberError):
-                missing[member.id] = info.reason
-                continue
-            for collection in info.collections.values():
-                found.append(rewrite_collection(collection, member.id, member.base_url, base))
-        return {"collections": found, "numberMatched": len(found), "numberReturned": len(found),
-                "links": [{"rel": "self", "type": "application/json", "href": base + "/collections"},
-                          {"rel": "root", "type": "application/json", "href": base + "/"},
-                          {"rel": "parent", "type": "application/json", "href": base + "/"}],
-                "federation:missing": sorted(missing), "eolab:member_errors": missing}
-
-    async def _gather_info(self, members: list[Member], budget: float) -> list:
-        async def one(member: Member):
-            try:
-                return await member.ensure_info(min(member.timeout, budget))
-            except MemberError as error:
-                return error
-
-        try:
-            return await asyncio.wait_for(asyncio.gather(*(one(m) for m in members)), budget)
-        except TimeoutError:
-            return [m.info if m.info else MemberError(m.id, "timeout", error_reason("timeout", "no answer in time"))
-                    for m in members]
-
-    def _member_for(self, collection_id: str) -> tuple[Member, str]:
-        owner, local = split_id(collection_id)
-        if owner is None or owner not in self.members:
-            raise NotFound(f"collection {collection_id!r} does not exist",
-                           hint="broker collection ids are 'member|collection', see /collections")
-        return self.members[owner], local
-
-    async def _member_get(self, member: Member, path: str) -> Any:
-        reason = member.skip_reason()
-        if reason:
-            raise Unavailable(f"member {member.id!r} is {reason}")
-        try:
-            return await member.get_json(path, timeout=member.timeout)
-        except MemberError as error:
-            if error.kind == "not_found":
-                raise NotFound(f"{path} does not exist at member {member.id!r}") from None
-            member.mark_failed(error, path)
-            raise Unavailable(f"member {member.id!r} did not answer: {error.reason}") from None
-
-    async def collection(self, base: str, collection_id: str) -> dict:
-        member, local = self._member_for(collection_id)
-        info = await self._info(member, member.timeout)
-        if info is not None and info.collections is not None and local in info.collections:
-            body = info.collections[local]
-        else:
-            body = await self._member_get(member, f"/collections/{_quote(local)}")
-            if not isinstance(body, dict) or body.get("id") != local:
-                raise Unavailable(f"member {member.id!r} answered a malformed collection")
-        return rewrite_collection(body, member.id, member.base_url, base)
-
-    async def item(self, base: str, collection_id: str, item_id: str) -> dict:
-        member, local = self._member_for(collection_id)
-        body = await self._member_get(member, f"/collections/{_quote(local)}/items/{_quote(item_id)}")
-        if not isinstance(body, dict) or body.get("type") != "Feature":
-            raise Unavailable(f"member {member.id!r} answered a malformed item")
-        return rewrite_item(body, member.id, member.base_url, base)
-
-    async def queryables(self, base: str, collection_id: str | None = None) -> dict:
-        generic = {
-            "$schema": "https://json-schema.org/draft/2019-09/schema",
-            "$id": f"{base.rstrip('/')}/queryables", "type": "object", "title": "Queryables",
-            "properties": {
-                "id": {"title": "Item ID", "type": "string"},
-                "collection": {"title": "Collection ID (member|collection)", "type": "string"},
-                "geometry": {"title": "Geometry", "$ref": "https://geojson.org/schema/Geometry.json"},
-                "datetime": {"title": "Acquired", "type": "string", "format": "date-time"},
-            },
-            "additionalProperties": True,
-        }
-        if collection_id is None:
-            return generic
-        member, local = self._member_for(collection_id)
-        try:
-            body = await self._member_get(member, f"/collections/{_quote(local)}/queryables")
-        except NotFound:
-            return generic
-        if isinstance(body, dict):
-            body = {**body, "$id": f"{base.rstrip('/')}/collections/{_quote(collection_id)}/queryables"}
-            return body
-        return generic
 
     # ------------------------------------------------------------------ search
     async def search(self, query: SearchQuery, base: str, next_link: Callable[[str], dict],
@@ -667,9 +350,3 @@ class Federation:
                     pass  # the next broker page will try again and report it
 
             self._spawn(fetch())
-
-
-def _quote(text: str) -> str:
-    from urllib.parse import quote
-
-    return quote(text, safe="|")
