@@ -152,7 +152,7 @@ def test_failure_outcomes(kind, busy, first, waits, outcome):
 
 @pytest.mark.parametrize("params", [
     {"ids": "a\x00b"}, {"collections": "a|b\x00"}, {"filter": "platform = 'x\x00'"},
-    {"filter": "foo(platform, 1)"}, {"filter": "platform = 'a\x1b'"}, {"bbox": "0,0,0,1,1,1"},
+    {"filter": "foo(platform, 1)"}, {"filter": "platform = 'a\x1b'"}, {"bbox": "0,0,5,1,1,1"},
     {"intersects": json.dumps({"type": "Point", "coordinates": [1, 2, 3]})},
     {"filter": "S_INTERSECTS(geometry, BBOX(0,0,0,1,1,1))"}, {"datetime": "2020-01-01T00:00:00Z\x00"},
     {"query": json.dumps({"platform": {"eq": "x\x00"}})},
@@ -167,7 +167,7 @@ def test_hostile_get_parameters_are_400(params):
     {"filter": {"op": "=", "args": [{"property": "a\x00"}, 1]}},
     {"filter": {"op": "s_intersects", "args": [{"property": "geometry"},
                                                 {"type": "Point", "coordinates": [1, 2, 3]}]}},
-    {"bbox": [0, 0, 10 ** 400, 1]}, {"bbox": [0, 0, 0, 1, 1, 1]}, {"ids": ["ok", "\x07"]},
+    {"bbox": [0, 0, 10 ** 400, 1]}, {"bbox": [0, 0, 5, 1, 1, 1]}, {"ids": ["ok", "\x07"]},
 ])
 def test_hostile_post_bodies_are_400(body):
     with pytest.raises(BadParameter):
@@ -194,6 +194,16 @@ def test_collection_rewrite_sends_members_only_plain_strings():
     assert localize_filter(expr, "a")["args"][1] == ["x", "b|y", "z"]
 
 
+def test_a_3d_bbox_is_searched_by_its_footprint():
+    """STAC allows six values; members only ever see the four of the footprint."""
+    assert parse_get({"bbox": "16,45,-100,24,49,9000"}).bbox == parse_get({"bbox": "16,45,24,49"}).bbox
+    assert parse_post({"bbox": [16, 45, 0, 24, 49, 10]}).bbox == (16.0, 45.0, 24.0, 49.0)
+    app, hosts = make_broker(HEALTHY)
+    flat, _ = run(app, lambda c: walk(c, 20, bbox=[16, 45, 24, 49]))
+    deep, _ = run(app, lambda c: walk(c, 20, bbox=[16, 45, -100, 24, 49, 9000]))
+    assert sorted(ids(deep)) == sorted(ids(flat)) and flat
+
+
 def test_hostile_requests_over_http_are_400_and_members_untouched():
     app, hosts = make_broker(HEALTHY)
 
@@ -201,7 +211,7 @@ def test_hostile_requests_over_http_are_400_and_members_untouched():
         out = [await c.get("/search", params={"ids": "x\x00"}),
                await c.get("/search", params={"filter": "collection = 'a|synthetic\x00'"}),
                await c.get("/search", params={"filter": "nosuch(eo:cloud_cover, 3)"}),
-               await c.get("/search", params={"bbox": "0,0,0,10,10,10"}),
+               await c.get("/search", params={"bbox": "0,0,10,10,10,0"}),
                await c.post("/search", content=b"[" * 50_000 + b"]" * 50_000),
                await c.post("/search", content=b'{"bbox": [0, 0, 1' + b"0" * 400 + b', 1]}'),
                await c.post("/search", content=b'{"bbox": [0, 0, 1e400, 1]}')]

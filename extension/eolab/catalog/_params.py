@@ -215,10 +215,14 @@ def parse_bbox(value: Any, *, post: bool = False) -> tuple[float, ...]:
         raise BadParameter("bbox", "must be 4 or 6 numbers")
     numbers = [_finite(v, "bbox") for v in numbers]
     if len(numbers) == 6:
-        raise BadParameter("bbox", "3D bounding boxes (6 values) are not supported",
-                           hint="give west,south,east,north")
+        # A 3D box (STAC allows it) is searched by its footprint: items are 2D, and members, whose
+        # databases may not take six values, only ever see the four.
+        west, south, bottom, east, north, top = numbers
+        if bottom > top:
+            raise BadParameter("bbox", "the bottom of the 3D box is above its top")
+        numbers = [west, south, east, north]
     if len(numbers) != 4:
-        raise BadParameter("bbox", f"has {len(numbers)} values, needs 4")
+        raise BadParameter("bbox", f"has {len(numbers)} values, needs 4 (or 6 for a 3D box)")
     west, south, east, north = numbers
     for lon in (west, east):
         if not -180 <= lon <= 180:
