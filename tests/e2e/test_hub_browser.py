@@ -48,22 +48,22 @@ def _notebook(path: Path) -> None:
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}))
 
 
-def test_browser_login_notebook_gateway_cell(browser_hub):
-    playwright = pytest.importorskip("playwright.sync_api")
+def test_browser_login_notebook_gateway_cell(browser_hub, playwright):
+    # pytest-playwright's session-wide Playwright: a second sync_playwright() in the same process
+    # (the other browser tests use its `page` fixture) would refuse to start.
     config, settings = browser_hub
     base = f"http://127.0.0.1:{settings.port}"
     _notebook(hub.hub_dir(config) / "homes" / "alice" / "browser-test.ipynb")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        page = browser.new_context().new_page()
-        try:
-            _drive(page, base, config)
-        except Exception:
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "hub-browser-failure.png"))
-            raise
-        finally:
-            browser.close()
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    page = browser.new_context().new_page()
+    try:
+        _drive(page, base, config)
+    except Exception:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "hub-browser-failure.png"))
+        raise
+    finally:
+        browser.close()
 
 
 def _run_cell(page, index: int) -> None:
