@@ -17,11 +17,17 @@ from eolab.testing.faults import HostRouter
 from eolab.testing.faults import create_app as fake_member
 
 
-def make_broker(specs: dict[str, dict], down: tuple[str, ...] = (), **broker):
+def broker_and_members(specs: dict[str, dict], down: tuple[str, ...] = (), **broker):
+    """The broker app over in-process fault members (``down``: configured but not answering), and
+    the members by host name (their state tells what reached them)."""
     hosts = {f"{k}.test": fake_member({"id": k, **v}) for k, v in specs.items() if k not in down}
     config = StackConfig(members=[MemberConfig(id=k, url=f"http://{k}.test") for k in specs],
                          broker=BrokerConfig(**{"member_timeout": 1.0, "total_timeout": 3.0, **broker}))
-    return create_app(config, transport=HostRouter(hosts), secret="test")
+    return create_app(config, transport=HostRouter(hosts), secret="test"), hosts
+
+
+def make_broker(specs: dict[str, dict], down: tuple[str, ...] = (), **broker):
+    return broker_and_members(specs, down, **broker)[0]
 
 
 async def walk(client: httpx.AsyncClient, method: str = "GET", limit: int = 7, **params):
@@ -47,9 +53,13 @@ async def walk(client: httpx.AsyncClient, method: str = "GET", limit: int = 7, *
     return items, pages
 
 
+def client_for(app):
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://broker.test")
+
+
 def run(app, coro_fn):
     async def main():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://broker.test") as c:
+        async with client_for(app) as c:
             return await coro_fn(c)
     return asyncio.run(main())
 

@@ -20,50 +20,19 @@ from eolab.catalog._members import HealthPolicy, Member, MemberError, error_reas
 from eolab.catalog._merge import Cursor, MemberPage, Merger, sort_key_function
 from eolab.catalog._query import BadParameter, load_json, parse_get, parse_post
 from eolab.catalog._rewrite import localize_filter
-from eolab.catalog.broker import create_app
-from eolab.config import BrokerConfig, MemberConfig, StackConfig
-from eolab.testing.faults import HostRouter, synthetic_items
-from eolab.testing.faults import create_app as fake_member
+from eolab.config import MemberConfig
+from eolab.testing.faults import synthetic_items
+from tests.unit.test_broker_app import broker_and_members, client_for, run
+from tests.unit.test_broker_app import walk as walk_pages
 
 
 def make_broker(specs: dict[str, dict], down: tuple[str, ...] = (), **broker):
-    hosts = {f"{k}.test": fake_member({"id": k, **v}) for k, v in specs.items() if k not in down}
-    config = StackConfig(members=[MemberConfig(id=k, url=f"http://{k}.test") for k in specs],
-                         broker=BrokerConfig(**{"member_timeout": 1.0, "total_timeout": 3.0, **broker}))
-    return create_app(config, transport=HostRouter(hosts), secret="test"), hosts
+    return broker_and_members(specs, down, **broker)
 
 
-async def walk(client: httpx.AsyncClient, limit: int = 7, method: str = "POST", **params):
-    items, pages = [], []
-    if method == "GET":
-        request = ("GET", "/search", {"params": {"limit": limit, **params}})
-    else:
-        request = ("POST", "/search", {"json": {"limit": limit, **params}})
-    while request:
-        verb, url, kwargs = request
-        response = await client.request(verb, url, **kwargs)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        items += body["features"]
-        pages.append(body)
-        nxt = [link for link in body["links"] if link["rel"] == "next"]
-        if not nxt:
-            break
-        request = (nxt[0].get("method", "GET"), nxt[0]["href"],
-                   {"json": nxt[0]["body"]} if nxt[0].get("method") == "POST" else {})
-        assert len(pages) < 500
-    return items, pages
-
-
-def client_for(app):
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://broker.test")
-
-
-def run(app, coro_fn):
-    async def main():
-        async with client_for(app) as c:
-            return await coro_fn(c)
-    return asyncio.run(main())
+def walk(client: httpx.AsyncClient, limit: int = 7, method: str = "POST", **params):
+    """Every page of a search (POST by default here)."""
+    return walk_pages(client, method, limit, **params)
 
 
 def ids(items):

@@ -135,8 +135,10 @@ def test_one_stac_client_one_loader_one_provenance_builder():
 
 
 def test_unit_tests_cannot_leave_loopback():
-    with pytest.raises(pytest_socket.SocketConnectBlockedError), pytest.warns(UserWarning):
-        socket.create_connection(("192.0.2.1", 80), timeout=1)  # TEST-NET-1: refused before any packet
+    # a UDP "connect" sends no packet even if the guard were off; the guard refuses it all the same
+    with pytest.raises(pytest_socket.SocketConnectBlockedError), pytest.warns(UserWarning), \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.connect(("192.0.2.1", 9))
     # and loopback still works
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
