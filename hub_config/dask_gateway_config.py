@@ -33,7 +33,7 @@ c.DBBackendBase.stop_clusters_on_shutdown = True
 
 if S.gateway_backend == "slurm":
     exec((S.hub_config / "slurm" / "gateway_slurm.py").read_text())
-elif S.mode == "multiuser":
+elif S.user_accounts:  # clusters run as their user's system account (multiuser, or demo as root)
     c.DaskGateway.backend_class = "eolab.compute._server.EolabLocalBackend"
     c.LocalBackend.clusters_directory = str(S.hub_dir / "clusters")
 else:

@@ -16,7 +16,9 @@ SECRETS = json.loads(S.secrets_file.read_text())
 HUB_DIR = S.hub_dir
 CONF = S.hub_config
 HOST = S.host
-MULTIUSER = S.mode == "multiuser"
+# Each user's server, kernels, terminals and clusters run as their own system account (multiuser
+# mode, or demo mode started as root); otherwise (demo, unprivileged) all run as the hub's account.
+ACCOUNTS = S.user_accounts
 MARKER = S.marker  # EOLAB_HUB_ID: lets `eolab down` find everything this hub started
 
 c = get_config()  # noqa: F821 (traitlets)
@@ -36,7 +38,14 @@ c.ConfigurableHTTPProxy.auth_token = SECRETS["proxy_token"]
 c.ConfigurableHTTPProxy.should_start = True
 
 # --- login ----------------------------------------------------------------------------------
-if S.authenticator == "shared-password":
+if S.authenticator == "passwords":
+    from eolab.hub import passwords
+
+    c.JupyterHub.authenticator_class = passwords.authenticator_class()
+    c.PasswordFileAuthenticator.hashes_file = str(passwords.hashes_file(HUB_DIR))
+    c.Authenticator.admin_users = set(S.admin_users)
+    c.Authenticator.allowed_users = set(S.users)
+elif S.authenticator == "shared-password":
     c.JupyterHub.authenticator_class = "shared-password"
     c.SharedPasswordAuthenticator.user_password = SECRETS["user_password"]
     c.SharedPasswordAuthenticator.admin_password = SECRETS["admin_password"]
@@ -56,11 +65,11 @@ c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
 c.Spawner.poll_interval = 5  # also how soon a crashed managed service is noticed and restarted
-if MULTIUSER:
+if ACCOUNTS:
     c.JupyterHub.spawner_class = "localprocess"
     c.LocalProcessSpawner.shell_cmd = []
 else:
-    # Demo: every hub user runs as this one OS user; homes under the run directory.
+    # Demo, unprivileged: every hub user runs as this one OS user; homes under the run directory.
     c.JupyterHub.spawner_class = "simple"
     c.SimpleLocalProcessSpawner.home_dir_template = str(HUB_DIR / "homes" / "{username}")
 if S.spawner == "slurm":
@@ -84,8 +93,6 @@ if S.spawner == "slurm":
     # Named after the hub like the Dask jobs, so `eolab down` cancels servers that outlived it.
     c.SlurmSpawner.batch_script = batchspawner.SlurmSpawner.batch_script.default_value.replace(
         "--job-name=spawner-jupyterhub", f"--job-name={S.slurm_job_name}")
-if S.is_root and not MULTIUSER:
-    c.Spawner.args = ["--allow-root"]  # demo mode as root: servers refuse to start without it
 
 GATEWAY_PREFIX = "/services/dask-gateway"
 c.Spawner.environment = {
@@ -125,12 +132,17 @@ c.Spawner.server_token_scopes = ["access:servers!server", "users:activity!user",
 
 def _copy_templates(spawner):
     """Getting-started notebooks and workflow templates into each new home; JupyterLab defaults."""
-    home = Path(spawner.home_dir) if not MULTIUSER else Path(f"/home/{spawner.user.name}")
-    if MULTIUSER:
+    if ACCOUNTS:
         import pwd
 
+        from eolab.hub.users import ensure_system_users
+
+        ensure_system_users([spawner.user.name])  # OIDC logins get theirs at their first start
         home = Path(pwd.getpwnam(spawner.user.name).pw_dir)
+    else:
+        home = Path(spawner.home_dir)
     home.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o700)
     marker = home / ".eolab-initialised"
     if marker.exists():
         return
@@ -146,7 +158,7 @@ def _copy_templates(spawner):
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(json.dumps(body))
     marker.write_text("eolab templates copied\n")
-    if MULTIUSER:
+    if ACCOUNTS:
         import pwd
 
         pw = pwd.getpwnam(spawner.user.name)
@@ -157,12 +169,21 @@ def _copy_templates(spawner):
 
 c.Spawner.pre_spawn_hook = _copy_templates
 
-if MULTIUSER:
-    # Hub login "alice" is system user "eolab-alice": the prefix keeps eolab's accounts recognisable.
+if ACCOUNTS:
+    # Hub login "alice" is system user "eolab-alice": the prefix keeps eolab's accounts recognisable
+    # and never hands a hub login an existing account of the machine.
     prefix = S.system_user_prefix
-    c.Authenticator.username_map = {u: prefix + u for u in S.users + S.admin_users}
-    c.Authenticator.allowed_users = {prefix + u for u in S.users}
-    c.Authenticator.admin_users = {prefix + u for u in S.admin_users}
+    if S.authenticator == "oidc":
+        # Names come from the provider at login, after its group check: prefix them there.
+        def _prefixed(authenticator, handler, authentication):
+            authentication["name"] = prefix + authentication["name"]
+            return authentication
+
+        c.Authenticator.post_auth_hook = _prefixed
+    else:
+        c.Authenticator.username_map = {u: prefix + u for u in S.users + S.admin_users}
+        c.Authenticator.allowed_users = {prefix + u for u in S.users}
+        c.Authenticator.admin_users = {prefix + u for u in S.admin_users}
 
 # --- roles and services ---------------------------------------------------------------------
 c.JupyterHub.load_roles = [

@@ -25,6 +25,7 @@ import yaml
 from eolab import _services
 from eolab.config import StackConfig
 from eolab.errors import ServiceError
+from eolab.hub import passwords
 from eolab.hub.settings import (
     HUB_ID_VAR,
     SETTINGS_VAR,
@@ -36,7 +37,7 @@ from eolab.hub.settings import (
     resolve,
     write_resolved,
 )
-from eolab.hub.users import _prepare_multiuser
+from eolab.hub.users import _prepare_accounts
 from eolab.stack.core import ServiceStatus
 
 
@@ -66,6 +67,12 @@ def _secrets(path: Path) -> dict[str, str]:
         path.chmod(0o600)
         path.write_text(json.dumps(data, indent=1))
     return data
+
+
+def _private(path: Path) -> Path:
+    """Only the hub's account reads its state (users' servers run as other accounts, or should not care)."""
+    path.chmod(0o600)
+    return path
 
 
 def _chp_check(resolved: ResolvedHub) -> None:
@@ -134,10 +141,16 @@ def up(config: StackConfig, settings: HubSettings | None = None, timeout: float 
             raise ServiceError(f"port {port} for the hub ({name}) is in use by another program",
                                hint="stop that program or set EOLAB_HUB_PORT / EOLAB_PORT_OFFSET")
     hdir.mkdir(parents=True, exist_ok=True)
-    hdir.chmod(0o711)  # users' homes (demo) live below; secrets stay 0600
+    hdir.chmod(0o711)  # users' cluster directories (and demo homes) live below; everything else is 0600
     _secrets(resolved.secrets_file)
-    write_resolved(resolved)
-    (hdir / "catalog.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    if settings.authenticator == "passwords":
+        passwords.ensure(hdir, [*settings.users, *settings.admin_users])
+    _private(write_resolved(resolved))
+    for name in ("jupyterhub.sqlite", "gateway.sqlite", "catalog.yaml"):  # SQLite keeps the file's mode
+        (hdir / name).touch(mode=0o600)
+        _private(hdir / name)
+    catalog = hdir / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     if settings.authenticator == "oidc" and not settings.oidc_settings:
         raise ServiceError("EOLAB_HUB_AUTHENTICATOR=oidc needs EOLAB_HUB_OIDC_SETTINGS (a JSON file of provider settings)",
                            hint="see hub_config/README.md, section OIDC login")
@@ -152,18 +165,21 @@ def up(config: StackConfig, settings: HubSettings | None = None, timeout: float 
         # Jobs are submitted as the hub user's system account (sudo -u), so there must be one.
         raise ServiceError("EOLAB_HUB_GATEWAY_BACKEND=slurm needs EOLAB_HUB_MODE=multiuser and EOLAB_HUB_SLURM_CONF",
                            hint="or keep the gateway local and use EOLAB_HUB_COMPUTE_BACKEND=slurm (dask-jobqueue)")
-    if settings.mode == "multiuser":
-        _prepare_multiuser(resolved, settings)
+    _prepare_accounts(resolved, settings)
     _services.start(run_dir, _hub_service(config, resolved), timeout=timeout)
     report = _wait_services(resolved, timeout)
     return _statuses(resolved, report, "started")
 
 
-def credentials(config: StackConfig) -> dict[str, str]:
-    """The demo logins of a running (or once started) hub: user and admin password."""
+def credentials(config: StackConfig) -> dict:
+    """The logins of a running (or once started) hub, for its operator (readable by the hub's account only).
+
+    ``passwords``: login -> password (the default ``passwords`` login); ``user_password`` and
+    ``admin_password``: the ``shared-password`` login's; ``admin_token``: the eolab-admin service's.
+    """
     data = _secrets(hub_dir(config) / "secrets.json")
-    return {"user_password": data["user_password"], "admin_password": data["admin_password"],
-            "admin_token": data["admin_token"]}
+    return {"passwords": passwords.passwords(hub_dir(config)), "user_password": data["user_password"],
+            "admin_password": data["admin_password"], "admin_token": data["admin_token"]}
 
 
 def _processes_of(hub_id: str) -> list[int]:
@@ -249,18 +265,35 @@ def status(config: StackConfig, settings: HubSettings | None = None) -> list[Ser
 
 
 def print_logins(config: StackConfig, settings: HubSettings | None = None, file=sys.stdout) -> None:
-    """What ``make up`` prints: the URL and the demo logins."""
+    """What ``make up`` prints: the URL, the logins (each generated password once) and what is isolated."""
     settings = settings or load_settings()
     creds = credentials(config)
     url = f"http://{config.host}:{settings.port}/hub/login"
     print(f"JupyterHub ({settings.mode} mode): {url}", file=file)
     if settings.authenticator == "oidc":
         print(f"  login: OIDC provider of {settings.oidc_settings} (group-based access)", file=file)
-    else:
+    elif settings.authenticator == "passwords":
+        fresh = passwords.take_unshown(hub_dir(config))
+        for name in [*settings.users, *settings.admin_users]:
+            role = "admin" if name in settings.admin_users else "user"
+            if name in fresh:
+                print(f"  {role} {name}: password {fresh[name]}", file=file)
+        if any(name not in fresh for name in [*settings.users, *settings.admin_users]):
+            print(f"  logins {', '.join([*settings.users, *settings.admin_users])}: passwords as printed at "
+                  f"their first start, kept in {passwords.logins_file(hub_dir(config))} "
+                  f"(readable by {_account()} only)", file=file)
+    elif settings.authenticator == "shared-password":
         print(f"  users {', '.join(settings.users)}: password {creds['user_password']}", file=file)
         print(f"  admin {', '.join(settings.admin_users)}: password {creds['admin_password']}", file=file)
-    if settings.mode == "demo":
-        print("  demo mode: every hub user runs as the same OS user (no isolation between users)", file=file)
+    if settings.mode == "multiuser" or os.geteuid() == 0:
+        print(f"  {settings.mode} mode: login NAME runs as system user {settings.system_user_prefix}NAME "
+              "(own home 0700, own processes; the hub's secrets are root's)", file=file)
     else:
-        print(f"  multiuser mode: login NAME runs as system user {settings.system_user_prefix}NAME", file=file)
+        print(f"  demo mode as {_account()}: every hub user's code runs as {_account()} and can read the "
+              "other users' files and the hub's secrets (start it as root for one system user each)", file=file)
 
+
+def _account() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name

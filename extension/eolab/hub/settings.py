@@ -42,12 +42,17 @@ class _HubFields(BaseModel):
     """The knobs, shared by :class:`HubSettings` (from the environment) and :class:`ResolvedHub`."""
 
     mode: Literal["demo", "multiuser"] = Field(
-        "demo", description="demo: one OS user, no isolation between hub users; multiuser: one system user each")
+        "demo", description="demo: the configured logins, each with a generated password (as root: one system "
+                            "account each; otherwise all run as the invoking user); multiuser: one system user "
+                            "each, root required")
     port: int = Field(8700, ge=1, le=65528, description="public port; the next 7 ports are used internally")
     users: list[str] = Field(default_factory=lambda: ["alice", "bob"], description="demo logins")
     admin_users: list[str] = Field(default_factory=lambda: ["admin"])
-    authenticator: Literal["shared-password", "pam", "oidc"] = "shared-password"
-    system_user_prefix: str = Field("eolab-", description="multiuser: hub user 'alice' runs as 'eolab-alice'")
+    authenticator: Literal["passwords", "shared-password", "pam", "oidc"] = Field(
+        "passwords", description="passwords: one generated password per login (hashes in <hub_dir>/passwords.json); "
+                                 "shared-password: one for all users")
+    system_user_prefix: str = Field(
+        "eolab-", description="multiuser, and demo as root: hub user 'alice' runs as system user 'eolab-alice'")
     server_idle_timeout: int = Field(3600, ge=60, description="idle culler: stop servers idle this long, s")
     cluster_idle_timeout: int = Field(1800, ge=10, description="default idle timeout of a Dask cluster, s")
     cluster_max_idle_timeout: int = Field(7200, ge=10, description="longest idle timeout a user may choose, s")
@@ -126,6 +131,8 @@ class ResolvedHub(_HubFields):
     tiles: ManagedApp | None
     templates: list[Path] = Field(description="folders copied into each new home (notebooks, workflows)")
     is_root: bool
+    user_accounts: bool = Field(description="users' servers and clusters run as their own system account "
+                                            "(multiuser, or demo started as root)")
     slurm_job_name: str
 
     @property
@@ -244,6 +251,7 @@ def resolve(config: StackConfig, settings: HubSettings) -> ResolvedHub:
                if _app_exists(TILES_APP) else None),
         templates=_templates(),
         is_root=os.geteuid() == 0,
+        user_accounts=settings.mode == "multiuser" or os.geteuid() == 0,
         slurm_job_name=_slurm_job_name(str(hdir)),
     )
 

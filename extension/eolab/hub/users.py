@@ -54,11 +54,17 @@ def ensure_system_users(names: list[str]) -> list[str]:
     return created
 
 
-def _prepare_multiuser(resolved: ResolvedHub, settings: HubSettings) -> None:
-    """Multiuser mode: root, system users, and code/paths those users can reach."""
-    if os.geteuid() != 0:
+def _prepare_accounts(resolved: ResolvedHub, settings: HubSettings) -> None:
+    """Multiuser mode, or demo mode as root: system users, and code/paths those users can reach."""
+    if settings.mode == "multiuser" and os.geteuid() != 0:
         raise ServiceError("multiuser mode needs root: it creates system users and starts servers as them",
                            hint="run `eolab up` as root, or use EOLAB_HUB_MODE=demo")
+    if not resolved.user_accounts:
+        return
+    hint = ("build the venv from a system Python (make install uses /usr/bin/python3.11) and keep the "
+            "checkout and EOLAB_RUN_DIR outside private homes")
+    if settings.mode == "demo":
+        hint += "; or run the demo as an unprivileged user (no isolation between its users then)"
     # Users' servers and Dask processes run the venv's Python, import the eolab package, read the
     # hub's config files and their cluster directories below the hub directory.
     for what, path in (("the venv's Python", os.path.realpath(resolved.python)),
@@ -68,7 +74,7 @@ def _prepare_multiuser(resolved: ResolvedHub, settings: HubSettings) -> None:
         blocked = _inaccessible(path)
         if blocked:
             raise ServiceError(
-                f"multiuser mode: {what} ({path}) is unreachable for other users: {blocked} is not searchable",
-                hint="build the venv from a system Python (make install uses /usr/bin/python3.11) and keep the "
-                     "checkout and EOLAB_RUN_DIR outside private homes")
-    ensure_system_users([system_user(settings, u) for u in [*settings.users, *settings.admin_users]])
+                f"{settings.mode} mode as root runs each user as a system user: {what} ({path}) is unreachable "
+                f"for them: {blocked} is not searchable", hint=hint)
+    if settings.authenticator != "oidc":  # OIDC names appear at login; their accounts at first spawn
+        ensure_system_users([system_user(settings, u) for u in [*settings.users, *settings.admin_users]])

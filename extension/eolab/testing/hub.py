@@ -131,3 +131,38 @@ class HubSession:
         if error:
             raise ServiceError(f"kernel code failed: {error}", hint="".join(out)[-300:] or None)
         return "".join(out)
+
+
+def hub_config_for_accounts(stack_config, prefix: str = "eolab-hub-"):
+    """The stack's configuration with a run directory a hub with per-user system accounts can use.
+
+    Those users' servers and clusters must reach the hub directory, which a private tmp root
+    (0700) forbids: a fresh directory under /tmp (0711). The catalogue gate reads the workspace
+    token from the hub's run directory, so the stack's token is handed over as ``eolab catalog up``
+    would in a deployment that shares one run directory.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from eolab.stack import workspace
+
+    run_dir = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    run_dir.chmod(0o711)
+    token, _ = workspace.ensure_token(stack_config.run_dir)
+    workspace.ensure_token(run_dir)
+    workspace.token_file(run_dir).write_text(token + "\n")
+    return stack_config.model_copy(update={"run_dir": run_dir})
+
+
+def remove_system_users(names: list[str]) -> None:
+    """Delete test system accounts (and their homes); their processes are killed first."""
+    import pwd
+    import subprocess
+
+    for name in names:
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            continue
+        subprocess.run(["pkill", "-KILL", "-u", name], check=False)
+        subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
