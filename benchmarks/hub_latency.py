@@ -18,7 +18,7 @@ from pathlib import Path
 from eolab import hub
 from eolab.config import DEFAULT_CONFIG, load_config
 from eolab.stack import core as stack
-from eolab.testing.hub import HubSession
+from eolab.testing.hub import HubSession, remove_system_users
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,22 +43,24 @@ def main() -> None:
 
         generate(data, "small", progress=False)
     run = Path(tempfile.mkdtemp(prefix="eolab-bench-hub-"))
+    run.chmod(0o711)  # as root each user runs as a system account (prefix eolabh-) that must reach it
     base = free_port_base(width=9, start=52000)
     config = load_config(DEFAULT_CONFIG, run_dir=str(run), data_dir=str(data), port_offset=base - 8700 + 100)
-    settings = hub.HubSettings(port=base, users=[f"user{i}" for i in range(ROUNDS)] + ["bench"])
+    settings = hub.HubSettings(port=base, users=[f"user{i}" for i in range(ROUNDS)] + ["bench"],
+                               system_user_prefix="eolabh-")
     stack.up(config, progress=False)
     try:
         t0 = time.perf_counter()
         hub.up(config, settings)
         hub_start = time.perf_counter() - t0
-        password = hub.credentials(config)["user_password"]
+        passwords = hub.credentials(config)["passwords"]
         url = f"http://127.0.0.1:{base}"
 
         login_to_ready = []
         for i in range(ROUNDS):  # a new user each round: first login, new home, templates copied
             session = HubSession(url, f"user{i}")
             t0 = time.perf_counter()
-            assert session.login(password).status_code == 302
+            assert session.login(passwords[f"user{i}"]).status_code == 302
             session.new_token()
             session.start_server()
             login_to_ready.append(time.perf_counter() - t0)
@@ -66,7 +68,7 @@ def main() -> None:
             session.close()
 
         session = HubSession(url, "bench")
-        session.login(password)
+        session.login(passwords["bench"])
         session.new_token()
         session.start_server()
         kernel = session.start_kernel()
@@ -80,6 +82,8 @@ def main() -> None:
     finally:
         hub.down(config, settings)
         stack.down(config)
+        if os.geteuid() == 0:
+            remove_system_users(["eolabh-" + name for name in [*settings.users, *settings.admin_users]])
 
     login_median = statistics.median(login_to_ready)
     cluster_median = statistics.median(cluster_to_result)

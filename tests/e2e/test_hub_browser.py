@@ -4,12 +4,15 @@ cell that starts a gateway cluster from eolab's options form, then opens the clu
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import shutil
 from pathlib import Path
 
 import pytest
 
 from eolab import hub
+from eolab.testing.hub import hub_config_for_accounts, remove_system_users
 from eolab.testing.stack import free_port_base
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
@@ -27,17 +30,36 @@ CELLS = [
 ]
 
 
+PREFIX = "eolabb-"  # as root, demo mode runs login alice as system user eolabb-alice
+AS_ROOT = os.geteuid() == 0
+
+
 @pytest.fixture(scope="module")
 def browser_hub(catalog_stack, tmp_path_factory):
-    config = catalog_stack.model_copy(update={"run_dir": tmp_path_factory.mktemp("browser-hub-run")})
+    # As root alice's own account must reach the hub directory (pytest's tmp root is private).
+    config = hub_config_for_accounts(catalog_stack, "eolab-browser-") if AS_ROOT else \
+        catalog_stack.model_copy(update={"run_dir": tmp_path_factory.mktemp("browser-hub-run")})
     base = free_port_base(width=9, start=45000)
-    settings = hub.HubSettings(port=base, users=["alice"], max_worker_cores=1,
+    settings = hub.HubSettings(port=base, users=["alice"], max_worker_cores=1, system_user_prefix=PREFIX,
                                max_worker_memory=1.0)
+    accounts = [PREFIX + "alice", PREFIX + "admin"]
+    if AS_ROOT:
+        remove_system_users(accounts)
     try:
         hub.up(config, settings)
         yield config, settings
     finally:
         hub.down(config, settings)
+        if AS_ROOT:
+            remove_system_users(accounts)
+            shutil.rmtree(config.run_dir, ignore_errors=True)
+
+
+def _home(config) -> tuple[Path, str]:
+    """Alice's home and her hub name (as root: her own system account)."""
+    if AS_ROOT:
+        return Path(pwd.getpwnam(PREFIX + "alice").pw_dir), PREFIX + "alice"
+    return hub.hub_dir(config) / "homes" / "alice", "alice"
 
 
 def _notebook(path: Path) -> None:
@@ -53,7 +75,11 @@ def test_browser_login_notebook_gateway_cell(browser_hub, playwright):
     # (the other browser tests use its `page` fixture) would refuse to start.
     config, settings = browser_hub
     base = f"http://127.0.0.1:{settings.port}"
-    _notebook(hub.hub_dir(config) / "homes" / "alice" / "browser-test.ipynb")
+    home, _ = _home(config)
+    _notebook(home / "browser-test.ipynb")
+    if AS_ROOT:  # hers, as if she had uploaded it
+        account = pwd.getpwnam(PREFIX + "alice")
+        os.chown(home / "browser-test.ipynb", account.pw_uid, account.pw_gid)
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
     page = browser.new_context().new_page()
     try:
@@ -87,10 +113,11 @@ def _drive(page, base, config) -> None:
     page.route("http://127.0.0.1:*/**", lambda route: route.continue_())
     page.goto(f"{base}/hub/login")
     page.fill("input[name=username]", "alice")
-    page.fill("input[name=password]", hub.credentials(config)["user_password"])
+    page.fill("input[name=password]", hub.credentials(config)["passwords"]["alice"])
     page.click("input[type=submit], button[type=submit]")
-    page.wait_for_url("**/user/alice/lab**", timeout=90_000)
-    page.goto(f"{base}/user/alice/lab/tree/browser-test.ipynb")
+    name = _home(config)[1]
+    page.wait_for_url(f"**/user/{name}/lab**", timeout=90_000)
+    page.goto(f"{base}/user/{name}/lab/tree/browser-test.ipynb")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
     page.wait_for_selector(".jp-StatusBar-TextItem:has-text('| Idle')", timeout=60_000)
     # Run the first cell: the form appears; start a cluster from it.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import signal
 import socket
 import time
@@ -20,7 +21,7 @@ import pytest
 
 from eolab import _services, hub
 from eolab.errors import ServiceError
-from eolab.testing.hub import HubSession
+from eolab.testing.hub import HubSession, hub_config_for_accounts, remove_system_users
 from eolab.testing.stack import free_port_base
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -39,19 +40,31 @@ print("ITEMS", len(items), "NDVI", repr(value), "CLUSTER", client.cluster.name,
 """
 
 
+# As root, demo mode runs each login as its own system account (PREFIX + login), removed at the end.
+PREFIX = "eolabd-"
+ACCOUNTS = [PREFIX + name for name in ("alice", "bob", "admin")]
+AS_ROOT = os.geteuid() == 0
+
+
 @pytest.fixture(scope="module")
 def demo_hub(catalog_stack):
-    config = catalog_stack
+    # As root the users' accounts must reach the hub directory (not so pytest's private tmp root).
+    config = hub_config_for_accounts(catalog_stack, "eolab-demo-") if AS_ROOT else catalog_stack
     base = free_port_base(width=9)
     settings = hub.HubSettings(
-        port=base, users=["alice", "bob"], cluster_orphan_timeout=ORPHAN_TIMEOUT,
+        port=base, users=["alice", "bob"], system_user_prefix=PREFIX, cluster_orphan_timeout=ORPHAN_TIMEOUT,
         cluster_idle_timeout=120, max_clusters_per_user=2, max_cores_per_user=3, max_memory_per_user=3.0,
         max_worker_cores=1, max_worker_memory=1.0)
+    if AS_ROOT:
+        remove_system_users(ACCOUNTS)  # leftovers of an interrupted run
     try:
         hub.up(config, settings)
         yield config, settings, hub.credentials(config)
     finally:
         hub.down(config, settings)
+        if AS_ROOT:
+            remove_system_users(ACCOUNTS)
+            shutil.rmtree(config.run_dir, ignore_errors=True)
 
 
 def url_of(demo_hub) -> str:
@@ -62,7 +75,7 @@ def url_of(demo_hub) -> str:
 def alice(demo_hub):
     config, settings, creds = demo_hub
     session = HubSession(url_of(demo_hub), "alice")
-    assert session.login(creds["user_password"]).status_code == 302
+    assert session.login(creds["passwords"]["alice"]).status_code == 302
     session.new_token()
     session.start_server()
     yield session
@@ -73,7 +86,7 @@ def alice(demo_hub):
 def bob(demo_hub):
     config, settings, creds = demo_hub
     session = HubSession(url_of(demo_hub), "bob")
-    assert session.login(creds["user_password"]).status_code == 302
+    assert session.login(creds["passwords"]["bob"]).status_code == 302
     session.new_token()
     yield session
     session.close()
@@ -129,7 +142,14 @@ def test_kernel_environment_points_at_hub_services(demo_hub, alice, alice_kernel
     catalog, gateway, home = out.split()
     assert catalog == config.broker_url
     assert gateway == f"{url_of(demo_hub)}/services/dask-gateway"
-    assert home == str(hub.hub_dir(config) / "homes" / "alice")
+    if AS_ROOT:  # her own system account's home, hers alone
+        import pwd
+
+        account = pwd.getpwnam(alice.username)
+        assert alice.username == PREFIX + "alice" and home == account.pw_dir
+        assert os.stat(home).st_uid == account.pw_uid and os.stat(home).st_mode & 0o077 == 0
+    else:
+        assert home == str(hub.hub_dir(config) / "homes" / "alice")
 
 
 def test_templates_and_notebooks_in_new_home(alice):
@@ -162,6 +182,7 @@ def test_kernels_publish_through_the_gate_into_their_own_collection(demo_hub, al
 
     config = demo_hub[0]
     member = config.member_url(config.member("workspace"))
+    own_a, own_b = f"results-{alice.username}", f"results-{bob.username}"
     try:
         out = alice.run(alice_kernel, """
 from eolab.analysis import publish
@@ -172,23 +193,23 @@ publish.upsert_items([item])
 print(publish.writable_provider().url)
 """)
         assert out.split() == [f"{url_of(demo_hub)}/services/catalog/members/workspace"]
-        assert httpx.get(f"{member}/collections/results-alice/items/demo-result").status_code == 200
+        assert httpx.get(f"{member}/collections/{own_a}/items/demo-result").status_code == 200
         # Bob's hub token opens the gate, but not into Alice's collection.
-        refused = httpx.delete(f"{url_of(demo_hub)}/services/catalog/members/workspace/collections/results-alice"
+        refused = httpx.delete(f"{url_of(demo_hub)}/services/catalog/members/workspace/collections/{own_a}"
                                "/items/demo-result", headers={"Authorization": f"token {bob.token}"}, timeout=30)
-        assert refused.status_code == 403 and "results-bob" in refused.json()["error"]
-        assert httpx.get(f"{member}/collections/results-alice/items/demo-result").status_code == 200
+        assert refused.status_code == 403 and own_b in refused.json()["error"]
+        assert httpx.get(f"{member}/collections/{own_a}/items/demo-result").status_code == 200
         # Alice's browser session (the gate's login cookie) reads, but cannot write: any web page
         # could make her browser send that cookie.
         gate = f"{url_of(demo_hub)}/services/catalog/members/workspace"
         page = alice.http.get(f"{gate}/collections", headers={"Accept": "text/html"}, follow_redirects=True)
-        assert page.status_code == 200 and "results-alice" in page.text
-        by_cookie = alice.http.delete(f"{gate}/collections/results-alice/items/demo-result")
+        assert page.status_code == 200 and own_a in page.text
+        by_cookie = alice.http.delete(f"{gate}/collections/{own_a}/items/demo-result")
         assert by_cookie.status_code == 403 and "cookie" in by_cookie.json()["error"]
-        assert httpx.get(f"{member}/collections/results-alice/items/demo-result").status_code == 200
+        assert httpx.get(f"{member}/collections/{own_a}/items/demo-result").status_code == 200
     finally:
         token = _workspace.read_token(config.run_dir)
-        httpx.delete(f"{member}/collections/results-alice", headers={"Authorization": f"Bearer {token}"})
+        httpx.delete(f"{member}/collections/{own_a}", headers={"Authorization": f"Bearer {token}"})
 
 
 def test_options_widget_bounds_come_from_the_server(alice, alice_kernel):
@@ -202,11 +223,132 @@ print(o.backend, o.max_worker_cores, o.max_worker_memory)
 
 # --- security matrix: every cell a real request ----------------------------------------------
 
+# What Bob's code tries from his kernel: each path is printed with READ or the error's name.
+READ_ATTEMPTS = """
+import glob, os
+def attempt(label, path):
+    try:
+        if os.path.isdir(path):
+            os.listdir(path)
+        else:
+            open(path, "rb").read(1)
+        print(label, "READ")
+    except OSError as err:
+        print(label, type(err).__name__)
+"""
+
+
+def _refused_reads(session, targets: dict[str, str]) -> dict[str, str]:
+    session.start_server()  # running already: returns at once
+    kernel = session.start_kernel()
+    try:
+        code = READ_ATTEMPTS + "".join(f"attempt({label!r}, {path!r})\n" for label, path in targets.items())
+        return dict(line.split(" ", 1) for line in session.run(kernel, code).strip().splitlines())
+    finally:
+        session.kill_kernel(kernel)
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="started unprivileged, demo mode runs every user as that one account "
+                                        "(documented: no isolation); as root each user has their own")
+def test_each_users_server_kernel_and_cluster_run_as_their_own_account(demo_hub, alice, bob, alice_kernel,
+                                                                       alice_result):
+    import pwd
+
+    out = alice.run(alice_kernel, "import os; print(os.getuid(), client.run_on_scheduler(os.getuid), "
+                                  "*sorted(set(client.run(os.getuid).values())))")
+    uid = pwd.getpwnam(PREFIX + "alice").pw_uid
+    assert out.split() == [str(uid)] * 3 and uid != 0
+    assert bob.username == PREFIX + "bob"
+    workdir = hub.hub_dir(demo_hub[0]) / "clusters" / alice_result["cluster"]
+    assert workdir.stat().st_uid == uid and workdir.stat().st_mode & 0o077 == 0
+
+
+HUB_STATE = ("secrets.json", "cookie_secret", "passwords.json", "logins.json", "settings.json", "catalog.yaml",
+             "jupyterhub.sqlite", "gateway.sqlite")
+
+
+def check_other_users_files_are_refused(config, alice, bob, cluster: str) -> None:
+    """From Bob's kernel: the hub's secrets, the workspace token, the hub's environment, Alice's home
+    and cluster certificates are refused; Alice reads her own files, not the hub's secrets."""
+    import pwd
+
+    from eolab.stack import workspace as _workspace
+
+    hdir = hub.hub_dir(config)
+    home = pwd.getpwnam(alice.username).pw_dir
+    hub_pid = _services.running_pid(config.run_dir, "hub")
+    targets = {
+        **{name: str(hdir / name) for name in HUB_STATE},
+        "workspace-token": str(_workspace.token_file(config.run_dir)),
+        "hub-environ": f"/proc/{hub_pid}/environ",  # holds the proxy's auth token
+        "alice-home": home,
+        "alice-notebook": f"{home}/notebooks/README.md",
+        "alice-certs": str(hdir / "clusters" / cluster / ".certs"),
+    }
+    assert all(Path(p).exists() for p in targets.values()), [p for p in targets.values() if not Path(p).exists()]
+    assert _refused_reads(bob, targets) == dict.fromkeys(targets, "PermissionError")
+    own = _refused_reads(alice, {"own-home": home, "own-notebook": f"{home}/notebooks/README.md",
+                                 "secrets": targets["secrets.json"], "workspace-token": targets["workspace-token"]})
+    assert own == {"own-home": "READ", "own-notebook": "READ", "secrets": "PermissionError",
+                   "workspace-token": "PermissionError"}
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="started unprivileged, demo mode runs every user as that one account "
+                                        "(documented: no isolation); as root each user has their own")
+def test_bobs_kernel_cannot_read_hub_secrets_workspace_token_or_alices_files(demo_hub, alice, bob, alice_result):
+    check_other_users_files_are_refused(demo_hub[0], alice, bob, alice_result["cluster"])
+    assert alice_result["items"] > 0 and alice_result["workers"] == 1  # her search and cluster worked
+
+
+def test_hub_state_files_are_private_to_the_hub(demo_hub):
+    hdir = hub.hub_dir(demo_hub[0])
+    for name in HUB_STATE:
+        info = (hdir / name).stat()
+        assert (name, info.st_uid, info.st_mode & 0o077) == (name, os.geteuid(), 0)
+    hashes = (hdir / "passwords.json").read_text()
+    assert all(password not in hashes for password in demo_hub[2]["passwords"].values())  # hashes only
+    assert set(demo_hub[2]["passwords"]) == {"alice", "bob", "admin"}
+    assert len(set(demo_hub[2]["passwords"].values())) == 3  # one password per login
+
+
+def check_tokens_act_for_their_user_only(url: str, alice, bob) -> None:
+    """Bob's API token and his server's token (the one in his kernels) against the hub API."""
+    bob.start_server()
+    kernel = bob.start_kernel()
+    try:
+        server_token = bob.run(kernel, "import os; print(os.environ['JUPYTERHUB_API_TOKEN'])").strip()
+    finally:
+        bob.kill_kernel(kernel)
+    api = f"{url}/hub/api"
+    name = alice.username
+    for token in (bob.token, server_token):
+        headers = {"Authorization": f"token {token}"}
+        assert httpx.get(f"{api}/users/{name}", headers=headers).status_code in (403, 404)
+        assert httpx.post(f"{api}/users/{name}/tokens", headers=headers, json={}).status_code in (403, 404)
+        assert httpx.get(f"{api}/users/{name}/tokens", headers=headers).status_code in (403, 404)
+        assert httpx.post(f"{api}/users/{name}/server", headers=headers).status_code in (403, 404)
+        assert httpx.delete(f"{api}/users/{name}/server", headers=headers).status_code in (403, 404)
+        assert httpx.patch(f"{api}/users/{bob.username}", headers=headers,
+                           json={"admin": True}).status_code in (403, 404)
+        assert httpx.post(f"{api}/users", headers=headers, json={"usernames": ["mallory"]}).status_code == 403
+        listing = httpx.get(f"{api}/users", headers=headers)
+        assert listing.status_code == 403 or [u["name"] for u in listing.json()] == [bob.username]
+        assert httpx.get(f"{url}/user/{name}/api/contents", headers=headers).status_code in (403, 404)
+    # The legitimate path: the same tokens work for Bob himself, and Alice's server is untouched.
+    assert httpx.get(f"{api}/users/{bob.username}", headers={"Authorization": f"token {bob.token}"}).status_code == 200
+    assert httpx.get(f"{api}/user", headers={"Authorization": f"token {server_token}"}).json()["name"] == bob.username
+    assert alice.server_api("GET", "/contents").status_code == 200
+
+
+def test_a_users_tokens_do_not_act_as_another_user(demo_hub, alice, bob):
+    check_tokens_act_for_their_user_only(url_of(demo_hub), alice, bob)
+
+
 def test_anonymous_is_refused_everywhere(demo_hub, alice, alice_result):
     base = url_of(demo_hub)
     with httpx.Client(base_url=base, timeout=30, follow_redirects=False) as anon:
         assert anon.get("/hub/api/users").status_code == 403
-        server = anon.get("/user/alice/api/contents")
+        server = anon.get(f"/user/{alice.username}/api/contents")
         assert server.status_code in (302, 403) and "content" not in server.text
         assert anon.get("/services/catalog/search").status_code == 401
         assert anon.get(f"/services/dask-gateway/clusters/{alice_result['cluster']}/status").status_code == 401
@@ -215,28 +357,30 @@ def test_anonymous_is_refused_everywhere(demo_hub, alice, alice_result):
         assert browser.status_code == 302 and "/hub/api/oauth2/authorize" in browser.headers["location"]
 
 
-def test_wrong_password_is_refused(demo_hub):
-    session = HubSession(url_of(demo_hub), "alice")
-    response = session.login("not-the-password")
-    assert response.status_code == 403
-    assert "jupyterhub-session-id" not in response.headers.get("set-cookie", "") or \
-        session._api("GET", "/users/alice").status_code == 403
-    assert session._api("GET", "/users/alice").status_code == 403
+def test_wrong_password_is_refused(demo_hub, alice):
+    passwords = demo_hub[2]["passwords"]
+    # Each login has its own password: Bob's (or the admin's) does not open Alice's account.
+    for wrong in ("not-the-password", passwords["bob"], passwords["admin"]):
+        session = HubSession(url_of(demo_hub), "alice")
+        response = session.login(wrong)
+        assert response.status_code == 403
+        assert session._api("GET", f"/users/{alice.username}").status_code == 403
+        session.close()
     unknown = HubSession(url_of(demo_hub), "mallory")
-    assert unknown.login(demo_hub[2]["user_password"]).status_code == 403  # not an allowed user
-    session.close()
+    assert unknown.login(passwords["alice"]).status_code == 403  # not an allowed user
     unknown.close()
 
 
 def test_bob_cannot_use_alices_server(demo_hub, alice, bob):
     headers = {"Authorization": f"token {bob.token}"}
     base = url_of(demo_hub)
-    assert httpx.get(f"{base}/user/alice/api/kernels", headers=headers).status_code in (403, 404)
-    assert httpx.post(f"{base}/user/alice/api/kernels", headers=headers, json={}).status_code in (403, 404)
-    assert httpx.get(f"{base}/hub/api/users/alice", headers=headers).status_code in (403, 404)
+    name = alice.username
+    assert httpx.get(f"{base}/user/{name}/api/kernels", headers=headers).status_code in (403, 404)
+    assert httpx.post(f"{base}/user/{name}/api/kernels", headers=headers, json={}).status_code in (403, 404)
+    assert httpx.get(f"{base}/hub/api/users/{name}", headers=headers).status_code in (403, 404)
     # Bob's browser session (cookie) on Alice's server: sent away, never served.
-    page = bob.http.get("/user/alice/lab")
-    assert page.status_code in (302, 403, 404) and "/user/alice/lab" not in page.headers.get("location", "")
+    page = bob.http.get(f"/user/{name}/lab")
+    assert page.status_code in (302, 403, 404) and f"/user/{name}/lab" not in page.headers.get("location", "")
 
 
 def test_bob_cannot_list_connect_stop_or_scale_alices_cluster(demo_hub, alice, bob, alice_result):
@@ -302,7 +446,7 @@ def test_eolab_runs_in_a_terminal_on_the_hub(alice):
         "ws" + alice.url[len("http"):] + f"/user/{alice.username}/terminals/websocket/{name}",
         header=[f"Authorization: token {alice.token}"], timeout=60)
     try:
-        ws.send(json.dumps(["stdin", "eolab templates list; echo DONE-$((6*7))\r"]))
+        ws.send(json.dumps(["stdin", "eolab templates list; echo DONE-$((6*7)) AS-$(id -un)\r"]))
         out, deadline = "", time.monotonic() + 90
         while "DONE-42" not in out and time.monotonic() < deadline:
             message = json.loads(ws.recv())
@@ -313,6 +457,7 @@ def test_eolab_runs_in_a_terminal_on_the_hub(alice):
         alice.server_api("DELETE", f"/terminals/{name}")
     assert "DONE-42" in out, out[-500:]
     assert "command not found" not in out and "water-monitoring" in out, out[-800:]
+    assert f"AS-{alice.username}" in out  # the terminal is hers too (as root: her system account)
 
 
 def test_bob_cannot_open_alices_dashboard(demo_hub, bob, alice_result):
@@ -326,7 +471,7 @@ def test_bob_cannot_open_alices_dashboard(demo_hub, bob, alice_result):
 
 def test_services_refuse_tokens_without_access(demo_hub, alice):
     # A token Alice made without the service access scopes.
-    response = alice._api("POST", "/users/alice/tokens", json={"scopes": ["read:users:name!user"], "note": "narrow"})
+    response = alice._api("POST", f"/users/{alice.username}/tokens", json={"scopes": ["read:users:name!user"], "note": "narrow"})
     narrow = response.json()["token"]
     base = url_of(demo_hub)
     assert httpx.get(f"{base}/services/catalog/search", headers={"Authorization": f"token {narrow}"}).status_code == 401

@@ -11,9 +11,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,9 +19,14 @@ import pytest
 
 from eolab import hub
 from eolab.stack import workspace as _workspace
-from eolab.testing.hub import HubSession
+from eolab.testing.hub import HubSession, hub_config_for_accounts, remove_system_users
 from eolab.testing.stack import free_port_base
-from tests.integration.test_hub_demo import SEARCH_AND_COMPUTE
+from tests.integration.test_hub_demo import (
+    HUB_STATE,
+    SEARCH_AND_COMPUTE,
+    check_other_users_files_are_refused,
+    check_tokens_act_for_their_user_only,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 PREFIX = "eolabt-"
@@ -43,13 +46,7 @@ def _blocked() -> str | None:
 
 
 def _remove_users() -> None:
-    for name in USERS + ADMINS:
-        try:
-            pwd.getpwnam(PREFIX + name)
-        except KeyError:
-            continue
-        subprocess.run(["pkill", "-KILL", "-u", PREFIX + name], check=False)
-        subprocess.run(["userdel", "--remove", PREFIX + name], capture_output=True, check=False)
+    remove_system_users([PREFIX + name for name in USERS + ADMINS])
 
 
 def _processes_of_uid(uid: int) -> list[int]:
@@ -72,14 +69,8 @@ def mu_hub(catalog_stack):
     _remove_users()  # leftovers of an interrupted run
     # The hub directory holds the users' cluster directories: it must be searchable by them,
     # which pytest's private tmp root (0700) is not.
-    run_dir = Path(tempfile.mkdtemp(prefix="eolab-multiuser-", dir="/tmp"))
-    run_dir.chmod(0o711)
-    config = catalog_stack.model_copy(update={"run_dir": run_dir})
-    # The gate reads the workspace token from the hub's run directory; here the stack runs from
-    # its own (a deployment shares one), so the token is handed over as `eolab catalog up` would.
-    token, _ = _workspace.ensure_token(catalog_stack.run_dir)
-    _workspace.ensure_token(run_dir)
-    _workspace.token_file(run_dir).write_text(token + "\n")
+    config = hub_config_for_accounts(catalog_stack, "eolab-multiuser-")
+    run_dir = config.run_dir
     settings = hub.HubSettings(
         mode="multiuser", port=free_port_base(width=9, start=43000), users=USERS, admin_users=ADMINS,
         system_user_prefix=PREFIX, cluster_idle_timeout=120, max_clusters_per_user=2, max_cores_per_user=3,
@@ -99,7 +90,7 @@ def _url(mu_hub) -> str:
 
 def _session(mu_hub, name):
     session = HubSession(_url(mu_hub), name)
-    assert session.login(mu_hub[2]["user_password"]).status_code == 302
+    assert session.login(mu_hub[2]["passwords"][name]).status_code == 302
     session.new_token()
     session.start_server()
     return session
@@ -175,6 +166,20 @@ for label, action in (("home", lambda: os.listdir({home!r})),
     assert out.split() == ["home", "PermissionError", "notebook", "PermissionError",
                            "certs", "PermissionError", "key", "PermissionError"]
     bob.kill_kernel(kernel)
+
+
+def test_bob_cannot_read_hub_secrets_or_the_workspace_token(mu_hub, alice, bob, alice_cluster):
+    check_other_users_files_are_refused(mu_hub[0], alice, bob, alice_cluster["CLUSTER"])
+    for name in HUB_STATE:
+        assert (hub.hub_dir(mu_hub[0]) / name).stat().st_mode & 0o077 == 0
+
+
+def test_a_users_tokens_do_not_act_as_another_user(mu_hub, alice, bob):
+    check_tokens_act_for_their_user_only(_url(mu_hub), alice, bob)
+    passwords = mu_hub[2]["passwords"]
+    wrong = HubSession(_url(mu_hub), "alice")
+    assert wrong.login(passwords["bob"]).status_code == 403  # one password per login
+    wrong.close()
 
 
 def test_bob_cannot_use_alices_server_or_cluster(mu_hub, alice, bob, alice_cluster):

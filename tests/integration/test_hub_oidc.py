@@ -7,6 +7,7 @@ rights; the state check and the client secret are exercised with real failures.
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import shutil
@@ -18,7 +19,7 @@ import httpx
 import pytest
 
 from eolab import hub
-from eolab.testing.hub import HubSession
+from eolab.testing.hub import HubSession, hub_config_for_accounts, remove_system_users
 from eolab.testing.stack import free_port_base
 
 PROVIDER_DIR = hub.HUB_CONFIG / "oidc" / "provider"
@@ -36,6 +37,12 @@ VO = "urn:mace:egi.eu:group:vo.eolab.test"
 MEMBER = f"{VO}:role=member#aai.example.org"
 MANAGER = f"{VO}:role=manager#aai.example.org"
 OTHER = "urn:mace:egi.eu:group:vo.other.test:role=member#aai.example.org"
+PREFIX = "eolabo-"  # as root, demo mode runs login NAME as system user eolabo-NAME (hub name alike)
+AS_ROOT = os.geteuid() == 0
+
+
+def hub_name(login: str) -> str:
+    return PREFIX + login if AS_ROOT else login
 
 
 def _write_private(path: Path, body: dict) -> Path:
@@ -89,7 +96,9 @@ def oidc(catalog_stack, tmp_path_factory):
     and a hub (own run directory and ports) whose login is that provider, set through the documented
     environment variables EOLAB_HUB_AUTHENTICATOR and EOLAB_HUB_OIDC_SETTINGS."""
     work = tmp_path_factory.mktemp("oidc")
-    config = catalog_stack.model_copy(update={"run_dir": str(work / "run")})
+    # As root each login runs as its own system account, which must reach the hub directory.
+    config = hub_config_for_accounts(catalog_stack, "eolab-oidc-") if AS_ROOT else \
+        catalog_stack.model_copy(update={"run_dir": str(work / "run")})
     base = free_port_base(width=9, start=51000)  # other hub tests: 41000-49000, benchmarks 52000
     idp_port = free_port_base(width=1, start=base + 9)
     hub_url = f"http://127.0.0.1:{base}"
@@ -119,7 +128,7 @@ def oidc(catalog_stack, tmp_path_factory):
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("EOLAB_HUB_AUTHENTICATOR", "oidc")
             mp.setenv("EOLAB_HUB_OIDC_SETTINGS", str(settings_file))
-            settings = hub.load_settings(port=base)
+            settings = hub.load_settings(port=base, system_user_prefix=PREFIX)
         assert settings.authenticator == "oidc" and settings.oidc_settings == str(settings_file)
         hub.up(config, settings)
         yield {"config": config, "settings": settings, "url": hub_url, "provider": provider, "secret": secret,
@@ -129,6 +138,9 @@ def oidc(catalog_stack, tmp_path_factory):
             hub.down(config)
         finally:
             provider.stop()
+            if AS_ROOT:
+                remove_system_users([hub_name(n) for n in passwords])
+                shutil.rmtree(config.run_dir, ignore_errors=True)
 
 
 # --- the browser's part ---------------------------------------------------------------------
@@ -206,7 +218,7 @@ def test_member_logs_in_and_starts_a_server(oidc):
         me = session._api("GET", "/user")
         assert me.status_code == 200
         model = me.json()
-        assert (model["name"], model["admin"]) == ("alice", False)
+        assert (model["name"], model["admin"]) == (hub_name("alice"), False)
         assert model["groups"] == [MEMBER]  # the entitlement claim became the user's hub group
         assert session._api("GET", "/users").status_code == 403  # not an admin
         session.new_token()
@@ -235,9 +247,9 @@ def test_admin_group_gives_admin_rights(oidc):
     try:
         assert callback.status_code == 302
         model = session._api("GET", "/user").json()
-        assert (model["name"], model["admin"], model["groups"]) == ("admin", True, [MANAGER])
+        assert (model["name"], model["admin"], model["groups"]) == (hub_name("admin"), True, [MANAGER])
         users = session._api("GET", "/users")  # admin-only
-        assert users.status_code == 200 and "admin" in {u["name"] for u in users.json()}
+        assert users.status_code == 200 and hub_name("admin") in {u["name"] for u in users.json()}
         groups = session._api("GET", "/groups")
         assert groups.status_code == 200
         members = {g["name"]: set(g["users"]) for g in groups.json()}

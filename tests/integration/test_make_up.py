@@ -1,15 +1,18 @@
 """The README's commands through the real processes: make up -> curl /search -> make down."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import httpx
 import pytest
 
 from eolab import _services
+from eolab.testing.hub import remove_system_users
 from eolab.testing.stack import make_stack_config, purge
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,16 +27,26 @@ def cli(*args, env=None):
                           text=True, timeout=300)
 
 
+PREFIX = "eolabm-"  # as root, demo mode runs each login as system user PREFIX + login
+ACCOUNTS = [PREFIX + name for name in ("alice", "bob", "admin")]
+
+
 @pytest.fixture
 def stack_env(small_demo, tmp_path):
-    config = make_stack_config(tmp_path / "run", small_demo)
+    # As root the demo users' own accounts must reach the run directory (pytest's tmp root is private).
+    run_dir = Path(tempfile.mkdtemp(prefix="eolab-make-up-", dir="/tmp")) if os.geteuid() == 0 else tmp_path
+    run_dir.chmod(0o711)
+    config = make_stack_config(run_dir / "run", small_demo)
     offset = config.assets.port - 8710
     env = {**os.environ, "EOLAB_RUN_DIR": str(config.run_dir), "EOLAB_DATA_DIR": str(small_demo),
-           "EOLAB_PORT_OFFSET": str(offset)}
+           "EOLAB_PORT_OFFSET": str(offset), "EOLAB_HUB_SYSTEM_USER_PREFIX": PREFIX}
     env.pop("EOLAB_CATALOG_CONFIG", None)
     yield config, env
     cli("down", env=env)
     purge(config)
+    if os.geteuid() == 0:
+        remove_system_users(ACCOUNTS)
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
@@ -45,7 +58,12 @@ def test_make_up_curl_search_make_down(stack_env):
         assert config.member_url(member) in started.stdout  # it says what runs where
     hub_port = 8700 + int(env["EOLAB_PORT_OFFSET"])
     assert f"http://127.0.0.1:{hub_port}/hub/login" in started.stdout
-    assert "users alice, bob: password " in started.stdout
+    # One generated password per login, printed once; the next `make up` names the file instead.
+    printed = dict(re.findall(r"(?:user|admin) (\w+): password (\S+)", started.stdout))
+    from eolab import hub
+
+    assert printed == hub.credentials(config)["passwords"] and set(printed) == {"alice", "bob", "admin"}
+    assert len(set(printed.values())) == 3
     login_page = httpx.get(f"http://127.0.0.1:{hub_port}/hub/login", timeout=30)
     assert login_page.status_code == 200 and "password" in login_page.text.lower()
 
@@ -66,6 +84,8 @@ def test_make_up_curl_search_make_down(stack_env):
     assert all(pids.values())
     again = run(["make", "up"], env)  # idempotent
     assert again.returncode == 0, again.stderr[-2000:]
+    assert not any(password in again.stdout for password in printed.values())
+    assert str(hub.hub_dir(config) / "logins.json") in again.stdout
     assert all(_services.running_pid(config.run_dir, n) == pid for n, pid in pids.items())
 
     stopped = run(["make", "down"], env)

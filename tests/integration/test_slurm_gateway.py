@@ -66,7 +66,7 @@ def gateway_hub(catalog_stack, slurm, shared_dir):
     try:
         hub.up(config, settings)
         session = HubSession(f"http://127.0.0.1:{settings.port}", "alice")
-        assert session.login(hub.credentials(config)["user_password"]).status_code == 302
+        assert session.login(hub.credentials(config)["passwords"]["alice"]).status_code == 302
         session.new_token()
         session.start_server(timeout=150)
         yield config, settings, session

@@ -8,12 +8,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from eolab import hub
 from eolab.compute._slurm import LocalSlurm, job_name
-from eolab.testing.hub import HubSession
+from eolab.testing.hub import HubSession, remove_system_users
 from eolab.testing.stack import free_port_base
 from tests._poll import poll
 
@@ -26,29 +28,43 @@ pytestmark = [
 DEATH_TIMEOUT = 20  # eolab.compute._slurm's default: workers leave this long after their scheduler
 
 
+PREFIX = "eolabs-"  # demo mode as root: login alice runs as system user eolabs-alice
+
+
 @pytest.fixture(scope="module")
-def slurm(tmp_path_factory):
-    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"), cpus=8).start()
+def shared_dir():
+    """The Slurm wrappers and the hub's files must be reachable by alice's account (pytest's tmp root is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="eolab-slurm-hub-", dir="/tmp"))
+    path.chmod(0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def slurm(shared_dir):
+    cluster = LocalSlurm(shared_dir / "slurm", cpus=8).start()
     yield cluster
     cluster.stop()
 
 
 @pytest.fixture(scope="module")
-def slurm_hub(catalog_stack, slurm, tmp_path_factory):
-    config = catalog_stack.model_copy(update={"run_dir": tmp_path_factory.mktemp("slurm-hub-run")})
+def slurm_hub(catalog_stack, slurm, shared_dir):
+    config = catalog_stack.model_copy(update={"run_dir": shared_dir / "run"})
     base = free_port_base(width=9, start=43000)
-    settings = hub.HubSettings(port=base, users=["alice"], compute_backend="slurm",
+    settings = hub.HubSettings(port=base, users=["alice"], compute_backend="slurm", system_user_prefix=PREFIX,
                                slurm_conf=str(slurm.conf), slurm_bin=str(slurm.bin))
+    remove_system_users([PREFIX + "alice", PREFIX + "admin"])
     try:
         hub.up(config, settings)
         session = HubSession(f"http://127.0.0.1:{base}", "alice")
-        session.login(hub.credentials(config)["user_password"])
+        session.login(hub.credentials(config)["passwords"]["alice"])
         session.new_token()
         session.start_server()
         yield config, settings, session
         session.close()
     finally:
         hub.down(config, settings)
+        remove_system_users([PREFIX + "alice", PREFIX + "admin"])
 
 
 def _wait_jobs(slurm, name, wanted, timeout):
