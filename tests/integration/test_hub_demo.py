@@ -506,7 +506,7 @@ except eolab.compute.ComputeError as exc:
 second.shutdown()
 """)
     lines = dict(line.split(": ", 1) for line in out.strip().splitlines() if ": " in line)
-    assert "3 workers exceed alice's limit: at most 2 more" in lines["SCALE"]
+    assert f"3 workers exceed {alice.username}'s limit: at most 2 more" in lines["SCALE"]
     assert "already has 2 active clusters, the limit is 2" in lines["COUNT"]
     assert all("\n" not in text for text in lines.values())
 
@@ -516,7 +516,7 @@ def test_scheduler_requests_are_capped_server_side(demo_hub, alice):
     with gateway_for(demo_hub, alice.token) as gateway:
         before = {c.name for c in gateway.list_clusters()}
         options = gateway.cluster_options()
-        with pytest.raises(Exception, match="exceed alice's limit"):
+        with pytest.raises(Exception, match=f"exceed {alice.username}'s limit"):
             cluster = gateway.new_cluster(options)
             try:
                 cluster.adapt(minimum=0, maximum=50)
