@@ -622,6 +622,22 @@ def test_up_refuses_a_taken_port_with_one_line(catalog_stack, tmp_path):
     assert f"port {base + 3}" in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.skipif(not AS_ROOT, reason="unprivileged, demo mode creates no system accounts")
+def test_demo_as_root_refuses_a_run_directory_its_users_cannot_reach(catalog_stack, tmp_path):
+    """pytest's tmp root is private (0700): the users' accounts could not reach their cluster directories."""
+    import pwd
+
+    config = catalog_stack.model_copy(update={"run_dir": tmp_path / "run"})
+    with pytest.raises(ServiceError) as err:
+        hub.up(config, hub.HubSettings(port=free_port_base(width=9, start=47000), users=["nobody-here"],
+                                       system_user_prefix=PREFIX))
+    message = str(err.value)
+    assert "hub directory" in message and "not searchable" in message and "\n" not in message
+    assert "unprivileged user" in err.value.hint  # the other way to run the demo
+    with pytest.raises(KeyError):
+        pwd.getpwnam(PREFIX + "nobody-here")  # refused before creating anyone
+
+
 def test_zz_down_stops_everything_including_clusters(demo_hub, alice):
     config, settings, _ = demo_hub
     with gateway_for(demo_hub, alice.token) as gateway:
