@@ -219,6 +219,7 @@ def test_member_logs_in_and_starts_a_server(oidc):
         assert me.status_code == 200
         model = me.json()
         assert (model["name"], model["admin"]) == (hub_name("alice"), False)
+        session.username = model["name"]  # the hub's name for her (as root: her system account's)
         assert model["groups"] == [MEMBER]  # the entitlement claim became the user's hub group
         assert session._api("GET", "/users").status_code == 403  # not an admin
         session.new_token()
@@ -253,7 +254,7 @@ def test_admin_group_gives_admin_rights(oidc):
         groups = session._api("GET", "/groups")
         assert groups.status_code == 200
         members = {g["name"]: set(g["users"]) for g in groups.json()}
-        assert members[MANAGER] == {"admin"}
+        assert members[MANAGER] == {hub_name("admin")}
     finally:
         session.close()
 
