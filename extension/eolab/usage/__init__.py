@@ -6,8 +6,17 @@ into one ledger (:class:`Ledger`, ``<run_dir>/hub/usage.sqlite``); users see the
 refuse new clusters of a user who reached theirs.
 """
 
-from eolab.usage._client import Usage, UsageError, endpoint, report, start_reporter, usage, usage_from_ledger
+from eolab.usage._client import (
+    Usage,
+    UsageError,
+    endpoint,
+    report,
+    report_before_shutdown,
+    start_reporter,
+    usage,
+    usage_from_ledger,
+)
 from eolab.usage._ledger import Interval, Ledger, UserUsage, limit_for, month_bounds, over_limit
 
 __all__ = ["Interval", "Ledger", "Usage", "UsageError", "UserUsage", "endpoint", "limit_for", "month_bounds",
-           "over_limit", "report", "start_reporter", "usage", "usage_from_ledger"]
+           "over_limit", "report", "report_before_shutdown", "start_reporter", "usage", "usage_from_ledger"]

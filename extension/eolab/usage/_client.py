@@ -46,15 +46,16 @@ def endpoint(url: str | None = None, token: str | None = None) -> tuple[str, str
     return url, token
 
 
-def _from_workers() -> Counter:
-    """Bytes read by the workers of this kernel's Dask client (their counters are per process)."""
+def _from_workers(client=None) -> Counter:
+    """Bytes read by the workers of a Dask client (by default this kernel's; counters are per process)."""
     counts: Counter = Counter()
-    try:
-        from distributed import default_client
+    if client is None:
+        try:
+            from distributed import default_client
 
-        client = default_client()
-    except (ImportError, ValueError):
-        return counts
+            client = default_client()
+        except (ImportError, ValueError):
+            return counts
     try:
         for part in client.run(_bytes.take, on_error="ignore").values():
             if isinstance(part, dict):
@@ -86,6 +87,22 @@ def report(url: str | None = None, token: str | None = None) -> dict[str, int]:
                              f"{response.text[:200]}")
         _pending.subtract(counts)
         return counts
+
+
+def report_before_shutdown(cluster) -> None:
+    """Before a gateway cluster stops: what its workers read goes to the hub (if this kernel loaded data)."""
+    if _reporter is None:
+        return  # nothing was loaded through eolab in this kernel, or not on the hub
+    try:
+        client = cluster.get_client(set_as_default=False)
+        try:
+            with _lock:
+                _pending.update(_from_workers(client))
+        finally:
+            client.close()
+        report()
+    except Exception as exc:  # noqa: BLE001 - stopping the cluster matters more than the count
+        log.info("bytes read by the cluster's workers not reported: %s", exc)
 
 
 def _report_forever() -> None:
