@@ -104,27 +104,12 @@ def cmd_members(args) -> int:
 def cmd_usage(args) -> int:
     from eolab import usage
 
-    if args.month:
-        try:
-            usage.month_bounds(args.month)
-        except ValueError as exc:
-            raise usage.UsageError(str(exc)) from None
-    try:
-        usage.endpoint()
-        on_hub = True
-    except usage.UsageError:
-        on_hub = False
-    if on_hub:
-        print(usage.usage(args.month, all_users=args.all, daily=args.daily))
-        return 0
-    # On the hub's host, as its operator: the ledger file itself (everyone's use).
-    from eolab.hub import hub_dir, load_settings
+    def on_host():  # the hub's host, as its operator: the ledger file itself, and the configured limits
+        from eolab.hub import hub_dir, load_settings
 
-    ledger = hub_dir(_config(args)) / "usage.sqlite"
-    if not ledger.exists():
-        raise usage.UsageError(f"no usage recorded: {ledger} does not exist",
-                               hint="run this on the hub (notebook terminal), or give the hub's --run-dir")
-    print(usage.usage_from_ledger(ledger, args.month, daily=args.daily, limits=load_settings().usage_limits))
+        return hub_dir(_config(args)) / "usage.sqlite", load_settings().usage_limits
+
+    print(usage.show(args.month, all_users=args.all, daily=args.daily, on_host=on_host))
     return 0
 
 

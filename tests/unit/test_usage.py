@@ -122,3 +122,24 @@ def test_bytes_gdal_read_are_what_the_asset_server_sent(asset_server):
     counted = _bytes.take()
     assert served > 0 and counted == {"pannonia": served}
     assert _bytes.take() == {}  # taken once
+
+
+def test_operator_cli_reads_the_ledger_and_names_bad_input(tmp_path, monkeypatch, capsys):
+    from eolab.cli import main
+
+    for var in ("JUPYTERHUB_API_TOKEN", "JUPYTERHUB_API_URL", "EOLAB_USAGE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("EOLAB_HUB_USAGE_LIMITS", '{"alice": {"core_hours": 3}}')
+    run = tmp_path / "run"
+    assert main(["usage", "--run-dir", str(run)]) == 1
+    assert "no usage recorded" in capsys.readouterr().err
+    ledger = Ledger(run / "hub" / "usage.sqlite")
+    ledger.record_intervals([Interval("alice", "c", "scheduler", ts("2026-11-02T10:00"), ts("2026-11-02T11:30"), 2, 2**30)])
+    ledger.record_bytes("alice", {"pannonia": 3 * 2**20}, when=ts("2026-11-02T10:30"))
+    assert main(["usage", "--run-dir", str(run), "--month", "2026-11", "--daily"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.strip().startswith("alice"))
+    assert "3.000" in row and "1.500" in row and "pannonia 3.0 MiB" in row and row.endswith("3 core-hours")
+    assert "2026-11-02: alice 3.000 core-h" in out and "limits reset 2026-12-01 00:00 UTC" in out
+    assert main(["usage", "--run-dir", str(run), "--month", "11/2026"]) == 1
+    assert "is not YYYY-MM" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from eolab.usage._client import (
     endpoint,
     report,
     report_before_shutdown,
+    show,
     start_reporter,
     usage,
     usage_from_ledger,
@@ -19,4 +20,4 @@ from eolab.usage._client import (
 from eolab.usage._ledger import Interval, Ledger, UserUsage, limit_for, month_bounds, over_limit
 
 __all__ = ["Interval", "Ledger", "Usage", "UsageError", "UserUsage", "endpoint", "limit_for", "month_bounds",
-           "over_limit", "report", "report_before_shutdown", "start_reporter", "usage", "usage_from_ledger"]
+           "over_limit", "report", "report_before_shutdown", "show", "start_reporter", "usage", "usage_from_ledger"]

@@ -158,7 +158,8 @@ class Usage:
     def _rows(self):
         for name, u in sorted(self.users.items()):
             limit = self.limits.get(name) or {}
-            cap = ", ".join(f"{v:g} {k.replace('_', ' ')}" for k, v in limit.items() if v is not None) or "none"
+            units = {"core_hours": "core-hours", "memory_gib_hours": "memory GiB-hours"}
+            cap = ", ".join(f"{v:g} {units.get(k, k)}" for k, v in limit.items() if v is not None) or "none"
             reads = ", ".join(f"{p} {_size(n)}" for p, n in sorted(u.bytes_read.items())) or "-"
             yield name, f"{u.core_hours:.3f}", f"{u.memory_gib_hours:.3f}", reads, cap
 
@@ -239,3 +240,26 @@ def _limits_json(limits, users) -> dict[str, dict]:
             out[name] = {"core_hours": getattr(limit, "core_hours", None),
                          "memory_gib_hours": getattr(limit, "memory_gib_hours", None)}
     return out
+
+
+def show(month: str | None = None, *, all_users: bool = False, daily: bool = False, on_host=None) -> Usage:
+    """``eolab usage``: from the hub when run on it, else from the ledger ``on_host()`` names (path, limits)."""
+    from eolab.usage._ledger import month_bounds
+
+    if month:
+        try:
+            month_bounds(month)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    try:
+        endpoint()
+    except UsageError:
+        if on_host is None:
+            raise
+    else:
+        return usage(month, all_users=all_users, daily=daily)
+    ledger, limits = on_host()
+    if not ledger.exists():
+        raise UsageError(f"no usage recorded: {ledger} does not exist",
+                         hint="run this on the hub (notebook terminal), or give the hub's --run-dir")
+    return usage_from_ledger(ledger, month, daily=daily, limits=limits)
