@@ -117,6 +117,8 @@ def _report_forever() -> None:
 def start_reporter() -> None:
     """In a hub kernel: report bytes read every minute and when the kernel exits (idempotent)."""
     global _reporter
+    if _reporter is not None:
+        return
     try:
         endpoint()
     except UsageError:
