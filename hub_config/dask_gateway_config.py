@@ -62,6 +62,10 @@ c.UserLimitsMixin.max_clusters_per_user = S.max_clusters_per_user
 c.UserLimitsMixin.max_cores_per_user = float(S.max_cores_per_user)
 c.UserLimitsMixin.max_memory_per_user = float(S.max_memory_per_user * GIB)
 
+# Usage accounting: cluster time into the hub's ledger; monthly limits refuse new clusters.
+c.UsageMixin.usage_db = str(S.usage_db)
+c.UsageMixin.usage_limits = {key: limit.model_dump() for key, limit in S.usage_limits.items()}
+
 from eolab.compute._server import cluster_options  # noqa: E402
 
 c.Backend.cluster_options = cluster_options(S.max_worker_cores, S.max_worker_memory,

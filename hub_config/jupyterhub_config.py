@@ -289,3 +289,8 @@ class HealthHandler(BaseHandler):
 
 
 c.JupyterHub.extra_handlers = [(r"/eolab-health", HealthHandler)]
+
+# --- usage: /hub/eolab-usage (each user's core-hours, memory-hours and bytes read; eolab.usage) ---
+from eolab.hub.usage import UsageHandler  # noqa: E402
+
+c.JupyterHub.extra_handlers.append((r"/eolab-usage", UsageHandler))

@@ -101,6 +101,18 @@ def cmd_members(args) -> int:
     return 0 if report.passed else 1
 
 
+def cmd_usage(args) -> int:
+    from eolab import usage
+
+    def on_host():  # the hub's host, as its operator: the ledger file itself, and the configured limits
+        from eolab.hub import hub_dir, load_settings
+
+        return hub_dir(_config(args)) / "usage.sqlite", load_settings().usage_limits
+
+    print(usage.show(args.month, all_users=args.all, daily=args.daily, on_host=on_host))
+    return 0
+
+
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="catalogue configuration file (default: $EOLAB_CATALOG_CONFIG or the packaged one)")
     parser.add_argument("--run-dir", help="where PID files, logs and the database live (default from config: .eolab)")
@@ -153,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     members.add_argument("--no-read", action="store_true", help="do not read an asset")
     _add_config_args(members)
     members.set_defaults(func=cmd_members)
+
+    use = commands.add_parser("usage", help="core-hours, memory-hours and bytes read this month, and your limit")
+    use.add_argument("--month", help="YYYY-MM (default: this month, UTC)")
+    use.add_argument("--all", action="store_true", help="every user (admins; on the hub's host: always)")
+    use.add_argument("--daily", action="store_true", help="also per day (admins)")
+    _add_config_args(use)
+    use.set_defaults(func=cmd_usage)
 
     for action, text in (("up", "start everything eolab runs locally"), ("down", "stop what 'up' started"),
                          ("status", "show what runs")):

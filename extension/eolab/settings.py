@@ -42,6 +42,7 @@ class ClientSettings(BaseSettings):
                                                    "its last client left, s (0: never)")
     hub_id: str = Field("local", description="marks every process of one hub (found and stopped by down)")
     hub_public_url: str | None = Field(None, description="the hub's public URL (dashboard links)")
+    usage_url: str | None = Field(None, description="the hub's usage endpoint (default: from $JUPYTERHUB_API_URL)")
     slurm_partition: str | None = None
     slurm_walltime: str = "01:00:00"
     slurm_interface: str = "lo"

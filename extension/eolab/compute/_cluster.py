@@ -127,6 +127,15 @@ def _new_gateway_cluster(spec: ClusterSpec):
     except Exception as exc:  # noqa: BLE001
         cluster.shutdown()
         raise _explain(exc) from None
+    shutdown = cluster.shutdown
+
+    def shutdown_after_usage_report():
+        from eolab.usage import report_before_shutdown
+
+        report_before_shutdown(cluster)  # workers' byte counters die with them
+        return shutdown()
+
+    cluster.shutdown = shutdown_after_usage_report
     return cluster
 
 

@@ -11,17 +11,23 @@ Imported only by dask-gateway-server (never by a user's kernel).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
+import sqlite3
 import tempfile
+import time
+from types import SimpleNamespace
 
 from dask_gateway_server.backends.base import PublicException
 from dask_gateway_server.backends.db_base import JobStatus
 from dask_gateway_server.backends.jobqueue.slurm import SlurmBackend
 from dask_gateway_server.backends.local import LocalBackend, UnsafeLocalBackend
 from dask_gateway_server.options import Float, Integer, Options
+from traitlets import Dict as DictTrait
 from traitlets import Float as FloatTrait
 from traitlets import Integer as IntegerTrait
+from traitlets import Unicode as UnicodeTrait
 from traitlets.config import LoggingConfigurable
 
 GIB = 2**30
@@ -100,6 +106,79 @@ class UserLimitsMixin(LoggingConfigurable):
         return cmd[:at] + ["--preload", "eolab.compute._orphans"] + cmd[at:]
 
 
+class UsageMixin(LoggingConfigurable):
+    """Records each cluster's scheduler and workers (cores and memory, from request to stop) in the
+    usage ledger, and refuses new clusters of a user who reached their monthly limit."""
+
+    usage_db = UnicodeTrait("", help="The usage ledger (SQLite); empty: no accounting.", config=True)
+    usage_limits = DictTrait(help="Monthly limits: user, 'group:NAME' or '*' -> {core_hours, memory_gib_hours}.",
+                             config=True)
+    usage_interval = FloatTrait(30.0, help="How often running clusters' use is written, s.", config=True)
+
+    @property
+    def ledger(self):
+        if getattr(self, "_ledger", None) is None:
+            from eolab.usage import Ledger
+
+            self._ledger = Ledger(self.usage_db)
+        return self._ledger
+
+    @staticmethod
+    def usage_intervals(cluster, now_ms: int) -> list:
+        """The ledger rows of one cluster: its scheduler and each worker, to their stop (or now)."""
+        from eolab.usage import Interval
+
+        cfg, cluster_end = cluster.config, cluster.stop_time or now_ms
+        rows = [Interval(cluster.username, cluster.name, "scheduler", cluster.start_time / 1000, cluster_end / 1000,
+                         float(cfg.get("scheduler_cores", 1)), float(cfg.get("scheduler_memory", 0)))]
+        for worker in cluster.workers.values():
+            # Workers stopped with their cluster have no stop time of their own.
+            end = worker.stop_time or cluster_end
+            rows.append(Interval(cluster.username, cluster.name, worker.name, worker.start_time / 1000, end / 1000,
+                                 float(cfg.get("worker_cores", 1)), float(cfg.get("worker_memory", 0))))
+        return rows
+
+    def record_usage(self, clusters) -> None:
+        if not self.usage_db:
+            return
+        now = int(time.time() * 1000)
+        try:
+            self.ledger.record_intervals([row for c in clusters for row in self.usage_intervals(c, now)])
+        except (sqlite3.Error, OSError) as exc:  # accounting must not stop clusters; the next write catches up
+            self.log.warning("Usage ledger %s not written: %s", self.usage_db, exc)
+
+    async def setup(self, app):
+        await super().setup(app)
+        if self.usage_db:
+            self.task_pool.spawn(self._usage_loop())
+
+    async def _usage_loop(self):
+        while True:
+            await asyncio.sleep(self.usage_interval)
+            self.record_usage([c for c in self.db.name_to_cluster.values() if c.status < JobStatus.STOPPED])
+
+    async def _cluster_to_stopped(self, cluster):
+        await super()._cluster_to_stopped(cluster)
+        self.record_usage([cluster])
+
+    async def _worker_to_stopped(self, worker):
+        await super()._worker_to_stopped(worker)
+        self.record_usage([worker.cluster])
+
+    async def start_cluster(self, user, cluster_options):
+        from eolab.usage import limit_for, month_bounds, over_limit
+
+        limits = {k: SimpleNamespace(**v) for k, v in self.usage_limits.items()}
+        limit = limit_for(limits, user.name, user.groups or ())
+        if self.usage_db and limit is not None:
+            self.record_usage([c for c in self.db.list_clusters(username=user.name) if c.status < JobStatus.STOPPED])
+            month = month_bounds()[2]
+            refusal = over_limit(self.ledger.usage(month, user.name)[user.name], limit, month)
+            if refusal:
+                raise PublicException(refusal)
+        return await super().start_cluster(user, cluster_options)
+
+
 class LoopbackMixin:
     """Clusters on this host listen on 127.0.0.1 only: schedulers, their dashboards and API, and workers
     (dask-gateway binds them to 0.0.0.0, where other machines of the network could reach them)."""
@@ -110,11 +189,11 @@ class LoopbackMixin:
         return super().get_worker_command(cluster, worker_name, scheduler_address) + ["--host", "127.0.0.1"]
 
 
-class EolabUnsafeLocalBackend(LoopbackMixin, UserLimitsMixin, UnsafeLocalBackend):
+class EolabUnsafeLocalBackend(LoopbackMixin, UsageMixin, UserLimitsMixin, UnsafeLocalBackend):
     """Demo mode: clusters run as the gateway's own OS user (no isolation between users)."""
 
 
-class EolabLocalBackend(LoopbackMixin, UserLimitsMixin, LocalBackend):
+class EolabLocalBackend(LoopbackMixin, UsageMixin, UserLimitsMixin, LocalBackend):
     """Multiuser mode: each cluster runs as its user's system account, certificates readable by it only."""
 
     def setup_working_directory(self, cluster):
@@ -135,7 +214,7 @@ class EolabLocalBackend(LoopbackMixin, UserLimitsMixin, LocalBackend):
         return workdir
 
 
-class EolabSlurmBackend(LoopbackMixin, UserLimitsMixin, SlurmBackend):
+class EolabSlurmBackend(LoopbackMixin, UsageMixin, UserLimitsMixin, SlurmBackend):
     """HPC: each cluster's scheduler and workers are Slurm jobs of the user (submitted via sudo as them).
 
     On this one-node cluster they listen on 127.0.0.1 like the local backends; a site whose jobs run

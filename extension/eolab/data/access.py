@@ -316,13 +316,15 @@ class AccessReader:
 class AccessDriver:
     """An odc-stac reader driver: rasterio's, with each read signed/authorised where it runs.
 
-    Holds only :class:`AccessSpec` per asset origin (``scheme://host``): it is pickled into the graph.
+    Holds only :class:`AccessSpec` per asset origin (``scheme://host``), and per asset where
+    several providers share an origin (one asset server): it is pickled into the graph.
     """
 
-    def __init__(self, specs: dict[str, AccessSpec]) -> None:
+    def __init__(self, specs: dict[str, AccessSpec], by_href: dict[str, AccessSpec] | None = None) -> None:
         from odc.loader._rio import RioDriver
 
         self.specs = specs
+        self.by_href = by_href or {}
         self._rio = RioDriver()
 
     def new_load(self, geobox, *, chunks=None):
@@ -340,9 +342,16 @@ class AccessDriver:
     def open(self, src, ctx):
         from odc.loader._rio import RioReader
 
+        from eolab.usage import _bytes
+
         parts = urlsplit(src.uri)
-        spec = self.specs.get(f"{parts.scheme}://{parts.netloc}")
-        return AccessReader(src, ctx, spec) if spec is not None else RioReader(src, ctx)
+        spec = self.by_href.get(src.uri) or self.specs.get(f"{parts.scheme}://{parts.netloc}")
+        if spec is None:
+            return RioReader(src, ctx)
+        _bytes.track(src.uri, spec.provider)  # bytes read here count as the provider's (eolab.usage)
+        if spec.kind == "public" and not spec.max_connections:
+            return RioReader(src, ctx)  # plain reads, as odc-stac does them
+        return AccessReader(src, ctx, spec)
 
     md_parser = None
     dask_reader = None
@@ -350,16 +359,25 @@ class AccessDriver:
 
 
 def reader_driver(views: list[dict], providers: list[str | None], profiles: list) -> Any:
-    """An odc-stac reader driver for these items, or None when every asset is public and uncapped."""
+    """An odc-stac reader driver for these items (None if no asset has a URL).
+
+    Public, uncapped assets are read by odc-stac's own reader; the driver still notes their
+    provider, so the bytes read count per provider (:mod:`eolab.usage`)."""
+    from eolab.usage import start_reporter
+
     specs: dict[str, AccessSpec] = {}
+    hrefs: dict[str, tuple[str, AccessSpec]] = {}
+    shared: set[str] = set()
     for view, provider, profile in zip(views, providers, profiles):
         spec = spec_for(provider, profile)
-        if spec.kind == "public" and not spec.max_connections:
-            continue  # plain reads: odc-stac's own reader
         for asset in (view.get("assets") or {}).values():
             parts = urlsplit(asset.get("href", ""))
             if parts.scheme:
-                specs.setdefault(f"{parts.scheme}://{parts.netloc}", spec)
+                origin = f"{parts.scheme}://{parts.netloc}"
+                if specs.setdefault(origin, spec).provider != spec.provider:
+                    shared.add(origin)
+                hrefs[asset["href"]] = (origin, spec)
     if not specs:
         return None
-    return AccessDriver(specs)
+    start_reporter()  # on the hub: bytes read are reported every minute
+    return AccessDriver(specs, {href: spec for href, (origin, spec) in hrefs.items() if origin in shared})

@@ -38,6 +38,15 @@ PORTS = {"port": 0, "hub_port": 1, "proxy_api_port": 2, "gateway_api_port": 3, "
 _PACKAGE = Path(__file__).resolve().parents[1]  # extension/eolab
 
 
+class UsageLimit(BaseModel):
+    """A monthly limit of Dask cluster use (UTC calendar month); None: no limit on that measure."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    core_hours: float | None = Field(None, ge=0, description="scheduler and worker cores x hours")
+    memory_gib_hours: float | None = Field(None, ge=0, description="scheduler and worker memory GiB x hours")
+
+
 class _HubFields(BaseModel):
     """The knobs, shared by :class:`HubSettings` (from the environment) and :class:`ResolvedHub`."""
 
@@ -71,6 +80,9 @@ class _HubFields(BaseModel):
     slurm_bin: str | None = Field(None, description="directory of sbatch/squeue/scancel wrappers")
     slurm_partition: str | None = None
     oidc_settings: str | None = Field(None, description="JSON file of OIDC provider settings (authenticator=oidc)")
+    usage_limits: dict[str, UsageLimit] = Field(
+        default_factory=dict, description="monthly limits: key a hub user name, 'group:NAME' or '*' (everyone "
+                                          "else); a user over theirs cannot start new clusters until the month ends")
 
 
 class HubSettings(BaseSettings, _HubFields):
@@ -138,6 +150,11 @@ class ResolvedHub(_HubFields):
     @property
     def settings_file(self) -> Path:
         return self.hub_dir / "settings.json"
+
+    @property
+    def usage_db(self) -> Path:
+        """The usage ledger (:class:`eolab.usage.Ledger`): written by the gateway and the hub."""
+        return self.hub_dir / "usage.sqlite"
 
     @property
     def marker(self) -> dict[str, str]:

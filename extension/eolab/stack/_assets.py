@@ -21,11 +21,27 @@ def create_app(directory: str | os.PathLike | None = None) -> Starlette:
 
     root = Path(directory or settings.services().assets_dir or ".").resolve()
 
+    served = {"bytes": 0, "requests": 0}  # body bytes sent: what usage accounting is checked against
+
     async def health(request):
         return JSONResponse({"status": "ok", "root": root.name})
 
+    async def count(request):
+        return JSONResponse(served)
+
+    files = StaticFiles(directory=root, check_dir=True)
+
+    async def counted(scope, receive, send):
+        async def counting_send(message):
+            if message["type"] == "http.response.body":
+                served["bytes"] += len(message.get("body", b""))
+            await send(message)
+
+        served["requests"] += scope["type"] == "http"
+        await files(scope, receive, counting_send)
+
     return Starlette(
-        routes=[Route("/_health", health), Mount("/", app=StaticFiles(directory=root, check_dir=True))],
+        routes=[Route("/_health", health), Route("/_served", count), Mount("/", app=counted)],
         # Browsers (tile previews, JupyterLab) fetch COGs cross-origin.
         middleware=[Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD"],
                                allow_headers=["Range"], expose_headers=["Content-Range", "Content-Length"])],

@@ -1,0 +1,90 @@
+"""The hub's usage endpoint, ``/hub/eolab-usage`` (an extra handler of JupyterHub, run in the hub).
+
+- ``GET ?month=YYYY-MM``: the caller's use this month (or that month) and limit, as JSON.
+  ``&all=1`` (everyone) and ``&daily=1`` (per day) need the ``read:users`` scope (admins).
+- ``POST {"bytes": {"PROVIDER": n, ...}}`` with a hub token: adds bytes read to the token's user.
+  Kernels send these (:func:`eolab.usage.report`); a user can only ever add to their own account.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from jupyterhub.handlers.base import BaseHandler
+from tornado import web
+
+from eolab.hub.settings import read_resolved
+from eolab.usage import Ledger, limit_for, month_bounds
+
+MAX_PROVIDERS = 100
+
+
+def _user_json(u) -> dict:
+    return {"core_hours": u.core_hours, "memory_gib_hours": u.memory_gib_hours, "bytes_read": u.bytes_read}
+
+
+class UsageHandler(BaseHandler):
+    _accept_token_auth = True
+
+    def check_xsrf_cookie(self):
+        pass  # POST is accepted only with a token (below), never on the login cookie alone
+
+    def _fail(self, status: int, message: str) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": status, "message": message}))
+
+    @property
+    def _settings(self):
+        if not hasattr(self, "_resolved"):
+            self._resolved = read_resolved()
+        return self._resolved
+
+    @web.authenticated
+    async def get(self):
+        S = self._settings
+        month = self.get_argument("month", None)
+        try:
+            _, end, month = month_bounds(month)
+        except ValueError as exc:
+            return self._fail(400, str(exc))
+        everyone = self.get_argument("all", "") in ("1", "true")
+        daily = self.get_argument("daily", "") in ("1", "true")
+        if (everyone or daily) and "read:users" not in self.expanded_scopes:
+            return self._fail(403, "all users' and per-day usage are for admins (the read:users scope)")
+        user = self.current_user
+        ledger = Ledger(S.usage_db)
+        users = ledger.usage(month, None if everyone else user.name)
+        limits = {}
+        for name in users:
+            found = user if name == user.name else self.find_user(name)
+            groups = [g.name for g in found.groups] if found is not None else []
+            limit = limit_for(S.usage_limits, name, groups)
+            if limit is not None:
+                limits[name] = limit.model_dump()
+        body = {"month": month, "resets": dt.datetime.fromtimestamp(end, dt.timezone.utc).strftime("%Y-%m-%d 00:00 UTC"),
+                "users": {n: _user_json(u) for n, u in users.items()}, "limits": limits}
+        if daily:
+            body["daily"] = {day: {n: _user_json(u) for n, u in us.items()}
+                             for day, us in ledger.daily(month, None if everyone else user.name).items()}
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    async def post(self):
+        user = self.current_user
+        if user is None or not self.get_auth_token():
+            return self._fail(403, "reports need 'Authorization: token <hub token>' (kernels have "
+                                   "$JUPYTERHUB_API_TOKEN)")
+        try:
+            counts = json.loads(self.request.body or b"{}").get("bytes")
+        except (ValueError, AttributeError):
+            return self._fail(400, 'the body must be JSON: {"bytes": {"PROVIDER": n, ...}}')
+        if not isinstance(counts, dict) or len(counts) > MAX_PROVIDERS or not all(
+                isinstance(p, str) and 0 < len(p) <= 200 and isinstance(n, int) and not isinstance(n, bool)
+                and 0 <= n < 2**50 for p, n in counts.items()):
+            return self._fail(400, f'"bytes" must map at most {MAX_PROVIDERS} provider names to byte counts '
+                                   "(non-negative integers)")
+        Ledger(self._settings.usage_db).record_bytes(user.name, counts)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"recorded": counts}))
