@@ -214,3 +214,31 @@ def test_connection_cap_is_shared_by_all_workers_of_a_cluster(scene):
         assert sum(s.get("cluster-capped:failures", 0) for s in on_workers) == 0
     finally:
         server.stop()
+
+
+def test_reads_run_ahead_of_the_dask_threads_and_give_the_same_pixels(scene, monkeypatch):
+    """Latency hiding: with one Dask thread, a far-away store (30 ms per answer) still has several
+    reads in flight at once; the pixels are those of a read without read-ahead, and no result is
+    left held once the cube is computed."""
+    root, truth = scene
+    server = _Server(create_app(root, latency_ms=30))
+    try:
+        items = _items(server.url, "far")
+        kwargs = dict(bands=["red"], resolution=10, mask=None, chunks={"x": 128, "y": 128})
+        monkeypatch.setenv("EOLAB_READ_THREADS", "8")
+        ahead = eolab.load_cube(items, **kwargs).red.compute(scheduler="threads", num_workers=1).values
+        assert server.stats()["max_in_flight"] > 1
+        pool = access._ahead[8]
+        assert pool.held == 0 and not pool.started, (pool.held, list(pool.started))
+        for day in range(4):
+            np.testing.assert_allclose(ahead[day], _expected(truth, day), atol=1e-6)
+
+        monkeypatch.setenv("EOLAB_READ_THREADS", "0")  # one read per Dask thread, as odc-stac alone
+        server.stop()
+        server = _Server(create_app(root, latency_ms=30))
+        items = _items(server.url, "far")
+        plain = eolab.load_cube(items, **kwargs).red.compute(scheduler="threads", num_workers=1).values
+        assert server.stats()["max_in_flight"] == 1
+        np.testing.assert_array_equal(plain, ahead)
+    finally:
+        server.stop()
