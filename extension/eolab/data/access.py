@@ -21,6 +21,7 @@ backoff when answered 429/503; :func:`stats` reports reads, retries, failures an
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import secrets
 import threading
@@ -247,6 +248,31 @@ def _retryable(message: str) -> bool:
 
 
 _NO_CAP = object()
+_AWS_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+@functools.lru_cache(None)
+def _keys_session():
+    from rasterio.session import Session
+
+    class Keys(Session):
+        """S3 keys for one read: rasterio.Env refuses them as options, and its AWSSession needs boto3."""
+
+        def __init__(self, options: dict[str, str]) -> None:
+            self._options = options
+
+        @property
+        def credentials(self) -> dict[str, str]:
+            return dict(self._options)
+
+        def get_credential_options(self) -> dict[str, str]:
+            return dict(self._options)
+
+    return Keys
+
+
+def _Keys(options: dict[str, str]):
+    return _keys_session()(options)
 
 
 def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
@@ -269,7 +295,9 @@ def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
             # One read, one connection: GDAL would otherwise fetch a read's byte ranges in parallel.
             serial = {"GDAL_HTTP_MULTIRANGE": "SERIAL"} if cap is not None else {}
             # Retries are ours (counted, reported, token renewed), not GDAL's silent ones.
-            with rasterio.Env(**gdal_options(spec), **serial, GDAL_HTTP_MAX_RETRY="0"):
+            options = gdal_options(spec)
+            keys = {k: options.pop(k) for k in _AWS_KEYS if k in options}
+            with rasterio.Env(session=_Keys(keys) if keys else None, **options, **serial, GDAL_HTTP_MAX_RETRY="0"):
                 result = read(signed)
             _count(spec.provider, "reads")
             return result
