@@ -53,6 +53,7 @@ def cmd_stack(args) -> int:
         print(f"  try: curl '{config.broker_url}/search?limit=1'")
         for member in config.demo_members:
             print(f"       curl '{config.member_url(member)}/search?limit=1'")
+        _check_remote_members(config)
         if with_hub:
             _print_statuses(hub.up(config), "eolab hub:")
             hub.print_logins(config)
@@ -65,6 +66,20 @@ def cmd_stack(args) -> int:
         if with_hub:
             _print_statuses(hub.status(config), "eolab hub:")
     return 0
+
+
+def _check_remote_members(config) -> None:
+    """Warn (never fail ``up``) about enabled remote members that do not answer or lack credentials."""
+    from eolab.data import onboarding
+
+    for report in onboarding.check_remote_members(config):
+        if report.passed:
+            print(f"  remote member {report.target}: ok")
+        else:
+            print(f"warning: remote member {report.target} has problems:", file=sys.stderr)
+            for status, text in report.lines:
+                if status != onboarding.OK:
+                    print(f"  [{status:>4}] {text}", file=sys.stderr)
 
 
 def cmd_templates(args) -> int:

@@ -14,6 +14,7 @@ The hub's own knobs (``EOLAB_HUB_*``) live in :mod:`eolab.hub.settings`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -110,6 +111,9 @@ class AccessSettings(BaseSettings):
     read_retries: int | None = Field(None, ge=0, description="reads answered 429/503 retried this often "
                                                             "(default: the member profile's)")
     retry_backoff: float = Field(0.5, ge=0, description="first wait before a retry, s (doubles each time)")
+    read_threads: int = Field(16, ge=0, description="reads of remote assets in flight per process, beyond the "
+                                                    "Dask threads (hides a far-away store's latency; 0: none)")
+    read_ahead: int = Field(8, ge=0, description="reads started before their Dask task runs, in graph order")
 
 
 def client() -> ClientSettings:
@@ -146,9 +150,21 @@ def hub_config_dir() -> Path:
                        hint="set EOLAB_HUB_CONFIG_DIR to the hub_config/ folder of an eolab checkout")
 
 
+_access_cache: dict = {}
+
+
 def access() -> AccessSettings:
+    # Asked on every asset read (several times): built anew only when an EOLAB_ variable changed,
+    # since building the model costs more than a read from a near store.
+    key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("EOLAB_")))
+    cached = _access_cache.get(key)
+    if cached is not None:
+        return cached
     try:
-        return AccessSettings()
+        value = _access_cache[key] = AccessSettings()
+        if len(_access_cache) > 8:
+            _access_cache.pop(next(iter(_access_cache)))
+        return value
     except ValueError as exc:
         raise EolabError(f"bad EOLAB_ credential setting: {str(exc).splitlines()[1:3]}",
                          hint="EOLAB_BEARER_TOKENS and EOLAB_S3_CREDENTIALS are JSON objects keyed by member id") from None

@@ -214,3 +214,104 @@ def test_connection_cap_is_shared_by_all_workers_of_a_cluster(scene):
         assert sum(s.get("cluster-capped:failures", 0) for s in on_workers) == 0
     finally:
         server.stop()
+
+
+def test_reads_run_ahead_of_the_dask_threads_and_give_the_same_pixels(scene, monkeypatch):
+    """Latency hiding: with one Dask thread, a far-away store (30 ms per answer) still has several
+    reads in flight at once; the pixels are those of a read without read-ahead, and no result is
+    left held once the cube is computed."""
+    root, truth = scene
+    server = _Server(create_app(root, latency_ms=30))
+    try:
+        items = _items(server.url, "far")
+        kwargs = dict(bands=["red"], resolution=10, mask=None, chunks={"x": 128, "y": 128})
+        monkeypatch.setenv("EOLAB_READ_THREADS", "8")
+        ahead = eolab.load_cube(items, **kwargs).red.compute(scheduler="threads", num_workers=1).values
+        assert server.stats()["max_in_flight"] > 1
+        pool = access._ahead[8]
+        assert pool.held == 0 and not pool.started, (pool.held, list(pool.started))
+        for day in range(4):
+            np.testing.assert_allclose(ahead[day], _expected(truth, day), atol=1e-6)
+
+        monkeypatch.setenv("EOLAB_READ_THREADS", "0")  # one read per Dask thread, as odc-stac alone
+        server.stop()
+        server = _Server(create_app(root, latency_ms=30))
+        items = _items(server.url, "far")
+        plain = eolab.load_cube(items, **kwargs).red.compute(scheduler="threads", num_workers=1).values
+        assert server.stats()["max_in_flight"] == 1
+        np.testing.assert_array_equal(plain, ahead)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_server(scene):
+    """A real S3-protocol server (moto) on 127.0.0.1 that checks signatures: bucket 'eodata' holds the
+    scene, readable with the access key of an IAM user; unsigned or wrongly signed requests get 403."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import boto3
+
+    root, _ = scene
+    port = _free_port()
+    # The first 3 requests (creating the user, its key and its policy) need no signature; all others do.
+    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3")
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(f"{url}/moto-api/", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id="setup",
+                           aws_secret_access_key="setup")
+        iam.create_user(UserName="eolab-reader")
+        key = iam.create_access_key(UserName="eolab-reader")["AccessKey"]
+        iam.put_user_policy(UserName="eolab-reader", PolicyName="eodata", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=key["AccessKeyId"],
+                          aws_secret_access_key=key["SecretAccessKey"])
+        s3.create_bucket(Bucket="eodata")
+        for path in sorted(root.rglob("*.tif")):
+            s3.upload_file(str(path), "eodata", str(path.relative_to(root)))
+        yield url, {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_s3_assets_are_read_with_the_providers_keys_and_wrong_keys_are_refused_by_name(scene, s3_server,
+                                                                                        monkeypatch):
+    import json
+
+    root, truth = scene
+    url, keys = s3_server
+    endpoint = url.split("://", 1)[1]
+    profile = ProviderProfile(access="s3", s3_endpoint=endpoint, s3_https=False)
+    items = _items("s3://eodata", "cdse-s3")
+    assert httpx.get(f"{url}/eodata/sentinel2-l2/d0/B04.tif").status_code == 403  # unsigned: refused
+    monkeypatch.setenv("CPL_VSIL_CURL_NON_CACHED", "/vsis3/eodata")  # every read asks the server
+
+    monkeypatch.setenv("EOLAB_S3_CREDENTIALS", json.dumps({"cdse-s3": keys}))
+    access.reset()
+    cube = eolab.load_cube(items, bands=["red"], resolution=10, mask=None, profile=profile)
+    values = cube.red.compute(scheduler="threads", num_workers=2).values
+    for day in range(4):
+        np.testing.assert_allclose(values[day], _expected(truth, day), atol=1e-6)
+    assert access.stats().get("cdse-s3:failures", 0) == 0
+
+    wrong = dict(keys, secret_access_key="not-the-secret")
+    monkeypatch.setenv("EOLAB_S3_CREDENTIALS", json.dumps({"cdse-s3": wrong}))
+    access.reset()
+    cube = eolab.load_cube(items, bands=["red"], resolution=10, mask=None, profile=profile)
+    with pytest.raises(access.AccessError) as refused:
+        cube.red.compute(scheduler="threads", num_workers=2)
+    text = str(refused.value)
+    assert "'cdse-s3'" in text and "s3://eodata/sentinel2-l2/" in text and "EOLAB_S3_CREDENTIALS" in text
+    assert "signature" in text  # the S3 server's own reason (SignatureDoesNotMatch)

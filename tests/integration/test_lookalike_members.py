@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 
 import httpx
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 
 import eolab
 from eolab.config import StackConfig
-from eolab.data import access
+from eolab.data import access, onboarding
 from tests.integration.test_load_cube import scene_window_bbox
 
 LOOKALIKES = ("earth-search-like", "pc-like")
@@ -138,3 +139,37 @@ def test_members_check_passes_on_every_lookalike(lookalike_stack, member_id, cap
     assert "red=" in text and "read asset" in text
     if member_id == "pc-like":
         assert "with access 'sas'" in text and "(from sentinel-2 convention)" in text
+
+
+def test_catalog_up_checks_enabled_remote_members_and_names_what_to_set(lookalike_stack, monkeypatch, capsys):
+    """What ``eolab catalog up`` runs for remote members: the cheap check (no pixel read). A member
+    that answers passes; one that does not, and one whose S3 credentials are not set, are warned
+    about with the provider, the asset and the setting named."""
+    from eolab import cli
+    monkeypatch.delenv("EOLAB_S3_CREDENTIALS", raising=False)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]  # nothing listens once the socket is closed
+    es_url = lookalike_stack.member_url(lookalike_stack.member("earth-search-like"))
+    raw = lookalike_stack.model_dump(mode="json")
+    raw["members"] += [
+        {"id": "remote-es", "url": es_url},
+        {"id": "remote-down", "url": f"http://127.0.0.1:{closed}"},
+        {"id": "remote-s3", "url": es_url, "profile": {"access": "s3", "s3_endpoint": "127.0.0.1:9"}},
+        {"id": "remote-off", "url": f"http://127.0.0.1:{closed}", "enabled": False},
+    ]
+    config = StackConfig.model_validate(raw)
+    reports = {r.target.split()[0]: r for r in onboarding.check_remote_members(config)}
+    assert set(reports) == {"remote-es", "remote-down", "remote-s3"}
+    assert reports["remote-es"].passed, reports["remote-es"].text()
+    assert not any("read asset" in text for _, text in reports["remote-es"].lines)  # cheap: no pixel read
+    assert not reports["remote-down"].passed and "did not answer" in reports["remote-down"].text()
+    s3 = reports["remote-s3"]
+    assert not s3.passed
+    line = next(text for status, text in s3.lines if status == onboarding.FAIL)
+    assert "'remote-s3'" in line and "asset red of item" in line and "EOLAB_S3_CREDENTIALS" in line
+
+    cli._check_remote_members(config)
+    out = capsys.readouterr()
+    assert "remote member remote-es" in out.out and "ok" in out.out
+    assert "warning: remote member remote-down" in out.err and "EOLAB_S3_CREDENTIALS" in out.err

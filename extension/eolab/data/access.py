@@ -21,7 +21,9 @@ backoff when answered 429/503; :func:`stats` reports reads, retries, failures an
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
+import secrets
 import threading
 import time
 from collections import Counter
@@ -245,8 +247,37 @@ def _retryable(message: str) -> bool:
     return any(code in message for code in _RETRYABLE)
 
 
-def read_with_access(spec: AccessSpec, uri: str, read):
-    """``read(signed_uri)`` under ``spec``'s credentials, cap and retries."""
+_NO_CAP = object()
+_AWS_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+@functools.lru_cache(None)
+def _keys_session():
+    from rasterio.session import Session
+
+    class Keys(Session):
+        """S3 keys for one read: rasterio.Env refuses them as options, and its AWSSession needs boto3."""
+
+        def __init__(self, options: dict[str, str]) -> None:
+            self._options = options
+
+        @property
+        def credentials(self) -> dict[str, str]:
+            return dict(self._options)
+
+        def get_credential_options(self) -> dict[str, str]:
+            return dict(self._options)
+
+    return Keys
+
+
+def _Keys(options: dict[str, str]):
+    return _keys_session()(options)
+
+
+def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
+    """``read(signed_uri)`` under ``spec``'s credentials, cap and retries (``cap``: the provider's
+    semaphore when resolved by the calling Dask task for a read-ahead thread)."""
     import rasterio
     from rasterio.errors import RasterioError
 
@@ -254,8 +285,8 @@ def read_with_access(spec: AccessSpec, uri: str, read):
 
     conf = settings.access()
     retries = spec.retries if conf.read_retries is None else conf.read_retries
-    cap = _cap(spec)
-    renew = False
+    cap = _cap(spec) if cap is _NO_CAP else cap
+    renew = throttled = False
     for attempt in range(retries + 1):
         signed = sign(spec, uri, renew=renew)
         if cap is not None:
@@ -264,7 +295,9 @@ def read_with_access(spec: AccessSpec, uri: str, read):
             # One read, one connection: GDAL would otherwise fetch a read's byte ranges in parallel.
             serial = {"GDAL_HTTP_MULTIRANGE": "SERIAL"} if cap is not None else {}
             # Retries are ours (counted, reported, token renewed), not GDAL's silent ones.
-            with rasterio.Env(**gdal_options(spec), **serial, GDAL_HTTP_MAX_RETRY="0"):
+            options = gdal_options(spec)
+            keys = {k: options.pop(k) for k in _AWS_KEYS if k in options}
+            with rasterio.Env(session=_Keys(keys) if keys else None, **options, **serial, GDAL_HTTP_MAX_RETRY="0"):
                 result = read(signed)
             _count(spec.provider, "reads")
             return result
@@ -276,8 +309,10 @@ def read_with_access(spec: AccessSpec, uri: str, read):
                 if status and status != 200 and status != 206:
                     message = f"HTTP response code: {status} <- {message}"
             expired = spec.kind == "sas" and "403" in message and not renew
-            # A refusal read as file content may have cleared by the time it was probed: once more.
-            garbled = attempt == 0 and "not recognized as" in message
+            # A refusal read as file content may have cleared by the time it was probed: again,
+            # once at first, and for as long as the provider has been throttling this read.
+            garbled = (attempt == 0 or throttled) and "not recognized as" in message
+            throttled = throttled or _retryable(message)
             if attempt < retries and (_retryable(message) or expired or garbled):
                 _count(spec.provider, "retries")
                 renew = expired
@@ -302,19 +337,196 @@ def read_with_access(spec: AccessSpec, uri: str, read):
 class AccessReader:
     """odc-stac's rasterio reader, reading through :func:`read_with_access`."""
 
-    def __init__(self, src, ctx, spec: AccessSpec) -> None:
-        self._src, self._ctx, self._spec = src, ctx, spec
+    def __init__(self, src, ctx, spec: AccessSpec, cap: Any = _NO_CAP) -> None:
+        self._src, self._ctx, self._spec, self._cap = src, ctx, spec, cap
 
     def read(self, cfg, dst_geobox, *, dst=None, selection=None):
         from odc.loader._rio import rio_read
 
         src = self._src
         return read_with_access(self._spec, src.uri, lambda uri: rio_read(
-            src.patch(uri=uri), cfg, dst_geobox, dst=dst, selection=selection))
+            src.patch(uri=uri), cfg, dst_geobox, dst=dst, selection=selection), cap=self._cap)
+
+
+# --- read-ahead: more reads in flight than Dask threads -------------------------------------------
+# A far-away store answers each request after tens of ms; with one read per Dask thread, the
+# threads wait instead of decoding. Each read task therefore starts its own read and the next few
+# of the graph (in build order) on a per-process pool of I/O threads and returns at once; the
+# pixels are waited for where odc-loader fuses them. At most ``read_threads * 2`` results are held
+# (started or done, not yet fused); beyond that a task reads in its own thread, as before.
+
+class _ReadAhead:
+    def __init__(self, threads: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="eolab-read")
+        self.limit = 2 * threads
+        self.held = 0
+        self.started: dict[Any, tuple[Any, float]] = {}  # key -> (future, monotonic start)
+        self.lock = threading.Lock()
+
+    def _expire(self) -> None:
+        # Started for a task another worker ran: forget it after a while.
+        now = time.monotonic()
+        for key in [k for k, (_, t) in self.started.items() if now - t > 60]:
+            del self.started[key]
+            self.held -= 1
+
+    def start(self, key: Any, fn, *, register: bool) -> Any:
+        with self.lock:
+            if key is not None and key in self.started:
+                return None
+            self._expire()
+            if self.held >= self.limit:
+                return None
+            self.held += 1
+            future = self.pool.submit(fn)
+            if register:
+                self.started[key] = (future, time.monotonic())
+            return future
+
+    def take(self, key: Any) -> Any:
+        with self.lock:
+            entry = self.started.pop(key, None)
+            return entry[0] if entry else None
+
+    def release(self) -> None:
+        with self.lock:
+            self.held -= 1
+
+
+_ahead: dict[int, _ReadAhead] = {}
+
+
+def _read_ahead() -> _ReadAhead | None:
+    from eolab import settings
+
+    threads = settings.access().read_threads
+    if not threads:
+        return None
+    with _lock:
+        if threads not in _ahead:
+            _ahead[threads] = _ReadAhead(threads)
+        return _ahead[threads]
+
+
+class _Pending:
+    """A read under way: unpacks as ``(roi, pixels)`` (what odc-loader's fuser takes) once done,
+    and pickles as its result (a fuser on another worker)."""
+
+    __slots__ = ("_future", "_pool")
+
+    def __init__(self, future, pool: _ReadAhead) -> None:
+        self._future, self._pool = future, pool
+
+    def result(self):
+        try:
+            return self._future.result()
+        finally:
+            self._free()
+
+    def _free(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.release()
+
+    def __iter__(self):
+        return iter(self.result())
+
+    def __reduce__(self):
+        return tuple, (self.result(),)
+
+    def __del__(self) -> None:
+        self._free()
+
+
+class _Plan:
+    """The reads of one load in build order; one graph key, sent once to each worker. Dask runs
+    them roughly in or against that order: reads are started ahead in the direction this process
+    is going (``last``), skipping those it already ran."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple] = []  # (key, src, ctx, cfg, dst_geobox, selection)
+        self.key = f"eolab-read-plan-{secrets.token_hex(8)}"
+        self._local()
+
+    def _local(self) -> None:
+        self.ran: set[int] = set()
+        self.last = -1
+        self.lock = threading.Lock()
+
+    def __getstate__(self):
+        return {"reads": self.reads, "key": self.key}
+
+    def __setstate__(self, state) -> None:
+        self.reads, self.key = state["reads"], state["key"]
+        self._local()
+
+    def next_reads(self, index: int, depth: int) -> list[tuple]:
+        with self.lock:
+            step = 1 if index >= self.last else -1
+            self.last = index
+            self.ran.add(index)
+            ahead = range(index + step, index + step * (depth + 1), step)
+            return [self.reads[j] for j in ahead if 0 <= j < len(self.reads) and j not in self.ran]
+
+
+def _one_read(driver, env, src, ctx, cfg, dst_geobox, selection, cap):
+    with driver.restore_env(env, ctx) as local_ctx:
+        return driver.open(src, local_ctx, cap=cap).read(cfg, dst_geobox, selection=selection)
+
+
+def _dask_read(key, index, plan, driver, env, src, ctx, cfg, dst_geobox, selection):
+    ahead = _read_ahead()
+    if ahead is None:
+        return _one_read(driver, env, src, ctx, cfg, dst_geobox, selection, _NO_CAP)
+    from eolab import settings
+
+    def job(*args):
+        # The cap is resolved here, in the Dask task (on a worker: the cluster's semaphore).
+        cap = driver.cap_for(args[0])
+        return lambda: _one_read(driver, env, *args, cap)
+
+    later = plan.next_reads(index, settings.access().read_ahead)
+    own = ahead.take(key) or ahead.start(None, job(src, ctx, cfg, dst_geobox, selection), register=False)
+    for later_key, *args in later:
+        ahead.start(later_key, job(*args), register=True)
+    if own is None:  # as many reads held as allowed: read here
+        return _one_read(driver, env, src, ctx, cfg, dst_geobox, selection, _NO_CAP)
+    return _Pending(own, ahead)
+
+
+class _DaskReader:
+    """odc-loader's per-read Dask tasks (its "concurrency" mode), with read-ahead."""
+
+    def __init__(self, driver: AccessDriver, plan: _Plan, env=None, src=None, cfg=None, ctx=None,
+                 layer_name: str = "") -> None:
+        self._driver, self._plan, self._env = driver, plan, env
+        self._src, self._cfg, self._ctx, self._layer = src, cfg, ctx, layer_name
+
+    def open(self, src, cfg, ctx, layer_name: str, idx: int) -> _DaskReader:
+        env = self._env if self._env is not None else self._driver.capture_env()
+        return _DaskReader(self._driver, self._plan, env, src, cfg, ctx, layer_name)
+
+    def read(self, dst_geobox, *, selection=None, idx: tuple[int, ...]):
+        from types import SimpleNamespace
+
+        from dask._task_spec import DataNode, Task, TaskRef
+
+        # A plain Task, not dask.delayed: delayed walks every argument (item metadata, geoboxes)
+        # looking for collections, which took longer than the reads on a few hundred items.
+        plan = self._plan
+        key = (self._layer, *idx)
+        index = len(plan.reads)
+        plan.reads.append((key, self._src, self._ctx, self._cfg, dst_geobox, selection))
+        task = Task(key, _dask_read, key, index, TaskRef(plan.key), self._driver, self._env, self._src,
+                    self._ctx, self._cfg, dst_geobox, selection)
+        return SimpleNamespace(key=key, dask={key: task, plan.key: DataNode(plan.key, plan)})
 
 
 class AccessDriver:
-    """An odc-stac reader driver: rasterio's, with each read signed/authorised where it runs.
+    """An odc-stac reader driver: rasterio's, with each read signed/authorised where it runs, and
+    reads started ahead of their tasks (see ``_ReadAhead``).
 
     Holds only :class:`AccessSpec` per asset origin (``scheme://host``), and per asset where
     several providers share an origin (one asset server): it is pickled into the graph.
@@ -326,6 +538,13 @@ class AccessDriver:
         self.specs = specs
         self.by_href = by_href or {}
         self._rio = RioDriver()
+        self._dask = None
+
+    def __getstate__(self):
+        return {"specs": self.specs, "by_href": self.by_href}
+
+    def __setstate__(self, state) -> None:
+        self.__init__(state["specs"], state["by_href"])
 
     def new_load(self, geobox, *, chunks=None):
         return self._rio.new_load(geobox, chunks=chunks)
@@ -339,30 +558,42 @@ class AccessDriver:
     def restore_env(self, env, load_state):
         return self._rio.restore_env(env, load_state)
 
-    def open(self, src, ctx):
+    def _spec(self, uri: str) -> AccessSpec | None:
+        parts = urlsplit(uri)
+        return self.by_href.get(uri) or self.specs.get(f"{parts.scheme}://{parts.netloc}")
+
+    def cap_for(self, src) -> Any:
+        spec = self._spec(src.uri)
+        return _cap(spec) if spec is not None else None
+
+    def open(self, src, ctx, cap: Any = _NO_CAP):
         from odc.loader._rio import RioReader
 
         from eolab.usage import _bytes
 
-        parts = urlsplit(src.uri)
-        spec = self.by_href.get(src.uri) or self.specs.get(f"{parts.scheme}://{parts.netloc}")
+        spec = self._spec(src.uri)
         if spec is None:
             return RioReader(src, ctx)
         _bytes.track(src.uri, spec.provider)  # bytes read here count as the provider's (eolab.usage)
-        if spec.kind == "public" and not spec.max_connections:
-            return RioReader(src, ctx)  # plain reads, as odc-stac does them
-        return AccessReader(src, ctx, spec)
+        return AccessReader(src, ctx, spec, cap)
+
+    @property
+    def dask_reader(self):
+        if self._dask is None:
+            self._dask = _DaskReader(self, _Plan())
+        return self._dask
 
     md_parser = None
-    dask_reader = None
     aux_reader = None
 
 
-def reader_driver(views: list[dict], providers: list[str | None], profiles: list) -> Any:
-    """An odc-stac reader driver for these items (None if no asset has a URL).
+_REMOTE = ("http", "https", "s3", "gs", "az", "abfs")
 
-    Public, uncapped assets are read by odc-stac's own reader; the driver still notes their
-    provider, so the bytes read count per provider (:mod:`eolab.usage`)."""
+
+def reader_driver(views: list[dict], providers: list[str | None], profiles: list) -> Any:
+    """An odc-stac reader driver for these items (None when no asset is remote).
+
+    The driver notes each asset's provider, so the bytes read count per provider (:mod:`eolab.usage`)."""
     from eolab.usage import start_reporter
 
     specs: dict[str, AccessSpec] = {}
@@ -372,7 +603,7 @@ def reader_driver(views: list[dict], providers: list[str | None], profiles: list
         spec = spec_for(provider, profile)
         for asset in (view.get("assets") or {}).values():
             parts = urlsplit(asset.get("href", ""))
-            if parts.scheme:
+            if parts.scheme in _REMOTE:
                 origin = f"{parts.scheme}://{parts.netloc}"
                 if specs.setdefault(origin, spec).provider != spec.provider:
                     shared.add(origin)

@@ -164,6 +164,29 @@ def check(target: str, config: Any = None, *, read: bool = True) -> Report:
         elif any(".blob.core.windows.net" in h for h in hrefs):
             report.proposed.update({"access": "sas", "token_url": "<the provider's SAS token endpoint>"})
     key = profiles.resolve_band(item, "red", profile) or next(iter(profiles.default_bands(item)), None)
+    if key:
+        _credentials(item, key, spec, report)
     if read and key:
         _read_one(item, key, spec, report)
     return report
+
+
+def _credentials(item: dict, key: str, spec, report: Report) -> None:
+    """Whether what the access method needs is set here, without reading (names provider, asset, setting)."""
+    from eolab.data import access
+
+    asset = f"asset {key} of item {item.get('id')} ({item['assets'][key].get('href')})"
+    try:
+        if spec.kind == "sas" and not spec.token_url:
+            raise access.AccessError(f"provider {spec.provider!r} reads assets with SAS tokens but has no token "
+                                     "endpoint", hint=f"set 'profile: token_url:' of member {spec.provider!r}")
+        access.gdal_options(spec)
+    except access.AccessError as exc:
+        report.add(FAIL, f"{asset}: {exc}")
+        return
+    report.add(OK, f"{asset}: access '{spec.kind}'" + (", credentials set" if spec.kind in ("s3", "bearer") else ""))
+
+
+def check_remote_members(config: Any) -> list[Report]:
+    """The cheap part of :func:`check` (no pixel read) for every enabled remote member."""
+    return [check(member.id, config, read=False) for member in config.enabled_members if not member.is_demo]
