@@ -125,6 +125,28 @@ def test_snow_is_not_water_and_a_snow_covered_lake_is_frozen_water():
     assert ext.filled_ha.tolist() == pytest.approx([lake_ha] * 3)  # the frozen lake is water, not land
 
 
+def test_a_drawn_down_bed_under_snow_is_not_frozen_water():
+    # 6 dates: the lake (x < 8) full on 0-2, drawn down to x < 4 on date 3, iced (and snow on land) on 4-5
+    ds, lake = scene(6)
+    land = {b: float(ds[b].values[0, 0, 15]) for b in water.OPTICAL_BANDS}
+    _paint(ds, (slice(None), slice(4, 8)), land, t=3)  # the bed fell dry
+    for t in (4, 5):
+        _paint(ds, (slice(None), slice(None)), SNOW, t=t)
+    ds = ds.chunk({"time": 1, "y": 10, "x": 10})  # lazy, as in the template
+    classes = water.surface_classes(ds)
+    freq = water.frequency(water.water_from_classes(classes)).compute()
+    assert float(freq.values[0, 5]) == 0.75  # the bed was water on 3 of its 4 open dates
+    old = water.frozen(classes, freq, recent=False).values
+    assert old[4, :, :8].all()  # by frequency alone the dry bed counts as frozen water
+    ice = water.frozen(classes, freq).values
+    assert ice[4:, :, :4].all() and not ice[4:, :, 4:].any() and not ice[:4].any()
+    state = water.last_open_state(classes).values
+    assert (state[3:, :, 4:8] == 0).all() and (state[:3, :, 4:8] == 1).all() and (state[:, :, :4] == 1).all()
+    # iced on the first date: the first open observation after it decides
+    first_iced = water.surface_classes(ds.isel(time=[4, 0, 1]).assign_coords(time=ds.time[:3].values))
+    assert water.frozen(first_iced, freq.where(False)).values[0, :, :8].all()
+
+
 def test_scl_snow_and_dark_area_classes():
     ds, lake = scene(1)
     scl = np.full((1, 20, 20), 4, np.uint8)

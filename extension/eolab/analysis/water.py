@@ -15,7 +15,7 @@ Before any index, every pixel is classed (:func:`surface_classes`): snow and ice
 the cube has an SCL band, and everywhere the spectral snow test of Hall et al. 1995/2002:
 NDSI > 0.4, NIR > 0.11, green > 0.10 — MNDWI *is* the NDSI, so snow would otherwise be water)
 and dark-area / terrain shadow (SCL 2) are not water and not land: they are "not observed"
-in the water map, and snow/ice on pixels that are usually water is reported as frozen water
+in the water map, and snow/ice on pixels that were water at their nearest open observation is reported as frozen water
 (:func:`frozen`, ``extent(..., frozen=...)``). The processing level is read from the cube's
 metadata (:func:`eolab.analysis.atmosphere.processing_level`): top-of-atmosphere (L1C) input is
 refused unless ``toa="rayleigh"`` asks for the documented Rayleigh correction. A cube without any
@@ -264,10 +264,49 @@ def classify_water(cube: Any, method: str = "vote", **options: Any) -> Any:
     return water_from_classes(surface_classes(cube, method, **options))
 
 
-def frozen(classes: Any, freq: Any, min_frequency: float = 0.5) -> Any:
-    """Frozen water per date (time, y, x) bool: snow/ice on pixels that are usually open water
-    (frequency ≥ min_frequency over the dates seen open) — a frozen lake, not land."""
-    out = (classes == 2) & (freq >= min_frequency)
+def _fill_along_time(a: np.ndarray, reverse: bool = False) -> np.ndarray:
+    """NaNs along axis 0 filled with the last earlier value (the next later one with reverse)."""
+    if reverse:
+        return _fill_along_time(a[::-1])[::-1]
+    steps = np.arange(a.shape[0]).reshape((-1,) + (1,) * (a.ndim - 1))
+    last = np.where(np.isnan(a), 0, steps)
+    np.maximum.accumulate(last, axis=0, out=last)
+    return np.take_along_axis(a, last, axis=0)
+
+
+def last_open_state(classes: Any) -> Any:
+    """Per date and pixel, what the nearest open (snow-free, clear) observation saw: 1 water, 0 land —
+    the latest one before or on the date, else the first one after; NaN if the pixel was never seen open.
+    (Written with numpy: xarray's ffill/bfill need bottleneck or numbagg, not installed here.)"""
+    import xarray as xr
+
+    open_ = water_from_classes(classes)
+    if hasattr(open_.data, "dask"):
+        open_ = open_.chunk({"time": -1, "y": 512, "x": 512})
+
+    def nearest(a):
+        before = _fill_along_time(a)
+        return np.where(np.isnan(before), _fill_along_time(a, reverse=True), before)
+
+    out = xr.apply_ufunc(nearest, open_, dask="parallelized", output_dtypes=[np.float32])
+    out.name = "last_open_state"
+    return out
+
+
+def frozen(classes: Any, freq: Any, min_frequency: float = 0.5, *, recent: bool = True) -> Any:
+    """Frozen water per date (time, y, x) bool: snow/ice on a pixel that is water when open.
+
+    recent (default): "water when open" is what the nearest open observation of the pixel saw
+    (:func:`last_open_state`; the latest before the date, else the first after), so a reservoir
+    drawn down before it froze counts only its water, not the dry bed under the snow; pixels never
+    seen open fall back to the frequency. recent=False: frequency ≥ min_frequency over all open
+    dates (counts a bed that is usually, but not lately, water)."""
+    ice = classes == 2
+    usual = freq >= min_frequency
+    if recent:
+        state = last_open_state(classes)
+        usual = (state == 1) | (state.isnull() & usual)
+    out = ice & usual
     out.name = "frozen_water"
     return out
 
