@@ -18,8 +18,9 @@ and dark-area / terrain shadow (SCL 2) are not water and not land: they are "not
 in the water map, and snow/ice on pixels that were water at their nearest open observation is reported as frozen water
 (:func:`frozen`, ``extent(..., frozen=...)``). The processing level is read from the cube's
 metadata (:func:`eolab.analysis.atmosphere.processing_level`): top-of-atmosphere (L1C) input is
-refused unless ``toa="rayleigh"`` asks for the documented Rayleigh correction. A cube without any
-cloud mask gives a warning.
+refused unless ``toa="rayleigh"`` asks for the documented Rayleigh correction. An L1C cube without a
+cloud mask but with the detector's ten bands is masked by s2cloudless (:mod:`eolab.analysis.clouds`);
+any other cube without a cloud mask gives a warning.
 
 Radar method (cloudy dates): VV backscatter in dB, 3×3 median speckle filter, Otsu threshold per date
 (water is the dark mode; Martinis et al. 2015).
@@ -35,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from eolab.analysis import atmosphere
+from eolab.analysis import atmosphere, clouds
 from eolab.analysis.indices import index
 from eolab.errors import EolabError, EolabWarning
 
@@ -157,6 +158,8 @@ def _check_input(cube: Any, toa: str, sun_zenith: Any) -> Any:
     if toa not in TOA_OPTIONS:
         raise EolabError(f"toa={toa!r} is not known", hint="use 'refuse' or 'rayleigh'")
     level = atmosphere.processing_level(cube)
+    if level == "L1C" and not _has_cloud_mask(cube) and clouds.has_bands(cube):
+        cube = clouds.mask_clouds(cube)  # no SCL: s2cloudless, on the top-of-atmosphere data it was trained on
     if level == "L1C":
         if toa == "refuse":
             raise EolabError(
@@ -168,12 +171,17 @@ def _check_input(cube: Any, toa: str, sun_zenith: Any) -> Any:
     elif level is None:
         warnings.warn("the cube's processing level is unknown (no processing:level or collection in its "
                       "metadata): it is taken as surface reflectance", EolabWarning, stacklevel=3)
-    mask = ((cube.attrs.get("eolab:provenance") or {}).get("parameters") or {}).get("mask")
-    if "clear" not in cube and "SCL" not in cube and not mask and not cube.attrs.get("eolab:cloud_mask"):
+    if not _has_cloud_mask(cube):
         warnings.warn("no cloud mask: the cube has no SCL band or mask, so clouds and their shadows are "
-                      "classified like the surface (cloud shadow over land can be called water)",
+                      "classified like the surface (cloud shadow over land can be called water); for L1C "
+                      "items load " + ", ".join(clouds.BANDS) + " and the s2cloudless detector masks clouds",
                       EolabWarning, stacklevel=3)
     return cube
+
+
+def _has_cloud_mask(cube: Any) -> bool:
+    mask = ((cube.attrs.get("eolab:provenance") or {}).get("parameters") or {}).get("mask")
+    return bool("clear" in cube or "SCL" in cube or mask or cube.attrs.get("eolab:cloud_mask"))
 
 
 def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shadow: bool = True,
