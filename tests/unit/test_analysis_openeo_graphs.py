@@ -30,7 +30,7 @@ def test_water_graph_has_the_template_steps_and_parameters():
         assert load["id"] == "SENTINEL2_L2A"
         assert load["temporal_extent"] == ["2026-04-01", "2026-09-30"]
         assert load["spatial_extent"]["west"] == BBOX[0] and load["spatial_extent"]["north"] == BBOX[3]
-        assert set(load["bands"]) == {"B02", "B03", "B08", "B11", "B12", "SCL"}
+        assert set(load["bands"]) == {"B02", "B03", "B04", "B08", "B11", "B12", "SCL"}
         ids = og.process_ids(flat)
         # SCL mask of the eolab classes, scaling before band math, the index vote, save
         assert ids.index("mask") < ids.index("multiply") and "array_element" in ids
@@ -72,6 +72,7 @@ def test_water_graph_is_the_local_method_snow_shadow_nir_and_frozen(tmp_path):
         gts = {c[1] for c in _constants(flat, "gt")}
         assert {water.SNOW_NDSI, water.SNOW_NIR, water.SNOW_GREEN, 0} <= gts
         assert (None, water.WATER_NIR) in _constants(flat, "lt")  # water is dark in the NIR
+        assert _constants(flat, "gte").count((None, None)) == 2  # shadow: no NIR absorption, B08 >= B03 and B04
         assert og.process_ids(flat).count("mask") == 3  # clouds (bands, SCL), then snow/ice + shadow
     frozen = graphs["frozen_extent"]
     ids = og.process_ids(frozen)

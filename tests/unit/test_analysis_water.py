@@ -42,6 +42,21 @@ def test_dark_shadow_fools_mndwi_alone_but_not_the_vote():
     assert not water.classify_water(ds, "vote", water_test=False).values[0, 15:, 15:].any()
 
 
+def test_shadow_is_found_from_the_spectrum_without_scl():
+    ds, lake = scene(1)
+    # shaded snowy forest under haze: dark, flat from green to NIR, dark SWIR -> MNDWI and AWEI_sh say water
+    shaded = {"B02": 0.083, "B03": 0.088, "B04": 0.092, "B08": 0.096, "B11": 0.043, "B12": 0.033}
+    _paint(ds, (slice(12, None), slice(12, None)), shaded)
+    # turbid water: NIR above green (NDWI < 0) but below red (NDVI < 0): still water
+    turbid = {"B02": 0.08, "B03": 0.10, "B04": 0.12, "B08": 0.105, "B11": 0.02, "B12": 0.01}
+    _paint(ds, (slice(0, 6), slice(0, 8)), turbid)
+    assert water.classify_water(ds, "vote", shadow=False).values[0, 12:, 12:].all()  # fooled without the test
+    classes = water.surface_classes(ds).values[0]
+    assert (classes[12:, 12:] == 3).all()  # shadow, not water and not land
+    assert (classes[:, :8] == 1).all() and (classes[:12, 8:] == 0).all()
+    assert "NIR absorption" in water.surface_classes(ds).attrs["shadow"]
+
+
 def test_frequency_extent_fill_and_change():
     ds, lake = scene(4, cloud_on=2)
     w = water.classify_water(ds)

@@ -153,6 +153,14 @@ def dark_nir(cube: Any) -> Any:
     return cube["B08"] < WATER_NIR
 
 
+def nir_absorbed(cube: Any) -> Any:
+    """Water absorbs the NIR: its B08 lies below its green or red (NDWI > 0 or NDVI < 0). Shadowed
+    land keeps its own spectral shape, only darker (vegetation and soil brighter in the NIR than in
+    the visible, snow about as bright), so a dark pixel the indices call water without this
+    absorption is shadow (terrain or cloud shadow), not water."""
+    return cube["B08"] < np.maximum(cube["B03"], cube["B04"])
+
+
 def _check_input(cube: Any, toa: str, sun_zenith: Any) -> Any:
     """The cube as surface (or Rayleigh-corrected) reflectance; refuses or corrects L1C; warns."""
     if toa not in TOA_OPTIONS:
@@ -237,6 +245,11 @@ def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shado
         wet = idx > xr.DataArray(np.array(thresholds), dims=["time"], coords={"time": idx.time})
     if water_test:
         wet = wet & dark_nir(cube)
+    shaded = None
+    if shadow:  # spectral shadow test: "water" by the indices, without water's NIR absorption
+        shaded = wet & ~nir_absorbed(cube)
+        wet = wet & ~shaded
+        dark = shaded if dark is None else (dark | shaded)
     cls = wet.astype("float32")
     if dark is not None:
         cls = xr.where(dark, np.float32(3), cls)
@@ -249,7 +262,9 @@ def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shado
                  "processing_level": atmosphere.processing_level(cube) or "unknown",
                  "water_test": f"NIR < {WATER_NIR}" if water_test else "off",
                  "snow_test": f"SCL {SCL_SNOW} or NDSI > {SNOW_NDSI}, NIR > {SNOW_NIR}, green > {SNOW_GREEN}"
-                 if snow else "off", "shadow": f"SCL {SCL_DARK}" if dark is not None else "off"}
+                 if snow else "off",
+                 "shadow": (f"SCL {SCL_DARK} or the indices' water without NIR absorption (B08 >= max(B03, B04))"
+                            if shadow else "off")}
     if thresholds is not None:
         out.attrs["thresholds"] = [round(float(t), 4) for t in thresholds]
         out.attrs["otsu_used"] = [bool(u) for u in otsu_used]
