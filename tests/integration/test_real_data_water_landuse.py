@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from eolab import metrics
-from eolab.analysis import atmosphere, crops, indices, water
+from eolab.analysis import atmosphere, clouds, crops, indices, water
 from eolab.analysis import timeseries as ts
 
 pytestmark = pytest.mark.integration
@@ -54,8 +54,9 @@ def berlin():
     with rasterio.open(jp2["B03"]) as src:
         transform, shape, crs = src.transform, src.shape, str(src.crs)
     bands = {}
-    for b in ("B02", "B03", "B04", "B08", "B11", "B12"):
-        with rasterio.open(jp2[b]) as src:  # 20 m bands repeated onto the 10 m grid (nearest)
+    # the water bands and the s2cloudless detector's (no SCL in L1C: it is the cloud mask)
+    for b in sorted(set(water.OPTICAL_BANDS) | set(clouds.BANDS)):
+        with rasterio.open(jp2[b]) as src:  # 20/60 m bands repeated onto the 10 m grid (nearest)
             bands[b] = src.read(1, out_shape=shape, resampling=Resampling.nearest).astype("float32") / 10000.0
     y = transform.f + transform.e * (np.arange(shape[0]) + 0.5)
     x = transform.c + transform.a * (np.arange(shape[1]) + 0.5)
@@ -74,10 +75,10 @@ def berlin():
 def _scores(cube, ref, area, toa):
     """Every method on the same fixed pixels: the template (vote, its default options) and the plain
     baselines NDWI > 0 and MNDWI > Otsu (Otsu of the whole image, as in science-standards.md)."""
-    if toa == "rayleigh":
+    if toa == "rayleigh":  # no SCL: the template masks clouds with s2cloudless first (masked = not water)
         corrected = atmosphere.rayleigh_correct(cube)
         template = water.classify_water(cube, "vote", toa="rayleigh").values[0] == 1
-    else:  # the same data read as if it were surface reflectance: the uncorrected figure
+    else:  # the same data read as if it were surface reflectance (no detector: it needs L1C): uncorrected
         corrected = cube.assign_attrs({"processing:level": "L2A"})
         template = water.classify_water(corrected, "vote").values[0] == 1
     ndwi = indices.index(corrected, "NDWI").values[0]
@@ -100,6 +101,9 @@ def test_berlin_water_vote_vs_osm_lakes_on_a_fixed_area(berlin):
     of the file (water = water; meadow, wetland, farm, scrub, forest, residential, grass = not water).
     The file holds only 1-50 ha polygons, so the big lakes are outside the area by construction."""
     cube, ref, labelled, n_water, n_polygons = berlin
+    cloudy = clouds.cloud_mask(cube).values[0]
+    print(f"s2cloudless: {cloudy.mean():.1%} of the scene cloudy, {cloudy[labelled].mean():.1%} of the evaluation "
+          f"area, {cloudy[ref & labelled].mean():.1%} of its water")
     results = {toa: _scores(cube, ref, labelled, toa) for toa in ("none", "rayleigh")}
     for toa, res in results.items():
         print(f"Berlin L1C 2017-02-16, {n_water} OSM water polygons in {n_polygons} labelled polygons "

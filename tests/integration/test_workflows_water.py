@@ -46,10 +46,13 @@ def test_snow_shadow_and_the_iced_lake(water_run, small_demo):
           f"{100 * w['frozen_reported']:.1f} %; per date {w['dates']}")
     assert w["pixels"]["snow"] > 0 and w["pixels"]["shadow"] > 0 and w["pixels"]["frozen"] > 0
     assert w["snow_shadow_false_water"] <= 0.01
+    assert w["shadow_false_water"] <= 0.01  # terrain shadow the SCL misses too (the spectral shadow test)
     assert w["frozen_reported"] >= 0.9
     for row in w["dates"].values():
         if "frozen_true_ha" in row:
-            assert row["frozen_reported_ha"] >= 0.8 * row["frozen_true_ha"]
+            # frozen where the pixel's nearest open view saw water: not the bed the draw-down left dry
+            # (by the water frequency alone the area was 32 % too high)
+            assert 0.9 * row["frozen_true_ha"] <= row["frozen_reported_ha"] <= 1.1 * row["frozen_true_ha"]
 
 
 def test_per_pixel_water_on_truly_clear_pixels(water_run, small_demo):
