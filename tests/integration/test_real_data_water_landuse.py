@@ -32,7 +32,6 @@ SLOVENIA = DATA / "eolearn-slovenia"
 # reference points (science-standards.md)
 BERLIN_NDWI_IOU, BERLIN_MNDWI_OTSU_IOU = 0.395, 0.418
 SLOVENIA_OA, SLOVENIA_KAPPA, SLOVENIA_MACRO_F1 = 0.863, 0.625, 0.364
-TEMPLATE_TREES = 300  # workflows/crop-type-map/params.yaml n_estimators
 
 
 def _iou(pred, ref, region):
@@ -161,8 +160,9 @@ def test_slovenia_land_use_polygon_grouped_cv(slovenia):
     X, y, groups = slovenia
     pred = np.empty(y.size, dtype=object)
     for train, test in StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=0).split(X, y, groups):
-        # the crop-type template's own forest: its params.yaml size, label cleaning grouped by polygon
-        model, _ = crops.train(X[train], y[train], n_estimators=TEMPLATE_TREES, seed=0, groups=groups[train])
+        # the crop-type template's forest with label cleaning grouped by polygon; 100 trees instead of the
+        # template's 300 to keep the test short (300 measured once: kappa 0.691 vs 0.697, RESULTS.md)
+        model, _ = crops.train(X[train], y[train], n_estimators=100, seed=0, groups=groups[train])
         pred[test] = crops.predict(model, X[test])[0]
     r = metrics.classification_report(y, pred.astype(str))
     counts = {c: (int((y == c).sum()), len(set(groups[y == c]))) for c in sorted(set(y))}
