@@ -1,6 +1,6 @@
 """A cloud mask for Sentinel-2 items that carry none (no SCL: L1C products, some archives).
 
-Uses s2cloudless (Sentinel Hub's single-scene pixel classifier, a LightGBM model shipped inside the
+Uses s2cloudless (CC BY 4.0; Sentinel Hub's single-scene pixel classifier, a LightGBM model shipped in the
 package; Zupanc 2017) on top-of-atmosphere reflectance of its ten bands B01 B02 B04 B05 B08 B8A B09
 B10 B11 B12 — the input it was trained on, so it runs before any atmospheric correction. Its
 probability is smoothed over a disk and the mask dilated, with the package's default disk sizes
