@@ -72,8 +72,10 @@ def test_water_graph_is_the_local_method_snow_shadow_nir_and_frozen(tmp_path):
         gts = {c[1] for c in _constants(flat, "gt")}
         assert {water.SNOW_NDSI, water.SNOW_NIR, water.SNOW_GREEN, 0} <= gts
         assert (None, water.WATER_NIR) in _constants(flat, "lt")  # water is dark in the NIR
-        assert _constants(flat, "gte").count((None, None)) == 2  # shadow: no NIR absorption, B08 >= B03 and B04
+        assert _constants(flat, "gte").count((None, None)) == 0  # the spectral shadow test is opt-in, as locally
         assert og.process_ids(flat).count("mask") == 3  # clouds (bands, SCL), then snow/ice + shadow
+    shaded = og.graph("water-monitoring", {"bbox": BBOX, "datetime": "2026-11-01/2027-01-31", "spectral_shadow": True})
+    assert _constants(shaded["water_extent"], "gte").count((None, None)) == 2  # B08 >= B03 and B08 >= B04
     frozen = graphs["frozen_extent"]
     ids = og.process_ids(frozen)
     merges = _nodes(frozen, "merge_cubes")

@@ -50,11 +50,11 @@ def test_shadow_is_found_from_the_spectrum_without_scl():
     # turbid water: NIR above green (NDWI < 0) but below red (NDVI < 0): still water
     turbid = {"B02": 0.08, "B03": 0.10, "B04": 0.12, "B08": 0.105, "B11": 0.02, "B12": 0.01}
     _paint(ds, (slice(0, 6), slice(0, 8)), turbid)
-    assert water.classify_water(ds, "vote", shadow=False).values[0, 12:, 12:].all()  # fooled without the test
-    classes = water.surface_classes(ds).values[0]
+    assert water.classify_water(ds, "vote").values[0, 12:, 12:].all()  # fooled without the test (the default)
+    classes = water.surface_classes(ds, spectral_shadow=True).values[0]
     assert (classes[12:, 12:] == 3).all()  # shadow, not water and not land
     assert (classes[:, :8] == 1).all() and (classes[:12, 8:] == 0).all()
-    assert "NIR absorption" in water.surface_classes(ds).attrs["shadow"]
+    assert "NIR absorption" in water.surface_classes(ds, spectral_shadow=True).attrs["shadow"]
 
 
 def test_frequency_extent_fill_and_change():

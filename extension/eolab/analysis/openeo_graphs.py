@@ -13,7 +13,7 @@ with the ``openeo`` client (no connection) and follow CDSE conventions:
   cloud probability, cirrus: 0 1 3 8 9 10);
 - band math as in :mod:`eolab.analysis.indices` (NDWI, MNDWI, AWEI_sh vote for water; NDVI, NDMI,
   NDRE for crops); for water also the local method's snow/ice and shadow classes (SCL 11 or the
-  spectral snow test; SCL 2 or the spectral shadow test), the NIR bound and frozen water by the frequency rule
+  spectral snow test; SCL 2, optionally the spectral shadow test), the NIR bound and frozen water by the frequency rule
   (:data:`WATER_GRAPH_LIMITS` says what is not expressed);
 - ``aggregate_spatial`` for parcels (mean per parcel and date) or the area (water share per date),
   ``reduce_dimension`` over ``t`` for the water frequency;
@@ -140,8 +140,8 @@ WATER_GRAPH_LIMITS = (
 def water_graphs(params: Mapping[str, Any]) -> dict[str, dict]:
     """water-monitoring, the local method (:func:`eolab.analysis.water.surface_classes`) as far as
     openEO processes go: per date, snow/ice (SCL 11 or the SNOWMAP test NDSI > 0.4, NIR > 0.11,
-    green > 0.10) and dark area / terrain shadow (SCL 2, or the indices' water without NIR absorption:
-    B08 >= max(B03, B04)) are not observed; water is the vote of
+    green > 0.10) and dark area / terrain shadow (SCL 2; with the parameter spectral_shadow also the
+    indices' water without NIR absorption, B08 >= max(B03, B04)) are not observed; water is the vote of
     NDWI > 0, MNDWI > 0, AWEI_sh > 0 (two of three) where NIR < 0.11. Graphs: ``water_extent``
     (share of the observed area that is water, per date: aggregate_spatial mean, JSON),
     ``water_frequency`` (mean over t, GTiff) and ``frozen_extent`` (share of the area that is
@@ -164,8 +164,9 @@ def water_graphs(params: Mapping[str, Any]) -> dict[str, dict]:
     snow = ((mndwi > local.SNOW_NDSI) & (b8 > local.SNOW_NIR) & (b3 > local.SNOW_GREEN)) | (scl == local.SCL_SNOW)
     vote = ((ndwi > 0) + (mndwi > 0) + (awei > 0)) >= 2
     wet = vote & (b8 < local.WATER_NIR)
-    shaded = wet & (b8 >= b3) & (b8 >= b4)  # no NIR absorption (local.nir_absorbed): the spectral shadow test
-    hidden = snow | (scl == local.SCL_DARK) | shaded
+    hidden = snow | (scl == local.SCL_DARK)
+    if params.get("spectral_shadow"):  # local surface_classes(spectral_shadow=True): no NIR absorption
+        hidden = hidden | (wet & (b8 >= b3) & (b8 >= b4))
     water = wet.mask(hidden)
     area = mapping(box(*[float(v) for v in params["bbox"]]))
     extent = water.aggregate_spatial(geometries=area, reducer="mean").save_result(format="JSON")
@@ -238,8 +239,9 @@ def export(template: str, path: str | Path, parameters: Mapping[str, Any] | None
                            "per-area series these graphs return are what the template's client-side steps "
                            "(haze test, gap filling, random forest, events, traffic light) start from.")}
     if template == "water-monitoring":
-        doc["description"] += (" Water: snow/ice (SCL 11 or NDSI > 0.4, NIR > 0.11, green > 0.10) and shadow (SCL 2, "
-                               "or B08 >= max(B03, B04) where the indices say water) not observed; vote of NDWI, "
+        doc["description"] += (" Water: snow/ice (SCL 11 or NDSI > 0.4, NIR > 0.11, green > 0.10) and shadow (SCL 2; "
+                               "with spectral_shadow also B08 >= max(B03, B04) where the indices say water) not "
+                               "observed; vote of NDWI, "
                                "MNDWI, AWEI_sh > 0 where NIR < 0.11; frozen = snow/ice where the water frequency >= 0.5.")
         doc["not_expressed"] = list(WATER_GRAPH_LIMITS)
     path = Path(path)

@@ -193,13 +193,16 @@ def _has_cloud_mask(cube: Any) -> bool:
 
 
 def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shadow: bool = True,
-                    water_test: bool = True, toa: str = "refuse", sun_zenith: Any = None) -> Any:
+                    spectral_shadow: bool = False, water_test: bool = True, toa: str = "refuse", sun_zenith: Any = None) -> Any:
     """Per-date surface classes (time, y, x): 0 land, 1 open water, 2 snow/ice, 3 dark-area/terrain
     shadow, NaN not observed. Lazy for a lazy cube (the Otsu methods compute one date at a time).
 
     cube: Dataset with B02 B03 B04 B08 B11 B12 reflectance, cloud-masked (NaN where masked); an
         ``SCL`` variable (load it as a band) adds Sen2Cor's snow (11) and dark-area (2) classes.
     snow / shadow: class snow/ice and SCL dark areas apart from water and land (default).
+    spectral_shadow: also class as shadow what the indices call water without NIR absorption
+        (:func:`nir_absorbed`); off by default: it cut terrain-shadow false water on the demo but set
+        aside vegetated water there and much real water on the Berlin L1C scene (benchmarks/RESULTS.md).
     water_test: water must also be dark in the NIR (:func:`dark_nir`; default).
     toa: what to do with top-of-atmosphere (L1C) input: "refuse" (default) or "rayleigh"
         (:func:`eolab.analysis.atmosphere.rayleigh_correct`; sun_zenith in degrees, default from
@@ -246,7 +249,7 @@ def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shado
     if water_test:
         wet = wet & dark_nir(cube)
     shaded = None
-    if shadow:  # spectral shadow test: "water" by the indices, without water's NIR absorption
+    if shadow and spectral_shadow:  # "water" by the indices, without water's NIR absorption
         shaded = wet & ~nir_absorbed(cube)
         wet = wet & ~shaded
         dark = shaded if dark is None else (dark | shaded)
@@ -263,8 +266,8 @@ def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shado
                  "water_test": f"NIR < {WATER_NIR}" if water_test else "off",
                  "snow_test": f"SCL {SCL_SNOW} or NDSI > {SNOW_NDSI}, NIR > {SNOW_NIR}, green > {SNOW_GREEN}"
                  if snow else "off",
-                 "shadow": (f"SCL {SCL_DARK} or the indices' water without NIR absorption (B08 >= max(B03, B04))"
-                            if shadow else "off")}
+                 "shadow": ("off" if not shadow else f"SCL {SCL_DARK}" + (
+                     " or the indices' water without NIR absorption (B08 >= max(B03, B04))" if spectral_shadow else ""))}
     if thresholds is not None:
         out.attrs["thresholds"] = [round(float(t), 4) for t in thresholds]
         out.attrs["otsu_used"] = [bool(u) for u in otsu_used]
