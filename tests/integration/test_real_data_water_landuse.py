@@ -73,10 +73,13 @@ def berlin():
 
 def _scores(cube, ref, area, toa):
     """Every method on the same fixed pixels: the template (vote, its default options) and the plain
-    baselines NDWI > 0 and MNDWI > Otsu (Otsu of the whole image, as in science-standards.md)."""
-    if toa == "rayleigh":  # no SCL: the template masks clouds with s2cloudless first (masked = not water)
+    baselines NDWI > 0 and MNDWI > Otsu (Otsu of the whole image, as in science-standards.md).
+    toa "rayleigh+s2cloudless": the cube also holds the detector's bands, so the template masks clouds
+    with s2cloudless first (masked pixels count as not water: the area stays fixed)."""
+    if toa.startswith("rayleigh"):
         corrected = atmosphere.rayleigh_correct(cube)
-        template = water.classify_water(cube, "vote", toa="rayleigh").values[0] == 1
+        given = cube if toa.endswith("s2cloudless") else cube[water.OPTICAL_BANDS].assign_attrs(cube.attrs)
+        template = water.classify_water(given, "vote", toa="rayleigh").values[0] == 1
     else:  # the same data read as if it were surface reflectance (no detector: it needs L1C): uncorrected
         corrected = cube.assign_attrs({"processing:level": "L2A"})
         template = water.classify_water(corrected, "vote").values[0] == 1
@@ -103,7 +106,7 @@ def test_berlin_water_vote_vs_osm_lakes_on_a_fixed_area(berlin):
     cloudy = clouds.cloud_mask(cube).values[0]
     print(f"s2cloudless: {cloudy.mean():.1%} of the scene cloudy, {cloudy[labelled].mean():.1%} of the evaluation "
           f"area, {cloudy[ref & labelled].mean():.1%} of its water")
-    results = {toa: _scores(cube, ref, labelled, toa) for toa in ("none", "rayleigh")}
+    results = {toa: _scores(cube, ref, labelled, toa) for toa in ("none", "rayleigh", "rayleigh+s2cloudless")}
     for toa, res in results.items():
         print(f"Berlin L1C 2017-02-16, {n_water} OSM water polygons in {n_polygons} labelled polygons "
               f"({int(labelled.sum())} px), correction {toa}: "
@@ -121,6 +124,8 @@ def test_berlin_water_vote_vs_osm_lakes_on_a_fixed_area(berlin):
     # through the documented Rayleigh correction the template's vote, unchanged, beats both baselines
     # on the same pixels (measured 0.550 vs 0.410 and 0.492)
     assert corrected["vote (template)"][0] >= 0.50
+    # with the s2cloudless mask (18.8 % of the scene, 17.7 % of the OSM water flagged) the fixed-area IoU is
+    # lower (measured 0.485, P 0.640, R 0.668): reported, not a goal (benchmarks/RESULTS.md)
     assert corrected["vote (template)"][0] > max(corrected["NDWI > 0"][0], corrected["MNDWI > Otsu"][0])
     assert corrected["vote (template)"][0] > max(raw["NDWI > 0"][0], raw["MNDWI > Otsu"][0])
 
