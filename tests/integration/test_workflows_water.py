@@ -135,7 +135,8 @@ def test_openeo_graph_exported(water_run):
 
     out, _ = water_run
     doc = json.loads((out / "results" / "openeo_graph.json").read_text())
-    assert set(doc["graphs"]) == {"water_extent", "water_frequency"}
+    assert set(doc["graphs"]) == {"water_extent", "water_frequency", "frozen_extent"}
+    assert doc["not_expressed"]  # what the graphs cannot say of the local method
     flat = doc["graphs"]["water_extent"]["process_graph"]
     assert {"load_collection", "mask", "aggregate_spatial", "save_result"} <= set(openeo_graphs.process_ids(flat))
     load = next(n for n in flat.values() if n["process_id"] == "load_collection")["arguments"]
