@@ -49,7 +49,9 @@ def test_snow_shadow_and_the_iced_lake(water_run, small_demo):
     assert w["frozen_reported"] >= 0.9
     for row in w["dates"].values():
         if "frozen_true_ha" in row:
-            assert row["frozen_reported_ha"] >= 0.8 * row["frozen_true_ha"]
+            # frozen where the pixel's nearest open view saw water: not the bed the draw-down left dry
+            # (by the water frequency alone the area was 32 % too high)
+            assert 0.9 * row["frozen_true_ha"] <= row["frozen_reported_ha"] <= 1.1 * row["frozen_true_ha"]
 
 
 def test_per_pixel_water_on_truly_clear_pixels(water_run, small_demo):
@@ -133,7 +135,8 @@ def test_openeo_graph_exported(water_run):
 
     out, _ = water_run
     doc = json.loads((out / "results" / "openeo_graph.json").read_text())
-    assert set(doc["graphs"]) == {"water_extent", "water_frequency"}
+    assert set(doc["graphs"]) == {"water_extent", "water_frequency", "frozen_extent"}
+    assert doc["not_expressed"]  # what the graphs cannot say of the local method
     flat = doc["graphs"]["water_extent"]["process_graph"]
     assert {"load_collection", "mask", "aggregate_spatial", "save_result"} <= set(openeo_graphs.process_ids(flat))
     load = next(n for n in flat.values() if n["process_id"] == "load_collection")["arguments"]

@@ -24,13 +24,13 @@ def _parcels():
 
 def test_water_graph_has_the_template_steps_and_parameters():
     graphs = og.graph("water-monitoring", {"bbox": BBOX, "datetime": "2026-04-01/2026-09-30"})
-    assert set(graphs) == {"water_extent", "water_frequency"}
+    assert set(graphs) == {"water_extent", "water_frequency", "frozen_extent"}
     for flat in graphs.values():
         load = _nodes(flat, "load_collection")[0]["arguments"]
         assert load["id"] == "SENTINEL2_L2A"
         assert load["temporal_extent"] == ["2026-04-01", "2026-09-30"]
         assert load["spatial_extent"]["west"] == BBOX[0] and load["spatial_extent"]["north"] == BBOX[3]
-        assert set(load["bands"]) == {"B02", "B03", "B08", "B11", "B12", "SCL"}
+        assert set(load["bands"]) == {"B02", "B03", "B04", "B08", "B11", "B12", "SCL"}
         ids = og.process_ids(flat)
         # SCL mask of the eolab classes, scaling before band math, the index vote, save
         assert ids.index("mask") < ids.index("multiply") and "array_element" in ids
@@ -43,6 +43,48 @@ def test_water_graph_has_the_template_steps_and_parameters():
     freq = graphs["water_frequency"]
     assert _nodes(freq, "reduce_dimension")[-1]["arguments"]["dimension"] == "t"
     assert _nodes(freq, "save_result")[0]["arguments"]["format"] == "GTiff"
+
+
+def _constants(flat, process_id):
+    """(x, y) of every ``process_id`` node in the graph's callbacks, the node references dropped."""
+    found = []
+
+    def walk(g):
+        for node in g.values():
+            if node["process_id"] == process_id:
+                found.append(tuple(v if not isinstance(v, dict) else None for v in node["arguments"].values()))
+            for arg in node.get("arguments", {}).values():
+                if isinstance(arg, dict) and "process_graph" in arg:
+                    walk(arg["process_graph"])
+    walk(flat)
+    return found
+
+
+def test_water_graph_is_the_local_method_snow_shadow_nir_and_frozen(tmp_path):
+    from eolab.analysis import water
+
+    graphs = og.graph("water-monitoring", {"bbox": BBOX, "datetime": "2026-11-01/2027-01-31"})
+    for name in ("water_extent", "water_frequency"):
+        flat = graphs[name]
+        # snow/ice: SCL 11 or NDSI > 0.4, NIR > 0.11, green > 0.10; shadow: SCL 2 -> masked, not land
+        eqs = {c[1] for c in _constants(flat, "eq")}
+        assert {water.SCL_SNOW, water.SCL_DARK} <= eqs
+        gts = {c[1] for c in _constants(flat, "gt")}
+        assert {water.SNOW_NDSI, water.SNOW_NIR, water.SNOW_GREEN, 0} <= gts
+        assert (None, water.WATER_NIR) in _constants(flat, "lt")  # water is dark in the NIR
+        assert _constants(flat, "gte").count((None, None)) == 0  # the spectral shadow test is opt-in, as locally
+        assert og.process_ids(flat).count("mask") == 3  # clouds (bands, SCL), then snow/ice + shadow
+    shaded = og.graph("water-monitoring", {"bbox": BBOX, "datetime": "2026-11-01/2027-01-31", "spectral_shadow": True})
+    assert _constants(shaded["water_extent"], "gte").count((None, None)) == 2  # B08 >= B03 and B08 >= B04
+    frozen = graphs["frozen_extent"]
+    ids = og.process_ids(frozen)
+    merges = _nodes(frozen, "merge_cubes")
+    assert len(merges) == 2 and "and" in og.process_ids(merges[-1]["arguments"]["overlap_resolver"])
+    assert (None, 0.5) in _constants(frozen, "gte") and ids[-1] == "save_result"
+    doc = json.loads(og.export("water-monitoring", tmp_path / "w.json", {"bbox": BBOX}).read_text())
+    assert list(doc["graphs"]) == ["water_extent", "water_frequency", "frozen_extent"]
+    assert any("nearest open observation" in s for s in doc["not_expressed"])
+    assert any("Otsu" in s for s in doc["not_expressed"])
 
 
 def test_parcel_graphs_aggregate_over_the_parcels(tmp_path):

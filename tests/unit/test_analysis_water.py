@@ -42,6 +42,21 @@ def test_dark_shadow_fools_mndwi_alone_but_not_the_vote():
     assert not water.classify_water(ds, "vote", water_test=False).values[0, 15:, 15:].any()
 
 
+def test_shadow_is_found_from_the_spectrum_without_scl():
+    ds, lake = scene(1)
+    # shaded snowy forest under haze: dark, flat from green to NIR, dark SWIR -> MNDWI and AWEI_sh say water
+    shaded = {"B02": 0.083, "B03": 0.088, "B04": 0.092, "B08": 0.096, "B11": 0.043, "B12": 0.033}
+    _paint(ds, (slice(12, None), slice(12, None)), shaded)
+    # turbid water: NIR above green (NDWI < 0) but below red (NDVI < 0): still water
+    turbid = {"B02": 0.08, "B03": 0.10, "B04": 0.12, "B08": 0.105, "B11": 0.02, "B12": 0.01}
+    _paint(ds, (slice(0, 6), slice(0, 8)), turbid)
+    assert water.classify_water(ds, "vote").values[0, 12:, 12:].all()  # fooled without the test (the default)
+    classes = water.surface_classes(ds, spectral_shadow=True).values[0]
+    assert (classes[12:, 12:] == 3).all()  # shadow, not water and not land
+    assert (classes[:, :8] == 1).all() and (classes[:12, 8:] == 0).all()
+    assert "NIR absorption" in water.surface_classes(ds, spectral_shadow=True).attrs["shadow"]
+
+
 def test_frequency_extent_fill_and_change():
     ds, lake = scene(4, cloud_on=2)
     w = water.classify_water(ds)
@@ -123,6 +138,28 @@ def test_snow_is_not_water_and_a_snow_covered_lake_is_frozen_water():
     lake_ha = lake.sum() * 100 / 1e4
     assert ext.frozen_ha.tolist() == pytest.approx([0, 0, lake_ha])
     assert ext.filled_ha.tolist() == pytest.approx([lake_ha] * 3)  # the frozen lake is water, not land
+
+
+def test_a_drawn_down_bed_under_snow_is_not_frozen_water():
+    # 6 dates: the lake (x < 8) full on 0-2, drawn down to x < 4 on date 3, iced (and snow on land) on 4-5
+    ds, lake = scene(6)
+    land = {b: float(ds[b].values[0, 0, 15]) for b in water.OPTICAL_BANDS}
+    _paint(ds, (slice(None), slice(4, 8)), land, t=3)  # the bed fell dry
+    for t in (4, 5):
+        _paint(ds, (slice(None), slice(None)), SNOW, t=t)
+    ds = ds.chunk({"time": 1, "y": 10, "x": 10})  # lazy, as in the template
+    classes = water.surface_classes(ds)
+    freq = water.frequency(water.water_from_classes(classes)).compute()
+    assert float(freq.values[0, 5]) == 0.75  # the bed was water on 3 of its 4 open dates
+    old = water.frozen(classes, freq, recent=False).values
+    assert old[4, :, :8].all()  # by frequency alone the dry bed counts as frozen water
+    ice = water.frozen(classes, freq).values
+    assert ice[4:, :, :4].all() and not ice[4:, :, 4:].any() and not ice[:4].any()
+    state = water.last_open_state(classes).values
+    assert (state[3:, :, 4:8] == 0).all() and (state[:3, :, 4:8] == 1).all() and (state[:, :, :4] == 1).all()
+    # iced on the first date: the first open observation after it decides
+    first_iced = water.surface_classes(ds.isel(time=[4, 0, 1]).assign_coords(time=ds.time[:3].values))
+    assert water.frozen(first_iced, freq.where(False)).values[0, :, :8].all()
 
 
 def test_scl_snow_and_dark_area_classes():

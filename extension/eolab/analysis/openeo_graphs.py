@@ -12,7 +12,9 @@ with the ``openeo`` client (no connection) and follow CDSE conventions:
 - cloud mask from SCL: the classes eolab masks (no data, saturated, cloud shadow, medium/high
   cloud probability, cirrus: 0 1 3 8 9 10);
 - band math as in :mod:`eolab.analysis.indices` (NDWI, MNDWI, AWEI_sh vote for water; NDVI, NDMI,
-  NDRE for crops);
+  NDRE for crops); for water also the local method's snow/ice and shadow classes (SCL 11 or the
+  spectral snow test; SCL 2, optionally the spectral shadow test), the NIR bound and frozen water by the frequency rule
+  (:data:`WATER_GRAPH_LIMITS` says what is not expressed);
 - ``aggregate_spatial`` for parcels (mean per parcel and date) or the area (water share per date),
   ``reduce_dimension`` over ``t`` for the water frequency;
 - ``save_result`` (GTiff for rasters, Parquet or JSON for vector cubes).
@@ -37,7 +39,7 @@ S1_COLLECTION = "SENTINEL1_GRD"
 SCL_MASK_CLASSES = (0, 1, 3, 8, 9, 10)
 SCALE = 0.0001
 TEMPLATES = ("water-monitoring", "crop-type-map", "cap-parcel-checks")
-GRAPHS = {"water-monitoring": ("water_extent", "water_frequency"),
+GRAPHS = {"water-monitoring": ("water_extent", "water_frequency", "frozen_extent"),
           "crop-type-map": ("parcel_series",), "cap-parcel-checks": ("parcel_series", "parcel_s1_series")}
 
 
@@ -83,8 +85,9 @@ def _parcels_geojson(parcels: Any) -> tuple[dict, list[float]]:
     return fc, [float(v) for v in gdf.total_bounds]
 
 
-def s2_masked(bbox: Sequence[float], datetime: str, bands: Sequence[str]):
-    """The masked, scaled Sentinel-2 L2A cube (DataCube, not connected) with ``bands``."""
+def s2_masked(bbox: Sequence[float], datetime: str, bands: Sequence[str], *, keep_scl: bool = False):
+    """The masked, scaled Sentinel-2 L2A cube (DataCube, not connected) with ``bands`` (and the SCL
+    band itself, unscaled, with keep_scl)."""
     from openeo.rest.datacube import DataCube
 
     cube = DataCube.load_collection(S2_COLLECTION, connection=None, spatial_extent=_extent(bbox),
@@ -95,7 +98,10 @@ def s2_masked(bbox: Sequence[float], datetime: str, bands: Sequence[str]):
     for c in SCL_MASK_CLASSES:
         cloud = (scl == c) if cloud is None else (cloud | (scl == c))
     data = cube.filter_bands(list(bands)).mask(cloud)
-    return data.apply(lambda x: x * SCALE)  # digital numbers -> reflectance (float)
+    data = data.apply(lambda x: x * SCALE)  # digital numbers -> reflectance (float)
+    if keep_scl:
+        data = data.merge_cubes(cube.filter_bands(["SCL"]).mask(cloud))
+    return data
 
 
 def _nd(a, b):
@@ -120,27 +126,56 @@ def _index_cube(cube, names: Sequence[str]):
     return cube.apply_dimension(dimension="bands", process=per_pixel).rename_labels("bands", target=list(names))
 
 
+#: What the water graphs cannot express of the local method (written into every water graph's export).
+WATER_GRAPH_LIMITS = (
+    "frozen water uses the frequency rule (snow/ice where the water frequency >= 0.5), not the local "
+    "default (the nearest open observation of the pixel): openEO has no forward/backward fill along t",
+    "Otsu thresholds (method mndwi-otsu / ndwi-otsu) and the Rayleigh correction of L1C input are not "
+    "expressed: the graph reads L2A surface reflectance and uses the fixed thresholds",
+    "the gap filling of unobserved pixels by the frequency (filled_ha) and the reservoir (largest water "
+    "body) are computed client-side from the returned maps",
+)
+
+
 def water_graphs(params: Mapping[str, Any]) -> dict[str, dict]:
-    """water-monitoring: per-date water (vote of NDWI > 0, MNDWI > 0, AWEI_sh > 0, two of three) →
-    ``water_extent`` (share of the area that is water, per date: aggregate_spatial mean over the bbox
-    polygon, JSON) and ``water_frequency`` (mean over t of the per-date maps, GTiff)."""
+    """water-monitoring, the local method (:func:`eolab.analysis.water.surface_classes`) as far as
+    openEO processes go: per date, snow/ice (SCL 11 or the SNOWMAP test NDSI > 0.4, NIR > 0.11,
+    green > 0.10) and dark area / terrain shadow (SCL 2; with the parameter spectral_shadow also the
+    indices' water without NIR absorption, B08 >= max(B03, B04)) are not observed; water is the vote of
+    NDWI > 0, MNDWI > 0, AWEI_sh > 0 (two of three) where NIR < 0.11. Graphs: ``water_extent``
+    (share of the observed area that is water, per date: aggregate_spatial mean, JSON),
+    ``water_frequency`` (mean over t, GTiff) and ``frozen_extent`` (share of the area that is
+    snow/ice on water, per date). What is not expressed: :data:`WATER_GRAPH_LIMITS`."""
     from shapely.geometry import box, mapping
+
+    from eolab.analysis import water as local
 
     method = params.get("method", "vote")
     if method != "vote":
         raise EolabError(f"the openEO graph implements the 'vote' method, not {method!r}",
                          hint="run the template locally for the Otsu methods")
-    bands = ["B02", "B03", "B08", "B11", "B12"]
-    cube = s2_masked(params.get("bbox"), params["datetime"], bands)
-    b2, b3, b8, b11, b12 = (cube.band(b) for b in bands)
+    bands = ["B02", "B03", "B04", "B08", "B11", "B12"]
+    cube = s2_masked(params.get("bbox"), params["datetime"], bands, keep_scl=True)
+    b2, b3, b4, b8, b11, b12 = (cube.band(b) for b in bands)
+    scl = cube.band("SCL")
     ndwi = (b3 - b8) / (b3 + b8)
-    mndwi = (b3 - b11) / (b3 + b11)
+    mndwi = (b3 - b11) / (b3 + b11)  # also the NDSI
     awei = b2 + 2.5 * b3 - 1.5 * (b8 + b11) - 0.25 * b12
-    water = ((ndwi > 0) + (mndwi > 0) + (awei > 0)) >= 2
+    snow = ((mndwi > local.SNOW_NDSI) & (b8 > local.SNOW_NIR) & (b3 > local.SNOW_GREEN)) | (scl == local.SCL_SNOW)
+    vote = ((ndwi > 0) + (mndwi > 0) + (awei > 0)) >= 2
+    wet = vote & (b8 < local.WATER_NIR)
+    hidden = snow | (scl == local.SCL_DARK)
+    if params.get("spectral_shadow"):  # local surface_classes(spectral_shadow=True): no NIR absorption
+        hidden = hidden | (wet & (b8 >= b3) & (b8 >= b4))
+    water = wet.mask(hidden)
     area = mapping(box(*[float(v) for v in params["bbox"]]))
     extent = water.aggregate_spatial(geometries=area, reducer="mean").save_result(format="JSON")
-    freq = water.reduce_dimension(dimension="t", reducer="mean").save_result(format="GTiff")
-    return {"water_extent": extent.flat_graph(), "water_frequency": freq.flat_graph()}
+    freq = water.reduce_dimension(dimension="t", reducer="mean")
+    # a (x, y) cube merged with a (t, x, y) cube applies to every date (openEO merge_cubes)
+    frozen = snow.merge_cubes(freq >= 0.5, overlap_resolver="and")
+    frozen_extent = frozen.aggregate_spatial(geometries=area, reducer="mean").save_result(format="JSON")
+    return {"water_extent": extent.flat_graph(), "water_frequency": freq.save_result(format="GTiff").flat_graph(),
+            "frozen_extent": frozen_extent.flat_graph()}
 
 
 def parcel_series_graph(params: Mapping[str, Any], parcels: Any, indices: Sequence[str] = ("NDVI", "NDMI", "NDRE"),
@@ -203,6 +238,12 @@ def export(template: str, path: str | Path, parameters: Mapping[str, Any] | None
            "description": ("Cloud-masked (SCL 0 1 3 8 9 10), scaled (x 0.0001) Sentinel-2 L2A; the per-parcel or "
                            "per-area series these graphs return are what the template's client-side steps "
                            "(haze test, gap filling, random forest, events, traffic light) start from.")}
+    if template == "water-monitoring":
+        doc["description"] += (" Water: snow/ice (SCL 11 or NDSI > 0.4, NIR > 0.11, green > 0.10) and shadow (SCL 2; "
+                               "with spectral_shadow also B08 >= max(B03, B04) where the indices say water) not "
+                               "observed; vote of NDWI, "
+                               "MNDWI, AWEI_sh > 0 where NIR < 0.11; frozen = snow/ice where the water frequency >= 0.5.")
+        doc["not_expressed"] = list(WATER_GRAPH_LIMITS)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1, default=str))

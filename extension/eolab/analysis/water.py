@@ -15,11 +15,12 @@ Before any index, every pixel is classed (:func:`surface_classes`): snow and ice
 the cube has an SCL band, and everywhere the spectral snow test of Hall et al. 1995/2002:
 NDSI > 0.4, NIR > 0.11, green > 0.10 — MNDWI *is* the NDSI, so snow would otherwise be water)
 and dark-area / terrain shadow (SCL 2) are not water and not land: they are "not observed"
-in the water map, and snow/ice on pixels that are usually water is reported as frozen water
+in the water map, and snow/ice on pixels that were water at their nearest open observation is reported as frozen water
 (:func:`frozen`, ``extent(..., frozen=...)``). The processing level is read from the cube's
 metadata (:func:`eolab.analysis.atmosphere.processing_level`): top-of-atmosphere (L1C) input is
-refused unless ``toa="rayleigh"`` asks for the documented Rayleigh correction. A cube without any
-cloud mask gives a warning.
+refused unless ``toa="rayleigh"`` asks for the documented Rayleigh correction. An L1C cube without a
+cloud mask but with the detector's ten bands is masked by s2cloudless (:mod:`eolab.analysis.clouds`);
+any other cube without a cloud mask gives a warning.
 
 Radar method (cloudy dates): VV backscatter in dB, 3×3 median speckle filter, Otsu threshold per date
 (water is the dark mode; Martinis et al. 2015).
@@ -35,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from eolab.analysis import atmosphere
+from eolab.analysis import atmosphere, clouds
 from eolab.analysis.indices import index
 from eolab.errors import EolabError, EolabWarning
 
@@ -152,11 +153,21 @@ def dark_nir(cube: Any) -> Any:
     return cube["B08"] < WATER_NIR
 
 
+def nir_absorbed(cube: Any) -> Any:
+    """Water absorbs the NIR: its B08 lies below its green or red (NDWI > 0 or NDVI < 0). Shadowed
+    land keeps its own spectral shape, only darker (vegetation and soil brighter in the NIR than in
+    the visible, snow about as bright), so a dark pixel the indices call water without this
+    absorption is shadow (terrain or cloud shadow), not water."""
+    return cube["B08"] < np.maximum(cube["B03"], cube["B04"])
+
+
 def _check_input(cube: Any, toa: str, sun_zenith: Any) -> Any:
     """The cube as surface (or Rayleigh-corrected) reflectance; refuses or corrects L1C; warns."""
     if toa not in TOA_OPTIONS:
         raise EolabError(f"toa={toa!r} is not known", hint="use 'refuse' or 'rayleigh'")
     level = atmosphere.processing_level(cube)
+    if level == "L1C" and not _has_cloud_mask(cube) and clouds.has_bands(cube):
+        cube = clouds.mask_clouds(cube)  # no SCL: s2cloudless, on the top-of-atmosphere data it was trained on
     if level == "L1C":
         if toa == "refuse":
             raise EolabError(
@@ -168,22 +179,30 @@ def _check_input(cube: Any, toa: str, sun_zenith: Any) -> Any:
     elif level is None:
         warnings.warn("the cube's processing level is unknown (no processing:level or collection in its "
                       "metadata): it is taken as surface reflectance", EolabWarning, stacklevel=3)
-    mask = ((cube.attrs.get("eolab:provenance") or {}).get("parameters") or {}).get("mask")
-    if "clear" not in cube and "SCL" not in cube and not mask and not cube.attrs.get("eolab:cloud_mask"):
+    if not _has_cloud_mask(cube):
         warnings.warn("no cloud mask: the cube has no SCL band or mask, so clouds and their shadows are "
-                      "classified like the surface (cloud shadow over land can be called water)",
+                      "classified like the surface (cloud shadow over land can be called water); for L1C "
+                      "items load " + ", ".join(clouds.BANDS) + " and the s2cloudless detector masks clouds",
                       EolabWarning, stacklevel=3)
     return cube
 
 
+def _has_cloud_mask(cube: Any) -> bool:
+    mask = ((cube.attrs.get("eolab:provenance") or {}).get("parameters") or {}).get("mask")
+    return bool("clear" in cube or "SCL" in cube or mask or cube.attrs.get("eolab:cloud_mask"))
+
+
 def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shadow: bool = True,
-                    water_test: bool = True, toa: str = "refuse", sun_zenith: Any = None) -> Any:
+                    spectral_shadow: bool = False, water_test: bool = True, toa: str = "refuse", sun_zenith: Any = None) -> Any:
     """Per-date surface classes (time, y, x): 0 land, 1 open water, 2 snow/ice, 3 dark-area/terrain
     shadow, NaN not observed. Lazy for a lazy cube (the Otsu methods compute one date at a time).
 
     cube: Dataset with B02 B03 B04 B08 B11 B12 reflectance, cloud-masked (NaN where masked); an
         ``SCL`` variable (load it as a band) adds Sen2Cor's snow (11) and dark-area (2) classes.
     snow / shadow: class snow/ice and SCL dark areas apart from water and land (default).
+    spectral_shadow: also class as shadow what the indices call water without NIR absorption
+        (:func:`nir_absorbed`); off by default: it cut terrain-shadow false water on the demo but set
+        aside vegetated water there and much real water on the Berlin L1C scene (benchmarks/RESULTS.md).
     water_test: water must also be dark in the NIR (:func:`dark_nir`; default).
     toa: what to do with top-of-atmosphere (L1C) input: "refuse" (default) or "rayleigh"
         (:func:`eolab.analysis.atmosphere.rayleigh_correct`; sun_zenith in degrees, default from
@@ -229,6 +248,11 @@ def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shado
         wet = idx > xr.DataArray(np.array(thresholds), dims=["time"], coords={"time": idx.time})
     if water_test:
         wet = wet & dark_nir(cube)
+    shaded = None
+    if shadow and spectral_shadow:  # "water" by the indices, without water's NIR absorption
+        shaded = wet & ~nir_absorbed(cube)
+        wet = wet & ~shaded
+        dark = shaded if dark is None else (dark | shaded)
     cls = wet.astype("float32")
     if dark is not None:
         cls = xr.where(dark, np.float32(3), cls)
@@ -241,7 +265,9 @@ def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shado
                  "processing_level": atmosphere.processing_level(cube) or "unknown",
                  "water_test": f"NIR < {WATER_NIR}" if water_test else "off",
                  "snow_test": f"SCL {SCL_SNOW} or NDSI > {SNOW_NDSI}, NIR > {SNOW_NIR}, green > {SNOW_GREEN}"
-                 if snow else "off", "shadow": f"SCL {SCL_DARK}" if dark is not None else "off"}
+                 if snow else "off",
+                 "shadow": ("off" if not shadow else f"SCL {SCL_DARK}" + (
+                     " or the indices' water without NIR absorption (B08 >= max(B03, B04))" if spectral_shadow else ""))}
     if thresholds is not None:
         out.attrs["thresholds"] = [round(float(t), 4) for t in thresholds]
         out.attrs["otsu_used"] = [bool(u) for u in otsu_used]
@@ -264,10 +290,49 @@ def classify_water(cube: Any, method: str = "vote", **options: Any) -> Any:
     return water_from_classes(surface_classes(cube, method, **options))
 
 
-def frozen(classes: Any, freq: Any, min_frequency: float = 0.5) -> Any:
-    """Frozen water per date (time, y, x) bool: snow/ice on pixels that are usually open water
-    (frequency ≥ min_frequency over the dates seen open) — a frozen lake, not land."""
-    out = (classes == 2) & (freq >= min_frequency)
+def _fill_along_time(a: np.ndarray, reverse: bool = False) -> np.ndarray:
+    """NaNs along axis 0 filled with the last earlier value (the next later one with reverse)."""
+    if reverse:
+        return _fill_along_time(a[::-1])[::-1]
+    steps = np.arange(a.shape[0]).reshape((-1,) + (1,) * (a.ndim - 1))
+    last = np.where(np.isnan(a), 0, steps)
+    np.maximum.accumulate(last, axis=0, out=last)
+    return np.take_along_axis(a, last, axis=0)
+
+
+def last_open_state(classes: Any) -> Any:
+    """Per date and pixel, what the nearest open (snow-free, clear) observation saw: 1 water, 0 land —
+    the latest one before or on the date, else the first one after; NaN if the pixel was never seen open.
+    (Written with numpy: xarray's ffill/bfill need bottleneck or numbagg, not installed here.)"""
+    import xarray as xr
+
+    open_ = water_from_classes(classes)
+    if hasattr(open_.data, "dask"):
+        open_ = open_.chunk({"time": -1, "y": 512, "x": 512})
+
+    def nearest(a):
+        before = _fill_along_time(a)
+        return np.where(np.isnan(before), _fill_along_time(a, reverse=True), before)
+
+    out = xr.apply_ufunc(nearest, open_, dask="parallelized", output_dtypes=[np.float32])
+    out.name = "last_open_state"
+    return out
+
+
+def frozen(classes: Any, freq: Any, min_frequency: float = 0.5, *, recent: bool = True) -> Any:
+    """Frozen water per date (time, y, x) bool: snow/ice on a pixel that is water when open.
+
+    recent (default): "water when open" is what the nearest open observation of the pixel saw
+    (:func:`last_open_state`; the latest before the date, else the first after), so a reservoir
+    drawn down before it froze counts only its water, not the dry bed under the snow; pixels never
+    seen open fall back to the frequency. recent=False: frequency ≥ min_frequency over all open
+    dates (counts a bed that is usually, but not lately, water)."""
+    ice = classes == 2
+    usual = freq >= min_frequency
+    if recent:
+        state = last_open_state(classes)
+        usual = (state == 1) | (state.isnull() & usual)
+    out = ice & usual
     out.name = "frozen_water"
     return out
 
