@@ -23,10 +23,14 @@ on one window of the scene (a 36-band NDVI GeoTIFF, cloud-masked; eolab with buf
 centres — against exactextract's area-weighted means; same file, same parcels).
 
     .venv/bin/python benchmarks/cap_p4.py [--data DIR] [--parcels 100000] [--dates 36]
+    .venv/bin/python benchmarks/cap_p4.py --parcels 100000 300000 --no-ee   # scaling
 
-Every step prints wall and CPU seconds (CPU: all threads of this process), since on a shared
-machine the wall time depends on the other work. The last line holds the figures and ratios
-(goal: end to end ≤ 300 s).
+Every step prints wall and CPU seconds (CPU: all threads of this process and of its child
+processes), since on a shared machine the wall time depends on the other work. The last line holds
+the figures and ratios (goal: end to end ≤ 300 s). With several sizes, the larger scenes are the
+first one copied as tiles (see ``replicate``), each size runs in a process of its own (so peak memory
+is its own), and the last line compares CPU and wall seconds per parcel-date and peak memory
+(goals: per-parcel cost within 1.1×, memory growing only with the result table).
 """
 
 from __future__ import annotations
@@ -227,8 +231,14 @@ def synthesise(data_dir: Path, n_parcels: int, n_dates: int, width_px: int) -> d
     if manifest.exists() and json.loads(manifest.read_text()).get("key") == key:
         return json.loads(manifest.read_text())
     data_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    def phase(name):
+        print(f"  synthesis: {name} done at {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+
     rng = np.random.default_rng(SEED)
     geoms, ny = make_parcels(n_parcels, width_px, rng)
+    phase("parcels")
     names = list(CROPS)
     true = rng.choice(len(names), n_parcels, p=[CROPS[c][1] for c in names])
     declared = true.copy()
@@ -236,10 +246,12 @@ def synthesise(data_dir: Path, n_parcels: int, n_dates: int, width_px: int) -> d
     declared[wrong] = (true[wrong] + rng.integers(1, len(names), int(wrong.sum()))) % len(names)
     days = _dates(n_dates)
     cover, failed, _ = cover_curves(np.array(days), true, rng)
+    phase("cover curves")
     labels = rasterize(((g, i + 1) for i, g in enumerate(geoms)), out_shape=(ny, width_px),
                        transform=Affine(RES, 0, X0, 0, -RES, Y0), fill=0, dtype="int32")
     np.save(data_dir / "labels.npy", labels)
     np.save(data_dir / "cover.npy", cover)
+    phase("rasterize")
     area = np.array([g.area for g in geoms])
     ids = [f"P4-{i:06d}" for i in range(n_parcels)]
     claims = gpd.GeoDataFrame({
@@ -248,15 +260,78 @@ def synthesise(data_dir: Path, n_parcels: int, n_dates: int, width_px: int) -> d
         "area_declared_ha": np.round(area / 1e4 * rng.normal(1, 0.02, n_parcels), 2),
     }, geometry=geoms, crs=f"EPSG:{EPSG}")
     claims.to_file(data_dir / "claims.gpkg", layer="claims", driver="GPKG")
+    phase("claims")
     plan = rng.random(n_dates)
     targets = np.where(plan < 0.4, 0.0, np.where(plan < 0.7, rng.uniform(0.05, 0.4, n_dates), rng.uniform(0.5, 0.95, n_dates)))
     with mp.get_context("spawn").Pool(os.cpu_count() or 2) as pool:
         items = pool.map(_synth_date, [(k, d, str(data_dir), float(targets[k])) for k, d in enumerate(days)])
     (data_dir / "items.json").write_text(json.dumps(items))
+    phase("images")
     truth = {"true_crop": [names[c] for c in true], "wrong_declaration": wrong.tolist(), "failed": failed.tolist()}
     (data_dir / "truth.json").write_text(json.dumps(truth))
     info = {"key": key, "shape": [int(ny), int(width_px)], "dates": [str(d) for d in days],
             "cloud_targets": targets.round(3).tolist()}
+    manifest.write_text(json.dumps(info))
+    return info
+
+
+def replicate(base_dir: Path, data_dir: Path, copies: int) -> dict:
+    """A scene ``copies`` times the base one: each date's rasters as ``copies`` tiles (separate COG
+    files, stacked north to south like Sentinel-2 tiles of one date), the claims copied onto each
+    tile under new ids. Copying files costs seconds where synthesising costs CPU minutes, and every
+    tile holds the same parcels and pixels, so a larger run repeats exactly the work of the base one."""
+    import shutil
+
+    import geopandas as gpd
+    import pandas as pd
+    import rasterio
+    from affine import Affine
+    from pyproj import Transformer
+
+    base = json.loads((base_dir / "manifest.json").read_text())
+    key = {"base": base["key"], "copies": copies, "version": 1}
+    manifest = data_dir / "manifest.json"
+    if manifest.exists() and json.loads(manifest.read_text()).get("key") == key:
+        return json.loads(manifest.read_text())
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ny, nx = base["shape"]
+    tr = Transformer.from_crs(EPSG, 4326, always_xy=True)
+    items = []
+    for it in json.loads((base_dir / "items.json").read_text()):
+        for c in range(copies):
+            y0 = Y0 - c * ny * RES
+            new = json.loads(json.dumps(it))
+            new["id"] = f"{it['id']}_T{c}"
+            out = data_dir / new["id"]
+            out.mkdir(exist_ok=True)
+            for a in new["assets"].values():
+                src = Path(a["href"])
+                dst = out / src.name
+                if not dst.exists():
+                    shutil.copyfile(src, dst)
+                    if c:  # only the georeference changes (the tile layout stays; no overviews to lose)
+                        with rasterio.open(dst, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as f:
+                            f.transform = Affine(RES, 0, X0, 0, -RES, y0)
+                a["href"] = str(dst)
+                a["proj:transform"] = [RES, 0, X0, 0, -RES, y0]
+            xs, ys = tr.transform([X0, X0 + nx * RES, X0 + nx * RES, X0], [y0, y0, y0 - ny * RES, y0 - ny * RES])
+            new["bbox"] = [min(xs), min(ys), max(xs), max(ys)]
+            new["geometry"] = {"type": "Polygon", "coordinates": [[[xs[i], ys[i]] for i in (0, 1, 2, 3, 0)]]}
+            items.append(new)
+    (data_dir / "items.json").write_text(json.dumps(items))
+    claims = gpd.read_file(base_dir / "claims.gpkg")
+    parts = []
+    for c in range(copies):
+        part = claims.copy()
+        part["geometry"] = claims.geometry.translate(0, -c * ny * RES)
+        part["parcel_id"] = [f"P4-{c}-{p[3:]}" for p in claims["parcel_id"]]
+        part["farmer_id"] = [f"F{c}-{f[1:]}" for f in claims["farmer_id"]]
+        parts.append(part)
+    gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=claims.crs).to_file(
+        data_dir / "claims.gpkg", layer="claims", driver="GPKG")
+    truth = json.loads((base_dir / "truth.json").read_text())
+    (data_dir / "truth.json").write_text(json.dumps({k: v * copies for k, v in truth.items()}))
+    info = {**base, "key": key, "shape": [ny * copies, nx]}
     manifest.write_text(json.dumps(info))
     return info
 
@@ -301,13 +376,13 @@ def run_pipeline(data_dir: Path, out_dir: Path) -> tuple[dict, dict]:
 
     times: dict[str, float] = {}
     facts: dict = {"cpu": {}}
-    t, c = time.perf_counter(), time.process_time()
+    t, c = time.perf_counter(), cpu_seconds()
 
     def step(name):
         # wall and CPU seconds (all threads of this process): on a shared machine the CPU time tells
         # what the step costs, the wall time what this run got
         nonlocal t, c
-        now, cnow = time.perf_counter(), time.process_time()
+        now, cnow = time.perf_counter(), cpu_seconds()
         times[name], facts["cpu"][name] = now - t, cnow - c
         t, c = now, cnow
         print(f"  {name:<38s} {times[name]:7.1f} s wall {facts['cpu'][name]:7.1f} s CPU   "
@@ -349,6 +424,7 @@ def run_pipeline(data_dir: Path, out_dir: Path) -> tuple[dict, dict]:
         used[pos[pid]] = [str(d)[:10] for d in z.time.values[info["observed"][j]]]
     result["source_items"] = provenance.source_items_per_row(prov, result, used)
     result = result.rename_axis("parcel_id").reset_index()
+    facts["result_table_bytes"] = int(result.memory_usage(deep=True).sum())
     files = outputs.write_table(result, out_dir / "cap_checks.gpkg", prov)
     ev = events.events_table(mon.index, mowing, bare)
     files.append(outputs.write_csv(ev, out_dir / "events.csv", prov, index=False))
@@ -364,6 +440,23 @@ def run_pipeline(data_dir: Path, out_dir: Path) -> tuple[dict, dict]:
     ts.haze_flags(z["B02"].values, z["B04"].values)
     facts["haze_flags_s"] = time.perf_counter() - t0
     return times, facts
+
+
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process's threads and of its child processes, live
+    (e.g. joblib workers) or already ended: on a shared machine this, not the wall time, is the cost."""
+    import psutil
+
+    me = psutil.Process()
+    t = me.cpu_times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for child in me.children(recursive=True):
+        try:
+            ct = child.cpu_times()
+        except psutil.Error:
+            continue
+        total += ct.user + ct.system
+    return total
 
 
 def _rss() -> int:
@@ -444,29 +537,11 @@ def compare_exactextract(data_dir: Path, work: Path, size: int) -> dict:
             "nan_mismatch": int((np.isfinite(ee) != np.isfinite(ours)).sum())}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "eolab-bench-p4"))
-    ap.add_argument("--parcels", type=int, default=100_000)
-    ap.add_argument("--dates", type=int, default=36)
-    ap.add_argument("--width", type=int, default=3500, help="scene width in 10 m pixels")
-    ap.add_argument("--ee-window", type=int, default=1024, help="exactextract window (pixels a side)")
-    ap.add_argument("--goal", type=float, default=300.0)
-    ap.add_argument("--compare-only", action="store_true", help="only zonal statistics vs exactextract")
-    args = ap.parse_args()
-    data_dir = Path(args.data)
-
-    t0 = time.perf_counter()
-    info = synthesise(data_dir, args.parcels, args.dates, args.width)
+def one_size(data_dir: Path, args, ee: bool) -> dict:
+    """The pipeline on one scene, in this process; its figures (also printed to stderr)."""
+    info = json.loads((data_dir / "manifest.json").read_text())
     ny, nx = info["shape"]
-    print(f"data: {args.parcels:,} parcels, {args.dates} dates, {ny} × {nx} px "
-          f"({time.perf_counter() - t0:.0f} s to synthesise or reuse) in {data_dir}", file=sys.stderr)
-
     out_dir = Path(tempfile.mkdtemp(prefix="eolab-p4-out-"))
-    if args.compare_only:
-        ee = compare_exactextract(data_dir, out_dir, args.ee_window)
-        print(json.dumps(ee))
-        return
     load_before = os.getloadavg()[0]
     with PeakRSS() as peak:
         times, facts = run_pipeline(data_dir, out_dir)
@@ -482,24 +557,91 @@ def main() -> None:
           f"{cube_bytes / 2**30:.1f} GiB float32 (bands on disk uncompressed {band_bytes / 2**30:.1f} GiB)", file=sys.stderr)
     print(f"of the series step: timeseries.haze_flags {facts['haze_flags_s']:.1f} s per call, called 4 times "
           "(clean_series of NDVI, NDMI, NDRE and NDVI for mowing)", file=sys.stderr)
-    ee = compare_exactextract(data_dir, out_dir, args.ee_window)
-    print(f"zonal on a {ee['window_px']}² window, {ee['parcels']:,} parcels × {ee['dates']} dates: eolab "
-          f"{ee['eolab_s']:.2f} s ({ee['eolab_cpu_s']:.2f} s CPU), exactextract {ee['exactextract_s']:.2f} s "
-          f"({ee['exactextract_cpu_s']:.2f} s CPU); |Δmean| max {ee['max_abs_diff']:.4f}, "
-          f"p99 {ee['p99_abs_diff']:.4f}, median {ee['median_abs_diff']:.5f}, max on cloud-free parcel-dates "
-          f"{ee['max_abs_diff_clear']:.4f}; NaN in one only {ee['nan_mismatch']}",
-          file=sys.stderr)
+    cpu = sum(facts["cpu"].values())
+    fig = {"parcels": facts["parcels"], "monitorable": facts["monitorable"], "dates": args.dates, "wall_s": total,
+           "cpu_s": cpu, "steps_wall": times, "steps_cpu": facts["cpu"], "peak_rss": peak.peak, "maxrss": maxrss,
+           "cube_bytes": cube_bytes, "result_table_bytes": facts["result_table_bytes"], "lights": facts["lights"],
+           "load": [load_before, load_after], "out_dir": str(out_dir)}
+    steps = ", ".join(f"{k} {v:.1f}/{facts['cpu'][k]:.1f}" for k, v in times.items())
     print(f"{machine()}; 1-min load average {load_before:.1f} before / {load_after:.1f} after the pipeline; "
           f"outputs in {out_dir}", file=sys.stderr)
-    steps = ", ".join(f"{k} {v:.1f}/{facts['cpu'][k]:.1f}" for k, v in times.items())
-    cpu = sum(facts["cpu"].values())
     print(f"P4 {facts['parcels']:,} parcels ({facts['monitorable']:,} monitorable) × {args.dates} dates: "
           f"end to end {total:.0f} s wall (goal {args.goal:.0f} s, ratio {total / args.goal:.2f}), {cpu:.0f} s CPU "
           f"(CPU/2 cores / goal {cpu / 2 / args.goal:.2f}); steps wall/CPU s: {steps}; "
-          f"peak RSS {peak.peak / 2**30:.2f} GiB = {peak.peak / cube_bytes:.3f} of the {cube_bytes / 2**30:.1f} GiB cube; "
-          f"zonal eolab/exactextract time {ee['eolab_s'] / ee['exactextract_s']:.3f} "
-          f"(CPU {ee['eolab_cpu_s'] / ee['exactextract_cpu_s']:.3f}) "
-          f"({ee['parcels']:,} parcels, max |Δmean| {ee['max_abs_diff']:.4f})")
+          f"peak RSS {peak.peak / 2**30:.2f} GiB = {peak.peak / cube_bytes:.3f} of the {cube_bytes / 2**30:.1f} GiB cube",
+          file=sys.stderr)
+    if ee:
+        e = compare_exactextract(data_dir, out_dir, args.ee_window)
+        print(f"zonal on a {e['window_px']}² window, {e['parcels']:,} parcels × {e['dates']} dates: eolab "
+              f"{e['eolab_s']:.2f} s ({e['eolab_cpu_s']:.2f} s CPU), exactextract {e['exactextract_s']:.2f} s "
+              f"({e['exactextract_cpu_s']:.2f} s CPU); |Δmean| max {e['max_abs_diff']:.4f}, "
+              f"p99 {e['p99_abs_diff']:.4f}, median {e['median_abs_diff']:.5f}, max on cloud-free parcel-dates "
+              f"{e['max_abs_diff_clear']:.4f}; NaN in one only {e['nan_mismatch']}", file=sys.stderr)
+        fig["exactextract"] = e
+    return fig
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "eolab-bench-p4"))
+    ap.add_argument("--parcels", type=int, nargs="+", default=[100_000],
+                    help="sizes; more than one: each a multiple of the first (its scene copied as tiles), "
+                         "each run in a process of its own, then compared")
+    ap.add_argument("--dates", type=int, default=36)
+    ap.add_argument("--width", type=int, default=3500, help="scene width in 10 m pixels")
+    ap.add_argument("--ee-window", type=int, default=1024, help="exactextract window (pixels a side)")
+    ap.add_argument("--no-ee", action="store_true", help="skip the comparison with exactextract")
+    ap.add_argument("--goal", type=float, default=300.0)
+    ap.add_argument("--compare-only", action="store_true", help="only zonal statistics vs exactextract")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one prepared scene, print its figures as JSON
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(one_size(Path(args.one), args, ee=not args.no_ee)))
+        return
+    data_dir = Path(args.data)
+    base = args.parcels[0]
+    t0 = time.perf_counter()
+    info = synthesise(data_dir, base, args.dates, args.width)
+    ny, nx = info["shape"]
+    print(f"data: {base:,} parcels, {args.dates} dates, {ny} × {nx} px "
+          f"({time.perf_counter() - t0:.0f} s to synthesise or reuse) in {data_dir}", file=sys.stderr)
+    if args.compare_only:
+        print(json.dumps(compare_exactextract(data_dir, Path(tempfile.mkdtemp(prefix="eolab-p4-out-")), args.ee_window)))
+        return
+    scenes = [data_dir]
+    for n in args.parcels[1:]:
+        if n % base:
+            raise SystemExit(f"--parcels: {n} is not a multiple of {base}")
+        t0 = time.perf_counter()
+        scenes.append(Path(f"{data_dir}-x{n // base}"))
+        replicate(data_dir, scenes[-1], n // base)
+        print(f"data: {n:,} parcels as {n // base} tiles of the first scene ({time.perf_counter() - t0:.0f} s to copy "
+              f"or reuse) in {scenes[-1]}", file=sys.stderr)
+    if len(scenes) == 1:
+        fig = one_size(data_dir, args, ee=not args.no_ee)
+        print(json.dumps({k: v for k, v in fig.items() if k != "out_dir"}))
+        return
+    import subprocess
+
+    figs = []
+    for k, scene in enumerate(scenes):
+        print(f"--- {args.parcels[k]:,} parcels", file=sys.stderr)
+        cmd = [sys.executable, __file__, "--one", str(scene), "--dates", str(args.dates), "--ee-window",
+               str(args.ee_window), "--goal", str(args.goal)] + (["--no-ee"] if args.no_ee or k else [])
+        figs.append(json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout))
+    a, b = figs[0], figs[-1]
+
+    def per(f, key):  # seconds per monitorable parcel-date
+        return f[key] / (f["monitorable"] * f["dates"])
+
+    print(json.dumps(figs))
+    print(f"P4 scaling {a['parcels']:,} → {b['parcels']:,} parcels × {args.dates} dates: CPU per parcel-date "
+          f"{per(a, 'cpu_s') * 1e6:.1f} → {per(b, 'cpu_s') * 1e6:.1f} µs (ratio {per(b, 'cpu_s') / per(a, 'cpu_s'):.3f}; "
+          f"goal ≤ 1.1), wall per parcel-date {per(a, 'wall_s') * 1e6:.1f} → {per(b, 'wall_s') * 1e6:.1f} µs "
+          f"(ratio {per(b, 'wall_s') / per(a, 'wall_s'):.3f}); end to end {a['wall_s']:.0f} → {b['wall_s']:.0f} s wall, "
+          f"{a['cpu_s']:.0f} → {b['cpu_s']:.0f} s CPU; peak RSS {a['peak_rss'] / 2**30:.2f} → {b['peak_rss'] / 2**30:.2f} GiB "
+          f"(+{(b['peak_rss'] - a['peak_rss']) / 2**20:.0f} MiB; result table {a['result_table_bytes'] / 2**20:.0f} → "
+          f"{b['result_table_bytes'] / 2**20:.0f} MiB in memory); load average {a['load']} / {b['load']}")
 
 
 if __name__ == "__main__":

@@ -53,3 +53,20 @@ def test_all_parcels_on_one_layer_and_a_click_shows_the_dossier(tmp_path, monkey
     m.layer.selected_index = 3
     assert m.parcel_id == "26-1/3" and "no dossier" in m.dossier.value
     assert CountryMap(path, dossiers=lambda pid: f"<b>{pid}</b>").select(7) == "26-1/7"
+
+
+def test_focus_centres_a_parcel_and_names_an_unknown_one(tmp_path, monkeypatch):
+    from eolab.errors import EolabError
+
+    monkeypatch.delenv("EOLAB_TILES_URL", raising=False)
+    m = CountryMap(_results(tmp_path, n=400), height=600)
+    west, south, east, north = m.table.total_bounds
+    vs = m.map.view_state
+    assert west < vs.longitude < east and south < vs.latitude < north
+    m.focus("26-1/399")
+    one = m.table.geometry.iloc[399]
+    vs2 = m.map.view_state
+    assert vs2.zoom > vs.zoom + 3  # one 100 m parcel vs. 20 × 20 of them
+    assert one.bounds[0] < vs2.longitude < one.bounds[2] and one.bounds[1] < vs2.latitude < one.bounds[3]
+    with pytest.raises(EolabError, match="nope"):
+        m.focus("nope")

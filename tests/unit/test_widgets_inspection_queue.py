@@ -77,3 +77,38 @@ def test_the_view_records_through_the_queue(tmp_path):
     assert "green (decided)" in v.status.value
     v.order.value = "area"
     assert q.order == "area"
+
+
+def test_the_decision_log_is_published_with_the_results(tmp_path):
+    """The log beside the results goes into the result's STAC item as an asset, byte for byte; publishing
+    again after more decisions replaces the copy (one item, the log as it is now)."""
+    import pystac
+
+    from eolab import provenance
+    from eolab.analysis import outputs, publish
+
+    out = tmp_path / "results"
+    run, result, items = make_scene(tmp_path)
+    prov = provenance.record(items, workflow="cap-parcel-checks", parameters={})
+    files = outputs.write_table(result, out / "cap_checks.gpkg", prov)
+    q = InspectionQueue.from_run(run, result, out / "inspection_log.jsonl", items=items, inspector="ana")
+    q.decide("confirm", reason="chips agree")
+    catalog = tmp_path / "catalog"
+
+    def published_log():
+        item = publish.publish(files + [q.log_path], workflow="cap-parcel-checks", provenance=prov,
+                               bbox=[20.0, 45.0, 21.0, 46.0], start="2026-04-01", end="2026-07-01",
+                               catalog_dir=catalog)
+        found = publish.find_results(catalog, workflow="cap-parcel-checks")
+        assert [it.id for it in found] == [item.id]
+        asset = found[0].assets["inspection_log_jsonl"]
+        assert asset.media_type == "application/x-ndjson" and asset.title == "inspection_log.jsonl"
+        path = asset.get_absolute_href()
+        assert pystac.Catalog.from_file(str(catalog / "catalog.json")) and path != str(q.log_path)
+        return open(path, "rb").read()
+
+    assert published_log() == q.log_path.read_bytes()
+    q.decide("change", light="yellow", reason="sown late")
+    second = published_log()
+    assert second == q.log_path.read_bytes()
+    assert [json.loads(x)["action"] for x in second.decode().splitlines()] == ["confirm", "change"]

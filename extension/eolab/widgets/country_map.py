@@ -11,6 +11,7 @@ is the project's own tile service (offline), never a CDN; ipyleaflet stays for d
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,17 +65,47 @@ class CountryMap:
         from lonboard import Map, PolygonLayer
 
         self.table = read_results(results)
+        self.height = height
         self._dossiers = dossiers
+        # outlines in metres, at most 2 px: at country zoom a 1 px outline would hide the fill of every parcel
         self.layer = PolygonLayer.from_geopandas(
             self.table, get_fill_color=light_colours(self.table["light"]), get_line_color=[40, 40, 40, 200],
-            get_line_width=1, line_width_units="pixels", pickable=True, auto_highlight=True)
+            get_line_width=3, line_width_units="meters", line_width_min_pixels=0, line_width_max_pixels=2,
+            pickable=True, auto_highlight=True)
         base = _base_layer(tiles_url)
         self.map = Map(layers=[base, self.layer] if base is not None else [self.layer], basemap=None,
                        height=height, show_tooltip=True)
+        self.map.add_class("eolab-country-map")
         self.dossier = w.HTML()
+        self.dossier.add_class("eolab-country-dossier")
         self.parcel_id = ""
         self.layer.observe(lambda change: self.select(change["new"]), names="selected_index")
         self.widget = w.VBox([self.map, self.dossier])
+        self.focus()
+
+    def focus(self, pid: str | None = None, *, fill: float = 0.9) -> None:
+        """Centre the map on parcel ``pid`` (None: all parcels) so that it spans ``fill`` of the map's
+        height (or of its width, whichever is larger in the map's square of that height)."""
+        from eolab.errors import EolabError
+
+        if pid is None:
+            west, south, east, north = self.table.total_bounds
+        else:
+            rows = self.table[self.table["parcel_id"].astype(str) == str(pid)]
+            if rows.empty:
+                raise EolabError(f"parcel {pid!r} is not on this map")
+            west, south, east, north = rows.total_bounds
+
+        # deck.gl's Web Mercator world is 512 px wide at zoom 0; x and y here are fractions of it
+        def y_of(lat: float) -> float:
+            return 0.5 - math.log(math.tan(math.pi / 4 + math.radians(lat) / 2)) / (2 * math.pi)
+
+        top, bottom = y_of(north), y_of(south)
+        span = max((east - west) / 360, bottom - top, 1e-12)
+        mid = (top + bottom) / 2
+        latitude = math.degrees(2 * math.atan(math.exp((0.5 - mid) * 2 * math.pi)) - math.pi / 2)
+        zoom = min(max(math.log2(fill * self.height / (512 * span)), 0.0), 20.0)
+        self.map.set_view_state(longitude=(west + east) / 2, latitude=latitude, zoom=zoom)
 
     def html_of(self, pid: str) -> str:
         from eolab.analysis import dossier

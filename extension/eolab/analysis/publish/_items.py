@@ -15,7 +15,7 @@ MEDIA_TYPES = {
     ".tif": "image/tiff; application=geotiff", ".tiff": "image/tiff; application=geotiff",
     ".gpkg": "application/geopackage+sqlite3", ".parquet": "application/vnd.apache.parquet",
     ".csv": "text/csv", ".json": "application/json", ".png": "image/png", ".html": "text/html",
-    ".nc": "application/netcdf",
+    ".nc": "application/netcdf", ".jsonl": "application/x-ndjson",
 }
 
 
