@@ -15,7 +15,10 @@ number-limited (see ``_query.load_json``). Optional environment (:class:`eolab.s
 ``EOLAB_BROKER_TOKEN_SECRET`` (HMAC key for paging tokens when the config sets none; give every
 worker/replica the same one), ``EOLAB_BROKER_PAGE_CACHE_TTL`` (s, default 30; 0 disables),
 ``EOLAB_BROKER_INFO_TTL`` (s, member conformance/collections cache, default 60),
-``EOLAB_BROKER_MAX_SEARCHES`` (searches one broker process works on at once, default 24).
+``EOLAB_BROKER_MAX_SEARCHES`` (searches one broker process works on at once, default the config's
+``broker.max_searches``, 24). Searches beyond that wait at the door (``broker.max_queued``, up to
+``total_timeout``); beyond that the broker answers 503 with ``Retry-After``: clients should wait
+that long and send the same request again.
 
 This is the thin shell: parsing is in ``_query``, merging in ``_merge``, tokens in ``_paging``,
 member I/O in ``_members`` and the fan-out in ``_federation``.
@@ -34,7 +37,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, JSONResponse
 
-from eolab.catalog._federation import CONFORMANCE, Federation, MemberRejected, NotFound, Unavailable
+from eolab.catalog._federation import CONFORMANCE, Federation, MemberRejected, NotFound, Overloaded, Unavailable
 from eolab.catalog._query import BadParameter, load_json, parse_get, parse_post
 from eolab.config import StackConfig, load_config
 
@@ -115,7 +118,8 @@ FEATURE_COLLECTION = {"200": {"description": "Items", "content": {"application/g
     "type": "object", "required": ["type", "features"],
     "properties": {"type": {"const": "FeatureCollection"}, "features": {"type": "array"},
                    "federation:missing": {"type": "array", "items": {"type": "string"}}}}}}},
-    "400": {"description": "A parameter is invalid: the description names it"}}
+    "400": {"description": "A parameter is invalid: the description names it"},
+    "503": {"description": "The broker is at its admission limit: retry after the seconds in Retry-After"}}
 
 
 def _base(request: Request) -> str:
@@ -182,6 +186,12 @@ def create_app(config: StackConfig | None = None, *, transport: Any = None, secr
     @app.exception_handler(Unavailable)
     async def _unavailable(request: Request, exc: Unavailable):
         return _error(503, "MemberUnavailable", str(exc))
+
+    @app.exception_handler(Overloaded)
+    async def _overloaded(request: Request, exc: Overloaded):
+        response = _error(503, "Overloaded", str(exc), retry_after=exc.retry_after)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
