@@ -244,6 +244,29 @@ def test_429_with_retry_after_is_retried_within_the_budget(pages_limited):
     assert hosts["r.test"].state.member.refusals == {pages_limited[0]: 2}
 
 
+@pytest.mark.parametrize("page, status", [(0, 429), (1, 503)])
+def test_retry_waits_for_the_members_retry_after(page, status):
+    specs = {**HEALTHY, "r": {"n_items": 30, "offset_minutes": 7,
+                              "rate_limit": {"pages": [page], "times": 1, "retry_after": 1, "status": status}}}
+    app, hosts = make_broker(specs, member_timeout=3.0, total_timeout=6.0)
+    items, pages = run(app, lambda c: walk(c, 10))
+    assert sorted(ids(items)) == expected(specs) and all(p["federation:missing"] == [] for p in pages)
+    member = hosts["r.test"].state.member
+    assert member.refusals == {page: 1}
+    refused, retried = member.asked_at[page][:2]
+    assert retried - refused >= 0.99  # asked again only after the member's Retry-After (1 s)
+
+
+def test_retry_after_beyond_the_budget_is_not_waited_for():
+    specs = {**HEALTHY, "r": {"n_items": 30, "offset_minutes": 7,
+                              "rate_limit": {"pages": [0], "times": 1, "retry_after": 60}}}
+    app, hosts = make_broker(specs)
+    items, pages = run(app, lambda c: walk(c, 10))
+    assert pages[0]["eolab:member_errors"]["r"] == "rate limited: HTTP 429, retry after 60 s"
+    assert len(hosts["r.test"].state.member.asked_at[0]) == 1  # not retried before its Retry-After
+    assert sorted(ids(items)) == expected()
+
+
 @pytest.mark.parametrize("pages_limited, status", [([0], 429), ([1], 503), ([2], 429)])
 def test_member_still_refusing_is_named_rate_limited_and_search_goes_on(pages_limited, status):
     specs = {**HEALTHY, "r": {"n_items": 30, "offset_minutes": 7,
@@ -377,6 +400,39 @@ def test_numeric_sort_across_members_is_exact():
         want = sorted(every, key=sort_key_function((("properties.eo:cloud_cover", direction),)))
         assert [i["properties"]["eo:cloud_cover"] for i in items] == [i["properties"]["eo:cloud_cover"] for i in want]
         assert sorted(ids(items)) == expected(specs)
+
+
+def _labelled(specs):
+    from eolab.testing.faults import label
+
+    return [(f"{k}|synthetic", i["id"], label(n, k))
+            for k, v in specs.items()
+            for n, i in enumerate(synthetic_items(k, v["n_items"], offset_minutes=v.get("offset_minutes", 0)))]
+
+
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+def test_string_sort_across_members_is_code_point_order(direction):
+    specs = {"a": {"n_items": 40, "labels": True}, "b": {"n_items": 33, "offset_minutes": 3, "labels": True}}
+    app, _ = make_broker(specs)
+    sortby = [{"field": "properties.label", "direction": direction}]
+    items, pages = run(app, lambda c: walk(c, 7, sortby=sortby))
+    every = _labelled(specs)
+    assert sorted(ids(items)) == sorted((c, i) for c, i, _ in every)
+    want = sorted((lab for *_, lab in every), reverse=direction == "desc")  # Python: code point order
+    assert [i["properties"]["label"] for i in items] == want
+    assert all(p["federation:missing"] == [] for p in pages)
+
+
+def test_member_with_another_string_collation_is_reported_not_merged():
+    specs = {"a": {"n_items": 40, "labels": True},
+             "l": {"n_items": 40, "offset_minutes": 3, "labels": True, "collation": "linguistic"}}
+    app, _ = make_broker(specs)
+    items, pages = run(app, lambda c: walk(c, 8, sortby=[{"field": "properties.label", "direction": "asc"}]))
+    labels = [i["properties"]["label"] for i in items]
+    assert labels == sorted(labels)  # what was merged is in code point order
+    assert pages[-1]["federation:missing"] == ["l"]
+    assert pages[-1]["eolab:member_errors"]["l"].startswith("out of order")
+    assert sorted(ids(i for i in items if i["collection"] == "a|synthetic")) == expected({"a": specs["a"]})
 
 
 def test_items_without_collection_get_the_members_and_repeats_are_dropped():
