@@ -89,6 +89,13 @@ SEARCH_PARAMS = [
     _param("query", "query extension object (JSON)"),
     _param("token", "paging token from a 'next' link"),
 ]
+# OpenAPI links (what a client, or a stateful fuzzer, can do with an answer): open its first item;
+# for POST searches, the next page (the 'next' link's body: self, root, then next in every page).
+FIRST_ITEM = {"operationId": "getItem", "description": "the first item of this page",
+              "parameters": {"collection_id": "$response.body#/features/0/collection",
+                             "item_id": "$response.body#/features/0/id"}}
+NEXT_POST_PAGE = {"operationId": "postSearch", "description": "the next page: the body of the 'next' link",
+                  "requestBody": "$response.body#/links/2/body"}
 ITEMS_PARAMS = [p for p in SEARCH_PARAMS if p["name"] not in ("collections", "ids", "intersects")]
 SEARCH_BODY = {
     "required": False,
@@ -120,6 +127,11 @@ FEATURE_COLLECTION = {"200": {"description": "Items", "content": {"application/g
                    "federation:missing": {"type": "array", "items": {"type": "string"}}}}}}},
     "400": {"description": "A parameter is invalid: the description names it"},
     "503": {"description": "The broker is at its admission limit: retry after the seconds in Retry-After"}}
+
+
+def _with_links(responses: dict, links: dict) -> dict:
+    ok = {**responses["200"], "links": links}
+    return {**responses, "200": ok}
 
 
 def _base(request: Request) -> str:
@@ -259,20 +271,23 @@ def create_app(config: StackConfig | None = None, *, transport: Any = None, secr
         body = await federation.search(query, _base(request), _get_next(request), _self(request))
         return GeoJSON(body)
 
-    @app.get("/collections/{collection_id}/items/{item_id}", response_class=GeoJSON, summary="One item")
+    @app.get("/collections/{collection_id}/items/{item_id}", response_class=GeoJSON, summary="One item",
+             operation_id="getItem")
     async def item(request: Request, collection_id: str, item_id: str):
         return GeoJSON(await federation.item(_base(request), collection_id, item_id))
 
     # ---- search
-    @app.get("/search", response_class=GeoJSON, summary="Search all members (GET)",
-             openapi_extra={"parameters": SEARCH_PARAMS}, responses=FEATURE_COLLECTION)
+    @app.get("/search", response_class=GeoJSON, summary="Search all members (GET)", operation_id="getSearch",
+             openapi_extra={"parameters": SEARCH_PARAMS},
+             responses=_with_links(FEATURE_COLLECTION, {"firstItem": FIRST_ITEM}))
     async def search_get(request: Request):
         query = parse_get(dict(request.query_params))
         body = await federation.search(query, _base(request), _get_next(request), _self(request))
         return GeoJSON(body)
 
-    @app.post("/search", response_class=GeoJSON, summary="Search all members (POST)",
-              openapi_extra={"requestBody": SEARCH_BODY}, responses=FEATURE_COLLECTION)
+    @app.post("/search", response_class=GeoJSON, summary="Search all members (POST)", operation_id="postSearch",
+              openapi_extra={"requestBody": SEARCH_BODY},
+              responses=_with_links(FEATURE_COLLECTION, {"firstItem": FIRST_ITEM, "nextPage": NEXT_POST_PAGE}))
     async def search_post(request: Request):
         raw = await request.body()
         payload = load_json(raw, "body") if raw.strip() else {}
