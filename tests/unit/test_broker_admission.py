@@ -148,3 +148,20 @@ def test_adaptive_limit_queues_over_the_limit_in_order():
         await asyncio.gather(*users)
         return order, limit.inflight
     assert asyncio.run(main()) == ([0, 1, 2], 2)
+
+
+def test_time_in_the_brokers_own_queue_is_not_the_members_budget():
+    """One request at a time to a member that needs 0.4 s each, budget 1 s: the fifth of five
+    concurrent searches waits ~1.6 s in the broker's queue, yet its member answered within its own
+    budget, so every page is whole: nobody missing, nobody left waiting, the member still healthy."""
+    specs = {"a": {"n_items": 30, "delay": 0.4}, "b": {"n_items": 20, "offset_minutes": 7}}
+    app = make_broker(specs, member_concurrency=1, member_timeout=1.0, total_timeout=2.0)
+
+    async def main():
+        async with client_for(app) as c:
+            return await asyncio.gather(*(c.get("/search", params={"limit": 10}) for _ in range(5)))
+    pages = [r.json() for r in asyncio.run(main())]
+    for body in pages:
+        assert body["federation:missing"] == [] and "eolab:member_waiting" not in body
+        assert ids_of(body["features"]) == ids_of(pages[0]["features"]) and len(body["features"]) == 10
+    assert app.state.federation.members["a"].health.ok
