@@ -165,3 +165,31 @@ def test_time_in_the_brokers_own_queue_is_not_the_members_budget():
         assert body["federation:missing"] == [] and "eolab:member_waiting" not in body
         assert ids_of(body["features"]) == ids_of(pages[0]["features"]) and len(body["features"]) == 10
     assert app.state.federation.members["a"].health.ok
+
+
+def test_admission_never_loses_a_place_when_turns_and_timeouts_meet():
+    """Turns given just as a waiter's time runs out (or its client goes) must come back: after many
+    such races the door is empty and admits again."""
+    import random
+
+    async def main():
+        rng = random.Random(13)
+        door = Admission(limit=3, queue=40, max_wait=0.004)
+
+        async def user():
+            try:
+                async with door:
+                    await asyncio.sleep(rng.choice((0, 0.001, 0.003)))
+            except Overloaded:
+                pass
+
+        for _ in range(40):
+            tasks = [asyncio.ensure_future(user()) for _ in range(30)]
+            await asyncio.sleep(rng.choice((0.001, 0.002)))
+            for task in rng.sample(tasks, 5):
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        assert door.active == 0 and not door._waiters
+        async with door:
+            assert door.active == 1
+    asyncio.run(main())

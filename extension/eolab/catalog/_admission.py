@@ -59,13 +59,9 @@ class Admission:
             self._waiters.append(waiter)
             try:
                 async with asyncio.timeout(self.max_wait):
-                    await waiter
+                    await self._granted(waiter)
             except TimeoutError:
                 raise self._refuse(f"no turn within {self.max_wait:g} s") from None
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    self._release()  # granted as it was cancelled: pass the turn on
-                raise
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
@@ -85,6 +81,16 @@ class Admission:
 
     async def __aexit__(self, *exc) -> None:
         self._release()
+
+    async def _granted(self, waiter: asyncio.Future) -> None:
+        try:
+            await waiter
+        except BaseException:
+            # Cancelled (a timeout, a client gone) just as the turn was given: pass it on, or the
+            # door would lose a place for good.
+            if waiter.done() and not waiter.cancelled():
+                self._release()
+            raise
 
 
 class AdaptiveLimit:
