@@ -81,6 +81,7 @@ class Federation(MetadataMixin):
         self._inflight: dict[str, asyncio.Future] = {}
         self.max_searches = env.broker_max_searches or broker.max_searches
         self.max_queued = broker.max_queued
+        self.door_wait = self.total_timeout  # longest wait at the door before a 503
         # How long a page waits for a member's request slot in the broker's own queue (not the
         # member's time budget); beyond it the member is "busy" and the walk asks again later.
         self.queue_wait = 4 * self.total_timeout
@@ -130,7 +131,7 @@ class Federation(MetadataMixin):
         (503 with ``Retry-After``). An overloaded broker serves fewer searches well rather than all
         of them past their budgets, which would look like members timing out."""
         if self._admission is None:
-            self._admission = Admission(self.max_searches, self.max_queued, self.total_timeout, clock=self.clock)
+            self._admission = Admission(self.max_searches, self.max_queued, self.door_wait, clock=self.clock)
         async with self._admission as door:
             started = self.clock()
             result = await self._search(query, base, next_link, self_href)
@@ -302,7 +303,10 @@ class Federation(MetadataMixin):
             return await asyncio.wait_for(asyncio.shield(task), timeout)
         except TimeoutError:
             error = MemberError(plan.member.id, "timeout", error_reason("timeout", f"no answer within {timeout:.1f} s"))
-            error.busy = plan.member.busy() or plan.member.spare <= 0
+            # Slow, not sick, while it answered something within twice its budget (e.g. a machine
+            # short of CPU): the walk waits for it; a member silent that long is named missing.
+            member = plan.member
+            error.busy = member.busy() or member.spare <= 0 or member.silent_for() < 2 * member.timeout
             raise error from None
 
     async def _fetch_now(self, plan: MemberPlan, method: str, href: str, payload: dict,

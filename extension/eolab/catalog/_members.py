@@ -380,15 +380,33 @@ class Member:
         return self.info is not None and self.clock() - self.info.fetched < self.info_ttl
 
     async def ensure_info(self, timeout: float) -> MemberInfo:
-        """Cached conformance + collections; refreshed when older than ``info_ttl``."""
+        """Cached conformance + collections; refreshed when older than ``info_ttl``. A read-only
+        member's stale copy is used while a background refresh runs (a refresh waiting behind the
+        load must not take the member out of a search); a writable member's is refreshed first."""
         if self.info_fresh():
             assert self.info is not None
+            return self.info
+        if self.info is not None and not self.config.writable:
+            if not self._info_lock.locked():
+                self._spawn_refresh(timeout)
             return self.info
         async with self._info_lock:
             if self.info_fresh():
                 assert self.info is not None
                 return self.info
             return await self.refresh_info(timeout)
+
+    def _spawn_refresh(self, timeout: float) -> None:
+        async def refresh() -> None:
+            async with self._info_lock:
+                if not self.info_fresh():
+                    try:
+                        await self.refresh_info(timeout)
+                    except MemberError:
+                        pass  # counted by refresh_info; the next search tries again
+        task = asyncio.get_running_loop().create_task(refresh())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def refresh_info(self, timeout: float, probe: bool = False) -> MemberInfo:
         started = self.clock()
