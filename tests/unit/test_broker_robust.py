@@ -476,3 +476,35 @@ def test_catalog_up_registers_numeric_queryables():
     assert found["eo:cloud_cover"] == {"title": "eo:cloud_cover", "type": "number"}
     assert "gsd" in found and "view:sun_elevation" in found  # standard names, held or not
     assert not {"platform", "flag", "mixed", "datetime"} & set(found)
+
+
+def test_a_connection_broken_once_is_sent_again_not_named_missing():
+    """The keep-alive race (the member closes a kept-alive connection as a request goes out) is
+    answered by sending the read once more; a member whose answers keep breaking is still named."""
+    from eolab.catalog.broker import create_app
+    from eolab.config import BrokerConfig, MemberConfig, StackConfig
+    from eolab.testing.faults import HostRouter
+    from eolab.testing.faults import create_app as fake_member
+
+    def broker(breaks: int):
+        specs = {**HEALTHY, "k": {"n_items": 30, "offset_minutes": 5}}
+        router = HostRouter({f"{k}.test": fake_member({"id": k, **v}) for k, v in specs.items()})
+        inner, left = router.handle_async_request, {"n": breaks}
+
+        async def handle(request):
+            if request.url.host == "k.test" and request.url.path == "/search" and left["n"] > 0:
+                left["n"] -= 1
+                raise httpx.ReadError("connection reset by peer", request=request)
+            return await inner(request)
+        router.handle_async_request = handle
+        config = StackConfig(members=[MemberConfig(id=k, url=f"http://{k}.test") for k in specs],
+                             broker=BrokerConfig(member_timeout=1.0, total_timeout=3.0))
+        return create_app(config, transport=router, secret="test"), specs
+
+    app, specs = broker(breaks=1)
+    items, pages = run(app, lambda c: walk(c, 10))
+    assert sorted(ids(items)) == expected(specs) and all(p["federation:missing"] == [] for p in pages)
+    app, specs = broker(breaks=10 ** 6)
+    items, pages = run(app, lambda c: walk(c, 10))
+    assert sorted(ids(items)) == expected() and pages[0]["federation:missing"] == ["k"]
+    assert pages[0]["eolab:member_errors"]["k"] == "refused this query: answer broken off (ReadError)"

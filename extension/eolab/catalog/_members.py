@@ -306,6 +306,10 @@ class Member:
                     if error.kind in ("timeout", "rate_limited"):
                         self._slots.overloaded()  # fewer at once until it answers in time again
                     attempt += 1
+                    if getattr(error, "broken", False) and attempt == 1 and self.clock() + RETRY_MARGIN < deadline:
+                        # A kept-alive connection the member closed as the request went out (the
+                        # usual keep-alive race): searches only read, so send it once more.
+                        continue
                     if error.kind != "rate_limited" or attempt > MAX_RETRIES:
                         raise
                     # The member's Retry-After is honoured; without one, exponential backoff.
@@ -349,8 +353,9 @@ class Member:
             raise MemberError(self.id, "unreachable", error_reason(
                 "unreachable", f"connection failed ({type(exc).__name__})")) from None
         except httpx.TransportError as exc:
-            raise MemberError(self.id, "http", error_reason(
-                "http", f"answer broken off ({type(exc).__name__})")) from None
+            error = MemberError(self.id, "http", error_reason("http", f"answer broken off ({type(exc).__name__})"))
+            error.broken = True
+            raise error from None
         status = response.status_code
         if status == 404:
             raise MemberError(self.id, "not_found", error_reason("not_found", "not found"), 404)
