@@ -86,6 +86,7 @@ class Federation(MetadataMixin):
         # member's time budget); beyond it the member is "busy" and the walk asks again later.
         self.queue_wait = 4 * self.total_timeout
         self._admission: Admission | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _may_eject(self, member: Member) -> bool:
         """The ejection cap: never more than half of the members out at once, never every member."""
@@ -130,6 +131,7 @@ class Federation(MetadataMixin):
         (up to ``total_timeout``) before their time budget starts; beyond that :class:`Overloaded`
         (503 with ``Retry-After``). An overloaded broker serves fewer searches well rather than all
         of them past their budgets, which would look like members timing out."""
+        self._same_loop()
         if self._admission is None:
             self._admission = Admission(self.max_searches, self.max_queued, self.door_wait, clock=self.clock)
         async with self._admission as door:
@@ -137,6 +139,19 @@ class Federation(MetadataMixin):
             result = await self._search(query, base, next_link, self_href)
             door.done(self.clock() - started)
             return result
+
+    def _same_loop(self) -> None:
+        """asyncio primitives (the door, request slots, shared member requests) belong to the loop
+        that made them; an app driven by a new event loop (a test client per request) starts them
+        afresh instead of waiting on another loop's futures."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            if self._loop is not None:
+                self._admission = None
+                self._inflight.clear()
+                for member in self.members.values():
+                    member.reset_slots()
+            self._loop = loop
 
     async def _search(self, query: SearchQuery, base: str, next_link: Callable[[str], dict],
                       self_href: str) -> dict:

@@ -166,7 +166,7 @@ class Member:
         return self.clock() - max(self.last_answer, self.busy_since)
 
     def reset_slots(self) -> None:
-        self._slots, self.inflight = None, 0
+        self._slots, self.inflight, self.queued = None, 0, 0
         self._info_lock = asyncio.Lock()
 
     @property
