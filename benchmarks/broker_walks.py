@@ -6,9 +6,11 @@ of a mix of searches (all items, a collection, a bbox, a date window, a CQL2 fil
 sort) with a page size between 10 and 40, by GET or POST, following ``next`` links to the end.
 The expected items of each search are computed independently, by paging the members directly.
 
-Reports per client count: incomplete walks (items ≠ expected), duplicates, errors (non-200 or
-transport errors), pages that named a member missing, p50/p99 page latency, and whether a fresh
-search right after the run returns the expected items. Goal: 0 incomplete, 0 duplicates, 0 errors.
+Clients behave like real ones: a 429/503 is asked again after its ``Retry-After`` (at most
+``RETRIES`` times per page). Reports per client count: incomplete walks (an expected item missing),
+duplicates, errors (non-200 after the retries, or transport errors), unexpected items, pages
+that named a member missing, p50/p99 page latency (retries included), and whether a fresh search
+right after the run returns the expected items. Goal: 0 incomplete, 0 duplicates, 0 errors.
 
     .venv/bin/python benchmarks/broker_walks.py --data /path/to/demo-small [--clients 20,50,200]
 """
@@ -92,6 +94,23 @@ def expected_sets(config) -> list[set]:
     return out
 
 
+RETRIES = 30  # per page: a well-behaved client waits Retry-After and asks again, within bounds
+RETRIED: dict[str, int] = {"pages": 0, "retries": 0}
+
+
+async def _send(client: httpx.AsyncClient, verb: str, url: str, kwargs: dict) -> httpx.Response:
+    """One page as a real client gets it: 429/503 are retried after their Retry-After (bounded)."""
+    for attempt in range(RETRIES + 1):
+        response = await client.request(verb, url, **kwargs)
+        if response.status_code not in (429, 503) or attempt == RETRIES:
+            return response
+        RETRIED["retries"] += 1
+        RETRIED["pages"] += attempt == 0
+        after = response.headers.get("retry-after", "")
+        await asyncio.sleep(float(after) if after.isdigit() else min(30.0, 0.5 * 2 ** attempt))
+    return response
+
+
 async def walk(client: httpx.AsyncClient, broker: str, search: dict, limit: int, post: bool, latencies: list):
     keys, missing_pages, error = [], 0, None
     if post:
@@ -108,10 +127,10 @@ async def walk(client: httpx.AsyncClient, broker: str, search: dict, limit: int,
         verb, url, kwargs = request
         t0 = time.perf_counter()
         try:
-            response = await client.request(verb, url, **kwargs)
+            response = await _send(client, verb, url, kwargs)
         except httpx.HTTPError as exc:
             return keys, missing_pages, f"{type(exc).__name__}"
-        latencies.append(time.perf_counter() - t0)
+        latencies.append(time.perf_counter() - t0)  # retries included: what the user waits
         pages += 1
         if response.status_code != 200:
             return keys, missing_pages, f"HTTP {response.status_code} {response.text[:100]}"
@@ -141,19 +160,20 @@ async def run_clients(broker: str, n: int, expected: list[set], seed: int) -> di
                                          for s, limit, post in plan))
         fresh, *_ = await walk(client, broker, SEARCHES[0], 20, False, [])
     elapsed = time.perf_counter() - started
-    incomplete = duplicates = errors = missing_pages = 0
+    incomplete = duplicates = errors = missing_pages = extra = 0
     first_problem = None
     for (s, limit, post), (keys, missing, error) in zip(plan, results):
         duplicates += len(keys) - len(set(keys))
         if error and error.startswith(("HTTP", "Connect", "Read", "Remote", "Pool", "Write")):
             errors += 1
-        if set(keys) != expected[s]:
+        if expected[s] - set(keys):  # a walk is incomplete when items are missing from it
             incomplete += 1
         missing_pages += missing
+        extra += len(set(keys) - expected[s])
         if (error or set(keys) != expected[s]) and first_problem is None:
             first_problem = f"search {s} limit {limit}: {error} ({len(set(keys))}/{len(expected[s])} items)"
     return {"clients": n, "incomplete": incomplete, "duplicates": duplicates, "errors": errors,
-            "missing_pages": missing_pages, "pages": len(latencies), "p50": median(latencies) * 1000,
+            "missing_pages": missing_pages, "extra": extra, "pages": len(latencies), "p50": median(latencies) * 1000,
             "p99": pct(latencies, 0.99) * 1000, "seconds": elapsed, "fresh_ok": set(fresh) == expected[0],
             "first_problem": first_problem}
 
@@ -178,11 +198,13 @@ def main() -> None:
         for n in (int(c) for c in args.clients.split(",")):
             r = asyncio.run(run_clients(config.broker_url, n, expected, args.seed + n))
             print(f"WALKS clients={r['clients']} incomplete={r['incomplete']} duplicates={r['duplicates']} "
-                  f"errors={r['errors']} pages_naming_missing={r['missing_pages']} pages={r['pages']} "
+                  f"errors={r['errors']} unexpected_items={r['extra']} pages_naming_missing={r['missing_pages']} pages={r['pages']} "
                   f"p50={r['p50']:.0f}ms p99={r['p99']:.0f}ms total={r['seconds']:.1f}s "
                   f"fresh_search_after={'ok' if r['fresh_ok'] else 'WRONG'}")
             if r["first_problem"]:
                 print(f"  first problem: {r['first_problem']}")
+            print(f"  pages retried after 429/503 Retry-After: {RETRIED['pages']} ({RETRIED['retries']} retries)")
+            RETRIED.update(pages=0, retries=0)
             if REASONS:
                 print(f"  missing reasons (pages): {dict(sorted(REASONS.items()))}")
                 REASONS.clear()

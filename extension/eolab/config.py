@@ -139,6 +139,10 @@ class BrokerConfig(_Strict):
     health_ttl: float = Field(default=30.0, ge=0, description="how long a failed member is skipped, s")
     member_concurrency: int = Field(default=8, ge=1, le=1000,
                                     description="requests sent to one member at once; more wait inside their budget")
+    max_searches: int = Field(default=24, ge=1, le=10000,
+                              description="searches one broker process works on at once; more wait at the door")
+    max_queued: int = Field(default=96, ge=0, le=100000, description="searches that may wait at the door; "
+                            "beyond that, or after total_timeout waiting, the broker answers 503 with Retry-After")
     page_cache_ttl: float = Field(default=30.0, ge=0, description="member pages kept for continuing walks, s (0: off)")
     info_ttl: float = Field(default=60.0, ge=0, description="member conformance/collections kept, s")
     token_secret: str | None = Field(default=None, description="HMAC key for paging tokens (random if unset)")

@@ -141,3 +141,36 @@ def test_antimeridian_bbox_is_exact(stack_broker):
     assert 0 < len(want) < len(every)
     got = [(i["collection"], i["id"]) for i in page_all(f"{url}/search", bbox=f"{west},-90,{east},90", limit=11)]
     assert len(got) == len(set(got)) and set(got) == want
+
+
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+def test_string_sort_across_members_is_code_point_order(stack_broker, direction):
+    """The broker merges strings in code point order (the members' databases use C.UTF-8, which
+    orders the same way): the walk is every member's items, computed independently from the members
+    paged without a sort, in Python's string order."""
+    url, config = stack_broker
+    direct = []
+    for member in config.demo_members:
+        direct += [(f"{member.id}|{i['collection']}", i["id"])
+                   for i in page_all(f"{config.member_url(member)}/search", limit=50)]
+    sign = "-" if direction == "desc" else "+"
+    through = page_all(f"{url}/search", limit=13, sortby=f"{sign}id")
+    got = [(i["collection"], i["id"]) for i in through]
+    assert sorted(got) == sorted(direct)
+    assert [i for _, i in got] == sorted((i for _, i in direct), reverse=direction == "desc")
+
+
+def test_member_databases_order_strings_by_code_point(stack_broker):
+    """What makes the string merge right on this stack: every member's database orders strings as
+    the broker does (case, punctuation and accents by code point, not linguistically)."""
+    import psycopg
+
+    from eolab.stack.postgres import Cluster
+
+    _, config = stack_broker
+    words = ["north", "North", "_north", "south-2", "South", "south1", "Éast", "east", "EAST-3", "ärger", "arbor"]
+    cluster = Cluster(config.run_dir, config.postgres.port)
+    for member in config.demo_members:
+        with psycopg.connect(cluster.dsn(member.database)) as conn:
+            got = [r[0] for r in conn.execute("SELECT w FROM unnest(%s::text[]) AS w ORDER BY w", (words,))]
+        assert got == sorted(words), member.id

@@ -244,6 +244,29 @@ def test_429_with_retry_after_is_retried_within_the_budget(pages_limited):
     assert hosts["r.test"].state.member.refusals == {pages_limited[0]: 2}
 
 
+@pytest.mark.parametrize("page, status", [(0, 429), (1, 503)])
+def test_retry_waits_for_the_members_retry_after(page, status):
+    specs = {**HEALTHY, "r": {"n_items": 30, "offset_minutes": 7,
+                              "rate_limit": {"pages": [page], "times": 1, "retry_after": 1, "status": status}}}
+    app, hosts = make_broker(specs, member_timeout=3.0, total_timeout=6.0)
+    items, pages = run(app, lambda c: walk(c, 10))
+    assert sorted(ids(items)) == expected(specs) and all(p["federation:missing"] == [] for p in pages)
+    member = hosts["r.test"].state.member
+    assert member.refusals == {page: 1}
+    refused, retried = member.asked_at[page][:2]
+    assert retried - refused >= 0.99  # asked again only after the member's Retry-After (1 s)
+
+
+def test_retry_after_beyond_the_budget_is_not_waited_for():
+    specs = {**HEALTHY, "r": {"n_items": 30, "offset_minutes": 7,
+                              "rate_limit": {"pages": [0], "times": 1, "retry_after": 60}}}
+    app, hosts = make_broker(specs)
+    items, pages = run(app, lambda c: walk(c, 10))
+    assert pages[0]["eolab:member_errors"]["r"] == "rate limited: HTTP 429, retry after 60 s"
+    assert len(hosts["r.test"].state.member.asked_at[0]) == 1  # not retried before its Retry-After
+    assert sorted(ids(items)) == expected()
+
+
 @pytest.mark.parametrize("pages_limited, status", [([0], 429), ([1], 503), ([2], 429)])
 def test_member_still_refusing_is_named_rate_limited_and_search_goes_on(pages_limited, status):
     specs = {**HEALTHY, "r": {"n_items": 30, "offset_minutes": 7,
@@ -263,7 +286,11 @@ def test_member_hanging_after_headers_is_a_timeout_for_this_request():
     app, _ = make_broker(specs, member_timeout=0.3, total_timeout=1.0)
     items, pages = run(app, lambda c: walk(c, 40))
     assert sorted(ids(items)) == expected()
-    assert pages[0]["eolab:member_errors"]["h"].startswith("timeout")
+    # Waited for while it might only be slow (pages end early, naming it), then named missing
+    # once it has been silent for twice its budget.
+    named = next(n for n, p in enumerate(pages) if p["federation:missing"])
+    assert pages[named]["eolab:member_errors"]["h"].startswith("timeout")
+    assert all("h" in p.get("eolab:member_waiting", {}) for p in pages[:named])
 
 
 def test_overloaded_member_queues_instead_of_dropping_out():
@@ -379,6 +406,39 @@ def test_numeric_sort_across_members_is_exact():
         assert sorted(ids(items)) == expected(specs)
 
 
+def _labelled(specs):
+    from eolab.testing.faults import label
+
+    return [(f"{k}|synthetic", i["id"], label(n, k))
+            for k, v in specs.items()
+            for n, i in enumerate(synthetic_items(k, v["n_items"], offset_minutes=v.get("offset_minutes", 0)))]
+
+
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+def test_string_sort_across_members_is_code_point_order(direction):
+    specs = {"a": {"n_items": 40, "labels": True}, "b": {"n_items": 33, "offset_minutes": 3, "labels": True}}
+    app, _ = make_broker(specs)
+    sortby = [{"field": "properties.label", "direction": direction}]
+    items, pages = run(app, lambda c: walk(c, 7, sortby=sortby))
+    every = _labelled(specs)
+    assert sorted(ids(items)) == sorted((c, i) for c, i, _ in every)
+    want = sorted((lab for *_, lab in every), reverse=direction == "desc")  # Python: code point order
+    assert [i["properties"]["label"] for i in items] == want
+    assert all(p["federation:missing"] == [] for p in pages)
+
+
+def test_member_with_another_string_collation_is_reported_not_merged():
+    specs = {"a": {"n_items": 40, "labels": True},
+             "l": {"n_items": 40, "offset_minutes": 3, "labels": True, "collation": "linguistic"}}
+    app, _ = make_broker(specs)
+    items, pages = run(app, lambda c: walk(c, 8, sortby=[{"field": "properties.label", "direction": "asc"}]))
+    labels = [i["properties"]["label"] for i in items]
+    assert labels == sorted(labels)  # what was merged is in code point order
+    assert pages[-1]["federation:missing"] == ["l"]
+    assert pages[-1]["eolab:member_errors"]["l"].startswith("out of order")
+    assert sorted(ids(i for i in items if i["collection"] == "a|synthetic")) == expected({"a": specs["a"]})
+
+
 def test_items_without_collection_get_the_members_and_repeats_are_dropped():
     specs = {"a": {"n_items": 30}, "n": {"n_items": 30, "offset_minutes": 3, "no_collection": True},
              "r": {"n_items": 30, "offset_minutes": 5, "repeat": True}}
@@ -416,3 +476,35 @@ def test_catalog_up_registers_numeric_queryables():
     assert found["eo:cloud_cover"] == {"title": "eo:cloud_cover", "type": "number"}
     assert "gsd" in found and "view:sun_elevation" in found  # standard names, held or not
     assert not {"platform", "flag", "mixed", "datetime"} & set(found)
+
+
+def test_a_connection_broken_once_is_sent_again_not_named_missing():
+    """The keep-alive race (the member closes a kept-alive connection as a request goes out) is
+    answered by sending the read once more; a member whose answers keep breaking is still named."""
+    from eolab.catalog.broker import create_app
+    from eolab.config import BrokerConfig, MemberConfig, StackConfig
+    from eolab.testing.faults import HostRouter
+    from eolab.testing.faults import create_app as fake_member
+
+    def broker(breaks: int):
+        specs = {**HEALTHY, "k": {"n_items": 30, "offset_minutes": 5}}
+        router = HostRouter({f"{k}.test": fake_member({"id": k, **v}) for k, v in specs.items()})
+        inner, left = router.handle_async_request, {"n": breaks}
+
+        async def handle(request):
+            if request.url.host == "k.test" and request.url.path == "/search" and left["n"] > 0:
+                left["n"] -= 1
+                raise httpx.ReadError("connection reset by peer", request=request)
+            return await inner(request)
+        router.handle_async_request = handle
+        config = StackConfig(members=[MemberConfig(id=k, url=f"http://{k}.test") for k in specs],
+                             broker=BrokerConfig(member_timeout=1.0, total_timeout=3.0))
+        return create_app(config, transport=router, secret="test"), specs
+
+    app, specs = broker(breaks=1)
+    items, pages = run(app, lambda c: walk(c, 10))
+    assert sorted(ids(items)) == expected(specs) and all(p["federation:missing"] == [] for p in pages)
+    app, specs = broker(breaks=10 ** 6)
+    items, pages = run(app, lambda c: walk(c, 10))
+    assert sorted(ids(items)) == expected() and pages[0]["federation:missing"] == ["k"]
+    assert pages[0]["eolab:member_errors"]["k"] == "refused this query: answer broken off (ReadError)"

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from eolab.catalog._admission import Admission, Overloaded  # noqa: F401  (Overloaded: for the app)
 from eolab.catalog._fallback import (
     apply_fields,
 )
@@ -47,7 +48,6 @@ from eolab.config import StackConfig
 
 WRITABLE_INFO_TTL = 2.0  # s
 
-MAX_SEARCHES = 24  # searches a broker process works on at once (EOLAB_BROKER_MAX_SEARCHES)
 
 
 class Federation(MetadataMixin):
@@ -79,8 +79,14 @@ class Federation(MetadataMixin):
         self.pages = PageCache(page_cache_ttl, max_entries=1024, clock=clock)
         self._background: set[asyncio.Task] = set()
         self._inflight: dict[str, asyncio.Future] = {}
-        self.max_searches = env.broker_max_searches or MAX_SEARCHES
-        self._admission: asyncio.Semaphore | None = None
+        self.max_searches = env.broker_max_searches or broker.max_searches
+        self.max_queued = broker.max_queued
+        self.door_wait = self.total_timeout  # longest wait at the door before a 503
+        # How long a page waits for a member's request slot in the broker's own queue (not the
+        # member's time budget); beyond it the member is "busy" and the walk asks again later.
+        self.queue_wait = 4 * self.total_timeout
+        self._admission: Admission | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _may_eject(self, member: Member) -> bool:
         """The ejection cap: never more than half of the members out at once, never every member."""
@@ -121,13 +127,31 @@ class Federation(MetadataMixin):
     # ------------------------------------------------------------------ search
     async def search(self, query: SearchQuery, base: str, next_link: Callable[[str], dict],
                      self_href: str) -> dict:
-        """One broker page. At most ``max_searches`` run at once; the others wait at the door before
-        their time budget starts (an overloaded broker serves fewer searches well rather than all
-        of them past their budgets, which would look like members timing out)."""
+        """One broker page. At most ``max_searches`` run at once; ``max_queued`` more wait at the door
+        (up to ``total_timeout``) before their time budget starts; beyond that :class:`Overloaded`
+        (503 with ``Retry-After``). An overloaded broker serves fewer searches well rather than all
+        of them past their budgets, which would look like members timing out."""
+        self._same_loop()
         if self._admission is None:
-            self._admission = asyncio.Semaphore(self.max_searches)
-        async with self._admission:
-            return await self._search(query, base, next_link, self_href)
+            self._admission = Admission(self.max_searches, self.max_queued, self.door_wait, clock=self.clock)
+        async with self._admission as door:
+            started = self.clock()
+            result = await self._search(query, base, next_link, self_href)
+            door.done(self.clock() - started)
+            return result
+
+    def _same_loop(self) -> None:
+        """asyncio primitives (the door, request slots, shared member requests) belong to the loop
+        that made them; an app driven by a new event loop (a test client per request) starts them
+        afresh instead of waiting on another loop's futures."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            if self._loop is not None:
+                self._admission = None
+                self._inflight.clear()
+                for member in self.members.values():
+                    member.reset_slots()
+            self._loop = loop
 
     async def _search(self, query: SearchQuery, base: str, next_link: Callable[[str], dict],
                       self_href: str) -> dict:
@@ -247,45 +271,70 @@ class Federation(MetadataMixin):
                                hint="use the default order (datetime descending) or search other collections")
         return plans, missing
 
-    async def _fetch(self, plan: MemberPlan, ref: Any, timeout: float, use_cache: bool) -> MemberPage:
-        """One member page within ``timeout``. The request itself runs as a background task with the
-        member's full budget (twice ``member_timeout``: queueing plus answering) and its page is cached:
-        when this caller gives up (the page ends early, waiting for a busy member), the member's
-        work is not wasted, the walk's next page finds it. Identical requests share one task."""
+    async def _fetch(self, plan: MemberPlan, ref: Any, timeout: float, use_cache: bool,
+                     queued: list[float] | None = None) -> MemberPage:
+        """One member page: first its wait for a request slot in the broker's own queue (up to
+        ``queue_wait``; added to ``queued``), then at most ``timeout`` of the member's own service time.
+
+        The request itself runs as a background task with the member's full budget and its page is
+        cached: when this caller gives up (the page ends early, waiting for a busy member), the
+        member's work is not wasted, the walk's next page finds it. Identical requests share one task."""
         method, href, payload = plan.request_for(ref)
         key = json.dumps([plan.member.id, method, href, payload], sort_keys=True, default=str)
-        pending = None
+        entry = None
         if use_cache:
             hit = self.pages.get(key)
             if hit is not None:
                 return hit
-            pending = self._inflight.get(key)
-        if pending is None:
-            pending = self._spawn(self._fetch_now(plan, method, href, payload, 2 * plan.member.timeout))
+            entry = self._inflight.get(key)
+        if entry is None:
+            sent = asyncio.Event()
+            task = self._spawn(self._fetch_now(plan, method, href, payload, 2 * plan.member.timeout, sent))
+            entry = (task, sent)
             if use_cache or key not in self._inflight:
-                self._inflight[key] = pending
+                self._inflight[key] = entry
 
-            def settle(task: asyncio.Task, key=key) -> None:
-                if self._inflight.get(key) is task:
+            def settle(done: asyncio.Task, key=key) -> None:
+                if self._inflight.get(key, (None,))[0] is done:
                     del self._inflight[key]
-                if task.cancelled():
+                if done.cancelled():
                     return
-                if task.exception() is None:  # also retrieves a failure nobody waits for any more
-                    self.pages.put(key, task.result())
-            pending.add_done_callback(settle)
+                if done.exception() is None:  # also retrieves a failure nobody waits for any more
+                    self.pages.put(key, done.result())
+            task.add_done_callback(settle)
+        task, sent = entry
+        started = self.clock()
         try:
-            return await asyncio.wait_for(asyncio.shield(pending), timeout)
+            await asyncio.wait_for(asyncio.shield(sent.wait()), self.queue_wait)
+        except TimeoutError:
+            error = MemberError(plan.member.id, "busy", error_reason(
+                "busy", f"member busy, no free request slot in the broker within {self.queue_wait:.0f} s"))
+            error.busy = True
+            raise error from None
+        finally:
+            if queued is not None:
+                queued.append(self.clock() - started)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), timeout)
         except TimeoutError:
             error = MemberError(plan.member.id, "timeout", error_reason("timeout", f"no answer within {timeout:.1f} s"))
-            error.busy = plan.member.busy() or plan.member.spare <= 0
+            # Slow, not sick, while it answered something within twice its budget (e.g. a machine
+            # short of CPU): the walk waits for it; a member silent that long is named missing.
+            member = plan.member
+            error.busy = member.busy() or member.spare <= 0 or member.silent_for() < 2 * member.timeout
             raise error from None
 
     async def _fetch_now(self, plan: MemberPlan, method: str, href: str, payload: dict,
-                         timeout: float) -> MemberPage:
-        if method == "POST":
-            body = await plan.member.request("POST", href, body=payload, timeout=timeout)
-        else:
-            body = await plan.member.request("GET", href, params=payload, timeout=timeout)
+                         timeout: float, sent: asyncio.Event) -> MemberPage:
+        try:
+            if method == "POST":
+                body = await plan.member.request("POST", href, body=payload, timeout=timeout,
+                                                 queue_timeout=self.queue_wait, on_sent=sent.set)
+            else:
+                body = await plan.member.request("GET", href, params=payload, timeout=timeout,
+                                                 queue_timeout=self.queue_wait, on_sent=sent.set)
+        finally:
+            sent.set()  # failed in the queue: the caller sees the failure at once
         page = parse_member_page(plan.member.id, body, plan)
         plan.member.mark_ok()
         return page
@@ -301,10 +350,12 @@ class Federation(MetadataMixin):
             left = deadline - self.clock()
             if not first_round and (merger.stalled() or any(left < plans[c.member].member.timeout for c in wanted)):
                 return  # end the page early; the token resumes exactly here
+            queued: list[float] = []
             results = await asyncio.gather(*(
                 self._fetch(plans[c.member], c.ref, max(0.05, min(plans[c.member].member.timeout, left)),
-                            use_cache=not (first_walk_page and c.ref is None))
+                            use_cache=not (first_walk_page and c.ref is None), queued=queued)
                 for c in wanted), return_exceptions=True)
+            deadline += max(queued, default=0.0)  # the broker's own queue is not the members' budget
             for cursor, result in zip(wanted, results):
                 if isinstance(result, MemberPage):
                     merger.load(cursor.member, result)

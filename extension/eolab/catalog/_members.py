@@ -11,9 +11,11 @@ request's content caused (4xx, a 5xx other requests do not see) never takes the 
 other users; it is ejected only after a connection-level failure or failures across distinct
 requests, never beyond the federation's ejection cap, and a background probe brings it back.
 
-Backpressure: at most ``concurrency`` requests are sent to a member at once; the others queue
-inside their own time budget (a request that finds no free slot in time is "busy", which is
-not a health failure). 429/503 with ``Retry-After`` are retried within the budget.
+Backpressure: at most ``concurrency`` requests are sent to a member at once, fewer while it
+answers slowly (an AIMD limit, :class:`._admission.AdaptiveLimit`); the others queue in the broker.
+The member's time budget starts when its request leaves that queue; a request that finds no free
+slot in time is "busy", which is not a health failure. 429/503 are retried within the budget,
+after the member's ``Retry-After`` when it sends one.
 
 Conformance and collections of each member are cached separately (``info_ttl``).
 """
@@ -31,6 +33,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from eolab.catalog._admission import AdaptiveLimit
 from eolab.catalog._fallback import Capabilities
 from eolab.catalog._health import (  # noqa: F401  (re-exported: callers know them as members' errors)
     Health,
@@ -126,7 +129,7 @@ class Member:
     last_answer: float = float("-inf")  # when the member last answered any request
     busy_since: float = float("-inf")   # when its requests in flight went from none to some
     _info_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _slots: asyncio.Semaphore | None = None
+    _slots: AdaptiveLimit | None = None
     _tasks: set = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -163,13 +166,13 @@ class Member:
         return self.clock() - max(self.last_answer, self.busy_since)
 
     def reset_slots(self) -> None:
-        self._slots, self.inflight = None, 0
+        self._slots, self.inflight, self.queued = None, 0, 0
         self._info_lock = asyncio.Lock()
 
     @property
     def spare(self) -> int:
-        """Free request slots (prefetching uses only these)."""
-        return self.concurrency - self.inflight
+        """Free request slots under the member's current (adaptive) limit; prefetching uses only these."""
+        return (self._slots.spare if self._slots is not None else self.concurrency) - self.queued
 
     def mark_failed(self, error: MemberError, request_key: str | None = None, busy: bool | None = None) -> bool:
         """Record a failure of one request (``request_key`` tells requests apart); True if it ejected."""
@@ -258,29 +261,37 @@ class Member:
             raise MemberError(self.id, "malformed", error_reason("malformed", f"link to another host: {href[:120]}"))
 
     async def request(self, method: str, href: str, *, params: dict | None = None, body: dict | None = None,
-                      timeout: float | None = None, probe: bool = False) -> Any:
+                      timeout: float | None = None, probe: bool = False, queue_timeout: float | None = None,
+                      on_sent: Callable[[], None] | None = None) -> Any:
         """Send one request (queued for a free slot, retried on 429/503 within the budget), return the JSON.
 
+        ``timeout`` is the member's own service budget: it starts when the request leaves the
+        broker's queue (time waiting for a slot is the broker's load, not the member's slowness).
+        The slot wait is bounded by ``queue_timeout`` (default: the budget) and ends in a "busy"
+        error, never a health failure. ``on_sent`` is called once the request has its slot.
         ``probe``: a health check, sent at once without a slot (it must not queue behind the load it judges)."""
         self._check_href(href)
         budget = max(0.05, min(2 * self.timeout, timeout if timeout is not None else self.timeout))
         if probe:
             return await self._send(method, href, params, body, budget)
-        deadline = self.clock() + budget
         if self._slots is None:
-            self._slots = asyncio.Semaphore(max(1, self.concurrency))
+            self._slots = AdaptiveLimit(self.concurrency)
+        queue_budget = budget if queue_timeout is None else queue_timeout
         self.queued += 1
         try:
-            async with asyncio.timeout(budget):  # a permit granted as the timeout fires is given back
+            async with asyncio.timeout(queue_budget):
                 await self._slots.acquire()
         except TimeoutError:
             if self.silent_for() >= 2 * self.timeout:  # its slots are held by hung requests
                 raise MemberError(self.id, "timeout", error_reason(
                     "timeout", f"no answer to any request for {2 * self.timeout:.0f} s")) from None
             raise MemberError(self.id, "busy", error_reason(
-                "busy", f"member busy, no free request slot within {budget:.1f} s")) from None
+                "busy", f"member busy, no free request slot within {queue_budget:.1f} s")) from None
         finally:
             self.queued -= 1
+        if on_sent is not None:
+            on_sent()
+        deadline = self.clock() + budget
         if self.inflight == 0:
             self.busy_since = self.clock()
         self.inflight += 1
@@ -289,16 +300,26 @@ class Member:
             while True:
                 left = max(0.05, deadline - self.clock())
                 try:
-                    return await self._send(method, href, params, body, left)
+                    answer = await self._send(method, href, params, body, left)
                 except MemberError as error:
                     error.busy = self.busy()
+                    if error.kind in ("timeout", "rate_limited"):
+                        self._slots.overloaded()  # fewer at once until it answers in time again
                     attempt += 1
+                    if getattr(error, "broken", False) and attempt == 1 and self.clock() + RETRY_MARGIN < deadline:
+                        # A kept-alive connection the member closed as the request went out (the
+                        # usual keep-alive race): searches only read, so send it once more.
+                        continue
                     if error.kind != "rate_limited" or attempt > MAX_RETRIES:
                         raise
+                    # The member's Retry-After is honoured; without one, exponential backoff.
                     wait = error.retry_after if error.retry_after is not None else 0.1 * 2 ** (attempt - 1)
                     if self.clock() + wait + RETRY_MARGIN >= deadline:
                         raise
                     await asyncio.sleep(wait)
+                    continue
+                self._slots.succeeded()
+                return answer
         finally:
             self.inflight -= 1
             self._slots.release()
@@ -332,8 +353,9 @@ class Member:
             raise MemberError(self.id, "unreachable", error_reason(
                 "unreachable", f"connection failed ({type(exc).__name__})")) from None
         except httpx.TransportError as exc:
-            raise MemberError(self.id, "http", error_reason(
-                "http", f"answer broken off ({type(exc).__name__})")) from None
+            error = MemberError(self.id, "http", error_reason("http", f"answer broken off ({type(exc).__name__})"))
+            error.broken = True
+            raise error from None
         status = response.status_code
         if status == 404:
             raise MemberError(self.id, "not_found", error_reason("not_found", "not found"), 404)
@@ -363,15 +385,33 @@ class Member:
         return self.info is not None and self.clock() - self.info.fetched < self.info_ttl
 
     async def ensure_info(self, timeout: float) -> MemberInfo:
-        """Cached conformance + collections; refreshed when older than ``info_ttl``."""
+        """Cached conformance + collections; refreshed when older than ``info_ttl``. A read-only
+        member's stale copy is used while a background refresh runs (a refresh waiting behind the
+        load must not take the member out of a search); a writable member's is refreshed first."""
         if self.info_fresh():
             assert self.info is not None
+            return self.info
+        if self.info is not None and not self.config.writable:
+            if not self._info_lock.locked():
+                self._spawn_refresh(timeout)
             return self.info
         async with self._info_lock:
             if self.info_fresh():
                 assert self.info is not None
                 return self.info
             return await self.refresh_info(timeout)
+
+    def _spawn_refresh(self, timeout: float) -> None:
+        async def refresh() -> None:
+            async with self._info_lock:
+                if not self.info_fresh():
+                    try:
+                        await self.refresh_info(timeout)
+                    except MemberError:
+                        pass  # counted by refresh_info; the next search tries again
+        task = asyncio.get_running_loop().create_task(refresh())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def refresh_info(self, timeout: float, probe: bool = False) -> MemberInfo:
         started = self.clock()

@@ -9,8 +9,8 @@ item can be overtaken. The caller may instead end the page early: the cursors it
 so walking every page yields every item exactly once, whatever the members' page sizes (short
 pages, pages longer than asked, empty pages with a ``next`` link).
 
-Members are not trusted to be right: each cursor remembers the sort key of the last item it
-emitted (and the ids emitted with that key), also across pages through the token. An item a
+Strings are ordered by Unicode code point. Members are not trusted to be right: each cursor
+remembers the sort key of the last item it emitted (and the ids emitted with that key), also across pages through the token. An item a
 member sends again is dropped; a member whose items come back out of order for the requested
 sort leaves the walk with that reason (merging its items would put them in the wrong places).
 """
@@ -107,17 +107,13 @@ class MemberPage:
     number_matched: int | None = None
 
 
-def _numeric_part(part: Any) -> Any:
-    if isinstance(part, _Desc):
-        return _Desc(_numeric_part(part.key))
-    return part if part[0] != 3 else (3,)
-
-
 def order_key(key: tuple) -> tuple:
-    """``key`` with strings made equal: what the order check compares. Members' databases order
-    strings by their own collations, so only numbers, times, booleans and nulls going backwards
-    prove a member's order wrong (e.g. numbers sorted as text)."""
-    return tuple(_numeric_part(p) for p in key)
+    """What the order check compares: the whole sort key. The broker's order for strings is
+    Unicode code point order (Python's, and PostgreSQL's ``C``/``C.UTF-8`` collations, which the
+    demo stack's databases use); a member whose database orders strings by another collation
+    (e.g. ``en_US``: case and punctuation ignored first) is found out of order like one sorting
+    numbers as text, and reported instead of merged into the wrong places."""
+    return key
 
 
 def sort_stub(item: dict, fields: tuple[str, ...]) -> dict:

@@ -15,7 +15,10 @@ number-limited (see ``_query.load_json``). Optional environment (:class:`eolab.s
 ``EOLAB_BROKER_TOKEN_SECRET`` (HMAC key for paging tokens when the config sets none; give every
 worker/replica the same one), ``EOLAB_BROKER_PAGE_CACHE_TTL`` (s, default 30; 0 disables),
 ``EOLAB_BROKER_INFO_TTL`` (s, member conformance/collections cache, default 60),
-``EOLAB_BROKER_MAX_SEARCHES`` (searches one broker process works on at once, default 24).
+``EOLAB_BROKER_MAX_SEARCHES`` (searches one broker process works on at once, default the config's
+``broker.max_searches``, 24). Searches beyond that wait at the door (``broker.max_queued``, up to
+``total_timeout``); beyond that the broker answers 503 with ``Retry-After``: clients should wait
+that long and send the same request again.
 
 This is the thin shell: parsing is in ``_query``, merging in ``_merge``, tokens in ``_paging``,
 member I/O in ``_members`` and the fan-out in ``_federation``.
@@ -34,7 +37,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, JSONResponse
 
-from eolab.catalog._federation import CONFORMANCE, Federation, MemberRejected, NotFound, Unavailable
+from eolab.catalog._federation import CONFORMANCE, Federation, MemberRejected, NotFound, Overloaded, Unavailable
 from eolab.catalog._query import BadParameter, load_json, parse_get, parse_post
 from eolab.config import StackConfig, load_config
 
@@ -86,6 +89,13 @@ SEARCH_PARAMS = [
     _param("query", "query extension object (JSON)"),
     _param("token", "paging token from a 'next' link"),
 ]
+# OpenAPI links (what a client, or a stateful fuzzer, can do with an answer): open its first item;
+# for POST searches, the next page (the 'next' link's body: self, root, then next in every page).
+FIRST_ITEM = {"operationId": "getItem", "description": "the first item of this page",
+              "parameters": {"collection_id": "$response.body#/features/0/collection",
+                             "item_id": "$response.body#/features/0/id"}}
+NEXT_POST_PAGE = {"operationId": "postSearch", "description": "the next page: the body of the 'next' link",
+                  "requestBody": "$response.body#/links/2/body"}
 ITEMS_PARAMS = [p for p in SEARCH_PARAMS if p["name"] not in ("collections", "ids", "intersects")]
 SEARCH_BODY = {
     "required": False,
@@ -115,7 +125,13 @@ FEATURE_COLLECTION = {"200": {"description": "Items", "content": {"application/g
     "type": "object", "required": ["type", "features"],
     "properties": {"type": {"const": "FeatureCollection"}, "features": {"type": "array"},
                    "federation:missing": {"type": "array", "items": {"type": "string"}}}}}}},
-    "400": {"description": "A parameter is invalid: the description names it"}}
+    "400": {"description": "A parameter is invalid: the description names it"},
+    "503": {"description": "The broker is at its admission limit: retry after the seconds in Retry-After"}}
+
+
+def _with_links(responses: dict, links: dict) -> dict:
+    ok = {**responses["200"], "links": links}
+    return {**responses, "200": ok}
 
 
 def _base(request: Request) -> str:
@@ -183,6 +199,12 @@ def create_app(config: StackConfig | None = None, *, transport: Any = None, secr
     async def _unavailable(request: Request, exc: Unavailable):
         return _error(503, "MemberUnavailable", str(exc))
 
+    @app.exception_handler(Overloaded)
+    async def _overloaded(request: Request, exc: Overloaded):
+        response = _error(503, "Overloaded", str(exc), retry_after=exc.retry_after)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
         code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
@@ -249,20 +271,23 @@ def create_app(config: StackConfig | None = None, *, transport: Any = None, secr
         body = await federation.search(query, _base(request), _get_next(request), _self(request))
         return GeoJSON(body)
 
-    @app.get("/collections/{collection_id}/items/{item_id}", response_class=GeoJSON, summary="One item")
+    @app.get("/collections/{collection_id}/items/{item_id}", response_class=GeoJSON, summary="One item",
+             operation_id="getItem")
     async def item(request: Request, collection_id: str, item_id: str):
         return GeoJSON(await federation.item(_base(request), collection_id, item_id))
 
     # ---- search
-    @app.get("/search", response_class=GeoJSON, summary="Search all members (GET)",
-             openapi_extra={"parameters": SEARCH_PARAMS}, responses=FEATURE_COLLECTION)
+    @app.get("/search", response_class=GeoJSON, summary="Search all members (GET)", operation_id="getSearch",
+             openapi_extra={"parameters": SEARCH_PARAMS},
+             responses=_with_links(FEATURE_COLLECTION, {"firstItem": FIRST_ITEM}))
     async def search_get(request: Request):
         query = parse_get(dict(request.query_params))
         body = await federation.search(query, _base(request), _get_next(request), _self(request))
         return GeoJSON(body)
 
-    @app.post("/search", response_class=GeoJSON, summary="Search all members (POST)",
-              openapi_extra={"requestBody": SEARCH_BODY}, responses=FEATURE_COLLECTION)
+    @app.post("/search", response_class=GeoJSON, summary="Search all members (POST)", operation_id="postSearch",
+              openapi_extra={"requestBody": SEARCH_BODY},
+              responses=_with_links(FEATURE_COLLECTION, {"firstItem": FIRST_ITEM, "nextPage": NEXT_POST_PAGE}))
     async def search_post(request: Request):
         raw = await request.body()
         payload = load_json(raw, "body") if raw.strip() else {}

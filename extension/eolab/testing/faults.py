@@ -9,13 +9,17 @@ item search (``conformance: core``, so the broker must filter for it). More misb
 - ``poison``: a string; any search whose request mentions it is answered HTTP 500 (a failure one
   request's content causes, like PostgreSQL choking on a value), every other search works;
 - ``rate_limit``: ``{"pages": [0, 1], "times": 2, "retry_after": 1, "status": 429}``: the listed
-  page numbers (0: first page) are refused that many times each with ``Retry-After`` first;
+  page numbers (0: first page) are refused that many times each with ``Retry-After`` first
+  (``/_stats`` gives ``refusals`` and, per page number, when each search for it came: ``asked_at``);
 - ``hang_after_headers``: seconds to stall after sending the status and headers of a search;
 - ``capacity``: searches served at once; the others queue (with ``delay`` each: an overloaded
   member whose answers slow down with load);
 - ``no_collection``: items come without ``collection``; ``repeat``: each page starts with the last
   item of the previous page again; ``text_sort``: properties are sorted as text (pgstac without
-  queryables); ``bbox``: the area the synthetic items are spread over (``[w, s, e, n]``).
+  queryables); ``bbox``: the area the synthetic items are spread over (``[w, s, e, n]``);
+- ``labels``: items get a string property ``label`` (mixed case, punctuation, accents);
+  ``collation: "linguistic"``: strings are sorted as a linguistic database collation does
+  (case, accents and punctuation ignored), not by code point.
 
 Run as a real server::
 
@@ -29,6 +33,7 @@ import asyncio
 import datetime as dt
 import json
 import random
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -81,6 +86,27 @@ def synthetic_items(member: str, n: int, collection: str = "synthetic", start: s
     return items
 
 
+LABELS = ("north", "North", "_north", "south-2", "South", "south1", "Éast", "east", "EAST-3", "west", "zulu",
+          "Zulu", "ärger", "arbor")
+
+
+def label(n: int, member: str) -> str:
+    """A string property whose code point order differs from a linguistic collation's (case,
+    punctuation, accents), with ties across members."""
+    return f"{LABELS[(n * 5 + len(member)) % len(LABELS)]}{'-' if n % 3 else '_'}{n % 4}"
+
+
+def _linguistic(value: Any) -> Any:
+    """A string as a linguistic collation (e.g. PostgreSQL with ``en_US``) compares it first: letters
+    and digits only, case and accents ignored."""
+    if not isinstance(value, str):
+        return value
+    import unicodedata
+
+    plain = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode().casefold()
+    return "".join(ch for ch in plain if ch.isalnum())
+
+
 def load_items(paths: list[str]) -> list[dict]:
     """Items from STAC JSON files: Features, FeatureCollections, or recorded ``{"response": ...}`` pairs."""
     items: list[dict] = []
@@ -120,10 +146,14 @@ class FakeMember:
                                          spec.get("start", "2026-01-01T00:00:00Z"),
                                          float(spec.get("step_minutes", 97.0)), float(spec.get("offset_minutes", 0)),
                                          int(spec.get("seed", 0)), bbox=tuple(spec.get("bbox") or (16.0, 45.5, 23.0, 48.5)))
+        if spec.get("labels"):
+            for n, item in enumerate(self.items):
+                item["properties"]["label"] = label(n, self.id)
         self.by_id = {(i["collection"], i["id"]): i for i in self.items}
         self.conformance = CORE if spec.get("conformance") == "core" else FULL
         self.searches = 0
         self.refusals: dict[int, int] = {}   # page number → 429/503 answers given
+        self.asked_at: dict[int, list[float]] = {}  # page number → when each search for it came (monotonic s)
         self.active = 0
         self.peak = 0
         self.slots = asyncio.Semaphore(int(spec["capacity"])) if spec.get("capacity") else None
@@ -184,6 +214,10 @@ class FakeMember:
                 props = {k: v if isinstance(v, bool) or not isinstance(v, (int, float)) else str(v)
                          for k, v in (item.get("properties") or {}).items()}
                 return plain({**item, "properties": props})
+        if self.spec.get("collation") == "linguistic":
+            def key(item: dict, plain=key) -> tuple:  # noqa: E306, F811 - strings as a linguistic collation
+                props = {k: _linguistic(v) for k, v in (item.get("properties") or {}).items()}
+                return plain({**item, "id": _linguistic(item.get("id")), "properties": props})
         return sorted(items, key=key)
 
     async def search(self, request: Request, args: dict, method: str) -> Response:
@@ -207,6 +241,7 @@ class FakeMember:
             return JSONResponse({"code": "InternalError", "description": "invalid byte sequence (deliberate)"},
                                 status_code=500)
         number = int((str(args.get("token") or "off:0:0").split(":") + ["0", "0"])[2])
+        self.asked_at.setdefault(number, []).append(time.monotonic())
         limited = spec.get("rate_limit")
         if limited and number in limited.get("pages", [0]) and \
                 self.refusals.get(number, 0) < int(limited.get("times", 1)):
@@ -334,7 +369,8 @@ def create_app(spec: dict | None = None) -> Starlette:
 
     async def stats(request: Request):
         return JSONResponse({"searches": member.searches, "items": len(member.items), "peak": member.peak,
-                             "refusals": member.refusals})
+                             "refusals": member.refusals,
+                             "asked_at": member.asked_at})
 
     routes = [
         Route("/", landing), Route("/conformance", conformance), Route("/collections", collections),
