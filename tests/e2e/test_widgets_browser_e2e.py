@@ -188,7 +188,7 @@ def check_plot_and_outputs(page, artifacts) -> None:
     provenance = re.search(r"eolab:provenance\s*:\s*(\d+ items from [^\n]*)", summary)
     assert provenance and len(provenance.group(1)) < 200 and "MSIL2A" not in summary, summary[:300]
     # Common band names in the selector; the read estimate before anything was read.
-    labels = page.locator(".eolab-bands select option").all_inner_texts()
+    labels = [t.replace("\xa0", " ") for t in page.locator(".eolab-bands select option").all_inner_texts()]
     assert labels[:4] == ["coastal (B01)", "blue (B02)", "green (B03)", "red (B04)"]
     assert re.search(r"computing it reads \d+ assets in \d+ chunk reads", page.locator(".eolab-cube-size").inner_text())
     # No logo row, no warning box anywhere in the notebook.
