@@ -181,8 +181,15 @@ def check_plot_and_outputs(page, artifacts) -> None:
     texts = page.evaluate(MODELS + "return models().filter(m => typeof m.text === 'string')"
                                    ".map(m => [kind(m), m.text]); }")
     assert [m[:10] for m in marks] == [day], marks
-    assert any(k == "Title" and f"dashed: {day}, the preview's date" in t for k, t in texts), texts
+    labels = page.evaluate(MODELS + "return models().filter(m => typeof m.axis_label === 'string')"
+                                    ".map(m => m.axis_label); }")
+    assert f"time (dashed: {day}, the preview's date)" in labels, labels
     assert any(k != "Title" and "time" in t and day in t for k, t in texts), texts
+    # The marker lies inside the series' time axis (Bokeh does not widen a range for it).
+    inside = page.evaluate(MODELS + "const span = models().find(m => kind(m) === 'Span');"
+                                    " return models().some(m => kind(m) === 'DataRange1d' || kind(m) === 'Range1d' ?"
+                                    " m.start < span.location && span.location < m.end : false); }")
+    assert inside
     # The cube summary is a few lines of attributes, not the items one by one.
     summary = page.locator(".eolab-cube-repr .xr-attrs").last.inner_text()
     provenance = re.search(r"eolab:provenance\s*:\s*(\d+ items from [^\n]*)", summary)
@@ -201,8 +208,8 @@ def check_plot_and_outputs(page, artifacts) -> None:
         ".filter(o => o.scrollWidth > o.clientWidth + 1).map(o => [o.className, o.scrollWidth, o.clientWidth])")
     assert overflow == [], overflow
     right = page.evaluate("() => document.querySelector('.jp-Notebook .jp-Cell').getBoundingClientRect().right")
-    plots = page.evaluate("() => [...document.querySelectorAll('.eolab-cube-plot .bk-Canvas, .eolab-cube-plot canvas')]"
-                          ".map(c => c.getBoundingClientRect().right)")
+    boxes = [c.bounding_box() for c in page.locator(".eolab-cube-plot canvas").all()]  # inside Bokeh's shadow DOM
+    plots = [b["x"] + b["width"] for b in boxes if b and b["width"] > 0]
     assert plots and max(plots) <= right, (plots, right)
     # While the widgets are alive, their re-run notes stay hidden.
     notes = page.locator(".eolab-rerun-hint")

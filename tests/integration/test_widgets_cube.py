@@ -90,7 +90,9 @@ def test_ndvi_frames_and_the_tapped_time_series(cube):
     # The series marks the date the image opens at and the preview shows: the clearest one.
     best = clearest_date(cube)
     assert marker.data == cube.time.values[best] and image.kdims[0].default == cube.time.values[best]
-    assert f"dashed: {str(cube.time.values[best])[:10]}" in series.opts.get().kwargs["title"]
+    assert f"dashed: {str(cube.time.values[best])[:10]}" in series.opts.get().kwargs["xlabel"]
+    low, high = series.opts.get().kwargs["xlim"]
+    assert low < cube.time.values[0] and high > cube.time.values[-1]  # the marker is always in view
     with pytest.raises(EolabError, match="is outside the cube"):
         point_series_xy(expected, x + 1e6, y)
 

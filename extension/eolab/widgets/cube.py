@@ -161,6 +161,7 @@ def quick_views(cube, variable: str = "auto", time_index: int | None = None,
     """
     import holoviews as hv
     import hvplot.xarray  # noqa: F401  (registers .hvplot)
+    import numpy as np
 
     if time_index is None:
         time_index = clearest_date(cube, cloud_cover)
@@ -188,12 +189,18 @@ def quick_views(cube, variable: str = "auto", time_index: int | None = None,
     x0, y0 = float(data.x[len(data.x) // 2]), float(data.y[len(data.y) // 2])
     tap = hv.streams.Tap(source=image, x=x0, y=y0)
 
+    # The whole period on the time axis: Bokeh leaves the marker out of the range, and the clicked
+    # pixel may have no value on the first or last dates.
+    first, last = cube.time.values[0], cube.time.values[-1]
+    pad = max((last - first) * 0.03, np.timedelta64(1, "D"))
+
     def series(x, y):
         x = x0 if x is None else x
         y = y0 if y is None else y
         values = point_series_xy(data, x, y)
-        curve = values.hvplot.line(x="time", title=f"{data.name or 'value'} at x={x:.0f}, y={y:.0f}"
-                                   f" (dashed: {stamp}, the preview's date)", frame_width=360)
+        curve = values.hvplot.line(x="time", title=f"{data.name or 'value'} at x={x:.0f}, y={y:.0f}",
+                                   xlabel=f"time (dashed: {stamp}, the preview's date)", frame_width=360,
+                                   xlim=(first - pad, last + pad))
         return curve * hv.VLine(marked).opts(color="#ff7f00", line_dash="dashed")
 
     return image, hv.DynamicMap(series, streams=[tap]), tap
