@@ -67,10 +67,48 @@ def item_records(items: Iterable) -> list[dict]:
     return out
 
 
-def for_cube(items: Iterable, **parameters: Any) -> dict:
+class CubeProvenance(dict):
+    """A cube's provenance record: a plain dict whose ``str``/``repr`` is one short line.
+
+    xarray prints every attribute in full in a cube's summary (the HTML repr expands short attribute
+    lists), so a record of a season's items filled screens. The record itself is unchanged:
+    ``cube.attrs['eolab:provenance']['items']``, or the same through attributes (``.records``,
+    ``.parameters``, ``.eolab_version``, ``.created``).
+    """
+
+    @property
+    def records(self) -> list[dict]:
+        return self.get("items", [])
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self:
+            return self[name]
+        raise AttributeError(name)
+
+    def __str__(self) -> str:
+        recs = self.records
+        collections = sorted({f"{r.get('provider') or '?'}|{r.get('collection')}" for r in recs})
+        days = sorted(str(r.get("datetime"))[:10] for r in recs if r.get("datetime"))
+        span = f", {days[0]} – {days[-1]}" if days else ""
+        return (f"{len(recs)} items from {', '.join(collections) or '?'}{span}; eolab {self.get('eolab_version')}"
+                " (details: .attrs['eolab:provenance']['items'])")
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        import html
+
+        details = html.escape(json.dumps(dict(self), indent=1, default=str))
+        return f"<details><summary>{html.escape(str(self))}</summary><pre>{details}</pre></details>"
+
+    def __reduce__(self):  # pickles and deep-copies as itself (dask, xarray copies)
+        return (CubeProvenance, (dict(self),))
+
+
+def for_cube(items: Iterable, **parameters: Any) -> CubeProvenance:
     """What a cube came from: every item, the load parameters, eolab version (``attrs['eolab:provenance']``)."""
-    return {"items": item_records(items), "parameters": parameters, "eolab_version": __version__,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    return CubeProvenance(items=item_records(items), parameters=parameters, eolab_version=__version__,
+                          created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
 
 
 def record(items: Iterable | None = None, *, workflow: str, parameters: dict | None = None,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from urllib.parse import urlsplit
@@ -52,6 +53,23 @@ def workspace_token() -> str | None:
         return S.workspace_token_file.read_text().strip() or None
     except OSError:
         return None
+
+
+def public_base(path: str) -> str:
+    """The public URL that stands for the upstream of ``path``: the gate's prefix for the broker,
+    ``members/<id>`` below it for one member (its links must come back through the same door)."""
+    rest = path[len(PREFIX):] if path.startswith(PREFIX) else path.lstrip("/")
+    public = S.public_url + PREFIX.rstrip("/")
+    if KIND == "catalog" and rest.startswith("members/"):
+        return f"{public}/members/{rest[len('members/'):].partition('/')[0]}"
+    return public
+
+
+def point_through_gate(payload: bytes, upstream: str, public: str) -> bytes:
+    """``payload`` with every URL at ``upstream`` (not merely starting with its text, as
+    http://host:80 does http://host:8000) moved to ``public``."""
+    pattern = re.escape(upstream.rstrip("/").encode()) + rb"(?=[/\"?#]|$)"
+    return re.sub(pattern, lambda _: public.encode(), payload)
 
 
 def upstream_for(path: str) -> tuple[str, str] | None:
@@ -131,6 +149,9 @@ class ProxyHandler(GateMixin, web.RequestHandler):
         if KIND != "gateway":
             headers.pop("Authorization", None)  # the user's hub token stays here
             headers.pop("Cookie", None)
+            # Plain JSON from upstream, so its links can be pointed through the gate below (a
+            # compressed answer was passed on as it was, with the upstream's internal address).
+            headers.pop("Accept-Encoding", None)
         headers["X-Forwarded-Prefix"] = PREFIX.rstrip("/")
         if writable_member(self.request.path) and needs_token(self.request.method, path):
             user = (self.current_user or {}).get("name", "")
@@ -167,8 +188,7 @@ class ProxyHandler(GateMixin, web.RequestHandler):
         content_type = response.headers.get("Content-Type", "")
         if KIND != "gateway" and "json" in content_type and "Content-Encoding" not in response.headers:
             # STAC links name the upstream; point them through the gate instead.
-            public = S.public_url + PREFIX.rstrip("/")
-            payload = payload.replace(base.rstrip("/").encode(), public.encode())
+            payload = point_through_gate(payload, base, public_base(self.request.path))
         # No body with 204/304 (tornado refuses one: a stopped cluster answers 204) or with HEAD.
         if self.request.method != "HEAD" and response.code not in (204, 304):
             self.write(payload)

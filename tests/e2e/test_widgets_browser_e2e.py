@@ -1,9 +1,12 @@
-"""JupyterLab in chromium: draw an area with the mouse, set dates, search, see footprints, load a cube."""
+"""JupyterLab in chromium: draw an area with the mouse, set dates, search, see footprints, load a cube;
+then what a user sees of it: the preview's date on the plot, no logos or warning boxes, nothing cut
+off on the right, and after reopening the notebook a note to re-run each widget's cell."""
 
 from __future__ import annotations
 
 import re
 
+import httpx
 import nbformat
 import pytest
 
@@ -18,18 +21,18 @@ from tests.e2e._lab import (  # noqa: F401  (fixtures)
 )
 
 NO_CHROMIUM = "no chromium: apt-get install -y --no-install-recommends chromium"
-pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(420),
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(600),
               pytest.mark.skipif(not HAVE_CHROMIUM, reason=NO_CHROMIUM)]
 
 CELLS = [
     "import datetime as dt\n"
     "from eolab.widgets import AreaTimePicker, CatalogueBrowser, CubePanel\n"
     "picker = AreaTimePicker(today=dt.date(2026, 11, 22))\n"
-    "display(picker.widget);",
+    "display(picker)",
     "browser = CatalogueBrowser(picker, limit=20)\n"
-    "display(browser.widget);",
-    "panel = CubePanel(browser, bands=['B02', 'B03', 'B04', 'B08'], resolution=20)\n"
-    "display(panel.widget);",
+    "display(browser)",
+    "panel = CubePanel(browser, resolution=20)\n"
+    "display(panel)",
 ]
 
 
@@ -149,5 +152,81 @@ def test_draw_search_footprints_load(page, jupyter_lab, local_only, artifacts):
         print("\n".join(console[-40:]))
         raise
     shot(page, artifacts, "06-plot", ".eolab-cube-plot")
+    check_plot_and_outputs(page, artifacts)
 
     assert local_only == [], f"requests left 127.0.0.1: {local_only[:5]}"
+    check_reopened(page, jupyter_lab, artifacts)
+
+
+# Every model of every BokehJS document on the page, and a model's class name.
+MODELS = ("() => { if (!window.Bokeh) return false;"
+          " const docs = new Set([...(Bokeh.documents || []), ...Object.values(Bokeh.index || {})"
+          ".map(v => v.model.document)]);"
+          " const models = () => [...docs].flatMap(d => [...d.all_models]);"
+          " const kind = m => String(m.type || m.constructor.__name__ || m.constructor.name).split('.').pop();")
+
+
+def check_plot_and_outputs(page, artifacts) -> None:
+    """The preview names its date, the clearest; the image opens at it and the series marks it.
+    No logo row, no stderr box, no output wider than its cell."""
+    preview = page.locator(".eolab-preview-date").inner_text()
+    day = re.search(r"preview: (\d{4}-\d{2}-\d{2}), the clearest date \((\d+)% clear by cloud mask\)", preview)
+    assert day and int(day.group(2)) >= 90, preview
+    day = day.group(1)
+    # BokehJS's own documents: the dashed marker (a Span) sits at that date, the curve's title says
+    # so, and the image's time slider (its label) opens at it.
+    page.wait_for_function(MODELS + "return models().some(m => kind(m) === 'Span'); }")
+    marks = page.evaluate(MODELS + "return models().filter(m => kind(m) === 'Span')"
+                                   ".map(m => new Date(m.location).toISOString()); }")
+    texts = page.evaluate(MODELS + "return models().filter(m => typeof m.text === 'string')"
+                                   ".map(m => [kind(m), m.text]); }")
+    assert [m[:10] for m in marks] == [day], marks
+    labels = page.evaluate(MODELS + "return models().filter(m => typeof m.axis_label === 'string')"
+                                    ".map(m => m.axis_label); }")
+    assert f"time (dashed: {day}, the preview's date)" in labels, labels
+    assert any(k != "Title" and "time" in t and day in t for k, t in texts), texts
+    # The marker lies inside the series' time axis (Bokeh does not widen a range for it).
+    inside = page.evaluate(MODELS + "const span = models().find(m => kind(m) === 'Span');"
+                                    " return models().some(m => kind(m) === 'DataRange1d' || kind(m) === 'Range1d' ?"
+                                    " m.start < span.location && span.location < m.end : false); }")
+    assert inside
+    # The cube summary is a few lines of attributes, not the items one by one.
+    summary = page.locator(".eolab-cube-repr .xr-attrs").last.inner_text()
+    provenance = re.search(r"eolab:provenance\s*:\s*(\d+ items from [^\n]*)", summary)
+    assert provenance and len(provenance.group(1)) < 200 and "MSIL2A" not in summary, summary[:300]
+    # Common band names in the selector; the read estimate before anything was read.
+    labels = [t.replace("\xa0", " ") for t in page.locator(".eolab-bands select option").all_inner_texts()]
+    assert labels[:4] == ["coastal (B01)", "blue (B02)", "green (B03)", "red (B04)"]
+    assert re.search(r"computing it reads \d+ assets in \d+ chunk reads", page.locator(".eolab-cube-size").inner_text())
+    # No logo row, no warning box anywhere in the notebook.
+    assert page.locator(".jp-Notebook .logo-block, .jp-Notebook img[src*='logo']").count() == 0
+    stderr = page.locator(".jp-Notebook [data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+    assert stderr == [], stderr
+    # Nothing is cut off on the right: every output fits its cell, and so do the plots.
+    overflow = page.evaluate(
+        "() => [...document.querySelectorAll('.jp-Notebook .jp-OutputArea-output')]"
+        ".filter(o => o.scrollWidth > o.clientWidth + 1).map(o => [o.className, o.scrollWidth, o.clientWidth])")
+    assert overflow == [], overflow
+    right = page.evaluate("() => document.querySelector('.jp-Notebook .jp-Cell').getBoundingClientRect().right")
+    boxes = [c.bounding_box() for c in page.locator(".eolab-cube-plot canvas").all()]  # inside Bokeh's shadow DOM
+    plots = [b["x"] + b["width"] for b in boxes if b and b["width"] > 0]
+    assert plots and max(plots) <= right, (plots, right)
+    # While the widgets are alive, their re-run notes stay hidden.
+    notes = page.locator(".eolab-rerun-hint")
+    assert notes.count() == len(CELLS) and not any(n.is_visible() for n in notes.all())
+
+
+def check_reopened(page, jupyter_lab, artifacts) -> None:
+    """Save, stop the kernel, reopen: every widget's output now says to re-run its cell."""
+    page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
+    page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty")
+    kernels = httpx.get(f"{jupyter_lab['url']}/api/kernels", params={"token": jupyter_lab["token"]}).json()
+    for kernel in kernels:
+        httpx.delete(f"{jupyter_lab['url']}/api/kernels/{kernel['id']}", params={"token": jupyter_lab["token"]})
+    page.goto(page.url)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+    for name in ("AreaTimePicker", "CatalogueBrowser", "CubePanel"):  # each one scrolled to, as a reader would
+        note = page.locator(".eolab-rerun-hint").filter(has_text=f"{name}: re-run this cell to show the widget")
+        note.scroll_into_view_if_needed(timeout=60_000)
+        note.wait_for(state="visible")
+    shot(page, artifacts, "07-reopened")

@@ -109,6 +109,22 @@ def alice_result(alice, alice_kernel):
             "cluster": fields[fields.index("CLUSTER") + 1], "workers": int(fields[fields.index("WORKERS") + 1])}
 
 
+def follow_links(start: str, headers: dict) -> dict[str, int]:
+    """GET ``start`` and every STAC link (of JSON media type) of it, of its items page and of the
+    items on it, as a client browsing from ``start`` would: {href: status}."""
+    statuses: dict[str, int] = {}
+    docs = [httpx.get(start, headers=headers, timeout=30).raise_for_status().json()]
+    items_link = next(link["href"] for link in docs[0]["links"] if link["rel"] == "items")
+    page = httpx.get(items_link, headers=headers, timeout=30).raise_for_status().json()
+    docs += [page, *page["features"]]
+    for doc in docs:
+        for link in doc.get("links", []):
+            href = link["href"]
+            if href not in statuses and "json" in link.get("type", "application/json"):
+                statuses[href] = httpx.get(href, headers=headers, timeout=30).status_code
+    return statuses
+
+
 def gateway_for(demo_hub, token: str):
     from dask_gateway import Gateway
     from dask_gateway.auth import JupyterHubAuth
@@ -207,6 +223,14 @@ print(publish.writable_provider().url)
         by_cookie = alice.http.delete(f"{gate}/collections/{own_a}/items/demo-result")
         assert by_cookie.status_code == 403 and "cookie" in by_cookie.json()["error"]
         assert httpx.get(f"{member}/collections/{own_a}/items/demo-result").status_code == 200
+        # Every link of her collection, its items page and its item leads somewhere, through the
+        # hub: opened at the workspace (the gate's members/workspace) and through the broker.
+        for start in (f"{gate}/collections/{own_a}",
+                      f"{url_of(demo_hub)}/services/catalog/collections/workspace|{own_a}"):
+            statuses = follow_links(start, {"Authorization": f"token {alice.token}"})
+            assert len(statuses) >= 4, statuses
+            assert all(href.startswith(url_of(demo_hub) + "/services/catalog/") for href in statuses), statuses
+            assert {href: code for href, code in statuses.items() if code != 200} == {}, start
     finally:
         token = _workspace.read_token(config.run_dir)
         httpx.delete(f"{member}/collections/{own_a}", headers={"Authorization": f"Bearer {token}"})

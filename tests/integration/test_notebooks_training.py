@@ -37,6 +37,12 @@ def catalogue_env(catalog_stack, monkeypatch):
     return catalog_stack.broker_url
 
 
+def stderr_of(nb) -> list[str]:
+    """What JupyterLab would show as warning boxes."""
+    return [o.text for c in nb.cells if c.cell_type == "code" for o in c.outputs
+            if o.output_type == "stream" and o.name == "stderr"]
+
+
 def output_kinds(nb) -> set[str]:
     return {key for c in nb.cells if c.cell_type == "code" for o in c.outputs for key in o.get("data", {})}
 
@@ -55,6 +61,7 @@ def test_02_cubes_and_plots(catalogue_env, tmp_path):
     assert all(-0.2 < v < 0.95 for v in values) and max(values) > 0.4
     assert max(values) <= summary["max_ndvi_mean"] < 0.95
     assert "image/png" in output_kinds(nb)
+    assert stderr_of(nb) == []  # the notebook's own code gives the libraries no reason to warn
 
 
 def test_03_scaling_out_with_dask(catalogue_env, tmp_path):

@@ -198,3 +198,32 @@ def test_missing_provider_is_reported_with_the_rest_of_the_answer(ghost_broker, 
     assert state.rows and {r["provider"] for r in state.rows} <= {"pannonia", "tisza"}
     page = Catalogue(ghost_broker).search("sentinel-2-l2a", bbox=list(picker.bbox), limit=3)
     assert page.missing == ["ghost"] and len(page.items) == 3
+
+
+def test_missing_notice_stays_with_its_search_until_one_answers_without_it(ghost_broker, manifest, monkeypatch):
+    """The browser view names the provider that did not answer and the search it belongs to; paging
+    keeps it, and only a search that answers without that provider missing clears it."""
+    from eolab.widgets import AreaTimePicker, CatalogueBrowser
+
+    monkeypatch.delenv("EOLAB_TILES_URL", raising=False)
+    picker = AreaTimePicker(today=dt.date(2026, 11, 22))
+    picker.state.set_bbox(*centre_box(manifest))
+    picker.state.set_time_range(*APRIL_TO_JUNE)
+    view = CatalogueBrowser(picker, ghost_broker, tiles_url="http://127.0.0.1:9", limit=3)
+    state = view.state
+    assert "<b>ghost</b> in the collection listing" in view.missing.value
+
+    state.search()
+    notice = "<b>ghost</b> in search 1 (all collections; 2026-04-01T00:00:00Z/2026-06-30T23:59:59Z), page 1"
+    assert notice in view.missing.value and "listing" not in view.missing.value
+    assert state.has_next
+    state.next_page()
+    state.next_page()
+    assert state.page_number == 3 and notice in view.missing.value
+    state.previous_page()
+    assert notice in view.missing.value
+
+    state.chosen = ["pannonia|sentinel-2-l2a"]  # the ghost holds nothing asked for: it is not missing
+    state.search()
+    assert state.page.missing == [] and state.missing == [] and view.missing.value == ""
+    assert state.rows and {r["provider"] for r in state.rows} == {"pannonia"}

@@ -11,7 +11,16 @@ from PIL import Image
 from eolab.errors import EolabError
 from eolab.search import human_bytes, size_estimate
 from eolab.widgets import BrowserState, PickerState
-from eolab.widgets.cube import CubePanel, ndvi, point_series, point_series_xy, preview_png, quick_views
+from eolab.widgets.cube import (
+    CubePanel,
+    clear_shares,
+    clearest_date,
+    ndvi,
+    point_series,
+    point_series_xy,
+    preview_png,
+    quick_views,
+)
 
 # odc-stac resamples 10 m bands to 20 m through rasterio arrays without a transform; not ours.
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")]
@@ -75,9 +84,15 @@ def test_ndvi_frames_and_the_tapped_time_series(cube):
     np.testing.assert_allclose(np.flipud(values), expected.isel(time=t).values, equal_nan=True, rtol=1e-6)
     x, y = float(cube.x[10]), float(cube.y[7])
     tap.event(x=x, y=y)
-    series = curve[()]
+    series, marker = curve[()].values()
     np.testing.assert_allclose(series.dimension_values(1), expected.isel(x=10, y=7).values, equal_nan=True)
     assert f"x={x:.0f}" in series.opts.get().kwargs["title"]
+    # The series marks the date the image opens at and the preview shows: the clearest one.
+    best = clearest_date(cube)
+    assert marker.data == cube.time.values[best] and image.kdims[0].default == cube.time.values[best]
+    assert f"dashed: {str(cube.time.values[best])[:10]}" in series.opts.get().kwargs["xlabel"]
+    low, high = series.opts.get().kwargs["xlim"]
+    assert low < cube.time.values[0] and high > cube.time.values[-1]  # the marker is always in view
     with pytest.raises(EolabError, match="is outside the cube"):
         point_series_xy(expected, x + 1e6, y)
 
@@ -94,3 +109,60 @@ def test_point_series_by_lon_lat_and_previews(cube):
     assert ndvi_png.size[0] > rgb_png.size[0]  # the NDVI preview carries a colour bar
     image, _, _ = quick_views(cube, "RGB")
     assert image[cube.time.values[0]].data  # renders a frame
+
+
+def test_the_preview_shows_the_clearest_date_and_says_so(browser):
+    """The preview picks the date the cloud mask calls clearest (not the last one), writes its date
+    next to the image, and the plot marks that same date."""
+    panel = CubePanel(browser, resolution=20, plots=False)
+    panel._on_load()
+    panel._on_plot()
+    cube = panel.cube
+    shares, how = clear_shares(cube)
+    assert how == "cloud mask"
+    clear = cube["clear"].mean(("y", "x")).compute().values
+    best = int(np.flatnonzero(clear == clear.max())[-1])
+    day = str(cube.time.values[best])[:10]
+    assert clear[best] > 0.95 and clear[-1] < clear[best]  # the last date (shown before) is cloudier
+    assert f"preview: <b>{day}</b>, the clearest date ({clear[best]:.0%} clear by cloud mask)" in panel.image_date.value
+    # The scenes' own eo:cloud_cover of that date agrees that it is (nearly) cloud-free.
+    assert panel._cloud_cover()[day] < 5
+    assert panel.image.value == preview_png(cube, time_index=best)
+    # Without a mask: the items' eo:cloud_cover decides.
+    no_mask = cube[["red", "green", "blue"]]
+    cover = panel._cloud_cover()
+    by_cover = clearest_date(no_mask, cover)
+    assert cover[str(no_mask.time.values[by_cover])[:10]] == min(cover.values())
+
+
+def test_band_selector_offers_common_names_and_keys_still_load(browser):
+    panel = CubePanel(browser, bands=["B04", "nir"], resolution=40, plots=False)
+    labels = dict((value, label) for label, value in panel.bands.options)
+    assert labels["red"] == "red (B04)" and labels["nir"] == "nir (B08)" and labels["B04"] == "B04 (red)"
+    assert panel.bands.value == ("B04", "nir")
+    panel._on_load()
+    assert set(panel.cube.data_vars) == {"B04", "nir", "clear"}
+    assert float(ndvi(panel.cube).mean()) > 0.2  # NDVI finds red and nir under either name
+    default = CubePanel(browser, resolution=40, plots=False)
+    assert default.bands.value == ("blue", "green", "red", "nir")
+
+
+def test_the_read_estimate_is_shown_before_anything_is_read(browser):
+    from eolab.data import read_estimate
+
+    panel = CubePanel(browser, resolution=20, plots=False)
+    panel._on_load()
+    est = read_estimate(panel.cube)
+    assert est["assets"] == 5 * len(browser.selected)  # four bands and the mask per item
+    assert (f"computing it reads <b>{est['assets']} assets</b> in {est['chunk_reads']} chunk reads, "
+            f"up to <b>{human_bytes(est['bytes_decoded'])}</b> decoded") in panel.size.value
+
+
+def test_cube_summary_is_short_and_provenance_stays_reachable(cube):
+    text = repr(cube)
+    assert len(text.splitlines()) < 20
+    prov = cube.attrs["eolab:provenance"]
+    assert str(prov).startswith(f"{len(prov['items'])} items from ")
+    assert prov.records == prov["items"] and len(prov.records) == cube.sizes["time"]
+    page = cube._repr_html_()
+    assert len(page) < 60_000 and prov["items"][0]["id"] not in page

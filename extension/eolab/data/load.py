@@ -32,6 +32,11 @@ _GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_MERGE_CONSE
              "GDAL_HTTP_MULTIPLEX": "YES", "VSI_CACHE": "TRUE"}
 
 
+# odc-stac reprojects each source window into a numpy array; rasterio wraps that array in an in-memory
+# dataset that has no transform until the warp sets it, and warns (once per kernel, in a notebook as
+# a red box) although the pixels land right. Only this message from rasterio's warp is silenced.
+warnings.filterwarnings("ignore", message="Dataset has no geotransform, gcps, or rpcs", module="rasterio.warp")
+
 # Default dask chunks: one date × 1024² px (4 MiB as float32), a multiple of common COG tile sizes.
 # Smaller chunks cost more in odc-stac's per-task planning and dask overhead than they save.
 DEFAULT_CHUNKS = {"x": 1024, "y": 1024}

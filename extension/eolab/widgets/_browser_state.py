@@ -34,7 +34,8 @@ class BrowserState(HasTraits):
     rows = List(help="table rows of the current page, in display order")
     sort_column = Unicode("", help="client-side sort of the shown page ('' = server order)")
     sort_descending = Bool(False)
-    missing = List(help="providers missing from the last answer")
+    missing = List(help="providers missing from an answer, until a search answers without them missing")
+    missing_from = Dict(help="provider -> which answer it was missing from (e.g. 'search 2, page 1: ...')")
     busy = Bool(False)
     status = Unicode("")
     error = Unicode("")
@@ -48,6 +49,8 @@ class BrowserState(HasTraits):
         self.picker = picker or PickerState()
         self._requests: list[dict] = []  # request of page 1, 2, ... (what the broker's tokens say)
         self._seen: dict[str, dict] = {}  # key -> item, every item shown in this search (for selection)
+        self._searches = 0  # numbered, so a missing-provider notice can say which search it belongs to
+        self._search_label = ""
 
     # ---------------------------------------------------------------- collections
     def refresh_collections(self) -> None:
@@ -55,7 +58,7 @@ class BrowserState(HasTraits):
             listing = self.catalogue.collections()
             self.groups = {p: [c.id for c in cs] for p, cs in listing.by_provider().items()}
             self.collections = listing.collections  # last: views observe it and read groups
-            self.missing = listing.missing
+            self._note_missing(listing.missing, "the collection listing", fresh=False)
             self.status = f"{len(listing)} collections from {len(self.groups)} providers"
 
     # ---------------------------------------------------------------- search and paging
@@ -76,7 +79,9 @@ class BrowserState(HasTraits):
             self.selected = []
             self._requests = [request]
             self._seen = {}
-            self._show(page)
+            self._searches += 1
+            self._search_label = f"search {self._searches} ({self._describe(body)})"
+            self._show(page, fresh=True)
             return page
 
     def next_page(self) -> Page | None:
@@ -99,14 +104,33 @@ class BrowserState(HasTraits):
             self._show(page)
             return page
 
-    def _show(self, page: Page) -> None:
+    @staticmethod
+    def _describe(body: dict) -> str:
+        what = ", ".join(body.get("collections") or []) or "all collections"
+        return f"{what}; {body['datetime']}" if body.get("datetime") else what
+
+    def _note_missing(self, missing: list[str], where: str, *, fresh: bool) -> None:
+        """Keep each missing provider's notice until a new search answers without it missing.
+
+        Paging never clears a notice: a later page says nothing about what an earlier one lacked.
+        """
+        if fresh:
+            notes = {provider: where for provider in missing}
+        else:
+            notes = dict(self.missing_from)
+            for provider in missing:
+                notes.setdefault(provider, where)
+        self.missing_from = notes
+        self.missing = list(notes)
+
+    def _show(self, page: Page, fresh: bool = False) -> None:
         for item in page.items:
             self._seen[item_key(item)] = item
         self.page = page
         self.page_number = page.number
         self.has_next = page.has_next
         self.has_previous = page.number > 1
-        self.missing = page.missing
+        self._note_missing(page.missing, f"{self._search_label}, page {page.number}", fresh=fresh)
         self.highlighted = ""
         self._refresh_rows()
         self._refresh_footprints()

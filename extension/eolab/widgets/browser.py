@@ -11,6 +11,7 @@ from typing import Any
 from eolab.errors import EolabError
 from eolab.search import Catalogue
 from eolab.widgets._browser_state import BrowserState
+from eolab.widgets._display import NotebookView, mark_live
 from eolab.widgets._picker_state import PickerState
 
 COLUMNS = (("provider", "provider", "90px"), ("collection", "collection", "120px"),
@@ -32,6 +33,16 @@ def _cell(row: dict, column: str) -> str:
     return str(value)
 
 
+def missing_notice(missing_from: dict[str, str]) -> str:
+    """HTML naming each provider that did not answer and the search it did not answer."""
+    by_answer: dict[str, list[str]] = {}
+    for provider, where in missing_from.items():
+        by_answer.setdefault(where, []).append(provider)
+    lines = [f"⚠ no answer from provider(s) <b>{html.escape(', '.join(providers))}</b> in {html.escape(where)}"
+             " — its results may be incomplete" for where, providers in by_answer.items()]
+    return "<div style='color:#8a5300'>" + "<br>".join(lines) + "</div>" if lines else ""
+
+
 def _guard(method):
     """Run a state action from a click; its EolabError is already in ``state.error`` for the view."""
     def run(*args, **kwargs):
@@ -42,7 +53,7 @@ def _guard(method):
     return run
 
 
-class CatalogueBrowser:
+class CatalogueBrowser(NotebookView):
     """Browse the federated catalogue for the picker's area and time range.
 
     ``browser.item_collection()`` / ``browser.geodataframe()`` give the selected rows;
@@ -131,7 +142,7 @@ class CatalogueBrowser:
 
         s = self.state
         s.observe(self._show_collections, names=["collections"])
-        s.observe(self._show_progress, names=["busy", "status", "error", "missing"])
+        s.observe(self._show_progress, names=["busy", "status", "error", "missing", "missing_from"])
         s.observe(self._show_rows, names=["rows", "selected", "highlighted"])
         s.observe(self._show_paging, names=["page_number", "has_next", "has_previous"])
         s.observe(self._show_footprints, names=["footprints"])
@@ -145,6 +156,7 @@ class CatalogueBrowser:
             w.HBox([self.style, self.show_button, self.hide_button]),
         ])
         self.widget.add_class("eolab-browser")
+        mark_live(self.widget)
         _guard(self.state.refresh_collections)()
 
     # ------------------------------------------------------------ scripted access
@@ -220,9 +232,7 @@ class CatalogueBrowser:
         self.search_button.disabled = s.busy
         self.status.value = html.escape(s.status)
         self.error.value = f"<span style='color:#b00020'>{html.escape(s.error)}</span>" if s.error else ""
-        self.missing.value = (
-            f"<span style='color:#8a5300'>⚠ no answer from provider(s): <b>{html.escape(', '.join(s.missing))}</b>"
-            " — results may be incomplete</span>" if s.missing else "")
+        self.missing.value = missing_notice(s.missing_from)
 
     def _show_rows(self, change) -> None:
         import ipywidgets as w
@@ -283,5 +293,3 @@ class CatalogueBrowser:
             return HIGHLIGHT
         return SELECTED if props.get("selected") else FOOTPRINT
 
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)

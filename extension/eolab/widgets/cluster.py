@@ -12,6 +12,7 @@ import os
 import traitlets
 
 from eolab.compute import _cluster
+from eolab.widgets._display import NotebookView, mark_live
 
 
 class ComputeOptions(traitlets.HasTraits):
@@ -48,7 +49,7 @@ class ComputeOptions(traitlets.HasTraits):
             adaptive=(self.workers, max(self.workers, self.maximum)) if self.adaptive else None)
 
 
-class ClusterForm:
+class ClusterForm(NotebookView):
     """``ClusterForm().widget`` shows the form; Start creates the cluster, Stop shuts it down."""
 
     def __init__(self, options: ComputeOptions | None = None):
@@ -84,6 +85,7 @@ class ClusterForm:
         self.stop_button.on_click(lambda _: self.stop())
         self.widget = w.VBox([*self.fields.values(), w.HBox([self.start_button, self.stop_button]), self.status])
         self.widget.add_class("eolab-compute")
+        mark_live(self.widget)
 
     def start(self):
         self.start_button.disabled = True
@@ -111,10 +113,6 @@ class ClusterForm:
         self.stop_button.disabled = True
         self.start_button.disabled = False
 
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
 
 
 def options_widget() -> ClusterForm:

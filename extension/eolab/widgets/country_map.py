@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from eolab.widgets._display import NotebookView, mark_live
+
 LIGHT_RGBA = {"green": (44, 160, 44, 190), "yellow": (255, 191, 0, 220), "red": (214, 39, 40, 235)}
 OTHER_RGBA = (128, 128, 128, 160)
 
@@ -55,7 +57,7 @@ def _base_layer(tiles_url: str | None) -> Any:
     return BitmapTileLayer(data=url, tile_size=256, max_zoom=19, min_zoom=0)
 
 
-class CountryMap:
+class CountryMap(NotebookView):
     """``CountryMap(results, dossiers=...).widget``: the map and, below it, the clicked parcel's
     dossier. ``dossiers``: a folder of :func:`dossier.write_all` files or a callable parcel id → HTML."""
 
@@ -81,6 +83,7 @@ class CountryMap:
         self.parcel_id = ""
         self.layer.observe(lambda change: self.select(change["new"]), names="selected_index")
         self.widget = w.VBox([self.map, self.dossier])
+        mark_live(self.widget)
         self.focus()
 
     def focus(self, pid: str | None = None, *, fill: float = 0.9) -> None:

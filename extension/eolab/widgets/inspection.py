@@ -12,10 +12,11 @@ from __future__ import annotations
 import html
 
 from eolab.errors import EolabError
+from eolab.widgets._display import NotebookView, mark_live
 from eolab.widgets._queue_state import LIGHTS, ORDERS, InspectionQueue
 
 
-class InspectionView:
+class InspectionView(NotebookView):
     """``InspectionView(queue).widget`` walks the queue; every button appends to the queue's log."""
 
     def __init__(self, queue: InspectionQueue):
@@ -41,6 +42,7 @@ class InspectionView:
         self.widget = w.VBox([w.HBox([self.order, b["previous"], b["next"], self.status]), self.page,
                               w.HBox([b["confirm"], self.new_light, b["change light"], b["add note"]]),
                               self.reason, self.message])
+        mark_live(self.widget)
         self._show()
 
     def _decide(self, action: str, light: str | None = None) -> None:

@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Any
 
 from eolab.errors import EolabError
+from eolab.widgets._display import NotebookView, mark_live
 from eolab.widgets._picker_state import PRESETS, PickerError, PickerState
 
 DEMO_CENTER = (47.683, 20.651)  # Lake Tisza, the demo area
@@ -50,7 +51,7 @@ def _base_center(tiles_url: str | None) -> tuple[float, float]:
         return DEMO_CENTER
 
 
-class AreaTimePicker:
+class AreaTimePicker(NotebookView):
     """Draw, edit, delete or upload the area of interest; pick the time range.
 
     ``picker.aoi`` (shapely), ``picker.aoi_geojson``, ``picker.bbox``, ``picker.time_range`` and
@@ -107,6 +108,7 @@ class AreaTimePicker:
         self.widget = w.VBox([self.map, w.HBox([self.upload, self.clear_button]),
                               w.HBox([self.start, self.end, self.presets]), self.summary, self.message])
         self.widget.add_class("eolab-picker")
+        mark_live(self.widget)
 
     # ------------------------------------------------------------ the state, for scripts
     aoi = property(lambda self: self.state.aoi)
@@ -188,8 +190,6 @@ class AreaTimePicker:
                     for s in self.state.shapes.values() if s["source"] != "draw"]
         self.upload_layer.data = {"type": "FeatureCollection", "features": features}
 
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
 
 
 def _escape(text: str) -> str:
