@@ -74,6 +74,11 @@ class ServiceSettings(BaseSettings):
     tiles_public: bool = Field(True, description="the tile service may read other hosts whose addresses are all "
                                                  "public (never loopback, link-local or private ones)")
     workspace_token: str | None = Field(None, description="the workspace member's write token")
+    pg_host: str = Field("127.0.0.1", description="a member's PostgreSQL host")
+    pg_port: int = Field(5433, description="a member's PostgreSQL port")
+    pg_database: str | None = Field(None, description="a member's pgstac database")
+    pg_user: str | None = Field(None, description="a member's PostgreSQL role (read-only for demo members)")
+    pg_password_file: Path | None = Field(None, description="file holding that role's password (0600)")
     broker_token_secret: str | None = Field(None, description="HMAC key of the broker's paging tokens")
     broker_page_cache_ttl: float | None = None
     broker_info_ttl: float | None = None

@@ -22,6 +22,7 @@ from eolab.config import MemberConfig, StackConfig
 from eolab.errors import ServiceError
 from eolab.stack import _load
 from eolab.stack import workspace as _workspace
+from eolab.stack import postgres as _postgres
 from eolab.stack.postgres import Cluster
 
 
@@ -35,9 +36,11 @@ class ServiceStatus:
 
 def _member_service(config: StackConfig, member: MemberConfig, cluster: Cluster,
                     token: str | None = None) -> _services.Service:
+    role = _postgres.WRITER if member.writable else _postgres.READER
     env = {
-        "PGUSER": "postgres", "PGPASSWORD": "trust", "PGHOST": config.host,
-        "PGPORT": str(config.postgres.port), "PGDATABASE": member.database,
+        # The member's own role; its password stays in a 0600 file (never in the environment).
+        "EOLAB_PG_USER": role, "EOLAB_PG_PASSWORD_FILE": str(_postgres.password_file(cluster.run_dir, role).resolve()),
+        "EOLAB_PG_HOST": config.host, "EOLAB_PG_PORT": str(config.postgres.port), "EOLAB_PG_DATABASE": member.database,
         "STAC_FASTAPI_TITLE": member.title or member.id,
         "STAC_FASTAPI_DESCRIPTION": f"eolab demo provider '{member.id}' (pgstac)",
         "STAC_FASTAPI_LANDING_ID": member.id,
@@ -46,7 +49,7 @@ def _member_service(config: StackConfig, member: MemberConfig, cluster: Cluster,
         # value cannot turn writes on for a demo member (or off for the workspace).
         "ENABLE_TRANSACTIONS_EXTENSIONS": "true" if member.writable else "false",
     }
-    app = "stac_fastapi.pgstac.app:create_app"
+    app = "eolab.stack.member:create_app"
     if member.writable:
         env["STAC_FASTAPI_DESCRIPTION"] = (f"eolab workspace '{member.id}' (pgstac, writable: STAC Transactions) "
                                            "holding published results")
@@ -167,6 +170,7 @@ def up(config: StackConfig, progress: bool = True) -> list[ServiceStatus]:
     manifest = ensure_demo_data(config, progress=progress)
     statuses = [ServiceStatus("postgres", f"postgresql://{config.host}:{config.postgres.port}", cluster.start())]
     cluster.wait_accepting()
+    cluster.ensure_roles()
 
     data_dir = Path(config.data_dir).resolve()
     token = None
@@ -189,6 +193,9 @@ def up(config: StackConfig, progress: bool = True) -> list[ServiceStatus]:
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(wanted)
             print(f"loaded {n_items} items into member {member.id}", file=sys.stderr)
+
+    for member in config.demo_members:  # every up: also opens databases of a cluster made before roles
+        cluster.grant(member.database, _postgres.WRITER if member.writable else _postgres.READER)
 
     assets = _assets_service(config)
     statuses.append(ServiceStatus("assets", assets.url, _services.start(run_dir, assets)))

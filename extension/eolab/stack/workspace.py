@@ -166,6 +166,6 @@ def create_app():
     if not token:
         raise SystemExit(f"eolab workspace: {TOKEN_ENV} is not set; start it with 'eolab catalog up', "
                          "which keeps the token in the run directory")
-    from stac_fastapi.pgstac.app import create_app as pgstac_app
+    from eolab.stack.member import pgstac_app
 
-    return TokenGuard(pgstac_app(), token)
+    return TokenGuard(pgstac_app(writable=True), token)
