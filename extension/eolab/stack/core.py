@@ -21,8 +21,8 @@ from eolab import _services
 from eolab.config import MemberConfig, StackConfig
 from eolab.errors import ServiceError
 from eolab.stack import _load
-from eolab.stack import workspace as _workspace
 from eolab.stack import postgres as _postgres
+from eolab.stack import workspace as _workspace
 from eolab.stack.postgres import Cluster
 
 
