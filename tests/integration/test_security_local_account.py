@@ -18,6 +18,7 @@ import httpx
 import psycopg
 import pytest
 
+from eolab import _guard
 from eolab.stack import postgres
 from eolab.stack.postgres import READER, SUPERUSER, WRITER, Cluster
 
@@ -152,3 +153,79 @@ def _opened(folder: Path):
         yield
     finally:
         folder.chmod(mode)
+
+
+# ---- the stack's HTTP services: members, the workspace, the broker -------------------------------
+
+PROBE = """
+import json, sys, urllib.request, urllib.error
+url, auth = sys.argv[1], sys.argv[2]
+req = urllib.request.Request(url, headers={"Authorization": auth} if auth else {})
+try:
+    with urllib.request.urlopen(req, timeout=30) as r:
+        print(r.status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+"""
+
+
+def http_status(user: str, url: str, authorization: str = "") -> int:
+    # The system python: the probe needs nothing of the stack's own installation.
+    probe = as_user(user, "/usr/bin/python3", "-c", PROBE, url, authorization)
+    assert probe.returncode == 0, probe.stderr
+    return int(probe.stdout.strip())
+
+
+def internal_urls(config) -> dict[str, str]:
+    urls = {f"member {m.id}": config.member_url(m) + "/search?limit=1" for m in config.demo_members}
+    urls["workspace collections"] = config.member_url(config.member("workspace")) + "/collections"
+    urls["broker"] = config.broker_url + "/search?limit=1"
+    return urls
+
+
+def test_members_and_broker_refuse_another_account_without_the_token(catalog_stack, stranger):
+    config = catalog_stack
+    token = _guard.read_secret(_guard.token_file(config.run_dir))
+    assert token
+    for name, url in internal_urls(config).items():
+        assert http_status(stranger, url) == 401, name
+        assert http_status(stranger, url, "Bearer not-the-token") == 403, name
+        # The hub user's own hub token is not the service token either.
+        assert http_status(stranger, url, "token " + token) == 401, name
+        # Legitimate paths: a holder of the token (a hub user's kernel), and the stack's own account.
+        assert http_status(stranger, url, f"Bearer {token}") == 200, name
+        assert httpx.get(url, timeout=30).status_code == 200, name
+    # Liveness stays open and says nothing of the data.
+    health = http_status(stranger, config.broker_url + "/_health")
+    assert health == 200
+    with parents_open(_guard.token_file(config.run_dir)):
+        probe = as_user(stranger, "cat", str(_guard.token_file(config.run_dir)))
+    assert probe.returncode != 0 and "Permission denied" in probe.stderr
+
+
+SEARCH = """
+from eolab.search import Catalogue
+from eolab.errors import EolabError
+try:
+    with Catalogue() as cat:
+        page = cat.client.search(collections=["sentinel-2-l2a"], max_items=3).item_collection()
+        print("items", len(page))
+except EolabError as exc:
+    print("refused", exc)
+"""
+
+
+def test_a_notebook_search_as_another_account_needs_the_hub_given_token(catalog_stack, stranger):
+    """What a hub user's kernel does (eolab's client with $EOLAB_SERVICE_TOKEN from the hub) works;
+    the same code without the token is refused."""
+    import sys
+
+    config = catalog_stack
+    token = _guard.read_secret(_guard.token_file(config.run_dir))
+    src = str(Path(_guard.__file__).resolve().parents[1])
+    env = {"PYTHONPATH": src, "EOLAB_CATALOG_URL": config.broker_url, "HOME": "/tmp"}
+    with parents_open(Path(sys.executable)), parents_open(Path(src) / "eolab"):
+        refused = as_user(stranger, sys.executable, "-c", SEARCH, env=env)
+        allowed = as_user(stranger, sys.executable, "-c", SEARCH, env={**env, "EOLAB_SERVICE_TOKEN": token})
+    assert refused.stdout.startswith("refused") and "401" in refused.stdout, refused.stdout + refused.stderr
+    assert allowed.stdout.strip() == "items 3", allowed.stdout + allowed.stderr

@@ -45,5 +45,8 @@ def pgstac_app(writable: bool = False):
 
 
 def create_app():
-    """A read-only demo member (uvicorn ``--factory``)."""
-    return pgstac_app(writable=False)
+    """A read-only demo member (uvicorn ``--factory``): the stack's account or the service token only."""
+    from eolab import settings
+    from eolab._guard import ServiceGuard
+
+    return ServiceGuard(pgstac_app(writable=False), [settings.services().service_token or ""])
