@@ -342,5 +342,7 @@ class Cluster:
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
             conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(pgstac_role), sql.Identifier(role)))
             conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(database)))
-            conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database),
-                                                                          sql.Identifier(role)))
+            # pgstac's ingest functions stage rows in temporary tables.
+            rights = "CONNECT, TEMPORARY" if role == WRITER else "CONNECT"
+            conn.execute(sql.SQL("GRANT " + rights + " ON DATABASE {} TO {}").format(sql.Identifier(database),
+                                                                                 sql.Identifier(role)))
