@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from eolab import hub
+from eolab import _guard, hub
 from eolab.stack import workspace as _workspace
 from eolab.testing.hub import HubSession
 from eolab.testing.stack import free_port_base
@@ -80,6 +80,9 @@ def mu_hub(catalog_stack):
     token, _ = _workspace.ensure_token(catalog_stack.run_dir)
     _workspace.ensure_token(run_dir)
     _workspace.token_file(run_dir).write_text(token + "\n")
+    # Likewise the service token, which users' kernels get from the hub to reach the broker.
+    _guard.ensure_secret(_guard.token_file(run_dir))
+    _guard.token_file(run_dir).write_text(_guard.read_secret(_guard.token_file(catalog_stack.run_dir)) + "\n")
     settings = hub.HubSettings(
         mode="multiuser", port=free_port_base(width=9, start=43000), users=USERS, admin_users=ADMINS,
         system_user_prefix=PREFIX, cluster_idle_timeout=120, max_clusters_per_user=2, max_cores_per_user=3,
