@@ -10,6 +10,8 @@ unix socket's peer credentials. No library offers this for TCP (psutil only maps
 processes, which needs root for other accounts), hence the few lines below. The stack, the hub and
 its gates run as that account and need nothing; hub users' kernels get the token in their
 environment (``EOLAB_SERVICE_TOKEN``) and eolab's STAC client sends it to loopback addresses only.
+The server must give the connection's real peer as the ASGI client (uvicorn ``--no-proxy-headers``:
+otherwise an ``X-Forwarded-For`` header replaces it).
 """
 
 from __future__ import annotations

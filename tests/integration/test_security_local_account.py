@@ -159,8 +159,11 @@ def _opened(folder: Path):
 
 PROBE = """
 import json, sys, urllib.request, urllib.error
-url, auth = sys.argv[1], sys.argv[2]
-req = urllib.request.Request(url, headers={"Authorization": auth} if auth else {})
+url, auth, forwarded = sys.argv[1], sys.argv[2], sys.argv[3]
+headers = {"Authorization": auth} if auth else {}
+if forwarded:
+    headers["X-Forwarded-For"] = forwarded
+req = urllib.request.Request(url, headers=headers)
 try:
     with urllib.request.urlopen(req, timeout=30) as r:
         print(r.status)
@@ -169,9 +172,9 @@ except urllib.error.HTTPError as e:
 """
 
 
-def http_status(user: str, url: str, authorization: str = "") -> int:
+def http_status(user: str, url: str, authorization: str = "", forwarded: str = "") -> int:
     # The system python: the probe needs nothing of the stack's own installation.
-    probe = as_user(user, "/usr/bin/python3", "-c", PROBE, url, authorization)
+    probe = as_user(user, "/usr/bin/python3", "-c", PROBE, url, authorization, forwarded)
     assert probe.returncode == 0, probe.stderr
     return int(probe.stdout.strip())
 
@@ -190,6 +193,8 @@ def test_members_and_broker_refuse_another_account_without_the_token(catalog_sta
     for name, url in internal_urls(config).items():
         assert http_status(stranger, url) == 401, name
         assert http_status(stranger, url, "Bearer not-the-token") == 403, name
+        # A forwarded-for header does not make the probe someone else.
+        assert http_status(stranger, url, forwarded="127.0.0.1") == 401, name
         # The hub user's own hub token is not the service token either.
         assert http_status(stranger, url, "token " + token) == 401, name
         # Legitimate paths: a holder of the token (a hub user's kernel), and the stack's own account.

@@ -60,9 +60,10 @@ def _member_service(config: StackConfig, member: MemberConfig, cluster: Cluster,
         # The environment, not the command line: /proc/<pid>/cmdline is readable by every user.
         env[_workspace.TOKEN_ENV] = token or ""
         app = "eolab.stack.workspace:create_app"
+    # --no-proxy-headers: the guard needs the connection's real peer, not an X-Forwarded-For the gate passes on.
     cmd = [sys.executable, "-m", "uvicorn", app, "--factory",
            "--host", config.host, "--port", str(member.port), "--log-level", "warning",
-           "--no-access-log"]
+           "--no-access-log", "--no-proxy-headers"]
     return _services.Service(name=f"member-{member.id}", cmd=cmd, port=member.port, env=env, host=config.host)
 
 
@@ -92,7 +93,8 @@ def _broker_service(config: StackConfig, service_token: str | None = None) -> _s
     effective = Path(config.run_dir).resolve() / "catalog.effective.yaml"
     effective.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     cmd = [sys.executable, "-m", "uvicorn", "eolab.catalog.broker:create_app", "--factory",
-           "--host", config.host, "--port", str(config.broker.port), "--log-level", "warning", "--no-access-log"]
+           "--host", config.host, "--port", str(config.broker.port), "--log-level", "warning", "--no-access-log",
+           "--no-proxy-headers"]  # the guard needs the connection's real peer (see the members)
     env = {"EOLAB_CATALOG_CONFIG": str(effective), "EOLAB_PORT_OFFSET": "0", "EOLAB_SERVICE_TOKEN": service_token or ""}
     return _services.Service(name="broker", cmd=cmd, port=config.broker.port, env=env,
                              ready_path="/_health", host=config.host)
@@ -218,6 +220,7 @@ def up(config: StackConfig, progress: bool = True) -> list[ServiceStatus]:
         _stop_if_command_changed(run_dir, service)  # e.g. a member started before the service guard
         statuses.append(ServiceStatus(service.name, service.url, _services.start(run_dir, service)))
     broker = _broker_service(config, service_token)
+    _stop_if_command_changed(run_dir, broker)
     statuses.append(ServiceStatus("broker", broker.url, _services.start(run_dir, broker),
                                   "federated STAC API over all enabled members"))
     tiles = _tiles_service(config)
