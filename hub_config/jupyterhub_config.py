@@ -95,10 +95,21 @@ if S.spawner == "slurm":
         "--job-name=spawner-jupyterhub", f"--job-name={S.slurm_job_name}")
 
 GATEWAY_PREFIX = "/services/dask-gateway"
+
+
+def _read(path):
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
 c.Spawner.environment = {
     **MARKER,
     "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
     "EOLAB_CATALOG_URL": S.catalog_url or "",
+    # The broker answers other accounts only with the stack's service token (eolab._guard).
+    "EOLAB_SERVICE_TOKEN": _read(S.run_dir / "state" / "service.token"),
     # Publishing goes through the catalog gate (the kernel's hub token; results-<user> only).
     "EOLAB_WORKSPACE_URL": S.workspace_url or "",
     "EOLAB_ASSETS_URL": S.assets_url or "",

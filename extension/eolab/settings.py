@@ -35,6 +35,8 @@ class ClientSettings(BaseSettings):
     tiles_url: str | None = Field(None, description="the tile service")
     workspace_url: str | None = Field(None, description="the writable workspace member (publishing)")
     workspace_token: str | None = Field(None, description="bearer token for direct writes to the workspace")
+    service_token: str | None = Field(None, description="read token of the stack's internal services, sent to "
+                                                        "loopback URLs only (the hub sets it for its users)")
     results_catalog: Path | None = Field(None, description="the per-user static catalogue of results")
     templates_dir: Path | None = Field(None, description="where the template workflows are")
     hub_config_dir: Path | None = Field(None, description="the hub's traitlets config files (hub_config/)")
@@ -76,6 +78,12 @@ class ServiceSettings(BaseSettings):
     tiles_public: bool = Field(True, description="the tile service may read other hosts whose addresses are all "
                                                  "public (never loopback, link-local or private ones)")
     workspace_token: str | None = Field(None, description="the workspace member's write token")
+    service_token: str | None = Field(None, description="token other accounts must send to members and the broker")
+    pg_host: str = Field("127.0.0.1", description="a member's PostgreSQL host")
+    pg_port: int = Field(5433, description="a member's PostgreSQL port")
+    pg_database: str | None = Field(None, description="a member's pgstac database")
+    pg_user: str | None = Field(None, description="a member's PostgreSQL role (read-only for demo members)")
+    pg_password_file: Path | None = Field(None, description="file holding that role's password (0600)")
     broker_token_secret: str | None = Field(None, description="HMAC key of the broker's paging tokens")
     broker_page_cache_ttl: float | None = None
     broker_info_ttl: float | None = None

@@ -301,7 +301,7 @@ def test_up_restarts_a_workspace_running_without_the_token_check(ws_stack, no_to
     run_dir, member = Path(ws_stack.run_dir), ws_stack.member(publish.WORKSPACE)
     cluster = stack.Cluster(run_dir, ws_stack.postgres.port, ws_stack.host)
     legacy = stack._member_service(ws_stack, member, cluster)
-    legacy.cmd[legacy.cmd.index("eolab.stack.workspace:create_app")] = "stac_fastapi.pgstac.app:create_app"
+    legacy.cmd[legacy.cmd.index("eolab.stack.workspace:create_app")] = "eolab.stack.member:create_app"
     _services.stop(run_dir, legacy.name)
     _services.start(run_dir, legacy)
     body = publish.results_collection("unguarded", USER)

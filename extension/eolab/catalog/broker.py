@@ -166,6 +166,9 @@ def create_app(config: StackConfig | None = None, *, transport: Any = None, secr
         page_cache_ttl = config.broker.page_cache_ttl if env.broker_page_cache_ttl is None else env.broker_page_cache_ttl
     if info_ttl is None:
         info_ttl = config.broker.info_ttl if env.broker_info_ttl is None else env.broker_info_ttl
+    if env.service_token:  # started by the stack: demo members want the token from other accounts
+        for member in config.demo_members:
+            member.headers.setdefault("Authorization", f"Bearer {env.service_token}")
     federation = Federation(config, transport=transport, secret=secret, page_cache_ttl=page_cache_ttl,
                             info_ttl=info_ttl)
 
@@ -181,6 +184,10 @@ def create_app(config: StackConfig | None = None, *, transport: Any = None, secr
                   description="A STAC API over the catalogue members; collection ids are 'member|collection'.")
     app.state.federation = federation
     app.state.config = config
+    if env.service_token:
+        from eolab._guard import ServiceGuard
+
+        app.add_middleware(ServiceGuard, tokens=[env.service_token])
 
     # ---- errors: STAC style {code, description}, 400 naming the parameter, never a traceback page
     @app.exception_handler(BadParameter)

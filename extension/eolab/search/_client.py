@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from eolab import ids, settings
+from eolab._guard import is_loopback_url
 from eolab.errors import EolabError
 from eolab.search._params import CollectionInfo, Collections, search_body
 from eolab.search._results import Page
@@ -36,6 +37,11 @@ class Catalogue:
         from pystac_client.stac_api_io import StacApiIO
 
         self.url = catalogue_url(url)
+        headers = dict(headers or {})
+        token = settings.client().service_token
+        if token and "Authorization" not in headers and is_loopback_url(self.url):
+            # The stack's internal services want it from other accounts; never sent off this machine.
+            headers["Authorization"] = f"Bearer {token}"
         self.io = StacApiIO(headers=headers, request_modifier=request_modifier, timeout=timeout, max_retries=2)
         self._client = None
 

@@ -4,8 +4,10 @@
 member should hold changed. A writable member (the workspace) is different: its database is
 created once and kept (it holds what users published), and its STAC API has the Transactions
 extension on behind a token check (:mod:`eolab.stack.workspace`): writes need the token ``up``
-keeps in ``<run_dir>/state/workspace.token`` (0600). ``down`` stops what ``up`` started, found
-through the PID files.
+keeps in ``<run_dir>/state/workspace.token`` (0600). Members and the broker answer only the stack's
+own account or holders of the service token (``<run_dir>/state/service.token``, :mod:`eolab._guard`);
+PostgreSQL takes passwords only (:mod:`eolab.stack.postgres`). ``down`` stops what ``up`` started,
+found through the PID files.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from pathlib import Path
 
 import yaml
 
-from eolab import _services
+from eolab import _guard, _services
 from eolab.config import MemberConfig, StackConfig
 from eolab.errors import ServiceError
 from eolab.stack import _load
+from eolab.stack import postgres as _postgres
 from eolab.stack import workspace as _workspace
 from eolab.stack.postgres import Cluster
 
@@ -34,10 +37,12 @@ class ServiceStatus:
 
 
 def _member_service(config: StackConfig, member: MemberConfig, cluster: Cluster,
-                    token: str | None = None) -> _services.Service:
+                    token: str | None = None, service_token: str | None = None) -> _services.Service:
+    role = _postgres.WRITER if member.writable else _postgres.READER
     env = {
-        "PGUSER": "postgres", "PGPASSWORD": "trust", "PGHOST": config.host,
-        "PGPORT": str(config.postgres.port), "PGDATABASE": member.database,
+        # The member's own role; its password stays in a 0600 file (never in the environment).
+        "EOLAB_PG_USER": role, "EOLAB_PG_PASSWORD_FILE": str(_postgres.password_file(cluster.run_dir, role).resolve()),
+        "EOLAB_PG_HOST": config.host, "EOLAB_PG_PORT": str(config.postgres.port), "EOLAB_PG_DATABASE": member.database,
         "STAC_FASTAPI_TITLE": member.title or member.id,
         "STAC_FASTAPI_DESCRIPTION": f"eolab demo provider '{member.id}' (pgstac)",
         "STAC_FASTAPI_LANDING_ID": member.id,
@@ -45,17 +50,20 @@ def _member_service(config: StackConfig, member: MemberConfig, cluster: Cluster,
         # stac-fastapi-pgstac reads its settings from the environment: make sure an inherited
         # value cannot turn writes on for a demo member (or off for the workspace).
         "ENABLE_TRANSACTIONS_EXTENSIONS": "true" if member.writable else "false",
+        # Other local accounts need it (eolab._guard); the environment is readable by this account only.
+        "EOLAB_SERVICE_TOKEN": service_token or "",
     }
-    app = "stac_fastapi.pgstac.app:create_app"
+    app = "eolab.stack.member:create_app"
     if member.writable:
         env["STAC_FASTAPI_DESCRIPTION"] = (f"eolab workspace '{member.id}' (pgstac, writable: STAC Transactions) "
                                            "holding published results")
         # The environment, not the command line: /proc/<pid>/cmdline is readable by every user.
         env[_workspace.TOKEN_ENV] = token or ""
         app = "eolab.stack.workspace:create_app"
+    # --no-proxy-headers: the guard needs the connection's real peer, not an X-Forwarded-For the gate passes on.
     cmd = [sys.executable, "-m", "uvicorn", app, "--factory",
            "--host", config.host, "--port", str(member.port), "--log-level", "warning",
-           "--no-access-log"]
+           "--no-access-log", "--no-proxy-headers"]
     return _services.Service(name=f"member-{member.id}", cmd=cmd, port=member.port, env=env, host=config.host)
 
 
@@ -80,13 +88,14 @@ def _lookalike_assets_service(config: StackConfig, member: MemberConfig) -> _ser
                              ready_path="/_health", host=config.host)
 
 
-def _broker_service(config: StackConfig) -> _services.Service:
+def _broker_service(config: StackConfig, service_token: str | None = None) -> _services.Service:
     # The broker reads the effective configuration (overrides and port offset already applied).
     effective = Path(config.run_dir).resolve() / "catalog.effective.yaml"
     effective.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     cmd = [sys.executable, "-m", "uvicorn", "eolab.catalog.broker:create_app", "--factory",
-           "--host", config.host, "--port", str(config.broker.port), "--log-level", "warning", "--no-access-log"]
-    env = {"EOLAB_CATALOG_CONFIG": str(effective), "EOLAB_PORT_OFFSET": "0"}
+           "--host", config.host, "--port", str(config.broker.port), "--log-level", "warning", "--no-access-log",
+           "--no-proxy-headers"]  # the guard needs the connection's real peer (see the members)
+    env = {"EOLAB_CATALOG_CONFIG": str(effective), "EOLAB_PORT_OFFSET": "0", "EOLAB_SERVICE_TOKEN": service_token or ""}
     return _services.Service(name="broker", cmd=cmd, port=config.broker.port, env=env,
                              ready_path="/_health", host=config.host)
 
@@ -167,8 +176,13 @@ def up(config: StackConfig, progress: bool = True) -> list[ServiceStatus]:
     manifest = ensure_demo_data(config, progress=progress)
     statuses = [ServiceStatus("postgres", f"postgresql://{config.host}:{config.postgres.port}", cluster.start())]
     cluster.wait_accepting()
+    cluster.ensure_roles()
 
     data_dir = Path(config.data_dir).resolve()
+    service_token, fresh = _guard.ensure_secret(_guard.token_file(run_dir))
+    if fresh:  # running services would still know no token (or an older one)
+        for name in ["broker", *(f"member-{m.id}" for m in config.demo_members)]:
+            _services.stop(run_dir, name)
     token = None
     if any(m.is_workspace for m in config.demo_members):
         token, created = _workspace.ensure_token(run_dir)
@@ -190,6 +204,9 @@ def up(config: StackConfig, progress: bool = True) -> list[ServiceStatus]:
             marker.write_text(wanted)
             print(f"loaded {n_items} items into member {member.id}", file=sys.stderr)
 
+    for member in config.demo_members:  # every up: also opens databases of a cluster made before roles
+        cluster.grant(member.database, _postgres.WRITER if member.writable else _postgres.READER)
+
     assets = _assets_service(config)
     statuses.append(ServiceStatus("assets", assets.url, _services.start(run_dir, assets)))
     for member in config.demo_members:
@@ -199,11 +216,11 @@ def up(config: StackConfig, progress: bool = True) -> list[ServiceStatus]:
             statuses.append(ServiceStatus(service.name, service.url, _services.start(run_dir, service),
                                           f"{member.lookalike or 'look-alike'} asset server"))
     for member in config.demo_members:
-        service = _member_service(config, member, cluster, token if member.is_workspace else None)
-        if member.is_workspace:
-            _stop_if_command_changed(run_dir, service)
+        service = _member_service(config, member, cluster, token if member.is_workspace else None, service_token)
+        _stop_if_command_changed(run_dir, service)  # e.g. a member started before the service guard
         statuses.append(ServiceStatus(service.name, service.url, _services.start(run_dir, service)))
-    broker = _broker_service(config)
+    broker = _broker_service(config, service_token)
+    _stop_if_command_changed(run_dir, broker)
     statuses.append(ServiceStatus("broker", broker.url, _services.start(run_dir, broker),
                                   "federated STAC API over all enabled members"))
     tiles = _tiles_service(config)

@@ -166,6 +166,9 @@ def create_app():
     if not token:
         raise SystemExit(f"eolab workspace: {TOKEN_ENV} is not set; start it with 'eolab catalog up', "
                          "which keeps the token in the run directory")
-    from stac_fastapi.pgstac.app import create_app as pgstac_app
+    from eolab._guard import ServiceGuard
+    from eolab.stack.member import pgstac_app
 
-    return TokenGuard(pgstac_app(), token)
+    # Reads: the stack's account or a token holder; writes: the workspace token on top.
+    return ServiceGuard(TokenGuard(pgstac_app(writable=True), token),
+                        [settings.services().service_token or "", token])

@@ -138,12 +138,13 @@ def hub_config_for_accounts(stack_config, prefix: str = "eolab-hub-"):
 
     Those users' servers and clusters must reach the hub directory, which a private tmp root
     (0700) forbids: a fresh directory under /tmp (0711). The catalogue gate reads the workspace
-    token from the hub's run directory, so the stack's token is handed over as ``eolab catalog up``
+    token (and kernels the service token) from the hub's run directory, so the stack's tokens are handed over as ``eolab catalog up``
     would in a deployment that shares one run directory.
     """
     import tempfile
     from pathlib import Path
 
+    from eolab import _guard
     from eolab.stack import workspace
 
     run_dir = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
@@ -151,6 +152,9 @@ def hub_config_for_accounts(stack_config, prefix: str = "eolab-hub-"):
     token, _ = workspace.ensure_token(stack_config.run_dir)
     workspace.ensure_token(run_dir)
     workspace.token_file(run_dir).write_text(token + "\n")
+    # Likewise the service token, which users' kernels get from the hub to reach the broker.
+    _guard.ensure_secret(_guard.token_file(run_dir))
+    _guard.token_file(run_dir).write_text(_guard.read_secret(_guard.token_file(stack_config.run_dir)) + "\n")
     return stack_config.model_copy(update={"run_dir": run_dir})
 
 
