@@ -20,7 +20,7 @@ import pytest
 
 from eolab import hub
 from eolab.compute._slurm import LocalSlurm, job_name
-from eolab.testing.hub import HubSession
+from eolab.testing.hub import HubSession, hub_config_for_accounts
 from eolab.testing.stack import free_port_base
 from tests._poll import poll
 from tests.integration.test_hub_demo import SEARCH_AND_COMPUTE
@@ -57,7 +57,7 @@ def slurm(shared_dir):
 @pytest.fixture(scope="module")
 def gateway_hub(catalog_stack, slurm, shared_dir):
     _remove_users()
-    config = catalog_stack.model_copy(update={"run_dir": shared_dir / "run"})
+    config = hub_config_for_accounts(catalog_stack, run_dir=shared_dir / "run")
     settings = hub.HubSettings(
         mode="multiuser", port=free_port_base(width=9, start=47000), users=["alice"], admin_users=["boss"],
         system_user_prefix=PREFIX, spawner="slurm", gateway_backend="slurm", slurm_conf=str(slurm.conf), slurm_bin=str(slurm.bin),

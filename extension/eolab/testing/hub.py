@@ -133,12 +133,13 @@ class HubSession:
         return "".join(out)
 
 
-def hub_config_for_accounts(stack_config, prefix: str = "eolab-hub-"):
+def hub_config_for_accounts(stack_config, prefix: str = "eolab-hub-", run_dir=None):
     """The stack's configuration with a run directory a hub with per-user system accounts can use.
 
     Those users' servers and clusters must reach the hub directory, which a private tmp root
-    (0700) forbids: a fresh directory under /tmp (0711). The catalogue gate reads the workspace
-    token (and kernels the service token) from the hub's run directory, so the stack's tokens are handed over as ``eolab catalog up``
+    (0700) forbids: a fresh directory under /tmp (0711), or ``run_dir`` (its parent must be
+    searchable by them). The catalogue gate reads the workspace token (and kernels the service
+    token) from the hub's run directory, so the stack's tokens are handed over as ``eolab catalog up``
     would in a deployment that shares one run directory.
     """
     import tempfile
@@ -147,7 +148,11 @@ def hub_config_for_accounts(stack_config, prefix: str = "eolab-hub-"):
     from eolab import _guard
     from eolab.stack import workspace
 
-    run_dir = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    if run_dir is None:
+        run_dir = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    else:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+    run_dir = Path(run_dir)
     run_dir.chmod(0o711)
     token, _ = workspace.ensure_token(stack_config.run_dir)
     workspace.ensure_token(run_dir)
