@@ -21,15 +21,7 @@ import numpy as np
 import pytest
 import shapely
 
-from tests.e2e._lab import (  # noqa: F401  (fixtures)
-    HAVE_CHROMIUM,
-    artifacts,
-    browser_context_args,
-    browser_type_launch_args,
-    e2e_tiles,
-    jupyter_lab,
-    local_only,
-)
+from tests.e2e._lab import HAVE_CHROMIUM
 from tests.unit._cap_scene import make_scene
 
 CDN = "lonboard's front end loads parquet-wasm and its earcut worker from cdn.jsdelivr.net (lonboard#457)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e._lab import HAVE_CHROMIUM, browser_context_args, browser_type_launch_args  # noqa: F401
+from tests.e2e._lab import HAVE_CHROMIUM
 from tests.unit._cap_scene import DATES, make_scene
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120),

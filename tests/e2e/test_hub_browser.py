@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from eolab import hub
-from eolab.testing.hub import hub_config_for_accounts, remove_system_users
+from eolab.testing.hub import running_demo_hub
 from eolab.testing.stack import free_port_base
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
@@ -36,23 +36,12 @@ AS_ROOT = os.geteuid() == 0
 
 @pytest.fixture(scope="module")
 def browser_hub(catalog_stack, tmp_path_factory):
-    # As root alice's own account must reach the hub directory (pytest's tmp root is private).
-    config = hub_config_for_accounts(catalog_stack, "eolab-browser-") if AS_ROOT else \
-        catalog_stack.model_copy(update={"run_dir": tmp_path_factory.mktemp("browser-hub-run")})
     base = free_port_base(width=9, start=45000)
     settings = hub.HubSettings(port=base, users=["alice"], max_worker_cores=1, system_user_prefix=PREFIX,
                                max_worker_memory=1.0)
-    accounts = [PREFIX + "alice", PREFIX + "admin"]
-    if AS_ROOT:
-        remove_system_users(accounts)
-    try:
-        hub.up(config, settings)
+    with running_demo_hub(catalog_stack, settings, "eolab-browser-",
+                          run_dir=tmp_path_factory.mktemp("browser-hub-run")) as config:
         yield config, settings
-    finally:
-        hub.down(config, settings)
-        if AS_ROOT:
-            remove_system_users(accounts)
-            shutil.rmtree(config.run_dir, ignore_errors=True)
 
 
 def _home(config) -> tuple[Path, str]:

@@ -10,15 +10,7 @@ import httpx
 import nbformat
 import pytest
 
-from tests.e2e._lab import (  # noqa: F401  (fixtures)
-    HAVE_CHROMIUM,
-    artifacts,
-    browser_context_args,
-    browser_type_launch_args,
-    e2e_tiles,
-    jupyter_lab,
-    local_only,
-)
+from tests.e2e._lab import HAVE_CHROMIUM
 
 NO_CHROMIUM = "no chromium: apt-get install -y --no-install-recommends chromium"
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(600),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import shutil
 import signal
 import socket
 import time
@@ -21,7 +20,7 @@ import pytest
 
 from eolab import _services, hub
 from eolab.errors import ServiceError
-from eolab.testing.hub import HubSession, hub_config_for_accounts, remove_system_users
+from eolab.testing.hub import HubSession, running_demo_hub
 from eolab.testing.stack import free_port_base
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -42,29 +41,18 @@ print("ITEMS", len(items), "NDVI", repr(value), "CLUSTER", client.cluster.name,
 
 # As root, demo mode runs each login as its own system account (PREFIX + login), removed at the end.
 PREFIX = "eolabd-"
-ACCOUNTS = [PREFIX + name for name in ("alice", "bob", "admin")]
 AS_ROOT = os.geteuid() == 0
 
 
 @pytest.fixture(scope="module")
 def demo_hub(catalog_stack):
-    # As root the users' accounts must reach the hub directory (not so pytest's private tmp root).
-    config = hub_config_for_accounts(catalog_stack, "eolab-demo-") if AS_ROOT else catalog_stack
     base = free_port_base(width=9)
     settings = hub.HubSettings(
         port=base, users=["alice", "bob"], system_user_prefix=PREFIX, cluster_orphan_timeout=ORPHAN_TIMEOUT,
         cluster_idle_timeout=120, max_clusters_per_user=2, max_cores_per_user=3, max_memory_per_user=3.0,
         max_worker_cores=1, max_worker_memory=1.0)
-    if AS_ROOT:
-        remove_system_users(ACCOUNTS)  # leftovers of an interrupted run
-    try:
-        hub.up(config, settings)
+    with running_demo_hub(catalog_stack, settings, "eolab-demo-") as config:
         yield config, settings, hub.credentials(config)
-    finally:
-        hub.down(config, settings)
-        if AS_ROOT:
-            remove_system_users(ACCOUNTS)
-            shutil.rmtree(config.run_dir, ignore_errors=True)
 
 
 def url_of(demo_hub) -> str:

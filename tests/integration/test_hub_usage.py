@@ -9,14 +9,13 @@ bytes the asset server says it sent.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 
 import httpx
 import pytest
 
 from eolab import hub
-from eolab.testing.hub import HubSession, hub_config_for_accounts, remove_system_users
+from eolab.testing.hub import HubSession, running_demo_hub
 from eolab.testing.stack import free_port_base
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -32,22 +31,11 @@ LIMIT = 0.005  # core-hours: 18 core-seconds, used up by the first cluster
 
 @pytest.fixture(scope="module")
 def usage_hub(catalog_stack):
-    # As root the users' accounts must reach the hub directory (not so pytest's private tmp root).
-    config = hub_config_for_accounts(catalog_stack, "eolab-usage-") if AS_ROOT else catalog_stack
-    accounts = [PREFIX + name for name in (*LOGINS, "admin")]
     settings = hub.HubSettings(
         port=free_port_base(width=9), users=list(LOGINS), system_user_prefix=PREFIX, cluster_idle_timeout=300,
         max_worker_cores=1, max_worker_memory=1.0, usage_limits={LIMITED: {"core_hours": LIMIT}})
-    if AS_ROOT:
-        remove_system_users(accounts)  # leftovers of an interrupted run
-    try:
-        hub.up(config, settings)
+    with running_demo_hub(catalog_stack, settings, "eolab-usage-") as config:
         yield config, settings, hub.credentials(config)
-    finally:
-        hub.down(config, settings)
-        if AS_ROOT:
-            remove_system_users(accounts)
-            shutil.rmtree(config.run_dir, ignore_errors=True)
 
 
 def session(usage_hub, login: str) -> HubSession:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from eolab import hub
-from eolab.compute._slurm import LocalSlurm, job_name
+from eolab.compute._slurm import job_name
 from eolab.testing.hub import HubSession, hub_config_for_accounts
 from eolab.testing.stack import free_port_base
 from tests._poll import poll
@@ -35,23 +34,11 @@ pytestmark = [
 ORPHAN_TIMEOUT = 10
 
 
-@pytest.fixture(scope="module")
-def shared_dir():
-    """Slurm wrappers and the hub's files must be reachable by the users (pytest's tmp root is 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="eolab-slurm-gateway-", dir="/tmp"))
-    path.chmod(0o711)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def slurm(shared_dir):
-    reason = _blocked()
+@pytest.fixture(scope="module", autouse=True)
+def _multiuser_possible():
+    reason = _blocked()  # checked before the Slurm cluster starts
     if reason:
         pytest.skip(reason)
-    cluster = LocalSlurm(shared_dir / "slurm", cpus=8).start()
-    yield cluster
-    cluster.stop()
 
 
 @pytest.fixture(scope="module")

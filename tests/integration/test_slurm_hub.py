@@ -8,13 +8,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from eolab import hub
-from eolab.compute._slurm import LocalSlurm, job_name
+from eolab.compute._slurm import job_name
 from eolab.testing.hub import HubSession, remove_system_users
 from eolab.testing.stack import free_port_base
 from tests._poll import poll
@@ -31,20 +29,6 @@ DEATH_TIMEOUT = 20  # eolab.compute._slurm's default: workers leave this long af
 PREFIX = "eolabs-"  # demo mode as root: login alice runs as system user eolabs-alice
 
 
-@pytest.fixture(scope="module")
-def shared_dir():
-    """The Slurm wrappers and the hub's files must be reachable by alice's account (pytest's tmp root is 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="eolab-slurm-hub-", dir="/tmp"))
-    path.chmod(0o711)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def slurm(shared_dir):
-    cluster = LocalSlurm(shared_dir / "slurm", cpus=8).start()
-    yield cluster
-    cluster.stop()
 
 
 @pytest.fixture(scope="module")

@@ -225,3 +225,31 @@ def test_warns_when_no_cloud_mask_is_possible():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         water.classify_water(ds)
+
+
+REAL = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "data" / "stac-real"
+
+
+def _real(name: str) -> dict:
+    import json
+
+    path = next(iter(sorted(REAL.glob(f"*/{name}*.json"))), None)
+    if path is None:
+        pytest.skip(f"real STAC item {name} is absent (../shared/data/stac-real of the project)")
+    return json.loads(path.read_text())
+
+
+def test_input_bands_follow_the_items_mask():
+    """The water notebook loads what the items offer: SCL from L2A items (CDSE, Earth Search), and
+    for CDSE's L1C item (no SCL) the s2cloudless bands instead, so the detector masks its clouds."""
+    from eolab.analysis import clouds
+
+    l2a, l1c = _real("S2A_MSIL2A_20220217"), _real("S2A_MSIL1C_20240116")
+    assert water.item_level(l2a) == "L2A" and water.item_level(l1c) == "L1C"
+    assert water.input_bands([l2a]) == water.OPTICAL_BANDS + ["SCL"]
+    assert water.input_bands([_real("S2A_28QCH_20200714")]) == water.OPTICAL_BANDS + ["SCL"]
+    bands = water.input_bands([l1c])
+    assert "SCL" not in bands and set(clouds.BANDS) <= set(bands) and bands[:6] == water.OPTICAL_BANDS
+    # an L2A item without SCL: no detector (it needs top-of-atmosphere input), the optical bands only
+    bare = {**l2a, "assets": {k: v for k, v in l2a["assets"].items() if not k.upper().startswith("SCL")}}
+    assert water.input_bands([bare]) == water.OPTICAL_BANDS

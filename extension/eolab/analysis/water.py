@@ -192,6 +192,34 @@ def _has_cloud_mask(cube: Any) -> bool:
     return bool("clear" in cube or "SCL" in cube or mask or cube.attrs.get("eolab:cloud_mask"))
 
 
+def item_level(item: Any) -> str | None:
+    """'L1C', 'L2A' or None for one STAC item (dict or pystac Item): its ``processing:level`` or
+    ``s2:product_type``, else its collection's name, read as :func:`atmosphere.processing_level` does."""
+    from types import SimpleNamespace
+
+    view = item if isinstance(item, dict) else item.to_dict(transform_hrefs=False)
+    props = view.get("properties") or {}
+    attrs = {key: props.get(key) for key in ("processing:level", "s2:product_type")}
+    attrs["eolab:provenance"] = {"items": [{"collection": view.get("collection")}]}
+    return atmosphere.processing_level(SimpleNamespace(attrs=attrs))
+
+
+def input_bands(items: Any) -> list[str]:
+    """The bands to load from ``items`` for :func:`surface_classes`: the six optical bands, plus SCL
+    where every item carries it (its cloud mask, snow and shadow classes). Top-of-atmosphere items
+    without SCL (L1C) bring the bands of the s2cloudless detector instead, which then masks their
+    clouds; items with neither get the optical bands only (the classification warns: no cloud mask)."""
+    from eolab.data import load
+
+    entries = load._as_entries(items)
+    if load.carries_scl(entries):
+        return OPTICAL_BANDS + ["SCL"]
+    with_detector = OPTICAL_BANDS + [b for b in clouds.BANDS if b not in OPTICAL_BANDS]
+    if any(item_level(e) == "L1C" for e in entries) and load.has_bands(entries, with_detector):
+        return with_detector
+    return list(OPTICAL_BANDS)
+
+
 def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shadow: bool = True,
                     spectral_shadow: bool = False, water_test: bool = True, toa: str = "refuse", sun_zenith: Any = None) -> Any:
     """Per-date surface classes (time, y, x): 0 land, 1 open water, 2 snow/ice, 3 dark-area/terrain

@@ -183,6 +183,19 @@ def _scl_key(view: dict, profile: Any) -> str | None:
     return key if key.split("_")[0].lower() == "scl" or "cloud_high_probability" in classes else None
 
 
+def carries_scl(items: Any, profile: Any = None) -> bool:
+    """True when every item has an SCL asset: what ``mask="auto"`` masks clouds with."""
+    views = [_view(entry) for entry in _as_entries(items)]
+    return all(_scl_key(view, _profile_for(_provider(view), profile)) for view in views)
+
+
+def has_bands(items: Any, bands: Sequence[str], profile: Any = None) -> bool:
+    """True when every item has an asset for each of ``bands`` (names as :func:`load_cube` takes them)."""
+    views = [_view(entry) for entry in _as_entries(items)]
+    return all(profiles_mod.resolve_band(view, band, _profile_for(_provider(view), profile)) is not None
+               for view in views for band in bands)
+
+
 def load_cube(
     items: Any,
     bands: Sequence[str] | None = None,

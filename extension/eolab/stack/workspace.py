@@ -14,9 +14,10 @@ import hmac
 import json
 import os
 import re
-import secrets
 from pathlib import Path
 from urllib.parse import unquote
+
+from eolab._guard import ensure_secret, read_secret
 
 TOKEN_ENV = "EOLAB_WORKSPACE_TOKEN"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -31,29 +32,12 @@ def token_file(run_dir: str | os.PathLike) -> Path:
 
 def ensure_token(run_dir: str | os.PathLike) -> tuple[str, bool]:
     """The run directory's workspace token, created (mode 0600) if missing; (token, created)."""
-    path = token_file(run_dir)
-    try:
-        token = path.read_text().strip()
-        if token:
-            return token, False
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(32)
-    # Created 0600 before anything is written: the token is never readable by others.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(token + "\n")
-    path.chmod(0o600)
-    return token, True
+    return ensure_secret(token_file(run_dir))
 
 
 def read_token(run_dir: str | os.PathLike) -> str | None:
     """The run directory's token if this process may read it, else None."""
-    try:
-        return token_file(run_dir).read_text().strip() or None
-    except OSError:
-        return None
+    return read_secret(token_file(run_dir))
 
 
 def needs_token(method: str, path: str) -> bool:

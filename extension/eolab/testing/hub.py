@@ -7,6 +7,7 @@ JupyterHub with the shared-password login).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -161,6 +162,40 @@ def hub_config_for_accounts(stack_config, prefix: str = "eolab-hub-", run_dir=No
     _guard.ensure_secret(_guard.token_file(run_dir))
     _guard.token_file(run_dir).write_text(_guard.read_secret(_guard.token_file(stack_config.run_dir)) + "\n")
     return stack_config.model_copy(update={"run_dir": run_dir})
+
+
+@contextlib.contextmanager
+def running_demo_hub(stack_config, settings, run_prefix: str, run_dir=None):
+    """A demo hub up for the length of a ``with`` block; yields the configuration it runs with.
+
+    As root each login runs as its own system account (``settings.system_user_prefix`` + login),
+    so the hub gets a run directory those accounts can reach (:func:`hub_config_for_accounts`) and
+    the accounts are removed before (leftovers of an interrupted run) and after. Otherwise the hub
+    runs in ``run_dir`` if given, else in the stack's own run directory.
+    """
+    import os
+    import shutil
+
+    from eolab import hub
+
+    as_root = os.geteuid() == 0
+    if as_root:
+        config = hub_config_for_accounts(stack_config, run_prefix)
+    elif run_dir is not None:
+        config = stack_config.model_copy(update={"run_dir": run_dir})
+    else:
+        config = stack_config
+    accounts = [settings.system_user_prefix + login for login in (*settings.users, *settings.admin_users)]
+    if as_root:
+        remove_system_users(accounts)
+    try:
+        hub.up(config, settings)
+        yield config
+    finally:
+        hub.down(config, settings)
+        if as_root:
+            remove_system_users(accounts)
+            shutil.rmtree(config.run_dir, ignore_errors=True)
 
 
 def remove_system_users(names: list[str]) -> None:
