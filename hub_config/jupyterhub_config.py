@@ -241,8 +241,10 @@ if S.catalog_url:
 if S.broker and S.broker.managed:
     b = S.broker
     services.append(_service("catalog-broker", [PY, "-m", "uvicorn", b.app, "--factory", "--host", HOST,
-                                                "--port", str(b.port), "--log-level", "warning"],
-                             env={"EOLAB_CATALOG_CONFIG": str(S.catalog_config)}))
+                                                "--port", str(b.port), *b.server_args],
+                             # Other accounts reach it with the stack's service token only (eolab._guard).
+                             env={"EOLAB_CATALOG_CONFIG": str(S.catalog_config),
+                                  "EOLAB_SERVICE_TOKEN": _read(S.run_dir / "state" / "service.token")}))
 if S.tiles:
     t = S.tiles
     services.append(_service("tiles", [PY, GATE, "tiles"], url=f"http://{HOST}:{S.gate_tiles_port}"))

@@ -174,3 +174,36 @@ def test_member_databases_order_strings_by_code_point(stack_broker):
         with psycopg.connect(cluster.dsn(member.database)) as conn:
             got = [r[0] for r in conn.execute("SELECT w FROM unnest(%s::text[]) AS w ORDER BY w", (words,))]
         assert got == sorted(words), member.id
+
+
+def test_a_connection_outlives_the_longest_retry_after(stack_broker):
+    """A client told to come back after a Retry-After finds its kept-alive connection still open:
+    with uvicorn's default 5 s keep-alive, a client waiting 5 s reused it just as the broker closed it
+    (a read error that lost 3 of 200 concurrent walks). One socket, two requests 6 s apart."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    url, _ = stack_broker
+    parts = urlsplit(url)
+    request = (f"GET /search?limit=1 HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: application/json\r\n\r\n").encode()
+
+    def exchange(sock) -> bytes:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, "the broker closed the idle connection"
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        while len(body) < length:
+            chunk = sock.recv(65536)
+            assert chunk, "the broker closed the connection mid-answer"
+            body += chunk
+        return head.split(b"\r\n")[0]
+
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        assert exchange(sock).endswith(b"200 OK")
+        time.sleep(6)  # past uvicorn's default keep-alive of 5 s
+        assert exchange(sock).endswith(b"200 OK")  # same socket: not closed while idle

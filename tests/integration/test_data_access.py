@@ -296,15 +296,17 @@ def test_s3_assets_are_read_with_the_providers_keys_and_wrong_keys_are_refused_b
     profile = ProviderProfile(access="s3", s3_endpoint=endpoint, s3_https=False)
     items = _items("s3://eodata", "cdse-s3")
     assert httpx.get(f"{url}/eodata/sentinel2-l2/d0/B04.tif").status_code == 403  # unsigned: refused
-    monkeypatch.setenv("CPL_VSIL_CURL_NON_CACHED", "/vsis3/eodata")  # every read asks the server
 
-    monkeypatch.setenv("EOLAB_S3_CREDENTIALS", json.dumps({"cdse-s3": keys}))
-    access.reset()
-    cube = eolab.load_cube(items, bands=["red"], resolution=10, mask=None, profile=profile)
-    values = cube.red.compute(scheduler="threads", num_workers=2).values
-    for day in range(4):
-        np.testing.assert_allclose(values[day], _expected(truth, day), atol=1e-6)
-    assert access.stats().get("cdse-s3:failures", 0) == 0
+    def read_with(credentials):
+        monkeypatch.setenv("EOLAB_S3_CREDENTIALS", json.dumps({"cdse-s3": credentials}))
+        access.reset()
+        cube = eolab.load_cube(items, bands=["red"], resolution=10, mask=None, profile=profile)
+        values = cube.red.compute(scheduler="threads", num_workers=2).values
+        for day in range(4):
+            np.testing.assert_allclose(values[day], _expected(truth, day), atol=1e-6)
+        assert access.stats().get("cdse-s3:failures", 0) == 0
+
+    read_with(keys)
 
     wrong = dict(keys, secret_access_key="not-the-secret")
     monkeypatch.setenv("EOLAB_S3_CREDENTIALS", json.dumps({"cdse-s3": wrong}))
@@ -315,3 +317,5 @@ def test_s3_assets_are_read_with_the_providers_keys_and_wrong_keys_are_refused_b
     text = str(refused.value)
     assert "'cdse-s3'" in text and "s3://eodata/sentinel2-l2/" in text and "EOLAB_S3_CREDENTIALS" in text
     assert "signature" in text  # the S3 server's own reason (SignatureDoesNotMatch)
+    # Right keys again in the same process: read, not refused from GDAL's memory of the wrong ones.
+    read_with(keys)

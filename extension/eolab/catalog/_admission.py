@@ -20,6 +20,16 @@ from collections.abc import Callable
 
 from eolab.errors import EolabError
 
+MAX_RETRY_AFTER = 60  # s, the longest Retry-After the broker sends
+#: The broker's HTTP keep-alive (uvicorn ``--timeout-keep-alive``), longer than any Retry-After: a
+#: client that waits one out finds its connection still open. With uvicorn's default of 5 s, a
+#: client told to wait 5 s reused the connection just as the server closed it (a read error).
+KEEP_ALIVE = MAX_RETRY_AFTER + 15
+#: How the stack and the hub run the broker: no proxy headers, since the service guard needs the
+#: connection's real peer (an X-Forwarded-For would replace it), and the keep-alive above.
+BROKER_SERVER_ARGS = ("--log-level", "warning", "--no-access-log", "--no-proxy-headers",
+                      "--timeout-keep-alive", str(KEEP_ALIVE))
+
 
 class Overloaded(EolabError):
     """The broker is at its admission limit: HTTP 503 with ``Retry-After`` (seconds)."""
@@ -42,7 +52,7 @@ class Admission:
     def retry_after(self) -> int:
         """Seconds until the queue ahead has likely drained (at least 1)."""
         rounds = (len(self._waiters) + self.active) / self.limit
-        return max(1, min(60, math.ceil(rounds * self._service)))
+        return max(1, min(MAX_RETRY_AFTER, math.ceil(rounds * self._service)))
 
     def _refuse(self, why: str) -> Overloaded:
         self.refused += 1

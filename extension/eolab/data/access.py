@@ -275,6 +275,51 @@ def _Keys(options: dict[str, str]):
     return _keys_session()(options)
 
 
+@functools.lru_cache(None)
+def _gdal_library():
+    """The GDAL library rasterio runs on (its wheel's own copy, else the system's), or None."""
+    import ctypes
+    import ctypes.util
+    import glob
+    import os
+
+    import rasterio
+
+    bundled = sorted(glob.glob(os.path.join(os.path.dirname(rasterio.__file__), os.pardir, "rasterio.libs",
+                                            "libgdal*.so*")))
+    path = bundled[0] if bundled else ctypes.util.find_library("gdal")
+    try:
+        return ctypes.CDLL(path) if path else None
+    except OSError:
+        return None
+
+
+_CREDENTIALS_SEEN: dict[str, str] = {}  # provider -> digest of the credentials its last read used
+_CREDENTIALS_LOCK = threading.Lock()
+
+
+def _forget_answers_to_other_credentials(provider: str, credentials: dict[str, str]) -> None:
+    """Clear GDAL's cache of what /vsis3/ and /vsicurl/ paths answered when ``provider``'s credentials
+    change. GDAL keeps a path's size, blocks and refusals across opens whatever keys asked, so a read
+    with right keys after one with wrong keys failed from that cache. rasterio has no binding for
+    the clearing call, hence ctypes (VSICurlClearCache, in GDAL's C API since 2.2)."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps(credentials, sort_keys=True).encode()).hexdigest()
+    with _CREDENTIALS_LOCK:
+        before = _CREDENTIALS_SEEN.get(provider)
+        _CREDENTIALS_SEEN[provider] = digest
+    if before is None or before == digest:
+        return
+    library = _gdal_library()
+    if library is None:
+        log.warning("provider %s: credentials changed, and GDAL's HTTP cache cannot be cleared (libgdal not "
+                    "found): reads may fail from answers to the old credentials until the kernel restarts", provider)
+        return
+    library.VSICurlClearCache()
+
+
 def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
     """``read(signed_uri)`` under ``spec``'s credentials, cap and retries (``cap``: the provider's
     semaphore when resolved by the calling Dask task for a read-ahead thread)."""
@@ -297,6 +342,8 @@ def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
             # Retries are ours (counted, reported, token renewed), not GDAL's silent ones.
             options = gdal_options(spec)
             keys = {k: options.pop(k) for k in _AWS_KEYS if k in options}
+            if keys or "GDAL_HTTP_HEADERS" in options:
+                _forget_answers_to_other_credentials(spec.provider, {**keys, **options})
             with rasterio.Env(session=_Keys(keys) if keys else None, **options, **serial, GDAL_HTTP_MAX_RETRY="0"):
                 result = read(signed)
             _count(spec.provider, "reads")

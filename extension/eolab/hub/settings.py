@@ -22,6 +22,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from eolab.catalog._admission import BROKER_SERVER_ARGS
 from eolab.errors import ServiceError
 from eolab.settings import hub_config_dir
 
@@ -104,6 +105,7 @@ class ManagedApp(BaseModel):
     url: str
     managed: bool = Field(description="False if something already answers at url (the stack runs it)")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment of the process")
+    server_args: list[str] = Field(default_factory=list, description="more uvicorn options")
 
 
 class ResolvedHub(_HubFields):
@@ -261,7 +263,8 @@ def resolve(config: StackConfig, settings: HubSettings) -> ResolvedHub:
         workspace_url=(f"{public}/services/catalog/members/{writable[0]}" if writable and catalog_url else None),
         assets_url=config.assets_url,
         broker=(ManagedApp(app=BROKER_APP, port=config.broker.port, url=config.broker_url,
-                           managed=not _answers(config.broker_url + "/_health")) if broker else None),
+                           managed=not _answers(config.broker_url + "/_health"),
+                           server_args=list(BROKER_SERVER_ARGS)) if broker else None),
         tiles=(ManagedApp(app=TILES_APP, port=config.tiles.port, url=tiles_url,
                           managed=not _answers(tiles_url + "/_health"),
                           env=_tiles_env(config))

@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from eolab import _guard, _services
+from eolab.catalog._admission import BROKER_SERVER_ARGS
 from eolab.config import MemberConfig, StackConfig
 from eolab.errors import ServiceError
 from eolab.stack import _load
@@ -93,8 +94,7 @@ def _broker_service(config: StackConfig, service_token: str | None = None) -> _s
     effective = Path(config.run_dir).resolve() / "catalog.effective.yaml"
     effective.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     cmd = [sys.executable, "-m", "uvicorn", "eolab.catalog.broker:create_app", "--factory",
-           "--host", config.host, "--port", str(config.broker.port), "--log-level", "warning", "--no-access-log",
-           "--no-proxy-headers"]  # the guard needs the connection's real peer (see the members)
+           "--host", config.host, "--port", str(config.broker.port), *BROKER_SERVER_ARGS]
     env = {"EOLAB_CATALOG_CONFIG": str(effective), "EOLAB_PORT_OFFSET": "0", "EOLAB_SERVICE_TOKEN": service_token or ""}
     return _services.Service(name="broker", cmd=cmd, port=config.broker.port, env=env,
                              ready_path="/_health", host=config.host)

@@ -438,9 +438,10 @@ def serve_broker(run_dir, config_path, port: int, name: str = "broker", workers:
     from pathlib import Path
 
     from eolab import _services
+    from eolab.catalog._admission import BROKER_SERVER_ARGS
 
     cmd = [sys.executable, "-m", "uvicorn", "eolab.catalog.broker:create_app", "--factory", "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "warning", "--no-access-log"]
+           "--port", str(port), *BROKER_SERVER_ARGS]
     if workers > 1:
         cmd += ["--workers", str(workers)]
     service = _services.Service(name=name, cmd=cmd, port=port, ready_path="/_health",
