@@ -294,15 +294,23 @@ def _gdal_library():
         return None
 
 
+def _clear_gdal_http_cache() -> None:
+    """Forget what GDAL remembers of /vsicurl/, /vsis3/ ... paths (sizes, blocks, refusals) across
+    opens. rasterio has no binding for it, hence ctypes (VSICurlClearCache, GDAL's C API since 2.2)."""
+    library = _gdal_library()
+    if library is None:
+        log.warning("GDAL's HTTP cache cannot be cleared (libgdal not found): a refusal it remembers may "
+                    "be served again until the kernel restarts")
+        return
+    library.VSICurlClearCache()
+
+
 _CREDENTIALS_SEEN: dict[str, str] = {}  # provider -> digest of the credentials its last read used
 _CREDENTIALS_LOCK = threading.Lock()
 
 
-def _forget_answers_to_other_credentials(provider: str, credentials: dict[str, str]) -> None:
-    """Clear GDAL's cache of what /vsis3/ and /vsicurl/ paths answered when ``provider``'s credentials
-    change. GDAL keeps a path's size, blocks and refusals across opens whatever keys asked, so a read
-    with right keys after one with wrong keys failed from that cache. rasterio has no binding for
-    the clearing call, hence ctypes (VSICurlClearCache, in GDAL's C API since 2.2)."""
+def _credentials_changed(provider: str, credentials: dict[str, str]) -> bool:
+    """True when ``provider``'s credentials differ from those of its previous read in this process."""
     import hashlib
     import json
 
@@ -310,14 +318,7 @@ def _forget_answers_to_other_credentials(provider: str, credentials: dict[str, s
     with _CREDENTIALS_LOCK:
         before = _CREDENTIALS_SEEN.get(provider)
         _CREDENTIALS_SEEN[provider] = digest
-    if before is None or before == digest:
-        return
-    library = _gdal_library()
-    if library is None:
-        log.warning("provider %s: credentials changed, and GDAL's HTTP cache cannot be cleared (libgdal not "
-                    "found): reads may fail from answers to the old credentials until the kernel restarts", provider)
-        return
-    library.VSICurlClearCache()
+    return before is not None and before != digest
 
 
 def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
@@ -331,8 +332,10 @@ def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
     conf = settings.access()
     retries = spec.retries if conf.read_retries is None else conf.read_retries
     cap = _cap(spec) if cap is _NO_CAP else cap
-    renew = throttled = False
-    for attempt in range(retries + 1):
+    renew = throttled = recalled = False
+    attempt = -1
+    while attempt < retries:
+        attempt += 1
         signed = sign(spec, uri, renew=renew)
         if cap is not None:
             cap.acquire()
@@ -342,8 +345,8 @@ def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
             # Retries are ours (counted, reported, token renewed), not GDAL's silent ones.
             options = gdal_options(spec)
             keys = {k: options.pop(k) for k in _AWS_KEYS if k in options}
-            if keys or "GDAL_HTTP_HEADERS" in options:
-                _forget_answers_to_other_credentials(spec.provider, {**keys, **options})
+            if (keys or "GDAL_HTTP_HEADERS" in options) and _credentials_changed(spec.provider, {**keys, **options}):
+                _clear_gdal_http_cache()  # blocks read with the old credentials are not these ones' to serve
             with rasterio.Env(session=_Keys(keys) if keys else None, **options, **serial, GDAL_HTTP_MAX_RETRY="0"):
                 result = read(signed)
             _count(spec.provider, "reads")
@@ -360,6 +363,15 @@ def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
             # once at first, and for as long as the provider has been throttling this read.
             garbled = (attempt == 0 or throttled) and "not recognized as" in message
             throttled = throttled or _retryable(message)
+            refused = spec.kind in ("s3", "bearer") and any(t in message for t in ("401", "403", "signature"))
+            if refused and not recalled:
+                # GDAL keeps a path's answers across opens whatever credentials asked, and a read with
+                # other (e.g. earlier wrong) keys may just have stored a refusal: forget, ask once more.
+                recalled = True
+                attempt -= 1
+                _count(spec.provider, "retries")
+                _clear_gdal_http_cache()
+                continue
             if attempt < retries and (_retryable(message) or expired or garbled):
                 _count(spec.provider, "retries")
                 renew = expired
@@ -433,9 +445,18 @@ class _ReadAhead:
             return future
 
     def take(self, key: Any) -> Any:
+        """The read started ahead for ``key``, or None. One that failed is dropped, not handed on:
+        it was started for an earlier computation (e.g. with credentials since changed), and the
+        caller's own read tells its failure with the settings of now."""
         with self.lock:
             entry = self.started.pop(key, None)
-            return entry[0] if entry else None
+        if entry is None:
+            return None
+        future = entry[0]
+        if future.done() and future.exception() is not None:
+            self.release()
+            return None
+        return future
 
     def release(self) -> None:
         with self.lock:
@@ -535,9 +556,11 @@ def _dask_read(key, index, plan, driver, env, src, ctx, cfg, dst_geobox, selecti
         return lambda: _one_read(driver, env, *args, cap)
 
     later = plan.next_reads(index, settings.access().read_ahead)
-    own = ahead.take(key) or ahead.start(None, job(src, ctx, cfg, dst_geobox, selection), register=False)
+    # Registered under the plan's own key too: another load of the same items has the same layer
+    # names, and must not take reads started for this one.
+    own = ahead.take((plan.key, key)) or ahead.start(None, job(src, ctx, cfg, dst_geobox, selection), register=False)
     for later_key, *args in later:
-        ahead.start(later_key, job(*args), register=True)
+        ahead.start((plan.key, later_key), job(*args), register=True)
     if own is None:  # as many reads held as allowed: read here
         return _one_read(driver, env, src, ctx, cfg, dst_geobox, selection, _NO_CAP)
     return _Pending(own, ahead)
