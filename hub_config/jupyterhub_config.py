@@ -213,9 +213,11 @@ SERVICE_ENV = {**MARKER, SETTINGS_VAR: str(S.settings_file), "PYTHONUNBUFFERED":
 
 
 def _logged(name, cmd):
-    # Managed services inherit the hub's stdout; a small shell redirect gives each its own log.
+    # Managed services inherit the hub's stdout; a small shell redirect gives each its own log,
+    # private to the hub's account (made 0600 first: the service itself keeps the usual umask).
     log = S.log_dir / f"hub-{name}.log"
-    return ["/bin/sh", "-c", 'exec "$@" >>"$EOLAB_LOG" 2>&1', name, *cmd], {"EOLAB_LOG": str(log)}
+    script = '(umask 077; : >>"$EOLAB_LOG"); chmod 600 "$EOLAB_LOG"; exec "$@" >>"$EOLAB_LOG" 2>&1'
+    return ["/bin/sh", "-c", script, name, *cmd], {"EOLAB_LOG": str(log)}
 
 
 def _service(name, cmd, url=None, env=None, **extra):

@@ -43,6 +43,16 @@ def log_file(run_dir: Path, name: str) -> Path:
     return run_dir / "logs" / f"{name}.log"
 
 
+def private_log(path: Path, mode: str = "ab"):
+    """A service log opened for appending, readable by this account only (0600 in a 0700 folder):
+    logs hold internal URLs, user names and tracebacks with their data."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)  # also a log made before logs were private
+    return os.fdopen(fd, mode)
+
+
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -123,9 +133,8 @@ def start(run_dir: Path, service: Service, timeout: float = 60.0) -> str:
             hint="stop that program or choose other ports (EOLAB_PORT_OFFSET or the config file)",
         )
     log = log_file(run_dir, service.name)
-    log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **service.env}
-    with open(log, "ab") as out:
+    with private_log(log) as out:
         proc = subprocess.Popen(
             service.cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, start_new_session=True,

@@ -296,6 +296,7 @@ def check_other_users_files_are_refused(config, alice, bob, cluster: str) -> Non
         "alice-home": home,
         "alice-notebook": f"{home}/notebooks/README.md",
         "alice-certs": str(hdir / "clusters" / cluster / ".certs"),
+        "hub-log": str(Path(config.run_dir) / "logs" / "hub.log"),
     }
     assert all(Path(p).exists() for p in targets.values()), [p for p in targets.values() if not Path(p).exists()]
     assert _refused_reads(bob, targets) == dict.fromkeys(targets, "PermissionError")
@@ -321,6 +322,15 @@ def test_hub_state_files_are_private_to_the_hub(demo_hub):
     assert all(password not in hashes for password in demo_hub[2]["passwords"].values())  # hashes only
     assert set(demo_hub[2]["passwords"]) == {"alice", "bob", "admin"}
     assert len(set(demo_hub[2]["passwords"].values())) == 3  # one password per login
+    # The hub's and its services' logs: the hub's account only, and no password or token in them.
+    logs = sorted((Path(demo_hub[0].run_dir) / "logs").glob("hub*.log"))
+    assert {"hub.log", "hub-dask-gateway-server.log"} <= {p.name for p in logs}, logs
+    assert (Path(demo_hub[0].run_dir) / "logs").stat().st_mode & 0o077 == 0
+    secrets_ = [demo_hub[2]["admin_token"], *demo_hub[2]["passwords"].values()]
+    for log in logs:
+        assert (log.name, log.stat().st_mode & 0o077) == (log.name, 0)
+        text = log.read_text(errors="replace")
+        assert not [s for s in secrets_ if s in text], f"{log.name} holds a password or token"
 
 
 def check_tokens_act_for_their_user_only(url: str, alice, bob) -> None:

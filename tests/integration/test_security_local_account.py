@@ -234,3 +234,36 @@ def test_a_notebook_search_as_another_account_needs_the_hub_given_token(catalog_
         allowed = as_user(stranger, sys.executable, "-c", SEARCH, env={**env, "EOLAB_SERVICE_TOKEN": token})
     assert refused.stdout.startswith("refused") and "401" in refused.stdout, refused.stdout + refused.stderr
     assert allowed.stdout.strip() == "items 3", allowed.stdout + allowed.stderr
+
+
+def _secrets_of(config) -> dict[str, str]:
+    run_dir = Path(config.run_dir)
+    found = {"service token": _guard.read_secret(_guard.token_file(run_dir)) or ""}
+    for role in (SUPERUSER, READER, WRITER):
+        found[f"{role} password"] = postgres.password_file(run_dir, role).read_text().strip()
+    from eolab.stack import workspace
+
+    found["workspace token"] = workspace.read_token(run_dir) or ""
+    return {k: v for k, v in found.items() if v}
+
+
+def test_service_logs_are_private_and_hold_no_secrets(catalog_stack, stranger):
+    """Every log of the stack (members, broker, assets, tiles, PostgreSQL's) is 0600 in a 0700
+    folder; another account cannot read one even with the folders opened; none holds a token or a
+    password. The stack's account still reads them (what `eolab status` and error hints show)."""
+    config = catalog_stack
+    folder = Path(config.run_dir) / "logs"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    logs = sorted(folder.glob("*.log"))
+    assert {"broker.log", "postgres.log"} <= {p.name for p in logs}, logs
+    secrets_ = _secrets_of(config)
+    assert {"service token", "workspace token", f"{READER} password"} <= set(secrets_)
+    for log in logs:
+        real = log.resolve()  # PostgreSQL's log lives beside its data directory, linked here
+        assert stat.S_IMODE(real.stat().st_mode) == 0o600, f"{log.name}: {oct(real.stat().st_mode)}"
+        text = real.read_text(errors="replace")  # the legitimate reader: the stack's own account
+        for what, value in secrets_.items():
+            assert value not in text, f"{log.name} holds the {what}"
+        with parents_open(real), _opened(real.parent):
+            probe = as_user(stranger, "cat", str(real))
+        assert probe.returncode != 0 and "Permission denied" in probe.stderr, (log.name, probe.stdout[:200])

@@ -239,13 +239,14 @@ class Cluster:
             )
         _prepare_dir(self.socket_dir)
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        self.log.touch()
+        self.log.touch(mode=0o600)
+        self.log.chmod(0o600)  # the server's log: connections, roles, statements that failed
         if _as_root():
             entry = pwd.getpwnam(SUPERUSER)
             os.chown(self.log, entry.pw_uid, entry.pw_gid)
         linked = _services.log_file(self.run_dir, "postgres")
         if linked != self.log and not linked.exists():
-            linked.parent.mkdir(parents=True, exist_ok=True)
+            linked.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             linked.symlink_to(self.log)
         options = f"-h {self.host} -p {self.port} -k {self.socket_dir} -c max_connections=200"
         try:
