@@ -117,11 +117,32 @@ def alice_cluster(alice):
     out = alice.run(kernel, SEARCH_AND_COMPUTE + """
 import os
 print("KERNEL_UID", os.getuid(), "SCHEDULER_UID", client.run_on_scheduler(os.getuid),
-      "WORKER_UIDS", ",".join(str(u) for u in sorted(set(client.run(os.getuid).values()))))
+      "WORKER_UIDS", ",".join(str(u) for u in sorted(set(client.run(os.getuid).values()))),
+      "COMMS", ",".join([client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.address),
+                         *client.scheduler_info()["workers"]]))
 """)
     fields = out.split()
     return {name: fields[fields.index(name) + 1] for name in
-            ("ITEMS", "NDVI", "CLUSTER", "KERNEL_UID", "SCHEDULER_UID", "WORKER_UIDS")}
+            ("ITEMS", "NDVI", "CLUSTER", "KERNEL_UID", "SCHEDULER_UID", "WORKER_UIDS", "COMMS")}
+
+
+# Bob's kernel opens a TLS connection to each of Alice's scheduler and worker ports, without a
+# client certificate (he cannot read hers): the handshake or the first read must fail.
+PROBE_COMMS = """
+import socket, ssl
+seen = {}
+for address in ADDRESSES:
+    host, port = address.split("://", 1)[1].rsplit(":", 1)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, int(port)), timeout=10) as raw, ctx.wrap_socket(raw) as tls:
+            tls.sendall(b"\\x00" * 8)
+            seen[address] = "OPEN" if tls.recv(16) else "CLOSED"
+    except (ssl.SSLError, OSError) as exc:
+        seen[address] = "REFUSED " + type(exc).__name__
+print("SEEN", seen)
+"""
 
 
 def test_logins_map_to_their_own_system_users(mu_hub, alice, bob):
@@ -145,6 +166,22 @@ def test_server_kernel_and_cluster_run_as_the_user(mu_hub, alice, alice_cluster)
     assert workdir.stat().st_uid == uid and workdir.stat().st_mode & 0o077 == 0
     assert (workdir / ".certs" / "dask.pem").stat().st_mode & 0o077 == 0
     assert Path("/").stat().st_uid == 0
+
+
+def test_bob_cannot_talk_to_alices_scheduler_or_workers(mu_hub, bob, alice_cluster):
+    """The Dask ports of Alice's cluster listen on 127.0.0.1 only and speak TLS with client
+    certificates: from Bob's kernel every one of them refuses him. (Alice's own client computed on
+    the same cluster in the fixture: the legitimate path.)"""
+    import ast
+
+    addresses = alice_cluster["COMMS"].split(",")
+    assert len(addresses) >= 2 and all(a.startswith("tls://127.0.0.1:") for a in addresses), addresses
+    kernel = bob.start_kernel()
+    out = bob.run(kernel, f"ADDRESSES = {addresses!r}\n" + PROBE_COMMS)
+    seen = ast.literal_eval(out.split("SEEN", 1)[1].strip())
+    assert set(seen) == set(addresses)
+    assert all(v.startswith("REFUSED") or v == "CLOSED" for v in seen.values()), seen
+    assert int(alice_cluster["ITEMS"]) > 0  # her search and computation on that cluster worked
 
 
 def test_bob_cannot_read_alices_home_or_cluster_certificates(mu_hub, alice, bob, alice_cluster):
