@@ -178,7 +178,20 @@ def _copy_templates(spawner):
         home.chmod(0o700)
 
 
-c.Spawner.pre_spawn_hook = _copy_templates
+# Usage: each user server's time, written by the hub (eolab.hub.usage.ServerClock; clusters' by the gateway).
+from eolab.hub.usage import ServerClock  # noqa: E402
+
+SERVER_CLOCK = ServerClock(S.usage_db, cores=S.server_cores, memory=S.server_memory * 2**30,
+                           interval=S.usage_interval)
+
+
+def _pre_spawn(spawner):
+    _copy_templates(spawner)
+    SERVER_CLOCK.started(spawner)
+
+
+c.Spawner.pre_spawn_hook = _pre_spawn
+c.Spawner.post_stop_hook = SERVER_CLOCK.stopped
 
 if ACCOUNTS:
     # Hub login "alice" is system user "eolab-alice": the prefix keeps eolab's accounts recognisable

@@ -124,6 +124,27 @@ def test_user_over_the_monthly_limit_is_refused_and_others_are_not(usage_hub, ca
     assert usage_of(dave).json()["limits"] == {}
 
 
+def test_a_servers_time_is_recorded_by_the_hub_apart_from_clusters(usage_hub, carol):
+    """Carol's JupyterLab server from the spawn request to its stop, as the hub's default size (1
+    core, 2 GiB: local servers have no limits), and not in the cluster core-hours limits count."""
+    before = usage_of(carol).json()["users"][LIMITED]
+    asked = time.time()
+    carol.start_server()
+    ready = time.time()
+    time.sleep(RUN)
+    stopping = time.time()
+    carol.stop_server()
+    while (carol._api("GET", f"/users/{carol.username}").json().get("servers") or {}).get(""):
+        time.sleep(0.2)
+    stopped = time.time()
+    after = usage_of(carol).json()["users"][LIMITED]
+    hours = after["server_core_hours"] - before["server_core_hours"]
+    print(f"server core-hours recorded {hours * 3600:.1f} s, between {stopping - ready:.1f} and {stopped - asked:.1f} s")
+    assert (stopping - ready) / 3600 <= hours <= (stopped - asked) / 3600
+    assert after["server_memory_gib_hours"] - before["server_memory_gib_hours"] == pytest.approx(2 * hours)
+    assert after["core_hours"] == pytest.approx(before["core_hours"])  # clusters' hours unchanged
+
+
 LOAD_AND_REPORT = """
 import eolab, eolab.compute
 from eolab.cli import main

@@ -143,3 +143,44 @@ def test_operator_cli_reads_the_ledger_and_names_bad_input(tmp_path, monkeypatch
     assert "2026-11-02: alice 3.000 core-h" in out and "limits reset 2026-12-01 00:00 UTC" in out
     assert main(["usage", "--run-dir", str(run), "--month", "11/2026"]) == 1
     assert "is not YYYY-MM" in capsys.readouterr().err
+
+
+def test_server_clock_writes_a_servers_time_apart_from_clusters(tmp_path):
+    """The hub's spawn/stop hooks: a server's row from spawn to stop, extended while it is active,
+    counted as its limits (else the hub's default), kept apart from the clusters' core-hours that
+    the monthly limits count; a spawn that fails is closed by the next tick."""
+    import asyncio
+
+    from eolab.hub.usage import ServerClock
+
+    now = [1_700_000_000.0]
+    path = tmp_path / "usage.sqlite"
+    clock = ServerClock(path, cores=1.0, memory=2 * 2**30, interval=0.05, clock=lambda: now[0])
+
+    def spawner(name, cpu_limit=None, mem_limit=None):
+        return SimpleNamespace(user=SimpleNamespace(name=name), name="", cpu_limit=cpu_limit, mem_limit=mem_limit,
+                               active=True)
+
+    async def run():
+        alice, bob = spawner("alice"), spawner("bob", cpu_limit=2, mem_limit=2**30)
+        clock.started(alice)
+        clock.started(bob)
+        Ledger(path).record_intervals([Interval("alice", "c1", "scheduler", now[0], now[0] + 1800, 1, 2**30)])
+        now[0] += 1800
+        await asyncio.sleep(0.2)  # ticks extend both rows to now
+        mid = Ledger(path).usage(month="2023-11")
+        assert mid["alice"].server_core_hours == pytest.approx(0.5) and mid["bob"].server_core_hours == pytest.approx(1.0)
+        now[0] += 1800
+        clock.stopped(alice)
+        bob.active = False  # e.g. its spawn failed: the next tick closes it at that time
+        await asyncio.sleep(0.2)
+        now[0] += 3600  # nothing is counted after the stop
+        await asyncio.sleep(0.2)
+
+    asyncio.run(run())
+    use = Ledger(path).usage(month="2023-11")
+    assert use["alice"].server_core_hours == pytest.approx(1.0)
+    assert use["alice"].server_memory_gib_hours == pytest.approx(2.0)
+    assert use["bob"].server_core_hours == pytest.approx(2.0) and use["bob"].server_memory_gib_hours == pytest.approx(1.0)
+    assert use["alice"].core_hours == pytest.approx(0.5)  # the cluster only: what limits count
+    assert use["bob"].core_hours == 0

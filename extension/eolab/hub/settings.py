@@ -84,6 +84,9 @@ class _HubFields(BaseModel):
     usage_limits: dict[str, UsageLimit] = Field(
         default_factory=dict, description="monthly limits: key a hub user name, 'group:NAME' or '*' (everyone "
                                           "else); a user over theirs cannot start new clusters until the month ends")
+    server_cores: float = Field(1.0, gt=0, description="usage: what a user server without a CPU limit counts as, cores")
+    server_memory: float = Field(2.0, gt=0, description="usage: ... without a memory limit, GiB")
+    usage_interval: float = Field(30.0, gt=0, description="usage: how often running servers' time is written, s")
 
 
 class HubSettings(BaseSettings, _HubFields):

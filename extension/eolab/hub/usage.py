@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 
 from jupyterhub.handlers.base import BaseHandler
 from tornado import web
@@ -18,10 +19,66 @@ from eolab.hub.settings import read_resolved
 from eolab.usage import Ledger, limit_for, month_bounds
 
 MAX_PROVIDERS = 100
+spawner_log = logging.getLogger("JupyterHub")
 
 
 def _user_json(u) -> dict:
-    return {"core_hours": u.core_hours, "memory_gib_hours": u.memory_gib_hours, "bytes_read": u.bytes_read}
+    return {"core_hours": u.core_hours, "memory_gib_hours": u.memory_gib_hours, "bytes_read": u.bytes_read,
+            "server_core_hours": u.server_core_hours, "server_memory_gib_hours": u.server_memory_gib_hours}
+
+
+class ServerClock:
+    """Writes each user server's time into the ledger, from the hub (a user's code cannot change it):
+    a row at spawn, its end moved every ``interval`` s while the server is active, closed at stop.
+    A server counts its CPU and memory limits (``Spawner.cpu_limit``/``mem_limit``), else
+    ``cores`` and ``memory`` (bytes): local servers have no enforced limits, so the hub's settings say
+    what one is accounted as."""
+
+    def __init__(self, ledger_path, *, cores: float, memory: float, interval: float = 30.0, clock=None) -> None:
+        import time
+
+        self.ledger_path, self.cores, self.memory, self.interval = ledger_path, cores, memory, interval
+        self.clock = clock or time.time
+        self._active: dict[int, tuple] = {}  # id(spawner) -> (start, periodic callback)
+
+    def _row(self, spawner, start: float, end: float):
+        from eolab.usage import Interval
+
+        user, name = spawner.user.name, spawner.name or ""
+        return Interval(user, f"server:{user}:{name}:{start:.3f}", "server", start, end,
+                        float(spawner.cpu_limit or self.cores), float(spawner.mem_limit or self.memory), kind="server")
+
+    def _write(self, row) -> None:
+        import sqlite3
+
+        try:
+            Ledger(self.ledger_path).record_intervals([row])
+        except (sqlite3.Error, OSError) as exc:  # accounting must not stop servers; the next write catches up
+            spawner_log.warning("Usage ledger %s not written: %s", self.ledger_path, exc)
+
+    def started(self, spawner) -> None:
+        from tornado.ioloop import PeriodicCallback
+
+        start = self.clock()
+        self._write(self._row(spawner, start, start))
+
+        def tick() -> None:
+            if spawner.active:
+                self._write(self._row(spawner, start, self.clock()))
+            else:  # the spawn failed, or it stopped without the stop hook: close it here
+                self.stopped(spawner)
+
+        callback = PeriodicCallback(tick, self.interval * 1000)
+        callback.start()
+        self.stopped(spawner)  # a leftover entry of the same spawner
+        self._active[id(spawner)] = (start, callback)
+
+    def stopped(self, spawner) -> None:
+        entry = self._active.pop(id(spawner), None)
+        if entry is not None:
+            start, callback = entry
+            callback.stop()
+            self._write(self._row(spawner, start, self.clock()))
 
 
 class UsageHandler(BaseHandler):

@@ -151,7 +151,8 @@ class Usage:
     @classmethod
     def from_json(cls, body: dict) -> Usage:
         def user(name, u):
-            return UserUsage(name, u["core_hours"], u["memory_gib_hours"], dict(u["bytes_read"]))
+            return UserUsage(name, u["core_hours"], u["memory_gib_hours"], dict(u["bytes_read"]),
+                             u.get("server_core_hours", 0.0), u.get("server_memory_gib_hours", 0.0))
 
         return cls(body["month"], body["resets"], {n: user(n, u) for n, u in body["users"].items()},
                    body.get("limits", {}),
@@ -163,25 +164,28 @@ class Usage:
             units = {"core_hours": "core-hours", "memory_gib_hours": "memory GiB-hours"}
             cap = ", ".join(f"{v:g} {units.get(k, k)}" for k, v in limit.items() if v is not None) or "none"
             reads = ", ".join(f"{p} {_size(n)}" for p, n in sorted(u.bytes_read.items())) or "-"
-            yield name, f"{u.core_hours:.3f}", f"{u.memory_gib_hours:.3f}", reads, cap
+            yield (name, f"{u.core_hours:.3f}", f"{u.memory_gib_hours:.3f}", f"{u.server_core_hours:.3f}", reads,
+                   cap)
+
+    HEAD = ("user", "cluster core-hours", "cluster memory GiB-hours", "server core-hours",
+            "bytes read per provider", "monthly limit")
 
     def __str__(self) -> str:
-        head = ("user", "core-hours", "memory GiB-hours", "bytes read per provider", "monthly limit")
+        head = self.HEAD
         rows = [head, *self._rows()]
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines = [f"usage in {self.month} (UTC; limits reset {self.resets})"]
         lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         for day, users in self.daily.items():
             lines.append(f"  {day}: " + "; ".join(
-                f"{n} {u.core_hours:.3f} core-h, {u.memory_gib_hours:.3f} GiB-h, "
+                f"{n} {u.core_hours:.3f} core-h, {u.memory_gib_hours:.3f} GiB-h, server {u.server_core_hours:.3f} core-h, "
                 f"{_size(sum(u.bytes_read.values()))}" for n, u in sorted(users.items())))
         return "\n".join(lines)
 
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{h}</th>" for h in ("user", "core-hours", "memory GiB-hours",
-                                                 "bytes read per provider", "monthly limit"))
+        head = "".join(f"<th>{h}</th>" for h in self.HEAD)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
                        for row in self._rows())
         return (f"<b>Usage in {html.escape(self.month)}</b> (UTC; limits reset {html.escape(self.resets)})"

@@ -51,12 +51,24 @@ class Interval:
 
 @dataclass
 class UserUsage:
-    """One user's use in one period: core-hours, memory GiB-hours, bytes read per provider."""
+    """One user's use in one period: core-hours and memory GiB-hours of Dask clusters (what the
+    monthly limits count), the same of the user's servers (JupyterLab), bytes read per provider."""
 
     username: str
     core_hours: float = 0.0
     memory_gib_hours: float = 0.0
     bytes_read: dict[str, int] = field(default_factory=dict)
+    server_core_hours: float = 0.0
+    server_memory_gib_hours: float = 0.0
+
+    def add(self, kind: str, cores: float, memory: float, seconds: float) -> None:
+        core_hours, gib_hours = cores * seconds / 3600, memory / GIB * seconds / 3600
+        if kind == "server":
+            self.server_core_hours += core_hours
+            self.server_memory_gib_hours += gib_hours
+        else:
+            self.core_hours += core_hours
+            self.memory_gib_hours += gib_hours
 
 
 def month_bounds(month: str | None = None, now: float | None = None) -> tuple[float, float, str]:
@@ -113,7 +125,7 @@ class Ledger:
                            "DO UPDATE SET bytes = bytes + excluded.bytes", rows)
 
     def _intervals(self, start: float, end: float, username: str | None):
-        query = "SELECT username, start, end, cores, memory FROM compute WHERE end > ? AND start < ?"
+        query = "SELECT username, start, end, cores, memory, kind FROM compute WHERE end > ? AND start < ?"
         args: list = [start, end]
         if username is not None:
             query, args = query + " AND username = ?", args + [username]
@@ -124,11 +136,8 @@ class Ledger:
         """Each user's use in ``month`` (default: this month), or one user's."""
         start, end, name = month_bounds(month)
         out: dict[str, UserUsage] = {}
-        for user, s, e, cores, memory in self._intervals(start, end, username):
-            seconds = min(e, end) - max(s, start)
-            u = out.setdefault(user, UserUsage(user))
-            u.core_hours += cores * seconds / 3600
-            u.memory_gib_hours += memory / GIB * seconds / 3600
+        for user, s, e, cores, memory, kind in self._intervals(start, end, username):
+            out.setdefault(user, UserUsage(user)).add(kind, cores, memory, min(e, end) - max(s, start))
         query = "SELECT username, provider, sum(bytes) FROM reads WHERE day LIKE ?"
         args: list = [name + "-%"]
         if username is not None:
@@ -144,16 +153,13 @@ class Ledger:
         """day ('YYYY-MM-DD') -> user -> use on that day (UTC), for admins."""
         start, end, name = month_bounds(month)
         out: dict[str, dict[str, UserUsage]] = defaultdict(dict)
-        for user, s, e, cores, memory in self._intervals(start, end, username):
+        for user, s, e, cores, memory, kind in self._intervals(start, end, username):
             t = max(s, start)
             while t < min(e, end):
                 day = _day(t)
                 day_end = (dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc)
                            + dt.timedelta(days=1)).timestamp()
-                seconds = min(e, end, day_end) - t
-                u = out[day].setdefault(user, UserUsage(user))
-                u.core_hours += cores * seconds / 3600
-                u.memory_gib_hours += memory / GIB * seconds / 3600
+                out[day].setdefault(user, UserUsage(user)).add(kind, cores, memory, min(e, end, day_end) - t)
                 t = day_end
         query = "SELECT username, provider, day, bytes FROM reads WHERE day LIKE ?"
         args: list = [name + "-%"]
