@@ -190,8 +190,14 @@ def _pre_spawn(spawner):
     SERVER_CLOCK.started(spawner)
 
 
+def _post_stop(spawner):
+    SERVER_CLOCK.stopped(spawner)
+
+
+# Plain functions, not the clock's bound methods: JupyterHub deep-copies the config for every new
+# spawner, and the clock holds running callbacks (which cannot be copied).
 c.Spawner.pre_spawn_hook = _pre_spawn
-c.Spawner.post_stop_hook = SERVER_CLOCK.stopped
+c.Spawner.post_stop_hook = _post_stop
 
 if ACCOUNTS:
     # Hub login "alice" is system user "eolab-alice": the prefix keeps eolab's accounts recognisable
