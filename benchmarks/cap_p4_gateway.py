@@ -48,6 +48,7 @@ import cap_p4 as p4  # noqa: E402
 from broker_common import machine  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
+SOURCE = BENCH.parent / "extension"  # the eolab both runs import (kernel and workers included)
 PREFIX = "eolabp4-"  # not the tests' eolabt-: those may run at the same time
 LOGINS = ["alice"], ["boss"]
 
@@ -63,6 +64,21 @@ def _proc_cpu() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+def _set_mmap_threshold(nbytes: int) -> int:
+    """glibc: allocations of ``nbytes`` and more are mmapped and go back to the OS when freed (the
+    default threshold grows with freed blocks, and freed multi-MB task inputs then stay in the heap)."""
+    import ctypes
+
+    return ctypes.CDLL("libc.so.6").mallopt(-3, nbytes)  # M_MMAP_THRESHOLD
+
+
+def use_source(path: str) -> None:
+    """Import eolab from ``path`` from now on (the users' processes would import the venv's)."""
+    sys.path.insert(0, path)
+    for name in [m for m in sys.modules if m == "eolab" or m.startswith("eolab.")]:
+        del sys.modules[name]
+
+
 def eolab_source_digest() -> tuple[str, str]:
     """(where eolab is imported from, a digest of its .py files): both runs must run the same code."""
     import eolab
@@ -74,7 +90,7 @@ def eolab_source_digest() -> tuple[str, str]:
     return str(root), h.hexdigest()[:16]
 
 
-def in_kernel(data_dir: str, workers: int, memory: float) -> dict:
+def in_kernel(data_dir: str, workers: int, memory: float, mmap_threshold: int = 0, source: str = "") -> dict:
     """Run in the hub user's kernel: a gateway cluster, then ``cap_p4.run_pipeline`` with it as the
     default Dask client. CPU per step split into kernel, workers and scheduler."""
     import cloudpickle
@@ -88,6 +104,10 @@ def in_kernel(data_dir: str, workers: int, memory: float) -> dict:
     client = eolab.compute.get_client(workers=workers, worker_cores=1, worker_memory=memory)
     client.wait_for_workers(workers, timeout=900)
     startup = time.perf_counter() - t0
+    if source:
+        client.run(use_source, source)
+    if mmap_threshold:
+        client.run(_set_mmap_threshold, mmap_threshold)
     info = client.scheduler_info()["workers"]
     readings: list[tuple[float, float, float]] = []
 
@@ -115,7 +135,8 @@ def in_kernel(data_dir: str, workers: int, memory: float) -> dict:
               "steps_wall": times, "steps_cpu": facts["cpu"], "steps_split": split, "peak_rss": peak.peak,
               "parcels": facts["parcels"], "monitorable": facts["monitorable"], "lights": facts["lights"],
               "load": [load_before, load_after], "out_dir": str(out_dir), "eolab": eolab_source_digest(),
-              "worker_eolab": sorted(worker_eolab)}
+              "worker_eolab": sorted(worker_eolab),
+              "mmap_threshold": mmap_threshold}
     client.cluster.shutdown()
     client.close()
     return result
@@ -125,7 +146,8 @@ KERNEL = """
 import json, sys
 sys.path.insert(0, {bench!r})
 import cap_p4_gateway
-print("P4GATEWAY " + json.dumps(cap_p4_gateway.in_kernel({data!r}, {workers}, {memory})))
+cap_p4_gateway.use_source({source!r})
+print("P4GATEWAY " + json.dumps(cap_p4_gateway.in_kernel({data!r}, {workers}, {memory}, {mmap}, {source!r})))
 """
 
 
@@ -158,10 +180,9 @@ def warm_cache(data_dir: Path) -> tuple[int, float]:
 
 
 def users_env() -> dict:
-    """The environment of the threaded run: eolab imported as the hub users' kernels and workers
-    import it (the venv's installed package, not a PYTHONPATH of this shell), so both runs run the
-    same code (checked: see ``eolab_source_digest``)."""
-    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    """The environment of the threaded run: eolab from this checkout, as the gateway run's kernel
+    and workers import it (see ``use_source``; checked with ``eolab_source_digest``)."""
+    return {**os.environ, "PYTHONPATH": str(SOURCE)}
 
 
 def threaded(data_dir: Path, dates: int) -> dict:
@@ -201,7 +222,7 @@ class JobWatch:
         self._t.join()
 
 
-def gateway(data_dir: Path, demo_dir: Path, workers: int, memory: float) -> dict:
+def gateway(data_dir: Path, demo_dir: Path, workers: int, memory: float, mmap_threshold: int = 0) -> dict:
     """Slurm, the stack, a multiuser hub with the Slurm gateway; the pipeline in the user's kernel."""
     from eolab import hub
     from eolab.compute._slurm import LocalSlurm, job_name
@@ -235,7 +256,8 @@ def gateway(data_dir: Path, demo_dir: Path, workers: int, memory: float) -> dict
                 fig["setup_s"] = time.perf_counter() - t0
                 kernel = session.start_kernel()
                 watch = JobWatch(slurm, job_name(str(hub.hub_dir(config))))
-                code = KERNEL.format(bench=str(BENCH), data=str(data_dir), workers=workers, memory=memory)
+                code = KERNEL.format(bench=str(BENCH), data=str(data_dir), workers=workers, memory=memory,
+                                   mmap=mmap_threshold, source=str(SOURCE))
                 try:
                     out = session.run(kernel, code, timeout=4 * 3600)
                 finally:
@@ -320,6 +342,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=3500, help="scene width in 10 m pixels (with --make)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--worker-memory", type=float, default=4.0, help="GiB per worker")
+    ap.add_argument("--worker-mmap-threshold", type=int, default=0, metavar="BYTES",
+                    help="set glibc's M_MMAP_THRESHOLD on the workers (0: leave glibc's default)")
     ap.add_argument("--demo", default="/tmp/eolab-p4-gateway-demo", help="the catalogue stack's demo data")
     ap.add_argument("--project", type=int, default=1_000_000)
     ap.add_argument("--keep", action="store_true", help="keep both runs' output folders")
@@ -346,12 +370,13 @@ def main() -> None:
     print(f"{machine()}; scene {data_dir} ({size / 1e9:.1f} GB read once in {secs:.0f} s to warm the page cache)",
           file=sys.stderr)
 
-    print("--- threaded (cap_p4.py --one, Dask threaded scheduler, 2 threads)", file=sys.stderr)
     up0 = os.getloadavg()
-    t = threaded(data_dir, args.dates)
+    # the gateway first: it is the one that may fail
     print(f"--- gateway (Slurm backend, {args.workers} workers × 1 core, {args.worker_memory} GiB each)",
           file=sys.stderr)
-    g = gateway(data_dir, demo, args.workers, args.worker_memory)
+    g = gateway(data_dir, demo, args.workers, args.worker_memory, args.worker_mmap_threshold)
+    print("--- threaded (cap_p4.py --one, Dask threaded scheduler, 2 threads)", file=sys.stderr)
+    t = threaded(data_dir, args.dates)
     up1 = os.getloadavg()
     diff = compare(t["out_dir"], g["out_dir"])
 
