@@ -2,20 +2,24 @@
 
 One run, on one prepared scene (the 100,000-parcel one ``cap_p4.py`` caches, by default):
 
-1. **threaded**: ``cap_p4.py --one <scene> --no-ee`` in a process of its own (Dask's threaded
-   scheduler, 2 threads), exactly the run recorded in RESULTS.md;
-2. **gateway**: a real local Slurm cluster (:class:`eolab.compute._slurm.LocalSlurm`), the
-   catalogue stack on the small demo data and a multiuser hub with ``spawner="slurm"`` and
-   ``gateway_backend="slurm"``, as ``tests/integration/test_slurm_gateway.py`` starts them. The
-   script logs in as the hub user, starts their server (a Slurm job of their system account) and
-   runs the same ``cap_p4.run_pipeline`` in a kernel there, with a gateway cluster of
-   ``--workers`` workers × 1 core (each worker and the scheduler a Slurm job of the user) as the
-   default Dask client: the zonal statistics (and every other Dask computation) run on the
-   workers, the rest in the kernel.
-3. compares the two result tables parcel by parcel (light and reasons), prints wall and CPU
-   seconds of every step side by side (gateway CPU = kernel + workers + scheduler, each read
-   before and after every step) and the gateway/threaded ratios, and projects the wall time and
-   parcels per hour of one million parcels on N workers from the gateway run's per-step figures.
+1. **gateway** (first: it is the part that can fail): a real local Slurm cluster
+   (:class:`eolab.compute._slurm.LocalSlurm`), the catalogue stack on the small demo data and a
+   multiuser hub with ``spawner="slurm"`` and ``gateway_backend="slurm"``, as
+   ``tests/integration/test_slurm_gateway.py`` starts them. The script logs in as the hub user,
+   starts their server (a Slurm job of their system account) and runs ``cap_p4.run_pipeline`` in a
+   kernel there, with a gateway cluster of ``--workers`` workers × 1 core (scheduler and workers
+   Slurm jobs of the user) as the default Dask client: the zonal statistics (and every other Dask
+   computation) run on the workers, the rest in the kernel;
+2. **threaded**: ``cap_p4.py --one <scene> --no-ee`` in a process of its own (Dask's threaded
+   scheduler, 2 threads), the run recorded in RESULTS.md;
+3. compares the two result tables parcel by parcel (light, reasons, float columns), prints wall and
+   CPU seconds of every step side by side (gateway CPU = kernel + workers + scheduler, each read
+   before and after every step) and the gateway/threaded ratios, and projects wall time and parcels
+   per hour of one million parcels on N workers from the gateway run's per-step figures.
+
+Both runs import eolab from this checkout (the kernel and the workers are pointed at it; users'
+processes would import the venv's), checked by a digest of its .py files. The scene is read once
+first so that both runs read from the page cache.
 
 Everything listens on 127.0.0.1. Needs root (system users, slurmd) and slurm-wlm + munge. The
 hub's users are ``eolabp4-alice`` / ``eolabp4-boss``, removed at the end, with the hub, the stack
