@@ -68,14 +68,6 @@ def _proc_cpu() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def _set_mmap_threshold(nbytes: int) -> int:
-    """glibc: allocations of ``nbytes`` and more are mmapped and go back to the OS when freed (the
-    default threshold grows with freed blocks, and freed multi-MB task inputs then stay in the heap)."""
-    import ctypes
-
-    return ctypes.CDLL("libc.so.6").mallopt(-3, nbytes)  # M_MMAP_THRESHOLD
-
-
 def use_source(path: str) -> None:
     """Import eolab from ``path`` from now on (the users' processes would import the venv's)."""
     sys.path.insert(0, path)
@@ -94,7 +86,7 @@ def eolab_source_digest() -> tuple[str, str]:
     return str(root), h.hexdigest()[:16]
 
 
-def in_kernel(data_dir: str, workers: int, memory: float, mmap_threshold: int = 0, source: str = "") -> dict:
+def in_kernel(data_dir: str, workers: int, memory: float, source: str = "") -> dict:
     """Run in the hub user's kernel: a gateway cluster, then ``cap_p4.run_pipeline`` with it as the
     default Dask client. CPU per step split into kernel, workers and scheduler."""
     import cloudpickle
@@ -110,8 +102,6 @@ def in_kernel(data_dir: str, workers: int, memory: float, mmap_threshold: int = 
     startup = time.perf_counter() - t0
     if source:
         client.run(use_source, source)
-    if mmap_threshold:
-        client.run(_set_mmap_threshold, mmap_threshold)
     info = client.scheduler_info()["workers"]
     readings: list[tuple[float, float, float]] = []
 
@@ -139,8 +129,7 @@ def in_kernel(data_dir: str, workers: int, memory: float, mmap_threshold: int = 
               "steps_wall": times, "steps_cpu": facts["cpu"], "steps_split": split, "peak_rss": peak.peak,
               "parcels": facts["parcels"], "monitorable": facts["monitorable"], "lights": facts["lights"],
               "load": [load_before, load_after], "out_dir": str(out_dir), "eolab": eolab_source_digest(),
-              "worker_eolab": sorted(worker_eolab),
-              "mmap_threshold": mmap_threshold}
+              "worker_eolab": sorted(worker_eolab)}
     client.cluster.shutdown()
     client.close()
     return result
@@ -151,7 +140,7 @@ import json, sys
 sys.path.insert(0, {bench!r})
 import cap_p4_gateway
 cap_p4_gateway.use_source({source!r})
-print("P4GATEWAY " + json.dumps(cap_p4_gateway.in_kernel({data!r}, {workers}, {memory}, {mmap}, {source!r})))
+print("P4GATEWAY " + json.dumps(cap_p4_gateway.in_kernel({data!r}, {workers}, {memory}, {source!r})))
 """
 
 
@@ -226,7 +215,7 @@ class JobWatch:
         self._t.join()
 
 
-def gateway(data_dir: Path, demo_dir: Path, workers: int, memory: float, mmap_threshold: int = 0) -> dict:
+def gateway(data_dir: Path, demo_dir: Path, workers: int, memory: float) -> dict:
     """Slurm, the stack, a multiuser hub with the Slurm gateway; the pipeline in the user's kernel."""
     from eolab import hub
     from eolab.compute._slurm import LocalSlurm, job_name
@@ -261,7 +250,7 @@ def gateway(data_dir: Path, demo_dir: Path, workers: int, memory: float, mmap_th
                 kernel = session.start_kernel()
                 watch = JobWatch(slurm, job_name(str(hub.hub_dir(config))))
                 code = KERNEL.format(bench=str(BENCH), data=str(data_dir), workers=workers, memory=memory,
-                                   mmap=mmap_threshold, source=str(SOURCE))
+                                   source=str(SOURCE))
                 try:
                     out = session.run(kernel, code, timeout=4 * 3600)
                 finally:
@@ -346,8 +335,6 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=3500, help="scene width in 10 m pixels (with --make)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--worker-memory", type=float, default=4.0, help="GiB per worker")
-    ap.add_argument("--worker-mmap-threshold", type=int, default=0, metavar="BYTES",
-                    help="set glibc's M_MMAP_THRESHOLD on the workers (0: leave glibc's default)")
     ap.add_argument("--demo", default="/tmp/eolab-p4-gateway-demo", help="the catalogue stack's demo data")
     ap.add_argument("--project", type=int, default=1_000_000)
     ap.add_argument("--keep", action="store_true", help="keep both runs' output folders")
@@ -378,7 +365,7 @@ def main() -> None:
     # the gateway first: it is the one that may fail
     print(f"--- gateway (Slurm backend, {args.workers} workers × 1 core, {args.worker_memory} GiB each)",
           file=sys.stderr)
-    g = gateway(data_dir, demo, args.workers, args.worker_memory, args.worker_mmap_threshold)
+    g = gateway(data_dir, demo, args.workers, args.worker_memory)
     print("--- threaded (cap_p4.py --one, Dask threaded scheduler, 2 threads)", file=sys.stderr)
     t = threaded(data_dir, args.dates)
     up1 = os.getloadavg()
