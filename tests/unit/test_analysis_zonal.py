@@ -82,6 +82,29 @@ def test_blocks_without_zones_are_never_read_and_tasks_hold_only_their_zones():
     assert part.shape == (1, 1, 2)  # only zone 1 of that block, not every zone of the raster
 
 
+def test_each_block_layout_is_one_graph_key_shared_by_its_tasks():
+    # A distributed scheduler ships (and a worker holds) every task's literal arguments with it: a
+    # block's layout (8 bytes per pixel) inlined into each date's and variable's task made workers
+    # pause at their memory limit on a 100,000-parcel scene.
+    labels = np.zeros((8, 8), "int32")
+    labels[:3, :3] = 1
+    labels[2:6, 5:7] = 2
+    layout = zonal.block_layout(labels, ((4, 4), (4, 4)), 2)
+    values = da.ones((3, 8, 8), chunks=(1, 4, 4))
+    a = zonal.zonal_sums(values, labels, 2, layout=layout)
+    b = zonal.zonal_sums(values * 2, labels, 2, layout=layout)
+    graph = {**dict(a.__dask_graph__()), **dict(b.__dask_graph__())}
+
+    def holds_block(task) -> bool:
+        return isinstance(task, (tuple, list)) and any(
+            isinstance(x, zonal._Block) or holds_block(x) for x in task)
+
+    shared = [key for key, value in graph.items() if isinstance(value, zonal._Block)]
+    assert len(shared) == 3  # one key per block with zones, for both variables and all dates
+    assert not [key for key, value in graph.items() if holds_block(value)]
+    assert a.compute()[:, :, 1].tolist() == [[9, 8]] * 3 and b.compute()[:, :, 1].tolist() == [[18, 16]] * 3
+
+
 def test_layout_is_rebuilt_for_other_chunks_and_out_of_range_labels_are_refused():
     rng = np.random.default_rng(3)
     values = rng.normal(size=(2, 9, 9))

@@ -152,17 +152,20 @@ def zonal_sums(data: Any, labels: np.ndarray, n_zones: int, moments: int = 1, *,
         layout = block_layout(labels, chunks, n_zones)
     token = tokenize(data.name, layout["token"], n_zones, moments)
     part_name, name = f"zonal-block-{token}", f"zonal-sums-{token}"
+    # Each block's layout (several MB) is a key of its own, shared by every task that needs it: as a
+    # literal argument a distributed scheduler would ship and hold one copy per task.
+    layout_name = f"zonal-layout-{tokenize(layout['token'], chunks, n_zones)}"
     dsk: dict = {}
     for i, t in enumerate(data.chunks[0]):
         keys, blocks = [], []
         for by in range(len(chunks[0])):
             for bx in range(len(chunks[1])):
-                blk = layout[by, bx]
-                if blk is None:  # no zone there: the block is never read
+                if layout[by, bx] is None:  # no zone there: the block is never read
                     continue
-                dsk[(part_name, i, by, bx)] = (_block_sums, (data.name, i, by, bx), blk, moments)
+                dsk[(layout_name, by, bx)] = layout[by, bx]
+                dsk[(part_name, i, by, bx)] = (_block_sums, (data.name, i, by, bx), (layout_name, by, bx), moments)
                 keys.append((part_name, i, by, bx))
-                blocks.append(blk)
+                blocks.append((layout_name, by, bx))
         dsk[(name, i, 0, 0)] = (_combine, keys, blocks, n_zones, moments, t)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
     return da.Array(graph, name, chunks=(data.chunks[0], (n_zones,), (moments + 1,)), dtype=np.float64)
