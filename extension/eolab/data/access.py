@@ -305,6 +305,7 @@ def _clear_gdal_http_cache() -> None:
     library.VSICurlClearCache()
 
 
+_THROTTLED: dict[str, float] = {}  # provider -> when it last answered 429/503 (monotonic)
 _CREDENTIALS_SEEN: dict[str, str] = {}  # provider -> digest of the credentials its last read used
 _CREDENTIALS_LOCK = threading.Lock()
 
@@ -360,8 +361,12 @@ def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
                     message = f"HTTP response code: {status} <- {message}"
             expired = spec.kind == "sas" and "403" in message and not renew
             # A refusal read as file content may have cleared by the time it was probed: again,
-            # once at first, and for as long as the provider has been throttling this read.
-            garbled = (attempt == 0 or throttled) and "not recognized as" in message
+            # once at first, and while the provider has been throttling (this read or any other of
+            # it in the last 30 s: in a burst of 429s the probe may already get a 200).
+            if _retryable(message):
+                _THROTTLED[spec.provider] = time.monotonic()
+            recent = time.monotonic() - _THROTTLED.get(spec.provider, float("-inf")) < 30
+            garbled = (attempt == 0 or throttled or recent) and "not recognized as" in message
             throttled = throttled or _retryable(message)
             refused = spec.kind in ("s3", "bearer") and any(t in message for t in ("401", "403", "signature"))
             if refused and not recalled:
