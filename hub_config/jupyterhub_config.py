@@ -95,6 +95,7 @@ if S.spawner == "slurm":
         "--job-name=spawner-jupyterhub", f"--job-name={S.slurm_job_name}")
 
 GATEWAY_PREFIX = "/services/dask-gateway"
+TILES_BROWSER_URL = "/services/tiles"  # root-relative: the same for every address the hub is opened at
 
 
 def _read(path):
@@ -113,9 +114,14 @@ c.Spawner.environment = {
     # Publishing goes through the catalog gate (the kernel's hub token; results-<user> only).
     "EOLAB_WORKSPACE_URL": S.workspace_url or "",
     "EOLAB_ASSETS_URL": S.assets_url or "",
+    # Kernels reach the tile service itself (with the service token); browsers go through the
+    # hub's /services/tiles gate, which checks their login (and works when the browser is remote).
     "EOLAB_TILES_URL": S.tiles.url if S.tiles else "",
+    "EOLAB_TILES_BROWSER_URL": TILES_BROWSER_URL if S.tiles else "",
+    # where the kernel asks, with its hub token, for the pass its maps' tile URLs carry (eolab.tiles._pass)
+    "EOLAB_TILES_PASS_URL": f"{S.public_url}{TILES_BROWSER_URL}/_gate/pass" if S.tiles else "",
     # Panel/Bokeh assets from the tile service, not a CDN (read when panel is first imported).
-    **({"PANEL_CDN_ROOT": S.tiles.url + "/static/panel/"} if S.tiles else {}),
+    **({"PANEL_CDN_ROOT": TILES_BROWSER_URL + "/static/panel/"} if S.tiles else {}),
     # dask-gateway client: API through the hub, scheduler TLS straight to the gateway proxy.
     "DASK_GATEWAY__ADDRESS": f"{S.public_url}{GATEWAY_PREFIX}",
     "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://{HOST}:{S.gateway_proxy_port}",
@@ -271,7 +277,8 @@ if S.tiles:
     services.append(_service("tiles", [PY, GATE, "tiles"], url=f"http://{HOST}:{S.gate_tiles_port}"))
     if t.managed:
         services.append(_service("tiles-server", [PY, "-m", "uvicorn", t.app, "--factory", "--host", HOST,
-                                                  "--port", str(t.port), "--log-level", "warning"],
+                                                  "--port", str(t.port), "--log-level", "warning",
+                                                  "--no-proxy-headers"],
                                  env=dict(t.env)))
 c.JupyterHub.services = services
 

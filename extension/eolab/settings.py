@@ -32,7 +32,11 @@ class ClientSettings(BaseSettings):
     model_config = _CONFIG
 
     catalog_url: str | None = Field(None, description="the federated catalogue (broker) or any STAC API")
-    tiles_url: str | None = Field(None, description="the tile service")
+    tiles_url: str | None = Field(None, description="the tile service, as this process reaches it")
+    tiles_browser_url: str | None = Field(None, description="the tile service as browsers reach it (the hub: "
+                                                             "its login-checked /services/tiles); default tiles_url")
+    tiles_pass_url: str | None = Field(None, description="where a hub kernel gets the pass its maps' tile URLs "
+                                                         "carry through the hub (eolab.tiles._pass)")
     workspace_url: str | None = Field(None, description="the writable workspace member (publishing)")
     workspace_token: str | None = Field(None, description="bearer token for direct writes to the workspace")
     service_token: str | None = Field(None, description="read token of the stack's internal services, sent to "

@@ -27,6 +27,7 @@ from tornado import httpclient, ioloop, web, websocket
 
 from eolab.hub.settings import read_resolved
 from eolab.stack.workspace import needs_token, write_allowed
+from eolab.tiles import _pass as tile_pass
 
 S = read_resolved()
 KIND = sys.argv[1] if len(sys.argv) > 1 else "catalog"
@@ -53,6 +54,19 @@ def workspace_token() -> str | None:
         return S.workspace_token_file.read_text().strip() or None
     except OSError:
         return None
+
+
+def service_token() -> str | None:
+    from eolab import _guard
+
+    return _guard.read_secret(_guard.token_file(S.run_dir))
+
+
+def pass_key() -> bytes:
+    token = service_token()
+    if not token:
+        raise web.HTTPError(503, "the gate cannot read the stack's service token")
+    return tile_pass.key(token)
 
 
 def public_base(path: str) -> str:
@@ -117,6 +131,17 @@ class GateMixin(HubOAuthenticated):
         path = self.request.path
         if KIND == "gateway" and path.startswith(PREFIX + "api/"):
             return True  # dask-gateway authenticates API calls with the hub token itself
+        if KIND == "tiles" and self.request.method in ("GET", "HEAD"):
+            if path.startswith(PREFIX + "static/"):
+                return True  # Panel's own JavaScript and CSS, public files
+            if self.get_query_argument(tile_pass.PARAM, None) is not None:
+                # A map's tiles: the pass its user's kernel got (a burst of image requests cannot
+                # each log in through the hub; eolab.tiles._pass says why).
+                if tile_pass.verify(pass_key(), self.get_query_argument(tile_pass.PARAM)):
+                    return True
+                self.refuse(401, "this map's pass is not valid (expired or not from this hub): run the "
+                                 "cell that made the map again")
+                return False
         if self.current_user is None:
             if self.wants_html():
                 self.redirect(self.get_login_url())
@@ -129,6 +154,17 @@ class GateMixin(HubOAuthenticated):
                 self.refuse(403, "only the cluster's owner may open its dashboard")
                 return False
         return True
+
+
+class PassHandler(GateMixin, web.RequestHandler):
+    """GET: a map pass for the logged-in user (hub token or login cookie)."""
+
+    async def get(self):
+        if self.current_user is None:
+            return self.refuse(401, f"send 'Authorization: token <hub token>' to {PREFIX}_gate/pass")
+        self.set_header("Cache-Control", "no-store")
+        self.finish({"pass": tile_pass.mint(pass_key(), self.current_user["name"]),
+                     "param": tile_pass.PARAM, "lifetime": tile_pass.LIFETIME})
 
 
 class ProxyHandler(GateMixin, web.RequestHandler):
@@ -153,6 +189,9 @@ class ProxyHandler(GateMixin, web.RequestHandler):
             # compressed answer was passed on as it was, with the upstream's internal address).
             headers.pop("Accept-Encoding", None)
         headers["X-Forwarded-Prefix"] = PREFIX.rstrip("/")
+        if KIND == "tiles" and service_token():
+            # The tile service answers other accounts only with the stack's service token.
+            headers["Authorization"] = f"Bearer {service_token()}"
         if writable_member(self.request.path) and needs_token(self.request.method, path):
             user = (self.current_user or {}).get("name", "")
             allowed, reason = write_allowed(user, self.request.method, path, self.request.body)
@@ -249,6 +288,8 @@ def make_app() -> web.Application:
     ]
     if KIND == "gateway":
         routes.append((PREFIX + r"clusters/[^/]+/.*/ws", SocketHandler))
+    if KIND == "tiles":
+        routes.append((PREFIX + "_gate/pass", PassHandler))
     routes.append((PREFIX.rstrip("/") + r"(?:/.*)?", ProxyHandler))
     return web.Application(routes, hub_auth=HubOAuth(cache_max_age=60),
                            cookie_secret=os.urandom(32))

@@ -1,5 +1,6 @@
 """A real browser (Debian's Chromium via Playwright) logs into the hub, opens a notebook and runs a
-cell that starts a gateway cluster from eolab's options form, then opens the cluster's dashboard."""
+cell that starts a gateway cluster from eolab's options form, then opens the cluster's dashboard,
+stops the cluster and shows a map whose tiles come through the hub's tile gate."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ CELLS = [
     "import eolab.widgets\nform = eolab.widgets.options_widget()\nform.widget",
     "print('RESULT', form.client.submit(lambda: 6 * 7).result(), len(form.client.scheduler_info()['workers']))",
     "form.stop()\nprint('STOPPED', form.status.value)",
+    "from eolab.widgets import AreaTimePicker\npicker = AreaTimePicker()\ndisplay(picker)",
 ]
 
 
@@ -71,11 +73,24 @@ def test_browser_login_notebook_gateway_cell(browser_hub, playwright):
         os.chown(home / "browser-test.ipynb", account.pw_uid, account.pw_gid)
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
     page = browser.new_context().new_page()
+    net = []  # the tile and login traffic, kept for the failure report
+    page.on("response", lambda r: net.append([r.status, r.url[:160], r.headers.get("location", "")[:160]])
+            if "/services/tiles" in r.url or "oauth" in r.url or "/login" in r.url else None)
+    page.on("requestfailed", lambda r: net.append(["failed", r.url[:160], r.failure]))
     try:
         _drive(page, base, config)
     except Exception:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "hub-browser-failure.png"))
+        page.screenshot(path=str(ARTIFACTS / "hub-browser-failure.png"), full_page=True)
+        outputs = page.locator(".jp-Notebook .jp-OutputArea").all_inner_texts()
+        tiles = page.evaluate("() => [...document.querySelectorAll('img.leaflet-tile')].map("
+                              "t => [t.src, t.complete, t.naturalWidth, t.className])")
+        fetched = page.evaluate("async u => { try { const r = await fetch(u); return [r.status, r.url, "
+                                "(await r.text()).slice(0, 500)]; } catch (e) { return String(e); } }",
+                                tiles[0][0]) if tiles else None
+        (ARTIFACTS / "hub-browser-failure.txt").write_text(json.dumps({"outputs": outputs, "tiles": tiles,
+                                                                       "fetched": fetched, "net": net[:80]},
+                                                                      indent=1))
         raise
     finally:
         browser.close()
@@ -143,3 +158,15 @@ def _drive(page, base, config) -> None:
     page.wait_for_selector(".jp-OutputArea-output:has-text('STOPPED Cluster stopped.')", timeout=60_000)
     outputs = page.locator(".jp-Notebook .jp-Cell").nth(2).inner_text()
     assert "Traceback" not in outputs and "500" not in outputs, outputs[-500:]
+    # A map's base layer: the browser fetches tiles through the hub's /services/tiles (its login
+    # decides; the tile service itself answers only the stack's account and token holders).
+    _run_cell(page, 3)
+    page.wait_for_selector(".eolab-map .leaflet-container", timeout=60_000)
+    page.wait_for_function(
+        "() => { const tiles = [...document.querySelectorAll('.eolab-map img.leaflet-tile')];"
+        " return tiles.length > 0 && tiles.every(t => t.src.includes('/services/tiles/base/'))"
+        " && tiles.every(t => t.complete && t.naturalWidth === 256"
+        " && t.classList.contains('leaflet-tile-loaded')); }", timeout=60_000)
+    # The stopped cluster's client, collected later, printed nothing into this cell.
+    later = page.locator(".jp-Notebook .jp-Cell").nth(3).locator(".jp-OutputArea").inner_text()
+    assert "Exception ignored" not in later and "Traceback" not in later, later[:500]

@@ -502,12 +502,37 @@ def test_services_refuse_tokens_without_access(demo_hub, alice):
             gateway.list_clusters()
 
 
-def test_tile_service_needs_a_token(demo_hub, alice):
+def test_tile_service_needs_a_token(demo_hub, alice, alice_kernel):
     if not hub._app_exists(hub.TILES_APP):
         pytest.skip(f"the tile service ({hub.TILES_APP}) does not exist yet; the hub runs it once it does")
     url = f"{url_of(demo_hub)}/services/tiles/styles"
     assert httpx.get(url, timeout=30).status_code == 401
     assert httpx.get(url, headers={"Authorization": f"token {alice.token}"}, timeout=30).status_code == 200
+    # Browsers: a map's tiles carry the pass the user's kernel got from the gate (a burst of image
+    # requests cannot each log in through the hub); no pass, or a forged one, gets no tiles.
+    tile = f"{url_of(demo_hub)}/services/tiles/base/10/560/360.png"
+    image = {"Sec-Fetch-Mode": "no-cors", "Accept": "image/*"}
+    assert httpx.get(tile, headers=image, timeout=30).status_code == 401
+    out = alice.run(alice_kernel, "import eolab.tiles\nprint('BASE', eolab.tiles.base_tiles())")
+    template = out.split("BASE ", 1)[1].split()[0]
+    assert template.startswith(f"/services/tiles/base/{{z}}/{{x}}/{{y}}.png?eolab_pass={alice.username}."), out
+    answer = httpx.get(url_of(demo_hub) + template.format(z=10, x=560, y=360), headers=image, timeout=30)
+    assert answer.status_code == 200 and answer.content.startswith(b"\x89PNG"), answer.text[:200]
+    user, expiry, signature = template.split("eolab_pass=")[1].split(".")
+    for forged in (f"{user}.{int(expiry) + 1}.{signature}", f"{user}.{expiry}.{'0' * 64}"):
+        refused = httpx.get(f"{tile}?eolab_pass={forged}", headers=image, timeout=30)
+        assert refused.status_code == 401 and "pass is not valid" in refused.text
+    # The pass is handed out only to hub logins, and opens tiles only, never the catalogue gate.
+    assert httpx.get(f"{url_of(demo_hub)}/services/tiles/_gate/pass", timeout=30).status_code == 401
+    catalog = httpx.get(f"{url_of(demo_hub)}/services/catalog/collections?eolab_pass={user}.{expiry}.{signature}",
+                        timeout=30)
+    assert catalog.status_code == 401
+    # Panel's own static files (public JavaScript and CSS) load without a pass.
+    import panel
+
+    css = httpx.get(f"{url_of(demo_hub)}/services/tiles/static/panel/{panel.__version__}/dist/css/button.css",
+                    timeout=30)
+    assert css.status_code == 200 and "text/css" in css.headers["content-type"]
 
 
 # --- limits and faults ----------------------------------------------------------------------

@@ -183,10 +183,14 @@ def internal_urls(config) -> dict[str, str]:
     urls = {f"member {m.id}": config.member_url(m) + "/search?limit=1" for m in config.demo_members}
     urls["workspace collections"] = config.member_url(config.member("workspace")) + "/collections"
     urls["broker"] = config.broker_url + "/search?limit=1"
+    # The tile service: its base layer (rendered from the stack's files) and a quicklook of an item,
+    # which it reads from the guarded member and asset server on the caller's behalf.
+    urls["tiles base layer"] = config.tiles_url + "/base/info"
+    urls["tiles styles"] = config.tiles_url + "/styles"
     return urls
 
 
-def test_members_and_broker_refuse_another_account_without_the_token(catalog_stack, stranger):
+def test_members_broker_and_tiles_refuse_another_account_without_the_token(catalog_stack, stranger):
     config = catalog_stack
     token = _guard.read_secret(_guard.token_file(config.run_dir))
     assert token

@@ -253,3 +253,20 @@ def test_input_bands_follow_the_items_mask():
     # an L2A item without SCL: no detector (it needs top-of-atmosphere input), the optical bands only
     bare = {**l2a, "assets": {k: v for k, v in l2a["assets"].items() if not k.upper().startswith("SCL")}}
     assert water.input_bands([bare]) == water.OPTICAL_BANDS
+
+
+def test_band_checks_look_up_each_providers_profile_once(monkeypatch):
+    """A season of items from one provider is one profile lookup (each may read the catalogue
+    configuration), in carries_scl, has_bands and load_cube's planning alike."""
+    from eolab.data import load
+
+    l2a = _real("S2A_MSIL2A_20220217")
+    items = [{**l2a, "id": f"{l2a['id']}-{i}", "collection": "CDSE|sentinel-2-l2a"} for i in range(30)]
+    calls = []
+    real = load._profile_for
+    monkeypatch.setattr(load, "_profile_for", lambda provider, profile: calls.append(provider) or real(provider, profile))
+    assert load.carries_scl(items)
+    assert len(calls) == 1
+    assert load.has_bands(items, ["red", "nir"])
+    assert len(calls) == 2
+    assert not load.has_bands(items, ["red", "no-such-band"])

@@ -97,3 +97,23 @@ def test_orphan_preload_stops_a_scheduler_without_clients(monkeypatch):
             return scheduler.status.name
 
     assert asyncio.run(scenario()) in ("closed", "closing")
+
+
+def test_a_gateway_client_closed_by_its_cluster_is_not_closed_again_on_collection():
+    """dask-gateway's Gateway.__del__ closes again after GatewayCluster.close did; with a stopped
+    loop that raised, and the notebook showed "Exception ignored in Gateway.__del__" in the next cell."""
+    import gc
+    import sys
+
+    from eolab.compute._cluster import _gateway
+
+    unraisable = []
+    hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        gateway = _gateway(address="http://127.0.0.1:9", auth="basic")
+        gateway.close()  # what GatewayCluster.close does
+        del gateway  # its __del__ closes again
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    assert unraisable == []

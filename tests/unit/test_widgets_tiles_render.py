@@ -10,7 +10,7 @@ import pytest
 
 from eolab.config import DEFAULT_CONFIG, load_config
 from eolab.errors import EolabError
-from eolab.tiles import asset_tiles, base_tiles, item_tiles, tile_service
+from eolab.tiles import asset_tiles, base_tiles, item_tiles, panel_cdn_root, request_headers, tile_service
 from eolab.tiles._render import RAMP, STYLES, band_assets, colourise, ndvi, physical
 
 
@@ -80,10 +80,94 @@ def test_tiles_url_comes_from_the_environment(monkeypatch):
     assert base_tiles() == "http://127.0.0.1:9999/base/{z}/{x}/{y}.png"
 
 
+def test_browsers_get_the_hubs_tile_address_and_the_kernel_the_service_itself(monkeypatch):
+    """On the hub, map layers and Panel's files go through /services/tiles (its login decides);
+    the kernel's own requests go to the service with the service token, to loopback only."""
+    monkeypatch.setenv("EOLAB_TILES_URL", "http://127.0.0.1:9999")
+    monkeypatch.setenv("EOLAB_TILES_BROWSER_URL", "/services/tiles/")
+    monkeypatch.setenv("EOLAB_SERVICE_TOKEN", "s3cret")
+    monkeypatch.delenv("EOLAB_TILES_PASS_URL", raising=False)  # not in a hub server: no map pass
+    assert base_tiles() == "/services/tiles/base/{z}/{x}/{y}.png"
+    assert panel_cdn_root() == "/services/tiles/static/panel/"
+    assert item_tiles(s2_item(), "ndvi").startswith("/services/tiles/item/{z}/{x}/{y}.png?")
+    hrefs = {"red": "http://127.0.0.1:1/a.tif", "nir": "http://127.0.0.1:1/b.tif"}
+    assert asset_tiles(hrefs, "ndvi").startswith("/services/tiles/assets/")
+    # An explicit address wins (a notebook pointing at another tile service).
+    assert base_tiles("http://127.0.0.1:7/") == "http://127.0.0.1:7/base/{z}/{x}/{y}.png"
+    assert request_headers("http://127.0.0.1:9999/base/info") == {"Authorization": "Bearer s3cret"}
+    assert request_headers("https://tiles.example.org/base/info") == {}
+    monkeypatch.delenv("EOLAB_SERVICE_TOKEN")
+    assert request_headers("http://127.0.0.1:9999/base/info") == {}
+
+
 def test_tile_service_follows_the_port_offset(tmp_path):
     config = load_config(DEFAULT_CONFIG, data_dir=str(tmp_path), port_offset=1000)
     service = tile_service(config)
     assert service.name == "tiles" and service.port == 9730 and service.ready_path == "/_health"
     assert service.cmd[service.cmd.index("--host") + 1] == "127.0.0.1" and "eolab.tiles.app:create_app" in service.cmd
     assert service.env["EOLAB_TILES_BASE_DIR"] == str(Path(tmp_path).resolve())
+    # Its guard must see the real peer, not a forwarded-for header.
+    assert "--no-proxy-headers" in service.cmd
     assert tile_service(config, port=12345).port == 12345
+
+
+def test_a_map_pass_is_genuine_unexpired_and_its_users_own():
+    from eolab.tiles import _pass
+
+    key = _pass.key("service-token")
+    value = _pass.mint(key, "alice", now=1000.0, lifetime=60)
+    assert _pass.verify(key, value, now=1059.0) == "alice"
+    assert _pass.verify(key, value, now=1061.0) is None  # expired
+    assert _pass.verify(_pass.key("another-token"), value, now=1000.0) is None  # not this hub's
+    user, expiry, signature = value.split(".")
+    assert _pass.verify(key, f"bob.{expiry}.{signature}", now=1000.0) is None  # renamed
+    assert _pass.verify(key, f"alice.{int(expiry) + 10**6}.{signature}", now=1000.0) is None  # extended
+    for broken in (None, "", "alice", "alice.x.y", f"alice.{expiry}.", "..."):
+        assert _pass.verify(key, broken, now=1000.0) is None
+    with pytest.raises(ValueError):
+        _pass.mint(key, "a.b")
+
+
+def test_maps_in_a_hub_server_carry_one_pass_asked_once_with_the_hub_token(monkeypatch):
+    """A hub kernel asks the gate once (with its hub token) and puts the pass in every tile URL."""
+    import http.server
+    import json
+    import threading
+
+    import eolab.tiles as tiles
+
+    asked = []
+
+    class Gate(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append((self.path, self.headers.get("Authorization")))
+            ok = self.headers.get("Authorization") == "token hub-token"
+            body = json.dumps({"pass": "alice.99999999999.abc"} if ok else {"error": "no"}).encode()
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Gate)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(tiles, "_pass_cache", {})
+        monkeypatch.setenv("EOLAB_TILES_URL", "http://127.0.0.1:9999")
+        monkeypatch.setenv("EOLAB_TILES_BROWSER_URL", "/services/tiles")
+        monkeypatch.setenv("EOLAB_TILES_PASS_URL", f"http://127.0.0.1:{server.server_port}/services/tiles/_gate/pass")
+        monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "hub-token")
+        assert base_tiles() == "/services/tiles/base/{z}/{x}/{y}.png?eolab_pass=alice.99999999999.abc"
+        query = parse_qs(urlsplit(item_tiles(s2_item(), "ndvi")).query)
+        assert query["eolab_pass"] == ["alice.99999999999.abc"] and query["style"] == ["ndvi"]
+        assert asked == [("/services/tiles/_gate/pass", "token hub-token")]  # asked once, then kept
+        # A refused request leaves maps without a pass and says so.
+        monkeypatch.setattr(tiles, "_pass_cache", {})
+        monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "wrong")
+        with pytest.warns(UserWarning, match="no map pass"):
+            assert base_tiles() == "/services/tiles/base/{z}/{x}/{y}.png"
+    finally:
+        server.shutdown()

@@ -44,10 +44,31 @@ def gateway_configured() -> bool:
     return bool(dask.config.get("gateway.address", None))
 
 
-def _gateway():
+def _quiet_second_close() -> None:
+    """dask-gateway's ``Gateway.__del__`` closes the client again after its cluster closed it; with
+    today's distributed the stopped loop then raises, and "Exception ignored in Gateway.__del__"
+    lands in whichever notebook cell runs next. A closed client has nothing left to close."""
     from dask_gateway import Gateway
 
-    return Gateway()
+    original = Gateway.__del__
+    if getattr(original, "eolab_quiet", False):
+        return
+
+    def __del__(self):
+        try:
+            original(self)
+        except RuntimeError:  # "Accessing the loop property while the loop is not running"
+            pass
+
+    __del__.eolab_quiet = True
+    Gateway.__del__ = __del__
+
+
+def _gateway(**kwargs):
+    from dask_gateway import Gateway
+
+    _quiet_second_close()
+    return Gateway(**kwargs)
 
 
 def _explain(exc: Exception) -> ComputeError:

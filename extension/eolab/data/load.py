@@ -183,17 +183,29 @@ def _scl_key(view: dict, profile: Any) -> str | None:
     return key if key.split("_")[0].lower() == "scl" or "cloud_high_probability" in classes else None
 
 
+def _profiles(views: list[dict], profile: Any) -> list:
+    """Each item's profile, looked up once per provider (a lookup may read the catalogue configuration)."""
+    by_provider: dict = {}
+    out = []
+    for view in views:
+        provider = _provider(view)
+        if provider not in by_provider:
+            by_provider[provider] = _profile_for(provider, profile)
+        out.append(by_provider[provider])
+    return out
+
+
 def carries_scl(items: Any, profile: Any = None) -> bool:
     """True when every item has an SCL asset: what ``mask="auto"`` masks clouds with."""
     views = [_view(entry) for entry in _as_entries(items)]
-    return all(_scl_key(view, _profile_for(_provider(view), profile)) for view in views)
+    return all(_scl_key(view, prof) for view, prof in zip(views, _profiles(views, profile)))
 
 
 def has_bands(items: Any, bands: Sequence[str], profile: Any = None) -> bool:
     """True when every item has an asset for each of ``bands`` (names as :func:`load_cube` takes them)."""
     views = [_view(entry) for entry in _as_entries(items)]
-    return all(profiles_mod.resolve_band(view, band, _profile_for(_provider(view), profile)) is not None
-               for view in views for band in bands)
+    return all(profiles_mod.resolve_band(view, band, prof) is not None
+               for view, prof in zip(views, _profiles(views, profile)) for band in bands)
 
 
 def load_cube(
@@ -243,9 +255,7 @@ def load_cube(
     _check_one_collection(entries)
     views = [_view(entry) for entry in entries]
     providers = [_provider(view) for view in views]
-    by_provider: dict = {}
-    profiles = [by_provider.setdefault(p, _profile_for(p, profile)) if profile is None or isinstance(profile, str)
-                else _profile_for(p, profile) for p in providers]
+    profiles = _profiles(views, profile)
 
     if bands:
         bands = list(bands)

@@ -181,7 +181,7 @@ def up(config: StackConfig, progress: bool = True) -> list[ServiceStatus]:
     data_dir = Path(config.data_dir).resolve()
     service_token, fresh = _guard.ensure_secret(_guard.token_file(run_dir))
     if fresh:  # running services would still know no token (or an older one)
-        for name in ["broker", *(f"member-{m.id}" for m in config.demo_members)]:
+        for name in ["broker", "tiles", *(f"member-{m.id}" for m in config.demo_members)]:
             _services.stop(run_dir, name)
     token = None
     if any(m.is_workspace for m in config.demo_members):

@@ -13,8 +13,8 @@ from urllib.parse import urlencode
 
 from eolab.tiles._render import STYLES
 
-__all__ = ["STYLES", "DEFAULT_PORT", "tiles_url", "item_tiles", "asset_tiles", "base_tiles", "panel_cdn_root",
-           "serve", "tile_service"]
+__all__ = ["STYLES", "DEFAULT_PORT", "tiles_url", "browser_url", "map_pass", "request_headers", "item_tiles",
+           "asset_tiles", "base_tiles", "panel_cdn_root", "serve", "tile_service"]
 
 DEFAULT_PORT = 8730
 
@@ -26,6 +26,62 @@ def tiles_url(url: str | None = None) -> str:
     url = settings.required(url or settings.client().tiles_url, "tile service URL", "EOLAB_TILES_URL",
                             hint="pass tiles_url or set EOLAB_TILES_URL (eolab up starts one)")
     return url.rstrip("/")
+
+
+def browser_url(url: str | None = None) -> str:
+    """Where browsers fetch tiles and Panel's files: ``url``, else ``$EOLAB_TILES_BROWSER_URL``, else
+    :func:`tiles_url`. On the hub that is ``/services/tiles`` (its login decides), while the kernel
+    talks to the service itself with the service token."""
+    from eolab import settings
+
+    if url:
+        return url.rstrip("/")
+    return (settings.client().tiles_browser_url or tiles_url()).rstrip("/")
+
+
+_pass_cache: dict[str, tuple[str, float]] = {}
+
+
+def map_pass(url: str | None = None) -> dict[str, str]:
+    """The query parameter a browser's tile requests carry through the hub's gate (empty when maps
+    talk to a tile service directly): one pass per kernel from ``$EOLAB_TILES_PASS_URL``, asked with
+    the kernel's hub token and kept until a day before it expires (see :mod:`eolab.tiles._pass`)."""
+    import os
+    import time
+    import warnings
+
+    from eolab import settings
+    from eolab.tiles import _pass
+
+    conf = settings.client()
+    endpoint, token = conf.tiles_pass_url, os.environ.get("JUPYTERHUB_API_TOKEN")
+    if url or not conf.tiles_browser_url or not endpoint or not token:
+        return {}
+    cached = _pass_cache.get(endpoint)
+    if cached and cached[1] > time.time() + 24 * 3600:
+        return {_pass.PARAM: cached[0]}
+    import httpx
+
+    try:
+        response = httpx.get(endpoint, headers={"Authorization": f"token {token}"}, timeout=10)
+        response.raise_for_status()
+        value = response.json()["pass"]
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        warnings.warn(f"the hub's tile gate gave no map pass ({exc}); map tiles will not load. "
+                      "Restart your server if this persists.", stacklevel=3)
+        return {}
+    _pass_cache[endpoint] = (value, time.time() + _pass.LIFETIME)
+    return {_pass.PARAM: value}
+
+
+def request_headers(url: str) -> dict[str, str]:
+    """Headers for this process's own requests to the tile service: the stack's service token, to
+    loopback addresses only (the service answers other accounts with it only)."""
+    from eolab import settings
+    from eolab._guard import is_loopback_url
+
+    token = settings.client().service_token
+    return {"Authorization": f"Bearer {token}"} if token and is_loopback_url(url) else {}
 
 
 def _self_href(item: Any) -> str | None:
@@ -48,12 +104,12 @@ def item_tiles(item: Any, style: str = "truecolor", url: str | None = None) -> s
     from eolab.tiles._render import style as get_style
 
     the_style = get_style(style)
-    base = tiles_url(url)
+    base = browser_url(url)
     if isinstance(item, str):
-        return f"{base}/item/{{z}}/{{x}}/{{y}}.png?" + urlencode({"url": item, "style": style})
+        return f"{base}/item/{{z}}/{{x}}/{{y}}.png?" + urlencode({"url": item, "style": style, **map_pass(url)})
     href = _self_href(item)
     if href:
-        return f"{base}/item/{{z}}/{{x}}/{{y}}.png?" + urlencode({"url": href, "style": style})
+        return f"{base}/item/{{z}}/{{x}}/{{y}}.png?" + urlencode({"url": href, "style": style, **map_pass(url)})
     data = item.to_dict() if hasattr(item, "to_dict") else item
     return asset_tiles({n: a["href"] for n, a in band_assets(data, the_style.bands).items()}, style, url=url,
                        **dict(zip(("scale", "offset", "nodata"),
@@ -66,20 +122,21 @@ def asset_tiles(hrefs: dict[str, str], style: str = "truecolor", url: str | None
     from eolab.tiles._render import style as get_style
 
     get_style(style)
-    params = {"style": style, **hrefs, "scale": scale, "offset": offset}
+    params = {"style": style, **hrefs, "scale": scale, "offset": offset, **map_pass(url)}
     if nodata is not None:
         params["nodata"] = nodata
-    return f"{tiles_url(url)}/assets/{{z}}/{{x}}/{{y}}.png?" + urlencode(params)
+    return f"{browser_url(url)}/assets/{{z}}/{{x}}/{{y}}.png?" + urlencode(params)
 
 
 def panel_cdn_root(url: str | None = None) -> str:
     """What ``PANEL_CDN_ROOT`` should be so notebook plots load Panel's files from the tile service."""
-    return f"{tiles_url(url)}/static/panel/"
+    return f"{browser_url(url)}/static/panel/"
 
 
 def base_tiles(url: str | None = None) -> str:
     """The offline base layer (demo area, true colour)."""
-    return f"{tiles_url(url)}/base/{{z}}/{{x}}/{{y}}.png"
+    query = urlencode(map_pass(url))
+    return f"{browser_url(url)}/base/{{z}}/{{x}}/{{y}}.png" + (f"?{query}" if query else "")
 
 
 def trusted_prefixes(config) -> list[str]:
@@ -90,16 +147,25 @@ def trusted_prefixes(config) -> list[str]:
 
 
 def service_env(config) -> dict[str, str]:
-    """The tile service's environment for a stack: its base layer and what it may read."""
-    return {"EOLAB_TILES_BASE_DIR": str(Path(config.data_dir).resolve()),
-            "EOLAB_TILES_ALLOW": ",".join(trusted_prefixes(config))}
+    """The tile service's environment for a stack: its base layer, what it may read, and the service
+    token other accounts must send (read from the stack's run directory when this process may)."""
+    from eolab import _guard
+
+    env = {"EOLAB_TILES_BASE_DIR": str(Path(config.data_dir).resolve()),
+           "EOLAB_TILES_ALLOW": ",".join(trusted_prefixes(config))}
+    token = _guard.read_secret(_guard.token_file(config.run_dir))
+    if token:
+        env["EOLAB_SERVICE_TOKEN"] = token
+    return env
 
 
 def _service(host: str, port: int, env: dict[str, str], name: str = "tiles"):
     from eolab import _services
 
     cmd = [sys.executable, "-m", "uvicorn", "eolab.tiles.app:create_app", "--factory", "--host", host,
-           "--port", str(port), "--log-level", "warning", "--no-access-log"]
+           "--port", str(port), "--log-level", "warning", "--no-access-log",
+           # The guard reads the real peer (a forged X-Forwarded-For must not replace it).
+           "--no-proxy-headers"]
     return _services.Service(name=name, cmd=cmd, port=port, env=env, ready_path="/_health", host=host)
 
 

@@ -214,6 +214,12 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
     app = FastAPI(title="eolab quicklook tiles", openapi_url="/api", docs_url=None, redoc_url=None)
     # JupyterLab pages load tiles cross-origin.
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET"], allow_headers=["*"])
+    if conf.service_token:
+        # Started by the stack or the hub: other local accounts need the service token (browsers on
+        # the hub come through its login-checked /services/tiles gate, which runs as the stack's account).
+        from eolab._guard import ServiceGuard
+
+        app.add_middleware(ServiceGuard, tokens=[conf.service_token])
     app.state.base = base
 
     @app.exception_handler(EolabError)

@@ -42,10 +42,12 @@ def base_layer(basemap: Any = None, tiles_url: str | None = None):
 def _base_center(tiles_url: str | None) -> tuple[float, float]:
     import httpx
 
+    from eolab.tiles import request_headers
     from eolab.tiles import tiles_url as get_url
 
     try:
-        info = httpx.get(f"{get_url(tiles_url)}/base/info", timeout=3).json()
+        url = f"{get_url(tiles_url)}/base/info"
+        info = httpx.get(url, headers=request_headers(url), timeout=3).json()
         return tuple(info["center"]) if info.get("center") else DEMO_CENTER
     except (EolabError, httpx.HTTPError, ValueError, KeyError, TypeError):
         return DEMO_CENTER
