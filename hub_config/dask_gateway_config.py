@@ -40,6 +40,12 @@ else:
     c.DaskGateway.backend_class = "eolab.compute._server.EolabUnsafeLocalBackend"
     c.LocalBackend.clusters_directory = str(S.hub_dir / "clusters")
 
+def _service_token() -> str:
+    from eolab import _guard
+
+    return _guard.read_secret(_guard.token_file(S.run_dir)) or ""
+
+
 # distributed 2026.x has no dask-scheduler/dask-worker scripts: absolute `dask` subcommands.
 DASK = os.path.join(S.venv_bin, "dask")
 c.ClusterConfig.scheduler_cmd = [DASK, "scheduler"]
@@ -48,6 +54,9 @@ c.ClusterConfig.environment = {
     **S.marker,
     "EOLAB_ORPHAN_TIMEOUT": str(S.cluster_orphan_timeout),
     "EOLAB_CATALOG_URL": S.catalog_url or "",
+    # Workers read the stack's asset server, which answers other accounts with the service token only.
+    "EOLAB_ASSETS_URL": S.assets_url or "",
+    "EOLAB_SERVICE_TOKEN": _service_token(),
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "PATH": f"{S.venv_bin}:/usr/bin:/bin",
 }

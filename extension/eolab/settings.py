@@ -38,6 +38,8 @@ class ClientSettings(BaseSettings):
     tiles_pass_url: str | None = Field(None, description="where a hub kernel gets the pass its maps' tile URLs "
                                                          "carry through the hub (eolab.tiles._pass)")
     workspace_url: str | None = Field(None, description="the writable workspace member (publishing)")
+    assets_url: str | None = Field(None, description="the stack's asset server (demo COGs); reads of it carry "
+                                                     "the service token")
     workspace_token: str | None = Field(None, description="bearer token for direct writes to the workspace")
     service_token: str | None = Field(None, description="read token of the stack's internal services, sent to "
                                                         "loopback URLs only (the hub sets it for its users)")

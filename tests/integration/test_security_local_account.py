@@ -187,10 +187,15 @@ def internal_urls(config) -> dict[str, str]:
     # which it reads from the guarded member and asset server on the caller's behalf.
     urls["tiles base layer"] = config.tiles_url + "/base/info"
     urls["tiles styles"] = config.tiles_url + "/styles"
+    urls["asset server (a COG)"] = f"{config.assets_url}/{_a_cog(config)}"
     return urls
 
 
-def test_members_broker_and_tiles_refuse_another_account_without_the_token(catalog_stack, stranger):
+def _a_cog(config) -> str:
+    return next(Path(config.data_dir).resolve().rglob("*.tif")).relative_to(Path(config.data_dir).resolve()).as_posix()
+
+
+def test_members_broker_tiles_and_assets_refuse_another_account_without_the_token(catalog_stack, stranger):
     config = catalog_stack
     token = _guard.read_secret(_guard.token_file(config.run_dir))
     assert token
@@ -271,3 +276,46 @@ def test_service_logs_are_private_and_hold_no_secrets(catalog_stack, stranger):
         with parents_open(real), _opened(real.parent):
             probe = as_user(stranger, "cat", str(real))
         assert probe.returncode != 0 and "Permission denied" in probe.stderr, (log.name, probe.stdout[:200])
+
+
+READ = """
+from rasterio.windows import Window
+from eolab.data import access
+from eolab.errors import EolabError
+
+def read(uri):
+    import rasterio
+    with rasterio.open(uri) as src:
+        return src.read(1, window=Window(0, 0, 16, 16))
+
+try:
+    print("pixels", access.read_with_access(access.AccessSpec("demo", retries=0), URL, read).size)
+except EolabError as exc:
+    print("refused", exc)
+"""
+
+
+def test_a_kernel_as_another_account_reads_assets_only_with_the_hub_given_token(catalog_stack, stranger):
+    """GDAL in a hub user's kernel or worker (another account) sends the service token to the stack's
+    asset server, and to no other address; without it the read is refused."""
+    import sys
+
+    config = catalog_stack
+    token = _guard.read_secret(_guard.token_file(config.run_dir))
+    src = str(Path(_guard.__file__).resolve().parents[1])
+    url = f"{config.assets_url}/{_a_cog(config)}"
+    code = f"URL = {url!r}\n" + READ
+    env = {"PYTHONPATH": src, "EOLAB_ASSETS_URL": config.assets_url, "HOME": "/tmp",
+           "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+    with parents_open(Path(sys.executable)), parents_open(Path(src) / "eolab"):
+        refused = as_user(stranger, sys.executable, "-c", code, env=env)
+        allowed = as_user(stranger, sys.executable, "-c", code, env={**env, "EOLAB_SERVICE_TOKEN": token})
+        # The token is for the asset server only: another loopback address does not get it.
+        elsewhere = as_user(stranger, sys.executable, "-c",
+                            "from eolab.data import access\n"
+                            f"print(access.service_headers({config.broker_url + '/x'!r}), "
+                            f"access.service_headers({url!r}) == {{'Authorization': 'Bearer ' + {token!r}}})",
+                            env={**env, "EOLAB_SERVICE_TOKEN": token})
+    assert refused.stdout.startswith("refused") and "401" in refused.stdout, refused.stdout + refused.stderr
+    assert allowed.stdout.strip() == "pixels 256", allowed.stdout + allowed.stderr
+    assert elsewhere.stdout.strip() == "{} True", elsewhere.stdout + elsewhere.stderr

@@ -93,6 +93,9 @@ class Reader:
     def dataset(self, href: str) -> Any:
         import rasterio
 
+        from eolab.data.access import ensure_service_access
+
+        ensure_service_access()  # the stack's asset server wants the service token from hub users
         if href not in self._open:
             self._open[href] = rasterio.open(href)
         return self._open[href]

@@ -233,12 +233,48 @@ def _chain_text(exc: BaseException) -> str:
     return " <- ".join(p for p in parts if p)
 
 
+_SERVICE_ACCESS: dict[str, str] = {}  # the asset server URL -> the token GDAL was given for it
+
+
+def service_headers(uri: str) -> dict[str, str]:
+    """The stack's service token for a URL of its own asset server (from ``$EOLAB_ASSETS_URL``), else
+    nothing: the asset server answers other accounts (hub users' kernels and workers) with it only."""
+    from eolab import settings
+
+    conf = settings.client()
+    base = (conf.assets_url or "").rstrip("/")
+    if not base or not conf.service_token or not uri.startswith(base + "/"):
+        return {}
+    return {"Authorization": f"Bearer {conf.service_token}"}
+
+
+def ensure_service_access() -> None:
+    """Let GDAL send the service token to the stack's asset server, and only there: a GDAL option
+    for that URL prefix (VSISetPathSpecificOption, GDAL >= 3.6; rasterio has no binding, hence
+    ctypes), so it holds in every thread of this process (Dask's, the read-ahead pool) and never
+    reaches another host. Cheap after the first call; a changed token is set again."""
+    from eolab import settings
+
+    conf = settings.client()
+    base = (conf.assets_url or "").rstrip("/")
+    if not base or not conf.service_token or _SERVICE_ACCESS.get(base) == conf.service_token:
+        return
+    library = _gdal_library()
+    if library is None:
+        log.warning("GDAL cannot be given the service token (libgdal not found): reads of %s may be refused", base)
+        return
+    with _CREDENTIALS_LOCK:
+        library.VSISetPathSpecificOption(f"/vsicurl/{base}/".encode(), b"GDAL_HTTP_HEADERS",
+                                         f"Authorization: Bearer {conf.service_token}".encode())
+        _SERVICE_ACCESS[base] = conf.service_token
+
+
 def _probe_status(uri: str) -> int | None:
     """The HTTP status of a one-byte read of ``uri`` (None when it does not answer)."""
     import httpx
 
     try:
-        return httpx.get(uri, headers={"Range": "bytes=0-0"}, timeout=10).status_code
+        return httpx.get(uri, headers={"Range": "bytes=0-0", **service_headers(uri)}, timeout=10).status_code
     except httpx.HTTPError:
         return None
 
@@ -333,6 +369,7 @@ def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
     conf = settings.access()
     retries = spec.retries if conf.read_retries is None else conf.read_retries
     cap = _cap(spec) if cap is _NO_CAP else cap
+    ensure_service_access()
     renew = throttled = recalled = False
     attempt = -1
     while attempt < retries:

@@ -40,9 +40,17 @@ def create_app(directory: str | os.PathLike | None = None) -> Starlette:
         served["requests"] += scope["type"] == "http"
         await files(scope, receive, counting_send)
 
+    middleware = [Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD"],
+                             allow_headers=["Range", "Authorization"],
+                             expose_headers=["Content-Range", "Content-Length"])]
+    token = settings.services().service_token
+    if token:
+        # Started by the stack: other local accounts (hub users' kernels and workers, whose GDAL
+        # sends it: eolab.data.access.ensure_service_access) need the service token.
+        from eolab._guard import ServiceGuard
+
+        middleware.insert(0, Middleware(ServiceGuard, tokens=[token]))
     return Starlette(
         routes=[Route("/_health", health), Route("/_served", count), Mount("/", app=counted)],
-        # Browsers (tile previews, JupyterLab) fetch COGs cross-origin.
-        middleware=[Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD"],
-                               allow_headers=["Range"], expose_headers=["Content-Range", "Content-Length"])],
+        middleware=middleware,
     )

@@ -68,11 +68,11 @@ def _member_service(config: StackConfig, member: MemberConfig, cluster: Cluster,
     return _services.Service(name=f"member-{member.id}", cmd=cmd, port=member.port, env=env, host=config.host)
 
 
-def _assets_service(config: StackConfig) -> _services.Service:
+def _assets_service(config: StackConfig, service_token: str | None = None) -> _services.Service:
     cmd = [sys.executable, "-m", "uvicorn", "eolab.stack._assets:create_app", "--factory",
            "--host", config.host, "--port", str(config.assets.port), "--log-level", "warning",
-           "--no-access-log"]
-    env = {"EOLAB_ASSETS_DIR": str(Path(config.data_dir).resolve())}
+           "--no-access-log", "--no-proxy-headers"]  # the guard needs the real peer
+    env = {"EOLAB_ASSETS_DIR": str(Path(config.data_dir).resolve()), "EOLAB_SERVICE_TOKEN": service_token or ""}
     return _services.Service(name="assets", cmd=cmd, port=config.assets.port, env=env,
                              ready_path="/_health", host=config.host)
 
@@ -181,7 +181,7 @@ def up(config: StackConfig, progress: bool = True) -> list[ServiceStatus]:
     data_dir = Path(config.data_dir).resolve()
     service_token, fresh = _guard.ensure_secret(_guard.token_file(run_dir))
     if fresh:  # running services would still know no token (or an older one)
-        for name in ["broker", "tiles", *(f"member-{m.id}" for m in config.demo_members)]:
+        for name in ["broker", "tiles", "assets", *(f"member-{m.id}" for m in config.demo_members)]:
             _services.stop(run_dir, name)
     token = None
     if any(m.is_workspace for m in config.demo_members):
@@ -207,7 +207,7 @@ def up(config: StackConfig, progress: bool = True) -> list[ServiceStatus]:
     for member in config.demo_members:  # every up: also opens databases of a cluster made before roles
         cluster.grant(member.database, _postgres.WRITER if member.writable else _postgres.READER)
 
-    assets = _assets_service(config)
+    assets = _assets_service(config, service_token)
     statuses.append(ServiceStatus("assets", assets.url, _services.start(run_dir, assets)))
     for member in config.demo_members:
         if member.asset_port:
