@@ -193,3 +193,64 @@ def test_other_local_services_are_never_read(tiles, centre_item, catalog_stack, 
     # and the legitimate path still works: the catalogue's own item renders
     self_href = next(ln["href"] for ln in centre_item["links"] if ln["rel"] == "self")
     assert fetch(f"{tiles}/item/{tile.z}/{tile.x}/{tile.y}.png", url=self_href, style="ndvi").getextrema()[3][1] > 0
+
+
+def test_a_redirect_from_an_allowed_host_to_another_local_port_is_not_followed(catalog_stack, tmp_path):
+    """GDAL follows redirects itself; the tile service sends its requests through a proxy that checks
+    every hop. An allowed host redirecting to another loopback port gets no bytes from there, while
+    the allowed hosts still read."""
+    import functools
+    import http.server
+    import threading
+
+    from eolab import _services
+    from eolab.tiles import serve
+
+    hits = []
+
+    class Other(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            return super().do_GET()
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    cog = next(Path(catalog_stack.data_dir).resolve().rglob("*.tif"))
+    (tmp_path / "cog.tif").write_bytes(cog.read_bytes())
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Other, directory=str(tmp_path)))
+    secret = f"http://127.0.0.1:{other.server_address[1]}/cog.tif"
+
+    class Redirector(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", secret)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    redirector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirector)
+    for server in (other, redirector):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    allowed = f"http://127.0.0.1:{redirector.server_address[1]}"
+    run_dir = tmp_path / "run"
+    service = serve(run_dir, allow=[allowed, catalog_stack.assets_url], name="tiles-redirect")
+    try:
+        refused = httpx.get(f"{service.url}/cog/info", params={"url": f"{allowed}/cog.tif"}, timeout=60)
+        assert refused.status_code == 400, refused.text[:300]
+        assert "local, private or link-local address" in refused.json()["detail"] and secret in refused.json()["detail"]
+        assert hits == [], f"the tile service reached the redirect's target: {hits}"
+        # The legitimate path: an allowed host's COG is read as before (through the same proxy).
+        href = f"{catalog_stack.assets_url}/{cog.relative_to(Path(catalog_stack.data_dir).resolve()).as_posix()}"
+        info = httpx.get(f"{service.url}/cog/info", params={"url": href}, timeout=60)
+        assert info.status_code == 200 and info.json()["width"] > 0, info.text[:300]
+    finally:
+        _services.stop(run_dir, "tiles-redirect")
+        for server in (other, redirector):
+            server.shutdown()

@@ -62,3 +62,23 @@ def test_unresolvable_names_and_credentials_and_public_off():
     assert "credentials" in refusal("http://user:pw@storage.example/x.tif", TRUSTED, resolver=resolver)
     assert "not a catalogue or configured host" in refusal("https://storage.example/x.tif", TRUSTED,
                                                             allow_public=False, resolver=resolver)
+
+
+def test_the_egress_proxy_connects_to_the_address_it_checked():
+    """The proxy resolves a name once: the address it checked is the one it connects to (a second
+    lookup could answer with an inner address), and every hop of a redirect gets the same policy."""
+    from eolab.tiles._egress import checker
+
+    answers = {"tiles.example.org": [["93.184.216.34"], ["169.254.169.254"]], "127.0.0.1": [["127.0.0.1"]]}
+
+    def resolver(host, port):
+        return answers[host].pop(0) if len(answers[host]) > 1 else answers[host][0]
+
+    check = checker(["http://127.0.0.1:8740"], allow_public=True, resolver=resolver)
+    assert check("https://tiles.example.org/a.tif") == (None, "93.184.216.34")
+    problem, address = check("https://tiles.example.org/a.tif")  # now rebinds to the metadata address
+    assert address is None and "169.254.169.254" in problem
+    assert check("http://127.0.0.1:8740/cog.tif") == (None, "127.0.0.1")  # the stack's own, trusted
+    problem, address = check("http://127.0.0.1:5432/")  # another local port
+    assert address is None and "local, private or link-local" in problem
+    assert checker([], allow_public=False, resolver=resolver)("https://tiles.example.org/a.tif")[1] is None

@@ -210,6 +210,11 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
         allow = conf.tiles_allow_list
     base = BaseLayer(Path(base_dir).resolve() if base_dir else None)
     items = ItemSource(allow, allow_public=conf.tiles_public)
+    # GDAL follows redirects unchecked: all its requests go through a proxy applying the same policy.
+    from eolab.tiles._egress import EgressProxy, checker
+
+    egress = EgressProxy(checker(items.allow, items.allow_public))
+    os.environ["GDAL_HTTP_PROXY"] = egress.address
 
     app = FastAPI(title="eolab quicklook tiles", openapi_url="/api", docs_url=None, redoc_url=None)
     # JupyterLab pages load tiles cross-origin.
@@ -298,4 +303,17 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
     app.include_router(cog.router, prefix="/cog", tags=["COG"])
     app.include_router(stac.router, prefix="/stac", tags=["STAC"])
     add_exception_handlers(app, DEFAULT_STATUS_CODES)
+
+    from rasterio.errors import RasterioIOError
+
+    from eolab.tiles._egress import last_refusal
+
+    @app.exception_handler(RasterioIOError)
+    async def _io_error(request, exc: RasterioIOError):
+        # A read GDAL was refused by the egress proxy (a redirect to an address the service may not
+        # read) is the request's fault, and says why; other I/O failures keep titiler's answer.
+        refused = last_refusal() if "403" in str(exc) else None
+        if refused:
+            return JSONResponse({"detail": f"{refused[1]} (reached by a redirect: {refused[0]})"}, status_code=400)
+        return JSONResponse({"detail": str(exc)}, status_code=DEFAULT_STATUS_CODES.get(RasterioIOError, 500))
     return app

@@ -1,0 +1,152 @@
+"""The tile service's way out: every URL GDAL opens passes the address policy, redirects included.
+
+GDAL follows HTTP redirects itself and has no option to stop or check them, so an allowed URL (a
+public host, or a configured one) could send it on to the machine's other ports or to the cloud
+metadata address. The service therefore points GDAL at this forward proxy (``GDAL_HTTP_PROXY``),
+which checks each request, each redirect hop and each ``CONNECT`` tunnel with the same policy as
+the URLs users give (:mod:`eolab.tiles._policy`) and connects to the very address it checked (a
+name resolved twice could answer differently the second time). Plain http is forwarded one request
+per connection; https is tunnelled. None of our dependencies offers a filtering forward proxy, and
+the few lines of asyncio below are smaller than adding one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from urllib.parse import urlsplit
+
+from eolab.tiles import _policy
+
+log = logging.getLogger(__name__)
+
+Check = Callable[[str], "tuple[str | None, str | None]"]  # url -> (refusal, address to connect to)
+MAX_HEAD = 64 * 1024
+_DROP = ("proxy-", "connection:", "keep-alive:")
+REFUSED: collections.deque = collections.deque(maxlen=64)  # (when, url, why): GDAL only sees "403"
+
+
+def last_refusal(within: float = 60.0) -> tuple[str, str] | None:
+    """(url, why) of the proxy's latest refusal in the last ``within`` seconds, if any."""
+    if REFUSED and time.monotonic() - REFUSED[-1][0] < within:
+        return REFUSED[-1][1], REFUSED[-1][2]
+    return None
+
+
+def checker(trusted: Iterable[str], allow_public: bool, resolver=_policy.resolve) -> Check:
+    """(refusal or None, the checked address to connect to) for a URL, with the service's policy."""
+    trusted = list(trusted)
+
+    def check(url: str) -> tuple[str | None, str | None]:
+        seen: list[str] = []
+
+        def recording(host: str, port: int) -> list[str]:
+            seen.extend(resolver(host, port))
+            return seen
+
+        problem = _policy.refusal(url, trusted, allow_public=allow_public, resolver=recording)
+        if problem:
+            return problem, None
+        host = urlsplit(url).hostname or ""
+        if not seen:  # a trusted prefix: the policy did not need to resolve it
+            try:
+                seen = list(resolver(host, urlsplit(url).port or 80))
+            except OSError as exc:
+                return f"cannot resolve {host!r} ({exc})", None
+        return (None, seen[0]) if seen else (f"cannot resolve {host!r}", None)
+
+    return check
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(256 * 1024):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        try:
+            writer.close()
+        except (ConnectionError, RuntimeError):
+            pass
+
+
+def _refuse(writer: asyncio.StreamWriter, status: str, message: str) -> None:
+    body = message.encode()
+    writer.write(f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+                 "Connection: close\r\n\r\n".encode() + body)
+
+
+async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, check: Check) -> None:
+    try:
+        head = (await reader.readuntil(b"\r\n\r\n"))[:MAX_HEAD].decode("latin-1")
+        request_line, *lines = head.split("\r\n")
+        method, target, version = request_line.split(" ", 2)
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+        writer.close()
+        return
+    try:
+        if method == "CONNECT":
+            host, _, port = target.rpartition(":")
+            url = f"https://{host.strip('[]')}:{port}/"
+        else:
+            url = target
+            if method not in ("GET", "HEAD") or not url.startswith("http://"):
+                _refuse(writer, "405 Method Not Allowed", "the tile service reads with GET/HEAD over http(s) only")
+                return
+        problem, address = await asyncio.get_running_loop().run_in_executor(None, check, url)
+        if problem:
+            log.warning("tile service refused to read %s: %s", url, problem)
+            REFUSED.append((time.monotonic(), url, problem))
+            _refuse(writer, "403 Forbidden", problem)
+            return
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            up_reader, up_writer = await asyncio.open_connection(address, port)
+        except OSError as exc:
+            _refuse(writer, "502 Bad Gateway", f"{parts.hostname}:{port} is not answering ({exc})")
+            return
+        if method == "CONNECT":
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        else:
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            kept = [h for h in lines if h and not h.lower().startswith(_DROP)]
+            up_writer.write(f"{method} {path} {version}\r\n".encode("latin-1")
+                            + "".join(f"{h}\r\n" for h in [*kept, "Connection: close"]).encode("latin-1") + b"\r\n")
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+    finally:
+        try:
+            await writer.drain()
+            writer.close()
+        except (ConnectionError, RuntimeError):
+            pass
+
+
+class EgressProxy:
+    """The proxy on 127.0.0.1, on its own thread and event loop; ``address`` is for GDAL_HTTP_PROXY."""
+
+    def __init__(self, check: Check):
+        self._check = check
+        self._loop = asyncio.new_event_loop()
+        started = threading.Event()
+        self.address = ""
+
+        async def serve() -> None:
+            server = await asyncio.start_server(lambda r, w: _handle(r, w, self._check), "127.0.0.1", 0,
+                                                limit=MAX_HEAD)
+            self.address = "127.0.0.1:%d" % server.sockets[0].getsockname()[1]
+            started.set()
+            async with server:
+                await server.serve_forever()
+
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(serve(),), daemon=True,
+                                        name="eolab-tiles-egress")
+        self._thread.start()
+        if not started.wait(10):
+            raise RuntimeError("the tile service's egress proxy did not start")
