@@ -20,7 +20,7 @@ import os
 import re
 import sys
 import time
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import httpclient, ioloop, web, websocket
@@ -132,7 +132,7 @@ class GateMixin(HubOAuthenticated):
         if KIND == "gateway" and path.startswith(PREFIX + "api/"):
             return True  # dask-gateway authenticates API calls with the hub token itself
         if KIND == "tiles" and self.request.method in ("GET", "HEAD"):
-            if path.startswith(PREFIX + "static/"):
+            if path.startswith(PREFIX + "static/") and ".." not in unquote(path):
                 return True  # Panel's own JavaScript and CSS, public files
             if self.get_query_argument(tile_pass.PARAM, None) is not None:
                 # A map's tiles: the pass its user's kernel got (a burst of image requests cannot

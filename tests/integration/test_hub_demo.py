@@ -533,6 +533,8 @@ def test_tile_service_needs_a_token(demo_hub, alice, alice_kernel):
     css = httpx.get(f"{url_of(demo_hub)}/services/tiles/static/panel/{panel.__version__}/dist/css/button.css",
                     timeout=30)
     assert css.status_code == 200 and "text/css" in css.headers["content-type"]
+    sneaky = httpx.get(f"{url_of(demo_hub)}/services/tiles/static/%2e%2e/base/10/560/360.png", timeout=30)
+    assert sneaky.status_code == 401
 
 
 # --- limits and faults ----------------------------------------------------------------------
