@@ -124,8 +124,12 @@ def test_a_map_pass_is_genuine_unexpired_and_its_users_own():
     assert _pass.verify(key, f"alice.{int(expiry) + 10**6}.{signature}", now=1000.0) is None  # extended
     for broken in (None, "", "alice", "alice.x.y", f"alice.{expiry}.", "..."):
         assert _pass.verify(key, broken, now=1000.0) is None
+    # OIDC logins may hold dots; the pass still names them whole.
+    dotted = _pass.mint(key, "eolab-jane.doe", now=1000.0, lifetime=60)
+    assert _pass.verify(key, dotted, now=1000.0) == "eolab-jane.doe"
+    assert _pass.verify(key, "eolab-jane." + dotted.split(".", 2)[2], now=1000.0) is None  # another user
     with pytest.raises(ValueError):
-        _pass.mint(key, "a.b")
+        _pass.mint(key, "")
 
 
 def test_maps_in_a_hub_server_carry_one_pass_asked_once_with_the_hub_token(monkeypatch):
