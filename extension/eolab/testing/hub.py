@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from pathlib import Path
 
 import httpx
 
@@ -164,6 +165,24 @@ def hub_config_for_accounts(stack_config, prefix: str = "eolab-hub-", run_dir=No
     return stack_config.model_copy(update={"run_dir": run_dir})
 
 
+def _keep_logs(config, run_prefix: str) -> None:
+    """A hub that did not come up: its logs to ``test-artifacts/hub-logs/`` (the run directory is
+    removed afterwards) and the end of hub.log to stderr, so a CI failure says why."""
+    import shutil
+    import sys
+
+    logs = Path(config.run_dir) / "logs"
+    if not logs.is_dir():
+        return
+    target = Path(__file__).resolve().parents[3] / "test-artifacts" / "hub-logs" / run_prefix.strip("-")
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(logs, target, dirs_exist_ok=True)
+    hub_log = logs / "hub.log"
+    if hub_log.exists():
+        tail = hub_log.read_text(errors="replace").splitlines()[-40:]
+        print(f"--- end of {hub_log} (kept in {target}) ---", *tail, sep="\n", file=sys.stderr)
+
+
 @contextlib.contextmanager
 def running_demo_hub(stack_config, settings, run_prefix: str, run_dir=None):
     """A demo hub up for the length of a ``with`` block; yields the configuration it runs with.
@@ -189,7 +208,11 @@ def running_demo_hub(stack_config, settings, run_prefix: str, run_dir=None):
     if as_root:
         remove_system_users(accounts)
     try:
-        hub.up(config, settings)
+        try:
+            hub.up(config, settings)
+        except Exception:
+            _keep_logs(config, run_prefix)
+            raise
         yield config
     finally:
         hub.down(config, settings)
