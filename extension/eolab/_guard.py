@@ -97,6 +97,15 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
+def service_headers(url: str) -> dict[str, str]:
+    """What this process sends to the stack's internal services: the service token (if it has one),
+    to loopback addresses only, so it never leaves this machine."""
+    from eolab import settings
+
+    token = settings.client().service_token
+    return {"Authorization": f"Bearer {token}"} if token and is_loopback_url(url) else {}
+
+
 def refusal(authorization: str | None, tokens: Iterable[str]) -> tuple[int, str] | None:
     """(status, message) unless the Authorization header carries one of ``tokens`` (pure)."""
     if not authorization:

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import httpclient, ioloop, web, websocket
 
+from eolab.compute import _dashboard
 from eolab.hub.settings import read_resolved
 from eolab.stack.workspace import needs_token, write_allowed
 from eolab.tiles import _pass as tile_pass
@@ -56,10 +57,29 @@ def workspace_token() -> str | None:
         return None
 
 
+_files: dict[str, tuple[float, str | None]] = {}
+
+
+def read_cached(path) -> str | None:
+    """A small secret file's text, read again only when it changes (hot path: every tile)."""
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+    cached = _files.get(str(path))
+    if cached is None or cached[0] != mtime:
+        try:
+            cached = (mtime, open(path).read().strip() or None)
+        except OSError:
+            return None
+        _files[str(path)] = cached
+    return cached[1]
+
+
 def service_token() -> str | None:
     from eolab import _guard
 
-    return _guard.read_secret(_guard.token_file(S.run_dir))
+    return read_cached(_guard.token_file(S.run_dir))
 
 
 def pass_key() -> bytes:
@@ -67,6 +87,18 @@ def pass_key() -> bytes:
     if not token:
         raise web.HTTPError(503, "the gate cannot read the stack's service token")
     return tile_pass.key(token)
+
+
+def dashboard_headers(path: str) -> dict[str, str]:
+    """The key a cluster's dashboards want (sent only after the owner check in ``authorise``)."""
+    parts = path[len(PREFIX):].split("/") if path.startswith(PREFIX) else []
+    if KIND != "gateway" or len(parts) < 2 or parts[0] != "clusters":
+        return {}
+    try:
+        secret = _dashboard.hub_secret(json.loads(read_cached(S.secrets_file) or "{}"))
+    except ValueError:
+        return {}
+    return {_dashboard.HEADER: _dashboard.cluster_key(secret, parts[1])} if secret else {}
 
 
 def public_base(path: str) -> str:
@@ -189,6 +221,8 @@ class ProxyHandler(GateMixin, web.RequestHandler):
             # compressed answer was passed on as it was, with the upstream's internal address).
             headers.pop("Accept-Encoding", None)
         headers["X-Forwarded-Prefix"] = PREFIX.rstrip("/")
+        headers.pop(_dashboard.HEADER, None)
+        headers.update(dashboard_headers(self.request.path))
         if KIND == "tiles" and service_token():
             # The tile service answers other accounts only with the stack's service token.
             headers["Authorization"] = f"Bearer {service_token()}"
@@ -249,7 +283,8 @@ class SocketHandler(GateMixin, websocket.WebSocketHandler):
         offered = [p.strip() for p in self.request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         try:
             self.upstream = await websocket.websocket_connect(
-                target, on_message_callback=self._from_upstream,
+                httpclient.HTTPRequest(target, headers=dashboard_headers(self.request.path)),
+                on_message_callback=self._from_upstream,
                 subprotocols=offered or None)
         except OSError:
             return self.refuse(502, "the dashboard is not answering")

@@ -491,6 +491,44 @@ def test_bob_cannot_open_alices_dashboard(demo_hub, bob, alice_result):
     assert page.status_code == 403 and "bokeh" not in page.text.lower()
 
 
+DASHBOARD_PORTS = """
+info = client.scheduler_info()
+print(info["services"]["dashboard"], *[w["services"]["dashboard"] for w in info["workers"].values()])
+"""
+
+TRY_URLS = """
+import os, httpx
+for url in {urls!r}:
+    plain = httpx.get(url, timeout=20).status_code
+    token = httpx.get(url, timeout=20, headers={{"Authorization": "Bearer " + os.environ.get("EOLAB_SERVICE_TOKEN", "")}}).status_code
+    print(plain, token)
+"""
+
+
+def test_dashboards_answer_only_through_the_gate(demo_hub, alice, alice_kernel, bob, alice_result):
+    """Alice's scheduler and worker dashboards, and the gateway proxy's route to them, refuse any
+    local process (Bob's kernel with the hub-given service token, Alice's own kernel) that does not
+    come through the hub's gate; through the hub Alice gets her dashboard."""
+    name = alice_result["cluster"]
+    resolved = hub.read_resolved(hub.hub_dir(demo_hub[0]) / "settings.json")
+    ports = alice.run(alice_kernel, DASHBOARD_PORTS).split()
+    assert len(ports) == 2  # the scheduler and its one worker
+    urls = [f"http://127.0.0.1:{resolved.gateway_proxy_port}/services/dask-gateway/clusters/{name}/status",
+            f"http://127.0.0.1:{ports[0]}/status", f"http://127.0.0.1:{ports[0]}/metrics",
+            f"http://127.0.0.1:{ports[1]}/health"]
+    bob.start_server()
+    bobs = bob.start_kernel()
+    try:
+        from_bob = bob.run(bobs, TRY_URLS.format(urls=urls)).split()
+    finally:
+        bob.kill_kernel(bobs)
+    from_alice = alice.run(alice_kernel, TRY_URLS.format(urls=urls)).split()
+    assert from_bob == ["403"] * 8 and from_alice == ["403"] * 8
+    link = f"{url_of(demo_hub)}/services/dask-gateway/clusters/{name}/status"
+    through_hub = httpx.get(link, headers={"Authorization": f"token {alice.token}"}, timeout=30)
+    assert through_hub.status_code == 200 and "bokeh" in through_hub.text.lower()
+
+
 def test_services_refuse_tokens_without_access(demo_hub, alice):
     # A token Alice made without the service access scopes.
     response = alice._api("POST", f"/users/{alice.username}/tokens", json={"scopes": ["read:users:name!user"], "note": "narrow"})

@@ -24,6 +24,7 @@ from eolab.testing.stack import free_port_base
 from tests.integration.test_hub_demo import (
     HUB_STATE,
     SEARCH_AND_COMPUTE,
+    TRY_URLS,
     check_other_users_files_are_refused,
     check_tokens_act_for_their_user_only,
 )
@@ -119,11 +120,13 @@ import os
 print("KERNEL_UID", os.getuid(), "SCHEDULER_UID", client.run_on_scheduler(os.getuid),
       "WORKER_UIDS", ",".join(str(u) for u in sorted(set(client.run(os.getuid).values()))),
       "COMMS", ",".join([client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.address),
-                         *client.scheduler_info()["workers"]]))
+                         *client.scheduler_info()["workers"]]),
+      "DASHBOARDS", ",".join(str(port) for port in [client.scheduler_info()["services"]["dashboard"],
+                             *[w["services"]["dashboard"] for w in client.scheduler_info()["workers"].values()]]))
 """)
     fields = out.split()
     return {name: fields[fields.index(name) + 1] for name in
-            ("ITEMS", "NDVI", "CLUSTER", "KERNEL_UID", "SCHEDULER_UID", "WORKER_UIDS", "COMMS")}
+            ("ITEMS", "NDVI", "CLUSTER", "KERNEL_UID", "SCHEDULER_UID", "WORKER_UIDS", "COMMS", "DASHBOARDS")}
 
 
 # Bob's kernel opens a TLS connection to each of Alice's scheduler and worker ports, without a
@@ -217,6 +220,24 @@ def test_a_users_tokens_do_not_act_as_another_user(mu_hub, alice, bob):
     wrong = HubSession(_url(mu_hub), "alice")
     assert wrong.login(passwords["bob"]).status_code == 403  # one password per login
     wrong.close()
+
+
+def test_bob_cannot_open_alices_dashboards_but_she_can_through_the_hub(mu_hub, alice, bob, alice_cluster):
+    """Scheduler and worker dashboards, and the gateway proxy's route to them, answer only the
+    hub's gate (with the cluster's key): Bob's kernel gets 403 from each, even with the service
+    token; Alice gets her dashboard through the hub."""
+    import httpx
+
+    name = alice_cluster["CLUSTER"]
+    ports = alice_cluster["DASHBOARDS"].split(",")
+    urls = [f"http://127.0.0.1:{mu_hub[1].port + 4}/services/dask-gateway/clusters/{name}/status",
+            *[f"http://127.0.0.1:{port}/status" for port in ports]]
+    kernel = bob.start_kernel()
+    out = bob.run(kernel, TRY_URLS.format(urls=urls)).split()
+    assert len(ports) >= 2 and out == ["403"] * (2 * len(urls))
+    response = httpx.get(f"{_url(mu_hub)}/services/dask-gateway/clusters/{name}/status",
+                         headers={"Authorization": f"token {alice.token}"}, timeout=30)
+    assert response.status_code == 200 and "bokeh" in response.text.lower()
 
 
 def test_bob_cannot_use_alices_server_or_cluster(mu_hub, alice, bob, alice_cluster):

@@ -168,6 +168,15 @@ def test_maps_in_a_hub_server_carry_one_pass_asked_once_with_the_hub_token(monke
         query = parse_qs(urlsplit(item_tiles(s2_item(), "ndvi")).query)
         assert query["eolab_pass"] == ["alice.99999999999.abc"] and query["style"] == ["ndvi"]
         assert asked == [("/services/tiles/_gate/pass", "token hub-token")]  # asked once, then kept
+        # Maps built at the same moment in threads still ask once.
+        monkeypatch.setattr(tiles, "_pass_cache", {})
+        asked.clear()
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(8) as pool:
+            urls = list(pool.map(lambda _: base_tiles(), range(8)))
+        assert set(urls) == {"/services/tiles/base/{z}/{x}/{y}.png?eolab_pass=alice.99999999999.abc"}
+        assert len(asked) == 1
         # A refused request leaves maps without a pass and says so.
         monkeypatch.setattr(tiles, "_pass_cache", {})
         monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "wrong")

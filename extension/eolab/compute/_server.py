@@ -179,6 +179,34 @@ class UsageMixin(LoggingConfigurable):
         return await super().start_cluster(user, cluster_options)
 
 
+class DashboardGuardMixin(LoggingConfigurable):
+    """Each cluster's dashboards answer only the hub's gate (:mod:`eolab.compute._dashboard`): the
+    cluster gets its key in its environment, and scheduler and workers preload the check."""
+
+    dashboard_secret = UnicodeTrait("", config=True,
+                                    help="A secret of the hub's account the gate and the gateway share; empty: no check")
+
+    def get_env(self, cluster):
+        from eolab.compute import _dashboard
+
+        env = super().get_env(cluster)
+        if self.dashboard_secret:
+            env[_dashboard.ENV] = _dashboard.cluster_key(self.dashboard_secret, cluster.name)
+        return env
+
+    def _with_guard(self, cmd):
+        if not self.dashboard_secret:
+            return cmd
+        at = cmd.index("--preload") if "--preload" in cmd else len(cmd)
+        return cmd[:at] + ["--preload", "eolab.compute._dashboard"] + cmd[at:]
+
+    def get_scheduler_command(self, cluster):
+        return self._with_guard(super().get_scheduler_command(cluster))
+
+    def get_worker_command(self, cluster, worker_name, scheduler_address=None):
+        return self._with_guard(super().get_worker_command(cluster, worker_name, scheduler_address))
+
+
 class LoopbackMixin:
     """Clusters on this host listen on 127.0.0.1 only: schedulers, their dashboards and API, and workers
     (dask-gateway binds them to 0.0.0.0, where other machines of the network could reach them)."""
@@ -189,11 +217,11 @@ class LoopbackMixin:
         return super().get_worker_command(cluster, worker_name, scheduler_address) + ["--host", "127.0.0.1"]
 
 
-class EolabUnsafeLocalBackend(LoopbackMixin, UsageMixin, UserLimitsMixin, UnsafeLocalBackend):
+class EolabUnsafeLocalBackend(DashboardGuardMixin, LoopbackMixin, UsageMixin, UserLimitsMixin, UnsafeLocalBackend):
     """Demo mode: clusters run as the gateway's own OS user (no isolation between users)."""
 
 
-class EolabLocalBackend(LoopbackMixin, UsageMixin, UserLimitsMixin, LocalBackend):
+class EolabLocalBackend(DashboardGuardMixin, LoopbackMixin, UsageMixin, UserLimitsMixin, LocalBackend):
     """Multiuser mode: each cluster runs as its user's system account, certificates readable by it only."""
 
     def setup_working_directory(self, cluster):
@@ -214,7 +242,7 @@ class EolabLocalBackend(LoopbackMixin, UsageMixin, UserLimitsMixin, LocalBackend
         return workdir
 
 
-class EolabSlurmBackend(LoopbackMixin, UsageMixin, UserLimitsMixin, SlurmBackend):
+class EolabSlurmBackend(DashboardGuardMixin, LoopbackMixin, UsageMixin, UserLimitsMixin, SlurmBackend):
     """HPC: each cluster's scheduler and workers are Slurm jobs of the user (submitted via sudo as them).
 
     On this one-node cluster they listen on 127.0.0.1 like the local backends; a site whose jobs run

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from eolab import ids, settings
-from eolab._guard import is_loopback_url
+from eolab._guard import service_headers
 from eolab.errors import EolabError
 from eolab.search._params import CollectionInfo, Collections, search_body
 from eolab.search._results import Page
@@ -38,10 +38,9 @@ class Catalogue:
 
         self.url = catalogue_url(url)
         headers = dict(headers or {})
-        token = settings.client().service_token
-        if token and "Authorization" not in headers and is_loopback_url(self.url):
-            # The stack's internal services want it from other accounts; never sent off this machine.
-            headers["Authorization"] = f"Bearer {token}"
+        if "Authorization" not in headers:
+            # The stack's internal services want the service token from other accounts.
+            headers.update(service_headers(self.url))
         self.io = StacApiIO(headers=headers, request_modifier=request_modifier, timeout=timeout, max_retries=2)
         self._client = None
 

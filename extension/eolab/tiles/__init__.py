@@ -7,6 +7,7 @@ The service runs next to the catalogue (``tile_service(config)``), started by eo
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -40,6 +41,7 @@ def browser_url(url: str | None = None) -> str:
 
 
 _pass_cache: dict[str, tuple[str, float]] = {}
+_pass_lock = threading.Lock()  # maps built at once in threads ask the gate once
 
 
 def map_pass(url: str | None = None) -> dict[str, str]:
@@ -57,31 +59,30 @@ def map_pass(url: str | None = None) -> dict[str, str]:
     endpoint, token = conf.tiles_pass_url, os.environ.get("JUPYTERHUB_API_TOKEN")
     if url or not conf.tiles_browser_url or not endpoint or not token:
         return {}
-    cached = _pass_cache.get(endpoint)
-    if cached and cached[1] > time.time() + 24 * 3600:
-        return {_pass.PARAM: cached[0]}
-    import httpx
+    with _pass_lock:
+        cached = _pass_cache.get(endpoint)
+        if cached and cached[1] > time.time() + 24 * 3600:
+            return {_pass.PARAM: cached[0]}
+        import httpx
 
-    try:
-        response = httpx.get(endpoint, headers={"Authorization": f"token {token}"}, timeout=10)
-        response.raise_for_status()
-        value = response.json()["pass"]
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
-        warnings.warn(f"the hub's tile gate gave no map pass ({exc}); map tiles will not load. "
-                      "Restart your server if this persists.", stacklevel=3)
-        return {}
-    _pass_cache[endpoint] = (value, time.time() + _pass.LIFETIME)
-    return {_pass.PARAM: value}
+        try:
+            response = httpx.get(endpoint, headers={"Authorization": f"token {token}"}, timeout=10)
+            response.raise_for_status()
+            value = response.json()["pass"]
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            warnings.warn(f"the hub's tile gate gave no map pass ({exc}); map tiles will not load. "
+                          "Restart your server if this persists.", stacklevel=3)
+            return {}
+        _pass_cache[endpoint] = (value, time.time() + _pass.LIFETIME)
+        return {_pass.PARAM: value}
 
 
 def request_headers(url: str) -> dict[str, str]:
     """Headers for this process's own requests to the tile service: the stack's service token, to
     loopback addresses only (the service answers other accounts with it only)."""
-    from eolab import settings
-    from eolab._guard import is_loopback_url
+    from eolab._guard import service_headers
 
-    token = settings.client().service_token
-    return {"Authorization": f"Bearer {token}"} if token and is_loopback_url(url) else {}
+    return service_headers(url)
 
 
 def _self_href(item: Any) -> str | None:
