@@ -80,6 +80,11 @@ from eolab.compute._dashboard import hub_secret  # noqa: E402
 from eolab.compute._server import cluster_options  # noqa: E402
 
 c.DashboardGuardMixin.dashboard_secret = hub_secret(SECRETS)
+# Workers' reads go through the hub's byte meter as their user (eolab.usage._meter).
+from eolab.usage._meter import meter_secret  # noqa: E402
+
+c.DashboardGuardMixin.meter_secret = meter_secret(SECRETS)
+c.DashboardGuardMixin.meter_address = f"{HOST}:{S.meter_port}"
 
 c.Backend.cluster_options = cluster_options(S.max_worker_cores, S.max_worker_memory,
                                             S.cluster_idle_timeout, S.cluster_max_idle_timeout)

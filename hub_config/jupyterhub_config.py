@@ -133,6 +133,17 @@ c.Spawner.environment = {
     # importing them costs seconds at every server start (hub_config/singleuser/).
     "JUPYTER_CONFIG_PATH": str(CONF / "singleuser"),
 }
+# Data reads (GDAL) go through the hub's byte meter, which counts them per user (eolab.usage._meter);
+# the credentials name the user, keyed with a secret users never see.
+from eolab.usage import _meter  # noqa: E402
+
+METER_SECRET = _meter.meter_secret(SECRETS)
+if METER_SECRET:
+    c.Spawner.environment.update({
+        "GDAL_HTTP_PROXY": f"{HOST}:{S.meter_port}",
+        "GDAL_HTTP_PROXYUSERPWD": lambda spawner: _meter.credentials(METER_SECRET, spawner.user.name),
+        "EOLAB_METERED": "1",
+    })
 if S.slurm_conf:
     # HPC: users' Dask workers as Slurm jobs (dask-jobqueue from the kernel; hub_config/slurm/README.md).
     c.Spawner.environment.update({
@@ -263,6 +274,8 @@ services = [
                              f"--cull-every={max(30, S.server_idle_timeout // 6)}"]),
     {"name": "eolab-admin", "api_token": SECRETS["admin_token"]},
 ]
+if METER_SECRET:
+    services.append(_service("meter", [PY, "-m", "eolab.hub.meter"]))
 if S.catalog_url:
     services.append(_service("catalog", [PY, GATE, "catalog"], url=f"http://{HOST}:{S.gate_catalog_port}"))
 if S.broker and S.broker.managed:

@@ -97,6 +97,11 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
+def hub_secret(secrets: dict) -> str:
+    """A secret of the hub's account (from its secrets file) that keys dashboards and the byte meter."""
+    return secrets.get("gateway_proxy_token", "")
+
+
 def service_headers(url: str) -> dict[str, str]:
     """What this process sends to the stack's internal services: the service token (if it has one),
     to loopback addresses only, so it never leaves this machine."""

@@ -52,6 +52,10 @@ class ClientSettings(BaseSettings):
     hub_id: str = Field("local", description="marks every process of one hub (found and stopped by down)")
     hub_public_url: str | None = Field(None, description="the hub's public URL (dashboard links)")
     usage_url: str | None = Field(None, description="the hub's usage endpoint (default: from $JUPYTERHUB_API_URL)")
+    metered: bool = Field(False, description="reads go through the hub's byte meter (GDAL_HTTP_PROXY): "
+                                             "nothing to report (eolab.usage._meter)")
+    dashboard_key: str | None = Field(None, description="a gateway cluster's dashboard key (its preload refuses "
+                                                        "requests without it; eolab.compute._dashboard)")
     slurm_partition: str | None = None
     slurm_walltime: str = "01:00:00"
     slurm_interface: str = "lo"

@@ -146,8 +146,23 @@ def test_draw_search_footprints_load(page, jupyter_lab, local_only, artifacts):
     shot(page, artifacts, "06-plot", ".eolab-cube-plot")
     check_plot_and_outputs(page, artifacts)
 
+    check_search_again(page)
     assert local_only == [], f"requests left 127.0.0.1: {local_only[:5]}"
     check_reopened(page, jupyter_lab, artifacts)
+
+
+def check_search_again(page) -> None:
+    """With rows ticked, Search again: fresh rows, nothing ticked, no error (it used to fail with
+    "'…' is not among the results" and blank the status); the new rows can be ticked."""
+    rows = page.locator(".eolab-row")
+    assert page.locator(".eolab-row-select input:checked").count() > 0
+    page.locator(".eolab-search").click()
+    page.locator(".eolab-selection").filter(has_text="no items selected").wait_for()
+    page.locator(".eolab-status").filter(has_text="page 1").wait_for()
+    assert page.locator(".eolab-browser-error").inner_text().strip() == ""
+    assert rows.count() >= 5 and page.locator(".eolab-row-select input:checked").count() == 0
+    rows.nth(1).locator(".eolab-row-select input").check()
+    page.locator(".eolab-selection").filter(has_text="1 item selected").wait_for()
 
 
 # Every model of every BokehJS document on the page, and a model's class name.

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 
 HEADER = "X-Eolab-Dashboard"
 ENV = "EOLAB_DASHBOARD_KEY"
@@ -29,7 +28,9 @@ def cluster_key(secret: str, cluster_name: str) -> str:
 
 def hub_secret(secrets: dict) -> str:
     """The shared secret, from the hub's secrets file (never leaves the hub's account)."""
-    return secrets.get("gateway_proxy_token", "")
+    from eolab._guard import hub_secret
+
+    return hub_secret(secrets)
 
 
 def _refusal_handler():
@@ -65,7 +66,9 @@ def guard(application, key: str) -> None:
 
 
 def dask_setup(server) -> None:
-    key = os.environ.get(ENV)
+    from eolab import settings
+
+    key = settings.client().dashboard_key
     application = getattr(server, "http_application", None)
     if key and application is not None:
         guard(application, key)

@@ -181,17 +181,25 @@ class UsageMixin(LoggingConfigurable):
 
 class DashboardGuardMixin(LoggingConfigurable):
     """Each cluster's dashboards answer only the hub's gate (:mod:`eolab.compute._dashboard`): the
-    cluster gets its key in its environment, and scheduler and workers preload the check."""
+    cluster gets its key in its environment, and scheduler and workers preload the check. Its
+    workers also get the hub's byte meter as GDAL's proxy, with their user's credentials."""
 
     dashboard_secret = UnicodeTrait("", config=True,
                                     help="A secret of the hub's account the gate and the gateway share; empty: no check")
+    meter_address = UnicodeTrait("", config=True, help="host:port of the hub's byte meter; empty: none")
+    meter_secret = UnicodeTrait("", config=True, help="the meter's secret (eolab.usage._meter)")
 
     def get_env(self, cluster):
         from eolab.compute import _dashboard
+        from eolab.usage import _meter
 
         env = super().get_env(cluster)
         if self.dashboard_secret:
             env[_dashboard.ENV] = _dashboard.cluster_key(self.dashboard_secret, cluster.name)
+        if self.meter_address and self.meter_secret:
+            # Workers read through the hub's meter as the cluster's user (the meter counts for them).
+            env.update({"GDAL_HTTP_PROXY": self.meter_address, "EOLAB_METERED": "1",
+                        "GDAL_HTTP_PROXYUSERPWD": _meter.credentials(self.meter_secret, cluster.username)})
         return env
 
     def _with_guard(self, cmd):

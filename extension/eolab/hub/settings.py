@@ -35,7 +35,7 @@ BROKER_APP = "eolab.catalog.broker:create_app"
 TILES_APP = "eolab.tiles.app:create_app"
 # Offsets of the hub's ports from its public port.
 PORTS = {"port": 0, "hub_port": 1, "proxy_api_port": 2, "gateway_api_port": 3, "gateway_proxy_port": 4,
-         "gate_gateway_port": 5, "gate_catalog_port": 6, "gate_tiles_port": 7}
+         "gate_gateway_port": 5, "gate_catalog_port": 6, "gate_tiles_port": 7, "meter_port": 8}
 _PACKAGE = Path(__file__).resolve().parents[1]  # extension/eolab
 
 
@@ -55,7 +55,7 @@ class _HubFields(BaseModel):
         "demo", description="demo: the configured logins, each with a generated password (as root: one system "
                             "account each; otherwise all run as the invoking user); multiuser: one system user "
                             "each, root required")
-    port: int = Field(8700, ge=1, le=65528, description="public port; the next 7 ports are used internally")
+    port: int = Field(8700, ge=1, le=65527, description="public port; the next 8 ports are used internally")
     users: list[str] = Field(default_factory=lambda: ["alice", "bob"], description="demo logins")
     admin_users: list[str] = Field(default_factory=lambda: ["admin"])
     authenticator: Literal["passwords", "shared-password", "pam", "oidc"] = Field(
@@ -123,6 +123,7 @@ class ResolvedHub(_HubFields):
     gate_gateway_port: int
     gate_catalog_port: int
     gate_tiles_port: int
+    meter_port: int
     host: str
     hub_id: str = Field(description=f"the value of ${HUB_ID_VAR} in every process of this hub")
     hub_dir: Path

@@ -2,8 +2,10 @@
 
 - ``GET ?month=YYYY-MM``: the caller's use this month (or that month) and limit, as JSON.
   ``&all=1`` (everyone) and ``&daily=1`` (per day) need the ``read:users`` scope (admins).
-- ``POST {"bytes": {"PROVIDER": n, ...}}`` with a hub token: adds bytes read to the token's user.
-  Kernels send these (:func:`eolab.usage.report`); a user can only ever add to their own account.
+- ``POST {"bytes": {"PROVIDER": n, ...}}`` with a hub token: adds bytes read to the token's user
+  (:func:`eolab.usage.report`), only on a hub without the byte meter. With it (every hub eolab
+  configures) bytes are counted by the hub's meter (:mod:`eolab.usage._meter`), and reports are
+  refused with 409: users' code does not decide what is recorded.
 """
 
 from __future__ import annotations
@@ -128,7 +130,18 @@ class UsageHandler(BaseHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
 
+    def _metered(self) -> bool:
+        from eolab.usage._meter import meter_secret
+
+        try:
+            return bool(meter_secret(json.loads(self._settings.secrets_file.read_text())))
+        except (OSError, ValueError):
+            return False
+
     async def post(self):
+        if self._metered():
+            return self._fail(409, "bytes read are counted by the hub's meter (GDAL's proxy), not reported "
+                                   "by kernels")
         user = self.current_user
         if user is None or not self.get_auth_token():
             return self._fail(403, "reports need 'Authorization: token <hub token>' (kernels have "

@@ -62,10 +62,18 @@ def checker(trusted: Iterable[str], allow_public: bool, resolver=_policy.resolve
     return check
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count=None, head: bool = False) -> None:
+    """Copy until EOF; ``count(n)`` gets the bytes passed (after the response head when ``head``)."""
     try:
         while data := await reader.read(256 * 1024):
             writer.write(data)
+            if count is not None:
+                if head:
+                    end = data.find(b"\r\n\r\n")
+                    if end < 0:
+                        continue  # still in the head (a head split across reads is rare and small)
+                    data, head = data[end + 4:], False
+                count(len(data))
             await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError):
         pass
@@ -76,13 +84,15 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             pass
 
 
-def _refuse(writer: asyncio.StreamWriter, status: str, message: str) -> None:
+def _refuse(writer: asyncio.StreamWriter, status: str, message: str, extra: str = "") -> None:
     body = message.encode()
     writer.write(f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
-                 "Connection: close\r\n\r\n".encode() + body)
+                 f"{extra}Connection: close\r\n\r\n".encode() + body)
 
 
-async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, check: Check) -> None:
+async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, check: Check, meter=None) -> None:
+    """One proxied request or tunnel. ``meter`` (:class:`eolab.usage._meter.Meter`): who asks (from
+    Proxy-Authorization; 407 without) and where the bytes received are counted."""
     try:
         head = (await reader.readuntil(b"\r\n\r\n"))[:MAX_HEAD].decode("latin-1")
         request_line, *lines = head.split("\r\n")
@@ -97,11 +107,18 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ch
         else:
             url = target
             if method not in ("GET", "HEAD") or not url.startswith("http://"):
-                _refuse(writer, "405 Method Not Allowed", "the tile service reads with GET/HEAD over http(s) only")
+                _refuse(writer, "405 Method Not Allowed", "only reads with GET/HEAD over http(s) pass")
+                return
+        count = None
+        if meter is not None:
+            count, refusal = meter.counter(lines, url)
+            if count is None:
+                _refuse(writer, "407 Proxy Authentication Required", refusal,
+                        'Proxy-Authenticate: Basic realm="eolab"\r\n')
                 return
         problem, address = await asyncio.get_running_loop().run_in_executor(None, check, url)
         if problem:
-            log.warning("tile service refused to read %s: %s", url, problem)
+            log.warning("refused to read %s: %s", url, problem)
             REFUSED.append((time.monotonic(), url, problem))
             _refuse(writer, "403 Forbidden", problem)
             return
@@ -119,7 +136,7 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ch
             kept = [h for h in lines if h and not h.lower().startswith(_DROP)]
             up_writer.write(f"{method} {path} {version}\r\n".encode("latin-1")
                             + "".join(f"{h}\r\n" for h in [*kept, "Connection: close"]).encode("latin-1") + b"\r\n")
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer, count, head=method != "CONNECT"))
     finally:
         try:
             await writer.drain()
@@ -131,14 +148,15 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ch
 class EgressProxy:
     """The proxy on 127.0.0.1, on its own thread and event loop; ``address`` is for GDAL_HTTP_PROXY."""
 
-    def __init__(self, check: Check):
+    def __init__(self, check: Check, meter=None):
         self._check = check
+        self._meter = meter
         self._loop = asyncio.new_event_loop()
         started = threading.Event()
         self.address = ""
 
         async def serve() -> None:
-            server = await asyncio.start_server(lambda r, w: _handle(r, w, self._check), "127.0.0.1", 0,
+            server = await asyncio.start_server(lambda r, w: _handle(r, w, self._check, self._meter), "127.0.0.1", 0,
                                                 limit=MAX_HEAD)
             self.address = "127.0.0.1:%d" % server.sockets[0].getsockname()[1]
             started.set()

@@ -51,7 +51,7 @@ def refusal(url: str, trusted: Iterable[str] = (), *, allow_public: bool = True,
     if parts.username or parts.password:
         return f"the tile service does not send credentials in URLs ({parts.hostname})"
     if not allow_public:
-        return f"the tile service may not read {url}: not a catalogue or configured host"
+        return f"{url} may not be read: not a catalogue or configured host"
     host = parts.hostname or ""
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -62,6 +62,6 @@ def refusal(url: str, trusted: Iterable[str] = (), *, allow_public: bool = True,
         return f"the tile service cannot resolve {host!r}"
     inner = [a for a in addresses if not _public(a)]
     if inner:
-        return (f"the tile service may not read {url}: {host} is a local, private or link-local address "
+        return (f"{url} may not be read: {host} is a local, private or link-local address "
                 f"({', '.join(inner[:3])}), not a catalogue host")
     return None

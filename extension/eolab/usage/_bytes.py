@@ -48,10 +48,50 @@ def _gdal():
     return _lib or None
 
 
+_metered: set[str] = set()  # GDAL path prefixes given the meter's provider credentials
+
+
+def _gdal_prefix(url: str) -> str | None:
+    """The GDAL file name prefix reads of ``url``'s directory go by (None: not read over the network)."""
+    url = url.split("?", 1)[0]
+    base = url.rsplit("/", 1)[0] + "/" if url.count("/") > 2 else url.rstrip("/") + "/"
+    for scheme, handler in (("s3://", "/vsis3/"), ("gs://", "/vsigs/"), ("az://", "/vsiaz/")):
+        if base.startswith(scheme):
+            return handler + base[len(scheme):]
+    return "/vsicurl/" + base if base.startswith(("http://", "https://")) else None
+
+
+def _name_for_meter(url: str, provider: str) -> None:
+    """On the hub, the meter counts bytes (eolab.usage._meter): tell it the provider of ``url``'s
+    directory in the proxy credentials, for that path only (a GDAL option per path prefix)."""
+    from eolab.usage._meter import with_provider
+
+    userpwd = os.environ.get("GDAL_HTTP_PROXYUSERPWD", "")
+    prefix = _gdal_prefix(url)
+    if not userpwd or prefix is None or prefix in _metered:
+        return
+    lib = _gdal()
+    if lib is None or not hasattr(lib, "VSISetPathSpecificOption"):
+        return
+    lib.VSISetPathSpecificOption.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p]
+    lib.VSISetPathSpecificOption(prefix.encode(), b"GDAL_HTTP_PROXYUSERPWD", with_provider(userpwd, provider).encode())
+    _metered.add(prefix)
+
+
+def metered() -> bool:
+    """True in hub kernels and workers, whose reads the hub's meter counts (nothing to report)."""
+    from eolab import settings
+
+    return settings.client().metered
+
+
 def track(url: str, provider: str) -> None:
     """Count reads of ``url`` (an asset, or a whole ``scheme://host``) as ``provider``'s."""
     global _enabled
     with _lock:
+        if metered():
+            _name_for_meter(url, provider)
+            return
         _owners[url.split("?", 1)[0]] = provider
         if _enabled:
             return

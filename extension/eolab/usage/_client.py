@@ -1,5 +1,8 @@
 """The user's side: report bytes read to the hub, and ask the hub what one has used.
 
+On a hub with the byte meter (``EOLAB_METERED=1``) nothing is reported: the meter counts the
+reads (:mod:`eolab.usage._meter`).
+
 On the hub, kernels find the hub's usage endpoint (``/hub/eolab-usage``) through
 ``$JUPYTERHUB_API_URL`` and authenticate with ``$JUPYTERHUB_API_TOKEN``; the hub records under the
 token's user, so nobody can add to (or take from) another user's account.
@@ -117,8 +120,8 @@ def _report_forever() -> None:
 def start_reporter() -> None:
     """In a hub kernel: report bytes read every minute and when the kernel exits (idempotent)."""
     global _reporter
-    if _reporter is not None:
-        return
+    if _reporter is not None or _bytes.metered():
+        return  # metered: the hub's meter counts what this process reads
     try:
         endpoint()
     except UsageError:
