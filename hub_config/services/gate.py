@@ -38,6 +38,37 @@ HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer",
                "proxy-authorization", "proxy-authenticate", "host", "content-length"}
 OWNER_TTL = 30.0
 _owners: dict[tuple[str, str], float] = {}
+_tile_reads: dict[str, dict[str, int]] = {}  # user -> host -> bytes the tile service read for them
+READ_HEADER = "X-Eolab-Read"
+
+
+def note_tile_read(user: str | None, header: str | None) -> None:
+    """Add what a tile's reading fetched (``host=n;...``, from the tile service) to the user's count."""
+    if not user or not header:
+        return
+    counts = _tile_reads.setdefault(user, {})
+    for part in header.split(";"):
+        host, _, n = part.partition("=")
+        if host and n.isdigit():
+            counts[host] = counts.get(host, 0) + int(n)
+
+
+def flush_tile_reads() -> None:
+    """Into the hub's ledger: map tiles are read on the user's behalf, and count as theirs."""
+    from eolab.usage import Ledger
+
+    pending = {user: counts for user, counts in _tile_reads.items() if counts}
+    _tile_reads.clear()
+    if not pending:
+        return
+    ledger = Ledger(S.usage_db)
+    for user, counts in pending.items():
+        try:
+            ledger.record_bytes(user, counts)
+        except Exception as exc:  # noqa: BLE001 - keep them for the next flush
+            print(f"tile reads of {user} not recorded yet: {exc}", file=sys.stderr)
+            for host, n in counts.items():
+                _tile_reads.setdefault(user, {})[host] = _tile_reads.get(user, {}).get(host, 0) + n
 
 
 def writable_member(path: str) -> str | None:
@@ -169,7 +200,8 @@ class GateMixin(HubOAuthenticated):
             if self.get_query_argument(tile_pass.PARAM, None) is not None:
                 # A map's tiles: the pass its user's kernel got (a burst of image requests cannot
                 # each log in through the hub; eolab.tiles._pass says why).
-                if tile_pass.verify(pass_key(), self.get_query_argument(tile_pass.PARAM)):
+                self.tile_user = tile_pass.verify(pass_key(), self.get_query_argument(tile_pass.PARAM))
+                if self.tile_user:
                     return True
                 self.refuse(401, "this map's pass is not valid (expired or not from this hub): run the "
                                  "cell that made the map again")
@@ -254,8 +286,11 @@ class ProxyHandler(GateMixin, web.RequestHandler):
             return self.refuse(502, f"{KIND} upstream {base} is not answering ({response.error})")
         self.set_status(response.code, response.reason)
         self._headers.pop("Content-Type", None)
+        if KIND == "tiles":
+            note_tile_read(getattr(self, "tile_user", None) or (self.current_user or {}).get("name"),
+                           response.headers.get(READ_HEADER))
         for name, value in response.headers.get_all():
-            if name.lower() not in HOP_HEADERS:
+            if name.lower() not in HOP_HEADERS and name.lower() != READ_HEADER.lower():
                 self.add_header(name, value)
         payload = response.body or b""
         content_type = response.headers.get("Content-Type", "")
@@ -333,6 +368,8 @@ def make_app() -> web.Application:
 def main() -> None:
     url = urlsplit(os.environ["JUPYTERHUB_SERVICE_URL"])
     make_app().listen(url.port, address=url.hostname)
+    if KIND == "tiles":
+        ioloop.PeriodicCallback(flush_tile_reads, 5000).start()
     ioloop.IOLoop.current().start()
 
 

@@ -183,6 +183,37 @@ def test_bytes_read_per_provider_match_what_the_asset_server_sent(usage_hub, dav
     assert len(lines) == 1 and "pannonia" in lines[0] and lines[0].rstrip().endswith("none")
 
 
+def test_map_tiles_count_for_the_user_who_asked(usage_hub, carol, dave):
+    """The tile service reads a map's COGs on the user's behalf: the hub's gate records what each
+    tile read under the user who asked (the tile service names it, the gate drops the header)."""
+    import morecantile
+
+    from eolab.search import Catalogue
+    from eolab.usage._meter import FLUSH_EVERY
+
+    config, settings, _ = usage_hub
+    with Catalogue(config.broker_url) as cat:
+        item = cat.items("sentinel-2-l2a", filter="\"grid:code\" = 'EOLAB-r02c02'", limit=1)[0]
+    west, south, east, north = item["bbox"]
+    tile = morecantile.tms.get("WebMercatorQuad").tile((west + east) / 2, (south + north) / 2, 12)
+    self_href = next(link["href"] for link in item["links"] if link["rel"] == "self")
+    host = config.assets_url.split("//", 1)[1].split(":", 1)[0]
+    dave_before = usage_of(dave).json()["users"][FREE]["bytes_read"].get(host, 0)
+    carol_before = usage_of(carol).json()["users"][LIMITED]["bytes_read"]
+    served_before = httpx.get(f"{config.assets_url}/_served", timeout=10).json()["bytes"]
+    answer = httpx.get(f"http://127.0.0.1:{settings.port}/services/tiles/item/{tile.z}/{tile.x}/{tile.y}.png",
+                       params={"url": self_href, "style": "ndvi"}, headers={"Authorization": f"token {dave.token}"},
+                       timeout=60)
+    assert answer.status_code == 200 and answer.content.startswith(b"\x89PNG"), answer.text[:300]
+    assert "x-eolab-read" not in answer.headers  # the browser does not see it
+    served = httpx.get(f"{config.assets_url}/_served", timeout=10).json()["bytes"] - served_before
+    time.sleep(FLUSH_EVERY + 2)  # the gate writes every 5 s
+    recorded = usage_of(dave).json()["users"][FREE]["bytes_read"].get(host, 0) - dave_before
+    print(f"tile bytes recorded {recorded}, served {served}")
+    assert served > 10_000 and recorded == pytest.approx(served, rel=0.05)
+    assert usage_of(carol).json()["users"][LIMITED]["bytes_read"] == carol_before
+
+
 def test_kernels_cannot_report_bytes_the_meter_counts(usage_hub, carol, dave):
     """What is recorded is the meter's count: a user's own report is refused, with or without a token."""
     report = dave.http.post("/hub/eolab-usage", json={"bytes": {"danube": 1234}},

@@ -145,6 +145,39 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ch
             pass
 
 
+class Tally:
+    """Bytes the proxy fetched per request tag: the tile service reads each tile with its own tag as
+    GDAL's proxy user (a thread-local GDAL option), then says in the answer what that tile read, so
+    the hub's gate can count it for the user who asked (the service itself does not know users)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._counts: dict[str, collections.Counter] = {}
+
+    def counter(self, lines: list[str], url: str):
+        import base64
+        import binascii
+
+        value = next((h.split(":", 1)[1].strip() for h in lines if h.lower().startswith("proxy-authorization:")), "")
+        try:
+            tag = base64.b64decode(value.partition(" ")[2], validate=True).decode().partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            tag = ""
+        if not tag:
+            return (lambda n: None), ""  # an untagged read (not a tile): passed, not counted
+        host = urlsplit(url).hostname or "unknown"
+
+        def count(n: int) -> None:
+            with self._lock:
+                self._counts.setdefault(tag, collections.Counter())[host] += n
+
+        return count, ""
+
+    def pop(self, tag: str) -> dict[str, int]:
+        with self._lock:
+            return {h: n for h, n in self._counts.pop(tag, {}).items() if n > 0}
+
+
 class EgressProxy:
     """The proxy on 127.0.0.1, on its own thread and event loop; ``address`` is for GDAL_HTTP_PROXY."""
 

@@ -211,10 +211,25 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
     base = BaseLayer(Path(base_dir).resolve() if base_dir else None)
     items = ItemSource(allow, allow_public=conf.tiles_public)
     # GDAL follows redirects unchecked: all its requests go through a proxy applying the same policy.
-    from eolab.tiles._egress import EgressProxy, checker
+    from eolab.tiles._egress import EgressProxy, Tally, checker
 
-    egress = EgressProxy(checker(items.allow, items.allow_public))
+    tally = Tally()
+    egress = EgressProxy(checker(items.allow, items.allow_public), tally)
     os.environ["GDAL_HTTP_PROXY"] = egress.address
+
+    def counted_render(the_style, sources, z, x, y) -> Response:
+        """The tile, and what reading it fetched in ``X-Eolab-Read`` (host=bytes;...): the hub's gate
+        counts it for the user who asked and drops the header."""
+        import uuid
+
+        import rasterio
+
+        tag = uuid.uuid4().hex
+        with rasterio.Env(GDAL_HTTP_PROXYUSERPWD=f"{tag}:tile"):  # thread-local: this request's reads
+            image = render_bands(the_style, sources, z, x, y)
+        read = tally.pop(tag)
+        headers = {"X-Eolab-Read": ";".join(f"{h}={n}" for h, n in sorted(read.items()))} if read else {}
+        return Response(image, media_type="image/png", headers=headers)
 
     app = FastAPI(title="eolab quicklook tiles", openapi_url="/api", docs_url=None, redoc_url=None)
     # JupyterLab pages load tiles cross-origin.
@@ -251,8 +266,9 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
         for asset in assets.values():
             items.check(asset["href"])
         sources = {n: (a["href"], *_render.scale_offset_nodata(a)) for n, a in assets.items()}
-        return Response(render_bands(the_style, sources, z, x, y), media_type="image/png",
-                        headers={"Cache-Control": "max-age=3600"})
+        response = counted_render(the_style, sources, z, x, y)
+        response.headers["Cache-Control"] = "max-age=3600"
+        return response
 
     @app.get("/assets/{z}/{x}/{y}.png", response_class=Response, responses={200: png})
     def assets_tile(z: int, x: int, y: int, style: str = "truecolor", red: str | None = None,
@@ -267,7 +283,7 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
         for name in the_style.bands:
             items.check(given[name])
         sources = {n: (given[n], scale, offset, nodata) for n in the_style.bands}
-        return Response(render_bands(the_style, sources, z, x, y), media_type="image/png")
+        return counted_render(the_style, sources, z, x, y)
 
     @app.get("/base/info")
     def base_info():
