@@ -115,7 +115,8 @@ def test_gdal_reads_through_the_meter_and_every_body_byte_is_counted_for_its_use
 def _through(proxy_address: str, target: str, *headers: str) -> bytes:
     host, port = proxy_address.split(":")
     with socket.create_connection((host, int(port)), timeout=10) as raw:
-        raw.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n{''.join(h + chr(13) + chr(10) for h in headers)}\r\n".encode())
+        extra = "".join(f"{h}\r\n" for h in headers)
+        raw.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n".encode())
         out = b""
         while chunk := raw.recv(65536):
             out += chunk
@@ -154,3 +155,39 @@ def test_counts_reach_the_ledger_and_survive_a_failed_write(tmp_path):
     ledger = Ledger(tmp_path / "usage.sqlite")
     _meter._flush(meter, ledger)
     assert ledger.usage(None, "alice")["alice"].bytes_read == {"example.org": 1000}
+
+
+def test_requests_on_one_connection_reuse_the_upstream_and_each_is_checked_and_counted(files):
+    base, handler, data = files
+    handler.protocol_version = "HTTP/1.1"  # an upstream that keeps connections open
+    connections = []
+    original_setup = handler.setup
+
+    def setup(self):
+        connections.append(self.client_address)
+        original_setup(self)
+
+    handler.setup = setup
+    meter = _meter.Meter(SECRET)
+    proxy = _egress.EgressProxy(_egress.checker([base], allow_public=False), meter)
+    alice = _basic(_meter.credentials(SECRET, "alice"))
+    host, port = proxy.address.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        for last, rng in ((False, "bytes=0-999"), (False, "bytes=1000-4999"), (True, "bytes=0-15")):
+            raw.sendall((f"GET {base}/b04.tif HTTP/1.1\r\nHost: x\r\nRange: {rng}\r\n{alice}\r\n"
+                         + ("Connection: close\r\n" if last else "") + "\r\n").encode())
+        out = b""
+        while chunk := raw.recv(65536):
+            out += chunk
+    assert out.count(b"HTTP/1.1 206") == 3
+    assert len(connections) == 1  # one upstream connection for the three requests
+    assert meter.take() == {"alice": {"127.0.0.1": 1000 + 4000 + 16}} == {"alice": {"127.0.0.1": handler.sent}}
+    # A request on the same connection to a port the meter may not read is refused, not forwarded.
+    with socket.socket() as other, socket.create_connection((host, int(port)), timeout=10) as raw:
+        other.bind(("127.0.0.1", 0))
+        raw.sendall(f"GET {base}/b04.tif HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n{alice}\r\n\r\n".encode())
+        raw.sendall(f"GET http://127.0.0.1:{other.getsockname()[1]}/ HTTP/1.1\r\nHost: x\r\n{alice}\r\n\r\n".encode())
+        out = b""
+        while chunk := raw.recv(65536):
+            out += chunk
+    assert out.count(b"HTTP/1.1 206") == 1 and b"HTTP/1.1 403" in out

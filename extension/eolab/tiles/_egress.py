@@ -5,8 +5,8 @@ public host, or a configured one) could send it on to the machine's other ports 
 metadata address. The service therefore points GDAL at this forward proxy (``GDAL_HTTP_PROXY``),
 which checks each request, each redirect hop and each ``CONNECT`` tunnel with the same policy as
 the URLs users give (:mod:`eolab.tiles._policy`) and connects to the very address it checked (a
-name resolved twice could answer differently the second time). Plain http is forwarded one request
-per connection; https is tunnelled. None of our dependencies offers a filtering forward proxy, and
+name resolved twice could answer differently the second time). Plain http requests are forwarded
+on kept-alive connections (each request checked); https is tunnelled. None of our dependencies offers a filtering forward proxy, and
 the few lines of asyncio below are smaller than adding one.
 """
 
@@ -62,17 +62,12 @@ def checker(trusted: Iterable[str], allow_public: bool, resolver=_policy.resolve
     return check
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count=None, head: bool = False) -> None:
-    """Copy until EOF; ``count(n)`` gets the bytes passed (after the response head when ``head``)."""
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count=None) -> None:
+    """Copy until EOF, then close ``writer``; ``count(n)`` gets the bytes passed."""
     try:
         while data := await reader.read(256 * 1024):
             writer.write(data)
             if count is not None:
-                if head:
-                    end = data.find(b"\r\n\r\n")
-                    if end < 0:
-                        continue  # still in the head (a head split across reads is rare and small)
-                    data, head = data[end + 4:], False
                 count(len(data))
             await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError):
@@ -90,54 +85,144 @@ def _refuse(writer: asyncio.StreamWriter, status: str, message: str, extra: str 
                  f"{extra}Connection: close\r\n\r\n".encode() + body)
 
 
-async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, check: Check, meter=None) -> None:
-    """One proxied request or tunnel. ``meter`` (:class:`eolab.usage._meter.Meter`): who asks (from
-    Proxy-Authorization; 407 without) and where the bytes received are counted."""
-    try:
-        head = (await reader.readuntil(b"\r\n\r\n"))[:MAX_HEAD].decode("latin-1")
-        request_line, *lines = head.split("\r\n")
-        method, target, version = request_line.split(" ", 2)
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-        writer.close()
-        return
-    try:
-        if method == "CONNECT":
-            host, _, port = target.rpartition(":")
-            url = f"https://{host.strip('[]')}:{port}/"
-        else:
-            url = target
-            if method not in ("GET", "HEAD") or not url.startswith("http://"):
-                _refuse(writer, "405 Method Not Allowed", "only reads with GET/HEAD over http(s) pass")
-                return
-        count = None
-        if meter is not None:
-            count, refusal = meter.counter(lines, url)
-            if count is None:
-                _refuse(writer, "407 Proxy Authentication Required", refusal,
-                        'Proxy-Authenticate: Basic realm="eolab"\r\n')
-                return
-        problem, address = await asyncio.get_running_loop().run_in_executor(None, check, url)
-        if problem:
-            log.warning("refused to read %s: %s", url, problem)
-            REFUSED.append((time.monotonic(), url, problem))
-            _refuse(writer, "403 Forbidden", problem)
-            return
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+def _header(lines: list[str], name: str) -> str:
+    name = name.lower() + ":"
+    return next((h.split(":", 1)[1].strip() for h in lines if h.lower().startswith(name)), "")
+
+
+async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int, count=None) -> None:
+    """Copy exactly ``n`` bytes (a response body of known length)."""
+    while n > 0:
+        data = await reader.read(min(n, 256 * 1024))
+        if not data:
+            raise ConnectionError("upstream closed mid-body")
+        n -= len(data)
+        writer.write(data)
+        if count is not None:
+            count(len(data))
+        await writer.drain()
+
+
+class _Upstream:
+    """The open connection to the last upstream, kept between requests of one client connection
+    (GDAL's byte-range requests come in series: a connection each would cost two handshakes)."""
+
+    def __init__(self):
+        self.key = None
+        self.reader = self.writer = None
+
+    async def get(self, address: str, port: int, fresh: bool = False):
+        if fresh or self.key != (address, port) or self.writer is None or self.writer.is_closing() \
+                or self.reader.at_eof():
+            self.close()
+            self.reader, self.writer = await asyncio.open_connection(address, port)
+            self.key = (address, port)
+            return self.reader, self.writer, True
+        return self.reader, self.writer, False
+
+    def close(self):
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            except (ConnectionError, RuntimeError):
+                pass
+        self.key = self.reader = self.writer = None
+
+
+async def _exchange(up: _Upstream, address: str, port: int, request: bytes):
+    """Send ``request`` upstream and read the answer's head; a kept connection the upstream closed
+    meanwhile is replaced once."""
+    for attempt in range(2):
+        up_reader, up_writer, new = await up.get(address, port, fresh=attempt > 0)
         try:
-            up_reader, up_writer = await asyncio.open_connection(address, port)
-        except OSError as exc:
-            _refuse(writer, "502 Bad Gateway", f"{parts.hostname}:{port} is not answering ({exc})")
-            return
-        if method == "CONNECT":
-            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        else:
+            up_writer.write(request)
+            await up_writer.drain()
+            return up_reader, await up_reader.readuntil(b"\r\n\r\n")
+        except (ConnectionError, asyncio.IncompleteReadError):
+            up.close()
+            if new:
+                raise
+    raise ConnectionError("upstream closed")
+
+
+async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, check: Check, meter=None) -> None:
+    """One client connection: plain http GET/HEAD requests (kept alive while both sides allow, the
+    upstream connection reused) or one CONNECT tunnel. ``meter`` (:class:`eolab.usage._meter.Meter`
+    or :class:`Tally`): who asks (from Proxy-Authorization; the meter answers 407 without) and where
+    the bytes received are counted (answer bodies; a tunnel's whole stream)."""
+    up = _Upstream()
+    try:
+        while True:
+            try:
+                head = (await reader.readuntil(b"\r\n\r\n"))[:MAX_HEAD].decode("latin-1")
+                request_line, *lines = head.split("\r\n")
+                method, target, version = request_line.split(" ", 2)
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, ConnectionError):
+                return
+            if method == "CONNECT":
+                host, _, port = target.rpartition(":")
+                url = f"https://{host.strip('[]')}:{port}/"
+            else:
+                url = target
+                if method not in ("GET", "HEAD") or not url.startswith("http://"):
+                    _refuse(writer, "405 Method Not Allowed", "only reads with GET/HEAD over http(s) pass")
+                    return
+            count = None
+            if meter is not None:
+                count, refusal = meter.counter(lines, url)
+                if count is None:
+                    _refuse(writer, "407 Proxy Authentication Required", refusal,
+                            'Proxy-Authenticate: Basic realm="eolab"\r\n')
+                    return
+            problem, address = await asyncio.get_running_loop().run_in_executor(None, check, url)
+            if problem:
+                log.warning("refused to read %s: %s", url, problem)
+                REFUSED.append((time.monotonic(), url, problem))
+                _refuse(writer, "403 Forbidden", problem)
+                return
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            if method == "CONNECT":
+                try:
+                    up_reader, up_writer = await asyncio.open_connection(address, port)
+                except OSError as exc:
+                    _refuse(writer, "502 Bad Gateway", f"{parts.hostname}:{port} is not answering ({exc})")
+                    return
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer, count))
+                return
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             kept = [h for h in lines if h and not h.lower().startswith(_DROP)]
-            up_writer.write(f"{method} {path} {version}\r\n".encode("latin-1")
-                            + "".join(f"{h}\r\n" for h in [*kept, "Connection: close"]).encode("latin-1") + b"\r\n")
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer, count, head=method != "CONNECT"))
+            request = (f"{method} {path} HTTP/1.1\r\n" + "".join(f"{h}\r\n" for h in kept) + "\r\n").encode("latin-1")
+            try:
+                up_reader, answer = await _exchange(up, address, port, request)
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+                _refuse(writer, "502 Bad Gateway", f"{parts.hostname}:{port} is not answering ({exc})")
+                return
+            status_line, *answer_lines = answer.decode("latin-1").split("\r\n")
+            try:
+                status = int(status_line.split(" ", 2)[1])
+            except (IndexError, ValueError):
+                _refuse(writer, "502 Bad Gateway", f"{parts.hostname}:{port} sent no HTTP answer")
+                return
+            writer.write(answer)
+            length = _header(answer_lines, "content-length")
+            if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+                body = 0
+            elif length.isdigit() and "chunked" not in _header(answer_lines, "transfer-encoding").lower():
+                body = int(length)
+            else:  # delimited by the end of the connection: pass it on, then close both
+                await _pipe(up_reader, writer, count)
+                return
+            await _relay(up_reader, writer, body, count)
+            if "close" in _header(answer_lines, "connection").lower() or status_line.startswith("HTTP/1.0"):
+                up.close()
+            if "close" in _header(lines, "connection").lower() or "close" in _header(lines, "proxy-connection").lower():
+                return
+    except ConnectionError:
+        return
     finally:
+        up.close()
         try:
             await writer.drain()
             writer.close()
