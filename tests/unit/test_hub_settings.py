@@ -57,3 +57,15 @@ def test_hub_config_found_through_the_setting_else_the_checkout(tmp_path, monkey
     monkeypatch.setattr(eolab_settings, "_CHECKOUT", Path(tmp_path / "site-packages"))  # an installed wheel
     with pytest.raises(ServiceError, match="EOLAB_HUB_CONFIG_DIR"):
         hub.hub_config_dir()
+
+
+def test_the_meter_reads_the_stacks_asset_servers_only(resolved, tmp_path, monkeypatch):
+    config, r = resolved
+    assert r.meter_allow == [config.assets_url]  # default stack: the shared asset server
+    assert config.broker_url not in r.meter_allow and r.meter_port == 9108
+    monkeypatch.setenv("EOLAB_LOOKALIKES", "1")  # look-alike members with their own asset servers
+    with_lookalikes = load_config(run_dir=str(tmp_path / "run2"))
+    allow = hub.resolve(with_lookalikes, hub.HubSettings(port=9100, users=["ann"])).meter_allow
+    own = {with_lookalikes.member_assets_url(m) for m in with_lookalikes.enabled_members if m.asset_port}
+    assert own and set(allow) == own | {config.assets_url}
+    assert not any(with_lookalikes.member_url(m) in allow for m in with_lookalikes.enabled_members)

@@ -15,7 +15,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     S = read_resolved()
     secret = meter_secret(json.loads(S.secrets_file.read_text()))
-    trusted = [S.assets_url] if S.assets_url else []
+    trusted = S.meter_allow or ([S.assets_url] if S.assets_url else [])
     serve(S.host, S.meter_port, secret, trusted, Ledger(S.usage_db))
 
 

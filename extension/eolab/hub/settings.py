@@ -145,6 +145,7 @@ class ResolvedHub(_HubFields):
     workspace_token_file: Path
     workspace_url: str | None
     assets_url: str | None
+    meter_allow: list[str] = Field(default_factory=list, description="what the byte meter reads besides public addresses")
     broker: ManagedApp | None
     tiles: ManagedApp | None
     templates: list[Path] = Field(description="folders copied into each new home (notebooks, workflows)")
@@ -231,6 +232,13 @@ def _slurm_job_name(hub_id: str) -> str:
     return job_name(hub_id)
 
 
+def _meter_allow(config: StackConfig) -> list[str]:
+    """What the byte meter reads besides public addresses: the stack's asset servers (the shared one
+    and look-alike members' own) and the hosts ``tiles.allow`` names; never its other services."""
+    assets = {config.assets_url, *(config.member_assets_url(m) for m in config.enabled_members)}
+    return sorted(assets) + list(getattr(config.tiles, "allow", []))
+
+
 def resolve(config: StackConfig, settings: HubSettings) -> ResolvedHub:
     """Everything the hub, the gateway and the gates need (see :class:`ResolvedHub`)."""
     from eolab.stack import workspace
@@ -266,6 +274,7 @@ def resolve(config: StackConfig, settings: HubSettings) -> ResolvedHub:
         workspace_token_file=workspace.token_file(run_dir),
         workspace_url=(f"{public}/services/catalog/members/{writable[0]}" if writable and catalog_url else None),
         assets_url=config.assets_url,
+        meter_allow=_meter_allow(config),
         broker=(ManagedApp(app=BROKER_APP, port=config.broker.port, url=config.broker_url,
                            managed=not _answers(config.broker_url + "/_health"),
                            server_args=list(BROKER_SERVER_ARGS)) if broker else None),
