@@ -19,6 +19,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from urllib.parse import unquote, urlsplit
 
@@ -39,6 +40,7 @@ HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer",
 OWNER_TTL = 30.0
 _owners: dict[tuple[str, str], float] = {}
 _tile_reads: dict[str, dict[str, int]] = {}  # user -> host -> bytes the tile service read for them
+_tile_lock = threading.Lock()  # noted on the event loop, written to the ledger in a thread
 READ_HEADER = "X-Eolab-Read"
 
 
@@ -46,19 +48,21 @@ def note_tile_read(user: str | None, header: str | None) -> None:
     """Add what a tile's reading fetched (``host=n;...``, from the tile service) to the user's count."""
     if not user or not header:
         return
-    counts = _tile_reads.setdefault(user, {})
-    for part in header.split(";"):
-        host, _, n = part.partition("=")
-        if host and n.isdigit():
-            counts[host] = counts.get(host, 0) + int(n)
+    with _tile_lock:
+        counts = _tile_reads.setdefault(user, {})
+        for part in header.split(";"):
+            host, _, n = part.partition("=")
+            if host and n.isdigit():
+                counts[host] = counts.get(host, 0) + int(n)
 
 
 def flush_tile_reads() -> None:
     """Into the hub's ledger: map tiles are read on the user's behalf, and count as theirs."""
     from eolab.usage import Ledger
 
-    pending = {user: counts for user, counts in _tile_reads.items() if counts}
-    _tile_reads.clear()
+    with _tile_lock:
+        pending = {user: counts for user, counts in _tile_reads.items() if counts}
+        _tile_reads.clear()
     if not pending:
         return
     ledger = Ledger(S.usage_db)
@@ -67,8 +71,9 @@ def flush_tile_reads() -> None:
             ledger.record_bytes(user, counts)
         except Exception as exc:  # noqa: BLE001 - keep them for the next flush
             print(f"tile reads of {user} not recorded yet: {exc}", file=sys.stderr)
-            for host, n in counts.items():
-                _tile_reads.setdefault(user, {})[host] = _tile_reads.get(user, {}).get(host, 0) + n
+            with _tile_lock:
+                for host, n in counts.items():
+                    _tile_reads.setdefault(user, {})[host] = _tile_reads.get(user, {}).get(host, 0) + n
 
 
 def writable_member(path: str) -> str | None:
@@ -369,7 +374,9 @@ def main() -> None:
     url = urlsplit(os.environ["JUPYTERHUB_SERVICE_URL"])
     make_app().listen(url.port, address=url.hostname)
     if KIND == "tiles":
-        ioloop.PeriodicCallback(flush_tile_reads, 5000).start()
+        # SQLite may wait for its lock: in a thread, so tiles keep flowing meanwhile.
+        ioloop.PeriodicCallback(lambda: ioloop.IOLoop.current().run_in_executor(None, flush_tile_reads),
+                                5000).start()
     ioloop.IOLoop.current().start()
 
 

@@ -491,6 +491,25 @@ def test_bob_cannot_open_alices_dashboard(demo_hub, bob, alice_result):
     assert page.status_code == 403 and "bokeh" not in page.text.lower()
 
 
+# Bob's kernel opens a TLS connection to each of Alice's scheduler and worker ports, without a
+# client certificate (he cannot read hers): the handshake or the first read must fail.
+PROBE_COMMS = """
+import socket, ssl
+seen = {}
+for address in ADDRESSES:
+    host, port = address.split("://", 1)[1].rsplit(":", 1)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, int(port)), timeout=10) as raw, ctx.wrap_socket(raw) as tls:
+            tls.sendall(b"\\x00" * 8)
+            seen[address] = "OPEN" if tls.recv(16) else "CLOSED"
+    except (ssl.SSLError, OSError) as exc:
+        seen[address] = "REFUSED " + type(exc).__name__
+print("SEEN", seen)
+"""
+
+
 DASHBOARD_PORTS = """
 info = client.scheduler_info()
 print(info["services"]["dashboard"], *[w["services"]["dashboard"] for w in info["workers"].values()])
@@ -505,10 +524,11 @@ for url in {urls!r}:
 """
 
 
-def test_dashboards_answer_only_through_the_gate(demo_hub, alice, alice_kernel, bob, alice_result):
+def test_dashboards_and_dask_ports_answer_only_their_owner(demo_hub, alice, alice_kernel, bob, alice_result):
     """Alice's scheduler and worker dashboards, and the gateway proxy's route to them, refuse any
     local process (Bob's kernel with the hub-given service token, Alice's own kernel) that does not
-    come through the hub's gate; through the hub Alice gets her dashboard."""
+    come through the hub's gate; through the hub Alice gets her dashboard. Her cluster's Dask ports
+    refuse Bob's kernel (TLS with client certificates); her own client computed on them."""
     name = alice_result["cluster"]
     resolved = hub.read_resolved(hub.hub_dir(demo_hub[0]) / "settings.json")
     ports = alice.run(alice_kernel, DASHBOARD_PORTS).split()
@@ -524,6 +544,20 @@ def test_dashboards_answer_only_through_the_gate(demo_hub, alice, alice_kernel, 
         bob.kill_kernel(bobs)
     from_alice = alice.run(alice_kernel, TRY_URLS.format(urls=urls)).split()
     assert from_bob == ["403"] * 8 and from_alice == ["403"] * 8
+    # The scheduler's and worker's Dask ports speak TLS with client certificates Bob cannot read.
+    import ast
+
+    addresses = alice.run(alice_kernel, "print(','.join([client.run_on_scheduler(lambda dask_scheduler: "
+                                        "dask_scheduler.address), *client.scheduler_info()['workers']]))")
+    addresses = addresses.strip().split(",")
+    assert len(addresses) == 2 and all(a.startswith("tls://127.0.0.1:") for a in addresses), addresses
+    bobs = bob.start_kernel()
+    try:
+        seen = ast.literal_eval(bob.run(bobs, f"ADDRESSES = {addresses!r}\n" + PROBE_COMMS).split("SEEN", 1)[1].strip())
+    finally:
+        bob.kill_kernel(bobs)
+    assert set(seen) == set(addresses)
+    assert all(v.startswith("REFUSED") or v == "CLOSED" for v in seen.values()), seen
     link = f"{url_of(demo_hub)}/services/dask-gateway/clusters/{name}/status"
     through_hub = httpx.get(link, headers={"Authorization": f"token {alice.token}"}, timeout=30)
     assert through_hub.status_code == 200 and "bokeh" in through_hub.text.lower()

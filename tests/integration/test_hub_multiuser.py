@@ -23,6 +23,7 @@ from eolab.testing.hub import HubSession, hub_config_for_accounts, remove_system
 from eolab.testing.stack import free_port_base
 from tests.integration.test_hub_demo import (
     HUB_STATE,
+    PROBE_COMMS,
     SEARCH_AND_COMPUTE,
     TRY_URLS,
     check_other_users_files_are_refused,
@@ -127,25 +128,6 @@ print("KERNEL_UID", os.getuid(), "SCHEDULER_UID", client.run_on_scheduler(os.get
     fields = out.split()
     return {name: fields[fields.index(name) + 1] for name in
             ("ITEMS", "NDVI", "CLUSTER", "KERNEL_UID", "SCHEDULER_UID", "WORKER_UIDS", "COMMS", "DASHBOARDS")}
-
-
-# Bob's kernel opens a TLS connection to each of Alice's scheduler and worker ports, without a
-# client certificate (he cannot read hers): the handshake or the first read must fail.
-PROBE_COMMS = """
-import socket, ssl
-seen = {}
-for address in ADDRESSES:
-    host, port = address.split("://", 1)[1].rsplit(":", 1)
-    ctx = ssl.create_default_context()
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    try:
-        with socket.create_connection((host, int(port)), timeout=10) as raw, ctx.wrap_socket(raw) as tls:
-            tls.sendall(b"\\x00" * 8)
-            seen[address] = "OPEN" if tls.recv(16) else "CLOSED"
-    except (ssl.SSLError, OSError) as exc:
-        seen[address] = "REFUSED " + type(exc).__name__
-print("SEEN", seen)
-"""
 
 
 def test_logins_map_to_their_own_system_users(mu_hub, alice, bob):

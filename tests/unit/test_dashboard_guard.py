@@ -88,3 +88,20 @@ def test_scheduler_and_worker_dashboards_refuse_requests_without_the_key(monkeyp
     assert "bokeh" in page.lower()
     assert "through the hub" in body["error"]
     assert ws_code == 403
+
+
+def test_a_preloaded_scheduler_without_its_key_answers_nobody(monkeypatch):
+    """Fail closed: the preload is there because the gateway meant to guard this cluster."""
+    import httpx
+    from distributed import Scheduler
+
+    monkeypatch.delenv(_dashboard.ENV, raising=False)
+
+    async def scenario():
+        async with Scheduler(host="127.0.0.1", port=0, dashboard_address="127.0.0.1:0",
+                             preload=["eolab.compute._dashboard"]) as s:
+            async with httpx.AsyncClient(timeout=30) as http:
+                url = f"http://127.0.0.1:{s.http_server.port}/health"
+                return [(await http.get(url, headers=h)).status_code for h in ({}, {_dashboard.HEADER: ""})]
+
+    assert asyncio.run(scenario()) == [403, 403]

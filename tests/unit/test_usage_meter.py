@@ -191,3 +191,100 @@ def test_requests_on_one_connection_reuse_the_upstream_and_each_is_checked_and_c
         while chunk := raw.recv(65536):
             out += chunk
     assert out.count(b"HTTP/1.1 206") == 1 and b"HTTP/1.1 403" in out
+
+
+def _read_all(raw) -> bytes:
+    out = b""
+    while chunk := raw.recv(65536):
+        out += chunk
+    return out
+
+
+def test_requests_with_a_body_or_malformed_headers_are_refused_not_smuggled(files):
+    """A GET with a body could carry a second request the proxy never checked (request smuggling)."""
+    base, handler, _ = files
+    methods = []
+    original = handler.do_GET
+
+    def do_GET(self):
+        methods.append((self.command, self.path))
+        original(self)
+
+    handler.do_GET = do_GET
+    handler.do_POST = lambda self: methods.append(("POST", self.path))
+    proxy = _egress.EgressProxy(_egress.checker([base], allow_public=False))
+    host, port = proxy.address.split(":")
+    smuggled = "POST /b04.tif HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    attempts = [
+        f"GET {base}/b04.tif HTTP/1.1\r\nHost: x\r\nContent-Length: {len(smuggled)}\r\n\r\n{smuggled}",
+        f"GET {base}/b04.tif HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        f"GET {base}/b04.tif HTTP/1.1\r\nHost: x\r\nX: y\r\n POST /b04.tif HTTP/1.1\r\n\r\n",
+        f"GET {base}/b04.tif HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+    ]
+    for attempt in attempts:
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            raw.sendall(attempt.encode())
+            assert _read_all(raw).startswith(b"HTTP/1.1 400"), attempt
+    assert methods == []  # nothing reached the upstream
+    with socket.create_connection((host, int(port)), timeout=10) as raw:  # the legitimate path
+        raw.sendall(f"GET {base}/b04.tif HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\nConnection: close\r\n\r\n".encode())
+        assert b" 206 " in _read_all(raw).split(b"\r\n", 1)[0]
+    assert methods == [("GET", "/b04.tif")]
+
+
+def test_interim_answers_and_chunked_bodies_keep_requests_and_answers_in_step():
+    """An upstream answering 103 first and then a chunked body, on a kept-alive connection: each
+    request gets its own final answer, the chunks' bytes are counted, nothing hangs."""
+    import socketserver
+
+    class Chunky(socketserver.StreamRequestHandler):
+        def handle(self):
+            while True:
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = self.rfile.readline()
+                    if not line:
+                        return
+                    head += line
+                path = head.split(b" ", 2)[1].decode()
+                body = f"answer to {path}".encode()
+                self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n")
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                self.wfile.write(b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (5, body[:5], len(body) - 5, body[5:]))
+                self.wfile.flush()
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Chunky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    meter = _meter.Meter(SECRET)
+    proxy = _egress.EgressProxy(_egress.checker([base], allow_public=False), meter)
+    alice = _basic(_meter.credentials(SECRET, "alice"))
+    host, port = proxy.address.split(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            raw.sendall(f"GET {base}/one HTTP/1.1\r\nHost: x\r\n{alice}\r\n\r\n".encode())
+            raw.sendall(f"GET {base}/two HTTP/1.1\r\nHost: x\r\n{alice}\r\nConnection: close\r\n\r\n".encode())
+            out = _read_all(raw)
+    finally:
+        server.shutdown()
+    assert b"103" not in out and out.count(b"HTTP/1.1 200 OK") == 2
+    assert out.count(b"answe\r\n") == 2 and out.index(b"r to /one") < out.index(b"r to /two")  # chunk framing kept
+    assert meter.take() == {"alice": {"127.0.0.1": len(b"answer to /one") + len(b"answer to /two")}}
+
+
+def test_the_tile_services_proxy_answers_only_its_own_process(files):
+    base, handler, _ = files
+    tally = _egress.Tally()
+    proxy = _egress.EgressProxy(_egress.checker([base], allow_public=False), tally)
+    host, port = proxy.address.split(":")
+
+    def get(userpwd: str | None) -> bytes:
+        extra = _basic(userpwd) + "\r\n" if userpwd else ""
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            raw.sendall(f"GET {base}/b04.tif HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n".encode())
+            return _read_all(raw).split(b"\r\n", 1)[0]
+
+    assert get(None).startswith(b"HTTP/1.1 407") and get("-:guess").startswith(b"HTTP/1.1 407")
+    assert b" 200 " in get(tally.userpwd()) and tally.pop("-") == {}  # untagged: passed, not counted
+    assert b" 200 " in get(tally.userpwd("tile-1"))
+    assert tally.pop("tile-1") == {"127.0.0.1": os.path.getsize(os.path.join(handler.root, "b04.tif"))}

@@ -70,5 +70,13 @@ def dask_setup(server) -> None:
 
     key = settings.client().dashboard_key
     application = getattr(server, "http_application", None)
-    if key and application is not None:
-        guard(application, key)
+    if application is None:
+        return
+    if not key:
+        # Preloaded, so the gateway meant to guard this cluster: without its key, refuse everything.
+        import logging
+        import secrets
+
+        logging.getLogger("eolab.compute").warning("%s is not set: this cluster's dashboard answers nobody", ENV)
+        key = secrets.token_hex(32)
+    guard(application, key)

@@ -26,7 +26,10 @@ log = logging.getLogger(__name__)
 
 Check = Callable[[str], "tuple[str | None, str | None]"]  # url -> (refusal, address to connect to)
 MAX_HEAD = 64 * 1024
-_DROP = ("proxy-", "connection:", "keep-alive:")
+HEAD_TIMEOUT = 60.0  # s a client may take to send a request head (also an idle kept-alive connection)
+READ_TIMEOUT = 120.0  # s without a byte from the upstream
+_DROP = ("proxy-", "connection:", "keep-alive:", "host:")
+_LOOKUPS = None  # its own threads for name lookups: slow names must not stall other work
 REFUSED: collections.deque = collections.deque(maxlen=64)  # (when, url, why): GDAL only sees "403"
 
 
@@ -65,12 +68,12 @@ def checker(trusted: Iterable[str], allow_public: bool, resolver=_policy.resolve
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count=None) -> None:
     """Copy until EOF, then close ``writer``; ``count(n)`` gets the bytes passed."""
     try:
-        while data := await reader.read(256 * 1024):
+        while data := await asyncio.wait_for(reader.read(256 * 1024), READ_TIMEOUT):
             writer.write(data)
             if count is not None:
                 count(len(data))
             await writer.drain()
-    except (ConnectionError, asyncio.IncompleteReadError):
+    except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError):
         pass
     finally:
         try:
@@ -93,7 +96,7 @@ def _header(lines: list[str], name: str) -> str:
 async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int, count=None) -> None:
     """Copy exactly ``n`` bytes (a response body of known length)."""
     while n > 0:
-        data = await reader.read(min(n, 256 * 1024))
+        data = await asyncio.wait_for(reader.read(min(n, 256 * 1024)), READ_TIMEOUT)
         if not data:
             raise ConnectionError("upstream closed mid-body")
         n -= len(data)
@@ -101,6 +104,54 @@ async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: 
         if count is not None:
             count(len(data))
         await writer.drain()
+
+
+async def _relay_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count=None) -> None:
+    """Copy a chunked body to its last chunk and trailers (the connection stays usable); ``count``
+    gets the chunks' data bytes."""
+    while True:
+        line = await asyncio.wait_for(reader.readuntil(b"\r\n"), READ_TIMEOUT)
+        writer.write(line)
+        try:
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise ConnectionError("malformed chunk") from None
+        if size == 0:
+            while True:  # trailers, then the empty line
+                trailer = await asyncio.wait_for(reader.readuntil(b"\r\n"), READ_TIMEOUT)
+                writer.write(trailer)
+                if trailer == b"\r\n":
+                    await writer.drain()
+                    return
+        await _relay(reader, writer, size, count)
+        crlf = await asyncio.wait_for(reader.readexactly(2), READ_TIMEOUT)
+        if crlf != b"\r\n":
+            raise ConnectionError("malformed chunk")
+        writer.write(crlf)
+
+
+def _request_problem(lines: list[str]) -> str | None:
+    """Why a GET/HEAD request head cannot be forwarded as it is (a body, or a malformed header,
+    could make the upstream read a second request the proxy never checked)."""
+    for h in lines:
+        if not h:
+            continue
+        name, colon, _ = h.partition(":")
+        if not colon or not name or name != name.strip() or any(c in h for c in "\r\n\0"):
+            return f"malformed header line {h[:40]!r}"
+    length = _header(lines, "content-length")
+    if (length and length != "0") or _header(lines, "transfer-encoding") or _header(lines, "expect"):
+        return "GET/HEAD requests with a body are not forwarded"
+    return None
+
+
+def _lookups():
+    global _LOOKUPS
+    if _LOOKUPS is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _LOOKUPS = ThreadPoolExecutor(8, thread_name_prefix="eolab-egress-lookup")
+    return _LOOKUPS
 
 
 class _Upstream:
@@ -130,19 +181,28 @@ class _Upstream:
 
 
 async def _exchange(up: _Upstream, address: str, port: int, request: bytes):
-    """Send ``request`` upstream and read the answer's head; a kept connection the upstream closed
-    meanwhile is replaced once."""
+    """Send ``request`` upstream and read the final answer's head (interim 1xx heads are dropped);
+    a kept connection the upstream closed meanwhile is replaced once."""
     for attempt in range(2):
         up_reader, up_writer, new = await up.get(address, port, fresh=attempt > 0)
         try:
             up_writer.write(request)
             await up_writer.drain()
-            return up_reader, await up_reader.readuntil(b"\r\n\r\n")
+            while True:
+                head = await asyncio.wait_for(up_reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+                if not re_interim(head):
+                    return up_reader, head
         except (ConnectionError, asyncio.IncompleteReadError):
             up.close()
             if new:
                 raise
     raise ConnectionError("upstream closed")
+
+
+def re_interim(head: bytes) -> bool:
+    """A 1xx answer other than 101 (which the proxy never asks for: no Upgrade passes)."""
+    parts = head.split(b" ", 2)
+    return len(parts) > 1 and parts[1][:1] == b"1" and parts[1] != b"101"
 
 
 async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, check: Check, meter=None) -> None:
@@ -154,10 +214,11 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ch
     try:
         while True:
             try:
-                head = (await reader.readuntil(b"\r\n\r\n"))[:MAX_HEAD].decode("latin-1")
-                request_line, *lines = head.split("\r\n")
+                head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT))[:MAX_HEAD]
+                request_line, *lines = head.decode("latin-1").split("\r\n")
                 method, target, version = request_line.split(" ", 2)
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, ConnectionError):
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, ConnectionError,
+                    asyncio.TimeoutError):
                 return
             if method == "CONNECT":
                 host, _, port = target.rpartition(":")
@@ -167,6 +228,10 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ch
                 if method not in ("GET", "HEAD") or not url.startswith("http://"):
                     _refuse(writer, "405 Method Not Allowed", "only reads with GET/HEAD over http(s) pass")
                     return
+            problem = _request_problem(lines)
+            if problem:
+                _refuse(writer, "400 Bad Request", problem)
+                return
             count = None
             if meter is not None:
                 count, refusal = meter.counter(lines, url)
@@ -174,7 +239,7 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ch
                     _refuse(writer, "407 Proxy Authentication Required", refusal,
                             'Proxy-Authenticate: Basic realm="eolab"\r\n')
                     return
-            problem, address = await asyncio.get_running_loop().run_in_executor(None, check, url)
+            problem, address = await asyncio.get_running_loop().run_in_executor(_lookups(), check, url)
             if problem:
                 log.warning("refused to read %s: %s", url, problem)
                 REFUSED.append((time.monotonic(), url, problem))
@@ -192,12 +257,13 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ch
                 await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer, count))
                 return
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            kept = [h for h in lines if h and not h.lower().startswith(_DROP)]
+            kept = [f"Host: {parts.netloc.rpartition('@')[2]}",
+                    *(h for h in lines if h and not h.lower().startswith(_DROP))]
             request = (f"{method} {path} HTTP/1.1\r\n" + "".join(f"{h}\r\n" for h in kept) + "\r\n").encode("latin-1")
             try:
                 up_reader, answer = await _exchange(up, address, port, request)
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-                _refuse(writer, "502 Bad Gateway", f"{parts.hostname}:{port} is not answering ({exc})")
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError) as exc:
+                _refuse(writer, "502 Bad Gateway", f"{parts.hostname}:{port} is not answering ({exc!r})")
                 return
             status_line, *answer_lines = answer.decode("latin-1").split("\r\n")
             try:
@@ -207,19 +273,21 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ch
                 return
             writer.write(answer)
             length = _header(answer_lines, "content-length")
+            chunked = "chunked" in _header(answer_lines, "transfer-encoding").lower()
             if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-                body = 0
-            elif length.isdigit() and "chunked" not in _header(answer_lines, "transfer-encoding").lower():
-                body = int(length)
+                await _relay(up_reader, writer, 0)
+            elif chunked:
+                await _relay_chunked(up_reader, writer, count)
+            elif length.isdigit():
+                await _relay(up_reader, writer, int(length), count)
             else:  # delimited by the end of the connection: pass it on, then close both
                 await _pipe(up_reader, writer, count)
                 return
-            await _relay(up_reader, writer, body, count)
             if "close" in _header(answer_lines, "connection").lower() or status_line.startswith("HTTP/1.0"):
                 up.close()
             if "close" in _header(lines, "connection").lower() or "close" in _header(lines, "proxy-connection").lower():
                 return
-    except ConnectionError:
+    except (ConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
         return
     finally:
         up.close()
@@ -231,25 +299,41 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ch
 
 
 class Tally:
-    """Bytes the proxy fetched per request tag: the tile service reads each tile with its own tag as
-    GDAL's proxy user (a thread-local GDAL option), then says in the answer what that tile read, so
-    the hub's gate can count it for the user who asked (the service itself does not know users)."""
+    """The tile service's credentials at its proxy, and the bytes fetched per request tag.
 
-    def __init__(self):
+    The proxy listens on 127.0.0.1 and reaches the stack's services as the stack's account, so it
+    answers only requests carrying this process's random secret as proxy password (407 otherwise):
+    another local account cannot use it to get past the services' guard. The tile service reads
+    each tile with its own tag as proxy user (a thread-local GDAL option) and says in the answer
+    what that tile fetched, so the hub's gate can count it for the user who asked."""
+
+    UNTAGGED = "-"
+
+    def __init__(self, secret: str | None = None):
+        import secrets
+
+        self.secret = secret or secrets.token_hex(16)
         self._lock = threading.Lock()
         self._counts: dict[str, collections.Counter] = {}
+
+    def userpwd(self, tag: str | None = None) -> str:
+        """GDAL_HTTP_PROXYUSERPWD for reads tagged ``tag`` (None: not counted)."""
+        return f"{tag or self.UNTAGGED}:{self.secret}"
 
     def counter(self, lines: list[str], url: str):
         import base64
         import binascii
+        import hmac
 
         value = next((h.split(":", 1)[1].strip() for h in lines if h.lower().startswith("proxy-authorization:")), "")
         try:
-            tag = base64.b64decode(value.partition(" ")[2], validate=True).decode().partition(":")[0]
+            tag, _, password = base64.b64decode(value.partition(" ")[2], validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            tag = ""
-        if not tag:
-            return (lambda n: None), ""  # an untagged read (not a tile): passed, not counted
+            tag, password = "", ""
+        if not hmac.compare_digest(password.encode(), self.secret.encode()):
+            return None, "this proxy serves the tile service only"
+        if tag == self.UNTAGGED:
+            return (lambda n: None), ""  # a read outside a tile (titiler's own routes): passed, not counted
         host = urlsplit(url).hostname or "unknown"
 
         def count(n: int) -> None:

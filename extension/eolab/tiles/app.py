@@ -216,6 +216,7 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
     tally = Tally()
     egress = EgressProxy(checker(items.allow, items.allow_public), tally)
     os.environ["GDAL_HTTP_PROXY"] = egress.address
+    os.environ["GDAL_HTTP_PROXYUSERPWD"] = tally.userpwd()  # the proxy answers this process only
 
     def counted_render(the_style, sources, z, x, y) -> Response:
         """The tile, and what reading it fetched in ``X-Eolab-Read`` (host=bytes;...): the hub's gate
@@ -225,9 +226,11 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
         import rasterio
 
         tag = uuid.uuid4().hex
-        with rasterio.Env(GDAL_HTTP_PROXYUSERPWD=f"{tag}:tile"):  # thread-local: this request's reads
-            image = render_bands(the_style, sources, z, x, y)
-        read = tally.pop(tag)
+        try:
+            with rasterio.Env(GDAL_HTTP_PROXYUSERPWD=tally.userpwd(tag)):  # thread-local: this request's reads
+                image = render_bands(the_style, sources, z, x, y)
+        finally:
+            read = tally.pop(tag)
         headers = {"X-Eolab-Read": ";".join(f"{h}={n}" for h, n in sorted(read.items()))} if read else {}
         return Response(image, media_type="image/png", headers=headers)
 

@@ -14,7 +14,8 @@ The meter reads what the tile service may read — public addresses and the stac
 server — and refuses other local ports (it runs as the hub's account, which the stack's services
 trust), link-local and private addresses, like :mod:`eolab.tiles._egress`, whose proxy it is.
 
-Reads that do not go through GDAL (httpx, fsspec, ...) are not counted; a site that must count
+User names holding ``:`` cannot be metered (curl splits the credentials at the first one): their
+reads are refused with 407. Reads that do not go through GDAL (httpx, fsspec, ...) are not counted; a site that must count
 every byte also denies users' processes direct access to the network (a firewall or Kubernetes
 network policy), so GDAL_HTTP_PROXY is the only way out.
 """
@@ -26,6 +27,7 @@ import binascii
 import hashlib
 import hmac
 import logging
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -33,6 +35,7 @@ from urllib.parse import urlsplit
 
 log = logging.getLogger("eolab.usage.meter")
 FLUSH_EVERY = 5.0  # s
+_PROVIDER = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def user_key(secret: str, user: str) -> str:
@@ -70,7 +73,8 @@ class Meter:
         provider, _, user = name.rpartition("/")
         if not user or not hmac.compare_digest(key.encode(), user_key(self._secret, user).encode()):
             return None, None, "these proxy credentials are not this hub's for that user"
-        return user, provider or None, ""
+        # The provider name is the user's word: it only splits their own bytes, and is kept short.
+        return user, provider if _PROVIDER.fullmatch(provider) else None, ""
 
     def counter(self, lines: list[str], url: str) -> tuple[Callable[[int], None] | None, str]:
         """(count(n) for this request's bytes, or None and why it is refused)."""
@@ -132,10 +136,10 @@ def serve(host: str, port: int, secret: str, trusted: list[str], ledger) -> None
                 await loop.run_in_executor(None, _flush, meter, ledger)
 
         flusher = asyncio.ensure_future(flush_forever())
-        async with server:
-            await stop.wait()
+        await stop.wait()
         flusher.cancel()
-        _flush(meter, ledger)  # what was counted since the last flush
+        server.close()
+        _flush(meter, ledger)  # what was counted since the last flush (before waiting for clients)
 
     asyncio.run(main())
 
