@@ -20,6 +20,13 @@ from eolab.usage import _bytes, _meter
 SECRET = "meter-secret"
 
 
+def _read_all(raw) -> bytes:
+    out = b""
+    while chunk := raw.recv(65536):
+        out += chunk
+    return out
+
+
 def _basic(userpwd: str) -> str:
     return "Proxy-Authorization: Basic " + base64.b64encode(userpwd.encode()).decode()
 
@@ -117,10 +124,7 @@ def _through(proxy_address: str, target: str, *headers: str) -> bytes:
     with socket.create_connection((host, int(port)), timeout=10) as raw:
         extra = "".join(f"{h}\r\n" for h in headers)
         raw.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n".encode())
-        out = b""
-        while chunk := raw.recv(65536):
-            out += chunk
-    return out
+        return _read_all(raw)
 
 
 def test_the_meter_refuses_without_credentials_and_other_local_ports(files):
@@ -176,9 +180,7 @@ def test_requests_on_one_connection_reuse_the_upstream_and_each_is_checked_and_c
         for last, rng in ((False, "bytes=0-999"), (False, "bytes=1000-4999"), (True, "bytes=0-15")):
             raw.sendall((f"GET {base}/b04.tif HTTP/1.1\r\nHost: x\r\nRange: {rng}\r\n{alice}\r\n"
                          + ("Connection: close\r\n" if last else "") + "\r\n").encode())
-        out = b""
-        while chunk := raw.recv(65536):
-            out += chunk
+        out = _read_all(raw)
     assert out.count(b"HTTP/1.1 206") == 3
     assert len(connections) == 1  # one upstream connection for the three requests
     assert meter.take() == {"alice": {"127.0.0.1": 1000 + 4000 + 16}} == {"alice": {"127.0.0.1": handler.sent}}
@@ -187,17 +189,8 @@ def test_requests_on_one_connection_reuse_the_upstream_and_each_is_checked_and_c
         other.bind(("127.0.0.1", 0))
         raw.sendall(f"GET {base}/b04.tif HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n{alice}\r\n\r\n".encode())
         raw.sendall(f"GET http://127.0.0.1:{other.getsockname()[1]}/ HTTP/1.1\r\nHost: x\r\n{alice}\r\n\r\n".encode())
-        out = b""
-        while chunk := raw.recv(65536):
-            out += chunk
+        out = _read_all(raw)
     assert out.count(b"HTTP/1.1 206") == 1 and b"HTTP/1.1 403" in out
-
-
-def _read_all(raw) -> bytes:
-    out = b""
-    while chunk := raw.recv(65536):
-        out += chunk
-    return out
 
 
 def test_requests_with_a_body_or_malformed_headers_are_refused_not_smuggled(files):
