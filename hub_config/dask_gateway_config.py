@@ -76,7 +76,7 @@ c.UsageMixin.usage_db = str(S.usage_db)
 c.UsageMixin.usage_limits = {key: limit.model_dump() for key, limit in S.usage_limits.items()}
 
 # Dashboards answer only the gate, which sends each cluster's key (eolab.compute._dashboard).
-from eolab.compute._dashboard import hub_secret  # noqa: E402
+from eolab._guard import hub_secret  # noqa: E402
 from eolab.compute._server import cluster_options  # noqa: E402
 
 c.DashboardGuardMixin.dashboard_secret = hub_secret(SECRETS)

@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import httpclient, ioloop, web, websocket
 
+from eolab import _guard
 from eolab.compute import _dashboard
 from eolab.hub.settings import read_resolved
 from eolab.stack.workspace import needs_token, write_allowed
@@ -113,8 +114,6 @@ def read_cached(path) -> str | None:
 
 
 def service_token() -> str | None:
-    from eolab import _guard
-
     return read_cached(_guard.token_file(S.run_dir))
 
 
@@ -131,7 +130,7 @@ def dashboard_headers(path: str) -> dict[str, str]:
     if KIND != "gateway" or len(parts) < 2 or parts[0] != "clusters":
         return {}
     try:
-        secret = _dashboard.hub_secret(json.loads(read_cached(S.secrets_file) or "{}"))
+        secret = _guard.hub_secret(json.loads(read_cached(S.secrets_file) or "{}"))
     except ValueError:
         return {}
     return {_dashboard.HEADER: _dashboard.cluster_key(secret, parts[1])} if secret else {}

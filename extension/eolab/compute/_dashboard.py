@@ -26,13 +26,6 @@ def cluster_key(secret: str, cluster_name: str) -> str:
     return hmac.new(secret.encode(), b"eolab-dashboard\0" + cluster_name.encode(), hashlib.sha256).hexdigest()
 
 
-def hub_secret(secrets: dict) -> str:
-    """The shared secret, from the hub's secrets file (never leaves the hub's account)."""
-    from eolab._guard import hub_secret
-
-    return hub_secret(secrets)
-
-
 def _refusal_handler():
     from tornado import web
 

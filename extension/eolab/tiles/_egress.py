@@ -93,6 +93,21 @@ def _header(lines: list[str], name: str) -> str:
     return next((h.split(":", 1)[1].strip() for h in lines if h.lower().startswith(name)), "")
 
 
+def proxy_credentials(lines: list[str]) -> tuple[str, str] | None:
+    """(user, password) of a request's Basic Proxy-Authorization, None if it has none or it is malformed."""
+    import base64
+    import binascii
+
+    scheme, _, encoded = _header(lines, "proxy-authorization").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, _, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return user, password
+
+
 async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int, count=None) -> None:
     """Copy exactly ``n`` bytes (a response body of known length)."""
     while n > 0:
@@ -321,15 +336,9 @@ class Tally:
         return f"{tag or self.UNTAGGED}:{self.secret}"
 
     def counter(self, lines: list[str], url: str):
-        import base64
-        import binascii
         import hmac
 
-        value = next((h.split(":", 1)[1].strip() for h in lines if h.lower().startswith("proxy-authorization:")), "")
-        try:
-            tag, _, password = base64.b64decode(value.partition(" ")[2], validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            tag, password = "", ""
+        tag, password = proxy_credentials(lines) or ("", "")
         if not hmac.compare_digest(password.encode(), self.secret.encode()):
             return None, "this proxy serves the tile service only"
         if tag == self.UNTAGGED:

@@ -22,8 +22,6 @@ network policy), so GDAL_HTTP_PROXY is the only way out.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import logging
@@ -62,14 +60,12 @@ class Meter:
 
     def who(self, lines: list[str]) -> tuple[str | None, str | None, str]:
         """(user, provider hint, refusal) from a request's header lines."""
-        value = next((h.split(":", 1)[1].strip() for h in lines if h.lower().startswith("proxy-authorization:")), "")
-        scheme, _, encoded = value.partition(" ")
-        if scheme.lower() != "basic":
+        from eolab.tiles._egress import proxy_credentials
+
+        found = proxy_credentials(lines)
+        if found is None:
             return None, None, "the hub's meter needs the user's proxy credentials (GDAL_HTTP_PROXYUSERPWD)"
-        try:
-            name, _, key = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None, None, "malformed Proxy-Authorization"
+        name, key = found
         provider, _, user = name.rpartition("/")
         if not user or not hmac.compare_digest(key.encode(), user_key(self._secret, user).encode()):
             return None, None, "these proxy credentials are not this hub's for that user"
