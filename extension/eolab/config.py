@@ -86,7 +86,7 @@ class MemberConfig(_Strict):
                                      description="band names, scaling and access of its items")
     # Look-alike members: demo data in a real provider's conventions (eolab.stack._lookalike_items),
     # assets on their own look-alike asset server (SAS tokens, connection cap) when asset_port is set.
-    lookalike: Literal["earth-search", "planetary-computer", "cdse"] | None = None
+    lookalike: Literal["earth-search", "planetary-computer", "cdse", "landsat"] | None = None
     asset_port: int | None = Field(default=None, ge=1, le=65535, description="its own asset server")
     sas_lifetime: float = Field(default=0.0, ge=0, description="SAS tokens of its asset server live this long, "
                                                                "s (0: no token needed)")

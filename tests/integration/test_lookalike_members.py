@@ -1,8 +1,11 @@
-"""Look-alike members: the demo scene in Earth Search's and Planetary Computer's conventions.
+"""Look-alike members: the demo scene in Earth Search's, Planetary Computer's, CDSE's and the USGS's
+(Landsat Collection 2 Level-2) conventions.
 
 The same pixels must come out of ``load_cube`` whichever member serves them: common-name keys with
 offsets in raster:bands (Earth-Search-like), B04/SCL keys with no scale or offset and assets behind
-20-second SAS tokens (Planetary-Computer-like), and the native demo members.
+20-second SAS tokens (Planetary-Computer-like), and the native demo members. The Landsat look-alike
+shows the same surface at 30 m with a QA_PIXEL mask, so its water areas are compared within a stated
+tolerance, not pixel for pixel.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from tests.integration.test_load_cube import scene_window_bbox
 
 LOOKALIKES = ("earth-search-like", "pc-like")
 ALL_LOOKALIKES = LOOKALIKES + ("cdse-like",)
+LANDSAT = "landsat-like"
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +39,7 @@ def lookalike_stack(small_demo, tmp_path_factory):
         base = make_stack_config(tmp_path_factory.mktemp("lookalike-run"), small_demo)
         raw = base.model_dump(mode="json")
         raw["members"] = [dict(m, sas_lifetime=20.0) if m["id"] == "pc-like" else m for m in raw["members"]
-                          if m["id"] in ("pannonia", "danube") + ALL_LOOKALIKES]
+                          if m["id"] in ("pannonia", "danube", LANDSAT) + ALL_LOOKALIKES]
         config = StackConfig.model_validate(raw)
         with running_stack(config) as running:
             # Kernels find the members' profiles (the pc-like token endpoint) in the effective configuration.
@@ -49,11 +53,11 @@ def lookalike_stack(small_demo, tmp_path_factory):
                 os.environ[key] = value
 
 
-def _items(config, member_ids, bbox):
+def _items(config, member_ids, bbox, collection="sentinel-2-l2a"):
     items = []
     for member_id in member_ids:
         client = pystac_client.Client.open(config.member_url(config.member(member_id)))
-        items += list(client.search(collections=["sentinel-2-l2a"], bbox=bbox).items())
+        items += list(client.search(collections=[collection], bbox=bbox).items())
     return items
 
 
@@ -103,7 +107,8 @@ def water_runs(lookalike_stack, tmp_path_factory):
     for name, collection in (("native", ["pannonia|sentinel-2-l2a", "danube|sentinel-2-l2a"]),
                              ("earth-search-like", "earth-search-like|sentinel-2-l2a"),
                              ("pc-like", "pc-like|sentinel-2-l2a"),
-                             ("cdse-like", "cdse-like|sentinel-2-l2a")):
+                             ("cdse-like", "cdse-like|sentinel-2-l2a"),
+                             (LANDSAT, f"{LANDSAT}|landsat-c2-l2")):
         out = tmp_path_factory.mktemp(f"water-{name}")
         run_notebook("water-monitoring", out, catalog=lookalike_stack.broker_url, s2_collection=collection,
                      s1_collection=None, out_dir=str(out / "results"), save_daily_maps=False)
@@ -128,7 +133,57 @@ def test_water_template_gives_the_native_result_on_a_lookalike(water_runs, membe
         np.testing.assert_allclose(fb.read(1), fa.read(1), atol=1e-3)
 
 
-@pytest.mark.parametrize("member_id", ("pannonia",) + ALL_LOOKALIKES)
+def test_landsat_lookalike_serves_its_own_pixels_in_reflectance(lookalike_stack):
+    """Through the member and the asset server, in the USGS layout: each 10 m value of the cube is the
+    30 m file's DN × 0.0000275 − 0.2 (the convention, not stated in the items), QA_PIXEL's cloud and
+    shadow bits are masked, and the mask arrives as SCL classes."""
+    import rasterio
+
+    manifest = json.loads((lookalike_stack.data_dir / "manifest.json").read_text())
+    bbox = scene_window_bbox(manifest)
+    items = sorted(_items(lookalike_stack, (LANDSAT,), bbox, "landsat-c2-l2"), key=lambda i: i.datetime)
+    assert len(items) == len(manifest["s2_dates"]) and "qa_pixel" in items[0].assets
+    access.reset()
+    cube = eolab.load_cube(items[:6], bands=["green", "nir", "SCL"], bbox=bbox, resolution=10,
+                           crs=manifest["crs"]).compute()
+    assert cube.nir.attrs["asset"] == "nir08" and cube.green.attrs["values_from"] == "landsat c2 l2 convention"
+    x0, y0 = manifest["transform"][2], manifest["transform"][5]
+    cols = ((cube.x.values - x0) // 30).astype(int)
+    rows = ((y0 - cube.y.values) // 30).astype(int)
+    for t, item in enumerate(items[:6]):
+        with rasterio.open(item.assets["green"].href) as src:
+            dn = src.read(1)[np.ix_(rows, cols)]
+        with rasterio.open(item.assets["qa_pixel"].href) as src:
+            qa = src.read(1)[np.ix_(rows, cols)]
+        masked = (qa & 0b11111) > 0  # fill, dilated cloud, cirrus, cloud, shadow
+        expected = np.where(masked, np.nan, dn * 0.0000275 - 0.2)
+        np.testing.assert_allclose(cube.green.values[t], expected, atol=1e-6, equal_nan=True)
+        assert np.array_equal(cube.clear.values[t], ~masked)
+        assert np.array_equal(cube.SCL.values[t] == 6, ((qa >> 7) & 1).astype(bool) & ((qa & 0b111111) == 0))
+    assert access.stats().get(f"{LANDSAT}:failures", 0) == 0
+
+
+def test_water_template_on_landsat_measures_the_water_within_tolerance(water_runs, lookalike_stack):
+    """The same notebook and parameters on Landsat (only the collection differs): on the dates both
+    sensors see clearly, the water area is within 5 % of the truth (the template's goal on the native
+    data) and within 3 % of the native Sentinel-2 result; its mask (QA_PIXEL) finds the same cloudy dates."""
+    import pandas as pd
+
+    truth = pd.read_csv(lookalike_stack.data_dir / "truth" / "water_area.csv")
+    truth = truth[truth.sensor == "sentinel-2"].set_index("date")["area_ha"]
+    native = pd.read_csv(water_runs["native"] / "water_extent.csv", comment="#", index_col=0)
+    landsat = pd.read_csv(water_runs[LANDSAT] / "water_extent.csv", comment="#", index_col=0)
+    assert list(landsat.index) == list(native.index) and list(landsat.columns) == list(native.columns)
+    clear = (landsat.clear_fraction >= 0.9) & (native.clear_fraction >= 0.9)
+    assert clear.sum() >= 5
+    both = landsat[clear]
+    error = (both.observed_ha - truth[both.index]) / truth[both.index]
+    assert error.abs().max() <= 0.05, error
+    assert ((both.observed_ha - native.observed_ha[clear]).abs() / native.observed_ha[clear]).max() <= 0.03
+    np.testing.assert_allclose(landsat.clear_fraction, native.clear_fraction, atol=0.15)
+
+
+@pytest.mark.parametrize("member_id", ("pannonia",) + ALL_LOOKALIKES + (LANDSAT,))
 def test_members_check_passes_on_every_lookalike(lookalike_stack, member_id, capsys):
     from eolab import cli
 
@@ -173,3 +228,42 @@ def test_catalog_up_checks_enabled_remote_members_and_names_what_to_set(lookalik
     out = capsys.readouterr()
     assert "remote member remote-es" in out.out and "ok" in out.out
     assert "warning: remote member remote-down" in out.err and "EOLAB_S3_CREDENTIALS" in out.err
+
+
+@pytest.fixture(scope="module")
+def crop_cap_runs(lookalike_stack, tmp_path_factory):
+    """The crop-type and CAP templates, unchanged, on the native members and on each Sentinel-2
+    look-alike (only the collection differs; each member's runs share one cache of parcel series)."""
+    from tests.integration._workflow_utils import run_notebook
+
+    claims = str(lookalike_stack.data_dir / "claims" / "claims.gpkg")
+    runs = {}
+    for name, collection in (("native", ["pannonia|sentinel-2-l2a", "danube|sentinel-2-l2a"]),
+                             *((m, f"{m}|sentinel-2-l2a") for m in ALL_LOOKALIKES)):
+        out = tmp_path_factory.mktemp(f"crops-{name}")
+        common = {"catalog": lookalike_stack.broker_url, "s2_collection": collection, "cache_dir": str(out / "cache")}
+        run_notebook("crop-type-map", out, parcels=claims, pixel_map=False, out_dir=str(out / "crop"), **common)
+        run_notebook("cap-parcel-checks", out, claims_file=claims, out_dir=str(out / "cap"), **common)
+        runs[name] = out
+    return runs
+
+
+@pytest.mark.parametrize("member_id", ALL_LOOKALIKES)
+def test_crop_and_cap_templates_give_the_native_result_on_a_lookalike(crop_cap_runs, member_id):
+    """Reflectance agrees to 1e-4, so the same parcels get the same crops and lights: the accuracy
+    figures equal to 0.01 and at most 1 % of parcels with another prediction or light (a
+    threshold or a tree split may flip a parcel whose value sits on it)."""
+    import geopandas as gpd
+
+    native, other = crop_cap_runs["native"], crop_cap_runs[member_id]
+    a = json.loads((native / "crop" / "accuracy.json").read_text())
+    b = json.loads((other / "crop" / "accuracy.json").read_text())
+    assert a["held_out_parcels"] == b["held_out_parcels"] > 0
+    for key in ("overall_accuracy", "kappa"):
+        assert abs(a[key] - b[key]) <= 0.01, (key, a[key], b[key])
+    for path, column in (("crop/crop_parcels.gpkg", "predicted"), ("cap/cap_checks.gpkg", "light")):
+        ta = gpd.read_file(native / path).set_index("parcel_id")
+        tb = gpd.read_file(other / path).set_index("parcel_id").loc[ta.index]
+        assert column in ta and len(ta) > 100
+        differ = (ta[column].astype(str) != tb[column].astype(str)).mean()
+        assert differ <= 0.01, f"{path}: {differ:.1%} of parcels differ in {column}"

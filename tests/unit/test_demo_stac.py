@@ -25,7 +25,7 @@ def _items(root, cid, n=None, date=None):
 
 def test_collections(small_demo):
     cols = json.loads((small_demo / "stac" / "collections.json").read_text())
-    assert [c["id"] for c in cols] == ["sentinel-2-l2a", "sentinel-1-grd"]
+    assert [c["id"] for c in cols] == ["sentinel-2-l2a", "sentinel-1-grd", "landsat-c2-l2"]
     for c in cols:
         for key in ("title", "description", "license", "providers", "keywords", "summaries", "item_assets"):
             assert c[key], key

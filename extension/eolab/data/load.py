@@ -26,6 +26,30 @@ SCL_CLASSES = {
 }
 DEFAULT_MASK_CLASSES = (0, 1, 3, 8, 9, 10)
 SCL_BAND = "SCL"
+# Landsat Collection 2 QA_PIXEL bits, in the order they decide the SCL class a pixel is given
+# (fill first, then cloud over cirrus over shadow over snow over water); clear land has no SCL
+# class of its own in QA_PIXEL (no vegetation test) and becomes 7 "unclassified".
+QA_TO_SCL = ((0, 0), (3, 9), (1, 8), (2, 10), (4, 3), (5, 11), (7, 6))
+QA_CLEAR_SCL = 7
+
+
+def qa_pixel_to_scl(qa: Any) -> np.ndarray:
+    """Landsat C2 QA_PIXEL bit fields as the Sen2Cor SCL codes they mean (uint8), so one mask, snow
+    and shadow logic serves both sensors: fill (bit 0, or the value 0 outside the scene) -> 0,
+    cloud (bit 3) -> 9, dilated cloud (1) -> 8, cirrus (2) -> 10, cloud shadow (4) -> 3,
+    snow (5) -> 11, water (7) -> 6, anything else -> 7."""
+    qa = np.asarray(qa)
+    if qa.dtype.kind == "f":  # read without a stated data type: float, NaN where nothing was read
+        qa = np.nan_to_num(qa, nan=0.0)
+    qa = qa.astype(np.uint16, copy=False)
+    out = np.full(qa.shape, QA_CLEAR_SCL, np.uint8)
+    decided = np.zeros(qa.shape, bool)
+    for bit, code in QA_TO_SCL:
+        hit = ((qa >> bit) & 1).astype(bool) & ~decided
+        out[hit] = code
+        decided |= hit
+    out[qa == 0] = 0
+    return out
 
 # GDAL lists a remote "directory" on every open unless told not to.
 _GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
@@ -179,6 +203,8 @@ def _scl_key(view: dict, profile: Any) -> str | None:
     key = getattr(profile, "mask", None) or profiles_mod.mask_asset(view)
     if not key or key not in (view.get("assets") or {}):
         return None
+    if profiles_mod.is_qa_pixel(key, view["assets"][key]):
+        return key  # read as the SCL classes it means (qa_pixel_to_scl)
     classes = {c.get("name") for c in view["assets"][key].get("classification:classes") or []}
     return key if key.split("_")[0].lower() == "scl" or "cloud_high_probability" in classes else None
 
@@ -196,7 +222,8 @@ def _profiles(views: list[dict], profile: Any) -> list:
 
 
 def carries_scl(items: Any, profile: Any = None) -> bool:
-    """True when every item has an SCL asset: what ``mask="auto"`` masks clouds with."""
+    """True when every item has an SCL asset (or Landsat's QA_PIXEL, read as SCL classes): what
+    ``mask="auto"`` masks clouds with."""
     views = [_view(entry) for entry in _as_entries(items)]
     return all(_scl_key(view, prof) for view, prof in zip(views, _profiles(views, profile)))
 
@@ -271,7 +298,11 @@ def load_cube(
     if use_scl and not has_scl:
         missing = [v.get("id") for v, k in zip(views, scl_keys) if not k][:3]
         raise EolabError(f"mask='scl' needs an SCL asset, missing in items {missing}", hint="use mask=None")
-    mask_names = {b for b in bands if b.lower() in ("scl", "mask")}
+    mask_names = {b for b in bands if b.lower() in ("scl", "mask", "qa_pixel")}
+    qa_masks = {profiles_mod.is_qa_pixel(k, v["assets"][k]) for v, k in zip(views, scl_keys) if k}
+    if len(qa_masks) > 1:
+        raise EolabError("the items mix SCL and Landsat QA_PIXEL masks", hint="load each sensor's items separately")
+    from_qa = qa_masks == {True}
     keys = []  # per item: variable name -> asset key
     for view, prof, provider, scl_key in zip(views, profiles, providers, scl_keys):
         chosen = {}
@@ -303,7 +334,12 @@ def load_cube(
         )
 
     cube = raw[bands].copy()
-    scl = raw[scl_name].data if use_scl else None
+    mask_var = raw[scl_name] if (use_scl or mask_names) else None
+    if from_qa and mask_var is not None:
+        mask_var = mask_var.copy(data=mask_var.data.map_blocks(qa_pixel_to_scl, dtype=np.uint8))
+        mask_var.attrs = {"description": "Landsat QA_PIXEL bits as Sen2Cor SCL classes (eolab.data.load.qa_pixel_to_scl)",
+                          "asset": keys[0][scl_name] if scl_name in keys[0] else None}
+    scl = mask_var.data if use_scl else None
     for band in data_bands:
         info = infos[band]
         # One fused pass per chunk (scale, offset, nodata and clouds -> NaN) instead of a chain of
@@ -321,15 +357,18 @@ def load_cube(
                                          "nodata": info["nodata"], "values_from": info["source"],
                                          "asset": keys[0][band]})
     if use_scl:
-        cloudy = raw[scl_name].isin(list(mask_classes))
+        cloudy = mask_var.isin(list(mask_classes))
         cube["clear"] = ~cloudy
-        cube["clear"].attrs = {"description": "pixel not masked by SCL", "masked_scl_classes": list(mask_classes)}
+        cube["clear"].attrs = {"description": "pixel not masked by " + ("QA_PIXEL (as SCL)" if from_qa else "SCL"),
+                               "masked_scl_classes": list(mask_classes)}
     for name in mask_names:
-        cube[name] = raw[name]  # class codes stay integers
+        # class codes stay integers; a QA_PIXEL asked for by that name keeps its bits
+        cube[name] = mask_var if from_qa and name.lower() != "qa_pixel" else raw[name]
     # Provenance from the caller's items (self links etc.), not the lean copies.
     records = [entry if isinstance(entry, pystac.Item) else item for entry, item in zip(entries, items)]
     cube.attrs["eolab:provenance"] = provenance.for_cube(
-        records, bands=bands, resolution=resolution, crs=str(cube.odc.crs), mask=("scl" if use_scl else None),
+        records, bands=bands, resolution=resolution, crs=str(cube.odc.crs),
+        mask=(("qa_pixel" if from_qa else "scl") if use_scl else None),
         mask_classes=list(mask_classes) if use_scl else [], groupby=groupby)
     cube.attrs["crs"] = str(cube.odc.crs)
     cube.attrs["eolab:read"] = _read_plan(raw, to_read, providers, profiles)

@@ -7,7 +7,8 @@ nowhere) and marks the cloud mask differently. :func:`resolve_band` finds the as
 name (``red``, ``nir``, ``rededge1``, ...), a Sentinel-2 band name (``B04``) or a provider asset key;
 :func:`band_values` says how its numbers become physical units, reading in this order: the item's
 metadata, the member's profile (``profile:`` in the catalogue configuration), then the
-Sentinel-2 L2A convention (DN × 0.0001, minus 0.1 from processing baseline 04.00 on).
+Sentinel-2 L2A convention (DN × 0.0001, minus 0.1 from processing baseline 04.00 on) or the
+Landsat Collection 2 Level-2 one (DN × 0.0000275 − 0.2).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ MASK_NAMES = ("scl", "mask", "cloud", "qa_pixel")
 S2_OFFSET_BASELINE = (4, 0)
 S2_OFFSET_SINCE = dt.date(2022, 1, 25)  # processing baseline 04.00 went operational
 S2_SCALE, S2_OFFSET = 0.0001, -0.1
+LANDSAT_SCALE, LANDSAT_OFFSET = 0.0000275, -0.2  # Collection 2 Level-2 surface reflectance
+#: bands Sentinel-2 has and Landsat OLI has not (what their indices cannot be made from)
+NOT_ON_LANDSAT = ("rededge1", "rededge2", "rededge3", "nir09")
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,14 @@ def _rank(key: str, asset: dict) -> tuple:
 def _is_mask(key: str, asset: dict) -> bool:
     roles = set(asset.get("roles") or [])
     base = key.split("_")[0].split("-")[0].lower()
-    return base in ("scl", "qa_pixel", "fmask") or bool(roles & {"cloud", "cloud-shadow"}) and not _band_entries(asset)
+    return (base in ("scl", "fmask") or is_qa_pixel(key, asset)
+            or bool(roles & {"cloud", "cloud-shadow"}) and not _band_entries(asset))
+
+
+def is_qa_pixel(key: str, asset: dict) -> bool:
+    """A Landsat Collection 2 QA_PIXEL bit field (by key, or by its bit-field description)."""
+    names = {f.get("name") for f in asset.get("classification:bitfields") or []}
+    return key.lower() in ("qa_pixel", "qa-pixel") or {"cloud", "cloud_shadow", "dilated_cloud"} <= names
 
 
 def mask_asset(item: dict) -> str | None:
@@ -186,6 +197,24 @@ def is_sentinel2_l2a(item: dict) -> bool:
     return ("sentinel-2" in text or "s2" in text) and ("l2a" in text or "msi2a" in text)
 
 
+def is_landsat(item: dict) -> bool:
+    props = item.get("properties") or {}
+    text = " ".join(str(v) for v in (item.get("collection"), props.get("platform"), item.get("id"))).lower()
+    return "landsat" in text or bool(re.match(r"L[COTEM]0\d_", str(item.get("id", ""))))
+
+
+def is_landsat_c2_l2(item: dict) -> bool:
+    """Landsat Collection 2 Level-2 (surface reflectance): by ``landsat:`` properties, else by name."""
+    props = item.get("properties") or {}
+    if not is_landsat(item):
+        return False
+    if props.get("landsat:collection_number") is not None:
+        return str(props["landsat:collection_number"]).lstrip("0") == "2" and \
+            str(props.get("landsat:correction", "L2")).upper().startswith("L2")
+    text = f"{item.get('collection')} {item.get('id')}".lower()
+    return ("c2" in text and "l2" in text) or "_l2sp_" in text
+
+
 def sentinel2_offset(item: dict) -> float:
     """-0.1 for processing baseline 04.00 and later (by the baseline, else by the acquisition date)."""
     props = item.get("properties") or {}
@@ -225,6 +254,9 @@ def band_values(item: dict, key: str, profile: Any = None) -> BandValues:
     if is_sentinel2_l2a(item) and _common_of(key, asset) is not None:
         return BandValues(S2_SCALE, sentinel2_offset(item), nodata if nodata is not None else 0,
                           "sentinel-2 convention")
+    if is_landsat_c2_l2(item) and _common_of(key, asset) is not None:
+        return BandValues(LANDSAT_SCALE, LANDSAT_OFFSET, nodata if nodata is not None else 0,
+                          "landsat c2 l2 convention")
     return BandValues(1.0, 0.0, nodata, "none")
 
 
@@ -233,6 +265,14 @@ def missing_band_error(item: dict, band: str, provider: str | None) -> EolabErro
             if not set(a.get("roles") or []) & {"metadata", "thumbnail", "overview", "tiles"}]
     names = sorted({n for n in (_common_of(k, _assets(item)[k]) for k in keys) if n})
     where = f"provider {provider!r}" if provider else "its provider"
+    wanted = S2_TO_COMMON.get(band.upper(), ALIASES.get(band, band))
+    if is_landsat(item) and wanted in NOT_ON_LANDSAT:
+        what = "red-edge bands" if wanted.startswith("rededge") else f"the {wanted} band"
+        return EolabError(
+            f"item {item.get('id')} ({where}) is Landsat, which has no {what} ({band!r} is a Sentinel-2 band): "
+            "indices made from it (e.g. NDRE from red edge 1) cannot be computed from Landsat",
+            hint="use a Sentinel-2 collection for red-edge indices; on Landsat ask for blue, green, red, nir08, "
+                 "swir16, swir22 (nir08 is Landsat's near infrared)")
     return EolabError(
         f"item {item.get('id')} ({where}) has no asset for band {band!r}",
         hint=(f"its assets are: {', '.join(keys)}; common names found: {', '.join(names) or 'none'}. "

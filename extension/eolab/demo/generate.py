@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eolab.demo import _clouds, _parcels, _phenology, _sar, _spectra, _stac, _winter
+from eolab.demo import _clouds, _landsat, _parcels, _phenology, _sar, _spectra, _stac, _winter
 from eolab.demo._cog import open_stack, write_cog, write_gpkg
 from eolab.demo._common import (
     BI,
@@ -35,7 +35,7 @@ from eolab.errors import EolabError
 
 __all__ = ["generate", "SIZES"]
 
-PARTS = ("s2", "s1", "stac", "claims", "truth")
+PARTS = ("s2", "s1", "landsat", "stac", "claims", "truth")
 B10 = ["B02", "B03", "B04", "B08"]
 B20 = ["B05", "B8A", "B11", "B12"]
 WORKERS = 2
@@ -90,6 +90,12 @@ def _quantize(refl: np.ndarray) -> np.ndarray:
 
 def render_s2(scene, acq, target: float, seed: int):
     """Observed 10 m reflectance (8 bands), DNs and the cloud truth for one S2 date."""
+    dn10, dn20, cl, _ = _render(scene, acq, target, seed)
+    return dn10, dn20, cl
+
+
+def _render(scene, acq, target: float, seed: int):
+    """render_s2's DNs and clouds, and the observed 10 m reflectance they were quantised from."""
     P = scene.parcels
     doy = acq.doy
     cov = _phenology.cover(P, doy)
@@ -107,13 +113,13 @@ def render_s2(scene, acq, target: float, seed: int):
         refl[b] = refl[b] * np.float32(gain[b]) + np.float32(off[b]) + noise * (0.0015 + 0.006 * refl[b])
     dn10 = _quantize(refl[[BI[b] for b in B10]])
     dn20 = _quantize(block_mean(refl[[BI[b] for b in B20]]))
-    return dn10, dn20, cl
+    return dn10, dn20, cl, refl
 
 
 def _s2_task(i: int):
     st = _STATE
     scene, acq, seed, root = st["scene"], st["s2"][i], st["seed"], st["root"]
-    dn10, dn20, cl = render_s2(scene, acq, st["plan"][i], seed)
+    dn10, dn20, cl, refl = _render(scene, acq, st["plan"][i], seed)
     obs = dn10.astype(np.float32) * np.float32(DN_SCALE) + np.float32(DN_OFFSET)
     scl = _clouds.scl(seed, acq.index, obs, cl)
     grid = scene.grid
@@ -131,7 +137,18 @@ def _s2_task(i: int):
         write_cog(d / "SCL.tif", scl[sl2], grid.tile_transform(r, c, 20.0), 0, 128)
         code = cl.code[sl]
         covers.append(100.0 * float(np.mean((code == _clouds.OPAQUE) | (code == _clouds.THIN))))
-    return i, cl.code, cl.surface, covers
+    # the same date as Landsat C2 L2 would publish it (one 30 m scene, QA_PIXEL from this SCL)
+    m = _landsat.size(grid)
+    iid = _landsat.item_id(acq)
+    d = root / "landsat" / iid
+    d.mkdir(parents=True, exist_ok=True)
+    dn = _landsat.reflectance_dn({b: refl[BI[b]] for _, b, _ in _landsat.BANDS.values()}, m)
+    for k, (oli, _, _) in enumerate(_landsat.BANDS.values()):
+        write_cog(d / f"{iid}_SR_{oli}.TIF", dn[k], _landsat.transform(grid), 0, 256)
+    qa = _landsat.qa_pixel(scl, m)
+    write_cog(d / f"{iid}_QA_PIXEL.TIF", qa, _landsat.transform(grid), 1, 256)
+    landsat_cover = 100.0 * float(np.mean((qa & (_landsat.CLOUD | _landsat.CIRRUS)) > 0))
+    return i, cl.code, cl.surface, covers, landsat_cover
 
 
 def _s1_task(i: int):
@@ -204,7 +221,7 @@ def _generate_into(root: Path, size: str, seed: int, progress: bool) -> dict:
     bar = tqdm(total=len(s2) + len(s1), desc=f"demo-data ({size})", unit="date", disable=not progress,
                file=sys.stderr)
     water_rows = []
-    s2_items, s1_items = [], []
+    s2_items, s1_items, landsat_items = [], [], []
     # fork is cheapest (the scene is inherited), but only safe without other threads in this process
     ctx = mp.get_context("fork" if threading.active_count() == 1 and sys.platform == "linux" else "spawn")
     try:
@@ -214,7 +231,7 @@ def _generate_into(root: Path, size: str, seed: int, progress: bool) -> dict:
                 open_stack(root / "truth" / "surface_s2.tif", n, len(s2), tr) as surf_ds, \
                 open_stack(root / "truth" / "water_s1.tif", n, len(s1), tr) as ws1:
             s1_async = pool.imap(_s1_task, range(len(s1)))
-            for i, code, surface, covers in pool.imap(_s2_task, range(len(s2))):
+            for i, code, surface, covers, landsat_cover in pool.imap(_s2_task, range(len(s2))):
                 acq = s2[i]
                 clouds_ds.write(code, i + 1)
                 clouds_ds.set_band_description(i + 1, acq.iso)
@@ -227,6 +244,7 @@ def _generate_into(root: Path, size: str, seed: int, progress: bool) -> dict:
                 sun = sun_angles(acq.datetime)
                 for (r, c, gid), cc in zip(grid.tiles(), covers):
                     s2_items.append(_stac.s2_item(acq, grid, r, c, gid, cc, sun))
+                landsat_items.append(_landsat.item(acq, grid, landsat_cover, sun))
                 bar.update(1)
             for i in s1_async:
                 acq = s1[i]
@@ -244,8 +262,9 @@ def _generate_into(root: Path, size: str, seed: int, progress: bool) -> dict:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["date", "sensor", "area_ha"])
         w.writerows(sorted(water_rows))
-    (root / "stac" / "collections.json").write_text(json.dumps(_stac.collections(grid, s2, s1), indent=1) + "\n")
-    for cid, items in ((_stac.S2_ID, s2_items), (_stac.S1_ID, s1_items)):
+    collections = _stac.collections(grid, s2, s1) + [_landsat.collection(grid, s2)]
+    (root / "stac" / "collections.json").write_text(json.dumps(collections, indent=1) + "\n")
+    for cid, items in ((_stac.S2_ID, s2_items), (_stac.S1_ID, s1_items), (_landsat.LANDSAT_ID, landsat_items)):
         with open(root / "stac" / "items" / f"{cid}.ndjson", "w") as f:
             for it in items:
                 f.write(json.dumps(it, separators=(",", ":")) + "\n")
@@ -266,7 +285,7 @@ def _generate_into(root: Path, size: str, seed: int, progress: bool) -> dict:
         "s2_dates": [a.iso for a in s2],
         "s1_dates": [a.iso for a in s1],
         "water_level_m": {a.iso: water_level(a.doy) for a in sorted(s2 + s1, key=lambda a: a.date)},
-        "collections": {_stac.S2_ID: len(s2_items), _stac.S1_ID: len(s1_items)},
+        "collections": {_stac.S2_ID: len(s2_items), _stac.S1_ID: len(s1_items), _landsat.LANDSAT_ID: len(landsat_items)},
         "n_parcels": len(P),
         "landcover_legend": {str(k): v for k, v in LANDCOVER.items() if k},
         "cloud_truth_codes": {str(k): v for k, v in _clouds.TRUTH_CODES.items()},
@@ -280,8 +299,9 @@ def _generate_into(root: Path, size: str, seed: int, progress: bool) -> dict:
         "s1": {"unit": "sigma0 linear", "nodata": S1_NODATA, "resolution": 20, "enl": _sar.ENL},
         "paths": {
             "s2": "s2/{item_id}/{band}.tif", "s1": "s1/{item_id}/{pol}.tif",
+            "landsat": "landsat/{item_id}/{item_id}_{SR_Bn|QA_PIXEL}.TIF",
             "collections": "stac/collections.json",
-            "items": {cid: f"stac/items/{cid}.ndjson" for cid in (_stac.S2_ID, _stac.S1_ID)},
+            "items": {cid: f"stac/items/{cid}.ndjson" for cid in (_stac.S2_ID, _stac.S1_ID, _landsat.LANDSAT_ID)},
             "claims": "claims/claims.gpkg",
             "truth": {"landcover": "truth/landcover.tif", "parcels": "truth/parcels.gpkg",
                       "water_s2": "truth/water_s2.tif", "water_s1": "truth/water_s1.tif",

@@ -45,7 +45,8 @@ def iter_member_items(data_dir: Path, member: MemberConfig, assets_url: str) -> 
         path = data_dir / "stac" / "items" / f"{collection_id}.ndjson"
         if not path.exists():
             raise EolabError(f"demo collection {collection_id!r} of member {member.id!r} is not in {data_dir}",
-                             hint="check the member's 'collections' in the configuration file")
+                             hint="check the member's 'collections' in the configuration file; demo data made "
+                                  "before that collection existed: 'eolab demo-data --force' makes them anew")
         with path.open() as lines:
             for line in lines:
                 item = json.loads(line)

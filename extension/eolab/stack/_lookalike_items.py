@@ -16,7 +16,11 @@ are (after the recorded real items in ../shared/data/stac-real):
   ``s2:processing_baseline``. (CDSE serves ``s3://eodata``; here the assets stay on http, behind
   the member's look-alike asset server with its connection cap.)
 
-Non-Sentinel-2 items are left as they are (with the member's asset URL).
+- ``landsat`` (the USGS Landsat Collection 2 Level-2 layout): the demo's ``landsat-c2-l2`` items are
+  already written that way by the generator (eolab.demo._landsat: 30 m, ``blue`` … ``swir22`` keys,
+  no scale or offset in the items, a QA_PIXEL bit mask), so they are served as they are.
+
+Other items are left as they are (with the member's asset URL).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import copy
 
 from eolab.ids import PROVIDER_PROPERTY
 
-STYLES = ("earth-search", "planetary-computer", "cdse")
+STYLES = ("earth-search", "planetary-computer", "cdse", "landsat")
 _ES_KEYS = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1", "B06": "rededge2",
             "B07": "rededge3", "B08": "nir", "B8A": "nir08", "B09": "nir09", "B11": "swir16", "B12": "swir22",
             "SCL": "scl"}
@@ -95,4 +99,6 @@ def restyle(item: dict, style: str, member_id: str) -> dict:
     item["properties"][PROVIDER_PROPERTY] = member_id
     if not str(item.get("collection", "")).startswith("sentinel-2"):
         return item
+    if style == "landsat":
+        return item  # only the demo's landsat-c2-l2 items are Landsat; Sentinel-2 items stay as they are
     return {"earth-search": _earth_search, "planetary-computer": _planetary_computer, "cdse": _cdse}[style](item)
