@@ -241,7 +241,9 @@ def crop_cap_runs(lookalike_stack, tmp_path_factory):
     for name, collection in (("native", ["pannonia|sentinel-2-l2a", "danube|sentinel-2-l2a"]),
                              *((m, f"{m}|sentinel-2-l2a") for m in ALL_LOOKALIKES)):
         out = tmp_path_factory.mktemp(f"crops-{name}")
-        common = {"catalog": lookalike_stack.broker_url, "s2_collection": collection, "cache_dir": str(out / "cache")}
+        # this stack has no Sentinel-1 member: optical only, for the native run too
+        common = {"catalog": lookalike_stack.broker_url, "s2_collection": collection, "s1_collection": None,
+                  "cache_dir": str(out / "cache")}
         run_notebook("crop-type-map", out, parcels=claims, pixel_map=False, out_dir=str(out / "crop"), **common)
         run_notebook("cap-parcel-checks", out, claims_file=claims, out_dir=str(out / "cap"), **common)
         runs[name] = out
