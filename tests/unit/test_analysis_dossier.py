@@ -77,6 +77,35 @@ def test_dossier_of_a_red_parcel(scene, tmp_path):
         assert f"true colour {c.date}" in parser.imgs
 
 
+@pytest.mark.parametrize("style", ["earth-search", "planetary-computer", "cdse"])
+def test_chips_are_the_same_whatever_the_provider_calls_and_scales_the_bands(scene, style):
+    """The same files published in another provider's layout (``red``/``B04_10m`` keys, scaling in
+    STAC 1.1 fields or nowhere): the chips are found by meaning and come out in the same reflectance."""
+    import pystac
+
+    from eolab.stack._lookalike_items import restyle
+
+    run, result, items = scene
+    geom = result.geometry.iloc[0]
+    native = dossier.read_chips(items, geom, CRS, DATES)
+    styled = []
+    for item in items:
+        view = item.to_dict(transform_hrefs=False)
+        view["collection"] = "sentinel-2-l2a"
+        for key, asset in view["assets"].items():
+            asset["eo:bands"] = [{"name": key}]
+        styled.append(pystac.Item.from_dict(restyle(view, style, "some-provider")))
+    keys = set(styled[0].assets)
+    assert "B04" not in keys or style == "planetary-computer"
+    if style == "planetary-computer":
+        assert not any("raster:bands" in a.extra_fields for a in styled[0].assets.values())  # Sentinel-2 convention
+    chips = dossier.read_chips(styled, geom, CRS, DATES)
+    assert [c.item_id for c in chips] == [c.item_id for c in native]
+    for a, b in zip(native, chips):
+        np.testing.assert_allclose(b.rgb, a.rgb, atol=1e-9)
+        np.testing.assert_allclose(b.ndvi, a.ndvi, atol=1e-9)
+
+
 def test_evidence_hash_follows_the_evidence(scene):
     run, result, items = scene
     h = dossier.evidence_hash(run, result, "RED-1")

@@ -69,7 +69,8 @@ def test_qa_pixel_bits_become_the_scl_classes_they_mean():
 
 
 def test_demo_qa_pixel_says_what_the_scl_said():
-    expected = {0: 0, 3: 3, 4: 7, 5: 7, 6: 6, 8: 9, 9: 9, 10: 10, 11: 11, 2: 7}  # Landsat has no dark-area class
+    # medium-probability cloud is Landsat's dilated cloud (8), and Landsat has no dark-area class (2)
+    expected = {0: 0, 3: 3, 4: 7, 5: 7, 6: 6, 8: 8, 9: 9, 10: 10, 11: 11, 2: 7}
     for code, scl_class in expected.items():
         qa = _landsat.qa_pixel(np.full((2, 2), code, np.uint8), 1)  # one 30 m pixel of 20 m SCL
         assert load.qa_pixel_to_scl(qa).tolist() == [[scl_class]], code
@@ -81,7 +82,11 @@ def test_demo_qa_pixel_says_what_the_scl_said():
     part = np.full((6, 6), 4, np.uint8)  # 20 m SCL under four 30 m pixels (and more)
     part[0, 0] = 8
     part[2, 2] = 11
-    assert load.qa_pixel_to_scl(_landsat.qa_pixel(part, 2)).tolist() == [[9, 7], [7, 7]]
+    assert load.qa_pixel_to_scl(_landsat.qa_pixel(part, 2)).tolist() == [[8, 7], [7, 7]]
+    # as in real QA: bit 3 only with high confidence; cirrus and shadow pixels are "clear" (bit 6)
+    medium = _landsat.qa_pixel(np.full((2, 2), 8, np.uint8), 1)[0, 0]
+    assert not medium & _landsat.CLOUD and medium & _landsat.DILATED and (medium >> 8) & 3 == 2
+    assert _landsat.qa_pixel(np.full((2, 2), 3, np.uint8), 1)[0, 0] & _landsat.CLEAR
 
 
 def test_demo_landsat_is_the_sentinel2_scene_at_30_m(small_demo):
@@ -112,3 +117,62 @@ def test_demo_landsat_is_the_sentinel2_scene_at_30_m(small_demo):
     with rasterio.open(small_demo / item["assets"]["qa_pixel"]["href"]) as src:
         qa = src.read(1)
     assert src.nodata == 1 and (qa & _landsat.CLEAR).any()
+
+
+@needs_real
+def test_qa_pixel_wins_over_other_quality_bands_and_thermal_bands_stay_thermal(usgs_item):
+    """Landsat 4-7 items also carry SR_CLOUD_QA (another bit layout, roles cloud/cloud-shadow): the
+    mask is still QA_PIXEL. A thermal band named B11 (Landsat 8/9 Level-1) is not Sentinel-2's B11."""
+    item = json.loads(json.dumps(usgs_item))
+    item["id"] = item["id"].replace("LC08", "LE07")
+    item["assets"]["cloud_qa"] = {"href": item["assets"]["qa_pixel"]["href"].replace("QA_PIXEL", "SR_CLOUD_QA"),
+                                  "type": "image/vnd.stac.geotiff; cloud-optimized=true",
+                                  "roles": ["metadata", "cloud", "cloud-shadow", "snow-ice", "water-mask"]}
+    assert profiles.mask_asset(item) == "qa_pixel" and load.carries_scl([item])
+    thermal = json.loads(json.dumps(usgs_item))
+    del thermal["assets"]["swir16"]
+    thermal["assets"]["lwir12"] = {"href": "x_B11.TIF", "roles": ["data"],
+                                   "eo:bands": [{"name": "B11", "common_name": "lwir12", "center_wavelength": 12.0}]}
+    assert profiles.resolve_band(thermal, "swir16") is None and profiles.resolve_band(thermal, "B11") is None
+    assert "lwir12" not in profiles.default_bands(thermal)
+
+
+def test_qa_pixel_asked_by_name_keeps_its_bits(small_demo):
+    items = [json.loads(line) for line in (small_demo / "stac" / "items" / "landsat-c2-l2.ndjson").open()][:2]
+    for item in items:
+        for asset in item["assets"].values():
+            asset["href"] = str(small_demo / asset["href"])
+    cube = eolab.load_cube(items, bands=["red", "qa_pixel", "SCL"], resolution=30, crs="EPSG:32634").compute()
+    assert cube.qa_pixel.dtype == np.uint16 and cube.SCL.dtype == np.uint8
+    cloud = (cube.qa_pixel & _landsat.CLOUD) > 0
+    assert bool(cloud.any()) and bool((cube.SCL.where(cloud) == 9).sum() == cloud.sum())
+    assert cube.red.where(cloud).isnull().all()  # masked in the reflectance
+
+
+def test_stack_makes_demo_data_anew_when_an_enabled_member_needs_a_collection_it_lacks(tmp_path, monkeypatch):
+    """Demo data made before the Landsat look-alike: with look-alikes on, the stack regenerates them
+    with the same size and seed (seeded, so the other collections come out the same) instead of
+    failing to load the member."""
+    import eolab.demo
+    from eolab.stack import core
+    from eolab.testing.stack import make_stack_config
+
+    data = tmp_path / "data"
+    data.mkdir()
+    old = {"generator": "eolab.demo", "size": "small", "seed": 7,
+           "collections": {"sentinel-2-l2a": 1, "sentinel-1-grd": 1}}
+    (data / "manifest.json").write_text(json.dumps(old))
+    calls = []
+
+    def fake_generate(out, size, seed=0, progress=True):
+        calls.append((str(out), size, seed))
+        (data / "manifest.json").write_text(json.dumps(dict(old, collections={**old["collections"],
+                                                                              "landsat-c2-l2": 1})))
+
+    monkeypatch.setattr(eolab.demo, "generate", fake_generate)
+    monkeypatch.delenv("EOLAB_LOOKALIKES", raising=False)
+    assert core.ensure_demo_data(make_stack_config(tmp_path / "run", data, offset=0), progress=False) == old
+    assert calls == []  # look-alikes off: nothing wants the new collection
+    monkeypatch.setenv("EOLAB_LOOKALIKES", "1")
+    manifest = core.ensure_demo_data(make_stack_config(tmp_path / "run", data, offset=0), progress=False)
+    assert calls == [(str(data), "small", 7)] and "landsat-c2-l2" in manifest["collections"]

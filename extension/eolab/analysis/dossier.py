@@ -85,20 +85,37 @@ def deciding_dates(run: Any, i: int, max_dates: int = 4) -> list[str]:
 
 
 class Reader:
-    """Reads windows of item assets with rasterio, keeping datasets open across parcels."""
+    """Reads windows of item assets with rasterio, keeping datasets open across parcels; every read
+    goes through the provider's access (SAS signing, S3 keys or bearer token, connection cap and
+    retries: :func:`eolab.data.access.read_with_access`)."""
 
     def __init__(self) -> None:
         self._open: dict[str, Any] = {}
+        self._specs: dict[str | None, tuple] = {}
 
     def dataset(self, href: str) -> Any:
+        """The open dataset of ``href`` as given (already signed, if its provider signs)."""
         import rasterio
 
-        from eolab.data.access import ensure_service_access
-
-        ensure_service_access()  # the stack's asset server wants the service token from hub users
         if href not in self._open:
             self._open[href] = rasterio.open(href)
         return self._open[href]
+
+    def access(self, view: dict) -> tuple:
+        """(profile, access spec) of the item's provider, looked up once per provider."""
+        from eolab.data import access, load
+
+        provider = load._provider(view)
+        if provider not in self._specs:
+            profile = load._profile_for(provider, None)
+            self._specs[provider] = (profile, access.spec_for(provider, profile))
+        return self._specs[provider]
+
+    def read(self, spec: Any, href: str, read: Any) -> Any:
+        """``read(dataset)`` of ``href`` under ``spec``'s access."""
+        from eolab.data import access
+
+        return access.read_with_access(spec, href, lambda signed: read(self.dataset(signed)))
 
     def close(self) -> None:
         for ds in self._open.values():
@@ -112,19 +129,26 @@ class Reader:
         self.close()
 
 
-def _scale(asset: Any) -> tuple[float, float]:
-    bands = asset.extra_fields.get("raster:bands") or [{}]
-    return float(bands[0].get("scale", 1.0)), float(bands[0].get("offset", 0.0))
+def _chip_keys(view: dict, profile: Any) -> dict[str, str] | None:
+    """The item's asset keys of red, green, blue and NIR (by meaning: ``B04``, ``red``, ``B04_10m``...)."""
+    from eolab.data import profiles
+
+    keys = {b: profiles.resolve_band(view, b, profile) for b in (*RGB_BANDS, NIR_BAND)}
+    return keys if all(keys.values()) else None
 
 
 def read_chips(items: Iterable, geometry: Any, crs: Any, dates: Sequence[str], *, margin: float = 30.0,
                reader: Reader | None = None) -> list[Chip]:
     """One chip per date: a window (parcel bounds + ``margin`` metres) of the item of that date that
-    covers the parcel, read from its B04/B03/B02/B08 assets (reflectance = DN × scale + offset from
-    ``raster:bands``; nodata → NaN)."""
+    covers the parcel, read from its red, green, blue and NIR assets whatever the provider calls them,
+    in reflectance (scale and offset as :func:`eolab.data.profiles.band_values` finds them: the
+    item's metadata, the member's profile, else the sensor's convention; nodata → NaN), through the
+    provider's access (signing, credentials, connection cap)."""
     import geopandas as gpd
     from rasterio.windows import from_bounds
     from shapely.geometry import box
+
+    from eolab.data import load, profiles
 
     own = reader is None
     reader = reader or Reader()
@@ -132,29 +156,42 @@ def read_chips(items: Iterable, geometry: Any, crs: Any, dates: Sequence[str], *
     chips = []
     try:
         for date in dates:
-            cands = sorted((it for it in items if it.datetime and it.datetime.date().isoformat() == date
-                            and all(b in it.assets for b in (*RGB_BANDS, NIR_BAND))
-                            and (not it.bbox or box(*it.bbox[:2], *it.bbox[-2:]).intersects(lonlat))),
-                           key=lambda it: it.id)
+            cands = []
+            for it in items:
+                if not (it.datetime and it.datetime.date().isoformat() == date):
+                    continue
+                if it.bbox and not box(*it.bbox[:2], *it.bbox[-2:]).intersects(lonlat):
+                    continue
+                view = load._view(it)
+                profile, spec = reader.access(view)
+                keys = _chip_keys(view, profile)
+                if keys:
+                    cands.append((it.id, it, view, profile, spec, keys))
             if not cands:
                 continue
-            it = cands[0]
+            _, it, view, profile, spec, keys = min(cands, key=lambda c: c[0])
             bands = {}
             for b in (*RGB_BANDS, NIR_BAND):
-                ds = reader.dataset(it.assets[b].href)
-                g = gpd.GeoSeries([geometry], crs=crs).to_crs(ds.crs).iloc[0] if ds.crs != crs else geometry
-                x0, y0, x1, y1 = g.bounds
-                win = from_bounds(x0 - margin, y0 - margin, x1 + margin, y1 + margin, ds.transform)
-                win = win.round_offsets().round_lengths()
-                a = ds.read(1, window=win, boundless=True, fill_value=ds.nodata or 0).astype("float64")
-                s, o = _scale(it.assets[b])
-                bands[b] = np.where(a == (ds.nodata if ds.nodata is not None else -np.inf), np.nan, a * s + o)
-                transform, rcrs = ds.window_transform(win), ds.crs
+                key = keys[b]
+
+                def window(ds):
+                    g = gpd.GeoSeries([geometry], crs=crs).to_crs(ds.crs).iloc[0] if ds.crs != crs else geometry
+                    x0, y0, x1, y1 = g.bounds
+                    win = from_bounds(x0 - margin, y0 - margin, x1 + margin, y1 + margin, ds.transform)
+                    win = win.round_offsets().round_lengths()
+                    data = ds.read(1, window=win, boundless=True, fill_value=ds.nodata or 0).astype("float64")
+                    return data, ds.nodata, ds.window_transform(win), ds.crs
+
+                a, file_nodata, transform, rcrs = reader.read(spec, it.assets[key].href, window)
+                values = profiles.band_values(view, key, profile)
+                nodata = values.nodata if values.nodata is not None else file_nodata
+                bands[b] = np.where(a == (nodata if nodata is not None else -np.inf), np.nan,
+                                    a * values.scale + values.offset)
             red, nir = bands["B04"], bands[NIR_BAND]
             with np.errstate(invalid="ignore", divide="ignore"):
                 ndvi = (nir - red) / (nir + red)
             link = it.get_single_link("self")
-            chips.append(Chip(date, it.id, link.href if link else it.assets["B04"].href,
+            chips.append(Chip(date, it.id, link.href if link else it.assets[keys["B04"]].href,
                               np.stack([bands[b] for b in RGB_BANDS]), ndvi, transform, rcrs))
     finally:
         if own:

@@ -362,8 +362,12 @@ def load_cube(
         cube["clear"].attrs = {"description": "pixel not masked by " + ("QA_PIXEL (as SCL)" if from_qa else "SCL"),
                                "masked_scl_classes": list(mask_classes)}
     for name in mask_names:
-        # class codes stay integers; a QA_PIXEL asked for by that name keeps its bits
-        cube[name] = mask_var if from_qa and name.lower() != "qa_pixel" else raw[name]
+        # class codes stay integers; a QA_PIXEL asked for by that name keeps its bits (uint16: read
+        # without a stated data type it comes as float, NaN where nothing was read, i.e. fill = 1)
+        if from_qa and name.lower() == "qa_pixel":
+            cube[name] = raw[name].fillna(1).astype("uint16") if raw[name].dtype.kind == "f" else raw[name]
+        else:
+            cube[name] = mask_var if from_qa else raw[name]
     # Provenance from the caller's items (self links etc.), not the lean copies.
     records = [entry if isinstance(entry, pystac.Item) else item for entry, item in zip(entries, items)]
     cube.attrs["eolab:provenance"] = provenance.for_cube(

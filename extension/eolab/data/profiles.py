@@ -75,6 +75,8 @@ def _common_of(key: str, asset: dict) -> str | None:
                 return nearest
         if name in COMMON_BANDS:
             return name
+        if name and str(name).startswith(("lwir", "tir")):
+            return None  # a thermal band (Landsat's B10/B11): not Sentinel-2's B11 whatever its name
         s2 = S2_TO_COMMON.get(str(band.get("name", "")).upper())
         if s2:
             return s2
@@ -116,9 +118,17 @@ def is_qa_pixel(key: str, asset: dict) -> bool:
 
 
 def mask_asset(item: dict) -> str | None:
-    """The asset key of the item's cloud/quality mask (SCL, QA_PIXEL): by key or by role."""
-    found = [k for k, a in _assets(item).items() if _is_mask(k, a)]
-    return min(found, key=lambda k: _rank(k, _assets(item)[k])) if found else None
+    """The asset key of the item's cloud/quality mask (SCL, QA_PIXEL): by key or by role; SCL and
+    QA_PIXEL before masks known by role only (Landsat 4–7 items also carry SR_CLOUD_QA, a mask of
+    another bit layout)."""
+    assets = _assets(item)
+    found = [k for k, a in assets.items() if _is_mask(k, a)]
+
+    def order(key: str) -> tuple:
+        known = key.split("_")[0].lower() == "scl" or is_qa_pixel(key, assets[key])
+        return (not known, _rank(key, assets[key]))
+
+    return min(found, key=order) if found else None
 
 
 def resolve_band(item: dict, band: str, profile: Any = None) -> str | None:

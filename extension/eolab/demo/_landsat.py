@@ -12,7 +12,8 @@ way Landsat 8/9 OLI products are published by the USGS (after the recorded real 
 - ``qa_pixel``: the Collection 2 QA bit field (bit 0 fill, 1 dilated cloud, 2 cirrus, 3 cloud,
   4 cloud shadow, 5 snow, 6 clear, 7 water, 8–15 confidences) made from that date's Sentinel-2
   SCL, errors included, so Landsat's mask misses and invents what the SCL does: a 30 m pixel is
-  cloud, cirrus or shadow where any of its 10 m parts is; snow or water where most are.
+  cloud (high-probability SCL 9: bit 3; medium SCL 8: the dilated-cloud bit 1), cirrus or shadow
+  where any of its 10 m parts is; snow or water where most are.
 
 The asset keys, ``eo:bands`` (``B2`` … with common names), roles and ``landsat:*`` properties are
 the USGS item's; the coastal band and the thermal (ST) bands are not rendered.
@@ -83,13 +84,15 @@ def qa_pixel(scl20: np.ndarray, m: int) -> np.ndarray:
     snow, water = share(11) > 0.5, share(6) > 0.5
     u16 = np.uint16
     qa = np.zeros((m, m), u16)
-    qa |= np.where(cloud, CLOUD | np.where(high, CONF_HIGH["cloud"], 2 << 8), CONF_LOW["cloud"]).astype(u16)
-    qa |= np.where(cloud & ~high, DILATED, 0).astype(u16)
+    # high-probability cloud (SCL 9) is CFMask's cloud (bit 3, high confidence); medium probability
+    # (SCL 8) only its dilated edge (bit 1, medium confidence): real QA never sets bit 3 at medium
+    qa |= np.where(high, CLOUD | CONF_HIGH["cloud"], np.where(cloud, DILATED | 2 << 8, CONF_LOW["cloud"])).astype(u16)
     qa |= np.where(cirrus, CIRRUS | CONF_HIGH["cirrus"], CONF_LOW["cirrus"]).astype(u16)
     qa |= np.where(shadow, SHADOW | CONF_HIGH["shadow"], CONF_LOW["shadow"]).astype(u16)
     qa |= np.where(snow, SNOW | CONF_HIGH["snow"], CONF_LOW["snow"]).astype(u16)
     qa |= np.where(water & ~cloud, WATER, 0).astype(u16)
-    qa |= np.where(~cloud & ~cirrus & ~shadow, CLEAR, 0).astype(u16)
+    # clear: neither cloud nor dilated cloud (the guide's definition; cirrus and shadow may be clear)
+    qa |= np.where(~cloud, CLEAR, 0).astype(u16)
     qa[fill] = FILL
     return qa
 

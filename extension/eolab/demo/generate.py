@@ -147,7 +147,7 @@ def _s2_task(i: int):
         write_cog(d / f"{iid}_SR_{oli}.TIF", dn[k], _landsat.transform(grid), 0, 256)
     qa = _landsat.qa_pixel(scl, m)
     write_cog(d / f"{iid}_QA_PIXEL.TIF", qa, _landsat.transform(grid), 1, 256)
-    landsat_cover = 100.0 * float(np.mean((qa & (_landsat.CLOUD | _landsat.CIRRUS)) > 0))
+    landsat_cover = 100.0 * float(np.mean((qa & (_landsat.CLOUD | _landsat.DILATED | _landsat.CIRRUS)) > 0))
     return i, cl.code, cl.surface, covers, landsat_cover
 
 

@@ -111,13 +111,23 @@ def _state_file(config: StackConfig, member: MemberConfig) -> Path:
 
 
 def ensure_demo_data(config: StackConfig, progress: bool = True) -> dict:
+    from eolab.demo import generate
+
     data_dir = Path(config.data_dir)
     if not (data_dir / "manifest.json").exists():
-        from eolab.demo import generate
-
         print(f"generating {config.demo_size} demo data in {data_dir} ...", file=sys.stderr)
         generate(data_dir, size=config.demo_size, progress=progress)
-    return _load.read_manifest(data_dir)
+    manifest = _load.read_manifest(data_dir)
+    wanted = {c for member in config.demo_members for c in member.collections}
+    missing = sorted(wanted - set(manifest.get("collections", {})))
+    if missing and manifest.get("generator") == "eolab.demo":
+        # Data made before a collection existed (e.g. the Landsat look-alike's): the generator is
+        # seeded, so the same size and seed give the same data plus what is missing.
+        print(f"demo data in {data_dir} lack {', '.join(missing)}: generating them anew "
+              f"({manifest['size']}, seed {manifest['seed']}) ...", file=sys.stderr)
+        generate(data_dir, size=manifest["size"], seed=manifest["seed"], progress=progress)
+        manifest = _load.read_manifest(data_dir)
+    return manifest
 
 
 def _preflight(config: StackConfig, cluster: Cluster) -> None:
