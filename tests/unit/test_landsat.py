@@ -176,3 +176,11 @@ def test_stack_makes_demo_data_anew_when_an_enabled_member_needs_a_collection_it
     monkeypatch.setenv("EOLAB_LOOKALIKES", "1")
     manifest = core.ensure_demo_data(make_stack_config(tmp_path / "run", data, offset=0), progress=False)
     assert calls == [(str(data), "small", 7)] and "landsat-c2-l2" in manifest["collections"]
+
+
+@needs_real
+def test_sensor_name_for_titles(usgs_item):
+    s2 = {"collection": "sentinel-2-l2a", "properties": {"platform": "sentinel-2a"}, "assets": {}}
+    assert profiles.sensor_name([usgs_item]) == "Landsat"
+    assert profiles.sensor_name([s2, s2]) == "Sentinel-2"
+    assert profiles.sensor_name([s2, usgs_item]) == "Landsat + Sentinel-2"

@@ -213,6 +213,19 @@ def is_landsat(item: dict) -> bool:
     return "landsat" in text or bool(re.match(r"L[COTEM]0\d_", str(item.get("id", ""))))
 
 
+def sensor_name(items: Any) -> str:
+    """What plots and tables call the optical sensor of ``items`` (STAC dicts or pystac Items):
+    "Landsat", "Sentinel-2", else the collection's id."""
+    names = set()
+    for item in items:
+        view = item if isinstance(item, dict) else item.to_dict(transform_hrefs=False)
+        props = view.get("properties") or {}
+        text = f"{view.get('collection')} {props.get('constellation')} {props.get('platform')}".lower()
+        names.add("Landsat" if is_landsat(view) else "Sentinel-2" if "sentinel-2" in text
+                  else str(view.get("collection")))
+    return " + ".join(sorted(names)) or "optical"
+
+
 def is_landsat_c2_l2(item: dict) -> bool:
     """Landsat Collection 2 Level-2 (surface reflectance): by ``landsat:`` properties, else by name."""
     props = item.get("properties") or {}
