@@ -66,3 +66,53 @@ def test_wrong_suffix_and_plain_parquet_are_errors(tmp_path):
     with pytest.raises(EolabError, match="no embedded eolab provenance"):
         outputs.read_parquet_provenance(plain)
 
+
+
+@pytest.mark.parametrize("named_index", [False, True])
+def test_a_table_written_part_by_part_reads_back_whole(tmp_path, monkeypatch, named_index):
+    """Country-size tables are written a part at a time (the memory of one part): the files hold every
+    row in order, a column empty in the first part keeps its type, the GeoParquet 'geo' metadata has
+    the whole table's bbox and geometry types, and a named index survives."""
+    from shapely.geometry import Point
+
+    monkeypatch.setattr(outputs, "ROWS_PER_PART", 3)
+    n = 10
+    gdf = gpd.GeoDataFrame(
+        {"parcel_id": [f"P{i}" for i in range(n)], "area": np.arange(n) * 1.5,
+         "note": [None] * 4 + [f"note {i}" for i in range(4, n)]},
+        geometry=[box(i * 10, 0, i * 10 + 5, 5) for i in range(n - 1)] + [Point(500, 500)], crs="EPSG:32634")
+    if named_index:
+        gdf = gdf.set_index("parcel_id")
+    files = outputs.write_table(gdf, tmp_path / "t.gpkg", _record())
+    back_gpkg = gpd.read_file(files[0])
+    back_parquet = gpd.read_parquet(files[1])
+    expected = gdf.reset_index() if named_index else gdf
+    assert list(back_gpkg["note"]) == list(expected["note"]) and list(back_gpkg["area"]) == list(expected["area"])
+    assert back_gpkg.geometry.equals(expected.geometry.reset_index(drop=True))
+    if named_index:
+        assert list(back_parquet.index) == list(gdf.index) and back_parquet.index.name == "parcel_id"
+        back_parquet = back_parquet.reset_index()
+    assert list(back_parquet.columns) == list(expected.columns)
+    assert back_parquet.drop(columns="geometry").equals(expected.drop(columns="geometry"))
+    assert back_parquet.geometry.equals(expected.geometry) and back_parquet.crs == gdf.crs
+    meta = pq.ParquetFile(files[1])
+    assert meta.num_row_groups == 4 and meta.schema_arrow.field("note").type == "string"
+    import json
+    geo = json.loads(meta.schema_arrow.metadata[b"geo"])["columns"]["geometry"]
+    assert geo["bbox"] == [0.0, 0.0, 500.0, 500.0] and geo["geometry_types"] == ["Point", "Polygon"]
+    assert outputs.read_parquet_provenance(files[1])["workflow"] == "cap-parcel-checks"
+
+
+def test_parts_share_the_tables_geometry_type(tmp_path, monkeypatch):
+    """Polygons in the first part, a MultiPolygon later: the GeoPackage layer is MultiPolygon (as
+    written whole), not a Polygon layer holding a MultiPolygon."""
+    import pyogrio
+    from shapely.geometry import MultiPolygon
+
+    monkeypatch.setattr(outputs, "ROWS_PER_PART", 2)
+    shapes = [box(i, 0, i + 0.5, 1) for i in range(4)] + [MultiPolygon([box(10, 0, 11, 1), box(12, 0, 13, 1)])]
+    gdf = gpd.GeoDataFrame({"parcel_id": list("abcde")}, geometry=shapes, crs="EPSG:32634")
+    path = outputs.write_table(gdf, tmp_path / "m.gpkg", _record())[0]
+    assert pyogrio.read_info(path, layer="m")["geometry_type"] == "MultiPolygon"
+    back = gpd.read_file(path, layer="m")
+    assert back.geometry.area.round(6).tolist() == gdf.geometry.area.round(6).tolist()

@@ -78,14 +78,39 @@ def write_geotiff(da: Any, path: str | Path, provenance: dict, *, nodata: float 
     return path
 
 
+#: Rows converted and written at a time: a table of a whole country (300,000 parcels and more) is
+#: written part by part, so writing it costs the memory of one part, not of a second copy of the table.
+ROWS_PER_PART = 25_000
+
+
+def _parts(gdf: Any):
+    for start in range(0, max(len(gdf), 1), ROWS_PER_PART):
+        yield gdf.iloc[start:start + ROWS_PER_PART]
+
+
+def _layer_geometry(gdf: Any) -> dict:
+    """The layer's geometry type from the whole table (a part alone might say Polygon where the table
+    mixes Polygon and MultiPolygon): pyogrio's ``geometry_type`` and ``promote_to_multi``."""
+    types = {t for t in gdf.geometry.geom_type.dropna().unique()}
+    if len(types) == 1:
+        return {"geometry_type": types.pop()}
+    for single in ("Point", "LineString", "Polygon"):
+        if types == {single, f"Multi{single}"}:
+            return {"geometry_type": f"Multi{single}", "promote_to_multi": True}
+    return {"geometry_type": "Unknown"}
+
+
 def write_table(gdf: Any, path: str | Path, provenance: dict, *, layer: str | None = None) -> list[Path]:
-    """A GeoDataFrame as GeoPackage (always) and GeoParquet next to it (when pyarrow is installed)."""
+    """A GeoDataFrame as GeoPackage (always) and GeoParquet next to it (when pyarrow is installed),
+    each written part by part (:data:`ROWS_PER_PART`)."""
     path = _prepare(path)
     if path.suffix.lower() != ".gpkg":
         raise EolabError(f"{path.name}: tables are written as .gpkg (plus .parquet)", hint="use a .gpkg path")
     tmp = path.with_name(path.stem + ".partial.gpkg")
     tmp.unlink(missing_ok=True)
-    gdf.to_file(tmp, layer=layer or path.stem, driver="GPKG")
+    layout = _layer_geometry(gdf)
+    for k, part in enumerate(_parts(gdf)):
+        part.to_file(tmp, layer=layer or path.stem, driver="GPKG", mode="w" if k == 0 else "a", **layout)
     tmp.replace(path)
     prov_mod.write(path, provenance)
     written = [path]
@@ -97,23 +122,50 @@ def write_table(gdf: Any, path: str | Path, provenance: dict, *, layer: str | No
     return written
 
 
+def _parquet_schema(gdf: Any, index: bool, record: dict) -> Any:
+    """The Arrow schema of ``gdf`` as GeoPandas writes it, from one row per column's first value (so
+    a column empty in the first part is still typed), with the whole table's bbox and geometry types
+    in its ``geo`` metadata and the provenance record."""
+    from geopandas.io.arrow import _geopandas_to_arrow, _get_geometry_types
+
+    rows = sorted({int(np.flatnonzero(gdf[c].notna().to_numpy())[0]) for c in gdf.columns if gdf[c].notna().any()})
+    schema = _geopandas_to_arrow(gdf.iloc[rows or [0]], index=index).schema
+    meta = dict(schema.metadata or {})
+    geo = json.loads(meta[b"geo"])
+    column = geo["columns"][geo["primary_column"]]
+    column["bbox"] = [float(v) for v in gdf.geometry.total_bounds]
+    column["geometry_types"] = sorted(_get_geometry_types(gdf.geometry))
+    meta[b"geo"] = json.dumps(geo).encode()
+    meta[PARQUET_KEY] = json.dumps(prov_mod._jsonable(record)).encode()
+    return schema.with_metadata(meta)
+
+
 def write_geoparquet(gdf: Any, path: str | Path, provenance: dict) -> Path:
     """A GeoDataFrame as GeoParquet, the provenance record in the file's key-value metadata
-    (``eolab_provenance``, JSON; see :func:`read_parquet_provenance`) and in the sidecar."""
+    (``eolab_provenance``, JSON; see :func:`read_parquet_provenance`) and in the sidecar; written
+    part by part (one row group per :data:`ROWS_PER_PART` rows)."""
+    import pandas as pd
     import pyarrow.parquet as pq
+    # what GeoDataFrame.to_parquet converts with (the public to_arrow has no 'geo' metadata)
+    from geopandas.io.arrow import _geopandas_to_arrow
 
     path = _prepare(path)
     if path.suffix.lower() != ".parquet":
         raise EolabError(f"{path.name}: GeoParquet files end in .parquet", hint="use a .parquet path")
     record = dict(provenance, outputs=sorted(set(provenance.get("outputs", []) + [path.name])))
     tmp = path.with_name(path.stem + ".partial.parquet")
-    # what GeoDataFrame.to_parquet converts with (the public to_arrow has no 'geo' metadata)
-    from geopandas.io.arrow import _geopandas_to_arrow
-
-    table = _geopandas_to_arrow(gdf)
-    meta = dict(table.schema.metadata or {})
-    meta[PARQUET_KEY] = json.dumps(prov_mod._jsonable(record)).encode()
-    pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
+    # a default index is not data (each part's would be a range of its own); any other is a column
+    index = not (isinstance(gdf.index, pd.RangeIndex) and gdf.index.name is None)
+    schema = _parquet_schema(gdf, index, record) if len(gdf) else None
+    if schema is None:
+        table = _geopandas_to_arrow(gdf, index=index)
+        meta = dict(table.schema.metadata or {})
+        meta[PARQUET_KEY] = json.dumps(prov_mod._jsonable(record)).encode()
+        pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
+    else:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for part in _parts(gdf):
+                writer.write_table(_geopandas_to_arrow(part, index=index).cast(schema))
     tmp.replace(path)
     prov_mod.write(path, provenance)
     return path
