@@ -146,6 +146,7 @@ def write_geoparquet(gdf: Any, path: str | Path, provenance: dict) -> Path:
     part by part (one row group per :data:`ROWS_PER_PART` rows)."""
     import pandas as pd
     import pyarrow.parquet as pq
+
     # what GeoDataFrame.to_parquet converts with (the public to_arrow has no 'geo' metadata)
     from geopandas.io.arrow import _geopandas_to_arrow
 
