@@ -346,14 +346,21 @@ class PeakRSS:
         import psutil
 
         self.proc = psutil.Process()
-        self.peak = 0
+        self.peak = self.since = 0
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
+            rss = self.proc.memory_info().rss
+            self.peak = max(self.peak, rss)
+            self.since = max(self.since, rss)
             self._stop.wait(0.05)
+
+    def take(self) -> int:
+        """The peak since the last take (a step's own peak), then start again from now."""
+        out, self.since = max(self.since, self.proc.memory_info().rss), 0
+        return out
 
     def __enter__(self):
         self.peak = self.proc.memory_info().rss
@@ -365,7 +372,7 @@ class PeakRSS:
         self._t.join()
 
 
-def run_pipeline(data_dir: Path, out_dir: Path, cpu=None) -> tuple[dict, dict]:
+def run_pipeline(data_dir: Path, out_dir: Path, cpu=None, peak: PeakRSS | None = None) -> tuple[dict, dict]:
     """The CAP checks end to end; returns (step times in s, facts). ``cpu``: the CPU clock read once
     before and once after each step (default :func:`cpu_seconds`; on a cluster also the workers')."""
     import pandas as pd
@@ -387,8 +394,12 @@ def run_pipeline(data_dir: Path, out_dir: Path, cpu=None) -> tuple[dict, dict]:
         now, cnow = time.perf_counter(), cpu()
         times[name], facts["cpu"][name] = now - t, cnow - c
         t, c = now, cnow
+        top = ""
+        if peak is not None:
+            facts.setdefault("peak_by_step", {})[name] = peak.take()
+            top = f", step's peak {facts['peak_by_step'][name] / 2**30:.2f} GiB"
         print(f"  {name:<38s} {times[name]:7.1f} s wall {facts['cpu'][name]:7.1f} s CPU   "
-              f"(RSS {_rss() / 2**30:.2f} GiB)", file=sys.stderr)
+              f"(RSS {_rss() / 2**30:.2f} GiB{top})", file=sys.stderr)
 
     items = [pystac.Item.from_dict(d) for d in json.loads((data_dir / "items.json").read_text())]
     declared = claims.read_claims(data_dir / "claims.gpkg").set_index("parcel_id")
@@ -546,7 +557,8 @@ def one_size(data_dir: Path, args, ee: bool) -> dict:
     out_dir = Path(tempfile.mkdtemp(prefix="eolab-p4-out-"))
     load_before = os.getloadavg()[0]
     with PeakRSS() as peak:
-        times, facts = run_pipeline(data_dir, out_dir)
+        times, facts = run_pipeline(data_dir, out_dir, peak=peak)
+    steps_peak = max(facts["peak_by_step"].values())  # the pipeline's steps, not the diagnostics after them
     total = sum(times.values())  # the steps only, not the diagnostics after them
     load_after = os.getloadavg()[0]
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -555,13 +567,15 @@ def one_size(data_dir: Path, args, ee: bool) -> dict:
     print(f"lights: {facts['lights']}; red vs wrong declarations P/R "
           f"{facts['red_precision_recall'][0]:.2f}/{facts['red_precision_recall'][1]:.2f}", file=sys.stderr)
     print(f"outputs: {facts['outputs']}", file=sys.stderr)
-    print(f"peak RSS {peak.peak / 2**30:.2f} GiB (ru_maxrss {maxrss / 2**30:.2f} GiB); cube in memory would be "
+    print(f"peak RSS of the pipeline's steps {steps_peak / 2**30:.2f} GiB; with the diagnostics after them "
+          f"{peak.peak / 2**30:.2f} GiB (ru_maxrss {maxrss / 2**30:.2f} GiB); cube in memory would be "
           f"{cube_bytes / 2**30:.1f} GiB float32 (bands on disk uncompressed {band_bytes / 2**30:.1f} GiB)", file=sys.stderr)
     print(f"of the series step: timeseries.haze_flags {facts['haze_flags_s']:.1f} s per call, called 4 times "
           "(clean_series of NDVI, NDMI, NDRE and NDVI for mowing)", file=sys.stderr)
     cpu = sum(facts["cpu"].values())
     fig = {"parcels": facts["parcels"], "monitorable": facts["monitorable"], "dates": args.dates, "wall_s": total,
-           "cpu_s": cpu, "steps_wall": times, "steps_cpu": facts["cpu"], "peak_rss": peak.peak, "maxrss": maxrss,
+           "cpu_s": cpu, "steps_wall": times, "steps_cpu": facts["cpu"], "peak_rss": steps_peak,
+           "peak_rss_with_diagnostics": peak.peak, "peak_by_step": facts["peak_by_step"], "maxrss": maxrss,
            "cube_bytes": cube_bytes, "result_table_bytes": facts["result_table_bytes"], "lights": facts["lights"],
            "load": [load_before, load_after], "out_dir": str(out_dir)}
     steps = ", ".join(f"{k} {v:.1f}/{facts['cpu'][k]:.1f}" for k, v in times.items())
@@ -570,7 +584,7 @@ def one_size(data_dir: Path, args, ee: bool) -> dict:
     print(f"P4 {facts['parcels']:,} parcels ({facts['monitorable']:,} monitorable) × {args.dates} dates: "
           f"end to end {total:.0f} s wall (goal {args.goal:.0f} s, ratio {total / args.goal:.2f}), {cpu:.0f} s CPU "
           f"(CPU/2 cores / goal {cpu / 2 / args.goal:.2f}); steps wall/CPU s: {steps}; "
-          f"peak RSS {peak.peak / 2**30:.2f} GiB = {peak.peak / cube_bytes:.3f} of the {cube_bytes / 2**30:.1f} GiB cube",
+          f"peak RSS {steps_peak / 2**30:.2f} GiB = {steps_peak / cube_bytes:.3f} of the {cube_bytes / 2**30:.1f} GiB cube",
           file=sys.stderr)
     if ee:
         e = compare_exactextract(data_dir, out_dir, args.ee_window)
