@@ -171,6 +171,18 @@ def zonal_sums(data: Any, labels: np.ndarray, n_zones: int, moments: int = 1, *,
     return da.Array(graph, name, chunks=(data.chunks[0], (n_zones,), (moments + 1,)), dtype=np.float64)
 
 
+def _moments(sums: Any, with_std: bool) -> tuple[Any, Any, Any]:
+    """(mean, std or None, valid count as int32) of (time, zone, moments + 1) sums (numpy or dask)."""
+    count = sums[..., 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums[..., 1] / np.where(count > 0, count, np.nan)
+        spread = None
+        if with_std:
+            var = sums[..., 2] / np.where(count > 0, count, np.nan) - mean ** 2
+            spread = np.sqrt(np.clip(var, 0, None))
+    return mean, spread, count.astype(np.int32) if isinstance(count, np.ndarray) else count
+
+
 def zonal_stats(
     cube: Any,
     zones: Any,
@@ -210,27 +222,40 @@ def zonal_stats(
     first = cube[variables[0]].data
     layout = block_layout(labels, first.chunks[1:], n) if hasattr(first, "chunks") and first.chunks else None
     lazy = {v: zonal_sums(cube[v].data, labels, n, moments=2 if v in std else 1, layout=layout) for v in variables}
-    if compute:
-        # a few dates per compute: given all dates at once the scheduler reads far ahead of the sums
-        step = dates_per_compute or cube.sizes["time"]
-        parts = [dask.compute({v: s[i:i + step] for v, s in lazy.items()})[0]
-                 for i in range(0, cube.sizes["time"], step)]
-        sums = {v: np.concatenate([p[v] for p in parts]) for v in variables}
-    else:
-        sums = lazy
     npix = zone_pixel_counts(labels, n)
     out = xr.Dataset(coords={"zone": ids, "time": cube.time.values})
-    for v, s in sums.items():
-        s = np.asarray(s) if compute else s
-        count = s[..., 0]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = s[..., 1] / np.where(count > 0, count, np.nan)
+    if compute:
+        # a few dates per compute: given all dates at once the scheduler reads far ahead of the sums;
+        # each part's sums become means at once, so only the means of all dates are ever held (the
+        # sums of all dates, and a copy to join them, would be ~4× that: GBs for a country)
+        n_time = cube.sizes["time"]
+        step = dates_per_compute or n_time
+        means = {v: np.empty((n_time, n), np.float64) for v in variables}
+        stds = {v: np.empty((n_time, n), np.float64) for v in variables if v in std}
+        n_valid = np.empty((n_time, n), np.int32)
+        for i in range(0, n_time, step):
+            part = dask.compute({v: s[i:i + step] for v, s in lazy.items()})[0]
+            for v in variables:
+                mean, spread, count = _moments(np.asarray(part.pop(v)), v in std)
+                means[v][i:i + step] = mean
+                if v in std:
+                    stds[v][i:i + step] = spread
+                if v == variables[0]:
+                    n_valid[i:i + step] = count
+        for v in variables:
+            out[v] = (("time", "zone"), means.pop(v))
+            if v in std:
+                out[f"{v}_std"] = (("time", "zone"), stds.pop(v))
+            if v == variables[0]:
+                out["n_valid"] = (("time", "zone"), n_valid)
+    else:
+        for v, sums in lazy.items():
+            mean, spread, count = _moments(sums, v in std)
             out[v] = (("time", "zone"), mean)
             if v in std:
-                var = s[..., 2] / np.where(count > 0, count, np.nan) - mean ** 2
-                out[f"{v}_std"] = (("time", "zone"), np.sqrt(np.clip(var, 0, None)))
-        if v == variables[0]:
-            out["n_valid"] = (("time", "zone"), count.astype(np.int32) if compute else count)
+                out[f"{v}_std"] = (("time", "zone"), spread)
+            if v == variables[0]:
+                out["n_valid"] = (("time", "zone"), count)
     out["n_pixels"] = (("zone",), npix.astype(np.int32))
     with np.errstate(invalid="ignore", divide="ignore"):
         out["valid_fraction"] = out["n_valid"] / out["n_pixels"].where(out["n_pixels"] > 0)
