@@ -431,11 +431,9 @@ def run_pipeline(data_dir: Path, out_dir: Path, cpu=None, peak: PeakRSS | None =
         checks.drop(columns=["declared_crop"]))
     prov = provenance.record(items, workflow="cap-parcel-checks", parameters={"benchmark": "P4"},
                              inputs=[str(data_dir / "claims.gpkg")])
-    used = [[] for _ in range(len(result))]
-    pos = {pid: i for i, pid in enumerate(result.index)}
-    for j, pid in enumerate(mon.index):
-        used[pos[pid]] = [str(d)[:10] for d in z.time.values[info["observed"][j]]]
-    result["source_items"] = provenance.source_items_per_row(prov, result, used)
+    used = np.zeros((len(result), z.sizes["time"]), bool)  # the dates each parcel's series used
+    used[result.index.get_indexer(mon.index)] = info["observed"]
+    result["source_items"] = provenance.source_items_per_row(prov, result, used, dates=z.time.values)
     result = result.rename_axis("parcel_id").reset_index()
     facts["result_table_bytes"] = int(result.memory_usage(deep=True).sum())
     files = outputs.write_table(result, out_dir / "cap_checks.gpkg", prov)

@@ -225,28 +225,49 @@ def items_covering(prov: dict, geometry_wgs84: Any, dates: Iterable[str] | None 
     return sorted(out)
 
 
-def source_items_per_row(prov: dict, gdf: Any, used_dates: Sequence[Sequence[str]] | None = None) -> list[str]:
+def source_items_per_row(prov: dict, gdf: Any, used_dates: Any = None, *, dates: Sequence[Any] | None = None) -> list[str]:
     """For each row of ``gdf``: the ids of items covering it (on that row's used dates), comma-joined.
 
-    Done with one spatial index query, not a loop over items per parcel.
+    ``used_dates``: per row the dates it used — a list of date lists, or a (rows × dates) boolean
+    array with the dates in ``dates`` (what the series steps return: far less memory for a country
+    than ten million date strings). Done with one spatial index query and array operations; rows
+    with the same items share one string.
     """
     import shapely
     from shapely.geometry import box
 
+    from eolab.errors import EolabError
+
     recs = [it for it in prov.get("items", []) if it.get("bbox")]
     if not recs:
         return [""] * len(gdf)
-    boxes = [box(*it["bbox"][:2], *it["bbox"][-2:]) for it in recs]
-    tree = shapely.STRtree(boxes)
-    geoms = gdf.to_crs("EPSG:4326").geometry.values
-    pairs = tree.query(geoms, predicate="intersects")
-    per_row: list[list[int]] = [[] for _ in range(len(gdf))]
-    for row, k in zip(pairs[0], pairs[1]):
-        per_row[row].append(k)
+    tree = shapely.STRtree([box(*it["bbox"][:2], *it["bbox"][-2:]) for it in recs])
+    rows, ks = tree.query(gdf.to_crs("EPSG:4326").geometry.values, predicate="intersects")
+    item_day = np.array([(it.get("datetime") or "")[:10] for it in recs])
+    if used_dates is not None:
+        if isinstance(used_dates, np.ndarray) and used_dates.ndim == 2:
+            if dates is None or used_dates.shape != (len(gdf), len(dates)):
+                raise EolabError("used_dates as an array must be (rows, dates) with the dates given",
+                                 hint="pass dates= (e.g. the series' time values)")
+            column = {str(d)[:10]: j for j, d in enumerate(dates)}
+            day_col = np.array([column.get(d, -1) for d in item_day])
+            keep = (day_col[ks] >= 0) & used_dates[rows, np.maximum(day_col[ks], 0)]
+        else:
+            days = [{str(d)[:10] for d in row_dates} for row_dates in used_dates]
+            keep = np.array([item_day[k] in days[r] for r, k in zip(rows, ks)], bool)
+        rows, ks = rows[keep], ks[keep]
+    item_ids = [it["id"] for it in recs]
+    rank = np.argsort(np.argsort(item_ids, kind="stable"), kind="stable")  # each item's place among the sorted ids
+    order = np.lexsort((rank[ks], rows))
+    rows, ks = rows[order], ks[order]
+    bounds = np.searchsorted(rows, np.arange(len(gdf) + 1))
+    joined: dict[bytes, str] = {}
     out = []
-    for row, ks in enumerate(per_row):
-        dates = None if used_dates is None else {str(d)[:10] for d in used_dates[row]}
-        ids = sorted(recs[k]["id"] for k in ks
-                     if dates is None or (recs[k].get("datetime") or "")[:10] in dates)
-        out.append(",".join(ids))
+    for r in range(len(gdf)):
+        these = ks[bounds[r]:bounds[r + 1]]
+        key = these.tobytes()
+        text = joined.get(key)
+        if text is None:
+            text = joined[key] = ",".join(item_ids[k] for k in these)
+        out.append(text)
     return out
