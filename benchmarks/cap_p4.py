@@ -432,7 +432,9 @@ def run_pipeline(data_dir: Path, out_dir: Path, cpu=None, peak: PeakRSS | None =
     prov = provenance.record(items, workflow="cap-parcel-checks", parameters={"benchmark": "P4"},
                              inputs=[str(data_dir / "claims.gpkg")])
     used = np.zeros((len(result), z.sizes["time"]), bool)  # the dates each parcel's series used
-    used[result.index.get_indexer(mon.index)] = info["observed"]
+    rows = result.index.get_indexer(mon.index)
+    assert (rows >= 0).all(), "monitorable parcels missing from the result table"
+    used[rows] = info["observed"]
     result["source_items"] = provenance.source_items_per_row(prov, result, used, dates=z.time.values)
     result = result.rename_axis("parcel_id").reset_index()
     facts["result_table_bytes"] = int(result.memory_usage(deep=True).sum())

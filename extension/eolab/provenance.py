@@ -249,9 +249,14 @@ def source_items_per_row(prov: dict, gdf: Any, used_dates: Any = None, *, dates:
             if dates is None or used_dates.shape != (len(gdf), len(dates)):
                 raise EolabError("used_dates as an array must be (rows, dates) with the dates given",
                                  hint="pass dates= (e.g. the series' time values)")
-            column = {str(d)[:10]: j for j, d in enumerate(dates)}
+            # one column per day (several time steps of one day: used if any of them was)
+            days = sorted({str(d)[:10] for d in dates})
+            column = {d: j for j, d in enumerate(days)}
+            used = np.zeros((len(gdf), len(days)), bool)
+            for j, d in enumerate(dates):
+                used[:, column[str(d)[:10]]] |= np.asarray(used_dates[:, j], bool)
             day_col = np.array([column.get(d, -1) for d in item_day])
-            keep = (day_col[ks] >= 0) & used_dates[rows, np.maximum(day_col[ks], 0)]
+            keep = (day_col[ks] >= 0) & used[rows, np.maximum(day_col[ks], 0)]
         else:
             days = [{str(d)[:10] for d in row_dates} for row_dates in used_dates]
             keep = np.array([item_day[k] in days[r] for r, k in zip(rows, ks)], bool)

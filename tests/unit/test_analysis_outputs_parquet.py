@@ -116,3 +116,21 @@ def test_parts_share_the_tables_geometry_type(tmp_path, monkeypatch):
     assert pyogrio.read_info(path, layer="m")["geometry_type"] == "MultiPolygon"
     back = gpd.read_file(path, layer="m")
     assert back.geometry.area.round(6).tolist() == gdf.geometry.area.round(6).tolist()
+
+
+def test_object_columns_are_typed_from_all_their_values_and_a_failed_write_changes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(outputs, "ROWS_PER_PART", 2)
+    gdf = _parcels()
+    gdf["mixed"] = np.array([1, 2, 2.5], dtype=object)  # ints first, a float later
+    files = outputs.write_table(gdf, tmp_path / "t.gpkg", _record())
+    assert gpd.read_parquet(files[1])["mixed"].tolist() == [1.0, 2.0, 2.5]
+    before = {f: f.read_bytes() for f in files}
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(outputs, "_write_parquet", broken)
+    with pytest.raises(OSError):
+        outputs.write_table(gdf.assign(light="red"), tmp_path / "t.gpkg", _record())
+    assert {f: f.read_bytes() for f in files} == before  # not a new GeoPackage beside the old GeoParquet
+    assert not list(tmp_path.glob("*.partial.*"))

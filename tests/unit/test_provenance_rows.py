@@ -58,3 +58,10 @@ def test_a_matrix_without_its_dates_is_refused():
         provenance.source_items_per_row(prov, gdf, used)
     with pytest.raises(EolabError, match="dates"):
         provenance.source_items_per_row(prov, gdf, used[:5], dates=DAYS)
+
+
+def test_two_time_steps_of_one_day_count_if_either_was_used():
+    prov, gdf, used = _world(2)
+    dates = DAYS + [DAYS[0]]  # a second step on the first day, used where the first was not
+    doubled = np.concatenate([np.zeros((len(gdf), 1), bool), used[:, 1:], used[:, :1]], axis=1)
+    assert provenance.source_items_per_row(prov, gdf, doubled.astype(int), dates=dates) == _plain(prov, gdf, used)

@@ -102,71 +102,104 @@ def _layer_geometry(gdf: Any) -> dict:
 
 def write_table(gdf: Any, path: str | Path, provenance: dict, *, layer: str | None = None) -> list[Path]:
     """A GeoDataFrame as GeoPackage (always) and GeoParquet next to it (when pyarrow is installed),
-    each written part by part (:data:`ROWS_PER_PART`)."""
+    each written part by part (:data:`ROWS_PER_PART`); both files replace earlier ones only when
+    both were written (never a new GeoPackage beside an old GeoParquet)."""
     path = _prepare(path)
     if path.suffix.lower() != ".gpkg":
         raise EolabError(f"{path.name}: tables are written as .gpkg (plus .parquet)", hint="use a .gpkg path")
+    try:
+        import pyarrow  # noqa: F401
+        parquet = path.with_suffix(".parquet")
+    except ImportError:
+        parquet = None
     tmp = path.with_name(path.stem + ".partial.gpkg")
+    tmp_parquet = parquet.with_name(parquet.stem + ".partial.parquet") if parquet else None
+    try:
+        _write_gpkg(gdf, tmp, layer or path.stem)
+        if parquet:
+            _write_parquet(gdf, tmp_parquet, _parquet_record(provenance, parquet))
+    except BaseException:
+        for partial in (tmp, tmp_parquet):
+            if partial:
+                partial.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
+    prov_mod.write(path, provenance)
+    if not parquet:
+        return [path]
+    tmp_parquet.replace(parquet)
+    prov_mod.write(parquet, provenance)
+    return [path, parquet]
+
+
+def _write_gpkg(gdf: Any, tmp: Path, layer: str) -> None:
     tmp.unlink(missing_ok=True)
     layout = _layer_geometry(gdf)
     for k, part in enumerate(_parts(gdf)):
-        part.to_file(tmp, layer=layer or path.stem, driver="GPKG", mode="w" if k == 0 else "a", **layout)
-    tmp.replace(path)
-    prov_mod.write(path, provenance)
-    written = [path]
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        return written
-    written.append(write_geoparquet(gdf, path.with_suffix(".parquet"), provenance))
-    return written
+        part.to_file(tmp, layer=layer, driver="GPKG", mode="w" if k == 0 else "a", **layout)
+
+
+def _parquet_record(provenance: dict, path: Path) -> dict:
+    return dict(provenance, outputs=sorted(set(provenance.get("outputs", []) + [path.name])))
 
 
 def _parquet_schema(gdf: Any, index: bool, record: dict) -> Any:
-    """The Arrow schema of ``gdf`` as GeoPandas writes it, from one row per column's first value (so
-    a column empty in the first part is still typed), with the whole table's bbox and geometry types
-    in its ``geo`` metadata and the provenance record."""
+    """The Arrow schema of ``gdf`` as GeoPandas writes it: types from one row per column's first
+    value (so a column empty in the first part is still typed), object columns typed from all
+    their values (one column at a time), every geometry column's bbox and geometry types of the
+    whole table in the ``geo`` metadata, and the provenance record."""
+    import pyarrow as pa
     from geopandas.io.arrow import _geopandas_to_arrow, _get_geometry_types
 
     rows = sorted({int(np.flatnonzero(gdf[c].notna().to_numpy())[0]) for c in gdf.columns if gdf[c].notna().any()})
     schema = _geopandas_to_arrow(gdf.iloc[rows or [0]], index=index).schema
+    for i, field in enumerate(schema):
+        if field.name in gdf.columns and gdf[field.name].dtype == object:
+            schema = schema.set(i, field.with_type(pa.array(gdf[field.name], from_pandas=True).type))
     meta = dict(schema.metadata or {})
     geo = json.loads(meta[b"geo"])
-    column = geo["columns"][geo["primary_column"]]
-    column["bbox"] = [float(v) for v in gdf.geometry.total_bounds]
-    column["geometry_types"] = sorted(_get_geometry_types(gdf.geometry))
+    for name, column in geo["columns"].items():
+        column["bbox"] = [float(v) for v in gdf[name].total_bounds]
+        column["geometry_types"] = sorted(_get_geometry_types(gdf[name]))
     meta[b"geo"] = json.dumps(geo).encode()
     meta[PARQUET_KEY] = json.dumps(prov_mod._jsonable(record)).encode()
     return schema.with_metadata(meta)
 
 
-def write_geoparquet(gdf: Any, path: str | Path, provenance: dict) -> Path:
-    """A GeoDataFrame as GeoParquet, the provenance record in the file's key-value metadata
-    (``eolab_provenance``, JSON; see :func:`read_parquet_provenance`) and in the sidecar; written
-    part by part (one row group per :data:`ROWS_PER_PART` rows)."""
+def _write_parquet(gdf: Any, tmp: Path, record: dict) -> None:
     import pandas as pd
     import pyarrow.parquet as pq
 
     # what GeoDataFrame.to_parquet converts with (the public to_arrow has no 'geo' metadata)
     from geopandas.io.arrow import _geopandas_to_arrow
 
-    path = _prepare(path)
-    if path.suffix.lower() != ".parquet":
-        raise EolabError(f"{path.name}: GeoParquet files end in .parquet", hint="use a .parquet path")
-    record = dict(provenance, outputs=sorted(set(provenance.get("outputs", []) + [path.name])))
-    tmp = path.with_name(path.stem + ".partial.parquet")
-    # a default index is not data (each part's would be a range of its own); any other is a column
-    index = not (isinstance(gdf.index, pd.RangeIndex) and gdf.index.name is None)
-    schema = _parquet_schema(gdf, index, record) if len(gdf) else None
-    if schema is None:
+    # a default index (0..n-1, unnamed) is not data; any other is written as a column
+    index = not (gdf.index.equals(pd.RangeIndex(len(gdf))) and gdf.index.name is None)
+    if not len(gdf):
         table = _geopandas_to_arrow(gdf, index=index)
         meta = dict(table.schema.metadata or {})
         meta[PARQUET_KEY] = json.dumps(prov_mod._jsonable(record)).encode()
         pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
-    else:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for part in _parts(gdf):
-                writer.write_table(_geopandas_to_arrow(part, index=index).cast(schema))
+        return
+    schema = _parquet_schema(gdf, index, record)
+    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        for part in _parts(gdf):
+            writer.write_table(_geopandas_to_arrow(part, index=index).cast(schema))
+
+
+def write_geoparquet(gdf: Any, path: str | Path, provenance: dict) -> Path:
+    """A GeoDataFrame as GeoParquet, the provenance record in the file's key-value metadata
+    (``eolab_provenance``, JSON; see :func:`read_parquet_provenance`) and in the sidecar; written
+    part by part (one row group per :data:`ROWS_PER_PART` rows)."""
+    path = _prepare(path)
+    if path.suffix.lower() != ".parquet":
+        raise EolabError(f"{path.name}: GeoParquet files end in .parquet", hint="use a .parquet path")
+    tmp = path.with_name(path.stem + ".partial.parquet")
+    try:
+        _write_parquet(gdf, tmp, _parquet_record(provenance, path))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
     prov_mod.write(path, provenance)
     return path

@@ -206,7 +206,7 @@ def zonal_stats(
     import dask
     import xarray as xr
 
-    variables = list(variables or [v for v in cube.data_vars if cube[v].dims == ("time", "y", "x")])
+    variables = list(dict.fromkeys(variables or [v for v in cube.data_vars if cube[v].dims == ("time", "y", "x")]))
     if not variables:
         raise EolabError("no (time, y, x) variables to summarise", hint="pass variables=[...]")
     transform, shape, crs = grid_of(cube)
