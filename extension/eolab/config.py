@@ -59,6 +59,8 @@ class ProviderProfile(_Strict):
                                                              "token is GET {token_url}/{collection})")
     s3_endpoint: str | None = Field(default=None, description="access 's3': host[:port] of the S3 endpoint")
     s3_https: bool = Field(default=True, description="access 's3': https to the endpoint")
+    s3_keys_url: str | None = Field(default=None, description="access 's3': where keys are minted with the "
+                                    "user's OIDC access token when none are set (CDSE's S3 keys manager)")
     requester_pays: bool = False
     max_connections: int | None = Field(default=None, ge=1, description="the provider's cap on concurrent reads")
     rate_mb_s: float | None = Field(default=None, gt=0, description="the provider's bandwidth per user, MB/s")
@@ -91,6 +93,11 @@ class MemberConfig(_Strict):
     sas_lifetime: float = Field(default=0.0, ge=0, description="SAS tokens of its asset server live this long, "
                                                                "s (0: no token needed)")
     asset_latency_ms: float = Field(default=0.0, ge=0, description="its asset server answers after this delay")
+    asset_store: Literal["http", "s3"] = Field(default="http", description="'s3': its assets live in bucket "
+                                               "'eodata' of an S3 look-alike on asset_port (signed requests, keys "
+                                               "minted from an OIDC login at oidc_issuer)")
+    oidc_issuer: str | None = Field(default=None, description="asset_store 's3': the identity provider whose "
+                                                              "access tokens its keys service accepts")
     # Writable members: publishing POSTs results here (STAC Transactions); the broker only reads them.
     writable: bool = Field(default=False, description="accepts STAC Transactions: a local one starts empty, "
                                                       "with the extension on, and is never reloaded")
@@ -103,6 +110,11 @@ class MemberConfig(_Strict):
             raise ValueError(f"writable member {self.id!r} holds published results, not demo 'collections'")
         if self.port is not None and not self.writable and not self.collections:
             raise ValueError(f"demo member {self.id!r} lists no 'collections'")
+        if self.asset_store == "s3" and not self.asset_port:
+            raise ValueError(f"member {self.id!r}: asset_store 's3' needs an asset_port for its S3 look-alike")
+        if self.asset_store == "s3" and not self.oidc_issuer:
+            raise ValueError(f"member {self.id!r}: asset_store 's3' mints keys from OIDC logins and needs "
+                             "'oidc_issuer' (e.g. the local provider of hub_config/oidc)")
         return self
 
     @property
@@ -217,15 +229,26 @@ class StackConfig(_Strict):
         return f"http://{self.host}:{self.assets.port}"
 
     def member_assets_url(self, member: MemberConfig) -> str:
-        """Where a demo member's items point their assets: its own asset server, or the shared one."""
+        """Where a demo member's items point their assets: its own asset server (its S3 bucket for
+        an S3 look-alike), or the shared one."""
+        if member.asset_store == "s3":
+            return "s3://eodata"
+        return self.member_asset_server(member)
+
+    def member_asset_server(self, member: MemberConfig) -> str:
+        """The HTTP address of the server holding a demo member's assets."""
         return f"http://{self.host}:{member.asset_port}" if member.asset_port else self.assets_url
 
     def member_profile(self, member: MemberConfig) -> ProviderProfile:
-        """The member's profile, with a look-alike's SAS token endpoint filled in."""
+        """The member's profile, with a look-alike's SAS token endpoint or S3 store filled in."""
         profile = member.profile
         if member.asset_port and member.sas_lifetime and profile.token_url is None:
             profile = profile.model_copy(update={"access": "sas",
-                                                 "token_url": f"{self.member_assets_url(member)}/token"})
+                                                 "token_url": f"{self.member_asset_server(member)}/token"})
+        if member.asset_store == "s3":
+            profile = profile.model_copy(update={
+                "access": "s3", "s3_endpoint": f"{self.host}:{member.asset_port}", "s3_https": False,
+                "s3_keys_url": profile.s3_keys_url or f"{self.member_asset_server(member)}/_s3keys/credentials"})
         return profile
 
 

@@ -1,7 +1,7 @@
 """Every ``EOLAB_*`` environment variable eolab reads, as typed pydantic-settings models.
 
 No other module reads ``os.environ`` for an ``EOLAB_`` value: it asks one of these models (built
-anew on each call, so a changed environment — a test's monkeypatch, a hub-set variable — counts).
+anew whenever an ``EOLAB_`` variable changed, so a test's monkeypatch or a hub-set variable counts).
 The hub's own knobs (``EOLAB_HUB_*``) live in :mod:`eolab.hub.settings`.
 
 | model | read by | variables |
@@ -104,6 +104,13 @@ class ServiceSettings(BaseSettings):
     lookalike_max_connections: int = Field(0, ge=0, description="look-alike asset server: requests in flight "
                                                                 "before it answers 429 (0: no cap)")
     lookalike_latency_ms: float = Field(0.0, ge=0, description="look-alike asset server: delay of each answer, ms")
+    lookalike_oidc_issuer: str | None = Field(None, description="S3 look-alike: the identity provider whose access "
+                                                                "tokens its keys service accepts")
+    lookalike_s3_key_lifetime: float = Field(30 * 86400.0, gt=0, description="S3 look-alike: minted keys expire "
+                                                                             "after this long, s")
+    lookalike_s3_files: Path | None = Field(None, description="S3 look-alike: file listing the paths (relative to "
+                                                              "the assets directory) to put into its bucket")
+    lookalike_s3_bucket: str = Field("eodata", description="S3 look-alike: its bucket")
 
     @property
     def tiles_allow_list(self) -> list[str] | None:
@@ -122,6 +129,11 @@ class AccessSettings(BaseSettings):
     bearer_tokens: dict[str, str] = Field(default_factory=dict, description="member id -> bearer token")
     s3_credentials: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="member id -> {access_key_id, secret_access_key[, session_token]}")
+    oidc_access_token: str | None = Field(None, description="the user's OIDC access token (from the hub's OIDC "
+                                                            "login): S3 keys are minted with it where a member's "
+                                                            "profile names an s3_keys_url")
+    s3_keys_file: Path = Field(Path("~/.config/eolab/s3-keys.json"), description="minted S3 keys, kept for "
+                               "every process of the user (mode 0600)")
     sas_subscription_key: str | None = Field(None, description="Planetary Computer subscription key "
                                                                "(raises the token endpoint's rate limit)")
     sas_refresh_margin: float = Field(300.0, ge=0, description="renew a SAS token this long before it expires, s "
@@ -134,8 +146,23 @@ class AccessSettings(BaseSettings):
     read_ahead: int = Field(8, ge=0, description="reads started before their Dask task runs, in graph order")
 
 
+_client_cache: dict = {}
+
+
+def _env_key() -> tuple:
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("EOLAB_")))
+
+
 def client() -> ClientSettings:
-    return ClientSettings()
+    # Asked twice per asset read (service access, byte meter): built anew only when an EOLAB_
+    # variable changed; building it costs ~3 ms, as much as decoding a small tile.
+    key = _env_key()
+    cached = _client_cache.get(key)
+    if cached is None:
+        cached = _client_cache[key] = ClientSettings()
+        if len(_client_cache) > 8:
+            _client_cache.pop(next(iter(_client_cache)))
+    return cached.model_copy()
 
 
 def stack() -> StackSettings:
@@ -174,7 +201,7 @@ _access_cache: dict = {}
 def access() -> AccessSettings:
     # Asked on every asset read (several times): built anew only when an EOLAB_ variable changed,
     # since building the model costs more than a read from a near store.
-    key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("EOLAB_")))
+    key = _env_key()
     cached = _access_cache.get(key)
     if cached is not None:
         return cached

@@ -80,5 +80,19 @@ g.custom_403_message = O.get("forbidden_message") or (
 c.Authenticator.admin_users = set(O.get("admin_users") or [])
 c.Authenticator.allowed_users = set(O.get("allowed_users") or [])
 c.Authenticator.allow_existing_users = False  # removing someone from the group takes effect at next login
-c.Authenticator.enable_auth_state = False
+# The login's tokens are kept (encrypted with this hub's key) so each server gets the user's OIDC
+# access token: providers like CDSE mint S3 keys with it (eolab.data.access, EOLAB_OIDC_ACCESS_TOKEN).
+c.Authenticator.enable_auth_state = True
+c.CryptKeeper.keys = [bytes.fromhex(SECRETS["crypt_key"])]
+
+
+def _oidc_token_to_server(spawner, auth_state):
+    token = (auth_state or {}).get("access_token")
+    env = {k: v for k, v in spawner.environment.items() if k != "EOLAB_OIDC_ACCESS_TOKEN"}
+    if token:  # only into this user's server (its own account in multiuser mode), never a log
+        env["EOLAB_OIDC_ACCESS_TOKEN"] = token
+    spawner.environment = env
+
+
+c.Spawner.auth_state_hook = _oidc_token_to_server
 del O, g, groups_claim, scope

@@ -322,3 +322,124 @@ def test_s3_assets_are_read_with_the_providers_keys_and_wrong_keys_are_refused_b
     # Right keys again at once, in the same process: read, not refused from GDAL's memory of the
     # wrong ones nor handed the refused load's reads started ahead.
     read_with(keys, after_refusal=True)
+
+
+@pytest.fixture(scope="module")
+def minting_store(scene, tmp_path_factory):
+    """The CDSE-like S3 store (eolab.stack._lookalike_s3) holding the scene, whose keys (6 s lifetime)
+    are minted with access tokens of a real OIDC provider on 127.0.0.1; and alice's token from it."""
+    import os
+    import secrets
+    import subprocess
+    import sys
+
+    from eolab.testing import oidc
+
+    if oidc.available():
+        pytest.skip(oidc.available())
+    root, _ = scene
+    work = tmp_path_factory.mktemp("minting")
+    client = {"client_id": "eolab-notebooks", "client_secret": secrets.token_hex(16),
+              "redirect_uris": ["http://127.0.0.1:9/callback"]}
+    password = secrets.token_urlsafe(12)
+    listing = work / "files"
+    listing.write_text("\n".join(str(p.relative_to(root)) for p in sorted(root.rglob("*.tif"))))
+    port = _free_port()
+    with oidc.Provider(work, {"host": "127.0.0.1", "port": _free_port(), "clients": [client],
+                              "accounts": {"alice": {"password": password}}}) as idp:
+        env = dict(os.environ, EOLAB_ASSETS_DIR=str(root), EOLAB_LOOKALIKE_S3_FILES=str(listing),
+                   EOLAB_LOOKALIKE_S3_KEY_LIFETIME="6", EOLAB_LOOKALIKE_MAX_CONNECTIONS="4")
+        proc = subprocess.Popen([sys.executable, "-m", "eolab.stack._lookalike_s3", "--port", str(port),
+                                 "--issuer", idp.issuer], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(f"{url}/_health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+            token = oidc.login(idp.issuer, client, "alice", password)["access_token"]
+            yield url, token
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def _minting(url, monkeypatch, tmp_path, token):
+    monkeypatch.delenv("EOLAB_S3_CREDENTIALS", raising=False)
+    monkeypatch.setenv("EOLAB_S3_KEYS_FILE", str(tmp_path / "keys" / "s3-keys.json"))
+    if token is None:
+        monkeypatch.delenv("EOLAB_OIDC_ACCESS_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("EOLAB_OIDC_ACCESS_TOKEN", token)
+    access.reset()
+    profile = ProviderProfile(access="s3", s3_endpoint=url.split("://", 1)[1], s3_https=False,
+                              s3_keys_url=f"{url}/_s3keys/credentials", max_connections=4)
+    return lambda: eolab.load_cube(_items("s3://eodata", "cdse-mint"), bands=["red"], resolution=10, mask=None,
+                                   profile=profile).red.compute(scheduler="threads", num_workers=4).values
+
+
+def test_s3_keys_are_minted_from_an_oidc_login_shared_by_processes_and_renewed(scene, minting_store, monkeypatch,
+                                                                              tmp_path):
+    import json
+
+    _, truth = scene
+    url, token = minting_store
+    assert httpx.get(f"{url}/eodata/sentinel2-l2/d0/B04.tif").status_code == 403  # unsigned: refused
+    stats = lambda: httpx.get(f"{url}/_stats").json()  # noqa: E731
+    before = stats()
+    read = _minting(url, monkeypatch, tmp_path, token)
+
+    def check(values):
+        for day in range(4):
+            np.testing.assert_allclose(values[day], _expected(truth, day), atol=1e-6)
+        assert access.stats().get("cdse-mint:failures", 0) == 0
+
+    check(read())
+    assert stats()["keys_minted"] == before["keys_minted"] + 1
+    keys_file = tmp_path / "keys" / "s3-keys.json"
+    assert keys_file.stat().st_mode & 0o777 == 0o600
+    assert token not in keys_file.read_text()
+    # Another process of the user (nothing cached in memory) takes the keys from the file: none minted.
+    access.reset()
+    check(read())
+    assert stats()["keys_minted"] == before["keys_minted"] + 1
+
+    # Keys the store refuses (expired there, though the file still trusts them): minted anew, no failed read.
+    time.sleep(6.5)
+    data = json.loads(keys_file.read_text())
+    data["cdse-mint"]["expires"] = time.time() + 3600
+    keys_file.write_text(json.dumps(data))
+    access.reset()
+    check(read())
+    after = stats()
+    assert after["expired_refused"] > before["expired_refused"]
+    assert after["keys_minted"] == before["keys_minted"] + 2
+
+    # Keys about to expire are renewed before they are used: no refusal at all.
+    time.sleep(6.5)
+    access.reset()
+    check(read())
+    assert stats()["keys_minted"] == before["keys_minted"] + 3
+    assert stats()["expired_refused"] == after["expired_refused"]
+    assert stats()["max_in_flight"] <= 4
+
+
+def test_s3_keys_without_or_with_a_refused_token_fail_naming_what_to_set(minting_store, monkeypatch, tmp_path):
+    url, token = minting_store
+    read = _minting(url, monkeypatch, tmp_path, None)
+    with pytest.raises(access.AccessError) as missing:
+        read()
+    text = str(missing.value)
+    assert "'cdse-mint'" in text and "no OIDC access token" in text and "EOLAB_OIDC_ACCESS_TOKEN" in text
+
+    read = _minting(url, monkeypatch, tmp_path, "not-a-token-of-that-provider")
+    with pytest.raises(access.AccessError) as refused:
+        read()
+    text = str(refused.value)
+    assert "'cdse-mint'" in text and "refused the OIDC access token" in text and "log in" in text
+
+    read = _minting(url, monkeypatch, tmp_path, token)  # the legitimate path still works
+    assert read().shape[0] == 4

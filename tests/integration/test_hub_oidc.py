@@ -6,12 +6,10 @@ rights; the state check and the client secret are exercised with real failures.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -20,10 +18,10 @@ import pytest
 
 from eolab import hub
 from eolab.testing.hub import HubSession, hub_config_for_accounts, remove_system_users
+from eolab.testing.oidc import NODE, Provider, write_private
 from eolab.testing.stack import free_port_base
 
 PROVIDER_DIR = hub.HUB_CONFIG / "oidc" / "provider"
-NODE = shutil.which("node")
 
 pytestmark = [
     pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300),
@@ -43,51 +41,6 @@ AS_ROOT = os.geteuid() == 0
 
 def hub_name(login: str) -> str:
     return PREFIX + login if AS_ROOT else login
-
-
-def _write_private(path: Path, body: dict) -> Path:
-    path.touch(mode=0o600)
-    path.chmod(0o600)
-    path.write_text(json.dumps(body, indent=1))
-    return path
-
-
-class Provider:
-    """The OIDC provider as a child process (`node provider.mjs serve <file>`)."""
-
-    def __init__(self, directory: Path, config: dict):
-        self.dir, self.config = directory, config
-        self.issuer = f"http://127.0.0.1:{config['port']}"
-        self.proc: subprocess.Popen | None = None
-        self.log = directory / "provider.log"
-
-    def start(self, **changes) -> Provider:
-        config = {**self.config, **changes}
-        path = _write_private(self.dir / "provider.json", config)
-        with self.log.open("a") as log:
-            self.proc = subprocess.Popen([NODE, str(PROVIDER_DIR / "provider.mjs"), "serve", str(path)],
-                                         cwd=PROVIDER_DIR, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"the OIDC provider exited: {self.log.read_text()[-2000:]}"
-            try:
-                if httpx.get(f"{self.issuer}/.well-known/openid-configuration", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"the OIDC provider did not answer within 30 s: {self.log.read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +68,7 @@ def oidc(catalog_stack, tmp_path_factory):
                      for name in passwords},
     })
     issuer = provider.issuer
-    settings_file = _write_private(work / "hub-oidc.json", {
+    settings_file = write_private(work / "hub-oidc.json", {
         "provider_name": IDP_NAME, "issuer": issuer,
         "authorize_url": f"{issuer}/auth", "token_url": f"{issuer}/token", "userdata_url": f"{issuer}/me",
         "client_id": "eolab-hub", "client_secret": secret,
@@ -226,6 +179,17 @@ def test_member_logs_in_and_starts_a_server(oidc):
         session.start_server()
         status = session.server_api("GET", "/status")
         assert status.status_code == 200 and "started" in status.json()
+        # Her kernels hold her login's access token (S3 keys are minted with it): the provider
+        # answers it with her identity.
+        kernel = session.start_kernel()
+        out = session.run(kernel, "import os, httpx\n"
+                          "t = os.environ.get('EOLAB_OIDC_ACCESS_TOKEN')\n"
+                          f"r = httpx.get('{oidc['provider'].issuer}/me', headers={{'Authorization': f'Bearer {{t}}'}})\n"
+                          "print(r.status_code, r.json().get('sub'), t)")
+        status, sub, token = out.split()
+        assert (status, sub) == ("200", "alice")
+        log = Path(oidc["config"].run_dir) / "logs" / "hub.log"
+        assert token not in log.read_text()
     finally:
         session.stop_server()
         session.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 
 import httpx
@@ -30,15 +31,40 @@ LANDSAT = "landsat-like"
 
 
 @pytest.fixture(scope="module")
-def lookalike_stack(small_demo, tmp_path_factory):
+def identity_provider(tmp_path_factory):
+    """The local OIDC provider the CDSE-like store trusts, and alice's access token from a login there
+    (what the hub's OIDC login hands her server as EOLAB_OIDC_ACCESS_TOKEN)."""
+    from eolab.testing import oidc
+    from eolab.testing.stack import free_port_base
+
+    if oidc.available():
+        pytest.skip(oidc.available())
+    client = {"client_id": "eolab-notebooks", "client_secret": secrets.token_hex(16),
+              "redirect_uris": ["http://127.0.0.1:9/callback"]}
+    password = secrets.token_urlsafe(12)
+    port = free_port_base(width=1, start=53100)
+    with oidc.Provider(tmp_path_factory.mktemp("idp"), {"host": "127.0.0.1", "port": port, "clients": [client],
+                                                        "accounts": {"alice": {"password": password}}}) as idp:
+        yield idp, client, oidc.login(idp.issuer, client, "alice", password)
+
+
+@pytest.fixture(scope="module")
+def lookalike_stack(small_demo, identity_provider, tmp_path_factory):
     from eolab.testing.stack import make_stack_config, running_stack
 
-    saved = {k: os.environ.get(k) for k in ("EOLAB_LOOKALIKES", "EOLAB_CATALOG_CONFIG")}
+    idp, _, tokens = identity_provider
+    names = ("EOLAB_LOOKALIKES", "EOLAB_CATALOG_CONFIG", "EOLAB_OIDC_ACCESS_TOKEN", "EOLAB_S3_KEYS_FILE")
+    saved = {k: os.environ.get(k) for k in names}
     os.environ["EOLAB_LOOKALIKES"] = "1"
+    # Kernels and workers of these tests mint the CDSE-like store's S3 keys with alice's token.
+    os.environ["EOLAB_OIDC_ACCESS_TOKEN"] = tokens["access_token"]
+    os.environ["EOLAB_S3_KEYS_FILE"] = str(tmp_path_factory.mktemp("keys") / "s3-keys.json")
     try:
         base = make_stack_config(tmp_path_factory.mktemp("lookalike-run"), small_demo)
         raw = base.model_dump(mode="json")
-        raw["members"] = [dict(m, sas_lifetime=20.0) if m["id"] == "pc-like" else m for m in raw["members"]
+        changes = {"pc-like": {"sas_lifetime": 20.0},
+                   "cdse-like": {"asset_store": "s3", "oidc_issuer": idp.issuer}}
+        raw["members"] = [dict(m, **changes.get(m["id"], {})) for m in raw["members"]
                           if m["id"] in ("pannonia", "danube", LANDSAT) + ALL_LOOKALIKES]
         config = StackConfig.model_validate(raw)
         with running_stack(config) as running:
@@ -84,11 +110,17 @@ def test_lookalike_gives_the_native_reflectance(lookalike_stack, native_cube, me
     np.testing.assert_array_equal(cube.clear.values, native.clear.values)
     assert access.stats().get(f"{member_id}:failures", 0) == 0
     if member_id == "cdse-like":
+        # Its assets are in an S3 store: unsigned requests refused; keys minted with alice's OIDC token.
+        href = items[0].assets["B04_10m"].href
+        store = lookalike_stack.member_asset_server(lookalike_stack.member("cdse-like"))
+        assert href.startswith("s3://eodata/")
+        assert httpx.get(f"{store}/{href[len('s3://'):]}").status_code == 403
+        assert httpx.get(f"{store}/_stats").json()["keys_minted"] >= 1
         # More threads than the provider's 4 connections: the server never saw more than 4 at once.
         access.reset()
         again = eolab.load_cube(items, bands=["nir"], bbox=bbox, resolution=10, chunks={"x": 64, "y": 64})
         again.nir.compute(scheduler="threads", num_workers=12)
-        stats = httpx.get(f"{lookalike_stack.member_assets_url(lookalike_stack.member('cdse-like'))}/_stats").json()
+        stats = httpx.get(f"{lookalike_stack.member_asset_server(lookalike_stack.member('cdse-like'))}/_stats").json()
         assert stats["max_in_flight"] <= 4 and stats["throttled"] == 0
         assert access.stats().get("cdse-like:failures", 0) == 0
     if member_id == "pc-like":

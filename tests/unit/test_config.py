@@ -90,3 +90,31 @@ def test_unknown_member_lists_the_known_ones():
     config = load_config(DEFAULT_CONFIG)
     with pytest.raises(ConfigError, match="members are: pannonia"):
         config.member("nope")
+
+
+def test_s3_lookalike_member_points_its_items_at_its_bucket_and_names_its_keys_service(tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.setenv("EOLAB_LOOKALIKES", "1")
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    for member in raw["members"]:
+        if member["id"] == "cdse-like":
+            member.update(asset_store="s3", oidc_issuer="http://127.0.0.1:8790")
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    config = load_config(path)
+    member = config.member("cdse-like")
+    assert config.member_assets_url(member) == "s3://eodata"
+    server = config.member_asset_server(member)
+    assert server == f"http://127.0.0.1:{member.asset_port}"
+    profile = config.member_profile(member)
+    assert (profile.access, profile.s3_endpoint, profile.s3_https) == ("s3", f"127.0.0.1:{member.asset_port}", False)
+    assert profile.s3_keys_url == f"{server}/_s3keys/credentials"
+    assert profile.max_connections == 4  # the member's own profile is kept
+    # Without an identity provider nobody could mint keys: refused when the file is read.
+    for member in raw["members"]:
+        if member["id"] == "cdse-like":
+            member.pop("oidc_issuer")
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="oidc_issuer"):
+        load_config(path)

@@ -66,6 +66,6 @@ def test_the_meter_reads_the_stacks_asset_servers_only(resolved, tmp_path, monke
     monkeypatch.setenv("EOLAB_LOOKALIKES", "1")  # look-alike members with their own asset servers
     with_lookalikes = load_config(run_dir=str(tmp_path / "run2"))
     allow = hub.resolve(with_lookalikes, hub.HubSettings(port=9100, users=["ann"])).meter_allow
-    own = {with_lookalikes.member_assets_url(m) for m in with_lookalikes.enabled_members if m.asset_port}
+    own = {with_lookalikes.member_asset_server(m) for m in with_lookalikes.enabled_members if m.asset_port}
     assert own and set(allow) == own | {config.assets_url}
     assert not any(with_lookalikes.member_url(m) in allow for m in with_lookalikes.enabled_members)

@@ -92,6 +92,7 @@ class Reader:
     def __init__(self) -> None:
         self._open: dict[str, Any] = {}
         self._specs: dict[str | None, tuple] = {}
+        self._items: dict[tuple, tuple] = {}
 
     def dataset(self, href: str) -> Any:
         """The open dataset of ``href`` as given (already signed, if its provider signs)."""
@@ -105,11 +106,23 @@ class Reader:
         """(profile, access spec) of the item's provider, looked up once per provider."""
         from eolab.data import access, load
 
-        provider = load._provider(view)
+        provider = load.item_provider(view)
         if provider not in self._specs:
-            profile = load._profile_for(provider, None)
+            profile = load.member_profile(provider)
             self._specs[provider] = (profile, access.spec_for(provider, profile))
         return self._specs[provider]
+
+    def item(self, it: Any) -> tuple:
+        """(view, profile, access spec, chip keys or None) of an item, worked out once per item and
+        kept for the next parcels (a run's dossiers share a few dozen items)."""
+        from eolab.data import load
+
+        key = (it.collection_id, it.id)
+        if key not in self._items:
+            view = load.item_view(it)
+            profile, spec = self.access(view)
+            self._items[key] = (view, profile, spec, _chip_keys(view, profile))
+        return self._items[key]
 
     def read(self, spec: Any, href: str, read: Any) -> Any:
         """``read(dataset)`` of ``href`` under ``spec``'s access."""
@@ -148,7 +161,7 @@ def read_chips(items: Iterable, geometry: Any, crs: Any, dates: Sequence[str], *
     from rasterio.windows import from_bounds
     from shapely.geometry import box
 
-    from eolab.data import load, profiles
+    from eolab.data import profiles
 
     own = reader is None
     reader = reader or Reader()
@@ -162,9 +175,7 @@ def read_chips(items: Iterable, geometry: Any, crs: Any, dates: Sequence[str], *
                     continue
                 if it.bbox and not box(*it.bbox[:2], *it.bbox[-2:]).intersects(lonlat):
                     continue
-                view = load._view(it)
-                profile, spec = reader.access(view)
-                keys = _chip_keys(view, profile)
+                view, profile, spec, keys = reader.item(it)
                 if keys:
                     cands.append((it.id, it, view, profile, spec, keys))
             if not cands:

@@ -11,6 +11,10 @@ key enters the task graph:
   provider and container in each process and renewed before it expires; a read refused with 403
   renews it once more.
 - ``s3``: S3 credentials (``EOLAB_S3_CREDENTIALS``) and the endpoint given to GDAL for that read.
+  Where the member's profile names an ``s3_keys_url`` (CDSE's S3 keys manager, or the CDSE-like
+  look-alike's) and no keys are set, keys are minted there with the user's OIDC access token
+  (``EOLAB_OIDC_ACCESS_TOKEN``, handed to the user's server by the hub's OIDC login), kept in the
+  user's 0600 keys file for every process of the user, and minted anew when the store refuses them.
 - ``bearer``: an ``Authorization: Bearer`` header (``EOLAB_BEARER_TOKENS``).
 
 Every read is also held to the provider's ``max_connections`` (on Dask workers by a semaphore the
@@ -54,13 +58,15 @@ class AccessSpec:
     requester_pays: bool = False
     max_connections: int | None = None
     retries: int = 5
+    s3_keys_url: str | None = None
 
 
 def spec_for(provider: str | None, profile: Any) -> AccessSpec:
     if profile is None:
         return AccessSpec(provider or "unknown")
     return AccessSpec(provider or "unknown", profile.access, profile.token_url, profile.s3_endpoint,
-                      profile.s3_https, profile.requester_pays, profile.max_connections, profile.retries)
+                      profile.s3_https, profile.requester_pays, profile.max_connections, profile.retries,
+                      getattr(profile, "s3_keys_url", None))
 
 
 # --- per-process state: token cache, connection caps, counters ----------------------------------
@@ -79,10 +85,14 @@ def stats() -> dict[str, int]:
 
 
 def reset() -> None:
-    """Forget cached tokens and counters of this process (tests, or after changing credentials)."""
+    """Forget cached tokens, minted keys in memory, GDAL's cached answers and the counters of this
+    process (tests, or after changing credentials)."""
     with _lock:
         _tokens.clear()
         _stats.clear()
+    with _MINT_LOCK:
+        _MINTED.clear()
+    _clear_gdal_http_cache()
 
 
 def _count(provider: str, what: str, n: int = 1) -> None:
@@ -192,6 +202,126 @@ def sign(spec: AccessSpec, href: str, *, renew: bool = False) -> str:
     return f"{href}{'&' if '?' in href else '?'}{token}"
 
 
+_MINTED: dict[str, dict[str, Any]] = {}  # provider -> keys minted (or read from the keys file) here
+_MINT_LOCK = threading.Lock()
+
+
+def s3_keys(spec: AccessSpec, *, refused: dict[str, str] | None = None) -> dict[str, str]:
+    """S3 keys of ``spec``'s provider: set ones (``EOLAB_S3_CREDENTIALS``), else minted ones.
+
+    ``refused``: keys the store just refused (expired, revoked): others are taken from the keys file
+    if another process minted them meanwhile, else new ones are minted.
+    """
+    from eolab import settings
+
+    conf = settings.access()
+    creds = conf.s3_credentials.get(spec.provider)
+    if creds:
+        return creds
+    if not spec.s3_keys_url:
+        raise AccessError(f"provider {spec.provider!r} reads assets over S3 and no S3 credentials are set",
+                          hint=f"set EOLAB_S3_CREDENTIALS='{{\"{spec.provider}\": {{\"access_key_id\": ..., "
+                               "\"secret_access_key\": ...}}' (in the kernel's and the workers' environment)")
+    with _MINT_LOCK, _KeysFile(conf.s3_keys_file) as keys_file:
+        for keys in (_MINTED.get(spec.provider), keys_file.get(spec)):
+            # Renewed a minute before they expire (a quarter of their lifetime if that is shorter).
+            margin = min(60.0, float(keys.get("lifetime", 240.0)) / 4) if keys else 0.0
+            if keys and keys["expires"] > time.time() + margin and (
+                    refused is None or keys["access_key_id"] != refused.get("access_key_id")):
+                _MINTED[spec.provider] = keys
+                return keys
+        keys = _mint(spec, conf)
+        keys_file.put(spec, keys)
+        _MINTED[spec.provider] = keys
+        _count(spec.provider, "keys_minted")
+        return keys
+
+
+class _KeysFile:
+    """The user's minted S3 keys (JSON, mode 0600), locked while read and written: every process of
+    the user (kernel, LocalCluster and Gateway workers on a shared home) uses the same keys, so a
+    provider's limit on live keys per user is not spent by each process minting its own."""
+
+    def __init__(self, path) -> None:
+        from pathlib import Path
+
+        self.path = Path(path).expanduser()
+
+    def __enter__(self) -> _KeysFile:
+        import fcntl
+        import os
+
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock = os.open(str(self.path) + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import os
+
+        os.close(self._lock)  # releases the lock
+
+    def _read(self) -> dict:
+        import json
+
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def get(self, spec: AccessSpec) -> dict[str, Any] | None:
+        keys = self._read().get(spec.provider)
+        return keys if isinstance(keys, dict) and keys.get("keys_url") == spec.s3_keys_url else None
+
+    def put(self, spec: AccessSpec, keys: dict[str, Any]) -> None:
+        import json
+        import os
+
+        data = self._read()
+        data[spec.provider] = keys
+        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(data, out, indent=1)
+        os.replace(tmp, self.path)
+
+
+def _mint(spec: AccessSpec, conf: Any) -> dict[str, Any]:
+    """New S3 keys from the provider's keys service (after CDSE's S3 keys manager:
+    ``POST`` with the user's OIDC access token → ``{access_id, secret, expiration_date}``)."""
+    import httpx
+
+    token = conf.oidc_access_token or conf.bearer_tokens.get(spec.provider)
+    if not token:
+        raise AccessError(f"provider {spec.provider!r} reads assets over S3 with keys minted from an OIDC login, "
+                          "and no OIDC access token is set",
+                          hint="log in to the hub with its OIDC login (your server then gets the token as "
+                               "EOLAB_OIDC_ACCESS_TOKEN), or set EOLAB_OIDC_ACCESS_TOKEN, or set "
+                               f"EOLAB_S3_CREDENTIALS='{{\"{spec.provider}\": {{...}}}}' with keys made by hand")
+    try:
+        answer = httpx.post(spec.s3_keys_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    except httpx.HTTPError as exc:
+        raise AccessError(f"the S3 keys service of provider {spec.provider!r} ({spec.s3_keys_url}) cannot be "
+                          f"reached: {exc}", hint="check 'profile: s3_keys_url:' of the member") from None
+    try:
+        body = answer.json()
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    detail = body.get("detail") or answer.text[:200]
+    if answer.status_code == 401:
+        raise AccessError(f"the S3 keys service of provider {spec.provider!r} refused the OIDC access token: "
+                          f"{detail}", hint="the token may have expired: log in to the hub again (or set a "
+                                            "fresh EOLAB_OIDC_ACCESS_TOKEN)")
+    if answer.status_code != 200 or not body.get("access_id") or not body.get("secret"):
+        raise AccessError(f"the S3 keys service of provider {spec.provider!r} answered {answer.status_code}: "
+                          f"{detail}", hint="keys can also be set by hand in EOLAB_S3_CREDENTIALS")
+    expires = _parse_expiry(body.get("expiration_date")) if body.get("expiration_date") else time.time() + 86400
+    log.info("provider %s: minted S3 keys valid until %s", spec.provider, body.get("expiration_date"))
+    return {"keys_url": spec.s3_keys_url, "access_key_id": body["access_id"],
+            "secret_access_key": body["secret"], "expires": expires, "lifetime": max(0.0, expires - time.time())}
+
+
 def gdal_options(spec: AccessSpec) -> dict[str, str]:
     """GDAL configuration for one read of ``spec``'s assets, credentials from this process's settings."""
     from eolab import settings
@@ -202,11 +332,7 @@ def gdal_options(spec: AccessSpec) -> dict[str, str]:
             options["AWS_S3_ENDPOINT"] = spec.s3_endpoint
         if spec.requester_pays:
             options["AWS_REQUEST_PAYER"] = "requester"
-        creds = settings.access().s3_credentials.get(spec.provider)
-        if not creds:
-            raise AccessError(f"provider {spec.provider!r} reads assets over S3 and no S3 credentials are set",
-                              hint=f"set EOLAB_S3_CREDENTIALS='{{\"{spec.provider}\": {{\"access_key_id\": ..., "
-                                   "\"secret_access_key\": ...}}' (in the kernel's and the workers' environment)")
+        creds = s3_keys(spec)
         options["AWS_ACCESS_KEY_ID"] = creds.get("access_key_id", "")
         options["AWS_SECRET_ACCESS_KEY"] = creds.get("secret_access_key", "")
         if creds.get("session_token"):
@@ -284,6 +410,7 @@ def _retryable(message: str) -> bool:
 
 
 _NO_CAP = object()
+_REFUSALS = ("401", "403", "signature", "access key", "accessdenied", "access denied", "expired")
 _AWS_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
@@ -370,7 +497,7 @@ def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
     retries = spec.retries if conf.read_retries is None else conf.read_retries
     cap = _cap(spec) if cap is _NO_CAP else cap
     ensure_service_access()
-    renew = throttled = recalled = False
+    renew = throttled = recalled = reminted = False
     attempt = -1
     while attempt < retries:
         attempt += 1
@@ -405,13 +532,23 @@ def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
             recent = time.monotonic() - _THROTTLED.get(spec.provider, float("-inf")) < 30
             garbled = (attempt == 0 or throttled or recent) and "not recognized as" in message
             throttled = throttled or _retryable(message)
-            refused = spec.kind in ("s3", "bearer") and any(t in message for t in ("401", "403", "signature"))
+            # GDAL often passes on only the store's own words (S3's <Message>), not the status.
+            refused = spec.kind in ("s3", "bearer") and any(t in message.lower() for t in _REFUSALS)
             if refused and not recalled:
                 # GDAL keeps a path's answers across opens whatever credentials asked, and a read with
                 # other (e.g. earlier wrong) keys may just have stored a refusal: forget, ask once more.
                 recalled = True
                 attempt -= 1
                 _count(spec.provider, "retries")
+                _clear_gdal_http_cache()
+                continue
+            if (refused and not reminted and spec.kind == "s3" and spec.s3_keys_url
+                    and not conf.s3_credentials.get(spec.provider)):
+                # Minted keys refused twice (expired, revoked): others from the keys file, else new ones.
+                reminted = True
+                attempt -= 1
+                _count(spec.provider, "retries")
+                s3_keys(spec, refused={"access_key_id": keys.get("AWS_ACCESS_KEY_ID", "")})
                 _clear_gdal_http_cache()
                 continue
             if attempt < retries and (_retryable(message) or expired or garbled):
@@ -424,7 +561,8 @@ def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
                 continue
             _count(spec.provider, "failures")
             hint = {"sas": f"check 'profile: token_url:' of member {spec.provider!r} (and EOLAB_SAS_SUBSCRIPTION_KEY)",
-                    "s3": "check EOLAB_S3_CREDENTIALS and 'profile: s3_endpoint:' of member " + repr(spec.provider),
+                    "s3": "check EOLAB_S3_CREDENTIALS (or EOLAB_OIDC_ACCESS_TOKEN where keys are minted) and "
+                          "'profile: s3_endpoint:' of member " + repr(spec.provider),
                     "bearer": "check EOLAB_BEARER_TOKENS (tokens expire)"}.get(
                         spec.kind, f"if the provider needs credentials, set 'profile: access:' of member {spec.provider!r}")
             raise AccessError(f"reading asset {uri} of provider {spec.provider!r} failed after {attempt + 1} "

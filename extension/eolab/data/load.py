@@ -90,6 +90,21 @@ def _view(entry: Any) -> dict:
             "assets": {key: asset.to_dict() for key, asset in entry.assets.items()}}
 
 
+def item_view(entry: Any) -> dict:
+    """A STAC item dict of a pystac Item or dict, for reading its metadata (assets as dicts)."""
+    return _view(entry)
+
+
+def item_provider(view: dict) -> str | None:
+    """The member id of an item (its provider property), else the host of its assets."""
+    return _provider(view)
+
+
+def member_profile(provider: str | None) -> Any:
+    """The configured member's profile of ``provider`` (look-alike endpoints filled in), or None."""
+    return _profile_for(provider, None)
+
+
 def _lean_item(view: dict, keys: dict[str, str]):
     """A pystac Item with only the assets to read, renamed to the names asked for (``keys``:
     name -> asset key), and no links but ``self``: odc-stac parses every asset of every item, and

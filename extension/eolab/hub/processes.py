@@ -56,6 +56,7 @@ def _secrets(path: Path) -> dict[str, str]:
         "admin_token": lambda: secrets.token_hex(32),
         "gateway_proxy_token": lambda: secrets.token_hex(32),
         "gateway_db_key": lambda: Fernet.generate_key().decode(),
+        "crypt_key": lambda: secrets.token_hex(32),  # encrypts OIDC logins' tokens in the hub database
     }
     changed = False
     for key, make in wanted.items():

@@ -235,7 +235,7 @@ def _slurm_job_name(hub_id: str) -> str:
 def _meter_allow(config: StackConfig) -> list[str]:
     """What the byte meter reads besides public addresses: the stack's asset servers (the shared one
     and look-alike members' own) and the hosts ``tiles.allow`` names; never its other services."""
-    assets = {config.assets_url, *(config.member_assets_url(m) for m in config.enabled_members)}
+    assets = {config.assets_url, *(config.member_asset_server(m) for m in config.enabled_members)}
     return sorted(assets) + list(getattr(config.tiles, "allow", []))
 
 

@@ -12,6 +12,7 @@ found through the PID files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -78,13 +79,34 @@ def _assets_service(config: StackConfig, service_token: str | None = None) -> _s
 
 
 def _lookalike_assets_service(config: StackConfig, member: MemberConfig) -> _services.Service:
-    """A look-alike member's own asset server (SAS tokens, connection cap, latency)."""
+    """A look-alike member's own asset server (SAS tokens, connection cap, latency), or its S3 store."""
+    if member.asset_store == "s3":
+        return _lookalike_s3_service(config, member)
     cmd = [sys.executable, "-m", "uvicorn", "eolab.stack._lookalike:create_app", "--factory",
            "--host", config.host, "--port", str(member.asset_port), "--log-level", "warning", "--no-access-log"]
     env = {"EOLAB_ASSETS_DIR": str(Path(config.data_dir).resolve()),
            "EOLAB_LOOKALIKE_SAS_LIFETIME": str(member.sas_lifetime),
            "EOLAB_LOOKALIKE_MAX_CONNECTIONS": str(member.profile.max_connections or 0),
            "EOLAB_LOOKALIKE_LATENCY_MS": str(member.asset_latency_ms)}
+    return _services.Service(name=f"assets-{member.id}", cmd=cmd, port=member.asset_port, env=env,
+                             ready_path="/_health", host=config.host)
+
+
+def _lookalike_s3_service(config: StackConfig, member: MemberConfig) -> _services.Service:
+    """The CDSE-like S3 store: the member's asset files in bucket 'eodata', keys minted from OIDC logins."""
+    data_dir = Path(config.data_dir).resolve()
+    bucket = config.member_assets_url(member) + "/"
+    files = sorted({asset["href"][len(bucket):] for item in _load.iter_member_items(data_dir, member, bucket)
+                    for asset in item["assets"].values() if asset["href"].startswith(bucket)})
+    listing = Path(config.run_dir).resolve() / "state" / f"{member.id}.s3-files"
+    listing.parent.mkdir(parents=True, exist_ok=True)
+    listing.write_text("\n".join(files) + "\n")
+    digest = hashlib.sha256(listing.read_bytes()).hexdigest()[:16]
+    # The listing's digest on the command line: a store started with other files is restarted.
+    cmd = [sys.executable, "-m", "eolab.stack._lookalike_s3", "--host", config.host, "--port", str(member.asset_port),
+           "--issuer", member.oidc_issuer or "", "--files-digest", digest]
+    env = {"EOLAB_ASSETS_DIR": str(data_dir), "EOLAB_LOOKALIKE_S3_FILES": str(listing),
+           "EOLAB_LOOKALIKE_MAX_CONNECTIONS": str(member.profile.max_connections or 0)}
     return _services.Service(name=f"assets-{member.id}", cmd=cmd, port=member.asset_port, env=env,
                              ready_path="/_health", host=config.host)
 
@@ -249,7 +271,7 @@ def down(config: StackConfig) -> list[ServiceStatus]:
     for member in config.demo_members:
         if member.asset_port:
             stopped = _services.stop(run_dir, f"assets-{member.id}")
-            statuses.append(ServiceStatus(f"assets-{member.id}", config.member_assets_url(member),
+            statuses.append(ServiceStatus(f"assets-{member.id}", config.member_asset_server(member),
                                           "stopped" if stopped else "down"))
     stopped = _services.stop(run_dir, "assets")
     statuses.append(ServiceStatus("assets", config.assets_url, "stopped" if stopped else "down"))
