@@ -9,7 +9,8 @@ credentials:
 - raw rasterio: each signed asset read whole by a pool of the same number of threads;
 - the decoding limit: the same COGs read from local disk.
 
-Each figure is the best of ``--rounds`` runs, interleaved round by round (the machine is shared).
+Each figure is the best of ``--rounds`` runs, interleaved round by round (the machine is shared),
+each starting with GDAL's caches of remote files emptied.
 ``EOLAB_READ_THREADS`` / ``EOLAB_READ_AHEAD`` set load_cube's read-ahead (0: none).
 
 Run: ``python benchmarks/lookalike_read.py DEMO_DIR [--threads 2] [--rounds 3]``; prints a table and a last line
@@ -39,9 +40,9 @@ def _port() -> int:
         return sock.getsockname()[1]
 
 
-def _serve(data_dir: Path, latency_ms: float):
+def _serve(data_dir: Path, latency_ms: float, sas: bool = True):
     port = _port()
-    env = dict(os.environ, EOLAB_ASSETS_DIR=str(data_dir), EOLAB_LOOKALIKE_SAS_LIFETIME="2700",
+    env = dict(os.environ, EOLAB_ASSETS_DIR=str(data_dir), EOLAB_LOOKALIKE_SAS_LIFETIME="2700" if sas else "0",
                EOLAB_LOOKALIKE_LATENCY_MS=str(latency_ms))
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "eolab.stack._lookalike:create_app", "--factory",
                              "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
@@ -57,37 +58,57 @@ def _serve(data_dir: Path, latency_ms: float):
     raise RuntimeError("look-alike server did not start")
 
 
-def _items(data_dir: Path, url: str, member: str = "pc-like") -> list[dict]:
+def _items(data_dir: Path, url: str, member: str = "pc-like", style: str = "planetary-computer") -> list[dict]:
     from eolab.stack._load import absolutise
     from eolab.stack._lookalike_items import restyle
 
     lines = (data_dir / "stac" / "items" / "sentinel-2-l2a.ndjson").read_text().splitlines()
-    return [restyle(absolutise(json.loads(line), url), "planetary-computer", member) for line in lines]
+    return [restyle(absolutise(json.loads(line), url), style, member) for line in lines]
 
 
 def run(data_dir: Path, threads: int, rounds: int = 3) -> dict:
     """Throughputs in Mpx/s, each the best of ``rounds``; the measurements are interleaved round
     by round (the machine is shared: a burst of other work then hits all of them alike)."""
     import dask
+    import odc.stac
+    import pystac
 
     import eolab
     from eolab.config import ProviderProfile
     from eolab.data import access
+    from eolab.data.load import _GDAL_ENV, DEFAULT_CHUNKS
 
     servers = {latency: _serve(data_dir, latency) for latency in (0, 30)}
+    servers["es"] = _serve(data_dir, 0, sas=False)
     try:
         runs = {}
         for latency, (_, url) in servers.items():
-            member = f"pc-like-{latency}ms"  # two providers: each its own SAS tokens
-            items = _items(data_dir, url, member)
-            profile = ProviderProfile(access="sas", token_url=f"{url}/token")
+            if latency == "es":  # Earth-Search-like: common-name keys, offsets in raster:bands, public
+                member, latency = "es-like-0ms", 0
+                items = _items(data_dir, url, member, "earth-search")
+                profile, keys, tag = ProviderProfile(access="public"), ("red", "nir"), "es"
+            else:
+                member = f"pc-like-{latency}ms"  # two providers: each its own SAS tokens
+                items = _items(data_dir, url, member)
+                profile, keys, tag = ProviderProfile(access="sas", token_url=f"{url}/token"), ("B04", "B08"), ""
             spec = access.spec_for(member, profile)
-            hrefs = [i["assets"][b]["href"] for i in items for b in ("B04", "B08")]
+            hrefs = [i["assets"][b]["href"] for i in items for b in keys]
 
             def load(items=items, profile=profile):
-                cube = eolab.load_cube(items, bands=["B04", "B08"], resolution=10, mask=None, profile=profile)
+                cube = eolab.load_cube(items, bands=["red", "nir"], resolution=10, mask=None, profile=profile)
                 with dask.config.set(scheduler="threads", num_workers=threads):
                     cube.compute()
+
+            def plain(items=items, spec=spec, keys=keys):
+                # odc-stac alone on the same files (hrefs signed beforehand, tokens valid 45 min), with
+                # load_cube's GDAL settings and chunks: what eolab's own layer adds or saves.
+                signed = [pystac.Item.from_dict({**i, "links": [], "assets": {
+                    b: dict(i["assets"][b], href=access.sign(spec, i["assets"][b]["href"])) for b in keys}})
+                    for i in items]
+                with rasterio.Env(**_GDAL_ENV):
+                    cube = odc.stac.load(signed, bands=list(keys), resolution=10, chunks=dict(DEFAULT_CHUNKS))
+                    with dask.config.set(scheduler="threads", num_workers=threads):
+                        cube.compute()
 
             def raw(spec=spec, hrefs=hrefs):
                 def one(href):
@@ -97,7 +118,9 @@ def run(data_dir: Path, threads: int, rounds: int = 3) -> dict:
                 with ThreadPoolExecutor(threads) as pool:
                     list(pool.map(one, hrefs))
 
-            runs[("load", latency)], runs[("raw", latency)] = load, raw
+            runs[("load" + tag, latency)], runs[("raw" + tag, latency)] = load, raw
+            if not tag:
+                runs[("odc", latency)] = plain
 
         local = [str(data_dir / "s2" / i["id"] / f"{b}.tif") for i in _items(data_dir, "") for b in ("B04", "B08")]
 
@@ -112,6 +135,9 @@ def run(data_dir: Path, threads: int, rounds: int = 3) -> dict:
         best = {key: float("inf") for key in runs}
         for _ in range(rounds):
             for key, fn in runs.items():
+                # Each run starts cold: GDAL keeps file sizes, headers and blocks of the URLs it read
+                # (so the second reader of the same files would be spared requests), tokens refetched.
+                access.reset()
                 start = time.perf_counter()
                 fn()
                 best[key] = min(best[key], time.perf_counter() - start)
@@ -129,14 +155,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     r = run(args.data_dir.resolve(), args.threads, args.rounds)
-    print("| latency | load_cube Mpx/s | raw rasterio Mpx/s | load / raw |")
-    print("|---|---|---|---|")
+    print("| look-alike | latency | load_cube Mpx/s | odc-stac alone Mpx/s | raw rasterio Mpx/s | load / raw |"
+          " load / odc-stac |")
+    print("|---|---|---|---|---|---|---|")
     for latency in (0, 30):
-        print(f"| {latency} ms | {r['load', latency]:.1f} | {r['raw', latency]:.1f} | "
-              f"{r['load', latency] / r['raw', latency]:.2f} |")
+        print(f"| Planetary-Computer-like (SAS) | {latency} ms | {r['load', latency]:.1f} | {r['odc', latency]:.1f} | "
+              f"{r['raw', latency]:.1f} | {r['load', latency] / r['raw', latency]:.2f} | "
+              f"{r['load', latency] / r['odc', latency]:.2f} |")
+    print(f"| Earth-Search-like (public) | 0 ms | {r['loades', 0]:.1f} | | {r['rawes', 0]:.1f} | "
+          f"{r['loades', 0] / r['rawes', 0]:.2f} | |")
     disk = r["disk", 0]
     print(f"local disk decode: {disk:.1f} Mpx/s")
     print(f"RESULT load/raw@0ms={r['load', 0] / r['raw', 0]:.2f} load/raw@30ms={r['load', 30] / r['raw', 30]:.2f} "
+          f"load/odc@0ms={r['load', 0] / r['odc', 0]:.2f} odc/raw@0ms={r['odc', 0] / r['raw', 0]:.2f} "
+          f"es:load/raw@0ms={r['loades', 0] / r['rawes', 0]:.2f} "
           f"load@30/load@0={r['load', 30] / r['load', 0]:.2f} load@0/disk={r['load', 0] / disk:.2f} "
           f"load@30/disk={r['load', 30] / disk:.2f}")
 

@@ -140,16 +140,23 @@ class AccessSettings(BaseSettings):
                                                                "(at most a third of its lifetime)")
     read_retries: int | None = Field(None, ge=0, description="reads answered 429/503 retried this often "
                                                             "(default: the member profile's)")
-    retry_backoff: float = Field(0.5, ge=0, description="first wait before a retry, s (doubles each time)")
-    read_threads: int = Field(16, ge=0, description="reads of remote assets in flight per process, beyond the "
+    retry_backoff: float = Field(0.5, ge=0, description="first wait before a retry, s (doubles each time; "
+                                                       "each wait drawn at random up to that)")
+    retry_backoff_max: float = Field(10.0, ge=0, description="longest wait before a retry, s")
+    read_threads: int = Field(32, ge=0, description="reads of remote assets in flight per process, beyond the "
                                                     "Dask threads (hides a far-away store's latency; 0: none)")
-    read_ahead: int = Field(8, ge=0, description="reads started before their Dask task runs, in graph order")
+    read_ahead: int = Field(16, ge=0, description="reads started before their Dask task runs, in graph order")
 
 
 _client_cache: dict = {}
 
 
 def _env_key() -> tuple:
+    data = getattr(os.environ, "_data", None)
+    if isinstance(data, dict) and all(isinstance(k, bytes) for k in list(data)[:1]):
+        # POSIX keeps the environment as bytes: compare those, not every variable decoded on each
+        # call (asked ~10 times per asset read). Another order of the same values only misses the cache.
+        return tuple([item for item in data.items() if item[0].startswith(b"EOLAB_")])
     return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("EOLAB_")))
 
 

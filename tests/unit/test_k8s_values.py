@@ -80,6 +80,17 @@ def test_hub_extra_config_loads_and_sets_real_traits():
     for name, code in values["hub"]["extraConfig"].items():
         exec(compile(code, f"hub.extraConfig.{name}", "exec"), {"c": c})
     assert "access:services!service=dask-gateway" in c.KubeSpawner.server_token_scopes
+    # The user's access token reaches their server (and only a login's token, replacing an older one).
+    assert values["hub"]["config"]["Authenticator"]["enable_auth_state"] is True
+
+    class Spawner:
+        environment = {"EOLAB_OIDC_ACCESS_TOKEN": "old", "EOLAB_CATALOG_URL": "u"}
+
+    spawner = Spawner()
+    c.KubeSpawner.auth_state_hook(spawner, {"access_token": "t"})
+    assert spawner.environment == {"EOLAB_OIDC_ACCESS_TOKEN": "t", "EOLAB_CATALOG_URL": "u"}
+    c.KubeSpawner.auth_state_hook(spawner, None)
+    assert spawner.environment == {"EOLAB_CATALOG_URL": "u"}
     _check_traits(c)
     _check_traits(Config(values["hub"]["config"]))
 

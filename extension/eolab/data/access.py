@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import random
 import secrets
 import threading
 import time
@@ -554,7 +555,10 @@ def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
             if attempt < retries and (_retryable(message) or expired or garbled):
                 _count(spec.provider, "retries")
                 renew = expired
-                wait = 0 if expired else conf.retry_backoff * 2 ** attempt
+                # Exponential backoff with full jitter, capped: dozens of reads refused in one burst
+                # must not come back together, nor wait for minutes after a long burst.
+                wait = 0 if expired else random.uniform(0, min(conf.retry_backoff_max,
+                                                               conf.retry_backoff * 2 ** attempt))
                 log.warning("provider %s: read of %s refused (%s); retry %d/%d in %.1f s", spec.provider,
                             uri, message.splitlines()[0][:120], attempt + 1, retries, wait)
                 time.sleep(wait)
