@@ -61,6 +61,8 @@ class ProviderProfile(_Strict):
     s3_https: bool = Field(default=True, description="access 's3': https to the endpoint")
     s3_keys_url: str | None = Field(default=None, description="access 's3': where keys are minted with the "
                                     "user's OIDC access token when none are set (CDSE's S3 keys manager)")
+    s3_keys_issuer: str | None = Field(default=None, description="access 's3': the identity provider whose access "
+                                       "tokens s3_keys_url accepts (a token of another is never sent there)")
     requester_pays: bool = False
     max_connections: int | None = Field(default=None, ge=1, description="the provider's cap on concurrent reads")
     rate_mb_s: float | None = Field(default=None, gt=0, description="the provider's bandwidth per user, MB/s")
@@ -248,7 +250,8 @@ class StackConfig(_Strict):
         if member.asset_store == "s3":
             profile = profile.model_copy(update={
                 "access": "s3", "s3_endpoint": f"{self.host}:{member.asset_port}", "s3_https": False,
-                "s3_keys_url": profile.s3_keys_url or f"{self.member_asset_server(member)}/_s3keys/credentials"})
+                "s3_keys_url": profile.s3_keys_url or f"{self.member_asset_server(member)}/_s3keys/credentials",
+                "s3_keys_issuer": profile.s3_keys_issuer or member.oidc_issuer})
         return profile
 
 

@@ -15,6 +15,7 @@ The hub's own knobs (``EOLAB_HUB_*``) live in :mod:`eolab.hub.settings`.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from pydantic import Field
@@ -132,6 +133,8 @@ class AccessSettings(BaseSettings):
     oidc_access_token: str | None = Field(None, description="the user's OIDC access token (from the hub's OIDC "
                                                             "login): S3 keys are minted with it where a member's "
                                                             "profile names an s3_keys_url")
+    oidc_issuer: str | None = Field(None, description="the identity provider that issued oidc_access_token (set "
+                                                      "by the hub): it is sent only to keys services of that issuer")
     s3_keys_file: Path = Field(Path("~/.config/eolab/s3-keys.json"), description="minted S3 keys, kept for "
                                "every process of the user (mode 0600)")
     sas_subscription_key: str | None = Field(None, description="Planetary Computer subscription key "
@@ -149,15 +152,17 @@ class AccessSettings(BaseSettings):
 
 
 _client_cache: dict = {}
+_cache_lock = threading.Lock()
 
 
 def _env_key() -> tuple:
     data = getattr(os.environ, "_data", None)
     if isinstance(data, dict) and all(isinstance(k, bytes) for k in list(data)[:1]):
         # POSIX keeps the environment as bytes: compare those, not every variable decoded on each
-        # call (asked ~10 times per asset read). Another order of the same values only misses the cache.
-        return tuple([item for item in data.items() if item[0].startswith(b"EOLAB_")])
-    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("EOLAB_")))
+        # call (asked ~10 times per asset read). Another order of the same values only misses the cache;
+        # lower-case names count too (pydantic-settings reads them).
+        return tuple([item for item in list(data.items()) if item[0][:6].upper() == b"EOLAB_"])
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k[:6].upper() == "EOLAB_"))
 
 
 def client() -> ClientSettings:
@@ -166,9 +171,11 @@ def client() -> ClientSettings:
     key = _env_key()
     cached = _client_cache.get(key)
     if cached is None:
-        cached = _client_cache[key] = ClientSettings()
-        if len(_client_cache) > 8:
-            _client_cache.pop(next(iter(_client_cache)))
+        cached = ClientSettings()
+        with _cache_lock:  # read threads ask at once
+            _client_cache[key] = cached
+            while len(_client_cache) > 8:
+                _client_cache.pop(next(iter(_client_cache)))
     return cached.model_copy()
 
 
@@ -213,9 +220,11 @@ def access() -> AccessSettings:
     if cached is not None:
         return cached
     try:
-        value = _access_cache[key] = AccessSettings()
-        if len(_access_cache) > 8:
-            _access_cache.pop(next(iter(_access_cache)))
+        value = AccessSettings()
+        with _cache_lock:
+            _access_cache[key] = value
+            while len(_access_cache) > 8:
+                _access_cache.pop(next(iter(_access_cache)))
         return value
     except ValueError as exc:
         raise EolabError(f"bad EOLAB_ credential setting: {str(exc).splitlines()[1:3]}",

@@ -82,15 +82,19 @@ c.Authenticator.allowed_users = set(O.get("allowed_users") or [])
 c.Authenticator.allow_existing_users = False  # removing someone from the group takes effect at next login
 # The login's tokens are kept (encrypted with this hub's key) so each server gets the user's OIDC
 # access token: providers like CDSE mint S3 keys with it (eolab.data.access, EOLAB_OIDC_ACCESS_TOKEN).
-c.Authenticator.enable_auth_state = True
+# Only where each user's server runs as that user's own account: when all run as the hub's account,
+# every user could read the others' process environments.
+c.Authenticator.enable_auth_state = bool(ACCOUNTS)
 c.CryptKeeper.keys = [bytes.fromhex(SECRETS["crypt_key"])]
+_ISSUER = O.get("issuer") or ""
 
 
 def _oidc_token_to_server(spawner, auth_state):
     token = (auth_state or {}).get("access_token")
-    env = {k: v for k, v in spawner.environment.items() if k != "EOLAB_OIDC_ACCESS_TOKEN"}
-    if token:  # only into this user's server (its own account in multiuser mode), never a log
+    env = {k: v for k, v in spawner.environment.items() if k not in ("EOLAB_OIDC_ACCESS_TOKEN", "EOLAB_OIDC_ISSUER")}
+    if token and ACCOUNTS:  # only into this user's own server, never a log
         env["EOLAB_OIDC_ACCESS_TOKEN"] = token
+        env["EOLAB_OIDC_ISSUER"] = _ISSUER  # it is sent only to keys services of this issuer
     spawner.environment = env
 
 

@@ -361,22 +361,24 @@ def minting_store(scene, tmp_path_factory):
                     pass
                 time.sleep(0.1)
             token = oidc.login(idp.issuer, client, "alice", password)["access_token"]
-            yield url, token
+            yield url, token, idp.issuer
         finally:
             proc.kill()
             proc.wait()
 
 
-def _minting(url, monkeypatch, tmp_path, token):
+def _minting(url, monkeypatch, tmp_path, token, issuer, *, token_issuer=None, keys_url=None):
     monkeypatch.delenv("EOLAB_S3_CREDENTIALS", raising=False)
     monkeypatch.setenv("EOLAB_S3_KEYS_FILE", str(tmp_path / "keys" / "s3-keys.json"))
     if token is None:
         monkeypatch.delenv("EOLAB_OIDC_ACCESS_TOKEN", raising=False)
     else:
         monkeypatch.setenv("EOLAB_OIDC_ACCESS_TOKEN", token)
+    monkeypatch.setenv("EOLAB_OIDC_ISSUER", token_issuer or issuer)  # as the hub sets it
     access.reset()
     profile = ProviderProfile(access="s3", s3_endpoint=url.split("://", 1)[1], s3_https=False,
-                              s3_keys_url=f"{url}/_s3keys/credentials", max_connections=4)
+                              s3_keys_url=keys_url or f"{url}/_s3keys/credentials", s3_keys_issuer=issuer,
+                              max_connections=4)
     return lambda: eolab.load_cube(_items("s3://eodata", "cdse-mint"), bands=["red"], resolution=10, mask=None,
                                    profile=profile).red.compute(scheduler="threads", num_workers=4).values
 
@@ -386,11 +388,13 @@ def test_s3_keys_are_minted_from_an_oidc_login_shared_by_processes_and_renewed(s
     import json
 
     _, truth = scene
-    url, token = minting_store
+    url, token, issuer = minting_store
     assert httpx.get(f"{url}/eodata/sentinel2-l2/d0/B04.tif").status_code == 403  # unsigned: refused
+    assert httpx.get(f"{url}/eodata/sentinel2-l2/d0/B04.tif?X-Amz-Signature=00").status_code == 403
+    assert httpx.get(f"{url}/eodata/no-such-object.tif").status_code == 403  # (moto alone: a 500)
     stats = lambda: httpx.get(f"{url}/_stats").json()  # noqa: E731
     before = stats()
-    read = _minting(url, monkeypatch, tmp_path, token)
+    read = _minting(url, monkeypatch, tmp_path, token, issuer)
 
     def check(values):
         for day in range(4):
@@ -428,18 +432,31 @@ def test_s3_keys_are_minted_from_an_oidc_login_shared_by_processes_and_renewed(s
 
 
 def test_s3_keys_without_or_with_a_refused_token_fail_naming_what_to_set(minting_store, monkeypatch, tmp_path):
-    url, token = minting_store
-    read = _minting(url, monkeypatch, tmp_path, None)
+    url, token, issuer = minting_store
+    minted = lambda: httpx.get(f"{url}/_stats").json()["keys_minted"]  # noqa: E731
+    read = _minting(url, monkeypatch, tmp_path, None, issuer)
     with pytest.raises(access.AccessError) as missing:
         read()
     text = str(missing.value)
     assert "'cdse-mint'" in text and "no OIDC access token" in text and "EOLAB_OIDC_ACCESS_TOKEN" in text
 
-    read = _minting(url, monkeypatch, tmp_path, "not-a-token-of-that-provider")
+    read = _minting(url, monkeypatch, tmp_path, "not-a-token-of-that-provider", issuer)
     with pytest.raises(access.AccessError) as refused:
         read()
     text = str(refused.value)
     assert "'cdse-mint'" in text and "refused the OIDC access token" in text and "log in" in text
 
-    read = _minting(url, monkeypatch, tmp_path, token)  # the legitimate path still works
+    # The token is never sent to a keys service of another identity provider, nor over plain http
+    # to another host: refused before any request (the store mints nothing).
+    before = minted()
+    read = _minting(url, monkeypatch, tmp_path, token, issuer, token_issuer="https://login.example.org/realms/other")
+    with pytest.raises(access.AccessError, match="is not sent there"):
+        read()
+    read = _minting(url, monkeypatch, tmp_path, token, issuer, keys_url="http://keys.example.org/credentials")
+    with pytest.raises(access.AccessError, match="not https"):
+        read()
+    assert minted() == before
+
+    read = _minting(url, monkeypatch, tmp_path, token, issuer)  # the legitimate path still works
     assert read().shape[0] == 4
+    assert minted() == before + 1

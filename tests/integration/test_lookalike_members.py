@@ -53,11 +53,13 @@ def lookalike_stack(small_demo, identity_provider, tmp_path_factory):
     from eolab.testing.stack import make_stack_config, running_stack
 
     idp, _, tokens = identity_provider
-    names = ("EOLAB_LOOKALIKES", "EOLAB_CATALOG_CONFIG", "EOLAB_OIDC_ACCESS_TOKEN", "EOLAB_S3_KEYS_FILE")
+    names = ("EOLAB_LOOKALIKES", "EOLAB_CATALOG_CONFIG", "EOLAB_OIDC_ACCESS_TOKEN", "EOLAB_OIDC_ISSUER",
+             "EOLAB_S3_KEYS_FILE")
     saved = {k: os.environ.get(k) for k in names}
     os.environ["EOLAB_LOOKALIKES"] = "1"
     # Kernels and workers of these tests mint the CDSE-like store's S3 keys with alice's token.
     os.environ["EOLAB_OIDC_ACCESS_TOKEN"] = tokens["access_token"]
+    os.environ["EOLAB_OIDC_ISSUER"] = idp.issuer
     os.environ["EOLAB_S3_KEYS_FILE"] = str(tmp_path_factory.mktemp("keys") / "s3-keys.json")
     try:
         base = make_stack_config(tmp_path_factory.mktemp("lookalike-run"), small_demo)

@@ -88,7 +88,8 @@ def test_hub_extra_config_loads_and_sets_real_traits():
 
     spawner = Spawner()
     c.KubeSpawner.auth_state_hook(spawner, {"access_token": "t"})
-    assert spawner.environment == {"EOLAB_OIDC_ACCESS_TOKEN": "t", "EOLAB_CATALOG_URL": "u"}
+    assert spawner.environment == {"EOLAB_OIDC_ACCESS_TOKEN": "t", "EOLAB_CATALOG_URL": "u",
+                                   "EOLAB_OIDC_ISSUER": "https://aai.egi.eu/auth/realms/egi"}
     c.KubeSpawner.auth_state_hook(spawner, None)
     assert spawner.environment == {"EOLAB_CATALOG_URL": "u"}
     _check_traits(c)

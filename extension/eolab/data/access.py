@@ -28,6 +28,7 @@ import datetime as dt
 import functools
 import logging
 import random
+import re
 import secrets
 import threading
 import time
@@ -60,6 +61,7 @@ class AccessSpec:
     max_connections: int | None = None
     retries: int = 5
     s3_keys_url: str | None = None
+    s3_keys_issuer: str | None = None
 
 
 def spec_for(provider: str | None, profile: Any) -> AccessSpec:
@@ -67,7 +69,7 @@ def spec_for(provider: str | None, profile: Any) -> AccessSpec:
         return AccessSpec(provider or "unknown")
     return AccessSpec(provider or "unknown", profile.access, profile.token_url, profile.s3_endpoint,
                       profile.s3_https, profile.requester_pays, profile.max_connections, profile.retries,
-                      getattr(profile, "s3_keys_url", None))
+                      getattr(profile, "s3_keys_url", None), getattr(profile, "s3_keys_issuer", None))
 
 
 # --- per-process state: token cache, connection caps, counters ----------------------------------
@@ -223,12 +225,18 @@ def s3_keys(spec: AccessSpec, *, refused: dict[str, str] | None = None) -> dict[
         raise AccessError(f"provider {spec.provider!r} reads assets over S3 and no S3 credentials are set",
                           hint=f"set EOLAB_S3_CREDENTIALS='{{\"{spec.provider}\": {{\"access_key_id\": ..., "
                                "\"secret_access_key\": ...}}' (in the kernel's and the workers' environment)")
+    def usable(keys: dict | None) -> bool:
+        # Renewed a minute before they expire (a quarter of their lifetime if that is shorter).
+        margin = min(60.0, float(keys.get("lifetime", 240.0)) / 4) if keys else 0.0
+        return bool(keys) and keys.get("keys_url") == spec.s3_keys_url and keys["expires"] > time.time() + margin \
+            and (refused is None or keys["access_key_id"] != refused.get("access_key_id"))
+
+    with _MINT_LOCK:
+        if usable(_MINTED.get(spec.provider)):  # every read asks: no file lock for the usual case
+            return _MINTED[spec.provider]
     with _MINT_LOCK, _KeysFile(conf.s3_keys_file) as keys_file:
         for keys in (_MINTED.get(spec.provider), keys_file.get(spec)):
-            # Renewed a minute before they expire (a quarter of their lifetime if that is shorter).
-            margin = min(60.0, float(keys.get("lifetime", 240.0)) / 4) if keys else 0.0
-            if keys and keys["expires"] > time.time() + margin and (
-                    refused is None or keys["access_key_id"] != refused.get("access_key_id")):
+            if usable(keys):
                 _MINTED[spec.provider] = keys
                 return keys
         keys = _mint(spec, conf)
@@ -281,7 +289,8 @@ class _KeysFile:
         data = self._read()
         data[spec.provider] = keys
         tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        tmp.unlink(missing_ok=True)  # (a leftover of a killed process; we hold the lock)
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as out:
             json.dump(data, out, indent=1)
         os.replace(tmp, self.path)
@@ -292,6 +301,20 @@ def _mint(spec: AccessSpec, conf: Any) -> dict[str, Any]:
     ``POST`` with the user's OIDC access token → ``{access_id, secret, expiration_date}``)."""
     import httpx
 
+    url = urlsplit(spec.s3_keys_url)
+    if url.scheme != "https" and url.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise AccessError(f"the S3 keys service of provider {spec.provider!r} ({spec.s3_keys_url}) is not https: "
+                          "an access token is never sent there", hint="use its https address in 'profile: s3_keys_url:'")
+    if conf.oidc_access_token and not spec.s3_keys_issuer:
+        raise AccessError(f"member {spec.provider!r} names no identity provider for its S3 keys service, so your "
+                          "OIDC access token is not sent to it",
+                          hint=f"set 'profile: s3_keys_issuer:' of member {spec.provider!r} to the issuer whose "
+                               "tokens that service accepts (or set EOLAB_S3_CREDENTIALS)")
+    if conf.oidc_access_token and conf.oidc_issuer and conf.oidc_issuer.rstrip("/") != spec.s3_keys_issuer.rstrip("/"):
+        raise AccessError(f"your OIDC access token is from {conf.oidc_issuer}, and the S3 keys service of provider "
+                          f"{spec.provider!r} accepts tokens of {spec.s3_keys_issuer}: it is not sent there",
+                          hint="log in to the hub with that provider's identity provider, or set "
+                               "EOLAB_S3_CREDENTIALS with keys made there")
     token = conf.oidc_access_token or conf.bearer_tokens.get(spec.provider)
     if not token:
         raise AccessError(f"provider {spec.provider!r} reads assets over S3 with keys minted from an OIDC login, "
@@ -411,7 +434,10 @@ def _retryable(message: str) -> bool:
 
 
 _NO_CAP = object()
-_REFUSALS = ("401", "403", "signature", "access key", "accessdenied", "access denied", "expired")
+_REFUSALS = ("signature", "access key", "accessdenied", "access denied", "invalidaccesskeyid", "expiredtoken")
+# The keys themselves refused (expired, revoked, unknown): only then are new ones minted.
+_KEY_REFUSALS = ("invalidaccesskeyid", "access key", "expiredtoken", "signaturedoesnotmatch",
+                 "does not exist in our records")
 _AWS_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
@@ -533,8 +559,12 @@ def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
             recent = time.monotonic() - _THROTTLED.get(spec.provider, float("-inf")) < 30
             garbled = (attempt == 0 or throttled or recent) and "not recognized as" in message
             throttled = throttled or _retryable(message)
-            # GDAL often passes on only the store's own words (S3's <Message>), not the status.
-            refused = spec.kind in ("s3", "bearer") and any(t in message.lower() for t in _REFUSALS)
+            # GDAL often passes on only the store's own words (S3's <Message>), not the status; the
+            # asset's path (dates, tile ids) must not look like one ("...20240403...").
+            words = message.replace(signed, " ").replace(uri, " ").lower()
+            refused = spec.kind in ("s3", "bearer") and (
+                re.search(r"(?<![\w.])40[13](?![\w.])", words) is not None or any(t in words for t in _REFUSALS))
+            key_refused = refused and any(t in words for t in _KEY_REFUSALS)
             if refused and not recalled:
                 # GDAL keeps a path's answers across opens whatever credentials asked, and a read with
                 # other (e.g. earlier wrong) keys may just have stored a refusal: forget, ask once more.
@@ -543,7 +573,7 @@ def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
                 _count(spec.provider, "retries")
                 _clear_gdal_http_cache()
                 continue
-            if (refused and not reminted and spec.kind == "s3" and spec.s3_keys_url
+            if (key_refused and not reminted and spec.kind == "s3" and spec.s3_keys_url
                     and not conf.s3_credentials.get(spec.provider)):
                 # Minted keys refused twice (expired, revoked): others from the keys file, else new ones.
                 reminted = True
