@@ -6,6 +6,9 @@ every answer (a cloud object store's latency; both servers run at once), then ti
 credentials:
 
 - ``load_cube`` (odc-stac + eolab's read-time signing), B04 and B08 of every date, 10 m;
+- odc-stac alone on the same (pre-signed) files;
+- the same at 0 ms through the Earth-Search-like layout (public) and the CDSE-like S3 store (keys
+  minted from a login at a local OIDC provider; left out where Node.js cannot run it);
 - raw rasterio: each signed asset read whole by a pool of the same number of threads;
 - the decoding limit: the same COGs read from local disk.
 
@@ -58,6 +61,40 @@ def _serve(data_dir: Path, latency_ms: float, sas: bool = True):
     raise RuntimeError("look-alike server did not start")
 
 
+def _serve_s3(data_dir: Path, work: Path):
+    """The CDSE-like S3 store on the demo's Sentinel-2 files, a local OIDC provider, and a token of
+    its user (keys are minted with it at the first read); None where the provider cannot run."""
+    import secrets
+
+    from eolab.testing import oidc
+
+    if oidc.available():
+        print(f"CDSE-like S3 store left out: {oidc.available()}", file=sys.stderr)
+        return None
+    client = {"client_id": "bench", "client_secret": secrets.token_hex(16), "redirect_uris": ["http://127.0.0.1:9/cb"]}
+    password = secrets.token_urlsafe(12)
+    idp = oidc.Provider(work, {"host": "127.0.0.1", "port": _port(), "clients": [client],
+                               "accounts": {"bench": {"password": password}}}).start()
+    listing = work / "files"
+    listing.write_text("\n".join(str(p.relative_to(data_dir)) for p in sorted((data_dir / "s2").rglob("B0[48].tif"))))
+    port = _port()
+    env = dict(os.environ, EOLAB_ASSETS_DIR=str(data_dir), EOLAB_LOOKALIKE_S3_FILES=str(listing))
+    proc = subprocess.Popen([sys.executable, "-m", "eolab.stack._lookalike_s3", "--port", str(port),
+                             "--issuer", idp.issuer], env=env)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/_health").status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    token = oidc.login(idp.issuer, client, "bench", password)["access_token"]
+    os.environ.update(EOLAB_OIDC_ACCESS_TOKEN=token, EOLAB_OIDC_ISSUER=idp.issuer,
+                      EOLAB_S3_KEYS_FILE=str(work / "s3-keys.json"))
+    return proc, url, idp
+
+
 def _items(data_dir: Path, url: str, member: str = "pc-like", style: str = "planetary-computer") -> list[dict]:
     from eolab.stack._load import absolutise
     from eolab.stack._lookalike_items import restyle
@@ -69,9 +106,12 @@ def _items(data_dir: Path, url: str, member: str = "pc-like", style: str = "plan
 def run(data_dir: Path, threads: int, rounds: int = 3) -> dict:
     """Throughputs in Mpx/s, each the best of ``rounds``; the measurements are interleaved round
     by round (the machine is shared: a burst of other work then hits all of them alike)."""
+    import tempfile
+
     import dask
     import odc.stac
     import pystac
+    from rasterio.session import AWSSession
 
     import eolab
     from eolab.config import ProviderProfile
@@ -80,13 +120,31 @@ def run(data_dir: Path, threads: int, rounds: int = 3) -> dict:
 
     servers = {latency: _serve(data_dir, latency) for latency in (0, 30)}
     servers["es"] = _serve(data_dir, 0, sas=False)
+    work = Path(tempfile.mkdtemp(prefix="eolab-bench-read-"))
+    s3 = _serve_s3(data_dir, work)
+    idp = None
+    if s3 is not None:
+        proc, url, idp = s3
+        servers["s3"] = (proc, url)
     try:
         runs = {}
         for latency, (_, url) in servers.items():
+            s3_env: dict = {}
             if latency == "es":  # Earth-Search-like: common-name keys, offsets in raster:bands, public
                 member, latency = "es-like-0ms", 0
                 items = _items(data_dir, url, member, "earth-search")
                 profile, keys, tag = ProviderProfile(access="public"), ("red", "nir"), "es"
+            elif latency == "s3":  # CDSE-like: STAC 1.1 layout, s3://eodata, keys minted from an OIDC login
+                member, latency = "cdse-like-s3", 0
+                items = _items(data_dir, "s3://eodata", member, "cdse")
+                profile = ProviderProfile(access="s3", s3_endpoint=url.split("://", 1)[1], s3_https=False,
+                                          s3_keys_url=f"{url}/_s3keys/credentials", s3_keys_issuer=idp.issuer)
+                keys, tag = ("B04_10m", "B08_10m"), "s3"
+                creds = access.s3_keys(access.spec_for(member, profile))  # minted once, as a kernel does
+                s3_env = {"session": AWSSession(aws_access_key_id=creds["access_key_id"],
+                                                aws_secret_access_key=creds["secret_access_key"],
+                                                endpoint_url=profile.s3_endpoint),
+                          "AWS_HTTPS": "NO", "AWS_VIRTUAL_HOSTING": "FALSE"}
             else:
                 member = f"pc-like-{latency}ms"  # two providers: each its own SAS tokens
                 items = _items(data_dir, url, member)
@@ -110,9 +168,9 @@ def run(data_dir: Path, threads: int, rounds: int = 3) -> dict:
                     with dask.config.set(scheduler="threads", num_workers=threads):
                         cube.compute()
 
-            def raw(spec=spec, hrefs=hrefs):
+            def raw(spec=spec, hrefs=hrefs, s3_env=s3_env):
                 def one(href):
-                    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), \
+                    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", **s3_env), \
                             rasterio.open(access.sign(spec, href)) as src:
                         return float(np.mean(src.read(1)))
                 with ThreadPoolExecutor(threads) as pool:
@@ -145,6 +203,8 @@ def run(data_dir: Path, threads: int, rounds: int = 3) -> dict:
         for proc, _ in servers.values():
             proc.kill()
             proc.wait()
+        if idp is not None:
+            idp.stop()
     return {key: total_px / seconds / 1e6 for key, seconds in best.items()}
 
 
@@ -164,11 +224,15 @@ def main() -> None:
               f"{r['load', latency] / r['odc', latency]:.2f} |")
     print(f"| Earth-Search-like (public) | 0 ms | {r['loades', 0]:.1f} | | {r['rawes', 0]:.1f} | "
           f"{r['loades', 0] / r['rawes', 0]:.2f} | |")
+    if ("loads3", 0) in r:
+        print(f"| CDSE-like (S3, minted keys) | 0 ms | {r['loads3', 0]:.1f} | | {r['raws3', 0]:.1f} | "
+              f"{r['loads3', 0] / r['raws3', 0]:.2f} | |")
     disk = r["disk", 0]
     print(f"local disk decode: {disk:.1f} Mpx/s")
     print(f"RESULT load/raw@0ms={r['load', 0] / r['raw', 0]:.2f} load/raw@30ms={r['load', 30] / r['raw', 30]:.2f} "
           f"load/odc@0ms={r['load', 0] / r['odc', 0]:.2f} odc/raw@0ms={r['odc', 0] / r['raw', 0]:.2f} "
           f"es:load/raw@0ms={r['loades', 0] / r['rawes', 0]:.2f} "
+          + (f"s3:load/raw@0ms={r['loads3', 0] / r['raws3', 0]:.2f} " if ("loads3", 0) in r else "") +
           f"load@30/load@0={r['load', 30] / r['load', 0]:.2f} load@0/disk={r['load', 0] / disk:.2f} "
           f"load@30/disk={r['load', 30] / disk:.2f}")
 
