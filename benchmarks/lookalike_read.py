@@ -23,76 +23,52 @@ with the ratios (load/raw at each latency, load at 30 ms / load at 0 ms).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import numpy as np
 import rasterio
 
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from eolab._services import wait_ready
+from eolab.testing.faults import free_port
 
 
 def _serve(data_dir: Path, latency_ms: float, sas: bool = True):
-    port = _port()
+    port = free_port()
     env = dict(os.environ, EOLAB_ASSETS_DIR=str(data_dir), EOLAB_LOOKALIKE_SAS_LIFETIME="2700" if sas else "0",
                EOLAB_LOOKALIKE_LATENCY_MS=str(latency_ms))
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "eolab.stack._lookalike:create_app", "--factory",
                              "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
                              "--no-access-log"], env=env)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if httpx.get(f"{url}/_health").status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("look-alike server did not start")
+    try:
+        wait_ready(f"{url}/_health", 30, proc)
+    except Exception:
+        proc.kill()
+        raise
+    return proc, url
 
 
-def _serve_s3(data_dir: Path, work: Path):
+def _serve_s3(data_dir: Path, work: Path, stack):
     """The CDSE-like S3 store on the demo's Sentinel-2 files, a local OIDC provider, and a token of
     its user (keys are minted with it at the first read); None where the provider cannot run."""
-    import secrets
-
     from eolab.testing import oidc
 
     if oidc.available():
         print(f"CDSE-like S3 store left out: {oidc.available()}", file=sys.stderr)
         return None
-    client = {"client_id": "bench", "client_secret": secrets.token_hex(16), "redirect_uris": ["http://127.0.0.1:9/cb"]}
-    password = secrets.token_urlsafe(12)
-    idp = oidc.Provider(work, {"host": "127.0.0.1", "port": _port(), "clients": [client],
-                               "accounts": {"bench": {"password": password}}}).start()
-    listing = work / "files"
-    listing.write_text("\n".join(str(p.relative_to(data_dir)) for p in sorted((data_dir / "s2").rglob("B0[48].tif"))))
-    port = _port()
-    env = dict(os.environ, EOLAB_ASSETS_DIR=str(data_dir), EOLAB_LOOKALIKE_S3_FILES=str(listing))
-    proc = subprocess.Popen([sys.executable, "-m", "eolab.stack._lookalike_s3", "--port", str(port),
-                             "--issuer", idp.issuer], env=env)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/_health").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    token = oidc.login(idp.issuer, client, "bench", password)["access_token"]
-    os.environ.update(EOLAB_OIDC_ACCESS_TOKEN=token, EOLAB_OIDC_ISSUER=idp.issuer,
+    idp, _, tokens = stack.enter_context(oidc.provider_with_user(work, "bench"))
+    files = sorted((data_dir / "s2").rglob("B0[48].tif"))
+    url = stack.enter_context(oidc.s3_store(data_dir, files, idp.issuer, work))
+    os.environ.update(EOLAB_OIDC_ACCESS_TOKEN=tokens["access_token"], EOLAB_OIDC_ISSUER=idp.issuer,
                       EOLAB_S3_KEYS_FILE=str(work / "s3-keys.json"))
-    return proc, url, idp
+    return url, idp
 
 
 def _items(data_dir: Path, url: str, member: str = "pc-like", style: str = "planetary-computer") -> list[dict]:
@@ -121,11 +97,11 @@ def run(data_dir: Path, threads: int, rounds: int = 3) -> dict:
     servers = {latency: _serve(data_dir, latency) for latency in (0, 30)}
     servers["es"] = _serve(data_dir, 0, sas=False)
     work = Path(tempfile.mkdtemp(prefix="eolab-bench-read-"))
-    s3 = _serve_s3(data_dir, work)
-    idp = None
+    stack = contextlib.ExitStack()
+    s3 = _serve_s3(data_dir, work, stack)
     if s3 is not None:
-        proc, url, idp = s3
-        servers["s3"] = (proc, url)
+        url, idp = s3
+        servers["s3"] = (None, url)
     try:
         runs = {}
         for latency, (_, url) in servers.items():
@@ -201,10 +177,10 @@ def run(data_dir: Path, threads: int, rounds: int = 3) -> dict:
                 best[key] = min(best[key], time.perf_counter() - start)
     finally:
         for proc, _ in servers.values():
-            proc.kill()
-            proc.wait()
-        if idp is not None:
-            idp.stop()
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+        stack.close()
     return {key: total_px / seconds / 1e6 for key, seconds in best.items()}
 
 

@@ -55,7 +55,9 @@ elif S.authenticator == "pam":
     c.JupyterHub.authenticator_class = "pam"
     c.Authenticator.admin_users = set(S.admin_users)
     c.Authenticator.allowed_users = set(S.users)
-elif S.authenticator == "oidc":
+USER_SCOPES: list = []  # more scopes of users and their servers (the login's own, below)
+EXTRA_HANDLERS: list = []
+if S.authenticator == "oidc":
     exec((CONF / "oidc" / "oidc_config.py").read_text())  # GenericOAuthenticator, group-based access
 
 # --- single-user servers --------------------------------------------------------------------
@@ -155,7 +157,7 @@ if S.slurm_conf:
 
 SERVICE_ACCESS = [f"access:services!service={name}" for name in ("dask-gateway", "catalog", "tiles")]
 # The server's token (JUPYTERHUB_API_TOKEN in kernels) must reach the gateway, or Gateway() gets 401.
-c.Spawner.server_token_scopes = ["access:servers!server", "users:activity!user", *SERVICE_ACCESS]
+c.Spawner.server_token_scopes = ["access:servers!server", "users:activity!user", *SERVICE_ACCESS, *USER_SCOPES]
 
 
 def _copy_templates(spawner):
@@ -234,8 +236,8 @@ if ACCOUNTS:
 
 # --- roles and services ---------------------------------------------------------------------
 c.JupyterHub.load_roles = [
-    {"name": "user", "scopes": ["self", *SERVICE_ACCESS]},
-    {"name": "server", "scopes": ["access:servers!server", "users:activity!user", *SERVICE_ACCESS]},
+    {"name": "user", "scopes": ["self", *SERVICE_ACCESS, *USER_SCOPES]},
+    {"name": "server", "scopes": ["access:servers!server", "users:activity!user", *SERVICE_ACCESS, *USER_SCOPES]},
     {"name": "idle-culler", "services": ["idle-culler"],
      "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]},
     {"name": "eolab-admin", "services": ["eolab-admin"],
@@ -348,3 +350,4 @@ c.JupyterHub.extra_handlers = [(r"/eolab-health", HealthHandler)]
 from eolab.hub.usage import UsageHandler  # noqa: E402
 
 c.JupyterHub.extra_handlers.append((r"/eolab-usage", UsageHandler))
+c.JupyterHub.extra_handlers.extend(EXTRA_HANDLERS)

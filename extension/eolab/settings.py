@@ -135,6 +135,8 @@ class AccessSettings(BaseSettings):
                                                             "profile names an s3_keys_url")
     oidc_issuer: str | None = Field(None, description="the identity provider that issued oidc_access_token (set "
                                                       "by the hub): it is sent only to keys services of that issuer")
+    oidc_token_expires_at: float | None = Field(None, description="when oidc_access_token expires (Unix time, set by "
+                                                                  "the hub): a fresh one is then asked of the hub")
     s3_keys_file: Path = Field(Path("~/.config/eolab/s3-keys.json"), description="minted S3 keys, kept for "
                                "every process of the user (mode 0600)")
     sas_subscription_key: str | None = Field(None, description="Planetary Computer subscription key "

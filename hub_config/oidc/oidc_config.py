@@ -47,7 +47,11 @@ def _oidc_settings(path):
 
 
 O = _oidc_settings(S.oidc_settings)
-c.JupyterHub.authenticator_class = "generic-oauth"
+# GenericOAuthenticator that also renews access tokens before they expire (eolab.hub.oidc)
+from eolab.hub.oidc import SCOPE as TOKEN_SCOPE  # noqa: E402
+from eolab.hub.oidc import OIDCAuthenticator, OIDCTokenHandler  # noqa: E402
+
+c.JupyterHub.authenticator_class = OIDCAuthenticator
 g = c.GenericOAuthenticator
 g.login_service = O.get("provider_name") or "OpenID Connect"  # the button: "Sign in with <provider_name>"
 g.client_id = O["client_id"]
@@ -89,14 +93,26 @@ c.CryptKeeper.keys = [bytes.fromhex(SECRETS["crypt_key"])]
 _ISSUER = O.get("issuer") or ""
 
 
+# Tokens are renewed with the login's refresh token before each server starts and when a server
+# asks for a fresh one (GET /hub/eolab-oidc-token, with the scope below) near their end.
+c.Authenticator.refresh_pre_spawn = bool(ACCOUNTS)
+c.Authenticator.auth_refresh_age = 300
+_TOKEN_VARS = ("EOLAB_OIDC_ACCESS_TOKEN", "EOLAB_OIDC_ISSUER", "EOLAB_OIDC_TOKEN_EXPIRES_AT")
+
+
 def _oidc_token_to_server(spawner, auth_state):
-    token = (auth_state or {}).get("access_token")
-    env = {k: v for k, v in spawner.environment.items() if k not in ("EOLAB_OIDC_ACCESS_TOKEN", "EOLAB_OIDC_ISSUER")}
-    if token and ACCOUNTS:  # only into this user's own server, never a log
-        env["EOLAB_OIDC_ACCESS_TOKEN"] = token
+    state = auth_state or {}
+    env = {k: v for k, v in spawner.environment.items() if k not in _TOKEN_VARS}
+    if state.get("access_token") and ACCOUNTS:  # only into this user's own server, never a log
+        env["EOLAB_OIDC_ACCESS_TOKEN"] = state["access_token"]
         env["EOLAB_OIDC_ISSUER"] = _ISSUER  # it is sent only to keys services of this issuer
+        if state.get("expires_at"):
+            env["EOLAB_OIDC_TOKEN_EXPIRES_AT"] = str(state["expires_at"])
     spawner.environment = env
 
 
 c.Spawner.auth_state_hook = _oidc_token_to_server
+c.JupyterHub.custom_scopes = {TOKEN_SCOPE: {"description": "Get your current OIDC access token from the hub"}}
+USER_SCOPES.append(f"{TOKEN_SCOPE}!user")  # users and their servers, each for themselves only
+EXTRA_HANDLERS.append((r"/eolab-oidc-token", OIDCTokenHandler, {"issuer": _ISSUER, "enabled": bool(ACCOUNTS)}))
 del O, g, groups_claim, scope

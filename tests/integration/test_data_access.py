@@ -328,43 +328,16 @@ def test_s3_assets_are_read_with_the_providers_keys_and_wrong_keys_are_refused_b
 def minting_store(scene, tmp_path_factory):
     """The CDSE-like S3 store (eolab.stack._lookalike_s3) holding the scene, whose keys (6 s lifetime)
     are minted with access tokens of a real OIDC provider on 127.0.0.1; and alice's token from it."""
-    import os
-    import secrets
-    import subprocess
-    import sys
-
     from eolab.testing import oidc
 
     if oidc.available():
         pytest.skip(oidc.available())
     root, _ = scene
     work = tmp_path_factory.mktemp("minting")
-    client = {"client_id": "eolab-notebooks", "client_secret": secrets.token_hex(16),
-              "redirect_uris": ["http://127.0.0.1:9/callback"]}
-    password = secrets.token_urlsafe(12)
-    listing = work / "files"
-    listing.write_text("\n".join(str(p.relative_to(root)) for p in sorted(root.rglob("*.tif"))))
-    port = _free_port()
-    with oidc.Provider(work, {"host": "127.0.0.1", "port": _free_port(), "clients": [client],
-                              "accounts": {"alice": {"password": password}}}) as idp:
-        env = dict(os.environ, EOLAB_ASSETS_DIR=str(root), EOLAB_LOOKALIKE_S3_FILES=str(listing),
-                   EOLAB_LOOKALIKE_S3_KEY_LIFETIME="6", EOLAB_LOOKALIKE_MAX_CONNECTIONS="4")
-        proc = subprocess.Popen([sys.executable, "-m", "eolab.stack._lookalike_s3", "--port", str(port),
-                                 "--issuer", idp.issuer], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{url}/_health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
-            token = oidc.login(idp.issuer, client, "alice", password)["access_token"]
-            yield url, token, idp.issuer
-        finally:
-            proc.kill()
-            proc.wait()
+    with oidc.provider_with_user(work, "alice") as (idp, _, tokens), \
+            oidc.s3_store(root, sorted(root.rglob("*.tif")), idp.issuer, work, EOLAB_LOOKALIKE_S3_KEY_LIFETIME="6",
+                          EOLAB_LOOKALIKE_MAX_CONNECTIONS="4") as url:
+        yield url, tokens["access_token"], idp.issuer
 
 
 def _minting(url, monkeypatch, tmp_path, token, issuer, *, token_issuer=None, keys_url=None):
@@ -460,3 +433,55 @@ def test_s3_keys_without_or_with_a_refused_token_fail_naming_what_to_set(minting
     read = _minting(url, monkeypatch, tmp_path, token, issuer)  # the legitimate path still works
     assert read().shape[0] == 4
     assert minted() == before + 1
+
+
+def _hub_token_endpoint(answer: dict):
+    """What the hub's GET /hub/eolab-oidc-token answers (tested against a real hub in test_hub_oidc.py):
+    ``answer`` to the server's hub token, 403 to anything else; counts the calls."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    calls = []
+
+    async def token(request):
+        calls.append(request.headers.get("authorization"))
+        if request.headers.get("authorization") != "token server-hub-token":
+            return JSONResponse({"status": 403, "message": "no"}, status_code=403)
+        return JSONResponse(answer)
+
+    return _Server(Starlette(routes=[Route("/hub/eolab-oidc-token", token)])), calls
+
+
+def test_an_expired_or_refused_oidc_token_is_replaced_by_the_hubs_fresh_one(minting_store, monkeypatch, tmp_path):
+    url, token, issuer = minting_store
+    minted = lambda: httpx.get(f"{url}/_stats").json()["keys_minted"]  # noqa: E731
+    time.sleep(6.5)  # the earlier tests' keys expire: this one mints two (the store allows 2 live per user)
+    hub, calls = _hub_token_endpoint({"access_token": token, "expires_at": time.time() + 600, "issuer": issuer})
+    try:
+        monkeypatch.setenv("JUPYTERHUB_API_URL", f"{hub.url}/hub/api")
+        monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "server-hub-token")
+        # The server's start token is past its end: the hub is asked before the keys service.
+        monkeypatch.setenv("EOLAB_OIDC_TOKEN_EXPIRES_AT", str(time.time() - 5))
+        before = minted()
+        read = _minting(url, monkeypatch, tmp_path / "a", "expired-start-token", issuer)
+        assert read().shape[0] == 4
+        assert (len(calls), minted()) == (1, before + 1)
+        # A token the keys service refuses though it should still be valid (revoked): once more, fresh.
+        monkeypatch.setenv("EOLAB_OIDC_TOKEN_EXPIRES_AT", str(time.time() + 3600))
+        read = _minting(url, monkeypatch, tmp_path / "b", "revoked-token", issuer)
+        assert read().shape[0] == 4
+        assert (len(calls), minted()) == (2, before + 2)
+    finally:
+        hub.stop()
+    # A hub answering a token of another identity provider: not used, the refusal is reported.
+    hub, calls = _hub_token_endpoint({"access_token": token, "expires_at": None,
+                                      "issuer": "https://login.example.org/realms/other"})
+    try:
+        monkeypatch.setenv("JUPYTERHUB_API_URL", f"{hub.url}/hub/api")
+        read = _minting(url, monkeypatch, tmp_path / "c", "revoked-token", issuer)
+        with pytest.raises(access.AccessError, match="refused the OIDC access token"):
+            read()
+        assert len(calls) == 1 and minted() == before + 2
+    finally:
+        hub.stop()

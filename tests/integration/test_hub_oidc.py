@@ -37,6 +37,7 @@ MANAGER = f"{VO}:role=manager#aai.example.org"
 OTHER = "urn:mace:egi.eu:group:vo.other.test:role=member#aai.example.org"
 PREFIX = "eolabo-"  # as root, demo mode runs login NAME as system user eolabo-NAME (hub name alike)
 AS_ROOT = os.geteuid() == 0
+TOKEN_TTL = 45  # s: the provider's access tokens (the hub renews them with under half their life left)
 
 
 def hub_name(login: str) -> str:
@@ -59,7 +60,7 @@ def oidc(catalog_stack, tmp_path_factory):
     passwords = {name: secrets.token_urlsafe(12) for name in ("alice", "bob", "carol", "admin")}
     groups = {"alice": [MEMBER], "bob": [OTHER], "carol": [], "admin": [MANAGER]}
     provider = Provider(work, {
-        "host": "127.0.0.1", "port": idp_port, "name": IDP_NAME,
+        "host": "127.0.0.1", "port": idp_port, "name": IDP_NAME, "access_token_ttl": TOKEN_TTL,
         "clients": [{"client_id": "eolab-hub", "client_secret": secret, "client_name": "eolab JupyterHub",
                      "redirect_uris": [f"{hub_url}/hub/oauth_callback"]}],
         "accounts": {name: {"password": passwords[name],
@@ -285,3 +286,83 @@ def test_wrong_client_secret_is_refused(oidc):
     session, callback = oidc_login(oidc, "alice")  # the right secret again: login works
     session.close()
     assert callback.status_code == 302
+
+
+def _answers_as(oidc: dict, token: str | None) -> str | None:
+    """Whose token the provider takes ``token`` for (None: refused or none)."""
+    if not token:
+        return None
+    me = httpx.get(f"{oidc['provider'].issuer}/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    return me.json().get("sub") if me.status_code == 200 else None
+
+
+def _wait_expired(oidc: dict, token: str) -> None:
+    deadline = time.monotonic() + TOKEN_TTL + 30
+    while _answers_as(oidc, token) is not None:
+        assert time.monotonic() < deadline, "the provider still takes the token after its lifetime"
+        time.sleep(2)
+
+
+KERNEL_TOKEN = ("import os\nfrom eolab.data import access\n"
+                "print(os.environ.get('EOLAB_OIDC_ACCESS_TOKEN'), access.oidc_access_token())")
+
+
+@pytest.mark.timeout(480)
+def test_access_tokens_are_renewed_for_running_and_new_servers(oidc):
+    """A server that outlives its start's access token gets a fresh one from the hub (renewed with the
+    login's refresh token, which stays in the hub), a server started later gets a live one, and the
+    hub's token endpoint answers each caller with that caller's own token only."""
+    url = f"{oidc['url']}/hub/eolab-oidc-token"
+    session, callback = oidc_login(oidc, "alice")
+    try:
+        assert callback.status_code == 302
+        session.username = session._api("GET", "/user").json()["name"]
+        session.new_token()
+        if not AS_ROOT:  # servers run as the hub's account: no tokens for them, and a clear answer
+            answer = httpx.get(url, headers={"Authorization": f"token {session.token}"}, timeout=30)
+            assert answer.status_code == 404 and "own system account" in answer.json()["message"]
+            return
+        session.start_server()
+        kernel = session.start_kernel()
+        first, current = session.run(kernel, KERNEL_TOKEN).split()
+        assert first == current and _answers_as(oidc, first) == "alice"
+        _wait_expired(oidc, first)
+        # The running server's start token has expired: the kernel asks the hub, which renews it.
+        started, renewed = session.run(kernel, KERNEL_TOKEN).split()
+        assert started == first and renewed != first
+        assert _answers_as(oidc, renewed) == "alice"
+        log = (Path(oidc["config"].run_dir) / "logs" / "hub.log").read_text()
+        assert "Renewing the OIDC access token" in log and renewed not in log
+
+        # Attacks on the endpoint: no token, a token of alice's without the scope, another user's login.
+        assert httpx.get(url, timeout=30, follow_redirects=False).status_code in (302, 403)
+        narrow = session._api("POST", f"/users/{session.username}/tokens",
+                              json={"note": "narrow", "expires_in": 600, "scopes": ["read:users:name!user"]})
+        assert narrow.status_code in (200, 201), narrow.text
+        refused = httpx.get(url, headers={"Authorization": f"token {narrow.json()['token']}"}, timeout=30)
+        assert refused.status_code == 403 and "custom:eolab:oidc-token" in refused.json()["message"]
+        admin, answer = oidc_login(oidc, "admin")
+        try:
+            admin.username = admin._api("GET", "/user").json()["name"]
+            admin.new_token()
+            theirs = httpx.get(url, headers={"Authorization": f"token {admin.token}"}, timeout=30)
+            assert theirs.status_code == 200 and _answers_as(oidc, theirs.json()["access_token"]) == "admin"
+        finally:
+            admin.close()
+        # The legitimate path still works: alice's own hub token gets her token.
+        mine = httpx.get(url, headers={"Authorization": f"token {session.token}"}, timeout=30)
+        assert mine.status_code == 200 and mine.headers["cache-control"] == "no-store"
+        assert _answers_as(oidc, mine.json()["access_token"]) == "alice"
+        assert "refresh_token" not in mine.json() and mine.json()["issuer"] == oidc["provider"].issuer
+
+        # A server started after the hub's token has expired gets a live one (renewed before the spawn).
+        session.stop_server()
+        _wait_expired(oidc, mine.json()["access_token"])
+        session.start_server()
+        kernel = session.start_kernel()
+        handed, current = session.run(kernel, KERNEL_TOKEN).split()
+        assert handed == current and handed not in (first, renewed, mine.json()["access_token"])
+        assert _answers_as(oidc, handed) == "alice"
+    finally:
+        session.stop_server()
+        session.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import socket
 
 import httpx
@@ -39,13 +38,9 @@ def identity_provider(tmp_path_factory):
 
     if oidc.available():
         pytest.skip(oidc.available())
-    client = {"client_id": "eolab-notebooks", "client_secret": secrets.token_hex(16),
-              "redirect_uris": ["http://127.0.0.1:9/callback"]}
-    password = secrets.token_urlsafe(12)
-    port = free_port_base(width=1, start=53100)
-    with oidc.Provider(tmp_path_factory.mktemp("idp"), {"host": "127.0.0.1", "port": port, "clients": [client],
-                                                        "accounts": {"alice": {"password": password}}}) as idp:
-        yield idp, client, oidc.login(idp.issuer, client, "alice", password)
+    with oidc.provider_with_user(tmp_path_factory.mktemp("idp"), "alice",
+                                 port=free_port_base(width=1, start=53100)) as found:
+        yield found
 
 
 @pytest.fixture(scope="module")

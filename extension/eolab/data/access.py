@@ -95,6 +95,8 @@ def reset() -> None:
         _stats.clear()
     with _MINT_LOCK:
         _MINTED.clear()
+    with _HUB_TOKEN_LOCK:
+        _HUB_TOKEN.clear()
     _clear_gdal_http_cache()
 
 
@@ -296,6 +298,61 @@ class _KeysFile:
         os.replace(tmp, self.path)
 
 
+_HUB_TOKEN: dict[str, Any] = {}  # the freshest OIDC access token the hub handed this process
+_HUB_TOKEN_LOCK = threading.Lock()  # not _MINT_LOCK: minting (under it) asks for the token
+TOKEN_MARGIN = 60.0  # s: a token with less left is not sent (the keys service may refuse it mid-call)
+
+
+def oidc_access_token(refused: str | None = None, conf: Any = None) -> str | None:
+    """The user's OIDC access token: EOLAB_OIDC_ACCESS_TOKEN as the hub set it at the server's start,
+    or, once that one is near its end (EOLAB_OIDC_TOKEN_EXPIRES_AT) or was ``refused``, a fresh one
+    from the hub (``GET /hub/eolab-oidc-token`` with the server's hub token; the hub renews it with
+    the login's refresh token, which never leaves the hub). ``conf``: the settings of the caller's
+    read (default: the current ones)."""
+    from eolab import settings
+
+    conf = conf or settings.access()
+    with _HUB_TOKEN_LOCK:
+        now = time.time()
+        if _HUB_TOKEN and _HUB_TOKEN["access_token"] != refused and (_HUB_TOKEN["expires_at"] or 1e18) - TOKEN_MARGIN > now:
+            return _HUB_TOKEN["access_token"]
+        token, expires = conf.oidc_access_token, conf.oidc_token_expires_at
+        if token and token != refused and (expires is None or expires - TOKEN_MARGIN > now):
+            return token
+        fresh = _token_from_hub(conf)
+        if fresh is None:
+            return token if token != refused else None
+        _HUB_TOKEN.clear()
+        _HUB_TOKEN.update(fresh)
+        return fresh["access_token"]
+
+
+def _token_from_hub(conf: Any) -> dict[str, Any] | None:
+    import os
+
+    import httpx
+
+    api, hub_token = os.environ.get("JUPYTERHUB_API_URL"), os.environ.get("JUPYTERHUB_API_TOKEN")
+    if not (api and hub_token and conf.oidc_access_token):  # not a server the hub gave a token to
+        return None
+    url = api.rstrip("/").removesuffix("/api") + "/eolab-oidc-token"
+    try:
+        answer = httpx.get(url, headers={"Authorization": f"token {hub_token}"}, timeout=30)
+        body = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
+    except (httpx.HTTPError, ValueError) as exc:
+        log.warning("could not get a fresh OIDC access token from the hub (%s): %s", url, exc)
+        return None
+    if answer.status_code != 200 or not body.get("access_token"):
+        log.warning("the hub gave no fresh OIDC access token (%s): %s", answer.status_code,
+                    body.get("message") or answer.text[:200])
+        return None
+    if conf.oidc_issuer and (body.get("issuer") or "").rstrip("/") != conf.oidc_issuer.rstrip("/"):
+        log.warning("the hub's OIDC access token is from %s, not %s: not used", body.get("issuer"), conf.oidc_issuer)
+        return None
+    log.info("got a fresh OIDC access token from the hub (valid until %s)", body.get("expires_at"))
+    return {"access_token": body["access_token"], "expires_at": body.get("expires_at")}
+
+
 def _mint(spec: AccessSpec, conf: Any) -> dict[str, Any]:
     """New S3 keys from the provider's keys service (after CDSE's S3 keys manager:
     ``POST`` with the user's OIDC access token → ``{access_id, secret, expiration_date}``)."""
@@ -315,7 +372,7 @@ def _mint(spec: AccessSpec, conf: Any) -> dict[str, Any]:
                           f"{spec.provider!r} accepts tokens of {spec.s3_keys_issuer}: it is not sent there",
                           hint="log in to the hub with that provider's identity provider, or set "
                                "EOLAB_S3_CREDENTIALS with keys made there")
-    token = conf.oidc_access_token or conf.bearer_tokens.get(spec.provider)
+    token = oidc_access_token(conf=conf) or conf.bearer_tokens.get(spec.provider)
     if not token:
         raise AccessError(f"provider {spec.provider!r} reads assets over S3 with keys minted from an OIDC login, "
                           "and no OIDC access token is set",
@@ -324,6 +381,10 @@ def _mint(spec: AccessSpec, conf: Any) -> dict[str, Any]:
                                f"EOLAB_S3_CREDENTIALS='{{\"{spec.provider}\": {{...}}}}' with keys made by hand")
     try:
         answer = httpx.post(spec.s3_keys_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        if answer.status_code == 401 and conf.oidc_access_token:  # expired early or revoked: once more, fresh
+            fresh = oidc_access_token(refused=token, conf=conf)
+            if fresh and fresh != token:
+                answer = httpx.post(spec.s3_keys_url, headers={"Authorization": f"Bearer {fresh}"}, timeout=30)
     except httpx.HTTPError as exc:
         raise AccessError(f"the S3 keys service of provider {spec.provider!r} ({spec.s3_keys_url}) cannot be "
                           f"reached: {exc}", hint="check 'profile: s3_keys_url:' of the member") from None

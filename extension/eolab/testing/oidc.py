@@ -15,7 +15,10 @@ import re
 import secrets
 import shutil
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -124,3 +127,47 @@ def login(issuer: str, client: dict, username: str, password: str, scope: str = 
             "code_verifier": verifier}, timeout=10)
         tokens.raise_for_status()
         return tokens.json()
+
+
+@contextmanager
+def provider_with_user(directory: Path, username: str = "alice", *, port: int | None = None,
+                       **config) -> Iterator[tuple[Provider, dict, dict]]:
+    """A provider on 127.0.0.1 with one account and one client, and that user's login through it:
+    yields (provider, client, token answer). ``config``: more of the provider's settings."""
+    from eolab.testing.faults import free_port
+
+    client = {"client_id": "eolab-notebooks", "client_secret": secrets.token_hex(16),
+              "redirect_uris": ["http://127.0.0.1:9/callback"]}
+    password = secrets.token_urlsafe(12)
+    with Provider(directory, {"host": "127.0.0.1", "port": port or free_port(), "clients": [client],
+                              "accounts": {username: {"password": password}}, **config}) as idp:
+        yield idp, client, login(idp.issuer, client, username, password)
+
+
+@contextmanager
+def s3_store(root: Path, files: list[Path], issuer: str, work: Path, *, port: int | None = None,
+             **env: str) -> Iterator[str]:
+    """The CDSE-like S3 store (:mod:`eolab.stack._lookalike_s3`) holding ``files`` (under ``root``),
+    its keys minted with tokens of ``issuer``; yields its URL once the bucket is filled. ``env``: more
+    of its settings (EOLAB_LOOKALIKE_S3_KEY_LIFETIME ...)."""
+    import os
+
+    from eolab._services import wait_ready
+    from eolab.testing.faults import free_port
+
+    port = port or free_port()
+    listing = work / "s3-files"
+    listing.write_text("\n".join(str(Path(f).relative_to(root)) for f in files))
+    log = work / "s3-store.log"
+    with log.open("a") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "eolab.stack._lookalike_s3", "--port", str(port),
+                                 "--issuer", issuer],
+                                env=dict(os.environ, EOLAB_ASSETS_DIR=str(root), EOLAB_LOOKALIKE_S3_FILES=str(listing),
+                                         **env), stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(f"{url}/_health", 120, proc, log)  # 503 until the bucket is filled
+        yield url
+    finally:
+        proc.kill()
+        proc.wait()

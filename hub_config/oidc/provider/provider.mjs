@@ -11,6 +11,7 @@
 //   "clients": [{"client_id": "...", "client_secret": "...", "redirect_uris": ["http://.../hub/oauth_callback"]}],
 //   "accounts": {"alice": {"password": "...", "claims": {"name": "...", "email": "...",
 //                "groups": ["eolab-users"], "eduperson_entitlement": ["urn:..."]}}}}
+// Optional: "access_token_ttl" (s, default 3600).
 // Scopes: openid, profile (name, preferred_username), email, groups, eduperson_entitlement.
 // Login and consent are small HTML forms under /interaction/<uid> (passwords are checked).
 import { createServer } from 'node:http';
@@ -148,6 +149,10 @@ async function serve(file) {
       eduperson_entitlement: ['eduperson_entitlement'],
     },
     features: { devInteractions: { enabled: false } },
+    // Access tokens of access_token_ttl s (default 1 h); refresh tokens for every client allowed the
+    // refresh_token grant, as Keycloak (CDSE's identity service) issues them without offline_access.
+    ttl: { AccessToken: cfg.access_token_ttl || 3600 },
+    async issueRefreshToken(ctx, client) { return client.grantTypeAllowed('refresh_token'); },
     interactions: { url: (ctx, i) => `/interaction/${i.uid}` },
     pkce: { required: () => true },
     cookies: { keys: [randomBytes(32).toString('hex')] },
