@@ -184,8 +184,9 @@ def test_member_logs_in_and_starts_a_server(oidc):
         # runs as her own account: the provider answers it with her identity. Where all servers run
         # as the hub's account, other users could read it there: no token.
         kernel = session.start_kernel()
-        out = session.run(kernel, "import os, httpx\n"
-                          "t = os.environ.get('EOLAB_OIDC_ACCESS_TOKEN')\n"
+        # (the token as eolab uses it: the start token, or the hub's renewed one on a slow start)
+        out = session.run(kernel, "import os, httpx\nfrom eolab.data import access\n"
+                          "t = access.oidc_access_token()\n"
                           f"r = httpx.get('{oidc['provider'].issuer}/me', headers={{'Authorization': f'Bearer {{t}}'}})\n"
                           "print(r.status_code, r.json().get('sub'), t, os.environ.get('EOLAB_OIDC_ISSUER'))")
         status, sub, token, issuer = out.split()
@@ -304,7 +305,8 @@ def _wait_expired(oidc: dict, token: str) -> None:
 
 
 KERNEL_TOKEN = ("import os\nfrom eolab.data import access\n"
-                "print(os.environ.get('EOLAB_OIDC_ACCESS_TOKEN'), access.oidc_access_token())")
+                "print(os.environ.get('EOLAB_OIDC_ACCESS_TOKEN'), access.oidc_access_token(), "
+                "os.environ.get('EOLAB_OIDC_TOKEN_EXPIRES_AT'))")
 
 
 @pytest.mark.timeout(480)
@@ -324,11 +326,11 @@ def test_access_tokens_are_renewed_for_running_and_new_servers(oidc):
             return
         session.start_server()
         kernel = session.start_kernel()
-        first, current = session.run(kernel, KERNEL_TOKEN).split()
-        assert first == current and _answers_as(oidc, first) == "alice"
+        first, current, _ = session.run(kernel, KERNEL_TOKEN).split()
+        assert _answers_as(oidc, current) == "alice"
         _wait_expired(oidc, first)
         # The running server's start token has expired: the kernel asks the hub, which renews it.
-        started, renewed = session.run(kernel, KERNEL_TOKEN).split()
+        started, renewed, _ = session.run(kernel, KERNEL_TOKEN).split()
         assert started == first and renewed != first
         assert _answers_as(oidc, renewed) == "alice"
         log = (Path(oidc["config"].run_dir) / "logs" / "hub.log").read_text()
@@ -358,11 +360,13 @@ def test_access_tokens_are_renewed_for_running_and_new_servers(oidc):
         # A server started after the hub's token has expired gets a live one (renewed before the spawn).
         session.stop_server()
         _wait_expired(oidc, mine.json()["access_token"])
+        spawned = time.time()
         session.start_server()
         kernel = session.start_kernel()
-        handed, current = session.run(kernel, KERNEL_TOKEN).split()
-        assert handed == current and handed not in (first, renewed, mine.json()["access_token"])
-        assert _answers_as(oidc, handed) == "alice"
+        handed, current, expires = session.run(kernel, KERNEL_TOKEN).split()
+        assert handed not in (first, renewed, mine.json()["access_token"])
+        assert float(expires) > spawned + TOKEN_TTL - 5  # renewed at the spawn: its whole life ahead
+        assert _answers_as(oidc, current) == "alice"
     finally:
         session.stop_server()
         session.close()
