@@ -340,6 +340,12 @@ def minting_store(scene, tmp_path_factory):
         yield url, tokens["access_token"], idp.issuer
 
 
+def _profile_of(url, issuer, keys_url=None):
+    return ProviderProfile(access="s3", s3_endpoint=url.split("://", 1)[1], s3_https=False,
+                           s3_keys_url=keys_url or f"{url}/_s3keys/credentials", s3_keys_issuer=issuer,
+                           max_connections=4)
+
+
 def _minting(url, monkeypatch, tmp_path, token, issuer, *, token_issuer=None, keys_url=None):
     monkeypatch.delenv("EOLAB_S3_CREDENTIALS", raising=False)
     monkeypatch.setenv("EOLAB_S3_KEYS_FILE", str(tmp_path / "keys" / "s3-keys.json"))
@@ -349,9 +355,7 @@ def _minting(url, monkeypatch, tmp_path, token, issuer, *, token_issuer=None, ke
         monkeypatch.setenv("EOLAB_OIDC_ACCESS_TOKEN", token)
     monkeypatch.setenv("EOLAB_OIDC_ISSUER", token_issuer or issuer)  # as the hub sets it
     access.reset()
-    profile = ProviderProfile(access="s3", s3_endpoint=url.split("://", 1)[1], s3_https=False,
-                              s3_keys_url=keys_url or f"{url}/_s3keys/credentials", s3_keys_issuer=issuer,
-                              max_connections=4)
+    profile = _profile_of(url, issuer, keys_url)
     return lambda: eolab.load_cube(_items("s3://eodata", "cdse-mint"), bands=["red"], resolution=10, mask=None,
                                    profile=profile).red.compute(scheduler="threads", num_workers=4).values
 
@@ -485,3 +489,44 @@ def test_an_expired_or_refused_oidc_token_is_replaced_by_the_hubs_fresh_one(mint
         assert len(calls) == 1 and minted() == before + 2
     finally:
         hub.stop()
+
+
+def test_workers_without_the_token_read_with_keys_the_client_minted(scene, monkeypatch, tmp_path):
+    """Dask workers (here a LocalCluster's processes with the token removed, like Gateway or Slurm
+    workers that never get it) read with the keys the notebook's process minted when it built the
+    cube, from the user's keys file."""
+
+    from distributed import Client, LocalCluster
+
+    from eolab.testing import oidc
+
+    if oidc.available():
+        pytest.skip(oidc.available())
+    root, truth = scene
+    with oidc.provider_with_user(tmp_path, "alice") as (idp, _, tokens), \
+            oidc.s3_store(root, sorted(root.rglob("*.tif")), idp.issuer, tmp_path) as url:
+        _minting(url, monkeypatch, tmp_path, tokens["access_token"], idp.issuer)  # the notebook's environment
+        with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            _on_workers_without_the_token(client, url, idp, truth, tmp_path)
+
+
+def _on_workers_without_the_token(client, url, idp, truth, tmp_path):
+    import os
+
+    dropped = client.run(lambda: os.environ.pop("EOLAB_OIDC_ACCESS_TOKEN", None) is not None)
+    assert all(dropped.values())  # the workers had inherited it; now they have none
+    client.run(lambda: os.environ.update(EOLAB_S3_KEYS_FILE=str(tmp_path / "keys" / "s3-keys.json")))
+    cube = eolab.load_cube(_items("s3://eodata", "cdse-mint"), bands=["red"], resolution=10, mask=None,
+                           profile=_profile_of(url, idp.issuer))
+    values = cube.red.compute().values  # on the workers
+    for day in range(4):
+        np.testing.assert_allclose(values[day], _expected(truth, day), atol=1e-6)
+    assert httpx.get(f"{url}/_stats").json()["keys_minted"] == 1
+    # Without keys minted by the client, a worker cannot mint: it says what is missing.
+    access.reset()
+    client.run(access.reset)
+    (tmp_path / "keys" / "s3-keys.json").unlink()
+    task = client.submit(access.s3_keys, access.spec_for("cdse-mint", _profile_of(url, idp.issuer)), pure=False)
+    with pytest.raises(access.AccessError, match="no OIDC access token"):
+        task.result()

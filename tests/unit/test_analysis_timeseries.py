@@ -68,3 +68,35 @@ def test_row_nanpercentile_equals_numpy():
         with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
             expected = np.nanpercentile(values, q, axis=1)
         np.testing.assert_allclose(row_nanpercentile(values, q), expected, equal_nan=True, rtol=0, atol=1e-12)
+
+
+def test_clean_series_tests_haze_once_per_series_and_keeps_float32(monkeypatch):
+    import gc
+
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    blue, red = rng.uniform(0.02, 0.06, (50, 12)), rng.uniform(0.02, 0.1, (50, 12))
+    blue[3, 4] += 0.2  # one hazy zone-date
+    z = xr.Dataset({"B02": (("parcel", "time"), blue.astype("float32")),
+                    "B04": (("parcel", "time"), red.astype("float32")),
+                    "NDVI": (("parcel", "time"), rng.uniform(0.2, 0.8, (50, 12)).astype("float32")),
+                    "NDMI": (("parcel", "time"), rng.uniform(0.0, 0.4, (50, 12)).astype("float32")),
+                    "valid_fraction": (("parcel", "time"), np.ones((50, 12)))},
+                   coords={"time": np.arange(12) * np.timedelta64(5, "D") + np.datetime64("2026-04-01")})
+    calls = []
+    real = ts.haze_flags
+    monkeypatch.setattr(ts, "haze_flags", lambda b, r, **kw: calls.append(1) or real(b, r, **kw))
+    ndvi = ts.clean_series(z, "NDVI", spikes=False)
+    ndmi = ts.clean_series(z, "NDMI", spikes=False)
+    assert len(calls) == 1  # both indices used the same flags
+    assert ndvi.dtype == np.float32 and np.isnan(ndvi[3, 4]) and np.isnan(ndmi[3, 4])
+    assert np.isfinite(ndvi).sum() == ndvi.size - 1
+    # Other values of the same shape: tested anew; the first series' entry goes with its arrays.
+    z2 = z.copy(deep=True)
+    ts.clean_series(z2, "NDVI", spikes=False)
+    assert len(calls) == 2
+    held = len(ts._HAZE)
+    del z, z2
+    gc.collect()
+    assert len(ts._HAZE) < held

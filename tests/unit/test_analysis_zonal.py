@@ -138,3 +138,23 @@ def test_zonal_stats_in_batches_of_dates_equals_all_at_once(dates_per_compute):
         assert z.NDVI_std.values[0, t] == pytest.approx(top.std(), abs=1e-6)
         assert z.n_valid.values[0, t] == top.size
     assert z.n_pixels.values.tolist() == [50, 30]
+
+
+def test_zonal_stats_in_smaller_parts_gives_the_same_means(monkeypatch):
+    """Many zones: fewer dates per compute (their sums kept under a memory bound), same figures."""
+    import geopandas as gpd
+
+    rng = np.random.default_rng(1)
+    values = rng.uniform(0, 1, (7, 40, 40)).astype("float32")
+    values[2, :10] = np.nan
+    cube = xr.Dataset({"NDVI": (("time", "y", "x"), da.from_array(values, chunks=(1, 20, 20)))},
+                      coords={"time": np.arange(7) * np.timedelta64(5, "D") + np.datetime64("2026-05-01"),
+                              "y": 395 - 10 * np.arange(40.0), "x": 5 + 10 * np.arange(40.0)})
+    cube = cube.odc.assign_crs("EPSG:32634")
+    zones = gpd.GeoDataFrame({"id": range(64)}, geometry=[box(50 * i, 50 * j, 50 * i + 50, 50 * j + 50)
+                                                           for i in range(8) for j in range(8)], crs="EPSG:32634")
+    whole = zonal.zonal_stats(cube, zones.set_index("id"), ["NDVI"], buffer=0, std=["NDVI"])
+    monkeypatch.setattr(zonal, "_PART_BYTES", 64 * 3 * 8 * 2)  # two dates' sums per compute
+    parts = zonal.zonal_stats(cube, zones.set_index("id"), ["NDVI"], buffer=0, std=["NDVI"])
+    xr.testing.assert_identical(whole, parts)
+    assert whole.NDVI.dtype == np.float32 and whole.valid_fraction.dtype == np.float64

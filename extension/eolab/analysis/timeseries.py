@@ -70,6 +70,27 @@ def haze_flags(blue: np.ndarray, red: np.ndarray, *, k: float = 4.0, floor: floa
     return np.isfinite(anomaly) & (anomaly > margin)
 
 
+_HAZE: dict[int, tuple] = {}  # id(blue) -> (blue, red weak references, flags)
+
+
+def _haze_of(blue: np.ndarray, red: np.ndarray) -> np.ndarray:
+    """:func:`haze_flags` of a series, computed once for all its indices (they depend on blue and red
+    only; kept while the blue array lives, which nobody changes in place)."""
+    import weakref
+
+    key = id(blue)
+    held = _HAZE.get(key)
+    if held is not None and held[0]() is blue and held[1]() is red:
+        return held[2]
+    flags = haze_flags(blue, red)
+    try:
+        _HAZE[key] = (weakref.ref(blue), weakref.ref(red), flags)
+        weakref.finalize(blue, _HAZE.pop, key, None)
+    except TypeError:  # not weakly referable: not kept
+        _HAZE.pop(key, None)
+    return flags
+
+
 def despike(values: np.ndarray, days: np.ndarray, *, drop: float = 0.15, recover: float = 0.9,
             max_span: float = 12.0) -> np.ndarray:
     """True at isolated low outliers: a point lower than both valid neighbours by more than ``drop``,
@@ -140,10 +161,11 @@ def clean_series(zonal: Any, index: str, *, min_valid_fraction: float = 0.6, haz
                  spikes: bool = True) -> np.ndarray:
     """The (zone, time) series of ``index`` from :func:`eolab.analysis.zonal.zonal_stats` output with
     poorly observed, hazy and spiky zone-dates set to NaN."""
-    v = np.array(zonal[index].values, float)
+    values = zonal[index].values
+    v = np.array(values, np.result_type(values.dtype, np.float32))  # float32 series stay float32
     v[~(zonal["valid_fraction"].values >= min_valid_fraction)] = np.nan
     if haze and "B02" in zonal and "B04" in zonal:
-        v[haze_flags(zonal["B02"].values, zonal["B04"].values)] = np.nan
+        v[_haze_of(zonal["B02"].values, zonal["B04"].values)] = np.nan
     if spikes:
         v[despike(v, day_numbers(zonal.time.values))] = np.nan
     return v

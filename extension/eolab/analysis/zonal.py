@@ -183,6 +183,9 @@ def _moments(sums: Any, with_std: bool) -> tuple[Any, Any, Any]:
     return mean, spread, count.astype(np.int32) if isinstance(count, np.ndarray) else count
 
 
+_PART_BYTES = 128 * 2**20
+
+
 def zonal_stats(
     cube: Any,
     zones: Any,
@@ -199,7 +202,8 @@ def zonal_stats(
 
     cube: xarray Dataset (time, y, x) on an odc geobox (e.g. from ``eolab.load_cube`` with indices).
     zones: GeoDataFrame of polygons (reprojected to the cube's CRS here) — or pass ``labels``.
-    dates_per_compute: dates computed together (None: all); bounds the data in flight.
+    dates_per_compute: dates computed together (None: all; fewer where their sums would pass 128 MiB);
+    bounds the data in flight.
     Output variables: each variable's mean, ``{var}_std`` for those in ``std``, ``n_valid``
     (valid pixels of the first variable), ``n_pixels`` (pixels of the zone) and ``valid_fraction``.
     """
@@ -229,9 +233,14 @@ def zonal_stats(
         # each part's sums become means at once, so only the means of all dates are ever held (the
         # sums of all dates, and a copy to join them, would be ~4× that: GBs for a country)
         n_time = cube.sizes["time"]
-        step = dates_per_compute or n_time
-        means = {v: np.empty((n_time, n), np.float64) for v in variables}
-        stds = {v: np.empty((n_time, n), np.float64) for v in variables if v in std}
+        # ... and no more dates than keep one part's sums (all variables) within _PART_BYTES: at
+        # country scale the sums of 6 dates alone would be GBs
+        per_date = n * sum(3 if v in std else 2 for v in variables) * 8
+        step = max(1, min(dates_per_compute or n_time, _PART_BYTES // max(per_date, 1)))
+        # float32: the means of reflectances stored as 1e-4 steps keep all their digits, and a
+        # country's series (zones × dates × variables) takes half the memory of float64
+        means = {v: np.empty((n_time, n), np.float32) for v in variables}
+        stds = {v: np.empty((n_time, n), np.float32) for v in variables if v in std}
         n_valid = np.empty((n_time, n), np.int32)
         for i in range(0, n_time, step):
             part = dask.compute({v: s[i:i + step] for v, s in lazy.items()})[0]

@@ -955,5 +955,10 @@ def reader_driver(views: list[dict], providers: list[str | None], profiles: list
                 hrefs[asset["href"]] = (origin, spec)
     if not specs:
         return None
+    for spec in {s.provider: s for s in specs.values()}.values():
+        if spec.kind == "s3" and spec.s3_keys_url:
+            # Minted here, in the process that holds the user's OIDC token, before any worker
+            # reads: workers (LocalCluster, Gateway, Slurm) find them in the user's keys file.
+            s3_keys(spec)
     start_reporter()  # on the hub: bytes read are reported every minute
     return AccessDriver(specs, {href: spec for href, (origin, spec) in hrefs.items() if origin in shared})
