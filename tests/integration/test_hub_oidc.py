@@ -336,8 +336,11 @@ def test_access_tokens_are_renewed_for_running_and_new_servers(oidc):
         log = (Path(oidc["config"].run_dir) / "logs" / "hub.log").read_text()
         assert "Renewing the OIDC access token" in log and renewed not in log
 
-        # Attacks on the endpoint: no token, a token of alice's without the scope, another user's login.
+        # Attacks on the endpoint: no token, her login cookie alone (what a page of a server shared
+        # with her could send), a token of hers without the scope, another user's login.
         assert httpx.get(url, timeout=30, follow_redirects=False).status_code in (302, 403)
+        by_cookie = session.http.get("/hub/eolab-oidc-token")
+        assert by_cookie.status_code == 403 and "not the login cookie" in by_cookie.json()["message"]
         narrow = session._api("POST", f"/users/{session.username}/tokens",
                               json={"note": "narrow", "expires_in": 600, "scopes": ["read:users:name!user"]})
         assert narrow.status_code in (200, 201), narrow.text

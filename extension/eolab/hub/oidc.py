@@ -7,8 +7,8 @@
   (``refresh_pre_spawn``) the server therefore gets a token with most of its life ahead.
 - :class:`OIDCTokenHandler`, ``GET /hub/eolab-oidc-token``: the caller's current access token, renewed
   when it is near its end, for a server that has run longer than the token it got at its start
-  (:func:`eolab.data.access.oidc_access_token` asks here with the server's hub token). Needs the
-  scope ``custom:eolab:oidc-token`` (the hub gives it to users and their servers, for themselves
+  (:func:`eolab.data.access.oidc_access_token` asks here with the server's hub token). Needs a hub
+  token (never the login cookie alone) with the scope ``custom:eolab:oidc-token`` (the hub gives it to users and their servers, for themselves
   only), and is open only where servers run as their users' own accounts. The refresh token never
   leaves the hub.
 """
@@ -88,6 +88,11 @@ class OIDCTokenHandler(BaseHandler):
         if not self.enabled:
             return self._answer(404, {"status": 404, "message": "this hub hands out OIDC access tokens only where "
                                       "each user's server runs as the user's own system account"})
+        if not getattr(self, "_token_authenticated", False):
+            # never on the login cookie alone: a page of another user's server on this origin (a
+            # shared server) could otherwise read the visitor's token
+            return self._answer(403, {"status": 403, "message": "ask with a hub token (Authorization: token ...), "
+                                      "not the login cookie"})
         if getattr(user, "kind", "user") != "user":
             return self._answer(403, {"status": 403, "message": "OIDC access tokens are for users, not services"})
         sub = self.parsed_scopes.get(SCOPE)
