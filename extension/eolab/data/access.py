@@ -300,7 +300,7 @@ class _KeysFile:
 
 _HUB_TOKEN: dict[str, Any] = {}  # the freshest OIDC access token the hub handed this process
 _HUB_TOKEN_LOCK = threading.Lock()  # not _MINT_LOCK: minting (under it) asks for the token
-TOKEN_MARGIN = 60.0  # s: a token with less left is not sent (the keys service may refuse it mid-call)
+TOKEN_MARGIN = 15.0  # s: a token with less left is not sent (the keys service may refuse it mid-call)
 
 
 def oidc_access_token(refused: str | None = None, conf: Any = None) -> str | None:
@@ -314,7 +314,9 @@ def oidc_access_token(refused: str | None = None, conf: Any = None) -> str | Non
     conf = conf or settings.access()
     with _HUB_TOKEN_LOCK:
         now = time.time()
-        if _HUB_TOKEN and _HUB_TOKEN["access_token"] != refused and (_HUB_TOKEN["expires_at"] or 1e18) - TOKEN_MARGIN > now:
+        # the hub's token stands in for this very setting only (same issuer), never for others
+        if _HUB_TOKEN and conf.oidc_access_token and _HUB_TOKEN["issuer"] == (conf.oidc_issuer or "").rstrip("/") \
+                and _HUB_TOKEN["access_token"] != refused and (_HUB_TOKEN["expires_at"] or 1e18) - TOKEN_MARGIN > now:
             return _HUB_TOKEN["access_token"]
         token, expires = conf.oidc_access_token, conf.oidc_token_expires_at
         if token and token != refused and (expires is None or expires - TOKEN_MARGIN > now):
@@ -350,7 +352,8 @@ def _token_from_hub(conf: Any) -> dict[str, Any] | None:
         log.warning("the hub's OIDC access token is from %s, not %s: not used", body.get("issuer"), conf.oidc_issuer)
         return None
     log.info("got a fresh OIDC access token from the hub (valid until %s)", body.get("expires_at"))
-    return {"access_token": body["access_token"], "expires_at": body.get("expires_at")}
+    return {"access_token": body["access_token"], "expires_at": body.get("expires_at"),
+            "issuer": (conf.oidc_issuer or "").rstrip("/")}
 
 
 def _mint(spec: AccessSpec, conf: Any) -> dict[str, Any]:

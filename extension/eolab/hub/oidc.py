@@ -8,27 +8,41 @@
 - :class:`OIDCTokenHandler`, ``GET /hub/eolab-oidc-token``: the caller's current access token, renewed
   when it is near its end, for a server that has run longer than the token it got at its start
   (:func:`eolab.data.access.oidc_access_token` asks here with the server's hub token). Needs a hub
-  token (never the login cookie alone) with the scope ``custom:eolab:oidc-token`` (the hub gives it to users and their servers, for themselves
-  only), and is open only where servers run as their users' own accounts. The refresh token never
-  leaves the hub.
+  token (never the login cookie alone) with the scope ``custom:eolab:oidc-token`` (the hub gives it
+  to users and their servers, for themselves only), and is open only where servers run as their
+  users' own accounts. The refresh token never leaves the hub; hub admins (``admin:users``, which
+  includes ``admin:auth_state``) can read auth state, as in any JupyterHub that keeps it.
+- Renewals of one login run one at a time (providers that rotate refresh tokens revoke a login whose
+  refresh token comes twice); a provider that is down leaves the current token in use while it
+  lasts; a user no longer allowed (e.g. removed from the groups) gets no new token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from inspect import isawaitable
 
 from jupyterhub.handlers.base import BaseHandler
 from jupyterhub.scopes import check_scope_filter
 from oauthenticator.generic import GenericOAuthenticator
 from tornado import web
+from tornado.httpclient import HTTPClientError
 from traitlets import Float
 
 SCOPE = "custom:eolab:oidc-token"
 
+# JupyterHub 6.1 reads this on cookie requests whose refresh failed without ever setting it there
+# (AttributeError: a 500 instead of "log in again"); False is what it means.
+if not hasattr(BaseHandler, "_token_authenticated"):
+    BaseHandler._token_authenticated = False
+
 
 class OIDCAuthenticator(GenericOAuthenticator):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._renewing: dict[str, asyncio.Lock] = {}
+
     token_margin = Float(300.0, config=True,
                          help="Renew the access token when fewer seconds than this (at most half its lifetime) are left")
 
@@ -52,20 +66,40 @@ class OIDCAuthenticator(GenericOAuthenticator):
         state = await user.get_auth_state() if self.enable_auth_state else None
         if not state or not state.get("refresh_token") or not self._near_end(state):
             return await super().refresh_user(user, handler, **kwargs)
+        # One renewal per login at a time, saved before the next one looks: providers that rotate
+        # refresh tokens revoke the whole login when one comes twice.
+        async with self._renewing.setdefault(user.name, asyncio.Lock()):
+            state = await user.get_auth_state() or {}
+            if not state.get("refresh_token") or not self._near_end(state):
+                return True  # renewed meanwhile
+            model = await self._renew(user, handler, state)
+            if isinstance(model, dict):
+                await user.save_auth_state(model["auth_state"])
+            return model
+
+    async def _renew(self, user, handler, state: dict):
         self.log.info("Renewing the OIDC access token of %s before it expires", user.name)
         try:
             token_info = await self.get_token_info(handler, self.build_refresh_token_request_params(
                 state["refresh_token"]))
-        except Exception as exc:  # a refused refresh token: the user logs in again
-            self.log.info("Could not renew the OIDC access token of %s: %s", user.name, exc)
-            return False
-        token_info.setdefault("refresh_token", state["refresh_token"])  # not every provider sends a new one
+        except Exception as exc:
+            if isinstance(exc, HTTPClientError) and exc.code in (400, 401):  # refused: log in again
+                self.log.info("The provider refused to renew the OIDC access token of %s: %s", user.name, exc)
+                return False
+            # the provider is down or slow: the current token serves while it lasts
+            self.log.warning("Could not renew the OIDC access token of %s now: %s", user.name, exc)
+            return state.get("expires_at", 0) > time.time()
+        if not token_info.get("refresh_token"):  # not every provider sends a new one
+            token_info["refresh_token"] = state["refresh_token"]
         try:
-            model = self._token_to_auth_model(token_info)
-            return (await model) if isawaitable(model) else model
+            model = await self._token_to_auth_model(token_info)
         except Exception as exc:
             self.log.error("The renewed OIDC access token of %s does not work: %s", user.name, exc)
             return False
+        if not await self.check_allowed(model["name"], model):  # e.g. removed from the allowed groups
+            self.log.info("%s is no longer allowed: not renewed, log in needed", user.name)
+            return False
+        return model
 
 
 class OIDCTokenHandler(BaseHandler):
@@ -104,5 +138,8 @@ class OIDCTokenHandler(BaseHandler):
         state = await user.get_auth_state() or {}
         if not state.get("access_token"):
             return self._answer(404, {"status": 404, "message": "this login holds no OIDC access token"})
+        if state.get("expires_at") and state["expires_at"] <= time.time():  # could not be renewed
+            return self._answer(401, {"status": 401, "message": "the OIDC access token has expired and could not be "
+                                      "renewed: log in to the hub again"})
         self._answer(200, {"access_token": state["access_token"], "expires_at": state.get("expires_at"),
                            "issuer": self.issuer})
