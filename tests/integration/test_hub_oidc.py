@@ -37,7 +37,7 @@ MANAGER = f"{VO}:role=manager#aai.example.org"
 OTHER = "urn:mace:egi.eu:group:vo.other.test:role=member#aai.example.org"
 PREFIX = "eolabo-"  # as root, demo mode runs login NAME as system user eolabo-NAME (hub name alike)
 AS_ROOT = os.geteuid() == 0
-TOKEN_TTL = 45  # s: the provider's access tokens (the hub renews them with under half their life left)
+TOKEN_TTL = 25  # s: the provider's access tokens (the hub renews them with under half their life left)
 
 
 def hub_name(login: str) -> str:
