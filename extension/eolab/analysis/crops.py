@@ -38,7 +38,10 @@ def _cache_key(items: Sequence, parcels: Any, variables: Sequence[str], buffer: 
     h = hashlib.sha256()
     h.update(json.dumps(sorted(f"{it.collection_id}/{it.id}" for it in items)).encode())
     h.update(json.dumps([list(variables), buffer, resolution]).encode())
-    h.update(np.asarray(parcels.geometry.to_wkb()).tobytes() if len(parcels) else b"")
+    # The WKB bytes themselves (an object array's tobytes() would hash pointers, new in every process).
+    for wkb in parcels.geometry.to_wkb():
+        h.update(len(wkb).to_bytes(8, "little"))
+        h.update(wkb)
     h.update(json.dumps([str(x) for x in parcels.index]).encode())
     return h.hexdigest()[:16]
 
