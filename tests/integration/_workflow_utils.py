@@ -21,3 +21,27 @@ def run_notebook(name: str, out: Path, **parameters) -> Path:
     papermill.execute_notebook(str(WORKFLOWS / name / f"{name}.ipynb"), str(executed), parameters=parameters,
                                cwd=str(out), progress_bar=False, kernel_name="python3")
     return executed
+
+
+def run_notebook_chains(chains: dict[str, list[tuple[str, Path, dict]]], workers: int = 2) -> None:
+    """Run chains of notebooks, ``workers`` chains at a time (each chain's notebooks in order:
+    e.g. the CAP checks after the crop map whose parcel series they reuse). Independent runs on 2
+    cores overlap one's kernel start, imports and reads with another's computing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def chain(steps):
+        for name, out, parameters in steps:
+            run_notebook(name, out, **parameters)
+
+    with ThreadPoolExecutor(workers) as pool:
+        futures = {key: pool.submit(chain, steps) for key, steps in chains.items()}
+        errors = {}
+        for key, future in futures.items():
+            try:
+                future.result()
+            except Exception as exc:  # every chain finishes; the first failure is raised with its run
+                errors[key] = exc
+    if errors:
+        key, exc = next(iter(errors.items()))
+        raise RuntimeError(f"notebook run {key!r} failed" + (f" (and {sorted(errors)[1:]})" if len(errors) > 1
+                                                              else "")) from exc

@@ -132,20 +132,22 @@ def water_runs(lookalike_stack, tmp_path_factory):
     """The water template, unchanged, on the native members and on each look-alike (only the collection
     differs). March to July, for time: 28 of the demo's 44 dates; the Landsat check needs five that
     both sensors see clearly, which the cloudier summer alone does not have."""
-    from tests.integration._workflow_utils import run_notebook
+    from tests.integration._workflow_utils import run_notebook_chains
 
     season = {"datetime": "2026-03-01/2026-07-31", "period_a": ["2026-03-01", "2026-04-30"],
               "period_b": ["2026-06-01", "2026-07-31"]}
-    runs = {}
+    runs, chains = {}, {}
     for name, collection in (("native", ["pannonia|sentinel-2-l2a", "danube|sentinel-2-l2a"]),
                              ("earth-search-like", "earth-search-like|sentinel-2-l2a"),
                              ("pc-like", "pc-like|sentinel-2-l2a"),
                              ("cdse-like", "cdse-like|sentinel-2-l2a"),
                              (LANDSAT, f"{LANDSAT}|landsat-c2-l2")):
         out = tmp_path_factory.mktemp(f"water-{name}")
-        run_notebook("water-monitoring", out, catalog=lookalike_stack.broker_url, s2_collection=collection,
-                     s1_collection=None, out_dir=str(out / "results"), save_daily_maps=False, **season)
+        chains[name] = [("water-monitoring", out, dict(
+            catalog=lookalike_stack.broker_url, s2_collection=collection, s1_collection=None,
+            out_dir=str(out / "results"), save_daily_maps=False, **season))]
         runs[name] = out / "results"
+    run_notebook_chains(chains)
     return runs
 
 
@@ -266,11 +268,12 @@ def test_catalog_up_checks_enabled_remote_members_and_names_what_to_set(lookalik
 @pytest.fixture(scope="module")
 def crop_cap_runs(lookalike_stack, tmp_path_factory):
     """The crop-type and CAP templates, unchanged, on the native members and on each Sentinel-2
-    look-alike (only the collection differs; each member's runs share one cache of parcel series)."""
-    from tests.integration._workflow_utils import run_notebook
+    look-alike (only the collection differs; each member's CAP run reuses its crop run's parcel
+    series from their cache; two members at a time)."""
+    from tests.integration._workflow_utils import run_notebook_chains
 
     claims = str(lookalike_stack.data_dir / "claims" / "claims.gpkg")
-    runs = {}
+    runs, chains = {}, {}
     for name, collection in (("native", ["pannonia|sentinel-2-l2a", "danube|sentinel-2-l2a"]),
                              *((m, f"{m}|sentinel-2-l2a") for m in ALL_LOOKALIKES)):
         out = tmp_path_factory.mktemp(f"crops-{name}")
@@ -279,9 +282,11 @@ def crop_cap_runs(lookalike_stack, tmp_path_factory):
         # time; the runs are compared with each other, not with the truth)
         common = {"catalog": lookalike_stack.broker_url, "s2_collection": collection, "s1_collection": None,
                   "datetime": "2026-05-01/2026-08-31", "cache_dir": str(out / "cache")}
-        run_notebook("crop-type-map", out, parcels=claims, pixel_map=False, out_dir=str(out / "crop"), **common)
-        run_notebook("cap-parcel-checks", out, claims_file=claims, out_dir=str(out / "cap"), **common)
+        chains[name] = [("crop-type-map", out, dict(parcels=claims, pixel_map=False, out_dir=str(out / "crop"),
+                                                    **common)),
+                        ("cap-parcel-checks", out, dict(claims_file=claims, out_dir=str(out / "cap"), **common))]
         runs[name] = out
+    run_notebook_chains(chains)
     return runs
 
 
