@@ -72,11 +72,11 @@ status: $(VENV)/.installed
 	$(BIN)/eolab status
 
 # Browser tests in a process of their own: the event loops that notebook and hub tests leave
-# behind make Playwright's sync API refuse to start.
+# behind make Playwright's sync API refuse to start. The 20 slowest tests are listed (where the time goes).
 test: install hub_config/oidc/provider/node_modules/.installed
 	@status=0; \
 	$(BIN)/ruff check . || status=$$?; \
-	$(BIN)/python -m pytest tests/unit tests/integration $(PYTEST_ARGS) || status=$$?; \
+	$(BIN)/python -m pytest tests/unit tests/integration --durations=20 $(PYTEST_ARGS) || status=$$?; \
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS) || status=$$?; \
 	exit $$status
 
