@@ -42,6 +42,6 @@ def run_notebook_chains(chains: dict[str, list[tuple[str, Path, dict]]], workers
             except Exception as exc:  # every chain finishes; the first failure is raised with its run
                 errors[key] = exc
     if errors:
-        key, exc = next(iter(errors.items()))
-        raise RuntimeError(f"notebook run {key!r} failed" + (f" (and {sorted(errors)[1:]})" if len(errors) > 1
-                                                              else "")) from exc
+        (key, exc), *others = errors.items()
+        raise RuntimeError(f"notebook run {key!r} failed"
+                           + (f" (and {[k for k, _ in others]})" if others else "")) from exc
