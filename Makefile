@@ -7,6 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_SIZE ?= default
 PYTEST_ARGS ?=
+# Test processes for unit + integration (pytest-xdist; tests/conftest.py groups the modules).
+TEST_WORKERS ?= 2
 
 .PHONY: up down status test install sysdeps demo-data clean help
 
@@ -71,12 +73,15 @@ down:
 status: $(VENV)/.installed
 	$(BIN)/eolab status
 
-# Browser tests in a process of their own: the event loops that notebook and hub tests leave
-# behind make Playwright's sync API refuse to start. The 20 slowest tests are listed (where the time goes).
+# Unit and integration tests in TEST_WORKERS processes: much of their time is spent waiting for servers
+# and subprocesses, so two processes share the 2 cores better than one. Browser tests in a process of
+# their own: the event loops that notebook and hub tests leave behind make Playwright's sync API refuse
+# to start. The 20 slowest tests are listed (where the time goes).
 test: install hub_config/oidc/provider/node_modules/.installed
 	@status=0; \
 	$(BIN)/ruff check . || status=$$?; \
-	$(BIN)/python -m pytest tests/unit tests/integration --durations=20 $(PYTEST_ARGS) || status=$$?; \
+	$(BIN)/python -m pytest tests/unit tests/integration -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder \
+		--durations=20 $(PYTEST_ARGS) || status=$$?; \
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS) || status=$$?; \
 	exit $$status
 

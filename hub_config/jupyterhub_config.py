@@ -31,6 +31,8 @@ c.JupyterHub.hub_port = S.hub_port
 c.JupyterHub.db_url = f"sqlite:///{HUB_DIR / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(HUB_DIR / "cookie_secret")
 c.JupyterHub.cleanup_servers = True
+# JupyterHub waits only 10 s for the proxy it starts; eolab.hub.proxy waits longer on a busy machine.
+c.JupyterHub.proxy_class = "eolab.hub.proxy.PatientProxy"
 c.ConfigurableHTTPProxy.command = [S.chp, "--log-level", "warn"]
 c.ConfigurableHTTPProxy.api_url = f"http://{HOST}:{S.proxy_api_port}"
 c.ConfigurableHTTPProxy.pid_file = str(HUB_DIR / "proxy.pid")

@@ -1,14 +1,58 @@
 """Shared pytest fixtures."""
 
+import contextlib
+import fcntl
 import os
 from pathlib import Path
 
 import pytest
 
+# `make test` runs the suite in two processes (pytest-xdist, --dist loadgroup). Each test module is
+# one unit of work; the modules that create system users or start Slurm share one unit, so they run
+# one after another in one worker (useradd locks /etc/passwd; Slurm daemons are machine-wide).
+SERIAL_GROUP = "system-users-and-slurm"
+SERIAL_MODULES = {f"integration/test_{name}" for name in (
+    "hub_demo", "hub_multiuser", "hub_oidc", "hub_usage", "make_up", "security_local_account", "slurm_gateway",
+    "slurm_hub")}
+# The longest units first, so that the short ones fill the end of the run (measured in `make test`'s
+# --durations; the unit tests are many short modules and come last).
+FIRST = [f"integration/test_{name}" for name in (
+    "lookalike_members", "binder", "workflows_crops_cap", "real_data_water_landuse", "workflows_water",
+    "broker_validator", "notebooks_training")]
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+
+    def module(item) -> str:  # e.g. "integration/test_binder"
+        return item.nodeid.split("::", 1)[0].removeprefix("tests/").removesuffix(".py")
+
+    def rank(item) -> int:
+        name = module(item)
+        if name in SERIAL_MODULES:
+            return 0
+        if name in FIRST:
+            return 1 + FIRST.index(name)
+        return len(FIRST) + (2 if name.startswith("unit/") else 1)
+
+    for item in items:
+        name = module(item)
+        item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP if name in SERIAL_MODULES else name))
+    items.sort(key=rank)  # stable: the order within a module is kept
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """One process at a time (the workers of a parallel run share the demo data)."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
 
 @pytest.fixture(scope="session")
-def small_demo(tmp_path_factory) -> Path:
-    """The `small` demo data set (default seed), generated once per session.
+def small_demo(tmp_path_factory, worker_id) -> Path:
+    """The `small` demo data set (default seed), generated once per run (shared by parallel workers).
 
     Set EOLAB_TEST_DEMO_DIR to reuse a directory across runs: it is generated there unless it
     already holds a complete small data set (manifest.json is written last).
@@ -18,14 +62,21 @@ def small_demo(tmp_path_factory) -> Path:
     from eolab.demo import generate
 
     env = os.environ.get("EOLAB_TEST_DEMO_DIR")
-    out = Path(env) if env else tmp_path_factory.mktemp("demo-small")
-    manifest = out / "manifest.json"
-    if manifest.exists():
-        m = json.loads(manifest.read_text())
-        # (a data set from before the Landsat look-alike lacks its collection: made anew)
-        if m.get("size") == "small" and m.get("seed") == 20260301 and "landsat-c2-l2" in m.get("collections", {}):
-            return out
-    generate(out, "small", progress=False)
+    if env:
+        out = Path(env)
+    elif worker_id != "master":  # the run's common temporary root, beside each worker's own
+        out = tmp_path_factory.getbasetemp().parent / "demo-small"
+    else:
+        out = tmp_path_factory.mktemp("demo-small")
+    out.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out.parent / f".{out.name}.lock"):
+        manifest = out / "manifest.json"
+        if manifest.exists():
+            m = json.loads(manifest.read_text())
+            # (a data set from before the Landsat look-alike lacks its collection: made anew)
+            if m.get("size") == "small" and m.get("seed") == 20260301 and "landsat-c2-l2" in m.get("collections", {}):
+                return out
+        generate(out, "small", progress=False)
     return out
 
 

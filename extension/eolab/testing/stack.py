@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,23 +31,50 @@ def _free(port: int) -> bool:
     return True
 
 
+# Ports handed out are written here, one file per process, so that parallel test workers (and two
+# suites on one machine) never pick the same range between the bind check and the server's start.
+_CLAIMS = Path(tempfile.gettempdir()) / "eolab-test-ports"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _claim(ports: list[int]) -> bool:
+    """Claim ``ports`` for this process unless another live process (or this one) already has one of them."""
+    _CLAIMS.mkdir(mode=0o700, exist_ok=True)
+    with open(_CLAIMS / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        taken: set[int] = set()
+        mine: set[int] = set()
+        for path in _CLAIMS.glob("*.json"):
+            pid = int(path.stem) if path.stem.isdigit() else -1
+            if pid != os.getpid() and not _alive(pid):
+                path.unlink(missing_ok=True)  # left by a process that is gone
+                continue
+            ports_of = set(json.loads(path.read_text() or "[]"))
+            taken |= ports_of
+            if pid == os.getpid():
+                mine = ports_of
+        if taken.intersection(ports):
+            return False
+        (_CLAIMS / f"{os.getpid()}.json").write_text(json.dumps(sorted(mine | set(ports))))
+        return True
+
+
 def free_port_base(width: int = 8, start: int = 41000) -> int:
-    """A port where ``width`` consecutive ports are free on 127.0.0.1."""
+    """A port where ``width`` consecutive ports are free on 127.0.0.1 (and not handed out to another test process)."""
     for base in range(start, 60000, 97):
-        ok = True
-        for port in range(base, base + width):
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
+        ports = list(range(base, base + width))
+        if all(_free(p) for p in ports) and _claim(ports):
             return base
     raise RuntimeError("no free port range on 127.0.0.1")
-
-
-_taken: set[int] = set()
 
 
 def free_port_offset(start: int = 20000) -> int:
@@ -51,8 +82,7 @@ def free_port_offset(start: int = 20000) -> int:
     base = load_config(DEFAULT_CONFIG)
     for offset in range(start, 50000, 137):
         ports = [p + offset for p in _ports(base)]
-        if not _taken.intersection(ports) and all(_free(p) for p in ports):
-            _taken.update(ports)
+        if all(_free(p) for p in ports) and _claim(ports):
             return offset
     raise RuntimeError("no free port range found on 127.0.0.1")
 
