@@ -80,7 +80,7 @@ status: $(VENV)/.installed
 test: install hub_config/oidc/provider/node_modules/.installed
 	@status=0; \
 	$(BIN)/ruff check . || status=$$?; \
-	$(BIN)/python -m pytest tests/unit tests/integration -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder \
+	$(BIN)/python -m pytest tests/unit tests/integration -n $(TEST_WORKERS) --no-loadscope-reorder \
 		--durations=20 $(PYTEST_ARGS) || status=$$?; \
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS) || status=$$?; \
 	exit $$status

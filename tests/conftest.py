@@ -7,39 +7,50 @@ from pathlib import Path
 
 import pytest
 
-# `make test` runs the suite in two processes (pytest-xdist, --dist loadgroup). Each test module is
-# one unit of work; the modules that create system users or start Slurm share one unit, so they run
-# one after another in one worker (useradd locks /etc/passwd; Slurm daemons are machine-wide).
+# `make test` runs the suite in two processes (pytest-xdist). Each test module is one unit of work;
+# the modules that create system users or start Slurm share one unit, so they run one after another
+# in one worker (useradd locks /etc/passwd; Slurm daemons are machine-wide).
 SERIAL_GROUP = "system-users-and-slurm"
-SERIAL_MODULES = {f"integration/test_{name}" for name in (
+SERIAL_MODULES = {f"tests/integration/test_{name}.py" for name in (
     "hub_demo", "hub_multiuser", "hub_oidc", "hub_usage", "make_up", "security_local_account", "slurm_gateway",
     "slurm_hub")}
 # The longest units first, so that the short ones fill the end of the run (measured in `make test`'s
 # --durations; the unit tests are many short modules and come last).
-FIRST = [f"integration/test_{name}" for name in (
+FIRST = [f"tests/integration/test_{name}.py" for name in (
     "lookalike_members", "binder", "workflows_crops_cap", "real_data_water_landuse", "workflows_water",
     "broker_validator", "notebooks_training")]
 
 
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
 def pytest_collection_modifyitems(config, items):
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-
-    def module(item) -> str:  # e.g. "integration/test_binder"
-        return item.nodeid.split("::", 1)[0].removeprefix("tests/").removesuffix(".py")
-
     def rank(item) -> int:
-        name = module(item)
+        name = _module(item.nodeid)
         if name in SERIAL_MODULES:
             return 0
         if name in FIRST:
             return 1 + FIRST.index(name)
-        return len(FIRST) + (2 if name.startswith("unit/") else 1)
+        return len(FIRST) + (2 if name.startswith("tests/unit/") else 1)
 
-    for item in items:
-        name = module(item)
-        item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP if name in SERIAL_MODULES else name))
     items.sort(key=rank)  # stable: the order within a module is kept
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Units of work by module, the serial group as one unit, in collection order (see above).
+
+    (Written here rather than with xdist_group marks: pytest-xdist 3.8's loadgroup renames nodes
+    through ``_nodeid``, which pytest 9.2's nodes no longer read, so the groups were silently lost.)
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = _module(nodeid)
+            return SERIAL_GROUP if module in SERIAL_MODULES else module
+
+    return ModuleScheduling(config, log)
 
 
 @contextlib.contextmanager
@@ -87,3 +98,5 @@ def catalog_stack(small_demo, tmp_path_factory):
 
     with running_stack(make_stack_config(tmp_path_factory.mktemp("stack-run"), small_demo)) as config:
         yield config
+
+
