@@ -1,7 +1,8 @@
 # JupyterHub configuration of an eolab deployment on one host (modes `demo` and `multiuser`).
 #
 # Every value comes from the settings file written by `eolab.hub.up`, read as the typed model
-# `eolab.hub.settings.ResolvedHub` (the only eolab import of this file). Start the hub with
+# `eolab.hub.settings.ResolvedHub` (the only eolab import of this file; classes such as the proxy's
+# are named as strings). Start the hub with
 # `eolab up` / `make up`, not by hand.
 import json
 import os

@@ -7,48 +7,59 @@ from pathlib import Path
 
 import pytest
 
-# `make test` runs the suite in two processes (pytest-xdist). Each test module is one unit of work;
-# the modules that create system users or start Slurm share one unit, so they run one after another
-# in one worker (useradd locks /etc/passwd; Slurm daemons are machine-wide).
-SERIAL_GROUP = "system-users-and-slurm"
-SERIAL_MODULES = {f"tests/integration/test_{name}.py" for name in (
-    "hub_demo", "hub_multiuser", "hub_oidc", "hub_usage", "make_up", "security_local_account", "slurm_gateway",
-    "slurm_hub")}
+# `make test` runs the suite in two processes (pytest-xdist). Each test module is one unit of work,
+# except these groups, whose modules run one after another in one worker: those that create system
+# users or start Slurm (useradd locks /etc/passwd; Slurm daemons are machine-wide), and those that
+# build or install from the checkout itself (`pip install -e .`, `pip wheel .` write build/ and
+# the egg-info there).
+GROUPS = {
+    "system-users-and-slurm": ("hub_demo", "hub_multiuser", "hub_oidc", "hub_usage", "make_up",
+                               "security_local_account", "slurm_gateway", "slurm_hub"),
+    "builds-from-the-checkout": ("binder", "wheel_install"),
+}
+GROUP_OF = {f"tests/integration/test_{name}.py": group for group, names in GROUPS.items() for name in names}
 # The longest units first, so that the short ones fill the end of the run (measured in `make test`'s
-# --durations; the unit tests are many short modules and come last).
-FIRST = [f"tests/integration/test_{name}.py" for name in (
-    "lookalike_members", "binder", "workflows_crops_cap", "real_data_water_landuse", "workflows_water",
+# --durations; the unit tests are many short modules and come last, the browser tests after them).
+FIRST = ["system-users-and-slurm", "tests/integration/test_lookalike_members.py", "builds-from-the-checkout"] + [
+    f"tests/integration/test_{name}.py" for name in ("workflows_crops_cap", "real_data_water_landuse", "workflows_water",
     "broker_validator", "notebooks_training")]
 
 
-def _module(nodeid: str) -> str:
-    return nodeid.split("::", 1)[0]
+def _unit(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return GROUP_OF.get(module, module)
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = getattr(item, "module", None)
+        # Hub tests name their system users' prefix PREFIX; Slurm comes from the `slurm` fixture.
+        if (getattr(module, "PREFIX", None) or "slurm" in getattr(item, "fixturenames", ())) \
+                and "/integration/" in item.nodeid and _unit(item.nodeid) != "system-users-and-slurm":
+            raise pytest.UsageError(f"{item.nodeid.split('::')[0]} creates system users or starts Slurm: add it "
+                                    "to GROUPS['system-users-and-slurm'] in tests/conftest.py")
+
     def rank(item) -> int:
-        name = _module(item.nodeid)
-        if name in SERIAL_MODULES:
-            return 0
-        if name in FIRST:
-            return 1 + FIRST.index(name)
-        return len(FIRST) + (2 if name.startswith("tests/unit/") else 1)
+        unit = _unit(item.nodeid)
+        if unit in FIRST:
+            return FIRST.index(unit)
+        return len(FIRST) + (2 if unit.startswith("tests/unit/") else 3 if unit.startswith("tests/e2e/") else 1)
 
     items.sort(key=rank)  # stable: the order within a module is kept
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook (a plain `pytest` run has no scheduler)
 def pytest_xdist_make_scheduler(config, log):
-    """Units of work by module, the serial group as one unit, in collection order (see above).
+    """Units of work as above, given out in collection order.
 
-    (Written here rather than with xdist_group marks: pytest-xdist 3.8's loadgroup renames nodes
-    through ``_nodeid``, which pytest 9.2's nodes no longer read, so the groups were silently lost.)
+    (Not xdist_group marks with --dist loadgroup: pytest-xdist 3.8 renames the nodes through
+    ``_nodeid``, which pytest 9.2's nodes no longer read, so the groups were silently lost.)
     """
     from xdist.scheduler import LoadScopeScheduling
 
     class ModuleScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = _module(nodeid)
-            return SERIAL_GROUP if module in SERIAL_MODULES else module
+            return _unit(nodeid)
 
     return ModuleScheduling(config, log)
 
@@ -62,7 +73,7 @@ def _exclusive(path: Path):
 
 
 @pytest.fixture(scope="session")
-def small_demo(tmp_path_factory, worker_id) -> Path:
+def small_demo(tmp_path_factory) -> Path:
     """The `small` demo data set (default seed), generated once per run (shared by parallel workers).
 
     Set EOLAB_TEST_DEMO_DIR to reuse a directory across runs: it is generated there unless it
@@ -75,7 +86,7 @@ def small_demo(tmp_path_factory, worker_id) -> Path:
     env = os.environ.get("EOLAB_TEST_DEMO_DIR")
     if env:
         out = Path(env)
-    elif worker_id != "master":  # the run's common temporary root, beside each worker's own
+    elif os.environ.get("PYTEST_XDIST_WORKER"):  # the run's common temporary root, beside each worker's own
         out = tmp_path_factory.getbasetemp().parent / "demo-small"
     else:
         out = tmp_path_factory.mktemp("demo-small")

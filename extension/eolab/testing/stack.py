@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,38 +34,53 @@ def _free(port: int) -> bool:
 
 # Ports handed out are written here, one file per process, so that parallel test workers (and two
 # suites on one machine) never pick the same range between the bind check and the server's start.
-_CLAIMS = Path(tempfile.gettempdir()) / "eolab-test-ports"
+# One directory per account: it must be ours and private, since other accounts (the hub tests' users
+# among them) share the temporary directory.
+_CLAIMS = Path(tempfile.gettempdir()) / f"eolab-test-ports-{os.getuid()}"
 
 
-def _alive(pid: int) -> bool:
+def _started(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot), or None if it is gone: a PID alone may be reused."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _claims_dir() -> Path:
+    _CLAIMS.mkdir(mode=0o700, exist_ok=True)
+    info = _CLAIMS.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        raise RuntimeError(f"{_CLAIMS} is not a private directory of this account; remove it and run again")
+    return _CLAIMS
 
 
 def _claim(ports: list[int]) -> bool:
-    """Claim ``ports`` for this process unless another live process (or this one) already has one of them."""
-    _CLAIMS.mkdir(mode=0o700, exist_ok=True)
-    with open(_CLAIMS / ".lock", "a") as lock:
+    """Claim ``ports`` for this process unless a live process (this one included) already has one of them."""
+    directory = _claims_dir()
+    me = os.getpid()
+    with open(directory / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         taken: set[int] = set()
         mine: set[int] = set()
-        for path in _CLAIMS.glob("*.json"):
-            pid = int(path.stem) if path.stem.isdigit() else -1
-            if pid != os.getpid() and not _alive(pid):
+        for path in directory.glob("*.json"):
+            try:
+                record = json.loads(path.read_text())
+                pid, ports_of = int(path.stem), set(record["ports"])
+            except (ValueError, KeyError, TypeError, OSError):
+                path.unlink(missing_ok=True)  # not a claim this code wrote
+                continue
+            if _started(pid) != record.get("started"):
                 path.unlink(missing_ok=True)  # left by a process that is gone
                 continue
-            ports_of = set(json.loads(path.read_text() or "[]"))
             taken |= ports_of
-            if pid == os.getpid():
+            if pid == me:
                 mine = ports_of
         if taken.intersection(ports):
             return False
-        (_CLAIMS / f"{os.getpid()}.json").write_text(json.dumps(sorted(mine | set(ports))))
+        tmp = directory / f".{me}.tmp"
+        tmp.write_text(json.dumps({"started": _started(me), "ports": sorted(mine | set(ports))}))
+        tmp.replace(directory / f"{me}.json")
         return True
 
 
