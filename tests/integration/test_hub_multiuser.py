@@ -333,7 +333,7 @@ def test_zz_down_leaves_no_process_of_any_user(mu_hub, alice, bob, alice_cluster
     uids = [pwd.getpwnam(PREFIX + name).pw_uid for name in USERS]
     assert any(_processes_of_uid(uid) for uid in uids)
     hub.down(config, settings)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60  # polled; processes end late on a busy machine
     while time.monotonic() < deadline and any(_processes_of_uid(uid) for uid in uids):
         time.sleep(0.2)
     assert [pid for uid in uids for pid in _processes_of_uid(uid)] == []

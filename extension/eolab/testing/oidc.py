@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 
 NODE = shutil.which("node")
+START_TIMEOUT = 120  # seconds for the provider to answer (it is watched: an exit fails at once)
 
 
 def provider_dir() -> Path:
@@ -65,7 +66,8 @@ class Provider:
             self.proc = subprocess.Popen([NODE, str(provider_dir() / "provider.mjs"), "serve", str(path)],
                                          cwd=provider_dir(), stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
-        deadline = time.monotonic() + 30
+        # node loads the provider's ~40 packages first: seconds when idle, far longer on a busy machine
+        deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"the OIDC provider exited: {self.log.read_text()[-2000:]}"
             try:
@@ -74,7 +76,7 @@ class Provider:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise AssertionError(f"the OIDC provider did not answer within 30 s: {self.log.read_text()[-2000:]}")
+        raise AssertionError(f"the OIDC provider did not answer within {START_TIMEOUT} s: {self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
