@@ -24,6 +24,9 @@ from eolab.config import StackConfig
 from eolab.data import access, onboarding
 from tests.integration.test_load_cube import scene_window_bbox
 
+# Notebook runs of several minutes; make test runs two test processes side by side on 2 cores.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
+
 LOOKALIKES = ("earth-search-like", "pc-like")
 ALL_LOOKALIKES = LOOKALIKES + ("cdse-like",)
 LANDSAT = "landsat-like"

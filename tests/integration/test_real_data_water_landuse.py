@@ -23,7 +23,8 @@ from eolab import metrics
 from eolab.analysis import atmosphere, clouds, crops, indices, water
 from eolab.analysis import timeseries as ts
 
-pytestmark = pytest.mark.integration
+# Notebook runs of several minutes; make test runs two test processes side by side on 2 cores.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 BERLIN = DATA / "berlin-s2l1c"

@@ -15,7 +15,8 @@ from eolab import provenance
 from eolab.demo import evaluate
 from tests.integration._workflow_utils import run_notebook
 
-pytestmark = pytest.mark.integration
+# Notebook runs of several minutes; make test runs two test processes side by side on 2 cores.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ from eolab.analysis import publish
 from eolab.demo import evaluate
 from tests.integration._workflow_utils import member_urls, run_notebook
 
-pytestmark = pytest.mark.integration
+# Notebook runs of several minutes; make test runs two test processes side by side on 2 cores.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 
 @pytest.fixture(scope="module")
