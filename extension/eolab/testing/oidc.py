@@ -76,6 +76,7 @@ class Provider:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        self.stop()  # not left running behind the failure
         raise AssertionError(f"the OIDC provider did not answer within {START_TIMEOUT} s: {self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:
