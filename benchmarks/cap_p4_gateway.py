@@ -234,7 +234,7 @@ def gateway(data_dir: Path, demo_dir: Path, workers: int, memory: float) -> dict
         with running_stack(make_stack_config(shared / "stack-run", demo_dir)) as stack:
             config = hub_config_for_accounts(stack, run_dir=shared / "run")
             settings = hub.HubSettings(
-                mode="multiuser", port=free_port_base(width=9, start=47000), users=LOGINS[0], admin_users=LOGINS[1],
+                mode="multiuser", port=free_port_base(width=9, start=17000), users=LOGINS[0], admin_users=LOGINS[1],
                 system_user_prefix=PREFIX, spawner="slurm", gateway_backend="slurm", slurm_conf=str(slurm.conf),
                 slurm_bin=str(slurm.bin), slurm_partition=slurm.partition, cluster_orphan_timeout=60,
                 cluster_idle_timeout=1800, max_worker_cores=1, max_worker_memory=memory,

@@ -44,7 +44,7 @@ def main() -> None:
         generate(data, "small", progress=False)
     run = Path(tempfile.mkdtemp(prefix="eolab-bench-hub-"))
     run.chmod(0o711)  # as root each user runs as a system account (prefix eolabh-) that must reach it
-    base = free_port_base(width=9, start=52000)
+    base = free_port_base(width=9, start=22000)
     config = load_config(DEFAULT_CONFIG, run_dir=str(run), data_dir=str(data), port_offset=base - 8700 + 100)
     settings = hub.HubSettings(port=base, users=[f"user{i}" for i in range(ROUNDS)] + ["bench"],
                                system_user_prefix="eolabh-")

@@ -38,7 +38,7 @@ AS_ROOT = os.geteuid() == 0
 
 @pytest.fixture(scope="module")
 def browser_hub(catalog_stack, tmp_path_factory):
-    base = free_port_base(width=9, start=45000)
+    base = free_port_base(width=9, start=15000)
     settings = hub.HubSettings(port=base, users=["alice"], max_worker_cores=1, system_user_prefix=PREFIX,
                                max_worker_memory=1.0)
     with running_demo_hub(catalog_stack, settings, "eolab-browser-",

@@ -734,7 +734,7 @@ def test_up_again_is_idempotent(demo_hub):
 
 def test_up_refuses_a_taken_port_with_one_line(catalog_stack, tmp_path):
     config = catalog_stack.model_copy(update={"run_dir": tmp_path})
-    base = free_port_base(start=47000)
+    base = free_port_base(start=17000)
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", base + 3))
         blocker.listen()
@@ -750,7 +750,7 @@ def test_demo_as_root_refuses_a_run_directory_its_users_cannot_reach(catalog_sta
 
     config = catalog_stack.model_copy(update={"run_dir": tmp_path / "run"})
     with pytest.raises(ServiceError) as err:
-        hub.up(config, hub.HubSettings(port=free_port_base(width=9, start=47000), users=["nobody-here"],
+        hub.up(config, hub.HubSettings(port=free_port_base(width=9, start=17000), users=["nobody-here"],
                                        system_user_prefix=PREFIX))
     message = str(err.value)
     assert "hub directory" in message and "not searchable" in message and "\n" not in message

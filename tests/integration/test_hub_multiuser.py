@@ -74,7 +74,7 @@ def mu_hub(catalog_stack):
     config = hub_config_for_accounts(catalog_stack, "eolab-multiuser-")
     run_dir = config.run_dir
     settings = hub.HubSettings(
-        mode="multiuser", port=free_port_base(width=9, start=43000), users=USERS, admin_users=ADMINS,
+        mode="multiuser", port=free_port_base(width=9, start=13000), users=USERS, admin_users=ADMINS,
         system_user_prefix=PREFIX, cluster_idle_timeout=120, max_clusters_per_user=2, max_cores_per_user=3,
         max_memory_per_user=3.0, max_worker_cores=1, max_worker_memory=1.0)
     try:
@@ -320,7 +320,7 @@ def test_up_refuses_multiuser_without_reachable_paths(catalog_stack, tmp_path):
 
     config = catalog_stack.model_copy(update={"run_dir": tmp_path / "run"})
     with pytest.raises(ServiceError) as err:
-        hub.up(config, hub.HubSettings(mode="multiuser", port=free_port_base(width=9, start=45000),
+        hub.up(config, hub.HubSettings(mode="multiuser", port=free_port_base(width=9, start=15000),
                                        users=["nobody-here"], system_user_prefix=PREFIX))
     assert "hub directory" in str(err.value) and "not searchable" in str(err.value)
     assert "\n" not in str(err.value)

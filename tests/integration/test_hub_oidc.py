@@ -53,7 +53,7 @@ def oidc(catalog_stack, tmp_path_factory):
     # As root each login runs as its own system account, which must reach the hub directory.
     config = hub_config_for_accounts(catalog_stack, "eolab-oidc-") if AS_ROOT else \
         catalog_stack.model_copy(update={"run_dir": str(work / "run")})
-    base = free_port_base(width=9, start=51000)  # other hub tests: 41000-49000, benchmarks 52000
+    base = free_port_base(width=9, start=21000)  # other hub tests: 11000-19000, benchmarks 22000
     idp_port = free_port_base(width=1, start=base + 9)
     hub_url = f"http://127.0.0.1:{base}"
     secret = secrets.token_hex(24)

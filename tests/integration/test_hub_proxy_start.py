@@ -30,7 +30,7 @@ def _proxy(cls, tmp_path: Path, **extra):
         pytest.skip(f"configurable-http-proxy is not installed ({CHP}); `make install` installs it")
     # The shell sleeps, then becomes the real proxy with the arguments JupyterHub appends.
     command = ["sh", "-c", f'sleep {DELAY}; exec "$0" "$@"', str(CHP), "--log-level", "warn"]
-    port = free_port_base(width=2, start=44000)  # claimed: nothing listens there for DELAY seconds
+    port = free_port_base(width=2, start=14000)  # claimed: nothing listens there for DELAY seconds
     return cls(public_url=f"http://127.0.0.1:{port}", api_url=f"http://127.0.0.1:{port + 1}",
                auth_token=secrets.token_hex(16), command=command, pid_file=str(tmp_path / f"{cls.__name__}.pid"),
                hub=SimpleNamespace(url="http://127.0.0.1:9/hub/"),

@@ -42,7 +42,7 @@ def identity_provider(tmp_path_factory):
     if oidc.available():
         pytest.skip(oidc.available())
     with oidc.provider_with_user(tmp_path_factory.mktemp("idp"), "alice",
-                                 port=free_port_base(width=1, start=53100)) as found:
+                                 port=free_port_base(width=1, start=23100)) as found:
         yield found
 
 

@@ -46,7 +46,7 @@ def gateway_hub(catalog_stack, slurm, shared_dir):
     _remove_users()
     config = hub_config_for_accounts(catalog_stack, run_dir=shared_dir / "run")
     settings = hub.HubSettings(
-        mode="multiuser", port=free_port_base(width=9, start=47000), users=["alice"], admin_users=["boss"],
+        mode="multiuser", port=free_port_base(width=9, start=17000), users=["alice"], admin_users=["boss"],
         system_user_prefix=PREFIX, spawner="slurm", gateway_backend="slurm", slurm_conf=str(slurm.conf), slurm_bin=str(slurm.bin),
         slurm_partition=slurm.partition, cluster_orphan_timeout=ORPHAN_TIMEOUT, cluster_idle_timeout=120,
         max_worker_cores=1, max_worker_memory=1.0)
@@ -156,5 +156,5 @@ def test_slurm_gateway_needs_multiuser_mode(catalog_stack, tmp_path):
 
     config = catalog_stack.model_copy(update={"run_dir": tmp_path / "run"})
     with pytest.raises(ServiceError, match="needs EOLAB_HUB_MODE=multiuser"):
-        hub.up(config, hub.HubSettings(port=free_port_base(width=9, start=49000), gateway_backend="slurm",
+        hub.up(config, hub.HubSettings(port=free_port_base(width=9, start=19000), gateway_backend="slurm",
                                        slurm_conf="/nonexistent/slurm.conf"))

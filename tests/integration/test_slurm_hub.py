@@ -34,7 +34,7 @@ PREFIX = "eolabs-"  # demo mode as root: login alice runs as system user eolabs-
 @pytest.fixture(scope="module")
 def slurm_hub(catalog_stack, slurm, shared_dir):
     config = catalog_stack.model_copy(update={"run_dir": shared_dir / "run"})
-    base = free_port_base(width=9, start=43000)
+    base = free_port_base(width=9, start=13000)
     settings = hub.HubSettings(port=base, users=["alice"], compute_backend="slurm", system_user_prefix=PREFIX,
                                slurm_conf=str(slurm.conf), slurm_bin=str(slurm.bin))
     remove_system_users([PREFIX + "alice", PREFIX + "admin"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 
@@ -22,6 +23,17 @@ def leaflet_rect(x0, y0, x1, y1) -> dict:
     ring = [[x0, y0], [x0, y1], [x1, y1], [x1, y0], [x0, y0]]
     return {"type": "Feature", "properties": {"style": {"color": "#d7301f"}},
             "geometry": {"type": "Polygon", "coordinates": [ring]}}
+
+
+@pytest.fixture(autouse=True)
+def kernel_event_loop():
+    """The thread's event loop, as in a kernel: ipyleaflet's fit_bounds schedules its work on it. (Without
+    it these views depended on which earlier test in the process had left a loop set.)"""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 @pytest.fixture

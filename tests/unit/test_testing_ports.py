@@ -12,7 +12,7 @@ from eolab.testing import stack
 CHILD = """
 import sys, time
 from eolab.testing.stack import free_port_base, free_port_offset
-print(free_port_offset(), free_port_base(width=4, start=45001), flush=True)
+print(free_port_offset(), free_port_base(width=4, start=15001), flush=True)
 sys.stdin.readline()  # hold the claim until the parent has asked
 """
 
@@ -30,13 +30,13 @@ def test_a_range_another_live_process_holds_is_not_handed_out_again():
     # Once that process is gone its claim lapses: the next claim removes it.
     claim = stack._CLAIMS / f"{child.pid}.json"
     assert claim.exists()
-    stack.free_port_base(width=1, start=45501)
+    stack.free_port_base(width=1, start=15501)
     assert not claim.exists()
 
 
 def test_a_claim_of_a_reused_pid_or_an_unreadable_file_does_not_block(tmp_path, monkeypatch):
     monkeypatch.setattr(stack, "_CLAIMS", tmp_path / "claims")
-    base = stack.free_port_base(width=2, start=45601)
+    base = stack.free_port_base(width=2, start=15601)
     mine = tmp_path / "claims" / f"{__import__('os').getpid()}.json"
     record = mine.read_text()
     # The same ports claimed by a PID that is alive (ours) but started at another time: a reused PID.
@@ -54,9 +54,9 @@ def test_a_claims_directory_that_is_not_private_is_refused(tmp_path, monkeypatch
     shared.chmod(0o777)
     monkeypatch.setattr(stack, "_CLAIMS", shared)
     with pytest.raises(RuntimeError, match="not a private directory"):
-        stack.free_port_base(width=1, start=45701)
+        stack.free_port_base(width=1, start=15701)
 
 
 def test_the_same_process_never_gets_a_range_twice():
-    first = stack.free_port_base(width=3, start=45301)
+    first = stack.free_port_base(width=3, start=15301)
     assert stack.free_port_base(width=3, start=first) != first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 import shutil
@@ -84,21 +85,44 @@ def _claim(ports: list[int]) -> bool:
         return True
 
 
-def free_port_base(width: int = 8, start: int = 41000) -> int:
-    """A port where ``width`` consecutive ports are free on 127.0.0.1 (and not handed out to another test process)."""
-    for base in range(start, 60000, 97):
+def _ephemeral() -> range:
+    """The kernel's ephemeral ports: every outgoing connection and every bind to port 0 takes one, so a
+    range there can be taken between the claim and the server's start (seen with two test processes)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+def _usable(ports: list[int]) -> bool:
+    ephemeral = _ephemeral()
+    return all(1024 < p < 65536 and p not in ephemeral for p in ports)
+
+
+def free_port_base(width: int = 8, start: int = 11000) -> int:
+    """A port where ``width`` consecutive ports are free on 127.0.0.1 (outside the ephemeral range, and
+    not handed out to another test process)."""
+    for base in itertools.chain(range(start, 65536 - width, 97), range(10000, start, 97)):
         ports = list(range(base, base + width))
-        if all(_free(p) for p in ports) and _claim(ports):
+        if _usable(ports) and all(_free(p) for p in ports) and _claim(ports):
             return base
     raise RuntimeError("no free port range on 127.0.0.1")
 
 
+def _stack_ports() -> list[int]:
+    """Every port of the default configuration at offset 0: the stack's, the look-alikes' and the hub's
+    (8700-8739 holds the hub and all services but PostgreSQL)."""
+    base = load_config(DEFAULT_CONFIG)
+    return sorted(set(_ports(base)) | set(range(8700, 8740)))
+
+
 def free_port_offset(start: int = 20000) -> int:
     """A port offset at which every port of the default configuration is free (and not yet handed out)."""
-    base = load_config(DEFAULT_CONFIG)
-    for offset in range(start, 50000, 137):
-        ports = [p + offset for p in _ports(base)]
-        if all(_free(p) for p in ports) and _claim(ports):
+    ports0 = _stack_ports()
+    for offset in itertools.chain(range(start, 57000, 137), range(1000, start, 137)):
+        ports = [p + offset for p in ports0]
+        if _usable(ports) and all(_free(p) for p in ports) and _claim(ports):
             return offset
     raise RuntimeError("no free port range found on 127.0.0.1")
 
