@@ -372,15 +372,17 @@ class PeakRSS:
         self._t.join()
 
 
-def run_pipeline(data_dir: Path, out_dir: Path, cpu=None, peak: PeakRSS | None = None) -> tuple[dict, dict]:
+def run_pipeline(data_dir: Path, out_dir: Path, cpu=None, peak: PeakRSS | None = None,
+                 tile_parcels: int = 0) -> tuple[dict, dict]:
     """The CAP checks end to end; returns (step times in s, facts). ``cpu``: the CPU clock read once
-    before and once after each step (default :func:`cpu_seconds`; on a cluster also the workers')."""
+    before and once after each step (default :func:`cpu_seconds`; on a cluster also the workers').
+    ``tile_parcels``: run ``cap.run_checks_tiled`` with tiles of about this many parcels; 0: the
+    template's one pass (``parcel_series`` of all parcels, then ``cap.run_checks``)."""
     import pandas as pd
     import pystac
 
     from eolab import provenance
     from eolab.analysis import cap, claims, crops, events, outputs
-    from eolab.analysis import timeseries as ts
 
     cpu = cpu or cpu_seconds
     times: dict[str, float] = {}
@@ -409,16 +411,23 @@ def run_pipeline(data_dir: Path, out_dir: Path, cpu=None, peak: PeakRSS | None =
     mon = declared[ok]
     facts["parcels"], facts["monitorable"] = len(declared), int(ok.sum())
     step("screen (small / thin)")
-    bbox = [float(v) for v in mon.to_crs("EPSG:4326").total_bounds]
-    z = crops.parcel_series(items, mon, bbox=bbox)
-    facts["cube"] = {"dates": int(z.sizes["time"]), "variables": len(crops.ZONAL_BANDS) + 3}
-    step("zonal statistics (parcel_series)")
-    X, info = crops.parcel_features(z)
-    step("parcel features: clean + gap-fill")
-    # the template's own pipeline (crop model, growth threshold, mowing, bare soil, traffic light)
-    run = cap.run_checks(mon, z, None, screen=screen[ok], features=(X, info), n_jobs=2)
-    checks, mowing, bare = run.checks, run.mowing, run.bare_soil
-    step("cap.run_checks (model, events, lights)")
+    if tile_parcels:
+        # country scale: series, features and events one tile of parcels at a time
+        run = cap.run_checks_tiled(mon, items, tile_parcels=tile_parcels, screen=screen[ok], n_jobs=2, progress=False)
+        facts["tiles"] = run.info["tiles"]
+        facts["tile_phases_s"] = run.info["seconds"]
+        step(f"cap.run_checks_tiled ({run.info['tiles']} tiles: series, features, events, model, lights)")
+    else:
+        bbox = [float(v) for v in mon.to_crs("EPSG:4326").total_bounds]
+        z = crops.parcel_series(items, mon, bbox=bbox)
+        step("zonal statistics (parcel_series)")
+        X, info = crops.parcel_features(z)
+        step("parcel features: clean + gap-fill")
+        # the template's own pipeline (crop model, growth threshold, mowing, bare soil, traffic light)
+        run = cap.run_checks(mon, z, None, screen=screen[ok], features=(X, info), n_jobs=2)
+        step("cap.run_checks (model, events, lights)")
+    facts["cube"] = {"dates": len(run.info["days"]), "variables": len(crops.ZONAL_BANDS) + 3}
+    checks, mowing, bare, info = run.checks, run.mowing, run.bare_soil, run.info
     # parcels the screen set aside are yellow without images, as in the template's map
     rest = screen[~ok]
     skipped = pd.DataFrame({"declared_crop": declared.loc[~ok, "crop_name"].values, "light": "yellow",
@@ -426,17 +435,21 @@ def run_pipeline(data_dir: Path, out_dir: Path, cpu=None, peak: PeakRSS | None =
                             "declaration_suspect": False, "n_clear_observations": 0}, index=rest.index)
     checks = pd.concat([checks, skipped]).loc[declared.index]
     facts["lights"] = checks["light"].value_counts().to_dict()
+    red = (checks["light"] == "red").values
     step("traffic light")
     result = declared[["farmer_id", "crop_code", "crop_name", "area_declared_ha", "geometry"]].join(screen).join(
         checks.drop(columns=["declared_crop"]))
+    del checks  # (run.checks stays: the run's own table, as dossiers read it)
     prov = provenance.record(items, workflow="cap-parcel-checks", parameters={"benchmark": "P4"},
                              inputs=[str(data_dir / "claims.gpkg")])
-    used = np.zeros((len(result), z.sizes["time"]), bool)  # the dates each parcel's series used
+    used = np.zeros((len(result), len(info["days"])), bool)  # the dates each parcel's series used
     rows = result.index.get_indexer(mon.index)
     assert (rows >= 0).all(), "monitorable parcels missing from the result table"
     used[rows] = info["observed"]
-    result["source_items"] = provenance.source_items_per_row(prov, result, used, dates=z.time.values)
-    result = result.rename_axis("parcel_id").reset_index()
+    dates = info["times"] if tile_parcels else z.time.values
+    result["source_items"] = provenance.source_items_per_row(prov, result, used, dates=dates)
+    result.index.name = "parcel_id"
+    result.reset_index(inplace=True)  # in place: no second copy of a country's table
     facts["result_table_bytes"] = int(result.memory_usage(deep=True).sum())
     files = outputs.write_table(result, out_dir / "cap_checks.gpkg", prov)
     ev = events.events_table(mon.index, mowing, bare)
@@ -445,13 +458,8 @@ def run_pipeline(data_dir: Path, out_dir: Path, cpu=None, peak: PeakRSS | None =
     step("output files (gpkg + parquet + csv)")
     truth = json.loads((data_dir / "truth.json").read_text())
     wrong = np.array(truth["wrong_declaration"])
-    red = (checks["light"] == "red").values
     tp = int((red & wrong).sum())
     facts["red_precision_recall"] = (tp / max(red.sum(), 1), tp / max(wrong.sum(), 1))
-    # diagnostic, outside the timed steps: the haze test that the series step runs once per index
-    t0 = time.perf_counter()
-    ts.haze_flags(z["B02"].values, z["B04"].values)
-    facts["haze_flags_s"] = time.perf_counter() - t0
     return times, facts
 
 
@@ -557,7 +565,7 @@ def one_size(data_dir: Path, args, ee: bool) -> dict:
     out_dir = Path(tempfile.mkdtemp(prefix="eolab-p4-out-"))
     load_before = os.getloadavg()[0]
     with PeakRSS() as peak:
-        times, facts = run_pipeline(data_dir, out_dir, peak=peak)
+        times, facts = run_pipeline(data_dir, out_dir, peak=peak, tile_parcels=args.tile_parcels[0])
     steps_peak = max(facts["peak_by_step"].values())  # the pipeline's steps, not the diagnostics after them
     total = sum(times.values())  # the steps only, not the diagnostics after them
     load_after = os.getloadavg()[0]
@@ -570,14 +578,16 @@ def one_size(data_dir: Path, args, ee: bool) -> dict:
     print(f"peak RSS of the pipeline's steps {steps_peak / 2**30:.2f} GiB; with the diagnostics after them "
           f"{peak.peak / 2**30:.2f} GiB (ru_maxrss {maxrss / 2**30:.2f} GiB); cube in memory would be "
           f"{cube_bytes / 2**30:.1f} GiB float32 (bands on disk uncompressed {band_bytes / 2**30:.1f} GiB)", file=sys.stderr)
-    print(f"of the series step: timeseries.haze_flags {facts['haze_flags_s']:.1f} s per call, called 4 times "
-          "(clean_series of NDVI, NDMI, NDRE and NDVI for mowing)", file=sys.stderr)
+    if facts.get("tiles"):
+        print(f"tiled run: {facts['tiles']} tiles of about {args.tile_parcels[0]:,} parcels; phases (wall s): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in facts["tile_phases_s"].items()), file=sys.stderr)
     cpu = sum(facts["cpu"].values())
     fig = {"parcels": facts["parcels"], "monitorable": facts["monitorable"], "dates": args.dates, "wall_s": total,
            "cpu_s": cpu, "steps_wall": times, "steps_cpu": facts["cpu"], "peak_rss": steps_peak,
            "peak_rss_with_diagnostics": peak.peak, "peak_by_step": facts["peak_by_step"], "maxrss": maxrss,
            "cube_bytes": cube_bytes, "result_table_bytes": facts["result_table_bytes"], "lights": facts["lights"],
-           "load": [load_before, load_after], "out_dir": str(out_dir)}
+           "load": [load_before, load_after], "out_dir": str(out_dir), "tile_parcels": args.tile_parcels[0],
+           "tiles": facts.get("tiles", 0)}
     steps = ", ".join(f"{k} {v:.1f}/{facts['cpu'][k]:.1f}" for k, v in times.items())
     print(f"{machine()}; 1-min load average {load_before:.1f} before / {load_after:.1f} after the pipeline; "
           f"outputs in {out_dir}", file=sys.stderr)
@@ -609,6 +619,9 @@ def main() -> None:
     ap.add_argument("--no-ee", action="store_true", help="skip the comparison with exactextract")
     ap.add_argument("--goal", type=float, default=300.0)
     ap.add_argument("--compare-only", action="store_true", help="only zonal statistics vs exactextract")
+    ap.add_argument("--tile-parcels", type=int, nargs="+", default=[25_000],
+                    help="cap.run_checks_tiled with tiles of about this many parcels; 0: the template's one pass "
+                         "(parcel_series of all parcels, then cap.run_checks); several: each one measured")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one prepared scene, print its figures as JSON
     args = ap.parse_args()
     if args.one:
@@ -639,25 +652,32 @@ def main() -> None:
         return
     import subprocess
 
-    figs = []
-    for k, scene in enumerate(scenes):
-        print(f"--- {args.parcels[k]:,} parcels", file=sys.stderr)
-        cmd = [sys.executable, __file__, "--one", str(scene), "--dates", str(args.dates), "--ee-window",
-               str(args.ee_window), "--goal", str(args.goal)] + (["--no-ee"] if args.no_ee or k else [])
-        figs.append(json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout))
-    a, b = figs[0], figs[-1]
-
     def per(f, key):  # seconds per monitorable parcel-date
         return f[key] / (f["monitorable"] * f["dates"])
 
-    print(json.dumps(figs))
-    print(f"P4 scaling {a['parcels']:,} → {b['parcels']:,} parcels × {args.dates} dates: CPU per parcel-date "
-          f"{per(a, 'cpu_s') * 1e6:.1f} → {per(b, 'cpu_s') * 1e6:.1f} µs (ratio {per(b, 'cpu_s') / per(a, 'cpu_s'):.3f}; "
-          f"goal ≤ 1.1), wall per parcel-date {per(a, 'wall_s') * 1e6:.1f} → {per(b, 'wall_s') * 1e6:.1f} µs "
-          f"(ratio {per(b, 'wall_s') / per(a, 'wall_s'):.3f}); end to end {a['wall_s']:.0f} → {b['wall_s']:.0f} s wall, "
-          f"{a['cpu_s']:.0f} → {b['cpu_s']:.0f} s CPU; peak RSS {a['peak_rss'] / 2**30:.2f} → {b['peak_rss'] / 2**30:.2f} GiB "
-          f"(+{(b['peak_rss'] - a['peak_rss']) / 2**20:.0f} MiB; result table {a['result_table_bytes'] / 2**20:.0f} → "
-          f"{b['result_table_bytes'] / 2**20:.0f} MiB in memory); load average {a['load']} / {b['load']}")
+    every = []
+    for mode in args.tile_parcels:
+        figs = []
+        for k, scene in enumerate(scenes):
+            print(f"--- {args.parcels[k]:,} parcels, " + (f"tiles of {mode:,} parcels" if mode else "one pass"),
+                  file=sys.stderr)
+            cmd = [sys.executable, __file__, "--one", str(scene), "--dates", str(args.dates), "--ee-window",
+                   str(args.ee_window), "--goal", str(args.goal), "--tile-parcels", str(mode)] + (
+                       ["--no-ee"] if args.no_ee or k else [])
+            figs.append(json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout))
+        every += figs
+        a, b = figs[0], figs[-1]
+        print(f"P4 scaling ({f'tiles of {mode:,} parcels' if mode else 'one pass'}) {a['parcels']:,} → "
+              f"{b['parcels']:,} parcels × {args.dates} dates: CPU per parcel-date "
+              f"{per(a, 'cpu_s') * 1e6:.1f} → {per(b, 'cpu_s') * 1e6:.1f} µs (ratio {per(b, 'cpu_s') / per(a, 'cpu_s'):.3f}; "
+              f"goal ≤ 1.1), wall per parcel-date {per(a, 'wall_s') * 1e6:.1f} → {per(b, 'wall_s') * 1e6:.1f} µs "
+              f"(ratio {per(b, 'wall_s') / per(a, 'wall_s'):.3f}); end to end {a['wall_s']:.0f} → {b['wall_s']:.0f} s wall, "
+              f"{a['cpu_s']:.0f} → {b['cpu_s']:.0f} s CPU; peak RSS {a['peak_rss'] / 2**30:.2f} → {b['peak_rss'] / 2**30:.2f} GiB "
+              f"(+{(b['peak_rss'] - a['peak_rss']) / 2**20:.0f} MiB; result table {a['result_table_bytes'] / 2**20:.0f} → "
+              f"{b['result_table_bytes'] / 2**20:.0f} MiB in memory: +"
+              f"{(b['result_table_bytes'] - a['result_table_bytes']) / 2**20:.0f} MiB); load average {a['load']} / {b['load']}",
+              file=sys.stderr)
+    print(json.dumps(every))
 
 
 if __name__ == "__main__":

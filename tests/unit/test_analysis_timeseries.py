@@ -46,6 +46,23 @@ def test_haze_flags_catch_a_blue_rise_not_a_red_one():
     assert flags.sum() <= 3
 
 
+def test_haze_margin_fitted_on_parts_gives_the_flags_of_the_whole():
+    # the tiled CAP run computes anomalies tile by tile and fits one margin on all of them
+    rng = np.random.default_rng(1)
+    blue = (0.04 + rng.normal(0, 0.003, (300, 24))).astype("float32")
+    red = (0.05 + rng.normal(0, 0.003, (300, 24))).astype("float32")
+    blue[rng.random(blue.shape) < 0.2] = np.nan  # unobserved parcel-dates
+    blue[rng.integers(0, 300, 15), rng.integers(0, 24, 15)] += 0.07
+    whole = ts.haze_flags(blue, red)
+    parts = [ts.haze_anomaly(blue[r], red[r]) for r in np.array_split(rng.permutation(300), 7)]
+    margin = ts.haze_margin(np.concatenate([a[np.isfinite(a)] for a in parts]))
+    np.testing.assert_array_equal(ts.haze_flags(blue, red, margin=margin), whole)
+    assert 10 <= whole.sum() <= 20
+    # a margin fitted on one part alone is another margin: the parts are not judged alone
+    assert ts.haze_margin(parts[0]) != margin
+    assert ts.haze_margin(np.full(5, np.nan)) is None
+
+
 def test_despike_removes_a_one_date_dip_but_keeps_a_lasting_drop():
     days = np.arange(0, 60, 5.0)
     dip = np.full(12, 0.8)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -298,27 +299,44 @@ def run_checks(declared: Any, z: Any, z1: Any | None = None, *, screen: Any = No
     X, info = crops.parcel_features(z) if features is None else features
     if z1 is not None:
         X = X.join(crops.s1_features(z1, info["grid_days"]))
-    names = declared.loc[X.index, "crop_name"].astype(str).values
-    ok = screen.loc[X.index, "monitorable"].values
-    if ok.sum() < 10:
-        raise EolabError(f"only {int(ok.sum())} monitorable parcels: too few to train the crop model",
-                         hint="give the claims of a larger area (the model learns from the other parcels)")
-    p_ok, classes = cross_fit_crop_probabilities(X.values[ok], names[ok], seed=seed, n_jobs=n_jobs)
-    proba = np.full((len(X), len(classes)), 1.0 / len(classes))
-    proba[ok] = p_ok
-    arable = arable_mask(declared.loc[X.index], grassland)
-    threshold = growth_threshold(X["NDVI_max"].values[ok & arable])
+    _enough_monitorable(screen.loc[X.index, "monitorable"].values)
     # mowing dips must not be removed as spikes
     ndvi = ts.clean_series(z, "NDVI", spikes=False)
-    is_grass = grassland_mask(declared.loc[X.index], grassland)
     if z1 is not None:
         found = events.detect_mowing_fused(ndvi, info["days"], z1["vh_db"].values, ts.day_numbers(z1.time.values),
                                            z1["n_pixels"].values / 4.0, threshold=mowing_threshold,
                                            season=mowing_season)
     else:
         found = events.detect_mowing(ndvi, info["days"])
-    mowing = [evs if g else [] for evs, g in zip(found, is_grass)]
     bare = events.detect_bare_soil(info["series"]["NDVI"], info["days"])
+    return _decide(declared, screen, X, info, ndvi, found, bare, z1=z1, red_probability=red_probability,
+                   red_ratio=red_ratio, min_observations=min_observations, seed=seed, grassland=grassland,
+                   n_jobs=n_jobs, checks=checks, check_params=check_params)
+
+
+def _enough_monitorable(ok: np.ndarray) -> None:
+    if ok.sum() < 10:
+        raise EolabError(f"only {int(ok.sum())} monitorable parcels: too few to train the crop model",
+                         hint="give the claims of a larger area (the model learns from the other parcels)")
+
+
+def _decide(declared: Any, screen: Any, X: Any, info: dict, ndvi: np.ndarray, found: list, bare: list, *,
+            z1: Any, red_probability: float | None, red_ratio: float | None, min_observations: int, seed: int,
+            grassland: str, n_jobs: int, checks: Sequence[str] | None, check_params: dict | None) -> CapRun:
+    """What needs all parcels at once: the cross-fitted crop model, the scene's growth threshold and
+    the lights, from per-parcel features, series and events (of one pass or of many tiles)."""
+    from eolab.analysis import cap_checks
+
+    names = declared.loc[X.index, "crop_name"].astype(str).values
+    ok = screen.loc[X.index, "monitorable"].values
+    _enough_monitorable(ok)
+    p_ok, classes = cross_fit_crop_probabilities(X.values[ok], names[ok], seed=seed, n_jobs=n_jobs)
+    proba = np.full((len(X), len(classes)), 1.0 / len(classes))
+    proba[ok] = p_ok
+    arable = arable_mask(declared.loc[X.index], grassland)
+    threshold = growth_threshold(X["NDVI_max"].values[ok & arable])
+    is_grass = grassland_mask(declared.loc[X.index], grassland)
+    mowing = [evs if g else [] for evs, g in zip(found, is_grass)]
     findings: list = []
     used = {"observations": {"min_observations": min_observations}, "growth": {"min_growth": threshold},
             "crop_consistency": {"red_ratio": red_ratio, "red_probability": red_probability}}
@@ -329,8 +347,142 @@ def run_checks(declared: Any, z: Any, z1: Any | None = None, *, screen: Any = No
                                  ndvi_max=X["NDVI_max"].values, grassland=grassland, checks=checks,
                                  check_params=used, findings=findings,
                                  extra={"ndvi": ndvi, "info": info, "X": X, "s1": z1})
-    from eolab.analysis import cap_checks
-
     return CapRun(checks=checks_table, screen=screen.loc[X.index], X=X, info=info, proba=proba,
                   classes=list(classes), mowing=mowing, bare_soil=bare, growth_threshold=threshold, ndvi=ndvi,
                   findings=findings, check_params=cap_checks.parameters(used, checks), s1=z1)
+
+
+# ------------------------------------------------------------------------------ country scale, in tiles
+
+
+def parcel_tiles(parcels: Any, tile_parcels: int) -> list[np.ndarray]:
+    """Row positions of ``parcels`` in square cells of their extent holding about ``tile_parcels``
+    parcels each (by centroid; empty cells left out), each in the parcels' order. Square cells, not a
+    space-filling curve's runs, keep the cells' bounding boxes apart, so few pixels are read twice."""
+    n = len(parcels)
+    if tile_parcels < 1:
+        raise EolabError(f"tile_parcels must be at least 1, not {tile_parcels}")
+    if n <= tile_parcels:
+        return [np.arange(n)]
+    c = parcels.geometry.centroid
+    x, y = c.x.values, c.y.values
+    x0, y0, x1, y1 = x.min(), y.min(), x.max(), y.max()
+    side = max(np.sqrt(max(x1 - x0, 1.0) * max(y1 - y0, 1.0) * tile_parcels / n), 1.0)
+    nx = max(1, int(np.ceil((x1 - x0) / side)))
+    ix = np.minimum(((x - x0) / side).astype(int), nx - 1)
+    iy = ((y - y0) / side).astype(int)
+    cell = iy * nx + ix
+    order = np.argsort(cell, kind="stable")
+    bounds = np.flatnonzero(np.diff(cell[order])) + 1
+    return [np.sort(part) for part in np.split(order, bounds)]
+
+
+def _tile_bbox(parcels: Any, pad: float) -> list[float]:
+    """Lon/lat bounds of the parcels' projected bounds widened by ``pad`` metres (densified edges, so
+    the box read covers every parcel)."""
+    from pyproj import Transformer
+
+    x0, y0, x1, y1 = parcels.total_bounds
+    t = Transformer.from_crs(parcels.crs, "EPSG:4326", always_xy=True)
+    return [float(v) for v in t.transform_bounds(x0 - pad, y0 - pad, x1 + pad, y1 + pad, densify_pts=21)]
+
+
+def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_000,
+                     work_dir: str | Path | None = None, screen: Any = None, resolution: float = 10,
+                     buffer: float = -5.0, chunks: dict | None = None, min_pixels: int = 8,
+                     red_probability: float | None = None, red_ratio: float | None = 0.5,
+                     min_observations: int = 6, seed: int = 0, grassland: str = "grassland",
+                     n_jobs: int = 2, checks: Sequence[str] | None = None, check_params: dict | None = None,
+                     progress: bool = True) -> CapRun:
+    """:func:`run_checks` (optical) for claims of any size, reading the images one tile of parcels at
+    a time, so memory holds one tile's series, not the country's.
+
+    declared: the claims to judge (indexed by parcel id, projected CRS); items: the Sentinel-2 items,
+    as for :func:`crops.parcel_series`. The parcels are split into square cells of about
+    ``tile_parcels`` (:func:`parcel_tiles`); each cell's series are computed for its own bounding box
+    and kept on disk in ``work_dir`` (default: a temporary folder removed afterwards; give one to
+    reuse them in a re-run, as ``parcel_series``' cache). What needs all parcels is done on all of
+    them, so the result equals :func:`run_checks` on the whole series:
+
+    1. per tile: the series, and the haze test's HOT anomalies (kept: one float per observed
+       parcel-date);
+    2. the haze margin, fitted on all anomalies at once (:func:`timeseries.haze_margin`);
+    3. per tile: features, the cleaned NDVI, mowing and bare-soil events (what is kept per parcel:
+       features, NDVI, dates used, events);
+    4. crop model (cross-fitted on all parcels), growth threshold, lights: as :func:`run_checks`.
+
+    The returned run's ``info`` has no ``series`` (the cleaned series of every index stayed per tile);
+    ``ndvi``, ``info["days"]`` (and ``times``), ``info["observed"]`` and the events are there for every
+    parcel, so dossiers and plug-ins that read those work as with :func:`run_checks`. ``info["tiles"]``
+    is the number of tiles, ``info["seconds"]`` the wall seconds of the phases.
+    """
+    import shutil
+    import tempfile
+    import time
+
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from eolab.analysis import crops, events
+    from eolab.analysis import timeseries as ts
+
+    if declared.crs is None or declared.crs.is_geographic:
+        raise EolabError("the tiled CAP run needs claims in a projected CRS in metres", hint="reproject to UTM first")
+    screen = screen_parcels(declared, min_pixels=min_pixels) if screen is None else screen
+    _enough_monitorable(screen.loc[declared.index, "monitorable"].values)
+    tiles = parcel_tiles(declared, tile_parcels)
+    own_dir = work_dir is None
+    work = Path(tempfile.mkdtemp(prefix="eolab-cap-tiles-")) if own_dir else Path(work_dir).expanduser()
+    work.mkdir(parents=True, exist_ok=True)
+
+    def series(rows):
+        tile = declared.iloc[rows]
+        return crops.parcel_series(items, tile, resolution=resolution, buffer=buffer, cache_dir=work, chunks=chunks,
+                                   bbox=_tile_bbox(tile, pad=2 * resolution))
+
+    seconds, t0 = {}, time.perf_counter()
+    try:
+        anomalies = []
+        for rows in tqdm(tiles, desc="CAP tiles: series", unit="tile", disable=not progress):
+            z = series(rows)
+            a = ts.haze_anomaly(z["B02"].values, z["B04"].values)
+            anomalies.append(a[np.isfinite(a)])
+            del z, a
+        margin = ts.haze_margin(np.concatenate(anomalies))
+        del anomalies
+        seconds["series"], t0 = time.perf_counter() - t0, time.perf_counter()
+        parts, days = [], None
+        for rows in tqdm(tiles, desc="CAP tiles: features, events", unit="tile", disable=not progress):
+            z = series(rows)
+            X, info = crops.parcel_features(z, haze_margin=margin)
+            if days is None:
+                days, grid, times = info["days"], info["grid_days"], z.time.values
+            elif not np.array_equal(days, info["days"]):
+                raise EolabError("the tiles of parcels got different dates",
+                                 hint="give items whose dates every tile shares (one collection, one period)")
+            # mowing dips must not be removed as spikes
+            ndvi = ts.clean_series(z, "NDVI", spikes=False, haze_margin=margin)
+            parts.append((rows, X, info["observed"], ndvi, events.detect_mowing(ndvi, days),
+                          events.detect_bare_soil(info["series"]["NDVI"], days)))
+            del z, info
+    finally:
+        if own_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    rows = np.concatenate([p[0] for p in parts])
+    back = np.empty_like(rows)
+    back[rows] = np.arange(rows.size)  # tile order → the claims' order
+    X = pd.concat([p[1] for p in parts]).iloc[back]
+    observed = np.concatenate([p[2] for p in parts])[back]
+    ndvi = np.concatenate([p[3] for p in parts])[back]
+    found = [evs for p in parts for evs in p[4]]
+    bare = [evs for p in parts for evs in p[5]]
+    found, bare = [found[i] for i in back], [bare[i] for i in back]
+    del parts
+    seconds["features_events"], t0 = time.perf_counter() - t0, time.perf_counter()
+    info = {"grid_days": grid, "days": days, "times": times, "observed": observed,
+            "n_observations": observed.sum(1), "tiles": len(tiles), "seconds": seconds}
+    run = _decide(declared, screen, X, info, ndvi, found, bare, z1=None, red_probability=red_probability,
+                  red_ratio=red_ratio, min_observations=min_observations, seed=seed, grassland=grassland,
+                  n_jobs=n_jobs, checks=checks, check_params=check_params)
+    seconds["model_lights"] = time.perf_counter() - t0
+    return run

@@ -117,16 +117,20 @@ def features_from_series(series: dict[str, np.ndarray], days: np.ndarray, grid_d
 
 
 def parcel_features(z: Any, *, indices: Sequence[str] = FEATURE_INDICES, step: float = STEP_DAYS,
-                    min_valid_fraction: float = 0.6, haze: bool = True) -> tuple[Any, dict]:
+                    min_valid_fraction: float = 0.6, haze: bool = True,
+                    haze_margin: float | None = None) -> tuple[Any, dict]:
     """(DataFrame parcel × feature, info) from :func:`parcel_series` output.
 
     info: grid_days, the cleaned series per index, days, and per parcel the dates used.
+    haze_margin: the haze test's margin fitted on more parcels than these (one tile of many, see
+    :func:`eolab.analysis.timeseries.haze_margin`); None: fitted on these.
     """
     import pandas as pd
 
     days = ts.day_numbers(z.time.values)
     grid = ts.regular_days(days, step)
-    series = {idx: ts.clean_series(z, idx, min_valid_fraction=min_valid_fraction, haze=haze) for idx in indices}
+    series = {idx: ts.clean_series(z, idx, min_valid_fraction=min_valid_fraction, haze=haze, haze_margin=haze_margin)
+              for idx in indices}
     X = features_from_series(series, days, grid, indices)
     df = pd.DataFrame(X, index=z.parcel.values, columns=feature_names(grid, indices))
     observed = np.isfinite(series["NDVI"])

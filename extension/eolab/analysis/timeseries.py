@@ -44,47 +44,63 @@ def row_nanpercentile(values: np.ndarray, q: float) -> np.ndarray:
     return np.where(valid > 0, out, np.nan)
 
 
-def haze_flags(blue: np.ndarray, red: np.ndarray, *, k: float = 4.0, floor: float = 0.015) -> np.ndarray:
-    """True where a zone-date is hazy: HOT above the zone's median HOT by more than a robust margin.
+def haze_anomaly(blue: np.ndarray, red: np.ndarray) -> np.ndarray:
+    """Each zone-date's HOT above the zone's own lower quartile of HOT (NaN where not observed).
 
-    blue, red: (zone, time) mean reflectance (NaN where not observed). The margin is
-    ``max(floor, k × 1.4826 × MAD)`` of all zones' HOT anomalies, i.e. fitted on the data itself,
-    no labels needed.
-    """
+    Depends on the zone's row only, so it can be computed for a few zones at a time (e.g. one tile
+    of parcels) and the margin of :func:`haze_margin` fitted on all of them afterwards."""
     h = hot(blue, red)
     if h.ndim != 2:
         raise EolabError("haze_flags expects (zone, time) arrays")
     with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            base = row_nanpercentile(h, 25)[:, None]
-            anomaly = h - base
-            finite = anomaly[np.isfinite(anomaly)]
-            if finite.size == 0:
-                return np.zeros(h.shape, bool)
-            med = np.median(finite)
-            mad = np.median(np.abs(finite - med)) * 1.4826
-    margin = max(floor, med + k * mad)
-    return np.isfinite(anomaly) & (anomaly > margin)
+        return h - row_nanpercentile(h, 25)[:, None]
 
 
-_HAZE: dict[int, tuple] = {}  # id(blue) -> (blue, red weak references, flags)
+def haze_margin(anomalies: np.ndarray, *, k: float = 4.0, floor: float = 0.015) -> float | None:
+    """The haze margin ``max(floor, median + k × 1.4826 × MAD)`` of HOT anomalies (any shape; NaN
+    ignored), or None when there is none."""
+    a = np.asarray(anomalies).ravel()
+    finite = a[np.isfinite(a)]
+    if finite.size == 0:
+        return None
+    med = np.median(finite)
+    mad = np.median(np.abs(finite - med)) * 1.4826
+    return float(max(floor, med + k * mad))
 
 
-def _haze_of(blue: np.ndarray, red: np.ndarray) -> np.ndarray:
+def haze_flags(blue: np.ndarray, red: np.ndarray, *, k: float = 4.0, floor: float = 0.015,
+               margin: float | None = None) -> np.ndarray:
+    """True where a zone-date is hazy: HOT above the zone's lower-quartile HOT by more than a robust
+    margin.
+
+    blue, red: (zone, time) mean reflectance (NaN where not observed). The margin is
+    ``max(floor, k × 1.4826 × MAD)`` of all zones' HOT anomalies, i.e. fitted on the data itself,
+    no labels needed; ``margin`` gives one fitted on more zones than these (:func:`haze_margin`).
+    """
+    anomaly = haze_anomaly(blue, red)
+    if margin is None:
+        margin = haze_margin(anomaly, k=k, floor=floor)
+        if margin is None:
+            return np.zeros(anomaly.shape, bool)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(anomaly) & (anomaly > margin)
+
+
+_HAZE: dict[int, tuple] = {}  # id(blue) -> (blue, red weak references, flags, margin)
+
+
+def _haze_of(blue: np.ndarray, red: np.ndarray, margin: float | None = None) -> np.ndarray:
     """:func:`haze_flags` of a series, computed once for all its indices (they depend on blue and red
     only; kept while the blue array lives, which nobody changes in place)."""
     import weakref
 
     key = id(blue)
     held = _HAZE.get(key)
-    if held is not None and held[0]() is blue and held[1]() is red:
+    if held is not None and held[0]() is blue and held[1]() is red and held[3] == margin:
         return held[2]
-    flags = haze_flags(blue, red)
+    flags = haze_flags(blue, red, margin=margin)
     try:
-        _HAZE[key] = (weakref.ref(blue), weakref.ref(red), flags)
+        _HAZE[key] = (weakref.ref(blue), weakref.ref(red), flags, margin)
         weakref.finalize(blue, _HAZE.pop, key, None)
     except TypeError:  # not weakly referable: not kept
         _HAZE.pop(key, None)
@@ -158,14 +174,15 @@ def regular_days(days: np.ndarray, step: float = 10.0) -> np.ndarray:
 
 
 def clean_series(zonal: Any, index: str, *, min_valid_fraction: float = 0.6, haze: bool = True,
-                 spikes: bool = True) -> np.ndarray:
+                 spikes: bool = True, haze_margin: float | None = None) -> np.ndarray:
     """The (zone, time) series of ``index`` from :func:`eolab.analysis.zonal.zonal_stats` output with
-    poorly observed, hazy and spiky zone-dates set to NaN."""
+    poorly observed, hazy and spiky zone-dates set to NaN. ``haze_margin``: the haze test's margin
+    when it was fitted on more zones than these (see :func:`haze_margin`)."""
     values = zonal[index].values
     v = np.array(values, np.result_type(values.dtype, np.float32))  # float32 series stay float32
     v[~(zonal["valid_fraction"].values >= min_valid_fraction)] = np.nan
     if haze and "B02" in zonal and "B04" in zonal:
-        v[_haze_of(zonal["B02"].values, zonal["B04"].values)] = np.nan
+        v[_haze_of(zonal["B02"].values, zonal["B04"].values, haze_margin)] = np.nan
     if spikes:
         v[despike(v, day_numbers(zonal.time.values))] = np.nan
     return v

@@ -1,0 +1,106 @@
+"""The CAP checks in tiles of parcels (country scale): the same lights as one pass over all parcels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pystac
+import pytest
+from shapely.geometry import box
+
+from eolab.analysis import cap, claims, crops, dossier
+from eolab.errors import EolabError
+
+
+def _grid_parcels(n_side: int, crs: str = "EPSG:32634") -> gpd.GeoDataFrame:
+    xs, ys = np.meshgrid(np.arange(n_side) * 120.0 + 500000, np.arange(n_side) * 120.0 + 5000000)
+    geoms = [box(x, y, x + 100, y + 100) for x, y in zip(xs.ravel(), ys.ravel())]
+    return gpd.GeoDataFrame({"crop_name": "maize"}, geometry=geoms, crs=crs,
+                            index=pd.Index([f"P{i}" for i in range(len(geoms))], name="parcel_id"))
+
+
+def test_parcel_tiles_cover_every_parcel_once_in_compact_cells():
+    parcels = _grid_parcels(40)  # 1,600 parcels on a square
+    tiles = cap.parcel_tiles(parcels, 200)
+    rows = np.concatenate(tiles)
+    assert sorted(rows) == list(range(len(parcels)))  # each parcel in exactly one tile
+    assert all((np.diff(t) > 0).all() for t in tiles)  # in the claims' order within a tile
+    assert 6 <= len(tiles) <= 12 and max(len(t) for t in tiles) <= 2 * 200
+    # square cells: their bounding boxes together barely exceed the parcels' extent (no long strips
+    # whose boxes overlap, as runs of a space-filling curve would have)
+    boxes = [parcels.iloc[t].total_bounds for t in tiles]
+    covered = sum((b[2] - b[0]) * (b[3] - b[1]) for b in boxes)
+    x0, y0, x1, y1 = parcels.total_bounds
+    assert covered <= 1.05 * (x1 - x0) * (y1 - y0)
+    assert [len(t) for t in cap.parcel_tiles(parcels, 5000)] == [1600]
+    with pytest.raises(EolabError, match="tile_parcels"):
+        cap.parcel_tiles(parcels, 0)
+
+
+def test_a_geographic_crs_is_refused_with_a_hint():
+    parcels = _grid_parcels(4).to_crs("EPSG:4326")
+    with pytest.raises(EolabError, match="projected CRS") as err:
+        cap.run_checks_tiled(parcels, [], tile_parcels=2)
+    assert "UTM" in err.value.hint
+
+
+def _demo(root: Path):
+    items = []
+    for line in (root / "stac" / "items" / "sentinel-2-l2a.ndjson").open():
+        d = json.loads(line)
+        for a in d["assets"].values():
+            a["href"] = str(root / a["href"])
+        items.append(pystac.Item.from_dict(d))
+    return items, claims.read_claims(root / "claims" / "claims.gpkg").set_index("parcel_id")
+
+
+@pytest.fixture(scope="module")
+def both_runs(small_demo, tmp_path_factory):
+    items, declared = _demo(small_demo)
+    bbox = [float(v) for v in declared.to_crs("EPSG:4326").total_bounds]
+    whole = cap.run_checks(declared, crops.parcel_series(items, declared, bbox=bbox))
+    work = tmp_path_factory.mktemp("cap-tiles")
+    tiled = cap.run_checks_tiled(declared, items, tile_parcels=300, work_dir=work, progress=False)
+    return items, declared, whole, tiled, work
+
+
+def test_tiles_give_the_lights_features_and_events_of_one_pass(both_runs):
+    items, declared, whole, tiled, work = both_runs
+    assert tiled.info["tiles"] >= 3 and len(tiled.checks) == len(declared)
+    pd.testing.assert_frame_equal(tiled.checks, whole.checks)
+    pd.testing.assert_frame_equal(tiled.X, whole.X)
+    np.testing.assert_array_equal(tiled.ndvi, whole.ndvi)
+    np.testing.assert_array_equal(tiled.info["observed"], whole.info["observed"])
+    np.testing.assert_array_equal(tiled.proba, whole.proba)
+    assert tiled.mowing == whole.mowing and tiled.bare_soil == whole.bare_soil
+    assert tiled.growth_threshold == whole.growth_threshold
+    assert [[f.reason for f in fs] for fs in tiled.findings] == [[f.reason for f in fs] for fs in whole.findings]
+    # the run found something to judge: not all one light, mowing on some grassland
+    assert set(tiled.checks["light"]) == {"green", "yellow", "red"}
+    assert sum(bool(m) for m in tiled.mowing) > 10
+    # the series stayed per tile, on disk in the given folder
+    assert len(list(work.glob("parcel-series-*.nc"))) == tiled.info["tiles"]
+    assert "series" not in tiled.info and set(tiled.info["seconds"]) == {"series", "features_events", "model_lights"}
+
+
+def test_a_dossier_reads_a_tiled_run_as_a_whole_one(both_runs):
+    items, declared, whole, tiled, work = both_runs
+    pid = whole.checks.index[whole.checks["light"] == "red"][0]
+    result = declared.join(whole.checks.drop(columns=["declared_crop"])).rename_axis("parcel_id").reset_index()
+    assert dossier.evidence(tiled, result, pid) == dossier.evidence(whole, result, pid)
+
+
+def test_a_rerun_reads_the_tiles_series_from_the_work_folder(both_runs, monkeypatch):
+    items, declared, whole, tiled, work = both_runs
+    import eolab.data.load as load
+
+    def no_reading(*a, **k):
+        raise AssertionError("the images were read again")
+
+    monkeypatch.setattr(load, "load_cube", no_reading)
+    again = cap.run_checks_tiled(declared, items, tile_parcels=300, work_dir=work, progress=False)
+    pd.testing.assert_frame_equal(again.checks, tiled.checks)
