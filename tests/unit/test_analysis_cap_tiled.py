@@ -41,6 +41,26 @@ def test_parcel_tiles_cover_every_parcel_once_in_compact_cells():
         cap.parcel_tiles(parcels, 0)
 
 
+def test_tiles_on_the_images_grid_read_whole_blocks():
+    parcels = _grid_parcels(40)  # 4,800 m a side from (500000, 5000000)
+    # an image whose grid starts 1,000 m west and 700 m north of the parcels; chunks of 64 px (640 m)
+    image = (499000.0, 5005500.0, 510000.0, 4990000.0)
+    unit = 640.0
+    tiles = cap.parcel_tiles(parcels, 200, grid=(image[0], image[1], unit))
+    assert sorted(np.concatenate(tiles)) == list(range(len(parcels)))
+    for rows in tiles:
+        tile = parcels.iloc[rows]
+        gb = cap._tile_geobox(tile, [image], unit, 10.0)
+        t = gb.transform
+        # west and north edges on the image's chunk grid: chunks fall on the image's blocks
+        assert (t.c - image[0]) % unit == 0 and (image[1] - t.f) % unit == 0
+        assert t.a == 10.0 and t.e == -10.0
+        # the tile's parcels are inside, with less than one chunk to spare west and north
+        x0, y0, x1, y1 = tile.total_bounds
+        gx0, gy0, gx1, gy1 = gb.extent.boundingbox
+        assert gx0 <= x0 < gx0 + unit and gy1 - unit < y1 <= gy1 and gx1 >= x1 and gy0 <= y0
+
+
 def test_a_geographic_crs_is_refused_with_a_hint():
     parcels = _grid_parcels(4).to_crs("EPSG:4326")
     with pytest.raises(EolabError, match="projected CRS") as err:
@@ -64,13 +84,16 @@ def both_runs(small_demo, tmp_path_factory):
     bbox = [float(v) for v in declared.to_crs("EPSG:4326").total_bounds]
     whole = cap.run_checks(declared, crops.parcel_series(items, declared, bbox=bbox))
     work = tmp_path_factory.mktemp("cap-tiles")
-    tiled = cap.run_checks_tiled(declared, items, tile_parcels=300, work_dir=work, progress=False)
+    # chunks of 256 px: the demo's images are 256 px tiles, so the reads are aligned on them
+    tiled = cap.run_checks_tiled(declared, items, tile_parcels=300, work_dir=work, progress=False,
+                                 chunks={"x": 256, "y": 256})
     return items, declared, whole, tiled, work
 
 
 def test_tiles_give_the_lights_features_and_events_of_one_pass(both_runs):
     items, declared, whole, tiled, work = both_runs
     assert tiled.info["tiles"] >= 3 and len(tiled.checks) == len(declared)
+    assert len(cap._native_grids(items, declared.crs, 10)) == 9  # read on the demo's nine image grids
     pd.testing.assert_frame_equal(tiled.checks, whole.checks)
     pd.testing.assert_frame_equal(tiled.X, whole.X)
     np.testing.assert_array_equal(tiled.ndvi, whole.ndvi)
@@ -102,5 +125,6 @@ def test_a_rerun_reads_the_tiles_series_from_the_work_folder(both_runs, monkeypa
         raise AssertionError("the images were read again")
 
     monkeypatch.setattr(load, "load_cube", no_reading)
-    again = cap.run_checks_tiled(declared, items, tile_parcels=300, work_dir=work, progress=False)
+    again = cap.run_checks_tiled(declared, items, tile_parcels=300, work_dir=work, progress=False,
+                                 chunks={"x": 256, "y": 256})
     pd.testing.assert_frame_equal(again.checks, tiled.checks)

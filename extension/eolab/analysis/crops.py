@@ -48,11 +48,13 @@ def _cache_key(items: Sequence, parcels: Any, variables: Sequence[str], buffer: 
 
 def parcel_series(items: Sequence, parcels: Any, *, resolution: float = 10, buffer: float = -5.0,
                   bbox: Sequence[float] | None = None, cache_dir: str | Path | None = None,
-                  chunks: dict | None = None) -> Any:
+                  chunks: dict | None = None, geobox: Any = None) -> Any:
     """Per-parcel (zone × time) means of the S2 bands and indices, with provenance; cached on disk.
 
     parcels: GeoDataFrame indexed by parcel id. The cache file name is a hash of the item ids, the
-    parcel geometries and the parameters, so a changed input never reads a stale cache.
+    parcel geometries and the parameters, so a changed input never reads a stale cache. geobox: the
+    grid to read (see :func:`eolab.data.load.load_cube`) instead of ``resolution`` and ``bbox``; it
+    must hold the parcels, on the ``resolution`` grid the cache key assumes.
     """
     import xarray as xr
 
@@ -68,8 +70,8 @@ def parcel_series(items: Sequence, parcels: Any, *, resolution: float = 10, buff
             ds.attrs["eolab:provenance"] = json.loads(ds.attrs.pop("eolab_provenance_json"))
             ds.attrs["eolab:zonal"] = json.loads(ds.attrs.pop("eolab_zonal_json"))
             return ds
-    cube = load_cube(items, bands=ZONAL_BANDS, resolution=resolution, bbox=bbox,
-                       chunks=chunks or {"x": 1024, "y": 1024})
+    cube = load_cube(items, bands=ZONAL_BANDS, resolution=resolution, bbox=bbox, geobox=geobox,
+                     chunks=chunks or {"x": 1024, "y": 1024})
     cube = indices.add_indices(cube, ["NDVI", "NDMI", "NDRE"])
     z = zonal.zonal_stats(cube, parcels, variables, buffer=buffer, std=["NDVI"], zone_ids=list(parcels.index))
     z = z.rename({"zone": "parcel"})

@@ -269,6 +269,7 @@ def load_cube(
     dtype: str = "float32",
     progress: bool = False,
     profile: Any = None,
+    geobox: Any = None,
 ):
     """A lazy cube (xarray Dataset of dask arrays) of ``items`` in physical units.
 
@@ -284,6 +285,8 @@ def load_cube(
         lacks band names or scaling; default: the profile of each item's member in the configuration.
     resolution, crs, bbox (lon/lat), chunks, groupby: passed to ``odc.stac.load``; chunks default to
         ``DEFAULT_CHUNKS`` (one date, 1024 × 1024 px).
+    geobox: an ``odc.geo`` GeoBox to load onto instead of ``resolution``, ``crs`` and ``bbox`` (e.g.
+        one whose chunks fall on the images' own blocks, so no block is decoded twice).
 
     Values: DN × scale + offset from the items' metadata (``raster:bands`` or STAC 1.1
     ``raster:scale``/``raster:offset``), else the profile, else the Sentinel-2 L2A convention
@@ -347,8 +350,10 @@ def load_cube(
     driver = access.reader_driver(views, providers, profiles)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Supplied chunks.*")
+        where = ({"geobox": geobox} if geobox is not None
+                 else {"resolution": resolution, "crs": crs, "bbox": bbox})
         raw = odc.stac.load(
-            items, bands=to_read, resolution=resolution, crs=crs, bbox=bbox, groupby=groupby,
+            items, bands=to_read, groupby=groupby, **where,
             chunks=chunks or dict(DEFAULT_CHUNKS), fail_on_error=True, progress=None,
             **({"driver": driver} if driver is not None else {}),
         )
@@ -391,7 +396,8 @@ def load_cube(
     # Provenance from the caller's items (self links etc.), not the lean copies.
     records = [entry if isinstance(entry, pystac.Item) else item for entry, item in zip(entries, items)]
     cube.attrs["eolab:provenance"] = provenance.for_cube(
-        records, bands=bands, resolution=resolution, crs=str(cube.odc.crs),
+        records, bands=bands, resolution=resolution if geobox is None else abs(geobox.resolution.x),
+        crs=str(cube.odc.crs),
         mask=(("qa_pixel" if from_qa else "scl") if use_scl else None),
         mask_classes=list(mask_classes) if use_scl else [], groupby=groupby)
     cube.attrs["crs"] = str(cube.odc.crs)
