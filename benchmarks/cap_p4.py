@@ -24,6 +24,11 @@ centres — against exactextract's area-weighted means; same file, same parcels)
 
     .venv/bin/python benchmarks/cap_p4.py [--data DIR] [--parcels 100000] [--dates 36]
     .venv/bin/python benchmarks/cap_p4.py --parcels 100000 300000 --no-ee   # scaling
+    .venv/bin/python benchmarks/cap_p4.py --parcels 100000 300000 --no-ee --tile-parcels 25000 0
+
+By default the checks run as ``cap.run_checks_tiled`` (tiles of about 25,000 parcels: one tile's
+series in memory at a time); ``--tile-parcels 0`` runs the template's one pass (``parcel_series``
+of all parcels, then ``cap.run_checks``); several values are each measured, one after another.
 
 Every step prints wall and CPU seconds (CPU: all threads of this process and of its child
 processes), since on a shared machine the wall time depends on the other work. The last line holds
