@@ -367,23 +367,40 @@ def parcel_tiles(parcels: Any, tile_parcels: int, *, grid: tuple[float, float, f
     n = len(parcels)
     if tile_parcels < 1:
         raise EolabError(f"tile_parcels must be at least 1, not {tile_parcels}")
-    if n <= tile_parcels:
-        return [np.arange(n)]
     b = parcels.geometry.bounds
     west, north = b["minx"].values, b["maxy"].values
+    empty = ~np.isfinite(west)
+    if empty.any():
+        raise EolabError(f"{int(empty.sum())} parcels have no geometry, e.g. {list(parcels.index[empty][:3])}",
+                         hint="drop them or give them their outline")
+    if n <= tile_parcels:
+        return [np.arange(n)]
     x0, y0, x1, y1 = west.min(), b["miny"].values.min(), b["maxx"].values.max(), north.max()
     side = max(np.sqrt(max(x1 - x0, 1.0) * max(y1 - y0, 1.0) * tile_parcels / n), 1.0)
+    unit = 1.0
     if grid is not None:
         gx, gy, unit = grid
         side = unit * max(1, round(side / unit))
         x0 = gx + np.floor((x0 - gx) / side) * side
         y1 = gy - np.floor((gy - y1) / side) * side
-    ix = np.floor((west - x0) / side).astype(np.int64)
-    iy = np.floor((y1 - north) / side).astype(np.int64)
-    cell = iy * (int(ix.max()) + 1) + ix
-    order = np.argsort(cell, kind="stable")
-    bounds = np.flatnonzero(np.diff(cell[order])) + 1
-    return [np.sort(part) for part in np.split(order, bounds)]
+
+    def split(rows, cx, cy, size):
+        # cells with far more parcels than asked (a dense town among fields) are quartered, down to
+        # one unit: ``tile_parcels`` bounds a tile's memory wherever the parcels are
+        ix = np.floor((west[rows] - cx) / size).astype(np.int64)
+        iy = np.floor((cy - north[rows]) / size).astype(np.int64)
+        cell = iy * (int(ix.max()) + 1) + ix
+        order = np.argsort(cell, kind="stable")
+        out = []
+        for part in np.split(order, np.flatnonzero(np.diff(cell[order])) + 1):
+            sub = np.sort(rows[part])
+            if sub.size > 2 * tile_parcels and size / 2 >= unit and size / 2 >= 1.0:
+                out += split(sub, cx + ix[part[0]] * size, cy - iy[part[0]] * size, size / 2)
+            else:
+                out.append(sub)
+        return out
+
+    return split(np.arange(n), x0, y1, side)
 
 
 def _native_grids(items: Sequence, crs: Any, resolution: float) -> list[tuple[float, float, float, float]]:
@@ -414,14 +431,15 @@ def _native_grids(items: Sequence, crs: Any, resolution: float) -> list[tuple[fl
     return sorted(grids)
 
 
-def _tile_geobox(parcels: Any, grids: list, unit: float, resolution: float) -> Any:
+def _tile_geobox(parcels: Any, grids: list, unit: float, resolution: float, pad: float = 0.0) -> Any:
     """The tile's read grid: its west and north edges on the chunk grid of the image under its
     north-west corner (so chunks and that image's blocks coincide), its east and south edges just
-    past its parcels."""
+    past its parcels; ``pad`` metres more on every side (e.g. an outward buffer)."""
     from affine import Affine
     from odc.geo.geobox import GeoBox
 
     minx, miny, maxx, maxy = parcels.total_bounds
+    minx, miny, maxx, maxy = minx - pad, miny - pad, maxx + pad, maxy + pad
     under = [g for g in grids if g[0] <= minx < g[2] and g[3] < maxy <= g[1]]
     gx, gy = (under or grids)[0][:2]
     west = gx + np.floor((minx - gx) / unit) * unit
@@ -465,6 +483,11 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
        features, NDVI, dates used, events);
     4. crop model (cross-fitted on all parcels), growth threshold, lights: as :func:`run_checks`.
 
+    Parcels of other tiles that reach into a tile's box are burnt with it (in the claims' order),
+    so overlapping claims share pixels as in one pass. The equality holds when the items are in the
+    claims' CRS; items in another CRS are resampled (nearest pixel) per read window, so a tile and
+    one pass can pick a different source pixel here and there.
+
     The returned run's ``info`` has no ``series`` (the cleaned series of every index stayed per tile);
     ``ndvi``, ``info["days"]`` (and ``times``), ``info["observed"]`` and the events are there for every
     parcel, so dossiers and plug-ins that read those work as with :func:`run_checks`. ``info["tiles"]``
@@ -493,12 +516,24 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
     work = Path(tempfile.mkdtemp(prefix="eolab-cap-tiles-")) if own_dir else Path(work_dir).expanduser()
     work.mkdir(parents=True, exist_ok=True)
 
+    reach = max(buffer, 0.0) + 2 * resolution
+    sindex = declared.sindex
+
     def series(rows):
+        from shapely.geometry import box
+
         tile = declared.iloc[rows]
-        where = ({"geobox": _tile_geobox(tile, grids, unit, resolution)} if grids
-                 else {"bbox": _tile_bbox(tile, pad=2 * resolution)})
-        return crops.parcel_series(items, tile, resolution=resolution, buffer=buffer, cache_dir=work, chunks=chunks,
-                                   **where)
+        where = ({"geobox": _tile_geobox(tile, grids, unit, resolution, pad=reach)} if grids
+                 else {"bbox": _tile_bbox(tile, pad=reach)})
+        # Other tiles' parcels that reach into this tile's box are burnt too, in the claims' order,
+        # so where parcels overlap (double declarations, outward buffers) each pixel goes to the same
+        # parcel as in one pass over all of them ("the later one wins"); their rows are dropped after.
+        x0, y0, x1, y1 = tile.total_bounds
+        near = sindex.query(box(x0 - 2 * reach, y0 - 2 * reach, x1 + 2 * reach, y1 + 2 * reach))
+        near = np.union1d(near, rows)
+        z = crops.parcel_series(items, declared.iloc[near], resolution=resolution, buffer=buffer, cache_dir=work,
+                                chunks=chunks, **where)
+        return z.isel(parcel=np.searchsorted(near, rows)) if near.size > rows.size else z
 
     seconds, t0 = {}, time.perf_counter()
     try:
