@@ -455,7 +455,10 @@ def run_pipeline(data_dir: Path, out_dir: Path, cpu=None, peak: PeakRSS | None =
     result["source_items"] = provenance.source_items_per_row(prov, result, used, dates=dates)
     result.index.name = "parcel_id"
     result.reset_index(inplace=True)  # in place: no second copy of a country's table
-    facts["result_table_bytes"] = int(result.memory_usage(deep=True).sum())
+    # pandas counts a geometry as its 8-byte pointer; its coordinates are the table's too
+    import shapely
+    facts["result_table_bytes"] = int(result.memory_usage(deep=True).sum()
+                                      + 16 * shapely.get_num_coordinates(result.geometry.values).sum())
     files = outputs.write_table(result, out_dir / "cap_checks.gpkg", prov)
     ev = events.events_table(mon.index, mowing, bare)
     files.append(outputs.write_csv(ev, out_dir / "events.csv", prov, index=False))

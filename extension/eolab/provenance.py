@@ -225,13 +225,15 @@ def items_covering(prov: dict, geometry_wgs84: Any, dates: Iterable[str] | None 
     return sorted(out)
 
 
-def source_items_per_row(prov: dict, gdf: Any, used_dates: Any = None, *, dates: Sequence[Any] | None = None) -> list[str]:
+def source_items_per_row(prov: dict, gdf: Any, used_dates: Any = None, *, dates: Sequence[Any] | None = None,
+                         rows_per_block: int = 20_000) -> list[str]:
     """For each row of ``gdf``: the ids of items covering it (on that row's used dates), comma-joined.
 
     ``used_dates``: per row the dates it used — a list of date lists, or a (rows × dates) boolean
     array with the dates in ``dates`` (what the series steps return: far less memory for a country
-    than ten million date strings). Done with one spatial index query and array operations; rows
-    with the same items share one string.
+    than ten million date strings). Done with a spatial index query and array operations,
+    ``rows_per_block`` rows at a time (the row × item pairs of a country's parcels would take
+    hundreds of MB at once); rows with the same items share one string.
     """
     import shapely
     from shapely.geometry import box
@@ -241,38 +243,51 @@ def source_items_per_row(prov: dict, gdf: Any, used_dates: Any = None, *, dates:
     recs = [it for it in prov.get("items", []) if it.get("bbox")]
     if not recs:
         return [""] * len(gdf)
+    matrix = isinstance(used_dates, np.ndarray) and used_dates.ndim == 2
+    if matrix:
+        if dates is None or used_dates.shape != (len(gdf), len(dates)):
+            raise EolabError("used_dates as an array must be (rows, dates) with the dates given",
+                             hint="pass dates= (e.g. the series' time values)")
+        # one column per day (several time steps of one day: used if any of them was)
+        days = sorted({str(d)[:10] for d in dates})
+        column = {d: j for j, d in enumerate(days)}
+        date_col = np.array([column[str(d)[:10]] for d in dates])
+    elif used_dates is not None:
+        used_dates = list(used_dates)
+        if len(used_dates) != len(gdf):
+            raise EolabError(f"used_dates has {len(used_dates)} rows for a table of {len(gdf)}",
+                             hint="give one list of dates per row of the table")
     tree = shapely.STRtree([box(*it["bbox"][:2], *it["bbox"][-2:]) for it in recs])
-    rows, ks = tree.query(gdf.to_crs("EPSG:4326").geometry.values, predicate="intersects")
     item_day = np.array([(it.get("datetime") or "")[:10] for it in recs])
-    if used_dates is not None:
-        if isinstance(used_dates, np.ndarray) and used_dates.ndim == 2:
-            if dates is None or used_dates.shape != (len(gdf), len(dates)):
-                raise EolabError("used_dates as an array must be (rows, dates) with the dates given",
-                                 hint="pass dates= (e.g. the series' time values)")
-            # one column per day (several time steps of one day: used if any of them was)
-            days = sorted({str(d)[:10] for d in dates})
-            column = {d: j for j, d in enumerate(days)}
-            used = np.zeros((len(gdf), len(days)), bool)
-            for j, d in enumerate(dates):
-                used[:, column[str(d)[:10]]] |= np.asarray(used_dates[:, j], bool)
-            day_col = np.array([column.get(d, -1) for d in item_day])
-            keep = (day_col[ks] >= 0) & used[rows, np.maximum(day_col[ks], 0)]
-        else:
-            days = [{str(d)[:10] for d in row_dates} for row_dates in used_dates]
-            keep = np.array([item_day[k] in days[r] for r, k in zip(rows, ks)], bool)
-        rows, ks = rows[keep], ks[keep]
+    if matrix:
+        day_col = np.array([column.get(d, -1) for d in item_day])
     item_ids = [it["id"] for it in recs]
     rank = np.argsort(np.argsort(item_ids, kind="stable"), kind="stable")  # each item's place among the sorted ids
-    order = np.lexsort((rank[ks], rows))
-    rows, ks = rows[order], ks[order]
-    bounds = np.searchsorted(rows, np.arange(len(gdf) + 1))
     joined: dict[bytes, str] = {}
-    out = []
-    for r in range(len(gdf)):
-        these = ks[bounds[r]:bounds[r + 1]]
-        key = these.tobytes()
-        text = joined.get(key)
-        if text is None:
-            text = joined[key] = ",".join(item_ids[k] for k in these)
-        out.append(text)
+    out: list[str] = []
+    step = max(int(rows_per_block), 1)
+    for lo in range(0, len(gdf), step):
+        block = gdf.iloc[lo:lo + step]
+        n = len(block)
+        rows, ks = tree.query(block.to_crs("EPSG:4326").geometry.values, predicate="intersects")
+        if used_dates is not None:
+            if matrix:
+                used = np.zeros((n, len(days)), bool)
+                for j, c in enumerate(date_col):
+                    used[:, c] |= np.asarray(used_dates[lo:lo + n, j], bool)
+                keep = (day_col[ks] >= 0) & used[rows, np.maximum(day_col[ks], 0)]
+            else:
+                wanted = [{str(d)[:10] for d in row_dates} for row_dates in used_dates[lo:lo + n]]
+                keep = np.array([item_day[k] in wanted[r] for r, k in zip(rows, ks)], bool)
+            rows, ks = rows[keep], ks[keep]
+        order = np.lexsort((rank[ks], rows))
+        rows, ks = rows[order], ks[order]
+        bounds = np.searchsorted(rows, np.arange(n + 1))
+        for r in range(n):
+            these = ks[bounds[r]:bounds[r + 1]]
+            key = these.tobytes()
+            text = joined.get(key)
+            if text is None:
+                text = joined[key] = ",".join(item_ids[k] for k in these)
+            out.append(text)
     return out

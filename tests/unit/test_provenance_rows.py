@@ -52,6 +52,21 @@ def test_source_items_per_row_follow_the_definition(seed):
     assert len({id(s) for s in as_matrix}) == len(set(as_matrix))
 
 
+@pytest.mark.parametrize("block", [1, 7, 64])
+def test_rows_in_blocks_give_the_same_column(block):
+    """A country's rows go block by block (bounded memory); block edges must not move any row's items."""
+    prov, gdf, used = _world(3, n_rows=150)
+    dates = np.array(DAYS, dtype="datetime64[D]")
+    whole = provenance.source_items_per_row(prov, gdf, used, dates=dates, rows_per_block=10**6)
+    assert whole == _plain(prov, gdf, used)
+    assert provenance.source_items_per_row(prov, gdf, used, dates=dates, rows_per_block=block) == whole
+    lists = [[d for d, u in zip(DAYS, row) if u] for row in used]
+    assert provenance.source_items_per_row(prov, gdf, lists, rows_per_block=block) == whole
+    assert provenance.source_items_per_row(prov, gdf, rows_per_block=block) == _plain(prov, gdf, None)
+    with pytest.raises(EolabError, match="one list of dates per row"):
+        provenance.source_items_per_row(prov, gdf, lists[:-1], rows_per_block=block)
+
+
 def test_a_matrix_without_its_dates_is_refused():
     prov, gdf, used = _world()
     with pytest.raises(EolabError, match="dates"):

@@ -325,6 +325,7 @@ def _decide(declared: Any, screen: Any, X: Any, info: dict, ndvi: np.ndarray, fo
             grassland: str, n_jobs: int, checks: Sequence[str] | None, check_params: dict | None) -> CapRun:
     """What needs all parcels at once: the cross-fitted crop model, the scene's growth threshold and
     the lights, from per-parcel features, series and events (of one pass or of many tiles)."""
+    from eolab._memory import release_freed_memory
     from eolab.analysis import cap_checks
 
     names = declared.loc[X.index, "crop_name"].astype(str).values
@@ -347,9 +348,11 @@ def _decide(declared: Any, screen: Any, X: Any, info: dict, ndvi: np.ndarray, fo
                                  ndvi_max=X["NDVI_max"].values, grassland=grassland, checks=checks,
                                  check_params=used, findings=findings,
                                  extra={"ndvi": ndvi, "info": info, "X": X, "s1": z1})
-    return CapRun(checks=checks_table, screen=screen.loc[X.index], X=X, info=info, proba=proba,
-                  classes=list(classes), mowing=mowing, bare_soil=bare, growth_threshold=threshold, ndvi=ndvi,
-                  findings=findings, check_params=cap_checks.parameters(used, checks), s1=z1)
+    run = CapRun(checks=checks_table, screen=screen.loc[X.index], X=X, info=info, proba=proba,
+                 classes=list(classes), mowing=mowing, bare_soil=bare, growth_threshold=threshold, ndvi=ndvi,
+                 findings=findings, check_params=cap_checks.parameters(used, checks), s1=z1)
+    release_freed_memory()  # the model's and the checks' working memory, freed, would stay resident
+    return run
 
 
 # ------------------------------------------------------------------------------ country scale, in tiles
@@ -500,6 +503,7 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
     import pandas as pd
     from tqdm.auto import tqdm
 
+    from eolab._memory import release_freed_memory
     from eolab.analysis import crops, events
     from eolab.analysis import timeseries as ts
 
@@ -543,6 +547,7 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
             a = ts.haze_anomaly(z["B02"].values, z["B04"].values)
             anomalies.append(a[np.isfinite(a)])
             del z, a
+            release_freed_memory()  # a tile's pages, freed, would otherwise stay resident
         margin = ts.haze_margin(np.concatenate(anomalies))
         del anomalies
         seconds["series"], t0 = time.perf_counter() - t0, time.perf_counter()
@@ -560,6 +565,7 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
             parts.append((rows, X, info["observed"], ndvi, events.detect_mowing(ndvi, days),
                           events.detect_bare_soil(info["series"]["NDVI"], days)))
             del z, info
+            release_freed_memory()
     finally:
         if own_dir:
             shutil.rmtree(work, ignore_errors=True)
@@ -573,6 +579,7 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
     bare = [evs for p in parts for evs in p[5]]
     found, bare = [found[i] for i in back], [bare[i] for i in back]
     del parts
+    release_freed_memory()
     seconds["features_events"], t0 = time.perf_counter() - t0, time.perf_counter()
     info = {"grid_days": grid, "days": days, "times": times, "observed": observed,
             "n_observations": observed.sum(1), "tiles": len(tiles), "seconds": seconds}

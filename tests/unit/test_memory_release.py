@@ -1,0 +1,41 @@
+"""Freed memory goes back to the system between a long run's steps (eolab._memory)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import psutil
+import pytest
+
+from eolab import _memory
+
+
+def _rss() -> int:
+    return psutil.Process().memory_info().rss
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's (Linux)")
+def test_freed_heap_pages_are_returned():
+    if _memory._libc() is None:
+        pytest.skip("this C library has no malloc_trim (not glibc)")
+    # A large array freed raises glibc's mmap threshold, so the 1 MiB blocks below come from the
+    # heap; every other one is freed, between blocks still held, so the heap cannot shrink from its
+    # top and the freed pages stay resident (what a tile of parcels leaves behind).
+    big = np.ones(48 * 2**20 // 8)
+    del big
+    blocks = [np.ones(2**20 // 8) for _ in range(320)]
+    before = _rss()
+    held = blocks[1::2]
+    del blocks
+    kept = _rss()
+    assert before - kept < 40 * 2**20, "the allocator gave the blocks back by itself: nothing to test"
+    assert _memory.release_freed_memory() is True
+    after = _rss()
+    assert kept - after > 100 * 2**20, f"RSS {kept / 2**20:.0f} → {after / 2**20:.0f} MiB"
+    assert all(b.sum() == 2**17 for b in held)  # what is still held is intact
+
+
+def test_without_glibc_nothing_is_done(monkeypatch):
+    monkeypatch.setattr(_memory, "_libc", lambda: None)
+    assert _memory.release_freed_memory() is False
