@@ -61,6 +61,30 @@ def test_tiles_on_the_images_grid_read_whole_blocks():
         assert gx0 <= x0 < gx0 + unit and gy1 - unit < y1 <= gy1 and gx1 >= x1 and gy0 <= y0
 
 
+def test_a_tile_reads_from_the_chunk_its_parcels_start_in(small_demo, monkeypatch):
+    # With an inward buffer a tile's grid needs no margin: one more pixel west or north would start
+    # it a whole chunk further out (a row and a column of chunks more to decode per tile).
+    items, declared = _demo(small_demo)
+    unit = 2560.0
+    seen = []
+
+    class Seen(Exception):
+        pass
+
+    def record(items_, parcels, **kw):
+        seen.append(kw["geobox"])
+        raise Seen
+
+    monkeypatch.setattr(crops, "parcel_series", record)
+    with pytest.raises(Seen):
+        cap.run_checks_tiled(declared, items, tile_parcels=300, chunks={"x": 256, "y": 256}, progress=False)
+    first = declared.iloc[cap.parcel_tiles(declared, 300, grid=(*cap._native_grids(items, declared.crs, 10)[0][:2],
+                                                                 unit))[0]]
+    x0, y0, x1, y1 = first.total_bounds
+    gx0, gy0, gx1, gy1 = seen[0].extent.boundingbox
+    assert gx0 <= x0 < gx0 + unit and gy1 - unit < y1 <= gy1 and gx1 >= x1 and gy0 <= y0
+
+
 def test_a_geographic_crs_is_refused_with_a_hint():
     parcels = _grid_parcels(4).to_crs("EPSG:4326")
     with pytest.raises(EolabError, match="projected CRS") as err:

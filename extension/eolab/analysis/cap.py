@@ -527,7 +527,10 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
         from shapely.geometry import box
 
         tile = declared.iloc[rows]
-        where = ({"geobox": _tile_geobox(tile, grids, unit, resolution, pad=reach)} if grids
+        # A pixel is a parcel's when its centre is inside the buffered outline, so the aligned grid
+        # needs only the outward buffer (more would start it a whole chunk further out: a read
+        # chunk row and column more per tile); the lon/lat box keeps a margin for reprojection.
+        where = ({"geobox": _tile_geobox(tile, grids, unit, resolution, pad=max(buffer, 0.0))} if grids
                  else {"bbox": _tile_bbox(tile, pad=reach)})
         # Other tiles' parcels that reach into this tile's box are burnt too, in the claims' order,
         # so where parcels overlap (double declarations, outward buffers) each pixel goes to the same
