@@ -455,7 +455,8 @@ def run_pipeline(data_dir: Path, out_dir: Path, cpu=None, peak: PeakRSS | None =
     result["source_items"] = provenance.source_items_per_row(prov, result, used, dates=dates)
     result.index.name = "parcel_id"
     result.reset_index(inplace=True)  # in place: no second copy of a country's table
-    # pandas counts a geometry as its 8-byte pointer; its coordinates are the table's too
+    # pandas counts a geometry as its 8-byte pointer; its XY coordinates are the table's too (a
+    # lower bound: each geometry's own overhead is not counted)
     import shapely
     facts["result_table_bytes"] = int(result.memory_usage(deep=True).sum()
                                       + 16 * shapely.get_num_coordinates(result.geometry.values).sum())

@@ -3,14 +3,14 @@
 glibc keeps freed heap pages (and each thread's arena) for reuse: after a tile of a country's CAP
 checks, hundreds of MB that no object holds any more still count as the kernel's resident memory,
 which is what a hub's memory limit (and the out-of-memory killer) sees. ``malloc_trim(0)`` returns
-them. Dask's workers do the same (``distributed`` trims and sets ``MALLOC_TRIM_THRESHOLD_``); no
-well-kept package exposes it alone, hence these few lines.
+them. Dask's worker-memory documentation gives the same remedy (trim by hand, or
+``MALLOC_TRIM_THRESHOLD_``, which its nanny sets for the workers it starts); no well-kept package
+exposes the call alone, hence these few lines.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import sys
 
@@ -20,7 +20,7 @@ def _libc():
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the C library already loaded (no ldconfig lookup)
         libc.malloc_trim.argtypes = [ctypes.c_size_t]
         return libc
     except (OSError, AttributeError):  # musl and others have no malloc_trim

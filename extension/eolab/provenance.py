@@ -243,6 +243,10 @@ def source_items_per_row(prov: dict, gdf: Any, used_dates: Any = None, *, dates:
     recs = [it for it in prov.get("items", []) if it.get("bbox")]
     if not recs:
         return [""] * len(gdf)
+    if int(rows_per_block) < 1:
+        raise EolabError(f"rows_per_block must be at least 1, not {rows_per_block}")
+    if getattr(used_dates, "ndim", 1) == 2:  # a (rows × dates) DataFrame too
+        used_dates = np.asarray(used_dates)
     matrix = isinstance(used_dates, np.ndarray) and used_dates.ndim == 2
     if matrix:
         if dates is None or used_dates.shape != (len(gdf), len(dates)):
@@ -265,7 +269,7 @@ def source_items_per_row(prov: dict, gdf: Any, used_dates: Any = None, *, dates:
     rank = np.argsort(np.argsort(item_ids, kind="stable"), kind="stable")  # each item's place among the sorted ids
     joined: dict[bytes, str] = {}
     out: list[str] = []
-    step = max(int(rows_per_block), 1)
+    step = int(rows_per_block)
     for lo in range(0, len(gdf), step):
         block = gdf.iloc[lo:lo + step]
         n = len(block)

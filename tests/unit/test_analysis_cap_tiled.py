@@ -85,6 +85,33 @@ def test_a_tile_reads_from_the_chunk_its_parcels_start_in(small_demo, monkeypatc
     assert gx0 <= x0 < gx0 + unit and gy1 - unit < y1 <= gy1 and gx1 >= x1 and gy0 <= y0
 
 
+@pytest.mark.parametrize("buffer", [-5.0, 0.0, 5.0, 10.0, 23.0])
+def test_a_tile_grid_holds_every_pixel_of_its_parcels(buffer):
+    # Parcels whose edges lie on, or a hair off, chunk lines and pixel centres: rasterised on the
+    # tile's grid (padded by the outward buffer only), each gets the pixels it gets on a grid
+    # 20 pixels larger on every side with the same alignment.
+    from affine import Affine
+
+    from eolab.analysis import zonal
+
+    rng = np.random.default_rng(int(buffer * 10) + 100)
+    image, unit, res = (499960.0, 5300040.0, 609760.0, 5190240.0), 2560.0, 10.0
+    for _ in range(12):
+        n = 30
+        x = image[0] + unit * 6 + rng.choice([0.0, 0.3, -0.3, 4.999, 5.0, 5.001, 9.99, 15.0], n) + rng.integers(0, 3, n) * res
+        y = image[1] - unit * 6 - rng.choice([0.0, 0.3, -0.3, 4.999, 5.0, 5.001, 15.0], n) - rng.integers(0, 3, n) * res
+        w, h = rng.uniform(12, 120, n), rng.uniform(12, 120, n)
+        tile = gpd.GeoDataFrame(geometry=[box(a, b - d, a + c, b) for a, b, c, d in zip(x, y, w, h)], crs="EPSG:32634")
+        gb = cap._tile_geobox(tile, [image], unit, res, pad=max(buffer, 0.0))
+        t, (ny, nx) = gb.transform, tuple(gb.shape)
+        on_tile = zonal.rasterize_zones(tile, t, (ny, nx), buffer=buffer)
+        wider = zonal.rasterize_zones(tile, Affine(res, 0, t.c - 20 * res, 0, -res, t.f + 20 * res), (ny + 40, nx + 40),
+                                      buffer=buffer)
+        counts = np.bincount(on_tile.ravel(), minlength=n + 1)[1:]
+        assert counts.sum() > 0
+        np.testing.assert_array_equal(counts, np.bincount(wider.ravel(), minlength=n + 1)[1:])
+
+
 def test_a_geographic_crs_is_refused_with_a_hint():
     parcels = _grid_parcels(4).to_crs("EPSG:4326")
     with pytest.raises(EolabError, match="projected CRS") as err:

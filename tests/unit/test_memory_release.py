@@ -19,17 +19,20 @@ def _rss() -> int:
 def test_freed_heap_pages_are_returned():
     if _memory._libc() is None:
         pytest.skip("this C library has no malloc_trim (not glibc)")
-    # A large array freed raises glibc's mmap threshold, so the 1 MiB blocks below come from the
-    # heap; every other one is freed, between blocks still held, so the heap cannot shrink from its
-    # top and the freed pages stay resident (what a tile of parcels leaves behind).
-    big = np.ones(48 * 2**20 // 8)
+    # A 16 MiB array freed raises glibc's mmap threshold to its size (blocks above 32 MiB do not),
+    # so the 1 MiB blocks below come from the heap; every other one is freed, between blocks still
+    # held, so the heap cannot shrink from its top and the freed pages stay resident (what a tile
+    # of parcels leaves behind).
+    big = np.ones(16 * 2**20 // 8)
     del big
     blocks = [np.ones(2**20 // 8) for _ in range(320)]
     before = _rss()
     held = blocks[1::2]
     del blocks
     kept = _rss()
-    assert before - kept < 40 * 2**20, "the allocator gave the blocks back by itself: nothing to test"
+    if before - kept > 40 * 2**20:
+        pytest.skip("the allocator gave the freed blocks back by itself (another allocator or "
+                    "MALLOC_MMAP_THRESHOLD_ set): nothing left to hand back")
     assert _memory.release_freed_memory() is True
     after = _rss()
     assert kept - after > 100 * 2**20, f"RSS {kept / 2**20:.0f} → {after / 2**20:.0f} MiB"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 from shapely.geometry import box
 
@@ -65,6 +66,15 @@ def test_rows_in_blocks_give_the_same_column(block):
     assert provenance.source_items_per_row(prov, gdf, rows_per_block=block) == _plain(prov, gdf, None)
     with pytest.raises(EolabError, match="one list of dates per row"):
         provenance.source_items_per_row(prov, gdf, lists[:-1], rows_per_block=block)
+    # a (rows × dates) DataFrame is a matrix, not a list of rows
+    frame = pd.DataFrame(used, columns=DAYS)
+    assert provenance.source_items_per_row(prov, gdf, frame, dates=dates, rows_per_block=block) == whole
+
+
+def test_blocks_of_no_rows_are_refused():
+    prov, gdf, used = _world(4, n_rows=10)
+    with pytest.raises(EolabError, match="rows_per_block"):
+        provenance.source_items_per_row(prov, gdf, rows_per_block=0)
 
 
 def test_a_matrix_without_its_dates_is_refused():

@@ -528,8 +528,9 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
 
         tile = declared.iloc[rows]
         # A pixel is a parcel's when its centre is inside the buffered outline, so the aligned grid
-        # needs only the outward buffer (more would start it a whole chunk further out: a read
-        # chunk row and column more per tile); the lon/lat box keeps a margin for reprojection.
+        # needs only the outward buffer. Cells start on chunk lines, so any more margin would start
+        # most tiles a whole chunk further west and north (a chunk row and column more to decode;
+        # a positive buffer still does). The lon/lat box keeps a margin for reprojection.
         where = ({"geobox": _tile_geobox(tile, grids, unit, resolution, pad=max(buffer, 0.0))} if grids
                  else {"bbox": _tile_bbox(tile, pad=reach)})
         # Other tiles' parcels that reach into this tile's box are burnt too, in the claims' order,
