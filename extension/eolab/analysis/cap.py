@@ -397,7 +397,7 @@ def parcel_tiles(parcels: Any, tile_parcels: int, *, grid: tuple[float, float, f
         out = []
         for part in np.split(order, np.flatnonzero(np.diff(cell[order])) + 1):
             sub = np.sort(rows[part])
-            if sub.size > 2 * tile_parcels and size / 2 >= unit and size / 2 >= 1.0:
+            if sub.size > 2 * tile_parcels and size / 2 >= max(unit, 1.0):
                 out += split(sub, cx + ix[part[0]] * size, cy - iy[part[0]] * size, size / 2)
             else:
                 out.append(sub)
