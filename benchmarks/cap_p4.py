@@ -11,7 +11,8 @@ claims.read_claims → cap.screen_parcels (monitorable only go on) → crops.par
 local STAC items + SCL mask + indices + zonal.zonal_stats: per parcel, per date) → crops.parcel_features
 (cleaning, gap interpolation onto a 10-day grid) → cap.run_checks, the template's own pipeline (crop
 probabilities, growth threshold, mowing and bare soil, traffic light) →
-outputs.write_table (GeoPackage + GeoParquet, provenance attached) + events CSV.
+cap.write_results (the results table built and written part by part as GeoPackage + GeoParquet,
+provenance attached) + events CSV.
 
 Crop probabilities: the template's own cap.cross_fit_crop_probabilities with its defaults (5 folds,
 forest with label cleaning + logistic regression, each fold learning from a stratified sample of at
@@ -383,7 +384,6 @@ def run_pipeline(data_dir: Path, out_dir: Path, cpu=None, peak: PeakRSS | None =
     before and once after each step (default :func:`cpu_seconds`; on a cluster also the workers').
     ``tile_parcels``: run ``cap.run_checks_tiled`` with tiles of about this many parcels; 0: the
     template's one pass (``parcel_series`` of all parcels, then ``cap.run_checks``)."""
-    import pandas as pd
     import pystac
 
     from eolab import provenance
@@ -432,35 +432,27 @@ def run_pipeline(data_dir: Path, out_dir: Path, cpu=None, peak: PeakRSS | None =
         run = cap.run_checks(mon, z, None, screen=screen[ok], features=(X, info), n_jobs=2)
         step("cap.run_checks (model, events, lights)")
     facts["cube"] = {"dates": len(run.info["days"]), "variables": len(crops.ZONAL_BANDS) + 3}
-    checks, mowing, bare, info = run.checks, run.mowing, run.bare_soil, run.info
-    # parcels the screen set aside are yellow without images, as in the template's map
-    rest = screen[~ok]
-    skipped = pd.DataFrame({"declared_crop": declared.loc[~ok, "crop_name"].values, "light": "yellow",
-                            "reasons": rest["screen_reason"].values + " — check by field visit or VHR image",
-                            "declaration_suspect": False, "n_clear_observations": 0}, index=rest.index)
-    checks = pd.concat([checks, skipped]).loc[declared.index]
-    facts["lights"] = checks["light"].value_counts().to_dict()
-    red = (checks["light"] == "red").values
+    mowing, bare, info = run.mowing, run.bare_soil, run.info
+    # parcels the screen set aside are yellow without images, as in the results table
+    lights = run.checks["light"].reindex(declared.index).fillna("yellow")
+    facts["lights"] = lights.value_counts().to_dict()
+    red = (lights == "red").values
     step("traffic light")
-    result = declared[["farmer_id", "crop_code", "crop_name", "area_declared_ha", "geometry"]].join(screen).join(
-        checks.drop(columns=["declared_crop"]))
-    del checks  # (run.checks stays: the run's own table, as dossiers read it)
     prov = provenance.record(items, workflow="cap-parcel-checks", parameters={"benchmark": "P4"},
                              inputs=[str(data_dir / "claims.gpkg")])
-    used = np.zeros((len(result), len(info["days"])), bool)  # the dates each parcel's series used
-    rows = result.index.get_indexer(mon.index)
-    assert (rows >= 0).all(), "monitorable parcels missing from the result table"
-    used[rows] = info["observed"]
-    dates = info["times"] if tile_parcels else z.time.values
-    result["source_items"] = provenance.source_items_per_row(prov, result, used, dates=dates)
-    result.index.name = "parcel_id"
-    result.reset_index(inplace=True)  # in place: no second copy of a country's table
-    # pandas counts a geometry as its 8-byte pointer; its XY coordinates are the table's too (a
-    # lower bound: each geometry's own overhead is not counted)
+    # What cap.write_results does (the results table built and written a part at a time, never whole),
+    # with the size each part takes in memory summed: the table's size as if it were built whole.
+    # pandas counts a geometry as its 8-byte pointer; its XY coordinates are the table's too (a lower
+    # bound: each geometry's own overhead is not counted).
     import shapely
-    facts["result_table_bytes"] = int(result.memory_usage(deep=True).sum()
-                                      + 16 * shapely.get_num_coordinates(result.geometry.values).sum())
-    files = outputs.write_table(result, out_dir / "cap_checks.gpkg", prov)
+    types, bbox = outputs.geometry_summary(declared.geometry)
+    facts["result_table_bytes"] = 0
+    with outputs.TableWriter(out_dir / "cap_checks.gpkg", prov, geometry_types=types, bbox=bbox, index=False) as out:
+        for part in cap.result_parts(declared, run, prov, screen=screen, dates=info["times"]):
+            facts["result_table_bytes"] += int(part.memory_usage(deep=True).sum()
+                                               + 16 * shapely.get_num_coordinates(part.geometry.values).sum())
+            out.write(part)
+    files = out.paths
     ev = events.events_table(mon.index, mowing, bare)
     files.append(outputs.write_csv(ev, out_dir / "events.csv", prov, index=False))
     facts["outputs"] = {f.name: f.stat().st_size for f in files}

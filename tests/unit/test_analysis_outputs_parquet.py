@@ -4,6 +4,7 @@ import datetime as dt
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pystac
 import pytest
@@ -129,8 +130,80 @@ def test_object_columns_are_typed_from_all_their_values_and_a_failed_write_chang
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(outputs, "_write_parquet", broken)
+    monkeypatch.setattr(outputs, "_parquet_schema", broken)  # at the first part
     with pytest.raises(OSError):
         outputs.write_table(gdf.assign(light="red"), tmp_path / "t.gpkg", _record())
     assert {f: f.read_bytes() for f in files} == before  # not a new GeoPackage beside the old GeoParquet
     assert not list(tmp_path.glob("*.partial.*"))
+
+
+def _given_in_parts(gdf, sizes):
+    at = 0
+    for n in sizes:
+        yield gdf.iloc[at:at + n]
+        at += n
+
+
+def test_a_table_given_part_by_part_is_written_as_if_whole(tmp_path):
+    """TableWriter: the parts' column types come from the first rows where every column has a value
+    (a column empty in the first parts is not typed 'null'), the files equal write_table of the whole
+    table, and the 'geo' metadata carries the bbox and types given up front."""
+    gdf = _parcels()
+    gdf = gpd.GeoDataFrame(pd.concat([gdf] * 4, ignore_index=True), crs=gdf.crs)
+    gdf["note"] = [None] * 7 + [f"n{i}" for i in range(7, 12)]  # empty in the first two parts
+    gdf["flag"] = [i % 2 == 0 for i in range(12)]
+    whole = outputs.write_table(gdf, tmp_path / "whole" / "t.gpkg", _record())
+    types, bbox = outputs.geometry_summary(gdf.geometry)
+    with outputs.TableWriter(tmp_path / "parts" / "t.gpkg", _record(), geometry_types=types, bbox=bbox) as writer:
+        for part in _given_in_parts(gdf, [3, 3, 0, 4, 2]):
+            writer.write(part)
+            assert not (tmp_path / "parts" / "t.parquet").exists()  # in place only when both are written
+    assert [p.name for p in writer.paths] == ["t.gpkg", "t.parquet"] and writer.rows == 12
+    a, b = gpd.read_parquet(whole[1]), gpd.read_parquet(writer.paths[1])
+    pd.testing.assert_frame_equal(a, b)
+    assert b["note"].tolist()[6:8] == [None, "n7"] and b["flag"].dtype == bool
+    assert pq.read_schema(writer.paths[1]).metadata[b"geo"] == pq.read_schema(whole[1]).metadata[b"geo"]
+    pd.testing.assert_frame_equal(gpd.read_file(whole[0], layer="t"), gpd.read_file(writer.paths[0], layer="t"))
+    assert outputs.read_parquet_provenance(writer.paths[1])["outputs"] == ["t.parquet"]
+    assert provenance.read(writer.paths[0])["workflow"] == "cap-parcel-checks"
+
+
+@pytest.mark.parametrize("wrong", ["columns", "types", "bbox", "geometry", "raised"])
+def test_a_part_that_does_not_fit_is_refused_and_the_earlier_files_stay(tmp_path, wrong):
+    from shapely.geometry import Point
+
+    gdf = _parcels()
+    path = tmp_path / "t.gpkg"
+    before = outputs.write_table(gdf, path, _record())
+    saved = {f: f.read_bytes() for f in before}
+    types, bbox = outputs.geometry_summary(gdf.geometry)
+    late = gdf.iloc[2:].copy()
+    if wrong == "columns":
+        late = late.rename(columns={"light": "colour"})
+    elif wrong == "types":
+        late["p_declared"] = ["high"]
+    elif wrong == "bbox":
+        late["geometry"] = [box(1000, 0, 1100, 50)]
+    elif wrong == "geometry":
+        late["geometry"] = [Point(10, 10)]
+    message = {"columns": "the columns", "types": "column types", "bbox": "outside the declared bbox",
+               "geometry": "geometry types", "raised": "stopped"}[wrong]
+    with pytest.raises((EolabError, RuntimeError), match=message):
+        with outputs.TableWriter(path, _record(), geometry_types=types, bbox=bbox) as writer:
+            writer.write(gdf.iloc[:2])
+            if wrong == "raised":
+                raise RuntimeError("stopped")
+            writer.write(late)
+    assert {f: f.read_bytes() for f in before} == saved
+    assert not list(tmp_path.glob("*.partial.*"))
+
+
+def test_a_table_without_rows_still_names_its_columns(tmp_path):
+    gdf = _parcels().iloc[:0]
+    files = outputs.write_table(gdf, tmp_path / "empty.gpkg", _record())
+    back = gpd.read_parquet(files[1])
+    assert len(back) == 0 and list(back.columns) == list(gdf.columns)
+    with pytest.raises(EolabError, match="no rows or columns"):
+        with outputs.TableWriter(tmp_path / "none.gpkg", _record(), geometry_types=[], bbox=[0, 0, 0, 0]):
+            pass
+    assert not list(tmp_path.glob("none*"))

@@ -355,6 +355,96 @@ def _decide(declared: Any, screen: Any, X: Any, info: dict, ndvi: np.ndarray, fo
     return run
 
 
+# ------------------------------------------------------------------------------ the results table
+
+#: the claims' columns the results table carries (those the claims have), before the geometry
+RESULT_CLAIM_COLUMNS = ("farmer_id", "crop_code", "crop_name", "area_declared_ha")
+
+#: rows of the results table built and written at a time by :func:`write_results`
+RESULT_ROWS_PER_PART = 25_000
+
+
+def result_parts(declared: Any, run: CapRun, provenance: dict, *, screen: Any = None, dates: Any = None,
+                 rows_per_part: int = RESULT_ROWS_PER_PART):
+    """The results table of ``declared`` (indexed by parcel id), ``rows_per_part`` rows at a time, in
+    the claims' order: the claims' columns (:data:`RESULT_CLAIM_COLUMNS`) and outline, the screen,
+    ``run``'s light, reasons and findings per parcel, and the ids of the items behind each parcel's
+    series (``source_items``: the items covering it on the dates its series used). A parcel the run
+    did not judge (set aside by the screen) is yellow with the screen's reason.
+
+    screen: :func:`screen_parcels` of all the claims (default ``run.screen``); dates: the series'
+    time values (default ``run.info["times"]``). Each part is a GeoDataFrame with ``parcel_id`` as
+    its first column and the rows' positions as its index; built part by part, a country's table
+    never has to be in memory whole (:func:`write_results`)."""
+    import pandas as pd
+
+    from eolab import provenance as prov_mod
+
+    if int(rows_per_part) < 1:
+        raise EolabError(f"rows_per_part must be at least 1, not {rows_per_part}")
+    screen = run.screen if screen is None else screen
+    dates = run.info.get("times") if dates is None else dates
+    if dates is None:
+        raise EolabError("the run does not say its series' dates", hint="pass dates= (the series' time values)")
+    observed = np.asarray(run.info["observed"], bool)
+    checks = run.checks.drop(columns=["declared_crop"])
+    missing = declared.index[~declared.index.isin(screen.index)]
+    if len(missing):
+        raise EolabError(f"{len(missing)} parcels have no screen row, e.g. {list(missing[:3])}",
+                         hint="pass screen= of all the claims (cap.screen_parcels)")
+    columns = [c for c in RESULT_CLAIM_COLUMNS if c in declared.columns] + [declared.geometry.name]
+    for lo in range(0, len(declared), int(rows_per_part)):
+        part = declared.iloc[lo:lo + int(rows_per_part)][columns].join(screen)
+        at = checks.index.get_indexer(part.index)
+        judged = at >= 0
+        lights = checks.iloc[np.maximum(at, 0)].set_axis(part.index)
+        if not judged.all():  # set aside by the screen: yellow, with its reason
+            rest = ~judged
+            lights = lights.astype(object)
+            lights.loc[rest, :] = np.nan  # as a concat of the two leaves them
+            reason = part["screen_reason"].where(part["screen_reason"].astype(bool), "not judged from the images")
+            lights.loc[rest, "light"] = "yellow"
+            lights.loc[rest, "reasons"] = (reason[rest] + " — check by field visit or VHR image").values
+            lights.loc[rest, "declaration_suspect"] = False
+            lights.loc[rest, "n_clear_observations"] = 0
+            for c, dtype in checks.dtypes.items():  # as a concat of the two would type them
+                if dtype.kind == "f" or (dtype.kind in "iu" and lights[c].isna().any()):
+                    lights[c] = lights[c].astype(float)
+                elif dtype.kind in "iub" and lights[c].notna().all():
+                    lights[c] = lights[c].astype(dtype)
+        part = part.join(lights)
+        used = np.zeros((len(part), observed.shape[1]), bool)
+        used[judged] = observed[at[judged]]
+        part["source_items"] = prov_mod.source_items_per_row(provenance, part, used, dates=dates)
+        part.index.name = "parcel_id"
+        part = part.reset_index()
+        part.index = pd.RangeIndex(lo, lo + len(part))
+        yield part
+
+
+def result_table(declared: Any, run: CapRun, provenance: dict, *, screen: Any = None, dates: Any = None) -> Any:
+    """The whole results table (see :func:`result_parts`), for a map or a look in the notebook;
+    for claims of a country, :func:`write_results` writes it without holding it whole."""
+    import pandas as pd
+
+    parts = list(result_parts(declared, run, provenance, screen=screen, dates=dates, rows_per_part=max(len(declared), 1)))
+    return parts[0] if len(parts) == 1 else pd.concat(parts)
+
+
+def write_results(declared: Any, run: CapRun, provenance: dict, path: str | Path, *, screen: Any = None,
+                  dates: Any = None, rows_per_part: int = RESULT_ROWS_PER_PART) -> list[Path]:
+    """The results table written as GeoPackage and GeoParquet (:class:`outputs.TableWriter`, with
+    the provenance) while it is built, ``rows_per_part`` rows at a time: memory holds one part of it,
+    never the whole table. The files equal ``outputs.write_table(result_table(...))``."""
+    from eolab.analysis import outputs
+
+    types, bbox = outputs.geometry_summary(declared.geometry)
+    with outputs.TableWriter(path, provenance, geometry_types=types, bbox=bbox, index=False) as writer:
+        for part in result_parts(declared, run, provenance, screen=screen, dates=dates, rows_per_part=rows_per_part):
+            writer.write(part)
+    return writer.paths
+
+
 # ------------------------------------------------------------------------------ country scale, in tiles
 
 

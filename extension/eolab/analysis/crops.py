@@ -123,7 +123,8 @@ def parcel_features(z: Any, *, indices: Sequence[str] = FEATURE_INDICES, step: f
                     haze_margin: float | None = None) -> tuple[Any, dict]:
     """(DataFrame parcel × feature, info) from :func:`parcel_series` output.
 
-    info: grid_days, the cleaned series per index, days, and per parcel the dates used.
+    info: grid_days, the cleaned series per index, days (and their time values, ``times``), and per
+    parcel the dates used.
     haze_margin: the haze test's margin fitted on more parcels than these (one tile of many, see
     :func:`eolab.analysis.timeseries.haze_margin`); None: fitted on these.
     """
@@ -136,7 +137,7 @@ def parcel_features(z: Any, *, indices: Sequence[str] = FEATURE_INDICES, step: f
     X = features_from_series(series, days, grid, indices)
     df = pd.DataFrame(X, index=z.parcel.values, columns=feature_names(grid, indices))
     observed = np.isfinite(series["NDVI"])
-    info = {"grid_days": grid, "days": days, "series": series, "observed": observed,
+    info = {"grid_days": grid, "days": days, "times": z.time.values, "series": series, "observed": observed,
             "n_observations": observed.sum(1)}
     return df, info
 

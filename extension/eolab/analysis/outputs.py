@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -88,10 +88,19 @@ def _parts(gdf: Any):
         yield gdf.iloc[start:start + ROWS_PER_PART]
 
 
-def _layer_geometry(gdf: Any) -> dict:
-    """The layer's geometry type from the whole table (a part alone might say Polygon where the table
-    mixes Polygon and MultiPolygon): pyogrio's ``geometry_type`` and ``promote_to_multi``."""
-    types = {t for t in gdf.geometry.geom_type.dropna().unique()}
+def geometry_summary(geoms: Any) -> tuple[list[str], list[float]]:
+    """(geometry types, bbox) of a GeoSeries as GeoParquet's ``geo`` metadata states them: what
+    :class:`TableWriter` needs before the rows when a table is built and written part by part
+    (e.g. from the claims, whose outlines the results carry)."""
+    from geopandas.io.arrow import _get_geometry_types
+
+    return sorted(_get_geometry_types(geoms)), [float(v) for v in geoms.total_bounds]
+
+
+def _layer_geometry(types: Iterable[str]) -> dict:
+    """The GeoPackage layer's geometry type from the whole table's (a part alone might say Polygon
+    where the table mixes Polygon and MultiPolygon): pyogrio's ``geometry_type`` and ``promote_to_multi``."""
+    types = {t for t in types if t}
     if len(types) == 1:
         return {"geometry_type": types.pop()}
     for single in ("Point", "LineString", "Polygon"):
@@ -100,54 +109,213 @@ def _layer_geometry(gdf: Any) -> dict:
     return {"geometry_type": "Unknown"}
 
 
+def _default_index(gdf: Any) -> bool:
+    """A default index (0..n-1, or a slice of one, unnamed) is not data; any other is written."""
+    import pandas as pd
+
+    return isinstance(gdf.index, pd.RangeIndex) and gdf.index.step == 1 and gdf.index.name is None
+
+
+class TableWriter:
+    """A table given part by part, written as GeoPackage (always) and GeoParquet beside it (when
+    pyarrow is installed): for results too large to build whole (a country's parcels), each part is
+    converted and written, then dropped. Both files replace earlier ones only when both were
+    written, at :meth:`close` (a ``with`` block closes it, or removes the partial files on error).
+
+    ``geometry_types`` and ``bbox`` are the whole table's (see :func:`geometry_summary`): the
+    GeoPackage layer and the GeoParquet ``geo`` metadata are fixed before the first row (pyarrow
+    writes a file's schema first); a part outside them is refused. Column types are those of the
+    first rows in which every column has a value (parts are held until then, usually the first
+    one), or of ``schema_from``; every part must have the same columns.
+    """
+
+    def __init__(self, path: str | Path, provenance: dict, *, geometry_types: Iterable[str],
+                 bbox: Sequence[float], layer: str | None = None, schema_from: Any = None,
+                 index: bool | None = None) -> None:
+        path = _prepare(path)
+        if path.suffix.lower() != ".gpkg":
+            raise EolabError(f"{path.name}: tables are written as .gpkg (plus .parquet)", hint="use a .gpkg path")
+        try:
+            import pyarrow  # noqa: F401
+            self.parquet = path.with_suffix(".parquet")
+        except ImportError:
+            self.parquet = None
+        self.path, self.provenance, self.layer = path, provenance, layer or path.stem
+        self.geometry_types, self.bbox = sorted(set(geometry_types)), [float(v) for v in bbox]
+        self.tmp = path.with_name(path.stem + ".partial.gpkg")
+        self.tmp_parquet = self.parquet.with_name(self.parquet.stem + ".partial.parquet") if self.parquet else None
+        self.rows, self.paths = 0, None
+        self._schema_from, self._index, self._columns = schema_from, index, None
+        self._pending: list = []
+        self._schema = self._writer = None
+        self._seen_types: set = set()
+        self._seen_bbox = [np.inf, np.inf, -np.inf, -np.inf]
+        for partial in (self.tmp, self.tmp_parquet):
+            if partial:
+                partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+    def write(self, part: Any) -> None:
+        """Add ``part`` (a GeoDataFrame with the table's columns) after the rows written so far."""
+        if self.paths is not None:
+            raise EolabError(f"{self.path.name} is already closed")
+        try:
+            self._add(part)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _add(self, part: Any) -> None:
+        if self._columns is None:
+            self._columns = list(part.columns)
+            if self._index is None:
+                self._index = not _default_index(part)
+        elif list(part.columns) != self._columns:
+            raise EolabError(f"{self.path.name}: a part has the columns {list(part.columns)}, the table "
+                             f"{self._columns}", hint="give every part the same columns in the same order")
+        if not len(part):
+            return
+        self._check_geometry(part)
+        if self._schema is None and self._schema_from is None:
+            self._pending.append(part)
+            typed = {c for p in self._pending for c in p.columns if p[c].notna().any()}
+            if len(typed) == len(self._columns):
+                self._flush()
+            return
+        self._write(part)
+
+    def _check_geometry(self, part: Any) -> None:
+        types, bbox = geometry_summary(part.geometry)
+        outside = set(types) - set(self.geometry_types)
+        if outside:
+            raise EolabError(f"{self.path.name}: rows with geometry types {sorted(outside)} in a table "
+                             f"declared as {self.geometry_types}", hint="give geometry_types= of the whole table")
+        if len(part) and part.geometry.notna().any():
+            if (bbox[0] < self.bbox[0] or bbox[1] < self.bbox[1] or bbox[2] > self.bbox[2]
+                    or bbox[3] > self.bbox[3]):
+                raise EolabError(f"{self.path.name}: rows reach {bbox}, outside the declared bbox {self.bbox}",
+                                 hint="give bbox= of the whole table (e.g. its total_bounds)")
+
+    def _flush(self) -> None:
+        import pandas as pd
+
+        if not self._pending:
+            return
+        part = self._pending[0] if len(self._pending) == 1 else pd.concat(self._pending)
+        self._pending = []
+        self._write(part)
+
+    def _write(self, part: Any) -> None:
+        from geopandas.io.arrow import _geopandas_to_arrow
+
+        table = None
+        if self.parquet:  # converted first: a part that does not fit is refused before either file has it
+            if self._schema is None:
+                self._schema = _parquet_schema(self._schema_from if self._schema_from is not None else part,
+                                               self._index, _parquet_record(self.provenance, self.parquet),
+                                               self.geometry_types, self.bbox)
+            try:
+                table = _geopandas_to_arrow(part, index=self._index).cast(self._schema)
+            except Exception as exc:  # an Arrow type that cannot become the table's
+                raise EolabError(f"{self.path.name}: rows {self.rows}–{self.rows + len(part) - 1} do not fit "
+                                 f"the table's column types: {exc}",
+                                 hint="give every part the same column types") from exc
+        part.to_file(self.tmp, layer=self.layer, driver="GPKG", mode="w" if self.rows == 0 else "a",
+                     **_layer_geometry(self.geometry_types))
+        if table is not None:
+            if self._writer is None:
+                import pyarrow.parquet as pq
+
+                self._writer = pq.ParquetWriter(self.tmp_parquet, self._schema, compression="zstd")
+            self._writer.write_table(table)
+        self.rows += len(part)
+
+    def close(self) -> list[Path]:
+        """Write what is held, finish both files and put them in place (with their provenance)."""
+        if self.paths is not None:
+            return self.paths
+        try:
+            self._flush()
+            if self._columns is None:
+                raise EolabError(f"{self.path.name}: no rows or columns were given", hint="write at least one part")
+            if self.rows == 0:  # no rows: the files still say which columns the table has
+                self._write_empty()
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        except BaseException:
+            self.abort()
+            raise
+        self.tmp.replace(self.path)
+        prov_mod.write(self.path, self.provenance)
+        self.paths = [self.path]
+        if self.parquet:
+            self.tmp_parquet.replace(self.parquet)
+            prov_mod.write(self.parquet, self.provenance)
+            self.paths.append(self.parquet)
+        return self.paths
+
+    def _write_empty(self) -> None:
+        import geopandas as gpd
+        import pyarrow.parquet as pq
+        from geopandas.io.arrow import _geopandas_to_arrow
+
+        empty = self._schema_from if self._schema_from is not None else gpd.GeoDataFrame(
+            {c: [] for c in self._columns if c != "geometry"}, geometry=[], crs=None)
+        empty.to_file(self.tmp, layer=self.layer, driver="GPKG", **_layer_geometry(self.geometry_types))
+        if self.parquet:
+            table = _geopandas_to_arrow(empty, index=self._index)
+            meta = dict(table.schema.metadata or {})
+            meta[PARQUET_KEY] = json.dumps(prov_mod._jsonable(_parquet_record(self.provenance, self.parquet))).encode()
+            pq.write_table(table.replace_schema_metadata(meta), self.tmp_parquet, compression="zstd")
+
+    def abort(self) -> None:
+        """Drop the partial files (the earlier outputs, if any, stay as they were)."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:  # noqa: BLE001 - the partial file is removed anyway
+                pass
+            self._writer = None
+        self._pending = []
+        self.paths = self.paths or []
+        for partial in (self.tmp, self.tmp_parquet):
+            if partial:
+                partial.unlink(missing_ok=True)
+
+
 def write_table(gdf: Any, path: str | Path, provenance: dict, *, layer: str | None = None) -> list[Path]:
     """A GeoDataFrame as GeoPackage (always) and GeoParquet next to it (when pyarrow is installed),
     each written part by part (:data:`ROWS_PER_PART`); both files replace earlier ones only when
-    both were written (never a new GeoPackage beside an old GeoParquet)."""
-    path = _prepare(path)
-    if path.suffix.lower() != ".gpkg":
-        raise EolabError(f"{path.name}: tables are written as .gpkg (plus .parquet)", hint="use a .gpkg path")
-    try:
-        import pyarrow  # noqa: F401
-        parquet = path.with_suffix(".parquet")
-    except ImportError:
-        parquet = None
-    tmp = path.with_name(path.stem + ".partial.gpkg")
-    tmp_parquet = parquet.with_name(parquet.stem + ".partial.parquet") if parquet else None
-    try:
-        _write_gpkg(gdf, tmp, layer or path.stem)
-        if parquet:
-            _write_parquet(gdf, tmp_parquet, _parquet_record(provenance, parquet))
-    except BaseException:
-        for partial in (tmp, tmp_parquet):
-            if partial:
-                partial.unlink(missing_ok=True)
-        raise
-    tmp.replace(path)
-    prov_mod.write(path, provenance)
-    if not parquet:
-        return [path]
-    tmp_parquet.replace(parquet)
-    prov_mod.write(parquet, provenance)
-    return [path, parquet]
+    both were written (never a new GeoPackage beside an old GeoParquet). For a table too large to
+    build whole, give it part by part to a :class:`TableWriter`."""
+    import pandas as pd
 
-
-def _write_gpkg(gdf: Any, tmp: Path, layer: str) -> None:
-    tmp.unlink(missing_ok=True)
-    layout = _layer_geometry(gdf)
-    for k, part in enumerate(_parts(gdf)):
-        part.to_file(tmp, layer=layer, driver="GPKG", mode="w" if k == 0 else "a", **layout)
+    types, bbox = geometry_summary(gdf.geometry)
+    with TableWriter(path, provenance, geometry_types=types, bbox=bbox, layer=layer, schema_from=gdf,
+                     index=not (gdf.index.equals(pd.RangeIndex(len(gdf))) and gdf.index.name is None)) as writer:
+        for part in _parts(gdf):
+            writer.write(part)
+    return writer.paths
 
 
 def _parquet_record(provenance: dict, path: Path) -> dict:
     return dict(provenance, outputs=sorted(set(provenance.get("outputs", []) + [path.name])))
 
 
-def _parquet_schema(gdf: Any, index: bool, record: dict) -> Any:
+def _parquet_schema(gdf: Any, index: bool, record: dict, geometry_types: list[str], bbox: list[float]) -> Any:
     """The Arrow schema of ``gdf`` as GeoPandas writes it: types from one row per column's first
     value (so a column empty in the first part is still typed), object columns typed from all
-    their values (one column at a time), every geometry column's bbox and geometry types of the
-    whole table in the ``geo`` metadata, and the provenance record."""
+    their values (one column at a time), the active geometry column's bbox and geometry types
+    as given (the whole table's), other geometry columns' from ``gdf``, and the provenance record."""
     import pyarrow as pa
     from geopandas.io.arrow import _geopandas_to_arrow, _get_geometry_types
 
@@ -159,8 +327,11 @@ def _parquet_schema(gdf: Any, index: bool, record: dict) -> Any:
     meta = dict(schema.metadata or {})
     geo = json.loads(meta[b"geo"])
     for name, column in geo["columns"].items():
-        column["bbox"] = [float(v) for v in gdf[name].total_bounds]
-        column["geometry_types"] = sorted(_get_geometry_types(gdf[name]))
+        if name == gdf.geometry.name:
+            column["bbox"], column["geometry_types"] = list(bbox), list(geometry_types)
+        else:
+            column["bbox"] = [float(v) for v in gdf[name].total_bounds]
+            column["geometry_types"] = sorted(_get_geometry_types(gdf[name]))
     meta[b"geo"] = json.dumps(geo).encode()
     meta[PARQUET_KEY] = json.dumps(prov_mod._jsonable(record)).encode()
     return schema.with_metadata(meta)
@@ -181,7 +352,8 @@ def _write_parquet(gdf: Any, tmp: Path, record: dict) -> None:
         meta[PARQUET_KEY] = json.dumps(prov_mod._jsonable(record)).encode()
         pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
         return
-    schema = _parquet_schema(gdf, index, record)
+    types, bbox = geometry_summary(gdf.geometry)
+    schema = _parquet_schema(gdf, index, record, types, bbox)
     with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
         for part in _parts(gdf):
             writer.write_table(_geopandas_to_arrow(part, index=index).cast(schema))
