@@ -328,27 +328,34 @@ def _decide(declared: Any, screen: Any, X: Any, info: dict, ndvi: np.ndarray, fo
     from eolab._memory import release_freed_memory
     from eolab.analysis import cap_checks
 
-    names = declared.loc[X.index, "crop_name"].astype(str).values
-    ok = screen.loc[X.index, "monitorable"].values
+    # the claims and screen rows of X's parcels, selected once and only when they differ (each
+    # selection copies the claims: hundreds of MB for a country's)
+    declared = declared if declared.index.equals(X.index) else declared.loc[X.index]
+    screen = screen if screen.index.equals(X.index) else screen.loc[X.index]
+    names = declared["crop_name"].astype(str).values
+    ok = screen["monitorable"].values
     _enough_monitorable(ok)
-    p_ok, classes = cross_fit_crop_probabilities(X.values[ok], names[ok], seed=seed, n_jobs=n_jobs)
+    features = X.to_numpy()
+    p_ok, classes = cross_fit_crop_probabilities(features if ok.all() else features[ok], names[ok], seed=seed,
+                                                 n_jobs=n_jobs)
+    del features
     proba = np.full((len(X), len(classes)), 1.0 / len(classes))
     proba[ok] = p_ok
-    arable = arable_mask(declared.loc[X.index], grassland)
+    arable = arable_mask(declared, grassland)
     threshold = growth_threshold(X["NDVI_max"].values[ok & arable])
-    is_grass = grassland_mask(declared.loc[X.index], grassland)
+    is_grass = grassland_mask(declared, grassland)
     mowing = [evs if g else [] for evs, g in zip(found, is_grass)]
     findings: list = []
     used = {"observations": {"min_observations": min_observations}, "growth": {"min_growth": threshold},
             "crop_consistency": {"red_ratio": red_ratio, "red_probability": red_probability}}
     for name, p in (check_params or {}).items():
         used[name] = {**used.get(name, {}), **p}
-    checks_table = check_parcels(declared.loc[X.index], screen.loc[X.index], proba, classes,
+    checks_table = check_parcels(declared, screen, proba, classes,
                                  n_observations=info["n_observations"], mowing=mowing, bare_soil=bare,
                                  ndvi_max=X["NDVI_max"].values, grassland=grassland, checks=checks,
                                  check_params=used, findings=findings,
                                  extra={"ndvi": ndvi, "info": info, "X": X, "s1": z1})
-    run = CapRun(checks=checks_table, screen=screen.loc[X.index], X=X, info=info, proba=proba,
+    run = CapRun(checks=checks_table, screen=screen, X=X, info=info, proba=proba,
                  classes=list(classes), mowing=mowing, bare_soil=bare, growth_threshold=threshold, ndvi=ndvi,
                  findings=findings, check_params=cap_checks.parameters(used, checks), s1=z1)
     release_freed_memory()  # the model's and the checks' working memory, freed, would stay resident

@@ -216,6 +216,8 @@ class TableWriter:
     def _write(self, part: Any) -> None:
         from geopandas.io.arrow import _geopandas_to_arrow
 
+        from eolab._memory import release_freed_memory
+
         table = None
         if self.parquet:  # converted first: a part that does not fit is refused before either file has it
             if self._schema is None:
@@ -237,6 +239,8 @@ class TableWriter:
                 self._writer = pq.ParquetWriter(self.tmp_parquet, self._schema, compression="zstd")
             self._writer.write_table(table)
         self.rows += len(part)
+        del table
+        release_freed_memory()  # the part's conversion buffers, freed, would stay resident
 
     def close(self) -> list[Path]:
         """Write what is held, finish both files and put them in place (with their provenance)."""
