@@ -148,8 +148,7 @@ class TableWriter:
         self._schema_from, self._index, self._columns = schema_from, index, None
         self._pending: list = []
         self._schema = self._writer = None
-        self._seen_types: set = set()
-        self._seen_bbox = [np.inf, np.inf, -np.inf, -np.inf]
+        self._typed = schema_from is not None  # column types known: parts are written as they come
         for partial in (self.tmp, self.tmp_parquet):
             if partial:
                 partial.unlink(missing_ok=True)
@@ -184,7 +183,7 @@ class TableWriter:
         if not len(part):
             return
         self._check_geometry(part)
-        if self._schema is None and self._schema_from is None:
+        if not self._typed:
             self._pending.append(part)
             typed = {c for p in self._pending for c in p.columns if p[c].notna().any()}
             if len(typed) == len(self._columns):
@@ -210,7 +209,7 @@ class TableWriter:
         if not self._pending:
             return
         part = self._pending[0] if len(self._pending) == 1 else pd.concat(self._pending)
-        self._pending = []
+        self._pending, self._typed = [], True
         self._write(part)
 
     def _write(self, part: Any) -> None:
