@@ -207,3 +207,61 @@ def test_a_table_without_rows_still_names_its_columns(tmp_path):
         with outputs.TableWriter(tmp_path / "none.gpkg", _record(), geometry_types=[], bbox=[0, 0, 0, 0]):
             pass
     assert not list(tmp_path.glob("none*"))
+
+
+def test_a_column_empty_throughout_does_not_hold_the_table(tmp_path, monkeypatch):
+    """Claims without farmer ids: the writer does not wait for a value that never comes. Named in
+    null_columns it writes each part as it comes; unnamed, it holds at most MAX_HELD_ROWS rows."""
+    gdf = _parcels()
+    gdf = gpd.GeoDataFrame(pd.concat([gdf] * 3, ignore_index=True), crs=gdf.crs).assign(farmer_id=None)
+    types, bbox = outputs.geometry_summary(gdf.geometry)
+    monkeypatch.setattr(outputs, "MAX_HELD_ROWS", 4)
+    for null_columns, groups in ((["farmer_id"], 3), ((), 2)):
+        with outputs.TableWriter(tmp_path / "t.gpkg", _record(), geometry_types=types, bbox=bbox,
+                                 null_columns=null_columns) as writer:
+            for part in _given_in_parts(gdf, [3, 3, 3]):
+                writer.write(part)
+        assert pq.ParquetFile(writer.paths[1]).metadata.num_row_groups == groups
+        back = gpd.read_parquet(writer.paths[1])
+        assert back["farmer_id"].isna().all() and back["light"].tolist() == gdf["light"].tolist()
+
+
+def test_a_refused_part_leaves_the_writer_abandoned_saying_why(tmp_path):
+    gdf = _parcels()
+    types, bbox = outputs.geometry_summary(gdf.geometry)
+    writer = outputs.TableWriter(tmp_path / "t.gpkg", _record(), geometry_types=types, bbox=bbox)
+    with pytest.raises(EolabError, match="column types"):
+        writer.write(gdf.iloc[:1])
+        writer.write(gdf.iloc[1:].assign(p_declared="high"))
+    for action in (lambda: writer.write(gdf.iloc[2:]), writer.close):
+        with pytest.raises(EolabError, match="abandoned after an error: .*p_declared") as err:
+            action()
+        assert "start a new TableWriter" in err.value.hint
+    assert not list(tmp_path.iterdir())
+
+
+def test_3d_outlines_index_and_empty_parts_are_written_as_write_table_did(tmp_path):
+    """Polygon Z with MultiPolygon Z makes a MultiPolygon Z layer; a named index goes into both files
+    or neither; a table given only empty parts keeps its CRS and column types."""
+    import pyogrio
+    from shapely.geometry import MultiPolygon, Polygon
+
+    z = [Polygon([(0, 0, 1), (1, 0, 1), (1, 1, 1)]),
+         MultiPolygon([Polygon([(2, 0, 1), (3, 0, 1), (3, 1, 1)]), Polygon([(4, 0, 1), (5, 0, 1), (5, 1, 1)])])]
+    gdf = gpd.GeoDataFrame({"a": [1, 2]}, geometry=z, crs="EPSG:32634",
+                           index=pd.Index(["p", "q"], name="parcel_id"))
+    path = outputs.write_table(gdf, tmp_path / "z.gpkg", _record())[0]
+    assert pyogrio.read_info(path, layer="z")["geometry_type"] == "MultiPolygon Z"
+    types, bbox = outputs.geometry_summary(gdf.geometry)
+    for index, columns in ((False, ["a", "geometry"]), (True, ["parcel_id", "a", "geometry"])):
+        with outputs.TableWriter(tmp_path / f"i{index}.gpkg", _record(), geometry_types=types, bbox=bbox,
+                                 index=index) as writer:
+            writer.write(gdf.iloc[:1])
+            writer.write(gdf.iloc[1:])
+        assert list(gpd.read_file(writer.paths[0], layer=f"i{index}").columns) == columns
+        back = gpd.read_parquet(writer.paths[1])
+        assert list(back.reset_index().columns if index else back.columns) == columns
+    with outputs.TableWriter(tmp_path / "e.gpkg", _record(), geometry_types=[], bbox=[0, 0, 0, 0]) as writer:
+        writer.write(gdf.iloc[:0].rename_geometry("geom"))
+    back = gpd.read_parquet(writer.paths[1])
+    assert len(back) == 0 and back.crs == gdf.crs and back["a"].dtype == np.int64

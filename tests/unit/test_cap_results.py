@@ -81,3 +81,12 @@ def test_what_the_results_need_is_asked_for(scene):
     with pytest.raises(EolabError, match="does not say its series' dates") as err:
         cap.result_table(declared, run, prov, screen=screen)
     assert "dates=" in err.value.hint
+
+
+def test_no_claims_give_an_empty_table_with_its_columns(scene, tmp_path):
+    declared, screen, run, prov, dates = scene
+    whole = cap.result_table(declared, run, prov, screen=screen, dates=dates)
+    empty = cap.result_table(declared.iloc[:0], run, prov, screen=screen, dates=dates)
+    assert len(empty) == 0 and list(empty.columns) == list(whole.columns)
+    files = cap.write_results(declared.iloc[:0], run, prov, tmp_path / "none.gpkg", screen=screen, dates=dates)
+    assert list(gpd.read_parquet(files[1]).columns) == list(whole.columns)

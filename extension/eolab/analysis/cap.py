@@ -400,7 +400,7 @@ def result_parts(declared: Any, run: CapRun, provenance: dict, *, screen: Any = 
         raise EolabError(f"{len(missing)} parcels have no screen row, e.g. {list(missing[:3])}",
                          hint="pass screen= of all the claims (cap.screen_parcels)")
     columns = [c for c in RESULT_CLAIM_COLUMNS if c in declared.columns] + [declared.geometry.name]
-    for lo in range(0, len(declared), int(rows_per_part)):
+    for lo in range(0, max(len(declared), 1), int(rows_per_part)):  # no claims: one empty part
         part = declared.iloc[lo:lo + int(rows_per_part)][columns].join(screen)
         at = checks.index.get_indexer(part.index)
         judged = at >= 0
@@ -446,7 +446,13 @@ def write_results(declared: Any, run: CapRun, provenance: dict, path: str | Path
     from eolab.analysis import outputs
 
     types, bbox = outputs.geometry_summary(declared.geometry)
-    with outputs.TableWriter(path, provenance, geometry_types=types, bbox=bbox, index=False) as writer:
+    # columns empty in the whole table (e.g. claims without farmer ids) are not waited for
+    screen_all = run.screen if screen is None else screen
+    empty = [c for c in RESULT_CLAIM_COLUMNS if c in declared.columns and declared[c].isna().all()]
+    empty += [c for c in screen_all.columns if screen_all[c].isna().all()]
+    empty += [c for c in run.checks.columns if run.checks[c].isna().all()]
+    with outputs.TableWriter(path, provenance, geometry_types=types, bbox=bbox, index=False,
+                             null_columns=empty) as writer:
         for part in result_parts(declared, run, provenance, screen=screen, dates=dates, rows_per_part=rows_per_part):
             writer.write(part)
     return writer.paths

@@ -78,6 +78,9 @@ def write_geotiff(da: Any, path: str | Path, provenance: dict, *, nodata: float 
     return path
 
 
+#: Rows :class:`TableWriter` holds at most while it waits for a value in every column (to type them)
+MAX_HELD_ROWS = 100_000
+
 #: Rows converted and written at a time: a table of a whole country (300,000 parcels and more) is
 #: written part by part, so writing it costs the memory of one part, not of a second copy of the table.
 ROWS_PER_PART = 25_000
@@ -100,7 +103,7 @@ def geometry_summary(geoms: Any) -> tuple[list[str], list[float]]:
 def _layer_geometry(types: Iterable[str]) -> dict:
     """The GeoPackage layer's geometry type from the whole table's (a part alone might say Polygon
     where the table mixes Polygon and MultiPolygon): pyogrio's ``geometry_type`` and ``promote_to_multi``."""
-    types = {t for t in types if t}
+    types = {t.split(" ")[0] for t in types if t}  # "Polygon Z": pyogrio writes the Z itself
     if len(types) == 1:
         return {"geometry_type": types.pop()}
     for single in ("Point", "LineString", "Polygon"):
@@ -126,12 +129,14 @@ class TableWriter:
     GeoPackage layer and the GeoParquet ``geo`` metadata are fixed before the first row (pyarrow
     writes a file's schema first); a part outside them is refused. Column types are those of the
     first rows in which every column has a value (parts are held until then, usually the first
-    one), or of ``schema_from``; every part must have the same columns.
+    one; at most :data:`MAX_HELD_ROWS` rows), or of ``schema_from``; ``null_columns`` names columns
+    known to be empty in the whole table (e.g. no farmer ids in a country's claims), which are not
+    waited for. Every part must have the same columns and index name.
     """
 
     def __init__(self, path: str | Path, provenance: dict, *, geometry_types: Iterable[str],
                  bbox: Sequence[float], layer: str | None = None, schema_from: Any = None,
-                 index: bool | None = None) -> None:
+                 index: bool | None = None, null_columns: Iterable[str] = ()) -> None:
         path = _prepare(path)
         if path.suffix.lower() != ".gpkg":
             raise EolabError(f"{path.name}: tables are written as .gpkg (plus .parquet)", hint="use a .gpkg path")
@@ -149,6 +154,7 @@ class TableWriter:
         self._pending: list = []
         self._schema = self._writer = None
         self._typed = schema_from is not None  # column types known: parts are written as they come
+        self._null_columns, self._empty, self._failed = set(null_columns), None, None
         for partial in (self.tmp, self.tmp_parquet):
             if partial:
                 partial.unlink(missing_ok=True)
@@ -160,34 +166,46 @@ class TableWriter:
         if kind is None:
             self.close()
         else:
+            self._failed = self._failed or value
             self.abort()
 
     def write(self, part: Any) -> None:
         """Add ``part`` (a GeoDataFrame with the table's columns) after the rows written so far."""
+        self._check_usable()
         if self.paths is not None:
             raise EolabError(f"{self.path.name} is already closed")
         try:
             self._add(part)
-        except BaseException:
+        except BaseException as exc:
+            self._failed = exc
             self.abort()
             raise
 
+    def _check_usable(self) -> None:
+        if self._failed is not None:
+            raise EolabError(f"{self.path.name} was abandoned after an error: {self._failed}",
+                             hint="nothing was written; start a new TableWriter") from self._failed
+
     def _add(self, part: Any) -> None:
         if self._columns is None:
-            self._columns = list(part.columns)
+            self._columns, self._index_names = list(part.columns), list(part.index.names)
+            self._empty = part.iloc[:0]  # what an empty table is written as
             if self._index is None:
                 self._index = not _default_index(part)
         elif list(part.columns) != self._columns:
             raise EolabError(f"{self.path.name}: a part has the columns {list(part.columns)}, the table "
                              f"{self._columns}", hint="give every part the same columns in the same order")
+        elif self._index and list(part.index.names) != self._index_names:
+            raise EolabError(f"{self.path.name}: a part's index is named {list(part.index.names)}, the table's "
+                             f"{self._index_names}", hint="give every part the same index")
         if not len(part):
             return
         self._check_geometry(part)
         if not self._typed:
             self._pending.append(part)
-            typed = {c for p in self._pending for c in p.columns if p[c].notna().any()}
-            if len(typed) == len(self._columns):
-                self._flush()
+            typed = {c for p in self._pending for c in p.columns if p[c].notna().any()} | self._null_columns
+            if len(typed) == len(self._columns) or sum(len(p) for p in self._pending) >= MAX_HELD_ROWS:
+                self._flush()  # (past MAX_HELD_ROWS, a column still empty is typed as empty)
             return
         self._write(part)
 
@@ -213,24 +231,25 @@ class TableWriter:
         self._write(part)
 
     def _write(self, part: Any) -> None:
-        from geopandas.io.arrow import _geopandas_to_arrow
 
         from eolab._memory import release_freed_memory
 
         table = None
         if self.parquet:  # converted first: a part that does not fit is refused before either file has it
             if self._schema is None:
-                self._schema = _parquet_schema(self._schema_from if self._schema_from is not None else part,
-                                               self._index, _parquet_record(self.provenance, self.parquet),
-                                               self.geometry_types, self.bbox)
-            try:
-                table = _geopandas_to_arrow(part, index=self._index).cast(self._schema)
-            except Exception as exc:  # an Arrow type that cannot become the table's
-                raise EolabError(f"{self.path.name}: rows {self.rows}–{self.rows + len(part) - 1} do not fit "
-                                 f"the table's column types: {exc}",
-                                 hint="give every part the same column types") from exc
+                import pyarrow as pa
+
+                try:
+                    self._schema = _parquet_schema(self._schema_from if self._schema_from is not None else part,
+                                                   self._index, _parquet_record(self.provenance, self.parquet),
+                                                   self.geometry_types, self.bbox)
+                except (pa.ArrowException, TypeError, ValueError) as exc:
+                    raise EolabError(f"{self.path.name}: the table's column types cannot be made: {exc}",
+                                     hint="give each column values of one type") from exc
+            table = self._arrow(part)
+        # the index goes into both files or neither
         part.to_file(self.tmp, layer=self.layer, driver="GPKG", mode="w" if self.rows == 0 else "a",
-                     **_layer_geometry(self.geometry_types))
+                     index=None if self._index else False, **_layer_geometry(self.geometry_types))
         if table is not None:
             if self._writer is None:
                 import pyarrow.parquet as pq
@@ -241,8 +260,36 @@ class TableWriter:
         del table
         release_freed_memory()  # the part's conversion buffers, freed, would stay resident
 
+    def _arrow(self, part: Any) -> Any:
+        """``part`` as an Arrow table of the table's schema, or an error naming the columns that do
+        not fit."""
+        import pyarrow as pa
+        from geopandas.io.arrow import _geopandas_to_arrow
+
+        rows = f"rows {self.rows}–{self.rows + len(part) - 1}"
+        try:
+            table = _geopandas_to_arrow(part, index=self._index)
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise EolabError(f"{self.path.name}: {rows} cannot be converted: {exc}",
+                             hint="give each column values of one type") from exc
+        try:
+            return table.cast(self._schema)
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            bad = []
+            for field in self._schema:
+                if field.name in table.column_names:
+                    try:
+                        table.column(field.name).cast(field.type)
+                    except (pa.ArrowException, TypeError, ValueError):
+                        bad.append(f"{field.name} ({table.schema.field(field.name).type}, the table's {field.type})")
+            raise EolabError(f"{self.path.name}: in {rows}, " + (", ".join(bad) or str(exc))
+                             + " cannot take the table's column types",
+                             hint="give every part the same column types (a column empty in the first "
+                                  "parts: name it in null_columns= only if it is empty in all)") from exc
+
     def close(self) -> list[Path]:
         """Write what is held, finish both files and put them in place (with their provenance)."""
+        self._check_usable()
         if self.paths is not None:
             return self.paths
         try:
@@ -254,7 +301,8 @@ class TableWriter:
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
-        except BaseException:
+        except BaseException as exc:
+            self._failed = exc
             self.abort()
             raise
         self.tmp.replace(self.path)
@@ -267,14 +315,13 @@ class TableWriter:
         return self.paths
 
     def _write_empty(self) -> None:
-        import geopandas as gpd
-        import pyarrow.parquet as pq
-        from geopandas.io.arrow import _geopandas_to_arrow
-
-        empty = self._schema_from if self._schema_from is not None else gpd.GeoDataFrame(
-            {c: [] for c in self._columns if c != "geometry"}, geometry=[], crs=None)
-        empty.to_file(self.tmp, layer=self.layer, driver="GPKG", **_layer_geometry(self.geometry_types))
+        empty = self._schema_from if self._schema_from is not None else self._empty
+        empty.to_file(self.tmp, layer=self.layer, driver="GPKG", index=None if self._index else False,
+                      **_layer_geometry(self.geometry_types))
         if self.parquet:
+            import pyarrow.parquet as pq
+            from geopandas.io.arrow import _geopandas_to_arrow
+
             table = _geopandas_to_arrow(empty, index=self._index)
             meta = dict(table.schema.metadata or {})
             meta[PARQUET_KEY] = json.dumps(prov_mod._jsonable(_parquet_record(self.provenance, self.parquet))).encode()
