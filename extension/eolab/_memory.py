@@ -36,3 +36,22 @@ def release_freed_memory() -> bool:
         return False
     libc.malloc_trim(0)
     return True
+
+
+def share_strings(values) -> object:
+    """``values`` (a column of text) as an object array in which equal strings are one object: a
+    country's claims repeat a few crop names, codes and reasons hundreds of thousands of times, and
+    each read or built string is otherwise its own ~60-byte object. Values other than text (and
+    columns mixing text with numbers, which hashing would merge: 1 == 1.0 == True) are returned as
+    they are; missing values stay as they were (None or NaN)."""
+    import numpy as np
+    import pandas as pd
+
+    arr = np.asarray(values, dtype=object) if not isinstance(values, np.ndarray) or values.dtype != object else values
+    if arr.ndim != 1 or pd.api.types.infer_dtype(arr, skipna=True) != "string":
+        return values
+    codes, uniques = pd.factorize(arr)
+    out = arr.copy()
+    have = codes >= 0
+    out[have] = np.asarray(uniques, dtype=object)[codes[have]]
+    return out

@@ -42,3 +42,18 @@ def test_freed_heap_pages_are_returned():
 def test_without_glibc_nothing_is_done(monkeypatch):
     monkeypatch.setattr(_memory, "_libc", lambda: None)
     assert _memory.release_freed_memory() is False
+
+
+def test_equal_strings_become_one_object_and_nothing_else_changes():
+    import numpy as np
+
+    from eolab._memory import share_strings
+
+    made = ["".join(["mai", "ze"]) for _ in range(3)] + [None, float("nan"), "wheat"]
+    assert made[0] is not made[1]  # built strings are objects of their own
+    out = share_strings(made)
+    assert out[0] is out[1] is out[2] and list(out[:3]) == ["maize"] * 3 and out[5] == "wheat"
+    assert out[3] is None and np.isnan(out[4])  # missing values as they were
+    mixed = np.array([1, 1.0, True, "1"], dtype=object)  # hashing would merge 1, 1.0 and True
+    assert share_strings(mixed) is mixed
+    assert share_strings([]) == []

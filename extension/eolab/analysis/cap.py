@@ -228,14 +228,19 @@ def check_parcels(claims: Any, screen: Any, proba: np.ndarray, classes: Sequence
     if findings is not None:
         findings[:] = found
     lights, reasons, suspect = zip(*(cap_checks.light_of(f) for f in found)) if n else ((), (), ())
+    # repeated text (crop names, reasons, dates) as one string object per distinct value: a country's
+    # table would otherwise hold a string per row and column
+    from eolab._memory import share_strings as shared
+
     out = pd.DataFrame({
         "declared_crop": declared, "declared_group": [group(d) for d in declared],
-        "predicted_crop": pred, "predicted_group": [group(p) for p in pred],
+        "predicted_crop": shared(pred.astype(object)), "predicted_group": [group(p) for p in pred],
         "p_predicted": p_pred.round(4), "p_declared": np.round(p_decl, 4),
         "n_clear_observations": np.asarray(n_observations, int),
-        "mowing_dates": [",".join(e["date"] for e in evs) for evs in mowing] if mowing is not None else "",
-        "bare_soil": [",".join(f"{e['start']}/{e['end']}" for e in evs) for evs in bare_soil] if bare_soil is not None else "",
-        "light": list(lights), "reasons": list(reasons), "declaration_suspect": list(suspect),
+        "mowing_dates": shared([",".join(e["date"] for e in evs) for evs in mowing]) if mowing is not None else "",
+        "bare_soil": (shared([",".join(f"{e['start']}/{e['end']}" for e in evs) for evs in bare_soil])
+                      if bare_soil is not None else ""),
+        "light": list(lights), "reasons": shared(list(reasons)), "declaration_suspect": list(suspect),
     }, index=claims.index)
     return out
 

@@ -196,11 +196,14 @@ def _choose_schema(raw: Any, schema: str | None, path: Any) -> Schema | None:
 def read_claims(path: str | os.PathLike, *, layer: str | None = None, to_crs: Any = None,
                 schema: str | None = None, encoding: str | None = None) -> Any:
     """Read a national parcel file into the common schema (GeoDataFrame indexed 0..n-1)."""
-    from eolab._memory import release_freed_memory
+    from eolab._memory import release_freed_memory, share_strings
 
     raw = read_raw(path, layer, encoding=encoding)
     out = to_common(raw, _choose_schema(raw, schema, path), source=Path(path).name)
     del raw
+    for c in out.columns:  # crop names, codes, countries: one string object per distinct value
+        if c != out.geometry.name and out[c].dtype == object:
+            out[c] = share_strings(out[c].to_numpy())
     out = out.to_crs(to_crs) if to_crs is not None else out
     release_freed_memory()  # the raw table's and the readers' freed pages (a country's file: ~100 MB)
     return out
