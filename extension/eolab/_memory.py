@@ -55,3 +55,37 @@ def share_strings(values) -> object:
     have = codes >= 0
     out[have] = np.asarray(uniques, dtype=object)[codes[have]]
     return out
+
+
+def on_disk(array, folder=None):
+    """``array`` moved to an unnamed file in ``folder`` (default: the temporary folder) and mapped
+    back copy-on-write (a ``numpy.memmap`` equal to it). Pages come into memory when read and, being
+    the file's, the system can drop them again when memory runs short; writes stay private to this
+    process. The file's name is removed at once, so the disk space goes with the last reference and
+    nothing is left behind after a crash. For the large arrays a country's run keeps for later
+    looks (features, series), which are rarely read whole. Where the file cannot be written (disk
+    full, folder missing or read-only) the array stays in memory, with a warning saying so."""
+    import os
+    import tempfile
+
+    import numpy as np
+
+    array = np.ascontiguousarray(array)
+    if array.dtype.hasobject:
+        raise TypeError("on_disk: an array of Python objects cannot live in a file")
+    if array.size == 0:
+        return array
+    try:
+        fd, path = tempfile.mkstemp(prefix="eolab-array-", suffix=".npy", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, array, allow_pickle=False)
+            return np.load(path, mmap_mode="c")
+        finally:
+            os.unlink(path)
+    except OSError as e:  # a full or read-only disk must not cost the run that made the array
+        import warnings
+
+        warnings.warn(f"kept a {array.nbytes / 2**20:.0f} MiB array in memory: it could not be written to "
+                      f"{folder or tempfile.gettempdir()} ({e})", RuntimeWarning, stacklevel=2)
+        return array

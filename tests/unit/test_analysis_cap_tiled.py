@@ -142,6 +142,15 @@ def _double_declaration(declared, items, unit):
     return pd.concat([declared, dup]), pid
 
 
+def _mapped(a) -> bool:
+    """Whether an array's memory is a file mapped back (numpy.memmap, or a view of one)."""
+    while a is not None:
+        if isinstance(a, np.memmap):
+            return True
+        a = getattr(a, "base", None)
+    return False
+
+
 @pytest.fixture(scope="module")
 def both_runs(small_demo, tmp_path_factory):
     items, declared = _demo(small_demo)
@@ -176,6 +185,11 @@ def test_tiles_give_the_lights_features_and_events_of_one_pass(both_runs):
     # the series stayed per tile, on disk in the given folder
     assert len(list(work.glob("parcel-series-*.nc"))) == tiled.info["tiles"]
     assert "series" not in tiled.info and set(tiled.info["seconds"]) == {"series", "features_events", "model_lights"}
+    # the features and the NDVI series are mapped from a file whose name is already gone
+    assert _mapped(tiled.ndvi) and _mapped(tiled.X.to_numpy()) and not _mapped(whole.X.to_numpy())
+    assert not list(work.glob("eolab-array-*"))
+    # the features carry the claims' own id strings (no second copy per parcel)
+    assert tiled.X.index.values[0] is declared.index.values[0]
 
 
 def test_a_dossier_reads_a_tiled_run_as_a_whole_one(both_runs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import sys
 
 import numpy as np
@@ -57,3 +58,26 @@ def test_equal_strings_become_one_object_and_nothing_else_changes():
     mixed = np.array([1, 1.0, True, "1"], dtype=object)  # hashing would merge 1, 1.0 and True
     assert share_strings(mixed) is mixed
     assert share_strings([]) == []
+
+
+def test_an_array_on_disk_reads_the_same_and_leaves_no_file(tmp_path):
+    rng = np.random.default_rng(0)
+    a = rng.random((1000, 77))
+    m = _memory.on_disk(a, tmp_path)
+    assert isinstance(m, np.memmap) and m.dtype == a.dtype and np.array_equal(m, a)
+    assert not list(tmp_path.iterdir())  # the name is removed at once; the mapping keeps the data
+    m[0, 0] = -1.0  # writable, privately: the array given is not changed
+    assert m[0, 0] == -1.0 and a[0, 0] != -1.0
+    back = pickle.loads(pickle.dumps(m))
+    assert np.array_equal(back, m)
+    f32 = _memory.on_disk(np.arange(12, dtype=np.float32).reshape(3, 4).T, tmp_path)  # not C-ordered
+    assert np.array_equal(f32, np.arange(12, dtype=np.float32).reshape(3, 4).T)
+    with pytest.raises(TypeError, match="Python objects"):
+        _memory.on_disk(np.array(["a", None], dtype=object), tmp_path)
+
+
+def test_an_array_that_cannot_go_to_disk_stays_in_memory_with_a_warning(tmp_path):
+    a = np.arange(10.0)
+    with pytest.warns(RuntimeWarning, match="kept a 0 MiB array in memory: it could not be written to .*missing"):
+        kept = _memory.on_disk(a, tmp_path / "missing")
+    assert kept is a

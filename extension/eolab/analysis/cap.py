@@ -139,6 +139,10 @@ def linear_model(C: float = 0.03) -> Any:
                          LogisticRegression(C=C, max_iter=3000))
 
 
+#: parcels scored at a time by :func:`cross_fit_crop_probabilities`
+PREDICT_ROWS = 20_000
+
+
 def cross_fit_crop_probabilities(X: Any, declared: Sequence[str], *, folds: int = 5, seed: int = 0,
                                  n_estimators: int = 300, n_jobs: int = 2, linear_weight: float = 0.5,
                                  linear_C: float = 0.03, max_train: int | None = 4000) -> tuple[np.ndarray, list[str]]:
@@ -165,14 +169,20 @@ def cross_fit_crop_probabilities(X: Any, declared: Sequence[str], *, folds: int 
         if max_train and tr.size > max_train:
             tr = np.sort(train_test_split(tr, train_size=max_train, stratify=y[tr], random_state=seed)[0])
         model, _ = crops.train(Xv[tr], y[tr], n_estimators=n_estimators, seed=seed, n_jobs=n_jobs)
-        p = np.zeros((te.size, len(classes)))
-        p[:, [classes.index(c) for c in model.classes_]] = model.predict_proba(crops._impute(Xv[te]))
-        if linear_weight > 0:
-            lin = linear_model(linear_C).fit(Xv[tr], y[tr])
-            q = np.zeros_like(p)
-            q[:, [classes.index(c) for c in lin.classes_]] = lin.predict_proba(Xv[te])
-            p = (1 - linear_weight) * p + linear_weight * q
-        proba[te] = p
+        lin = linear_model(linear_C).fit(Xv[tr], y[tr]) if linear_weight > 0 else None
+        forest_cols = [classes.index(c) for c in model.classes_]
+        # scored PREDICT_ROWS parcels at a time: every row is scored on its own, and the copies the
+        # imputers and the scaler make stay that size instead of a fifth of a country's features
+        for at in range(0, te.size, PREDICT_ROWS):
+            rows = te[at:at + PREDICT_ROWS]
+            x = Xv[rows]
+            p = np.zeros((rows.size, len(classes)))
+            p[:, forest_cols] = model.predict_proba(crops._impute(x))
+            if lin is not None:
+                q = np.zeros_like(p)
+                q[:, [classes.index(c) for c in lin.classes_]] = lin.predict_proba(x)
+                p = (1 - linear_weight) * p + linear_weight * q
+            proba[rows] = p
     return proba, classes
 
 
@@ -602,7 +612,10 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
     The returned run's ``info`` has no ``series`` (the cleaned series of every index stayed per tile);
     ``ndvi``, ``info["days"]`` (and ``times``), ``info["observed"]`` and the events are there for every
     parcel, so dossiers and plug-ins that read those work as with :func:`run_checks`. ``info["tiles"]``
-    is the number of tiles, ``info["seconds"]`` the wall seconds of the phases.
+    is the number of tiles, ``info["seconds"]`` the wall seconds of the phases. ``X`` and ``ndvi``
+    (a country's features: ~0.6 KB per parcel) are kept in an unnamed file in ``work_dir`` (or the
+    temporary folder) and mapped back (:func:`eolab._memory.on_disk`): equal values, read into memory
+    as they are used, writable without changing the file.
     """
     import shutil
     import tempfile
@@ -611,7 +624,7 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from eolab._memory import release_freed_memory
+    from eolab._memory import on_disk, release_freed_memory
     from eolab.analysis import crops, events
     from eolab.analysis import timeseries as ts
 
@@ -663,34 +676,41 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
         margin = ts.haze_margin(np.concatenate(anomalies))
         del anomalies
         seconds["series"], t0 = time.perf_counter() - t0, time.perf_counter()
-        parts, days = [], None
+        # each tile's rows go straight to their place in the claims' order: no list of tile parts,
+        # no concatenation and no reordering copy (each of them a country's features at once)
+        n = len(declared)
+        X = ndvi = observed = days = None
+        found: list = [None] * n
+        bare: list = [None] * n
         for rows in tqdm(tiles, desc="CAP tiles: features, events", unit="tile", disable=not progress):
             z = series(rows)
-            X, info = crops.parcel_features(z, haze_margin=margin)
+            Xt, info = crops.parcel_features(z, haze_margin=margin)
             if days is None:
                 days, grid, times = info["days"], info["grid_days"], z.time.values
+                X = np.empty((n, Xt.shape[1]), np.result_type(*Xt.dtypes))
+                columns = Xt.columns
+                observed = np.zeros((n, days.size), bool)
             elif not np.array_equal(days, info["days"]):
                 raise EolabError("the tiles of parcels got different dates",
                                  hint="give items whose dates every tile shares (one collection, one period)")
+            X[rows] = Xt.to_numpy()
+            observed[rows] = info["observed"]
             # mowing dips must not be removed as spikes
-            ndvi = ts.clean_series(z, "NDVI", spikes=False, haze_margin=margin)
-            parts.append((rows, X, info["observed"], ndvi, events.detect_mowing(ndvi, days),
-                          events.detect_bare_soil(info["series"]["NDVI"], days)))
-            del z, info
+            nt = ts.clean_series(z, "NDVI", spikes=False, haze_margin=margin)
+            if ndvi is None:
+                ndvi = np.empty((n, days.size), nt.dtype)
+            ndvi[rows] = nt
+            for i, evs in zip(rows, events.detect_mowing(nt, days)):
+                found[i] = evs
+            for i, evs in zip(rows, events.detect_bare_soil(info["series"]["NDVI"], days)):
+                bare[i] = evs
+            del z, info, Xt, nt
             release_freed_memory()
     finally:
         if own_dir:
             shutil.rmtree(work, ignore_errors=True)
-    rows = np.concatenate([p[0] for p in parts])
-    back = np.empty_like(rows)
-    back[rows] = np.arange(rows.size)  # tile order → the claims' order
-    X = pd.concat([p[1] for p in parts]).iloc[back]
-    observed = np.concatenate([p[2] for p in parts])[back]
-    ndvi = np.concatenate([p[3] for p in parts])[back]
-    found = [evs for p in parts for evs in p[4]]
-    bare = [evs for p in parts for evs in p[5]]
-    found, bare = [found[i] for i in back], [bare[i] for i in back]
-    del parts
+    # the claims' own ids (unnamed, as parcel_features gives them): no second string per parcel
+    X = pd.DataFrame(X, index=declared.index.rename(None), columns=columns, copy=False)
     release_freed_memory()
     seconds["features_events"], t0 = time.perf_counter() - t0, time.perf_counter()
     info = {"grid_days": grid, "days": days, "times": times, "observed": observed,
@@ -698,5 +718,12 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
     run = _decide(declared, screen, X, info, ndvi, found, bare, z1=None, red_probability=red_probability,
                   red_ratio=red_ratio, min_observations=min_observations, seed=seed, grassland=grassland,
                   n_jobs=n_jobs, checks=checks, check_params=check_params)
+    # The features and the cleaned NDVI are read whole only by the model and the checks, done now;
+    # later (dossiers, a look in the notebook) a few parcels' rows. Kept in a file, mapped back.
+    del X, ndvi
+    folder = None if own_dir else work
+    run.X = pd.DataFrame(on_disk(run.X.to_numpy(), folder), index=run.X.index, columns=run.X.columns, copy=False)
+    run.ndvi = on_disk(run.ndvi, folder)
+    release_freed_memory()
     seconds["model_lights"] = time.perf_counter() - t0
     return run
