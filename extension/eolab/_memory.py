@@ -57,35 +57,66 @@ def share_strings(values) -> object:
     return out
 
 
-def on_disk(array, folder=None):
-    """``array`` moved to an unnamed file in ``folder`` (default: the temporary folder) and mapped
-    back copy-on-write (a ``numpy.memmap`` equal to it). Pages come into memory when read and, being
-    the file's, the system can drop them again when memory runs short; writes stay private to this
-    process. The file's name is removed at once, so the disk space goes with the last reference and
-    nothing is left behind after a crash. For the large arrays a country's run keeps for later
-    looks (features, series), which are rarely read whole. Where the file cannot be written (disk
-    full, folder missing or read-only) the array stays in memory, with a warning saying so."""
-    import os
+
+class FileArray:
+    """An array kept in an unnamed file and mapped into memory (``.array``, a plain writable
+    ``numpy.ndarray``): rows written or read come into memory as pages of the file, and
+    :meth:`drop_pages` hands them all back to the system (written ones stay in the file). For the
+    large per-parcel arrays a country's run fills tile by tile and reads a part at a time (features,
+    series), which would otherwise all be resident at once. The file's name is removed at once, so
+    its space goes with the last reference to the array and nothing is left after a crash. numpy's
+    ``memmap`` does not expose its mapping (needed to drop pages), hence this small class."""
+
+    def __init__(self, shape, dtype, folder=None):
+        import mmap
+        import os
+        import tempfile
+
+        import numpy as np
+
+        self.shape, self.dtype = tuple(int(v) for v in shape), np.dtype(dtype)
+        if self.dtype.hasobject:
+            raise TypeError("FileArray: an array of Python objects cannot live in a file")
+        size = int(np.prod(self.shape)) * self.dtype.itemsize
+        fd, path = tempfile.mkstemp(prefix="eolab-array-", suffix=".bin", dir=folder)
+        try:
+            os.unlink(path)
+            if size:
+                # the blocks reserved now: a full disk is an error here, not a crash (SIGBUS) when a
+                # page of a sparse file is first written through the mapping
+                os.posix_fallocate(fd, 0, size)
+                self._mm = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        self.array = (np.frombuffer(self._mm, self.dtype).reshape(self.shape) if size
+                      else np.empty(self.shape, self.dtype))
+
+    def drop_pages(self) -> None:
+        """Hand the mapped pages back to the system; the values stay (in the file) and are read
+        again when used."""
+        import mmap
+
+        if self.array.size and hasattr(mmap, "MADV_DONTNEED"):
+            self._mm.madvise(mmap.MADV_DONTNEED)
+
+
+
+def file_array(shape, dtype, folder=None):
+    """``(array, drop_pages)`` of a new :class:`FileArray` in ``folder`` (default: the temporary
+    folder). Where no file can be made there (disk full, folder missing or read-only) the array is
+    an ordinary one in memory, ``drop_pages`` does nothing, and a warning says so: a country's run
+    must not fail for want of the file."""
     import tempfile
 
     import numpy as np
 
-    array = np.ascontiguousarray(array)
-    if array.dtype.hasobject:
-        raise TypeError("on_disk: an array of Python objects cannot live in a file")
-    if array.size == 0:
-        return array
     try:
-        fd, path = tempfile.mkstemp(prefix="eolab-array-", suffix=".npy", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, array, allow_pickle=False)
-            return np.load(path, mmap_mode="c")
-        finally:
-            os.unlink(path)
-    except OSError as e:  # a full or read-only disk must not cost the run that made the array
+        f = FileArray(shape, dtype, folder)
+        return f.array, f.drop_pages
+    except OSError as e:
         import warnings
 
-        warnings.warn(f"kept a {array.nbytes / 2**20:.0f} MiB array in memory: it could not be written to "
+        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        warnings.warn(f"keeping a {size / 2**20:.0f} MiB array in memory: no file for it in "
                       f"{folder or tempfile.gettempdir()} ({e})", RuntimeWarning, stacklevel=2)
-        return array
+        return np.empty(shape, dtype), lambda: None

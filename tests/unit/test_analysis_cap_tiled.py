@@ -143,11 +143,13 @@ def _double_declaration(declared, items, unit):
 
 
 def _mapped(a) -> bool:
-    """Whether an array's memory is a file mapped back (numpy.memmap, or a view of one)."""
+    """Whether an array's memory is a file's mapping (or a view of one)."""
+    import mmap
+
     while a is not None:
-        if isinstance(a, np.memmap):
+        if isinstance(a, mmap.mmap):
             return True
-        a = getattr(a, "base", None)
+        a = a.obj if isinstance(a, memoryview) else getattr(a, "base", None)
     return False
 
 

@@ -60,24 +60,47 @@ def test_equal_strings_become_one_object_and_nothing_else_changes():
     assert share_strings([]) == []
 
 
-def test_an_array_on_disk_reads_the_same_and_leaves_no_file(tmp_path):
+
+def _resident(a) -> int:
+    """Resident bytes of the pages under an array (mincore is not in Python: /proc smaps instead)."""
+    lo = a.__array_interface__["data"][0]
+    total = 0
+    with open("/proc/self/smaps") as f:
+        inside = False
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5:
+                start, end = (int(v, 16) for v in head[0].split("-"))
+                inside = start <= lo < end
+            elif inside and head[0] == "Rss:":
+                total += int(head[1]) * 1024
+    return total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
+def test_a_file_array_keeps_its_values_when_its_pages_are_dropped(tmp_path):
     rng = np.random.default_rng(0)
-    a = rng.random((1000, 77))
-    m = _memory.on_disk(a, tmp_path)
-    assert isinstance(m, np.memmap) and m.dtype == a.dtype and np.array_equal(m, a)
+    a = rng.random((20_000, 77))
+    f = _memory.FileArray(a.shape, a.dtype, tmp_path)
     assert not list(tmp_path.iterdir())  # the name is removed at once; the mapping keeps the data
-    m[0, 0] = -1.0  # writable, privately: the array given is not changed
-    assert m[0, 0] == -1.0 and a[0, 0] != -1.0
-    back = pickle.loads(pickle.dumps(m))
-    assert np.array_equal(back, m)
-    f32 = _memory.on_disk(np.arange(12, dtype=np.float32).reshape(3, 4).T, tmp_path)  # not C-ordered
-    assert np.array_equal(f32, np.arange(12, dtype=np.float32).reshape(3, 4).T)
+    f.array[::2] = a[::2]  # rows written in any order, e.g. one tile of parcels at a time
+    f.array[1::2] = a[1::2]
+    assert _resident(f.array) >= a.nbytes * 0.9
+    f.drop_pages()
+    assert _resident(f.array) < a.nbytes * 0.1  # handed back ...
+    assert np.array_equal(f.array, a)  # ... and read again from the file
+    back = pickle.loads(pickle.dumps(f.array))
+    assert np.array_equal(back, a)
     with pytest.raises(TypeError, match="Python objects"):
-        _memory.on_disk(np.array(["a", None], dtype=object), tmp_path)
+        _memory.FileArray((2,), object, tmp_path)
+    empty, drop = _memory.file_array((0, 77), float, tmp_path)
+    drop()
+    assert empty.shape == (0, 77)
 
 
-def test_an_array_that_cannot_go_to_disk_stays_in_memory_with_a_warning(tmp_path):
-    a = np.arange(10.0)
-    with pytest.warns(RuntimeWarning, match="kept a 0 MiB array in memory: it could not be written to .*missing"):
-        kept = _memory.on_disk(a, tmp_path / "missing")
-    assert kept is a
+def test_an_array_without_a_file_stays_in_memory_with_a_warning(tmp_path):
+    with pytest.warns(RuntimeWarning, match="keeping a 0 MiB array in memory: no file for it in .*missing"):
+        kept, drop = _memory.file_array((10,), float, tmp_path / "missing")
+    kept[:] = 1.0
+    drop()
+    assert kept.sum() == 10.0

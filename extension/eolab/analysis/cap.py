@@ -145,7 +145,8 @@ PREDICT_ROWS = 20_000
 
 def cross_fit_crop_probabilities(X: Any, declared: Sequence[str], *, folds: int = 5, seed: int = 0,
                                  n_estimators: int = 300, n_jobs: int = 2, linear_weight: float = 0.5,
-                                 linear_C: float = 0.03, max_train: int | None = 4000) -> tuple[np.ndarray, list[str]]:
+                                 linear_C: float = 0.03, max_train: int | None = 4000,
+                                 drop_pages: Any = None, rows: Any = None) -> tuple[np.ndarray, list[str]]:
     """Out-of-fold class probabilities: each parcel scored by models trained on the other folds'
     declarations only — a forest (with label cleaning) and, with ``linear_weight`` > 0, the average
     with a regularised logistic regression (:func:`linear_model`). The ensemble (weight 0.5, C 0.03)
@@ -154,35 +155,51 @@ def cross_fit_crop_probabilities(X: Any, declared: Sequence[str], *, folds: int 
 
     max_train: each fold's models learn from a stratified sample of at most this many of the other
     folds' parcels (None: all), so a national claim set costs minutes, not hours (training time grows
-    with the sample, prediction with the parcels)."""
+    with the sample, prediction with the parcels). rows: the rows of ``X`` to use, ``declared``
+    being theirs (default: all; no copy of the others' features is made). drop_pages: called after
+    each part of ``X`` is read (features mapped from a file: see :class:`eolab._memory.FileArray`)."""
+    import pandas as pd
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
+    from eolab._memory import release_freed_memory
     from eolab.analysis import crops
 
-    y = np.asarray(declared).astype(str)
-    classes = sorted(set(y))
-    counts = {c: int((y == c).sum()) for c in classes}
-    folds = max(2, min(folds, min(counts.values()))) if min(counts.values()) >= 2 else 2
+    # the labels as codes in the classes' sorted order: the folds and samples are those the names
+    # give (both sort the same way), without a fixed-width text array of a country's claims
+    y, names = pd.factorize(pd.Series(np.asarray(declared, dtype=object)).astype(str), sort=True)
+    classes = [str(c) for c in names]
+    names = np.asarray(classes, dtype=object)
+    counts = np.bincount(y, minlength=len(classes))
+    folds = max(2, min(folds, int(counts.min()))) if counts.min() >= 2 else 2
     proba = np.zeros((y.size, len(classes)))
     Xv = np.asarray(X, float)
-    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(Xv, y):
+    at = np.arange(y.size) if rows is None else np.asarray(rows)
+    if at.shape != (y.size,):
+        raise EolabError(f"{y.size} declarations for {at.size} rows of features")
+    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.empty((y.size, 0)), y):
         if max_train and tr.size > max_train:
             tr = np.sort(train_test_split(tr, train_size=max_train, stratify=y[tr], random_state=seed)[0])
-        model, _ = crops.train(Xv[tr], y[tr], n_estimators=n_estimators, seed=seed, n_jobs=n_jobs)
-        lin = linear_model(linear_C).fit(Xv[tr], y[tr]) if linear_weight > 0 else None
+        x_tr = Xv[at[tr]]
+        model, _ = crops.train(x_tr, names[y[tr]], n_estimators=n_estimators, seed=seed, n_jobs=n_jobs)
+        lin = linear_model(linear_C).fit(x_tr, names[y[tr]]) if linear_weight > 0 else None
+        del x_tr
         forest_cols = [classes.index(c) for c in model.classes_]
         # scored PREDICT_ROWS parcels at a time: every row is scored on its own, and the copies the
         # imputers and the scaler make stay that size instead of a fifth of a country's features
-        for at in range(0, te.size, PREDICT_ROWS):
-            rows = te[at:at + PREDICT_ROWS]
-            x = Xv[rows]
-            p = np.zeros((rows.size, len(classes)))
+        for k in range(0, te.size, PREDICT_ROWS):
+            part = te[k:k + PREDICT_ROWS]
+            x = Xv[at[part]]
+            p = np.zeros((part.size, len(classes)))
             p[:, forest_cols] = model.predict_proba(crops._impute(x))
             if lin is not None:
                 q = np.zeros_like(p)
                 q[:, [classes.index(c) for c in lin.classes_]] = lin.predict_proba(x)
                 p = (1 - linear_weight) * p + linear_weight * q
-            proba[rows] = p
+            proba[part] = p
+            if drop_pages is not None:
+                drop_pages()
+        del model, lin
+        release_freed_memory()  # a fold's models and copies, freed, would stay resident until the end
     return proba, classes
 
 
@@ -221,9 +238,11 @@ def check_parcels(claims: Any, screen: Any, proba: np.ndarray, classes: Sequence
     n = len(claims)
     if proba.shape != (n, len(classes)):
         raise EolabError(f"probabilities {proba.shape} do not match {n} parcels × {len(classes)} classes")
-    pred = np.array(classes)[proba.argmax(1)]
+    # one string object per class (a fixed-width text array would make one per parcel when tabled)
+    pred = np.asarray(classes, dtype=object)[proba.argmax(1)]
     p_pred = proba.max(1)
-    p_decl = np.array([proba[i, classes.index(d)] if d in classes else np.nan for i, d in enumerate(declared)])
+    at = pd.Index(classes).get_indexer(declared)  # -1: a crop the model has no class for
+    p_decl = np.where(at >= 0, proba[np.arange(n), np.maximum(at, 0)], np.nan) if n else np.zeros(0)
     ev = cap_checks.Evidence(
         claims=claims, screen=screen, proba=proba, classes=classes, declared=declared, predicted=pred,
         p_predicted=p_pred, p_declared=p_decl, n_observations=n_observations, mowing=mowing, bare_soil=bare_soil,
@@ -244,7 +263,7 @@ def check_parcels(claims: Any, screen: Any, proba: np.ndarray, classes: Sequence
 
     out = pd.DataFrame({
         "declared_crop": declared, "declared_group": [group(d) for d in declared],
-        "predicted_crop": shared(pred.astype(object)), "predicted_group": [group(p) for p in pred],
+        "predicted_crop": pred, "predicted_group": [group(p) for p in pred],
         "p_predicted": p_pred.round(4), "p_declared": np.round(p_decl, 4),
         "n_clear_observations": np.asarray(n_observations, int),
         "mowing_dates": shared([",".join(e["date"] for e in evs) for evs in mowing]) if mowing is not None else "",
@@ -337,9 +356,12 @@ def _enough_monitorable(ok: np.ndarray) -> None:
 
 def _decide(declared: Any, screen: Any, X: Any, info: dict, ndvi: np.ndarray, found: list, bare: list, *,
             z1: Any, red_probability: float | None, red_ratio: float | None, min_observations: int, seed: int,
-            grassland: str, n_jobs: int, checks: Sequence[str] | None, check_params: dict | None) -> CapRun:
+            grassland: str, n_jobs: int, checks: Sequence[str] | None, check_params: dict | None,
+            drop_pages: Any = None) -> CapRun:
     """What needs all parcels at once: the cross-fitted crop model, the scene's growth threshold and
-    the lights, from per-parcel features, series and events (of one pass or of many tiles)."""
+    the lights, from per-parcel features, series and events (of one pass or of many tiles).
+    drop_pages: called after each part of the features is read, when they are mapped from a file
+    (the tiled run), so that they are never all resident at once."""
     from eolab._memory import release_freed_memory
     from eolab.analysis import cap_checks
 
@@ -351,13 +373,17 @@ def _decide(declared: Any, screen: Any, X: Any, info: dict, ndvi: np.ndarray, fo
     ok = screen["monitorable"].values
     _enough_monitorable(ok)
     features = X.to_numpy()
-    p_ok, classes = cross_fit_crop_probabilities(features if ok.all() else features[ok], names[ok], seed=seed,
-                                                 n_jobs=n_jobs)
+    p_ok, classes = cross_fit_crop_probabilities(features, names[ok], seed=seed, n_jobs=n_jobs, drop_pages=drop_pages,
+                                                 rows=None if ok.all() else np.flatnonzero(ok))
     del features
+    ndvi_max = X["NDVI_max"].to_numpy(copy=True)
+    if drop_pages is not None:
+        drop_pages()
+    release_freed_memory()  # the model's working memory, before the checks build theirs
     proba = np.full((len(X), len(classes)), 1.0 / len(classes))
     proba[ok] = p_ok
     arable = arable_mask(declared, grassland)
-    threshold = growth_threshold(X["NDVI_max"].values[ok & arable])
+    threshold = growth_threshold(ndvi_max[ok & arable])
     is_grass = grassland_mask(declared, grassland)
     mowing = [evs if g else [] for evs, g in zip(found, is_grass)]
     findings: list = []
@@ -367,9 +393,11 @@ def _decide(declared: Any, screen: Any, X: Any, info: dict, ndvi: np.ndarray, fo
         used[name] = {**used.get(name, {}), **p}
     checks_table = check_parcels(declared, screen, proba, classes,
                                  n_observations=info["n_observations"], mowing=mowing, bare_soil=bare,
-                                 ndvi_max=X["NDVI_max"].values, grassland=grassland, checks=checks,
+                                 ndvi_max=ndvi_max, grassland=grassland, checks=checks,
                                  check_params=used, findings=findings,
                                  extra={"ndvi": ndvi, "info": info, "X": X, "s1": z1})
+    if drop_pages is not None:
+        drop_pages()  # what plug-ins read
     run = CapRun(checks=checks_table, screen=screen, X=X, info=info, proba=proba,
                  classes=list(classes), mowing=mowing, bare_soil=bare, growth_threshold=threshold, ndvi=ndvi,
                  findings=findings, check_params=cap_checks.parameters(used, checks), s1=z1)
@@ -613,9 +641,10 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
     ``ndvi``, ``info["days"]`` (and ``times``), ``info["observed"]`` and the events are there for every
     parcel, so dossiers and plug-ins that read those work as with :func:`run_checks`. ``info["tiles"]``
     is the number of tiles, ``info["seconds"]`` the wall seconds of the phases. ``X`` and ``ndvi``
-    (a country's features: ~0.6 KB per parcel) are kept in an unnamed file in ``work_dir`` (or the
-    temporary folder) and mapped back (:func:`eolab._memory.on_disk`): equal values, read into memory
-    as they are used, writable without changing the file.
+    (a country's features and NDVI: ~0.8 KB per parcel) are arrays mapped from unnamed files in the
+    work folder (:class:`eolab._memory.FileArray`): written a tile at a time, read a part at a time
+    by the model and the checks, their pages handed back after each; they read and write as any
+    array.
     """
     import shutil
     import tempfile
@@ -624,7 +653,7 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from eolab._memory import on_disk, release_freed_memory
+    from eolab._memory import file_array, release_freed_memory
     from eolab.analysis import crops, events
     from eolab.analysis import timeseries as ts
 
@@ -687,7 +716,9 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
             Xt, info = crops.parcel_features(z, haze_margin=margin)
             if days is None:
                 days, grid, times = info["days"], info["grid_days"], z.time.values
-                X = np.empty((n, Xt.shape[1]), np.result_type(*Xt.dtypes))
+                # a country's features and NDVI (~0.8 KB per parcel) live in files, a tile's rows
+                # in memory at a time; the model and the checks read them part by part
+                X, drop_x = file_array((n, Xt.shape[1]), np.result_type(*Xt.dtypes), work)
                 columns = Xt.columns
                 observed = np.zeros((n, days.size), bool)
             elif not np.array_equal(days, info["days"]):
@@ -698,8 +729,9 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
             # mowing dips must not be removed as spikes
             nt = ts.clean_series(z, "NDVI", spikes=False, haze_margin=margin)
             if ndvi is None:
-                ndvi = np.empty((n, days.size), nt.dtype)
+                ndvi, drop_ndvi = file_array((n, days.size), nt.dtype, work)
             ndvi[rows] = nt
+            drop_x(), drop_ndvi()
             for i, evs in zip(rows, events.detect_mowing(nt, days)):
                 found[i] = evs
             for i, evs in zip(rows, events.detect_bare_soil(info["series"]["NDVI"], days)):
@@ -717,13 +749,7 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
             "n_observations": observed.sum(1), "tiles": len(tiles), "seconds": seconds}
     run = _decide(declared, screen, X, info, ndvi, found, bare, z1=None, red_probability=red_probability,
                   red_ratio=red_ratio, min_observations=min_observations, seed=seed, grassland=grassland,
-                  n_jobs=n_jobs, checks=checks, check_params=check_params)
-    # The features and the cleaned NDVI are read whole only by the model and the checks, done now;
-    # later (dossiers, a look in the notebook) a few parcels' rows. Kept in a file, mapped back.
-    del X, ndvi
-    folder = None if own_dir else work
-    run.X = pd.DataFrame(on_disk(run.X.to_numpy(), folder), index=run.X.index, columns=run.X.columns, copy=False)
-    run.ndvi = on_disk(run.ndvi, folder)
-    release_freed_memory()
+                  n_jobs=n_jobs, checks=checks, check_params=check_params,
+                  drop_pages=lambda: (drop_x(), drop_ndvi()))
     seconds["model_lights"] = time.perf_counter() - t0
     return run
