@@ -57,7 +57,6 @@ def share_strings(values) -> object:
     return out
 
 
-
 class FileArray:
     """An array kept in an unnamed file and mapped into memory (``.array``, a plain writable
     ``numpy.ndarray``): rows written or read come into memory as pages of the file, and
@@ -98,7 +97,6 @@ class FileArray:
 
         if self.array.size and hasattr(mmap, "MADV_DONTNEED"):
             self._mm.madvise(mmap.MADV_DONTNEED)
-
 
 
 def file_array(shape, dtype, folder=None):

@@ -730,8 +730,12 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
             nt = ts.clean_series(z, "NDVI", spikes=False, haze_margin=margin)
             if ndvi is None:
                 ndvi, drop_ndvi = file_array((n, days.size), nt.dtype, work)
+
+                def drop_pages():
+                    drop_x()
+                    drop_ndvi()
             ndvi[rows] = nt
-            drop_x(), drop_ndvi()
+            drop_pages()  # this tile's rows are in the files now
             for i, evs in zip(rows, events.detect_mowing(nt, days)):
                 found[i] = evs
             for i, evs in zip(rows, events.detect_bare_soil(info["series"]["NDVI"], days)):
@@ -750,6 +754,6 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
     run = _decide(declared, screen, X, info, ndvi, found, bare, z1=None, red_probability=red_probability,
                   red_ratio=red_ratio, min_observations=min_observations, seed=seed, grassland=grassland,
                   n_jobs=n_jobs, checks=checks, check_params=check_params,
-                  drop_pages=lambda: (drop_x(), drop_ndvi()))
+                  drop_pages=drop_pages)
     seconds["model_lights"] = time.perf_counter() - t0
     return run

@@ -231,7 +231,6 @@ class TableWriter:
         self._write(part)
 
     def _write(self, part: Any) -> None:
-
         from eolab._memory import release_freed_memory
 
         table = None
