@@ -41,7 +41,8 @@ sysdeps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-# configurable-http-proxy, pinned by hub_config/package-lock.json.
+# configurable-http-proxy and the country map's front-end files (parquet-wasm, geoarrow-js), pinned by
+# hub_config/package-lock.json.
 hub_config/node_modules/.installed: hub_config/package.json hub_config/package-lock.json
 	npm ci --prefix hub_config --no-audit --no-fund --loglevel=error
 	touch $@

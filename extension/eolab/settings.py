@@ -62,6 +62,8 @@ class ClientSettings(BaseSettings):
     slurm_interface: str = "lo"
     slurm_log_dir: str | None = None
     claims_schema_dir: Path | None = Field(None, description="extra national claims schemas (YAML files)")
+    map_assets_dir: Path | None = Field(None, description="the country map's front-end files (parquet-wasm, "
+                                                          "geoarrow-js; default hub_config/node_modules)")
 
 
 class StackSettings(BaseSettings):

@@ -1,7 +1,8 @@
 """A whole country's CAP parcels on one map: every parcel of a run (100,000 and more) as a
 GPU-rendered GeoArrow polygon layer (lonboard), coloured by its light, read from the run's
 GeoParquet output; a click on a parcel shows its evidence dossier beside the map. The base layer
-is the project's own tile service (offline), never a CDN; ipyleaflet stays for drawing.
+is the project's own tile service (offline), never a CDN, and lonboard's decoder and triangulation
+worker are inlined (eolab.widgets._lonboard_offline); ipyleaflet stays for drawing.
 
     from eolab.widgets.country_map import CountryMap
     m = CountryMap(out / "cap_checks.parquet", dossiers=out / "dossiers")   # or dossiers=callable(pid) → HTML
@@ -64,7 +65,9 @@ class CountryMap(NotebookView):
     def __init__(self, results: Any, *, dossiers: str | Path | Callable[[str], str] | None = None,
                  tiles_url: str | None = None, height: int = 600):
         import ipywidgets as w
-        from lonboard import Map, PolygonLayer
+        from lonboard import PolygonLayer
+
+        from eolab.widgets._lonboard_offline import map_class
 
         self.table = read_results(results)
         self.height = height
@@ -75,7 +78,7 @@ class CountryMap(NotebookView):
             get_line_width=3, line_width_units="meters", line_width_min_pixels=0, line_width_max_pixels=2,
             pickable=True, auto_highlight=True)
         base = _base_layer(tiles_url)
-        self.map = Map(layers=[base, self.layer] if base is not None else [self.layer], basemap=None,
+        self.map = map_class()(layers=[base, self.layer] if base is not None else [self.layer], basemap=None,
                        height=height, show_tooltip=True)
         self.map.add_class("eolab-country-map")
         self.dossier = w.HTML()
