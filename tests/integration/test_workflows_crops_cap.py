@@ -166,3 +166,25 @@ def test_cap_screening_and_traceability(cap_run, small_demo):
     assert set(ids) == set(provenance.items_covering(record, geom, {i["datetime"][:10] for i in record["items"] if i["id"] in ids}))
     with_embedded = gpd.read_file(cap_run / "cap_checks.gpkg", layer=provenance.GPKG_TABLE)
     assert json.loads(with_embedded.value.iloc[0])["workflow"] == "cap-parcel-checks"
+
+
+def test_cap_template_in_tiles_gives_the_one_pass_results(cap_run, catalog_stack, small_demo, tmp_path_factory):
+    """Claims of more than ``tile_parcels`` parcels (a country's) take the template's tiled branch, with
+    the Sentinel-1 series: here 300 for the demo's 874, and the same table as the one-pass run."""
+    import pandas as pd
+
+    out = tmp_path_factory.mktemp("cap-tiled")
+    executed = run_notebook("cap-parcel-checks", out, catalog=catalog_stack.broker_url,
+                            claims_file=str(small_demo / "claims" / "claims.gpkg"), cache_dir=str(out / "cache"),
+                            out_dir=str(out / "results"), tile_parcels=300)
+    assert "tiles of parcels" in executed.read_text()  # the tiled branch ran
+    assert list((out / "cache").glob("parcel-s1-*.nc"))  # with the radar series, per tile
+    one = gpd.read_parquet(cap_run / "cap_checks.parquet")
+    tiled = gpd.read_parquet(out / "results" / "cap_checks.parquet")
+    assert (one.light != "green").sum() > 50 and (one.mowing_dates != "").sum() > 20
+    # probabilities within 1e-6 (features agree to the last bits, which move the fitted model by ~1e-9)
+    pd.testing.assert_frame_equal(tiled, one, check_exact=False, rtol=0, atol=1e-6)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results" / "events.csv"),
+                                  pd.read_csv(cap_run / "events.csv"))
+    assert sorted(p.name for p in (out / "results" / "dossiers").iterdir()) == sorted(
+        p.name for p in (cap_run / "dossiers").iterdir())

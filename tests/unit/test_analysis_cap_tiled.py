@@ -119,9 +119,9 @@ def test_a_geographic_crs_is_refused_with_a_hint():
     assert "UTM" in err.value.hint
 
 
-def _demo(root: Path):
+def _demo(root: Path, collection: str = "sentinel-2-l2a"):
     items = []
-    for line in (root / "stac" / "items" / "sentinel-2-l2a.ndjson").open():
+    for line in (root / "stac" / "items" / f"{collection}.ndjson").open():
         d = json.loads(line)
         for a in d["assets"].values():
             a["href"] = str(root / a["href"])
@@ -248,3 +248,45 @@ def test_parcels_without_outline_are_named_and_dense_cells_are_split():
     tiles = cap.parcel_tiles(pd.concat([village, far]), 50)
     assert sorted(np.concatenate(tiles)) == list(range(401))
     assert max(len(t) for t in tiles) <= 100
+
+
+def test_radar_in_tiles_gives_the_fused_mowing_and_features_of_one_pass(small_demo, monkeypatch):
+    # S1+S2 mowing normalises VH by each date's median over all parcels and fits its noise on all of
+    # them: the tiles must use the scene's, not their own (a tile's medians would move the scores)
+    items, declared = _demo(small_demo)
+    s1_items, _ = _demo(small_demo, "sentinel-1-grd")
+    c = declared.geometry.centroid
+    part = declared[c.y > c.y.quantile(0.7)]
+    chunks = {"x": 256, "y": 256}
+    bbox = [float(v) for v in part.to_crs("EPSG:4326").total_bounds]
+    z1 = crops.s1_parcel_series(s1_items, part, bbox=bbox)
+    whole = cap.run_checks(part, crops.parcel_series(items, part, bbox=bbox, chunks=chunks), z1)
+    tiled = cap.run_checks_tiled(part, items, s1_items=s1_items, tile_parcels=60, chunks=chunks, progress=False)
+    assert tiled.info["tiles"] >= 3
+    for v in z1.data_vars:  # every radar variable, for every parcel, bit for bit
+        np.testing.assert_array_equal(tiled.s1[v].transpose(*z1[v].dims).values, z1[v].values)
+    assert _mapped(tiled.s1["vh_db"].values)
+    pd.testing.assert_frame_equal(tiled.X, whole.X, check_exact=False, rtol=1e-12, atol=0)
+    assert any(col.startswith("VH_") for col in tiled.X.columns)  # the radar features are the model's too
+    assert tiled.mowing == whole.mowing and sum(bool(m) for m in tiled.mowing) > 5
+    assert any(e["radar"] > 0 for m in tiled.mowing for e in m)  # fused: radar evidence is in the scores
+    pd.testing.assert_frame_equal(tiled.checks, whole.checks)
+    pid = next(p for p, m in zip(part.index, tiled.mowing) if m)
+    result = part.join(whole.checks.drop(columns=["declared_crop"])).rename_axis("parcel_id").reset_index()
+    assert dossier.evidence(tiled, result, pid) == dossier.evidence(whole, result, pid)
+    # the dossier's radar series is read by parcel id, as from one pass's
+    np.testing.assert_array_equal(tiled.s1["vh_db"].sel(parcel=pid).values, whole.s1["vh_db"].sel(parcel=pid).values)
+
+    # tiles whose radar dates differ (items that miss part of the area) are refused with a hint
+    real = crops.s1_parcel_series
+    calls = []
+
+    def fewer_dates(*a, **k):
+        calls.append(1)
+        z = real(*a, **k)
+        return z.isel(time=slice(1, None)) if len(calls) > 1 else z
+
+    monkeypatch.setattr(crops, "s1_parcel_series", fewer_dates)
+    with pytest.raises(EolabError, match="different Sentinel-1 dates") as err:
+        cap.run_checks_tiled(part, items, s1_items=s1_items, tile_parcels=60, chunks=chunks, progress=False)
+    assert "whole area" in err.value.hint

@@ -614,12 +614,15 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
                      red_probability: float | None = None, red_ratio: float | None = 0.5,
                      min_observations: int = 6, seed: int = 0, grassland: str = "grassland",
                      n_jobs: int = 2, checks: Sequence[str] | None = None, check_params: dict | None = None,
-                     progress: bool = True) -> CapRun:
-    """:func:`run_checks` (optical) for claims of any size, reading the images one tile of parcels at
-    a time, so memory holds one tile's series, not the country's.
+                     s1_items: Sequence = (), mowing_threshold: float = 1.1,
+                     mowing_season: tuple[str, str] | None = ("04-15", "09-30"), progress: bool = True) -> CapRun:
+    """:func:`run_checks` for claims of any size, reading the images one tile of parcels at a time,
+    so memory holds one tile's series, not the country's.
 
     declared: the claims to judge (indexed by parcel id, projected CRS); items: the Sentinel-2 items,
-    as for :func:`crops.parcel_series`. The parcels are split into square cells of about
+    as for :func:`crops.parcel_series`; s1_items: the Sentinel-1 items (empty: optical only), as for
+    :func:`crops.s1_parcel_series` (their features join the model's, mowing is S1+S2 fused;
+    ``mowing_threshold`` and ``mowing_season`` as in :func:`run_checks`). The parcels are split into square cells of about
     ``tile_parcels`` (:func:`parcel_tiles`); each cell's series are computed for its own bounding box
     and kept on disk in ``work_dir`` (default: a temporary folder removed afterwards; give one to
     reuse them in a re-run, as ``parcel_series``' cache). What needs all parcels is done on all of
@@ -628,8 +631,8 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
     1. per tile: the series, and the haze test's HOT anomalies (kept: one float per observed
        parcel-date);
     2. the haze margin, fitted on all anomalies at once (:func:`timeseries.haze_margin`);
-    3. per tile: features, the cleaned NDVI, mowing and bare-soil events (what is kept per parcel:
-       features, NDVI, dates used, events);
+    3. per tile: features, the cleaned NDVI, the Sentinel-1 series, mowing and bare-soil events (what
+       is kept per parcel: features, NDVI, dates used, events, VV and VH);
     4. crop model (cross-fitted on all parcels), growth threshold, lights: as :func:`run_checks`.
 
     Parcels of other tiles that reach into a tile's box are burnt with it (in the claims' order),
@@ -644,7 +647,8 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
     (a country's features and NDVI: ~0.8 KB per parcel) are arrays mapped from unnamed files in the
     work folder (:class:`eolab._memory.FileArray`): written a tile at a time, read a part at a time
     by the model and the checks, their pages handed back after each; they read and write as any
-    array.
+    array. So are the variables of ``s1`` (a Dataset as :func:`crops.s1_parcel_series` gives, for
+    every parcel).
     """
     import shutil
     import tempfile
@@ -673,9 +677,14 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
     reach = max(buffer, 0.0) + 2 * resolution
     sindex = declared.sindex
 
-    def series(rows):
+    def neighbours(rows):
+        """The tile's rows and those of other tiles' parcels that reach into its box (sorted)."""
         from shapely.geometry import box
 
+        x0, y0, x1, y1 = declared.iloc[rows].total_bounds
+        return np.union1d(sindex.query(box(x0 - 2 * reach, y0 - 2 * reach, x1 + 2 * reach, y1 + 2 * reach)), rows)
+
+    def series(rows):
         tile = declared.iloc[rows]
         # A pixel is a parcel's when its centre is inside the buffered outline, so the aligned grid
         # needs only the outward buffer. Cells start on chunk lines, so any more margin would start
@@ -686,12 +695,18 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
         # Other tiles' parcels that reach into this tile's box are burnt too, in the claims' order,
         # so where parcels overlap (double declarations, outward buffers) each pixel goes to the same
         # parcel as in one pass over all of them ("the later one wins"); their rows are dropped after.
-        x0, y0, x1, y1 = tile.total_bounds
-        near = sindex.query(box(x0 - 2 * reach, y0 - 2 * reach, x1 + 2 * reach, y1 + 2 * reach))
-        near = np.union1d(near, rows)
+        near = neighbours(rows)
         z = crops.parcel_series(items, declared.iloc[near], resolution=resolution, buffer=buffer, cache_dir=work,
                                 chunks=chunks, **where)
         return z.isel(parcel=np.searchsorted(near, rows)) if near.size > rows.size else z
+
+    def s1_series(rows):
+        # as the optical series (the same neighbours burnt with the tile), on a lon/lat box: the
+        # radar cube is read on the 10 m grid that one pass over all parcels reads
+        near = neighbours(rows)
+        z1 = crops.s1_parcel_series(s1_items, declared.iloc[near], resolution=resolution, buffer=buffer,
+                                    bbox=_tile_bbox(declared.iloc[rows], pad=reach), cache_dir=work)
+        return z1.isel(parcel=np.searchsorted(near, rows)) if near.size > rows.size else z1
 
     seconds, t0 = {}, time.perf_counter()
     try:
@@ -708,12 +723,27 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
         # each tile's rows go straight to their place in the claims' order: no list of tile parts,
         # no concatenation and no reordering copy (each of them a country's features at once)
         n = len(declared)
-        X = ndvi = observed = days = None
+        X = ndvi = observed = days = s1 = None
         found: list = [None] * n
         bare: list = [None] * n
         for rows in tqdm(tiles, desc="CAP tiles: features, events", unit="tile", disable=not progress):
             z = series(rows)
             Xt, info = crops.parcel_features(z, haze_margin=margin)
+            z1 = s1_series(rows) if s1_items else None
+            if z1 is not None:
+                Xt = Xt.join(crops.s1_features(z1, info["grid_days"]))
+                if s1 is None:  # every variable of the radar series, for every parcel, in files
+                    s1 = {}
+                    for v in z1.data_vars:
+                        var = z1[v].transpose("parcel", ...)
+                        s1[v] = (var.dims, *file_array((n, *var.shape[1:]), var.dtype, work))
+                    s1_times = z1.time.values
+                elif not np.array_equal(s1_times, z1.time.values):
+                    raise EolabError("the tiles of parcels got different Sentinel-1 dates",
+                                     hint="give Sentinel-1 items that cover the whole area of the claims")
+                for v, (dims, a, drop) in s1.items():
+                    a[rows] = z1[v].transpose(*dims).values
+                    drop()
             if days is None:
                 days, grid, times = info["days"], info["grid_days"], z.time.values
                 # a country's features and NDVI (~0.8 KB per parcel) live in files, a tile's rows
@@ -736,12 +766,31 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
                     drop_ndvi()
             ndvi[rows] = nt
             drop_pages()  # this tile's rows are in the files now
-            for i, evs in zip(rows, events.detect_mowing(nt, days)):
-                found[i] = evs
+            if z1 is None:  # fused mowing: below, with the scene's radar and optical noise
+                for i, evs in zip(rows, events.detect_mowing(nt, days)):
+                    found[i] = evs
             for i, evs in zip(rows, events.detect_bare_soil(info["series"]["NDVI"], days)):
                 bare[i] = evs
-            del z, info, Xt, nt
+            del z, z1, info, Xt, nt
             release_freed_memory()
+        if s1 is not None:
+            # S1+S2 mowing needs what only all parcels tell: each date's median VH and the noise of
+            # radar and NDVI steps (as one pass fits them); then it is judged a tile at a time
+            (_, vh_db, _), (_, pixels, _) = s1["vh_db"], s1["n_pixels"]
+            vh = events.normalise_backscatter(vh_db)
+            looks = pixels / 4.0
+            noise, sigma = events.backscatter_noise(vh, looks), events.ndvi_noise(ndvi)
+            drop_pages()
+            s1_days = ts.day_numbers(s1_times)
+            for rows in tiles:
+                for i, evs in zip(rows, events.detect_mowing_fused(
+                        ndvi[rows], days, vh[rows], s1_days, looks[rows], threshold=mowing_threshold,
+                        season=mowing_season, noise=noise, ndvi_sigma=sigma, normalised=True)):
+                    found[i] = evs
+                drop_pages()
+            for _, _, drop in s1.values():
+                drop()
+            del vh, vh_db, looks, pixels
     finally:
         if own_dir:
             shutil.rmtree(work, ignore_errors=True)
@@ -751,7 +800,13 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
     seconds["features_events"], t0 = time.perf_counter() - t0, time.perf_counter()
     info = {"grid_days": grid, "days": days, "times": times, "observed": observed,
             "n_observations": observed.sum(1), "tiles": len(tiles), "seconds": seconds}
-    run = _decide(declared, screen, X, info, ndvi, found, bare, z1=None, red_probability=red_probability,
+    z1 = None
+    if s1 is not None:
+        import xarray as xr
+
+        z1 = xr.Dataset({v: (dims, a) for v, (dims, a, _) in s1.items()},
+                        coords={"parcel": declared.index.values, "time": s1_times})
+    run = _decide(declared, screen, X, info, ndvi, found, bare, z1=z1, red_probability=red_probability,
                   red_ratio=red_ratio, min_observations=min_observations, seed=seed, grassland=grassland,
                   n_jobs=n_jobs, checks=checks, check_params=check_params,
                   drop_pages=drop_pages)

@@ -109,6 +109,14 @@ def _robust_sigma(values: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(v - np.median(v))))
 
 
+def ndvi_noise(ndvi: np.ndarray) -> float:
+    """The date-to-date noise of cleaned NDVI series (robust spread of their steps over all parcels;
+    0.05 where it cannot be told): the optical noise unit of :func:`detect_mowing_fused`."""
+    diffs = [np.diff(r[np.isfinite(r)]) for r in np.asarray(ndvi, float)]
+    sigma = _robust_sigma(np.concatenate(diffs)) if diffs else float("nan")
+    return sigma if np.isfinite(sigma) and sigma > 0 else 0.05
+
+
 def backscatter_noise(db: np.ndarray, n_pixels: np.ndarray) -> tuple[float, float]:
     """(a, b) of the date-to-date noise model ``sigma(n) = sqrt(a + b / n)`` (dB) of parcel means over
     ``n`` pixels: speckle shrinks with 1/n, the rest (moisture, vegetation) does not. Fitted by least
@@ -190,10 +198,7 @@ def detect_mowing_fused(ndvi: np.ndarray, days: np.ndarray, vh_db: np.ndarray, s
     if not normalised:
         vh = normalise_backscatter(vh)
     a, b = noise if noise is not None else backscatter_noise(vh, npx)
-    if ndvi_sigma is None:
-        diffs = [np.diff(r[np.isfinite(r)]) for r in ndvi]
-        ndvi_sigma = _robust_sigma(np.concatenate(diffs)) if diffs else float("nan")
-    ndvi_sigma = ndvi_sigma if np.isfinite(ndvi_sigma) and ndvi_sigma > 0 else 0.05
+    ndvi_sigma = ndvi_noise(ndvi) if ndvi_sigma is None else ndvi_sigma
     lo, hi = _season_days(season, days)
     out: list[list[dict]] = []
     for r2, r1, n in zip(ndvi, vh, npx):
