@@ -35,11 +35,18 @@ def test_wasm_imports_reads_every_kind():
     assert off.wasm_imports(b"\0asm\x01\0\0\0") == []
     with pytest.raises(ValueError, match="not a WebAssembly binary"):
         off.wasm_imports(b"PAR1")
+    # what it cannot read is refused, never misread: a typed reference, custom page sizes, a cut file
+    with pytest.raises(ValueError, match="value type 0x63"):
+        off.wasm_imports(_wasm([("env", "g", b"\x03\x63\x70\x00")]))
+    with pytest.raises(ValueError, match="limits flags 0x8"):
+        off.wasm_imports(_wasm([("env", "memory", b"\x02\x08\x01\x10")]))
+    with pytest.raises(ValueError, match="truncated"):
+        off.wasm_imports(wasm[:-3])
 
 
 BUNDLE = ('var v="0.9.0",u=`https://cdn.jsdelivr.net/npm/parquet-wasm@${v}/esm/parquet_wasm_bg.wasm`;\n'
           'function X(){return{__proto__:null,"./parquet_wasm_bg.js":{__proto__:null,'
-          '__wbg_have_1:function(e){return e},__wbg_fetch_new:function(){}}}}\n'
+          '__wbg_have_0123456789abcdef:function(e){return e},__wbg_fetch_1111111111111111:function(){}}}}\n'
           'var A={earcutWorkerUrl:"https://cdn.jsdelivr.net/npm/@geoarrow/geoarrow-js@0.3.0/dist/earcut-worker.min.js"};\n')
 
 
@@ -50,15 +57,29 @@ def _data_url(esm: str, start: str) -> bytes:
 
 
 def test_offline_bundle_inlines_both_files_and_stubs_only_missing_imports():
-    wasm = _wasm([("./parquet_wasm_bg.js", "__wbg_have_1", b"\x00\x00"),
-                  ("./parquet_wasm_bg.js", "__wbg_fetch_old", b"\x00\x00")])
-    esm = off.offline_bundle(BUNDLE, wasm, "self.onmessage=()=>{}")
+    wasm = _wasm([("./parquet_wasm_bg.js", "__wbg_have_0123456789abcdef", b"\x00\x00"),
+                  ("./parquet_wasm_bg.js", "__wbg_fetch_2222222222222222", b"\x00\x00")])
+    esm = off.offline_bundle(BUNDLE, wasm, "self.onmessage=()=>{}", "0.8.0")
     assert "cdn.jsdelivr.net" not in esm
     assert _data_url(esm, "application/wasm") == wasm
     assert _data_url(esm, "text/javascript") == b"self.onmessage=()=>{}"
-    # the import the JavaScript half lacks gets a stub that names itself; the one it has is left alone
-    assert esm.count("__wbg_fetch_old:function(){throw new Error(\"__wbg_fetch_old is not in eolab's offline") == 1
-    assert esm.count("__wbg_have_1:") == 1 and "__wbg_fetch_new:function(){}" in esm
+    # the helper the JavaScript half has under another hash gets a stub that names itself; the one
+    # it has is left alone
+    stub = '__wbg_fetch_2222222222222222:function(){throw new Error("__wbg_fetch_2222222222222222 is not in'
+    assert esm.count(stub) == 1
+    assert esm.count("__wbg_have_0123456789abcdef:") == 1 and "__wbg_fetch_1111111111111111:function(){}" in esm
+
+
+@pytest.mark.parametrize("imports, version, what", [
+    ([("./parquet_wasm_bg.js", "__wbg_unheard_of_3333333333333333")], "0.8.0", "lacks"),
+    ([("./parquet_wasm_bg.js", "__wbindgen_new_thing")], "0.8.0", "lacks"),
+    ([("./other.js", "__wbg_have_0123456789abcdef")], "0.8.0", "from './other.js'"),
+    ([], "0.7.1", "not verified"),
+])
+def test_a_decoder_that_does_not_fit_is_refused(imports, version, what):
+    wasm = _wasm([(m, f, b"\x00\x00") for m, f in imports])
+    with pytest.raises(ValueError, match=what):
+        off.offline_bundle(BUNDLE, wasm, "", version)
 
 
 @pytest.mark.parametrize("cut, what", [("`https://cdn.jsdelivr.net/npm/parquet-wasm@${v}/esm/parquet_wasm_bg.wasm`",
@@ -66,9 +87,9 @@ def test_offline_bundle_inlines_both_files_and_stubs_only_missing_imports():
                                        ('"./parquet_wasm_bg.js":{__proto__:null,', "import object")])
 def test_offline_bundle_names_what_it_cannot_find(cut, what):
     with pytest.raises(ValueError, match=what):
-        off.offline_bundle(BUNDLE.replace(cut, '"x"'), _wasm([]), "")
+        off.offline_bundle(BUNDLE.replace(cut, '"x"'), _wasm([]), "", "0.8.0")
     with pytest.raises(ValueError, match="no single"):
-        off.offline_bundle(BUNDLE + BUNDLE, _wasm([]), "")
+        off.offline_bundle(BUNDLE + BUNDLE, _wasm([]), "", "0.8.0")
 
 
 def test_without_the_files_the_map_is_lonboards_own_with_a_warning(tmp_path, monkeypatch):
@@ -86,9 +107,24 @@ def test_an_unknown_bundle_keeps_lonboards_own_with_a_warning(tmp_path, monkeypa
     (tmp_path / off.WASM).write_bytes(_wasm([]))
     (tmp_path / off.EARCUT).parent.mkdir(parents=True)
     (tmp_path / off.EARCUT).write_text("")
-    monkeypatch.setattr(off, "offline_bundle", lambda *a: (_ for _ in ()).throw(ValueError("no single thing")))
+    (tmp_path / off.WASM_PACKAGE).write_text('{"version": "0.8.0"}')
     monkeypatch.setenv("EOLAB_MAP_ASSETS_DIR", str(tmp_path))
+    monkeypatch.setattr(off, "offline_bundle", lambda *a: (_ for _ in ()).throw(ValueError("no single thing")))
     with pytest.warns(RuntimeWarning, match="no single thing"):
+        assert off.map_class() is Map
+    # a package.json without a version: a warning too, not an error in CountryMap
+    (tmp_path / off.WASM_PACKAGE).write_text("{}")
+    off._esm.cache_clear()
+    with pytest.warns(RuntimeWarning, match="cdn.jsdelivr.net"):
+        assert off.map_class() is Map
+
+
+def test_without_a_checkout_the_map_warns_that_it_uses_the_cdn(monkeypatch):
+    from lonboard import Map
+
+    monkeypatch.setattr(off, "assets_dir", lambda: None)
+    off._warn_once.cache_clear()
+    with pytest.warns(RuntimeWarning, match="no hub_config/.*EOLAB_MAP_ASSETS_DIR"):
         assert off.map_class() is Map
 
 

@@ -653,6 +653,7 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
     import shutil
     import tempfile
     import time
+    import warnings
 
     import pandas as pd
     from tqdm.auto import tqdm
@@ -776,21 +777,31 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
         if s1 is not None:
             # S1+S2 mowing needs what only all parcels tell: each date's median VH and the noise of
             # radar and NDVI steps (as one pass fits them); then it is judged a tile at a time
-            (_, vh_db, _), (_, pixels, _) = s1["vh_db"], s1["n_pixels"]
-            vh = events.normalise_backscatter(vh_db)
+            # (events.normalise_backscatter and backscatter_noise of the whole VH, a part at a time:
+            # the medians a block of dates at a time, the step spreads a tile at a time)
+            (_, vh_db, drop_vh), (_, pixels, _) = s1["vh_db"], s1["n_pixels"]
+            median = np.empty((1, vh_db.shape[1]))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # dates without any radar value
+                for j in range(0, vh_db.shape[1], 8):
+                    median[0, j:j + 8] = np.nanmedian(np.asarray(vh_db[:, j:j + 8], float), axis=0)
+                    drop_vh()
+            spreads = np.empty(n)
+            for rows in tiles:
+                spreads[rows] = events.step_spreads(vh_db[rows] - median)
+                drop_vh()
             looks = pixels / 4.0
-            noise, sigma = events.backscatter_noise(vh, looks), events.ndvi_noise(ndvi)
+            noise, sigma = events.backscatter_noise(None, looks, spreads=spreads), events.ndvi_noise(ndvi)
             drop_pages()
             s1_days = ts.day_numbers(s1_times)
             for rows in tiles:
                 for i, evs in zip(rows, events.detect_mowing_fused(
-                        ndvi[rows], days, vh[rows], s1_days, looks[rows], threshold=mowing_threshold,
+                        ndvi[rows], days, vh_db[rows] - median, s1_days, looks[rows], threshold=mowing_threshold,
                         season=mowing_season, noise=noise, ndvi_sigma=sigma, normalised=True)):
                     found[i] = evs
                 drop_pages()
-            for _, _, drop in s1.values():
-                drop()
-            del vh, vh_db, looks, pixels
+                drop_vh()
+            del vh_db, looks, pixels, spreads
     finally:
         if own_dir:
             shutil.rmtree(work, ignore_errors=True)

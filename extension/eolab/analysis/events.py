@@ -117,13 +117,19 @@ def ndvi_noise(ndvi: np.ndarray) -> float:
     return sigma if np.isfinite(sigma) and sigma > 0 else 0.05
 
 
-def backscatter_noise(db: np.ndarray, n_pixels: np.ndarray) -> tuple[float, float]:
+def step_spreads(db: np.ndarray) -> np.ndarray:
+    """Per row, the robust spread of its date-to-date steps (NaN dates skipped)."""
+    return np.array([_robust_sigma(np.diff(r[np.isfinite(r)])) for r in np.asarray(db, float)])
+
+
+def backscatter_noise(db: np.ndarray | None, n_pixels: np.ndarray, *,
+                      spreads: np.ndarray | None = None) -> tuple[float, float]:
     """(a, b) of the date-to-date noise model ``sigma(n) = sqrt(a + b / n)`` (dB) of parcel means over
     ``n`` pixels: speckle shrinks with 1/n, the rest (moisture, vegetation) does not. Fitted by least
-    squares on the median robust spread of parcels binned by size — no labels."""
-    db = np.asarray(db, float)
+    squares on the median robust spread of parcels binned by size — no labels. ``spreads``:
+    :func:`step_spreads` of ``db`` where they were computed a part at a time (``db`` is then unused)."""
     n = np.asarray(n_pixels, float)
-    spread = np.array([_robust_sigma(np.diff(r[np.isfinite(r)])) for r in db])
+    spread = step_spreads(db) if spreads is None else np.asarray(spreads, float)
     ok = np.isfinite(spread) & (n > 0)
     if ok.sum() < 10:
         return 1.0, 10.0
@@ -199,6 +205,7 @@ def detect_mowing_fused(ndvi: np.ndarray, days: np.ndarray, vh_db: np.ndarray, s
         vh = normalise_backscatter(vh)
     a, b = noise if noise is not None else backscatter_noise(vh, npx)
     ndvi_sigma = ndvi_noise(ndvi) if ndvi_sigma is None else ndvi_sigma
+    ndvi_sigma = ndvi_sigma if np.isfinite(ndvi_sigma) and ndvi_sigma > 0 else 0.05
     lo, hi = _season_days(season, days)
     out: list[list[dict]] = []
     for r2, r1, n in zip(ndvi, vh, npx):
