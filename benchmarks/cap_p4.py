@@ -440,19 +440,19 @@ def run_pipeline(data_dir: Path, out_dir: Path, cpu=None, peak: PeakRSS | None =
     step("traffic light")
     prov = provenance.record(items, workflow="cap-parcel-checks", parameters={"benchmark": "P4"},
                              inputs=[str(data_dir / "claims.gpkg")])
-    # What cap.write_results does (the results table built and written a part at a time, never whole),
-    # with the size each part takes in memory summed: the table's size as if it were built whole.
-    # pandas counts a geometry as its 8-byte pointer; its XY coordinates are the table's too (a lower
-    # bound: each geometry's own overhead is not counted).
+    # cap.write_results builds and writes the results table a part at a time, never whole; the size
+    # each part takes in memory is summed: the table's size as if it were built whole. pandas counts a
+    # geometry as its 8-byte pointer; its XY coordinates are the table's too (a lower bound: each
+    # geometry's own overhead is not counted).
     import shapely
-    types, bbox = outputs.geometry_summary(declared.geometry)
     facts["result_table_bytes"] = 0
-    with outputs.TableWriter(out_dir / "cap_checks.gpkg", prov, geometry_types=types, bbox=bbox, index=False) as out:
-        for part in cap.result_parts(declared, run, prov, screen=screen, dates=info["times"]):
-            facts["result_table_bytes"] += int(part.memory_usage(deep=True).sum()
-                                               + 16 * shapely.get_num_coordinates(part.geometry.values).sum())
-            out.write(part)
-    files = out.paths
+
+    def size(part):
+        facts["result_table_bytes"] += int(part.memory_usage(deep=True).sum()
+                                           + 16 * shapely.get_num_coordinates(part.geometry.values).sum())
+
+    files = cap.write_results(declared, run, prov, out_dir / "cap_checks.gpkg", screen=screen, dates=info["times"],
+                              on_part=size)
     ev = events.events_table(mon.index, mowing, bare)
     files.append(outputs.write_csv(ev, out_dir / "events.csv", prov, index=False))
     facts["outputs"] = {f.name: f.stat().st_size for f in files}
@@ -588,7 +588,7 @@ def one_size(data_dir: Path, args, ee: bool) -> dict:
            "peak_rss_with_diagnostics": peak.peak, "peak_by_step": facts["peak_by_step"], "maxrss": maxrss,
            "cube_bytes": cube_bytes, "result_table_bytes": facts["result_table_bytes"], "lights": facts["lights"],
            "load": [load_before, load_after], "out_dir": str(out_dir), "tile_parcels": args.tile_parcels[0],
-           "tiles": facts.get("tiles", 0)}
+           "tiles": facts.get("tiles", 0), "tile_phases_s": facts.get("tile_phases_s", {})}
     steps = ", ".join(f"{k} {v:.1f}/{facts['cpu'][k]:.1f}" for k, v in times.items())
     print(f"{machine()}; 1-min load average {load_before:.1f} before / {load_after:.1f} after the pipeline; "
           f"outputs in {out_dir}", file=sys.stderr)

@@ -10,12 +10,16 @@ One run, on one prepared scene (the 100,000-parcel one ``cap_p4.py`` caches, by 
    kernel there, with a gateway cluster of ``--workers`` workers × 1 core (scheduler and workers
    Slurm jobs of the user) as the default Dask client: the zonal statistics (and every other Dask
    computation) run on the workers, the rest in the kernel;
-2. **threaded**: ``cap_p4.py --one <scene> --no-ee`` in a process of its own (Dask's threaded
+2. **threaded**: ``cap_p4.py --one <scene> --no-ee --tile-parcels N`` in a process of its own (Dask's threaded
    scheduler, 2 threads), the run recorded in RESULTS.md;
 3. compares the two result tables parcel by parcel (light, reasons, float columns), prints wall and
    CPU seconds of every step side by side (gateway CPU = kernel + workers + scheduler, each read
    before and after every step) and the gateway/threaded ratios, and projects wall time and parcels
    per hour of one million parcels on N workers from the gateway run's per-step figures.
+
+Both runs take the tiled pipeline (``cap.run_checks_tiled``, tiles of ``--tile-parcels`` parcels,
+default 25,000), as the template does for claim sets larger than its ``tile_parcels``; with
+``--tile-parcels 0`` the one pass (``parcel_series`` of all parcels, then ``cap.run_checks``).
 
 Both runs import eolab from this checkout (the kernel and the workers are pointed at it; users'
 processes would import the venv's), checked by a digest of its .py files. The scene is read once
@@ -86,7 +90,7 @@ def eolab_source_digest() -> tuple[str, str]:
     return str(root), h.hexdigest()[:16]
 
 
-def in_kernel(data_dir: str, workers: int, memory: float, source: str = "") -> dict:
+def in_kernel(data_dir: str, workers: int, memory: float, source: str = "", tile_parcels: int = 0) -> dict:
     """Run in the hub user's kernel: a gateway cluster, then ``cap_p4.run_pipeline`` with it as the
     default Dask client. CPU per step split into kernel, workers and scheduler."""
     import cloudpickle
@@ -115,7 +119,7 @@ def in_kernel(data_dir: str, workers: int, memory: float, source: str = "") -> d
     assert dask.base.get_scheduler() == client.get, "the gateway client is not Dask's default scheduler"
     load_before = os.getloadavg()[0]
     with p4.PeakRSS() as peak:
-        times, facts = p4.run_pipeline(Path(data_dir), out_dir, cpu=clock)
+        times, facts = p4.run_pipeline(Path(data_dir), out_dir, cpu=clock, tile_parcels=tile_parcels)
     load_after = os.getloadavg()[0]
     split = {}
     for k, name in enumerate(times):
@@ -129,6 +133,7 @@ def in_kernel(data_dir: str, workers: int, memory: float, source: str = "") -> d
               "steps_wall": times, "steps_cpu": facts["cpu"], "steps_split": split, "peak_rss": peak.peak,
               "parcels": facts["parcels"], "monitorable": facts["monitorable"], "lights": facts["lights"],
               "load": [load_before, load_after], "out_dir": str(out_dir), "eolab": eolab_source_digest(),
+              "tiles": facts.get("tiles", 0), "tile_phases_s": facts.get("tile_phases_s", {}),
               "worker_eolab": sorted(worker_eolab)}
     client.cluster.shutdown()
     client.close()
@@ -140,7 +145,7 @@ import json, sys
 sys.path.insert(0, {bench!r})
 import cap_p4_gateway
 cap_p4_gateway.use_source({source!r})
-print("P4GATEWAY " + json.dumps(cap_p4_gateway.in_kernel({data!r}, {workers}, {memory}, {source!r})))
+print("P4GATEWAY " + json.dumps(cap_p4_gateway.in_kernel({data!r}, {workers}, {memory}, {source!r}, {tiles})))
 """
 
 
@@ -178,8 +183,9 @@ def users_env() -> dict:
     return {**os.environ, "PYTHONPATH": str(SOURCE)}
 
 
-def threaded(data_dir: Path, dates: int) -> dict:
-    cmd = [sys.executable, str(BENCH / "cap_p4.py"), "--one", str(data_dir), "--no-ee", "--dates", str(dates)]
+def threaded(data_dir: Path, dates: int, tile_parcels: int) -> dict:
+    cmd = [sys.executable, str(BENCH / "cap_p4.py"), "--one", str(data_dir), "--no-ee", "--dates", str(dates),
+           "--tile-parcels", str(tile_parcels)]
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=users_env()).stdout
     fig = json.loads(out.strip().splitlines()[-1])
     probe = (f"import json, sys; sys.path.insert(0, {str(BENCH)!r}); import cap_p4_gateway as g; "
@@ -215,7 +221,7 @@ class JobWatch:
         self._t.join()
 
 
-def gateway(data_dir: Path, demo_dir: Path, workers: int, memory: float) -> dict:
+def gateway(data_dir: Path, demo_dir: Path, workers: int, memory: float, tile_parcels: int) -> dict:
     """Slurm, the stack, a multiuser hub with the Slurm gateway; the pipeline in the user's kernel."""
     from eolab import hub
     from eolab.compute._slurm import LocalSlurm, job_name
@@ -250,7 +256,7 @@ def gateway(data_dir: Path, demo_dir: Path, workers: int, memory: float) -> dict
                 kernel = session.start_kernel()
                 watch = JobWatch(slurm, job_name(str(hub.hub_dir(config))))
                 code = KERNEL.format(bench=str(BENCH), data=str(data_dir), workers=workers, memory=memory,
-                                   source=str(SOURCE))
+                                   source=str(SOURCE), tiles=tile_parcels)
                 try:
                     out = session.run(kernel, code, timeout=4 * 3600)
                 finally:
@@ -297,32 +303,44 @@ def compare(a_dir: str, b_dir: str) -> dict:
 def projection(g: dict, parcels_target: int, workers_list: list[int]) -> tuple[dict, str]:
     """Wall time of ``parcels_target`` parcels on N one-core workers from the gateway run's CPU seconds.
 
-    Rests on: the zonal step's worker CPU (spread over N workers), its kernel + scheduler CPU
-    (serial: the graph, the one scheduler, the results gathered in the kernel; added to the
-    workers' time, not overlapped), the kernel's CPU of every other step at the parallelism it
-    reached here (CPU / wall, at most 2 threads). Zonal statistics scale linearly with the parcels
-    (per-parcel cost 1.04x from 100,000 to 300,000, RESULTS.md). ``cap.run_checks`` twice: scaled
-    linearly too (upper bound), and held constant (its crop model learns from at most 4,000
-    parcels per fold; it cost about the same CPU at 300,000 as at 100,000 parcels)."""
-    zonal, checks = "zonal statistics (parcel_series)", "cap.run_checks (model, events, lights)"
+    Rests on: the Dask step's worker CPU (spread over N workers), its kernel + scheduler CPU
+    (serial: the graph, the one scheduler, the results gathered in the kernel, and in the tiled run
+    the features, events, model and lights; added to the workers' time, not overlapped), the
+    kernel's CPU of every other step at the parallelism it reached here (CPU / wall, at most 2
+    threads). Zonal statistics scale linearly with the parcels (per-parcel cost 1.04x from 100,000
+    to 300,000, RESULTS.md). The crop model and lights twice: scaled linearly too (upper bound),
+    and held constant (the model learns from at most 4,000 parcels per fold; it cost about the same
+    CPU at 300,000 as at 100,000 parcels). One pass: ``cap.run_checks``' CPU is that part; tiled:
+    the wall seconds of the run's model-and-lights phase (kernel work, serial)."""
+    tiled = bool(g.get("tiles"))
+    if tiled:
+        dask_step = next(n for n in g["steps_split"] if n.startswith("cap.run_checks_tiled"))
+    else:
+        dask_step = "zonal statistics (parcel_series)"
     f = parcels_target / g["parcels"]
     split = {n: s["kernel"] + s["workers"] + s["scheduler"] for n, s in g["steps_split"].items()}
-    zs = g["steps_split"][zonal]
+    zs = g["steps_split"][dask_step]
     parallel = zs["workers"] * f
     serial = (zs["kernel"] + zs["scheduler"]) * f
-    rest_cpu = sum(c for n, c in split.items() if n != zonal)
-    rest_wall = sum(w for n, w in g["steps_wall"].items() if n != zonal)
+    rest_cpu = sum(c for n, c in split.items() if n != dask_step)
+    rest_wall = sum(w for n, w in g["steps_wall"].items() if n != dask_step)
     threads = min(2.0, max(1.0, rest_cpu / rest_wall))
     upper = rest_cpu * f / threads
-    lower = ((rest_cpu - split[checks]) * f + split[checks]) / threads
+    if tiled:
+        constant = g["tile_phases_s"]["model_lights"]  # already wall seconds in the serial part
+        lower = upper - constant * (f - 1)
+        what = f"the tiled step's model and lights phase, {constant:.1f} wall s"
+    else:
+        checks = split["cap.run_checks (model, events, lights)"]
+        lower = ((rest_cpu - checks) * f + checks) / threads
+        what = f"run_checks {checks:.1f} CPU s"
     out = {}
     for n in workers_list:
         hi, lo = serial + parallel / n + upper, serial + parallel / n + lower
         out[n] = {"wall_s": [lo, hi], "parcels_per_hour": [parcels_target / hi * 3600, parcels_target / lo * 3600]}
-    basis = (f"zonal step: workers {zs['workers']:.1f} CPU s (÷ N), kernel {zs['kernel']:.1f} + scheduler "
-             f"{zs['scheduler']:.1f} CPU s (serial); other steps {rest_cpu:.1f} CPU s (of which run_checks "
-             f"{split[checks]:.1f}: linear, or constant) at {threads:.2f} threads (CPU/wall measured); "
-             f"×{f:.2f} for {parcels_target:,} parcels")
+    basis = (f"{dask_step}: workers {zs['workers']:.1f} CPU s (÷ N), kernel {zs['kernel']:.1f} + scheduler "
+             f"{zs['scheduler']:.1f} CPU s (serial); other steps {rest_cpu:.1f} CPU s at {threads:.2f} threads "
+             f"(CPU/wall measured); linear, or constant: {what}; ×{f:.2f} for {parcels_target:,} parcels")
     return out, basis
 
 
@@ -338,6 +356,9 @@ def main() -> None:
     ap.add_argument("--demo", default="/tmp/eolab-p4-gateway-demo", help="the catalogue stack's demo data")
     ap.add_argument("--project", type=int, default=1_000_000)
     ap.add_argument("--keep", action="store_true", help="keep both runs' output folders")
+    ap.add_argument("--tile-parcels", type=int, default=25_000,
+                    help="cap.run_checks_tiled with tiles of about this many parcels, as the template runs "
+                         "claim sets larger than its tile_parcels (default 25,000); 0: the one pass")
     args = ap.parse_args()
     # a timeout's SIGTERM still stops the hub and Slurm and removes the users (the finally blocks)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -365,9 +386,9 @@ def main() -> None:
     # the gateway first: it is the one that may fail
     print(f"--- gateway (Slurm backend, {args.workers} workers × 1 core, {args.worker_memory} GiB each)",
           file=sys.stderr)
-    g = gateway(data_dir, demo, args.workers, args.worker_memory)
+    g = gateway(data_dir, demo, args.workers, args.worker_memory, args.tile_parcels)
     print("--- threaded (cap_p4.py --one, Dask threaded scheduler, 2 threads)", file=sys.stderr)
-    t = threaded(data_dir, args.dates)
+    t = threaded(data_dir, args.dates, args.tile_parcels)
     up1 = os.getloadavg()
     diff = compare(t["out_dir"], g["out_dir"])
 
@@ -396,6 +417,9 @@ def main() -> None:
           f"lights and {diff['reason_differences']} reasons differ of {diff['parcels']:,} (same ids: "
           f"{diff['same_parcel_ids']}); numeric columns differing: {diff['max_abs_numeric_difference'] or 'none'}",
           file=sys.stderr)
+    if g.get("tiles"):
+        print(f"tiled run: {g['tiles']} tiles of about {args.tile_parcels:,} parcels; phases (wall s) threaded "
+              f"{t.get('tile_phases_s') or '-'}, gateway {g['tile_phases_s']}", file=sys.stderr)
     print(f"peak RSS: threaded process {t['peak_rss'] / 2**30:.2f} GiB, gateway kernel {g['peak_rss'] / 2**30:.2f} GiB; "
           f"1-min load average: {up0[0]:.1f} at start, threaded {t['load']}, gateway {g['load']}, {up1[0]:.1f} at end",
           file=sys.stderr)

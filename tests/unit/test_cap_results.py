@@ -59,8 +59,12 @@ def test_results_written_part_by_part_equal_the_table_written_whole(scene, tmp_p
     declared, screen, run, prov, dates = scene
     whole = outputs.write_table(cap.result_table(declared, run, prov, screen=screen, dates=dates),
                                 tmp_path / "whole" / "cap_checks.gpkg", prov)
+    seen = []
     parts = cap.write_results(declared, run, prov, tmp_path / "parts" / "cap_checks.gpkg", screen=screen,
-                              dates=dates, rows_per_part=rows_per_part)
+                              dates=dates, rows_per_part=rows_per_part, on_part=lambda p: seen.append(p.index))
+    # on_part saw each part once, in order, before it was written
+    assert [len(i) for i in seen] == [min(rows_per_part, len(declared) - k) for k in range(0, len(declared), rows_per_part)]
+    assert np.concatenate([np.asarray(i) for i in seen]).tolist() == list(range(len(declared)))
     pd.testing.assert_frame_equal(gpd.read_parquet(whole[1]), gpd.read_parquet(parts[1]))
     assert pq.read_schema(whole[1]).equals(pq.read_schema(parts[1]), check_metadata=True)
     pd.testing.assert_frame_equal(gpd.read_file(whole[0], layer="cap_checks"),

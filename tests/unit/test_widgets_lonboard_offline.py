@@ -100,6 +100,20 @@ def test_without_the_files_the_map_is_lonboards_own_with_a_warning(tmp_path, mon
         assert off.map_class() is Map
 
 
+def test_the_warning_names_each_missing_file(tmp_path, monkeypatch):
+    from lonboard import Map
+
+    for name in (off.WASM, off.EARCUT):  # the decoder's package.json (its version) is not there
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    monkeypatch.setenv("EOLAB_MAP_ASSETS_DIR", str(tmp_path))
+    with pytest.warns(RuntimeWarning) as caught:
+        assert off.map_class() is Map
+    message = str(caught[0].message)
+    assert str(tmp_path / off.WASM_PACKAGE) in message
+    assert str(tmp_path / off.WASM) not in message and str(tmp_path / off.EARCUT) not in message
+
+
 def test_an_unknown_bundle_keeps_lonboards_own_with_a_warning(tmp_path, monkeypatch):
     from lonboard import Map
 

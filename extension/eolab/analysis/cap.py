@@ -20,7 +20,7 @@ Every light comes with its reasons (text) so an inspector sees why.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -475,17 +475,17 @@ def result_parts(declared: Any, run: CapRun, provenance: dict, *, screen: Any = 
 def result_table(declared: Any, run: CapRun, provenance: dict, *, screen: Any = None, dates: Any = None) -> Any:
     """The whole results table (see :func:`result_parts`), for a map or a look in the notebook;
     for claims of a country, :func:`write_results` writes it without holding it whole."""
-    import pandas as pd
-
-    parts = list(result_parts(declared, run, provenance, screen=screen, dates=dates, rows_per_part=max(len(declared), 1)))
-    return parts[0] if len(parts) == 1 else pd.concat(parts)
+    # one part of all the rows (result_parts yields one, empty, even without claims)
+    return next(result_parts(declared, run, provenance, screen=screen, dates=dates, rows_per_part=max(len(declared), 1)))
 
 
 def write_results(declared: Any, run: CapRun, provenance: dict, path: str | Path, *, screen: Any = None,
-                  dates: Any = None, rows_per_part: int = RESULT_ROWS_PER_PART) -> list[Path]:
+                  dates: Any = None, rows_per_part: int = RESULT_ROWS_PER_PART,
+                  on_part: Callable[[Any], None] | None = None) -> list[Path]:
     """The results table written as GeoPackage and GeoParquet (:class:`outputs.TableWriter`, with
     the provenance) while it is built, ``rows_per_part`` rows at a time: memory holds one part of it,
-    never the whole table. The files equal ``outputs.write_table(result_table(...))``."""
+    never the whole table. The files equal ``outputs.write_table(result_table(...))``.
+    on_part: called with each part before it is written (e.g. to add up the table's size)."""
     from eolab.analysis import outputs
 
     types, bbox = outputs.geometry_summary(declared.geometry)
@@ -497,6 +497,8 @@ def write_results(declared: Any, run: CapRun, provenance: dict, path: str | Path
     with outputs.TableWriter(path, provenance, geometry_types=types, bbox=bbox, index=False,
                              null_columns=empty) as writer:
         for part in result_parts(declared, run, provenance, screen=screen, dates=dates, rows_per_part=rows_per_part):
+            if on_part is not None:
+                on_part(part)
             writer.write(part)
     return writer.paths
 

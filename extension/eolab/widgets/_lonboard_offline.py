@@ -161,9 +161,10 @@ def _esm(folder: str) -> str | None:
     import lonboard
 
     root = Path(folder)
-    if not all((root / f).is_file() for f in (WASM, WASM_PACKAGE, EARCUT)):
+    missing = [str(root / f) for f in (WASM, WASM_PACKAGE, EARCUT) if not (root / f).is_file()]
+    if missing:
         warnings.warn(f"the country map's front end will fetch its Parquet decoder from cdn.jsdelivr.net: "
-                      f"{root / WASM} or {root / EARCUT} is missing (install them with "
+                      f"{', '.join(missing)} missing (install them with "
                       f"`npm ci --prefix hub_config`, or set EOLAB_MAP_ASSETS_DIR)", RuntimeWarning, stacklevel=3)
         return None
     try:
