@@ -265,3 +265,31 @@ def test_3d_outlines_index_and_empty_parts_are_written_as_write_table_did(tmp_pa
         writer.write(gdf.iloc[:0].rename_geometry("geom"))
     back = gpd.read_parquet(writer.paths[1])
     assert len(back) == 0 and back.crs == gdf.crs and back["a"].dtype == np.int64
+
+
+@pytest.mark.parametrize("index, written", [
+    (pd.RangeIndex(3), False),                       # the default
+    (pd.Index([0, 1, 2]), False),                    # the default, not as a RangeIndex (e.g. after concat)
+    (pd.RangeIndex(5, 8), False),                    # a slice of a default
+    (pd.Index([2, 0, 1]), True),                     # an order of its own is data
+    (pd.Index(["x", "y", "z"], name="parcel"), True),
+    (pd.RangeIndex(3, name="row"), True),            # named: data
+])
+def test_every_writer_keeps_the_index_by_one_rule(tmp_path, index, written):
+    gdf = _parcels().set_axis(index)
+    rec = _record()
+    gpkg, parquet = outputs.write_table(gdf, tmp_path / "t.gpkg", rec)
+    alone = outputs.write_geoparquet(gdf, tmp_path / "alone" / "t.parquet", rec)
+    with outputs.TableWriter(tmp_path / "parts" / "t.gpkg", rec, geometry_types=["Polygon"],
+                             bbox=gdf.total_bounds) as writer:
+        writer.write(gdf.iloc[:2])
+        writer.write(gdf.iloc[2:])
+    plain = list(gdf.columns)
+    for path in (parquet, alone, writer.paths[1]):
+        extra = [c for c in pq.read_schema(path).names if c not in plain]
+        assert len(extra) == written, (path, extra)
+        if written:
+            assert list(pd.read_parquet(path).index) == list(index)
+    for path in (gpkg, writer.paths[0]):
+        extra = [c for c in gpd.read_file(path).columns if c not in plain]
+        assert len(extra) == written, (path, extra)

@@ -158,3 +158,48 @@ def test_zonal_stats_in_smaller_parts_gives_the_same_means(monkeypatch):
     parts = zonal.zonal_stats(cube, zones.set_index("id"), ["NDVI"], buffer=0, std=["NDVI"])
     xr.testing.assert_identical(whole, parts)
     assert whole.NDVI.dtype == np.float32 and whole.valid_fraction.dtype == np.float64
+
+
+def test_on_a_cluster_each_block_layout_is_sent_once_not_in_every_compute(monkeypatch):
+    # A distributed scheduler receives, holds and forwards every compute's graph: the layouts (8 bytes
+    # per pixel) in each of the computes of each tile made graphs of tens of MB on the gateway cluster.
+    import dask
+    import geopandas as gpd
+    from distributed import Client, LocalCluster
+
+    rng = np.random.default_rng(2)
+    values = rng.uniform(0, 1, (7, 40, 40)).astype("float32")
+    values[2, :10] = np.nan
+    cube = xr.Dataset({"NDVI": (("time", "y", "x"), da.from_array(values, chunks=(1, 20, 20)))},
+                      coords={"time": np.arange(7) * np.timedelta64(5, "D") + np.datetime64("2026-05-01"),
+                              "y": 395 - 10 * np.arange(40.0), "x": 5 + 10 * np.arange(40.0)})
+    cube = cube.odc.assign_crs("EPSG:32634")
+    zones = gpd.GeoDataFrame(geometry=[box(50 * i, 50 * j, 50 * i + 50, 50 * j + 40) for i in range(8)
+                                       for j in range(8)], crs="EPSG:32634")
+    threaded = zonal.zonal_stats(cube, zones, ["NDVI"], buffer=0, std=["NDVI"], dates_per_compute=2)
+
+    graphs, scattered, real_compute, real_scatter = [], [], dask.compute, zonal.scatter_layout
+
+    def spy_compute(*args, **kwargs):
+        arrays = [a for arg in args for a in (arg.values() if isinstance(arg, dict) else [arg])]
+        graphs.append({k: v for a in arrays for k, v in dict(a.__dask_graph__()).items()})
+        return real_compute(*args, **kwargs)
+
+    def spy_scatter(layout, client):
+        scattered.append(sum(isinstance(v, zonal._Block) for v in layout.values()))
+        return real_scatter(layout, client)
+
+    monkeypatch.setattr(dask, "compute", spy_compute)
+    monkeypatch.setattr(zonal, "scatter_layout", spy_scatter)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      host="127.0.0.1") as cluster, Client(cluster) as client:
+        assert zonal.cluster_client() is client
+        with dask.config.set(scheduler="threads"):
+            assert zonal.cluster_client() is None  # threads asked for: nothing is scattered
+        on_cluster = zonal.zonal_stats(cube, zones, ["NDVI"], buffer=0, std=["NDVI"], dates_per_compute=2)
+    xr.testing.assert_identical(on_cluster, threaded)
+    assert scattered == [4]  # the four blocks' layouts, once for all computes
+    assert len(graphs) == 4  # 7 dates, 2 per compute
+    for graph in graphs:
+        assert graph and not [k for k, v in graph.items()
+                              if isinstance(v, zonal._Block) or isinstance(getattr(v, "value", None), zonal._Block)]

@@ -113,10 +113,16 @@ def _layer_geometry(types: Iterable[str]) -> dict:
 
 
 def _default_index(gdf: Any) -> bool:
-    """A default index (0..n-1, or a slice of one, unnamed) is not data; any other is written."""
+    """A default index (0..n-1, or a slice of one, unnamed) is not data; any other is written.
+    The one rule of every table writer here."""
     import pandas as pd
 
-    return isinstance(gdf.index, pd.RangeIndex) and gdf.index.step == 1 and gdf.index.name is None
+    index = gdf.index
+    if index.name is not None or index.nlevels != 1:
+        return False
+    if isinstance(index, pd.RangeIndex):
+        return index.step == 1
+    return index.equals(pd.RangeIndex(len(index)))
 
 
 class TableWriter:
@@ -124,6 +130,7 @@ class TableWriter:
     pyarrow is installed): for results too large to build whole (a country's parcels), each part is
     converted and written, then dropped. Both files replace earlier ones only when both were
     written, at :meth:`close` (a ``with`` block closes it, or removes the partial files on error).
+    With ``gpkg=False`` and a ``.parquet`` path, the GeoParquet file alone.
 
     ``geometry_types`` and ``bbox`` are the whole table's (see :func:`geometry_summary`): the
     GeoPackage layer and the GeoParquet ``geo`` metadata are fixed before the first row (pyarrow
@@ -136,18 +143,22 @@ class TableWriter:
 
     def __init__(self, path: str | Path, provenance: dict, *, geometry_types: Iterable[str],
                  bbox: Sequence[float], layer: str | None = None, schema_from: Any = None,
-                 index: bool | None = None, null_columns: Iterable[str] = ()) -> None:
+                 index: bool | None = None, null_columns: Iterable[str] = (), gpkg: bool = True) -> None:
         path = _prepare(path)
-        if path.suffix.lower() != ".gpkg":
+        if gpkg and path.suffix.lower() != ".gpkg":
             raise EolabError(f"{path.name}: tables are written as .gpkg (plus .parquet)", hint="use a .gpkg path")
+        if not gpkg and path.suffix.lower() != ".parquet":
+            raise EolabError(f"{path.name}: GeoParquet files end in .parquet", hint="use a .parquet path")
         try:
             import pyarrow  # noqa: F401
             self.parquet = path.with_suffix(".parquet")
         except ImportError:
+            if not gpkg:
+                raise EolabError("GeoParquet needs pyarrow", hint="pip install pyarrow") from None
             self.parquet = None
         self.path, self.provenance, self.layer = path, provenance, layer or path.stem
         self.geometry_types, self.bbox = sorted(set(geometry_types)), [float(v) for v in bbox]
-        self.tmp = path.with_name(path.stem + ".partial.gpkg")
+        self.tmp = path.with_name(path.stem + ".partial.gpkg") if gpkg else None
         self.tmp_parquet = self.parquet.with_name(self.parquet.stem + ".partial.parquet") if self.parquet else None
         self.rows, self.paths = 0, None
         self._schema_from, self._index, self._columns = schema_from, index, None
@@ -247,8 +258,9 @@ class TableWriter:
                                      hint="give each column values of one type") from exc
             table = self._arrow(part)
         # the index goes into both files or neither
-        part.to_file(self.tmp, layer=self.layer, driver="GPKG", mode="w" if self.rows == 0 else "a",
-                     index=None if self._index else False, **_layer_geometry(self.geometry_types))
+        if self.tmp:
+            part.to_file(self.tmp, layer=self.layer, driver="GPKG", mode="w" if self.rows == 0 else "a",
+                         index=bool(self._index), **_layer_geometry(self.geometry_types))
         if table is not None:
             if self._writer is None:
                 import pyarrow.parquet as pq
@@ -304,9 +316,11 @@ class TableWriter:
             self._failed = exc
             self.abort()
             raise
-        self.tmp.replace(self.path)
-        prov_mod.write(self.path, self.provenance)
-        self.paths = [self.path]
+        self.paths = []
+        if self.tmp:
+            self.tmp.replace(self.path)
+            prov_mod.write(self.path, self.provenance)
+            self.paths.append(self.path)
         if self.parquet:
             self.tmp_parquet.replace(self.parquet)
             prov_mod.write(self.parquet, self.provenance)
@@ -315,8 +329,9 @@ class TableWriter:
 
     def _write_empty(self) -> None:
         empty = self._schema_from if self._schema_from is not None else self._empty
-        empty.to_file(self.tmp, layer=self.layer, driver="GPKG", index=None if self._index else False,
-                      **_layer_geometry(self.geometry_types))
+        if self.tmp:
+            empty.to_file(self.tmp, layer=self.layer, driver="GPKG", index=bool(self._index),
+                          **_layer_geometry(self.geometry_types))
         if self.parquet:
             import pyarrow.parquet as pq
             from geopandas.io.arrow import _geopandas_to_arrow
@@ -346,11 +361,9 @@ def write_table(gdf: Any, path: str | Path, provenance: dict, *, layer: str | No
     each written part by part (:data:`ROWS_PER_PART`); both files replace earlier ones only when
     both were written (never a new GeoPackage beside an old GeoParquet). For a table too large to
     build whole, give it part by part to a :class:`TableWriter`."""
-    import pandas as pd
-
     types, bbox = geometry_summary(gdf.geometry)
     with TableWriter(path, provenance, geometry_types=types, bbox=bbox, layer=layer, schema_from=gdf,
-                     index=not (gdf.index.equals(pd.RangeIndex(len(gdf))) and gdf.index.name is None)) as writer:
+                     index=not _default_index(gdf)) as writer:
         for part in _parts(gdf):
             writer.write(part)
     return writer.paths
@@ -386,44 +399,17 @@ def _parquet_schema(gdf: Any, index: bool, record: dict, geometry_types: list[st
     return schema.with_metadata(meta)
 
 
-def _write_parquet(gdf: Any, tmp: Path, record: dict) -> None:
-    import pandas as pd
-    import pyarrow.parquet as pq
-
-    # what GeoDataFrame.to_parquet converts with (the public to_arrow has no 'geo' metadata)
-    from geopandas.io.arrow import _geopandas_to_arrow
-
-    # a default index (0..n-1, unnamed) is not data; any other is written as a column
-    index = not (gdf.index.equals(pd.RangeIndex(len(gdf))) and gdf.index.name is None)
-    if not len(gdf):
-        table = _geopandas_to_arrow(gdf, index=index)
-        meta = dict(table.schema.metadata or {})
-        meta[PARQUET_KEY] = json.dumps(prov_mod._jsonable(record)).encode()
-        pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
-        return
-    types, bbox = geometry_summary(gdf.geometry)
-    schema = _parquet_schema(gdf, index, record, types, bbox)
-    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-        for part in _parts(gdf):
-            writer.write_table(_geopandas_to_arrow(part, index=index).cast(schema))
-
-
 def write_geoparquet(gdf: Any, path: str | Path, provenance: dict) -> Path:
     """A GeoDataFrame as GeoParquet, the provenance record in the file's key-value metadata
     (``eolab_provenance``, JSON; see :func:`read_parquet_provenance`) and in the sidecar; written
-    part by part (one row group per :data:`ROWS_PER_PART` rows)."""
-    path = _prepare(path)
-    if path.suffix.lower() != ".parquet":
-        raise EolabError(f"{path.name}: GeoParquet files end in .parquet", hint="use a .parquet path")
-    tmp = path.with_name(path.stem + ".partial.parquet")
-    try:
-        _write_parquet(gdf, tmp, _parquet_record(provenance, path))
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(path)
-    prov_mod.write(path, provenance)
-    return path
+    part by part (one row group per :data:`ROWS_PER_PART` rows); an earlier file is replaced only
+    when the new one is whole (:class:`TableWriter` without its GeoPackage)."""
+    types, bbox = geometry_summary(gdf.geometry)
+    with TableWriter(path, provenance, geometry_types=types, bbox=bbox, schema_from=gdf,
+                     index=not _default_index(gdf), gpkg=False) as writer:
+        for part in _parts(gdf):
+            writer.write(part)
+    return writer.paths[0]
 
 
 def read_parquet_provenance(path: str | Path) -> dict:
