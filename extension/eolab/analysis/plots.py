@@ -110,20 +110,39 @@ def confusion(matrix: Any, labels: list[str], *, title: str = "Confusion matrix 
     return fig
 
 
+#: Beyond this many parcels :func:`parcel_map` draws each as a dot inside it: matplotlib takes
+#: minutes for the outlines of a country's claims, and at that scale they cannot be told apart.
+MAX_OUTLINES = 20_000
+
+
 def parcel_map(gdf: Any, column: str, *, colors: dict[str, str] | None = None, title: str = "",
-               ax=None, legend: bool = True) -> Any:
-    """Parcels coloured by a categorical column."""
+               ax=None, legend: bool = True, max_outlines: int | None = None) -> Any:
+    """Parcels coloured by a categorical column; more than ``max_outlines`` parcels (default
+    :data:`MAX_OUTLINES`) as dots (``eolab.widgets.CountryMap`` draws any number as outlines)."""
     plt = _plt()
     from matplotlib.patches import Patch
 
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(7, 7))
-    cats = sorted(gdf[column].astype(str).unique())
+    limit = MAX_OUTLINES if max_outlines is None else max_outlines
+    values = gdf[column].astype(str).to_numpy()
+    cats = sorted(set(values))
     palette = colors or dict(zip(cats, plt.get_cmap("tab10").colors * 3))
+    dots = len(gdf) > limit
+    if dots:
+        inside = gdf.geometry.representative_point()  # a point inside each parcel, unlike its centroid
+        x, y = inside.x.to_numpy(), inside.y.to_numpy()
     for cat in cats:
-        sub = gdf[gdf[column].astype(str) == cat]
-        sub.plot(ax=ax, color=palette.get(cat, "0.5"), edgecolor="0.3", linewidth=0.2)
+        mask = values == cat
+        if dots:
+            ax.scatter(x[mask], y[mask], s=1, color=palette.get(cat, "0.5"), linewidths=0, rasterized=True)
+        else:
+            gdf[mask].plot(ax=ax, color=palette.get(cat, "0.5"), edgecolor="0.3", linewidth=0.2)
+    if dots:
+        geographic = gdf.crs is not None and gdf.crs.is_geographic
+        ax.set_aspect(1 / np.cos(np.radians(np.nanmean(y))) if geographic else "equal")
+        title = f"{title} ({len(gdf):,} parcel{'s' if len(gdf) != 1 else ''} as dots)".strip()
     if legend:
         ax.legend(handles=[Patch(color=palette.get(c, "0.5"), label=c) for c in cats], fontsize=7,
                   loc="lower right", framealpha=0.85)
