@@ -293,3 +293,28 @@ def test_every_writer_keeps_the_index_by_one_rule(tmp_path, index, written):
     for path in (gpkg, writer.paths[0]):
         extra = [c for c in gpd.read_file(path).columns if c not in plain]
         assert len(extra) == written, (path, extra)
+
+
+def test_a_failed_move_into_place_leaves_both_earlier_files(tmp_path, monkeypatch):
+    # the GeoPackage is moved first; if the GeoParquet's move then fails, the new GeoPackage must
+    # not stay beside the old GeoParquet
+    from pathlib import Path
+
+    path = tmp_path / "t.gpkg"
+    before = outputs.write_table(_parcels(), path, _record())
+    saved = {f: f.read_bytes() for f in before}
+    real = Path.replace
+
+    def replace(self, target):
+        if self.name == "t.partial.parquet":
+            raise OSError("disk full")
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "replace", replace)
+    with pytest.raises(OSError, match="disk full"):
+        outputs.write_table(_parcels().iloc[:2], path, _record())
+    assert {f: f.read_bytes() for f in before} == saved
+    assert sorted(f.name for f in tmp_path.iterdir() if "t." in f.name and "json" not in f.name) == ["t.gpkg", "t.parquet"]
+    monkeypatch.setattr(Path, "replace", real)
+    again = outputs.write_table(_parcels().iloc[:2], path, _record())  # the next write goes through
+    assert len(gpd.read_parquet(again[1])) == 2 and len(gpd.read_file(again[0])) == 2

@@ -316,15 +316,17 @@ class TableWriter:
             self._failed = exc
             self.abort()
             raise
+        moves = ([(self.tmp, self.path)] if self.tmp else []) + ([(self.tmp_parquet, self.parquet)] if self.parquet else [])
+        try:
+            _replace_together(moves)
+        except BaseException as exc:
+            self._failed = exc
+            self.abort()
+            raise
         self.paths = []
-        if self.tmp:
-            self.tmp.replace(self.path)
-            prov_mod.write(self.path, self.provenance)
-            self.paths.append(self.path)
-        if self.parquet:
-            self.tmp_parquet.replace(self.parquet)
-            prov_mod.write(self.parquet, self.provenance)
-            self.paths.append(self.parquet)
+        for _, final in moves:
+            prov_mod.write(final, self.provenance)
+            self.paths.append(final)
         return self.paths
 
     def _write_empty(self) -> None:
@@ -354,6 +356,30 @@ class TableWriter:
         for partial in (self.tmp, self.tmp_parquet):
             if partial:
                 partial.unlink(missing_ok=True)
+
+
+def _replace_together(moves: list[tuple[Path, Path]]) -> None:
+    """Move each new file onto its final path, all or none: the earlier files are set aside first,
+    and put back if a move fails (never a new GeoPackage beside an old GeoParquet)."""
+    aside: list[tuple[Path, Path]] = []
+    done: list[Path] = []
+    try:
+        for _, final in moves:
+            if final.exists():
+                kept = final.with_name(final.name + ".previous")
+                final.replace(kept)
+                aside.append((kept, final))
+        for new, final in moves:
+            new.replace(final)
+            done.append(final)
+    except BaseException:
+        for final in done:
+            final.unlink(missing_ok=True)
+        for kept, final in aside:
+            kept.replace(final)
+        raise
+    for kept, _ in aside:
+        kept.unlink(missing_ok=True)
 
 
 def write_table(gdf: Any, path: str | Path, provenance: dict, *, layer: str | None = None) -> list[Path]:
