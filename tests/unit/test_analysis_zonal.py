@@ -140,19 +140,24 @@ def test_zonal_stats_in_batches_of_dates_equals_all_at_once(dates_per_compute):
     assert z.n_pixels.values.tolist() == [50, 30]
 
 
-def test_zonal_stats_in_smaller_parts_gives_the_same_means(monkeypatch):
-    """Many zones: fewer dates per compute (their sums kept under a memory bound), same figures."""
+def _seven_dates_64_zones(seed: int, height: float = 50):
+    """A 40² px NDVI cube of 7 dates in 20² px chunks (a cloud on the third) and 64 zones of 50 m wide."""
     import geopandas as gpd
 
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed)
     values = rng.uniform(0, 1, (7, 40, 40)).astype("float32")
     values[2, :10] = np.nan
     cube = xr.Dataset({"NDVI": (("time", "y", "x"), da.from_array(values, chunks=(1, 20, 20)))},
                       coords={"time": np.arange(7) * np.timedelta64(5, "D") + np.datetime64("2026-05-01"),
                               "y": 395 - 10 * np.arange(40.0), "x": 5 + 10 * np.arange(40.0)})
-    cube = cube.odc.assign_crs("EPSG:32634")
-    zones = gpd.GeoDataFrame({"id": range(64)}, geometry=[box(50 * i, 50 * j, 50 * i + 50, 50 * j + 50)
+    zones = gpd.GeoDataFrame({"id": range(64)}, geometry=[box(50 * i, 50 * j, 50 * i + 50, 50 * j + height)
                                                            for i in range(8) for j in range(8)], crs="EPSG:32634")
+    return cube.odc.assign_crs("EPSG:32634"), zones
+
+
+def test_zonal_stats_in_smaller_parts_gives_the_same_means(monkeypatch):
+    """Many zones: fewer dates per compute (their sums kept under a memory bound), same figures."""
+    cube, zones = _seven_dates_64_zones(1)
     whole = zonal.zonal_stats(cube, zones.set_index("id"), ["NDVI"], buffer=0, std=["NDVI"])
     monkeypatch.setattr(zonal, "_PART_BYTES", 64 * 3 * 8 * 2)  # two dates' sums per compute
     parts = zonal.zonal_stats(cube, zones.set_index("id"), ["NDVI"], buffer=0, std=["NDVI"])
@@ -164,18 +169,9 @@ def test_on_a_cluster_each_block_layout_is_sent_once_not_in_every_compute(monkey
     # A distributed scheduler receives, holds and forwards every compute's graph: the layouts (8 bytes
     # per pixel) in each of the computes of each tile made graphs of tens of MB on the gateway cluster.
     import dask
-    import geopandas as gpd
     from distributed import Client, LocalCluster
 
-    rng = np.random.default_rng(2)
-    values = rng.uniform(0, 1, (7, 40, 40)).astype("float32")
-    values[2, :10] = np.nan
-    cube = xr.Dataset({"NDVI": (("time", "y", "x"), da.from_array(values, chunks=(1, 20, 20)))},
-                      coords={"time": np.arange(7) * np.timedelta64(5, "D") + np.datetime64("2026-05-01"),
-                              "y": 395 - 10 * np.arange(40.0), "x": 5 + 10 * np.arange(40.0)})
-    cube = cube.odc.assign_crs("EPSG:32634")
-    zones = gpd.GeoDataFrame(geometry=[box(50 * i, 50 * j, 50 * i + 50, 50 * j + 40) for i in range(8)
-                                       for j in range(8)], crs="EPSG:32634")
+    cube, zones = _seven_dates_64_zones(2, height=40)
     threaded = zonal.zonal_stats(cube, zones, ["NDVI"], buffer=0, std=["NDVI"], dates_per_compute=2)
 
     graphs, scattered, real_compute, real_scatter = [], [], dask.compute, zonal.scatter_layout
