@@ -20,10 +20,13 @@ def _parcels(n):
 
 def test_a_region_is_drawn_as_outlines_in_the_light_colours():
     gdf = _parcels(9)
-    fig = plots.parcel_map(gdf, "light", colors={"green": "#00aa00", "red": "#dd0000", "yellow": "#ffbf00"})
+    colours = {"green": "#00aa00", "red": "#dd0000", "yellow": "#ffbf00"}
+    fig = plots.parcel_map(gdf, "light", colors=colours)
     ax = fig.axes[0]
     drawn = sum(len(c.get_paths()) for c in ax.collections)
     assert drawn == 9 and "dots" not in ax.get_title()
+    for c, light in zip(ax.collections, ["green", "red", "yellow"]):  # one collection per light, in order
+        assert {matplotlib.colors.to_hex(f) for f in c.get_facecolor()} == {colours[light]}
     matplotlib.pyplot.close(fig)
 
 

@@ -177,8 +177,12 @@ def zonal_sums(data: Any, labels: np.ndarray, n_zones: int, moments: int = 1, *,
 
 def cluster_client() -> Any:
     """The distributed client ``dask.compute`` would use now, or None (threads, processes, sync)."""
+    import sys
+
     import dask
 
+    if "distributed" not in sys.modules:  # no client without it: threaded runs do not import it here
+        return None
     try:
         from distributed import default_client
 
