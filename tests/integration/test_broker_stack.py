@@ -32,7 +32,7 @@ def test_collections_are_prefixed_with_extents(stack_broker):
     url, config = stack_broker
     body = httpx.get(f"{url}/collections").json()
     ids = sorted(c["id"] for c in body["collections"])
-    assert ids == ["danube|sentinel-2-l2a", "pannonia|sentinel-2-l2a", "tisza|sentinel-1-grd"]
+    assert ids == ["danube|sentinel-2-l2a", "pannonia|cop-dem-glo-30", "pannonia|sentinel-2-l2a", "tisza|sentinel-1-grd"]
     assert body["federation:missing"] == []
     for c in body["collections"]:
         assert c["extent"]["spatial"]["bbox"] and c["extent"]["temporal"]["interval"]

@@ -13,7 +13,6 @@ science-standards.md computed with plain standard methods on the same data.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,6 @@ import pytest
 
 from eolab import metrics
 from eolab.analysis import atmosphere, clouds, crops, indices, water
-from eolab.analysis import timeseries as ts
 
 # Notebook runs of several minutes; make test runs two test processes side by side on 2 cores.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
@@ -133,31 +131,16 @@ def test_berlin_water_vote_vs_osm_lakes_on_a_fixed_area(berlin):
 
 @pytest.fixture(scope="module")
 def slovenia():
+    """(features, class, polygon id) per labelled pixel, as benchmarks/slovenia_nested.py builds them."""
+    import importlib.util
+
     if not SLOVENIA.is_dir():
         pytest.skip(f"real data folder {SLOVENIA} is absent (../shared/data is only on developer/CI machines)")
-    import geopandas as gpd
-    import rasterio.features
-    import rasterio.transform
-
-    ndvi = np.load(SLOVENIA / "data" / "NDVI.npy")[..., 0]
-    cloud = np.load(SLOVENIA / "mask" / "CLM.npy")[..., 0]
-    valid = np.load(SLOVENIA / "mask" / "IS_VALID.npy")[..., 0]
-    lulc = np.load(SLOVENIA / "mask_timeless" / "LULC.npy")
-    lulc = lulc[..., 0] if lulc.ndim == 3 else lulc
-    times = np.array([t[:19] for t in json.loads((SLOVENIA / "timestamps.json").read_text())], dtype="datetime64[s]")
-    polygons = gpd.read_file(SLOVENIA / "vector_timeless" / "LULC.gpkg")
-    bbox = gpd.read_file(SLOVENIA / "bbox.geojson").total_bounds
-    transform = rasterio.transform.from_bounds(*bbox, 100, 101)
-    pid = rasterio.features.rasterize(((g, i + 1) for i, g in enumerate(polygons.geometry)), out_shape=lulc.shape,
-                                      transform=transform, fill=0)
-    year = (times >= np.datetime64("2017-01-01")) & (times < np.datetime64("2018-01-01"))
-    clear = np.where((cloud == 0) & (valid > 0), ndvi, np.nan)[year]
-    days = ts.day_numbers(times[year])
-    inside = (pid > 0) & (lulc > 0)
-    series = clear.reshape(clear.shape[0], -1).T[inside.ravel()]
-    series[ts.despike(series, days)] = np.nan  # the template's cleaning (no haze test: no blue/red bands)
-    X = crops.features_from_series({"NDVI": series}, days, ts.regular_days(days, crops.STEP_DAYS), indices=("NDVI",))
-    return X, lulc[inside].astype(str), pid[inside]
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "slovenia_nested.py"
+    spec = importlib.util.spec_from_file_location("slovenia_nested", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.features(SLOVENIA)
 
 
 def test_slovenia_land_use_polygon_grouped_cv(slovenia):

@@ -64,12 +64,13 @@ def direct(config, bbox, time_range, max_cloud=None):
 
 def test_collections_are_grouped_by_provider(browser):
     browser.refresh_collections()
-    assert browser.groups == {"danube": ["danube|sentinel-2-l2a"], "pannonia": ["pannonia|sentinel-2-l2a"],
+    assert browser.groups == {"danube": ["danube|sentinel-2-l2a"],
+                              "pannonia": ["pannonia|cop-dem-glo-30", "pannonia|sentinel-2-l2a"],
                               "tisza": ["tisza|sentinel-1-grd"]}
     assert browser.missing == [] and browser.error == ""
     s2 = next(c for c in browser.collections if c.id == "danube|sentinel-2-l2a")
     assert s2.interval[0].startswith("2026-07") and s2.bbox[0] == pytest.approx(20.6, abs=0.01)
-    assert browser.status == "3 collections from 3 providers"
+    assert browser.status == "4 collections from 3 providers"
 
 
 def test_paging_with_tokens_returns_every_item_once_in_order(browser, catalog_stack, manifest):

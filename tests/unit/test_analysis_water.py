@@ -270,3 +270,60 @@ def test_band_checks_look_up_each_providers_profile_once(monkeypatch):
     assert load.has_bands(items, ["red", "nir"])
     assert len(calls) == 2
     assert not load.has_bands(items, ["red", "no-such-band"])
+
+
+def _dem(n=40, res=10.0, rise=0.5):
+    """An elevation grid: a plain (left half) and a hillside rising ``rise`` m per m (right half)."""
+    x = np.arange(n) * res
+    y = np.arange(n)[::-1] * res
+    z = np.where(x >= n * res / 2, (x - n * res / 2) * rise, 0.0)[None, :].repeat(n, 0)
+    return xr.DataArray(z.astype("float32"), coords={"y": y, "x": x}, dims=("y", "x"))
+
+
+def test_slope_percent_of_a_plain_and_a_hillside_numpy_and_dask_alike():
+    dem = _dem()
+    s = water.slope_percent(dem, baseline=0)
+    assert s.attrs["units"] == "%"
+    assert float(s.values[:, :18].max()) == 0 and np.allclose(s.values[:, 22:-1], 50)
+    # averaged over 90 m: the same far from the break, and the same lazily across blocks
+    s90 = water.slope_percent(dem)
+    lazy = water.slope_percent(dem.chunk({"x": 7, "y": 9}))
+    assert np.allclose(s90.values[:, 30:-6], 50) and float(s90.values[:, :12].max()) == 0
+    assert np.allclose(lazy.compute().values, s90.values, atol=1e-4)
+    # a 14 m tree line on a flat shore is a 140 % step at 10 m, and well under 30 % over 90 m
+    trees = xr.zeros_like(dem) + np.where(np.arange(40) >= 20, 14.0, 0.0)[None, :].astype("float32")
+    assert float(water.slope_percent(trees, baseline=0).max()) > 30
+    assert float(water.slope_percent(trees).max()) < water.MAX_WATER_SLOPE
+
+
+def test_no_water_on_steep_slopes_and_the_lake_is_untouched():
+    ds, lake = scene(1, cloud_on=None)
+    ds = ds.isel(y=slice(0, 20), x=slice(0, 20))
+    shaded_forest = {"B02": 0.03, "B03": 0.04, "B04": 0.03, "B08": 0.035, "B11": 0.02, "B12": 0.012}
+    _paint(ds, (slice(None), slice(14, None)), shaded_forest)  # dark and flat in the NIR: the vote says water
+    assert (water.classify_water(ds).values[0][:, 14:] == 1).all()
+    dem = _dem(n=20, rise=0.8)
+    slope = water.slope_percent(dem.assign_coords(x=ds.x, y=ds.y), baseline=0)
+    classes = water.surface_classes(ds, slope=slope)
+    assert (classes.values[0][:, 14:] == 0).all()  # on a 50 % slope: land, not water
+    assert (classes.values[0][lake] == 1).all()  # the lake lies on the plain
+    assert classes.attrs["slope_rule"] == "no water on slopes >= 30 %"
+    assert water.surface_classes(ds).attrs["slope_rule"] == "off"
+    with pytest.raises(EolabError, match="not on the cube's grid"):
+        water.surface_classes(ds, slope=slope.isel(x=slice(0, 10)))
+
+
+def test_terrain_slope_without_a_surface_model_warns_and_is_off():
+    from eolab.errors import EolabWarning
+
+    ds, _ = scene(1)
+    with pytest.warns(EolabWarning, match="slope rule"):
+        assert water.terrain_slope([], ds) is None
+
+    class Empty:
+        url = "http://127.0.0.1:1"
+
+        def find(self, collection, bbox=None):
+            raise EolabError(f"no items of {collection} found at {self.url}")
+
+    assert water.catalogue_slope(Empty(), None, ds) is None  # off: nothing asked

@@ -25,8 +25,8 @@ def _items(root, cid, n=None, date=None):
 
 def test_collections(small_demo):
     cols = json.loads((small_demo / "stac" / "collections.json").read_text())
-    assert [c["id"] for c in cols] == ["sentinel-2-l2a", "sentinel-1-grd", "landsat-c2-l2"]
-    for c in cols:
+    assert [c["id"] for c in cols] == ["sentinel-2-l2a", "sentinel-1-grd", "landsat-c2-l2", "cop-dem-glo-30"]
+    for c in cols[:3]:  # (the surface model: its own test below)
         for key in ("title", "description", "license", "providers", "keywords", "summaries", "item_assets"):
             assert c[key], key
         (bbox,) = c["extent"]["spatial"]["bbox"]
@@ -89,3 +89,37 @@ def test_stackstac_loads(small_demo):
     assert float(da.x.min()) == 470000.0 and float(da.y.max()) == 5285000.0  # stackstac: pixel corners
     mosaic = stackstac.mosaic(da, nodata=0).compute()
     assert mosaic.shape == (2, 768, 768) and int((mosaic == 0).sum()) == 0
+
+
+def test_the_surface_model_is_a_glo30_look_alike_of_the_scene_relief(small_demo):
+    """cop-dem-glo-30: one EPSG:4326 item at 1 arc second covering the scene, metres, no scaling;
+    on the scene's grid its slope is steep on the hill and gentle around the reservoir."""
+    import warnings
+
+    from odc.geo.geobox import GeoBox
+
+    from eolab.analysis import water
+    from eolab.data.load import load_cube
+
+    cols = {c["id"]: c for c in json.loads((small_demo / "stac" / "collections.json").read_text())}
+    assert cols["cop-dem-glo-30"]["extent"]["temporal"]["interval"] == [["2021-04-22T00:00:00Z"] * 2]
+    (item,) = _items(small_demo, "cop-dem-glo-30")
+    pystac.Item.from_dict(item)
+    assert item["properties"]["proj:epsg"] == 4326 and item["properties"]["gsd"] == 30
+    assert list(item["assets"]) == ["data"]
+    with rasterio.open(item["assets"]["data"]["href"]) as src:
+        assert src.crs.to_epsg() == 4326 and np.allclose(src.res, 1 / 3600) and src.dtypes[0] == "float32"
+        z = src.read(1)
+    assert 80 < float(z.min()) and float(z.max()) > 300  # the plain and the hill
+    with rasterio.open(small_demo / "truth" / "surface_s2.tif") as src:
+        geobox = GeoBox((src.height, src.width), src.transform, src.crs.to_string())
+        shadow = (src.read() == 3).any(0)
+    s2 = _items(small_demo, "sentinel-2-l2a", date="2026-12-10")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cube = load_cube(s2, bands=["B03"], geobox=geobox)
+    slope = water.terrain_slope([item], cube).values
+    with rasterio.open(small_demo / "truth" / "water_s2.tif") as src:
+        ever_water = src.read().any(0)
+    assert np.median(slope[shadow]) > 40  # the shaded hillside is steep
+    assert np.quantile(slope[ever_water], 0.999) < water.MAX_WATER_SLOPE  # water lies on flat ground

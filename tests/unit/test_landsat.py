@@ -160,7 +160,7 @@ def test_stack_makes_demo_data_anew_when_an_enabled_member_needs_a_collection_it
     data = tmp_path / "data"
     data.mkdir()
     old = {"generator": "eolab.demo", "size": "small", "seed": 7,
-           "collections": {"sentinel-2-l2a": 1, "sentinel-1-grd": 1}}
+           "collections": {"sentinel-2-l2a": 1, "sentinel-1-grd": 1, "cop-dem-glo-30": 1}}
     (data / "manifest.json").write_text(json.dumps(old))
     calls = []
 

@@ -162,11 +162,11 @@ def split_parcels(labels: Sequence, test_size: float = 0.3, seed: int = 0, group
     return train, np.sort(idx[test_i])
 
 
-def _forest(n_estimators: int, seed: int, n_jobs: int):
+def _forest(n_estimators: int, seed: int, n_jobs: int, class_weight: str | None = "balanced_subsample"):
     from sklearn.ensemble import RandomForestClassifier
 
     return RandomForestClassifier(n_estimators=n_estimators, min_samples_leaf=1, max_features="sqrt",
-                                  class_weight="balanced_subsample", n_jobs=n_jobs, random_state=seed)
+                                  class_weight=class_weight, n_jobs=n_jobs, random_state=seed)
 
 
 def _impute(X: np.ndarray) -> np.ndarray:
@@ -175,7 +175,8 @@ def _impute(X: np.ndarray) -> np.ndarray:
 
 
 def out_of_fold_proba(X: Any, y: Sequence, *, folds: int = 5, seed: int = 0, n_estimators: int = 200,
-                      n_jobs: int = 2, groups: Sequence | None = None) -> tuple[np.ndarray, list[str]]:
+                      n_jobs: int = 2, groups: Sequence | None = None,
+                      class_weight: str | None = "balanced_subsample") -> tuple[np.ndarray, list[str]]:
     """Class probabilities of every sample from a forest that never saw it (grouped k-fold)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -185,16 +186,18 @@ def out_of_fold_proba(X: Any, y: Sequence, *, folds: int = 5, seed: int = 0, n_e
     g = np.arange(y.size) if groups is None else np.asarray(groups)
     proba = np.zeros((y.size, len(classes)))
     for tr, te in StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(X, y, g):
-        rf = _forest(n_estimators, seed, n_jobs).fit(X[tr], y[tr])
+        rf = _forest(n_estimators, seed, n_jobs, class_weight).fit(X[tr], y[tr])
         cols = [classes.index(c) for c in rf.classes_]
         proba[np.ix_(te, cols)] = rf.predict_proba(X[te])
     return proba, classes
 
 
 def train(X: Any, y: Sequence, *, n_estimators: int = 300, seed: int = 0, n_jobs: int = 2,
-          clean_labels: bool = True, min_own_proba: float = 0.15, groups: Sequence | None = None) -> tuple[Any, dict]:
+          clean_labels: bool = True, min_own_proba: float = 0.15, groups: Sequence | None = None,
+          class_weight: str | None = "balanced_subsample") -> tuple[Any, dict]:
     """A random forest on (X, y); with ``clean_labels`` first drop samples whose own label gets an
     out-of-fold probability below ``min_own_proba`` (likely wrong labels), then refit.
+    ``class_weight`` (scikit-learn's; default: balanced per bootstrap sample) applies to every forest.
 
     Returns (model, info) with the kept mask and the number of labels dropped per class.
     """
@@ -203,14 +206,14 @@ def train(X: Any, y: Sequence, *, n_estimators: int = 300, seed: int = 0, n_jobs
     keep = np.ones(y.size, bool)
     if clean_labels and y.size >= 25:
         proba, classes = out_of_fold_proba(Xi, y, seed=seed, n_estimators=max(100, n_estimators // 2),
-                                           n_jobs=n_jobs, groups=groups)
+                                           n_jobs=n_jobs, groups=groups, class_weight=class_weight)
         own = proba[np.arange(y.size), [classes.index(c) for c in y]]
         keep = own >= min_own_proba
         # never drop a whole class
         for c in set(y):
             if not keep[y == c].any():
                 keep[y == c] = True
-    model = _forest(n_estimators, seed, n_jobs).fit(Xi[keep], y[keep])
+    model = _forest(n_estimators, seed, n_jobs, class_weight).fit(Xi[keep], y[keep])
     dropped = {c: int(((y == c) & ~keep).sum()) for c in sorted(set(y))}
     return model, {"kept": keep, "dropped_per_class": dropped, "n_train": int(keep.sum())}
 

@@ -134,6 +134,8 @@ WATER_GRAPH_LIMITS = (
     "expressed: the graph reads L2A surface reflectance and uses the fixed thresholds",
     "the gap filling of unobserved pixels by the frequency (filled_ha) and the reservoir (largest water "
     "body) are computed client-side from the returned maps",
+    "the slope rule (no water on slopes >= 30 % of the surface model, dem_collection) is not expressed: "
+    "terrain shadow the SCL misses can be called water by the graph",
 )
 
 

@@ -22,6 +22,12 @@ refused unless ``toa="rayleigh"`` asks for the documented Rayleigh correction. A
 cloud mask but with the detector's ten bands is masked by s2cloudless (:mod:`eolab.analysis.clouds`);
 any other cube without a cloud mask gives a warning.
 
+Standing water is flat: with a surface model (``slope=``, from :func:`terrain_slope`, e.g. the
+Copernicus DEM GLO-30), no pixel on a slope of 30 % or more is water (DSWE's slope rule for its
+high- and moderate-confidence water, Jones 2019). This removes terrain shadow on hillsides that the
+SCL misses, which the indices otherwise call water; it needs no sun geometry and no threshold of
+its own.
+
 Radar method (cloudy dates): VV backscatter in dB, 3×3 median speckle filter, Otsu threshold per date
 (water is the dark mode; Martinis et al. 2015).
 
@@ -58,6 +64,12 @@ SURFACE = {0: "land", 1: "open water", 2: "snow or ice", 3: "dark area / terrain
 #: Otsu bimodality guard: Ashman's D of the two classes (Ashman et al. 1994; D > 2 separates them)
 MIN_ASHMAN_D = 2.0
 MIN_EDGE_PIXELS = 50
+#: Water is not found on slopes of 30 % or more (USGS DSWE, Jones 2019: its slope rule for high- and
+#: moderate-confidence water), read from a surface model such as the Copernicus DEM.
+MAX_WATER_SLOPE = 30.0
+#: The slope is that of the terrain averaged over 90 m (GLO-90's cells): a 30 m surface model has
+#: tree lines in it, whose 10-15 m steps along a shore would otherwise read as steep slopes.
+SLOPE_BASELINE_M = 90.0
 
 
 def otsu_threshold(values: Any, *, bins: int = 256, value_range: tuple[float, float] | None = None) -> float:
@@ -221,7 +233,8 @@ def input_bands(items: Any) -> list[str]:
 
 
 def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shadow: bool = True,
-                    spectral_shadow: bool = False, water_test: bool = True, toa: str = "refuse", sun_zenith: Any = None) -> Any:
+                    spectral_shadow: bool = False, water_test: bool = True, toa: str = "refuse", sun_zenith: Any = None,
+                    slope: Any = None) -> Any:
     """Per-date surface classes (time, y, x): 0 land, 1 open water, 2 snow/ice, 3 dark-area/terrain
     shadow, NaN not observed. Lazy for a lazy cube (the Otsu methods compute one date at a time).
 
@@ -232,6 +245,8 @@ def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shado
         (:func:`nir_absorbed`); off by default: it cut terrain-shadow false water on the demo but set
         aside vegetated water there and much real water on the Berlin L1C scene (benchmarks/RESULTS.md).
     water_test: water must also be dark in the NIR (:func:`dark_nir`; default).
+    slope: terrain slope (%) on the cube's grid (:func:`terrain_slope`): no water where it is
+        ``MAX_WATER_SLOPE`` (30 %) or more; None (default): no slope rule.
     toa: what to do with top-of-atmosphere (L1C) input: "refuse" (default) or "rayleigh"
         (:func:`eolab.analysis.atmosphere.rayleigh_correct`; sun_zenith in degrees, default from
         the time and the scene centre).
@@ -276,6 +291,9 @@ def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shado
         wet = idx > xr.DataArray(np.array(thresholds), dims=["time"], coords={"time": idx.time})
     if water_test:
         wet = wet & dark_nir(cube)
+    if slope is not None:
+        slope = _on_grid(slope, cube)
+        wet = wet & ~(slope >= MAX_WATER_SLOPE)
     shaded = None
     if shadow and spectral_shadow:  # "water" by the indices, without water's NIR absorption
         shaded = wet & ~nir_absorbed(cube)
@@ -295,11 +313,106 @@ def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shado
                  "snow_test": f"SCL {SCL_SNOW} or NDSI > {SNOW_NDSI}, NIR > {SNOW_NIR}, green > {SNOW_GREEN}"
                  if snow else "off",
                  "shadow": ("off" if not shadow else f"SCL {SCL_DARK}" + (
-                     " or the indices' water without NIR absorption (B08 >= max(B03, B04))" if spectral_shadow else ""))}
+                     " or the indices' water without NIR absorption (B08 >= max(B03, B04))" if spectral_shadow else "")),
+                 "slope_rule": f"no water on slopes >= {MAX_WATER_SLOPE:g} %" if slope is not None else "off"}
     if thresholds is not None:
         out.attrs["thresholds"] = [round(float(t), 4) for t in thresholds]
         out.attrs["otsu_used"] = [bool(u) for u in otsu_used]
     return out
+
+
+def _on_grid(slope: Any, cube: Any) -> Any:
+    """``slope`` as a (y, x) DataArray on the cube's pixels (an error naming the mismatch, not NaN)."""
+    import xarray as xr
+
+    if not isinstance(slope, xr.DataArray) or set(slope.dims) != {"y", "x"}:
+        raise EolabError("slope must be a (y, x) DataArray of percent slope", hint="make it with water.terrain_slope")
+    if slope.sizes["y"] != cube.sizes["y"] or slope.sizes["x"] != cube.sizes["x"] or not (
+            np.allclose(slope.x.values, cube.x.values) and np.allclose(slope.y.values, cube.y.values)):
+        raise EolabError("the slope is not on the cube's grid",
+                         hint="make it with water.terrain_slope(dem_items, cube), which loads onto the cube's pixels")
+    return slope.assign_coords(x=cube.x, y=cube.y)
+
+
+def slope_percent(elevation: Any, baseline: float = SLOPE_BASELINE_M) -> Any:
+    """Slope (%, 100 × rise over run) of an elevation grid (y, x) in metres on a projected grid, of
+    the terrain averaged over ``baseline`` metres (a square window; 0: the grid's own pixels).
+    Lazy for a dask-backed grid (blocks overlap by the window)."""
+    import dask.array
+    import xarray as xr
+    from scipy import ndimage
+
+    dy = abs(float(elevation.y[1] - elevation.y[0]))
+    dx = abs(float(elevation.x[1] - elevation.x[0]))
+    size = max(1, int(round(baseline / max(dx, dy))) | 1) if baseline else 1  # odd window, in pixels
+
+    def block(a):
+        a = np.asarray(a, dtype=np.float64)
+        if size > 1:
+            a = ndimage.uniform_filter(a, size=size, mode="nearest")
+        gy, gx = np.gradient(a, dy, dx)
+        return (100.0 * np.hypot(gx, gy)).astype(np.float32)
+
+    data = elevation.data
+    lazy = isinstance(data, dask.array.Array)
+    if not lazy:  # one block, so that the grid's edges are treated alike either way
+        data = dask.array.from_array(np.asarray(data), chunks=data.shape)
+    out = data.map_overlap(block, depth=size // 2 + 1, boundary="nearest", dtype=np.float32)
+    if not lazy:
+        out = out.compute(scheduler="synchronous")
+    return xr.DataArray(out, coords={"y": elevation.y, "x": elevation.x}, dims=("y", "x"), name="slope",
+                        attrs={"units": "%"})
+
+
+def terrain_slope(items: Any, cube: Any) -> Any:
+    """Terrain slope (%) on the cube's pixels from surface-model items (e.g. ``cop-dem-glo-30``:
+    Copernicus DEM GLO-30 on Planetary Computer, Earth Search, the demo), for
+    ``surface_classes(slope=...)``. The model is resampled bilinearly onto the cube's grid (nearest
+    copies would turn its slopes into steps); several tiles are mosaicked. None, with a warning, when
+    ``items`` is empty."""
+    import odc.geo.xr  # noqa: F401  (the .odc accessor)
+
+    from eolab.data import load
+
+    entries = [] if items is None or (isinstance(items, (list, tuple)) and not items) else load._as_entries(items)
+    if not entries:
+        warnings.warn("no surface model (DEM) covers the area: the slope rule (no water on slopes >= "
+                      f"{MAX_WATER_SLOPE:g} %) is off, so terrain shadow the SCL misses can be called water",
+                      EolabWarning, stacklevel=2)
+        return None
+    geobox = cube.odc.geobox
+    if geobox.crs is None or geobox.crs.geographic:
+        raise EolabError("terrain_slope needs the cube on a projected grid (metres)",
+                         hint="load the cube with a projected crs (e.g. its UTM zone) and a resolution in metres")
+    view = entries[0] if isinstance(entries[0], dict) else entries[0].to_dict(transform_hrefs=False)
+    assets = view.get("assets") or {}
+    key = "data" if "data" in assets else next(
+        (k for k, a in assets.items() if "data" in (a.get("roles") or [])), None)
+    if key is None:
+        raise EolabError(f"surface-model item {view.get('id')} has no elevation asset",
+                         hint=f"its assets are {', '.join(assets) or 'none'}; the DEM's asset should be 'data'")
+    dem = load.load_cube(items, bands=[key], geobox=geobox, mask=None, resampling="bilinear",
+                         chunks={"x": 2048, "y": 2048})
+    elevation = dem[key].max("time") if "time" in dem[key].dims else dem[key]
+    return slope_percent(elevation)
+
+
+def catalogue_slope(catalogue: Any, collection: str | None, cube: Any) -> Any:
+    """:func:`terrain_slope` from ``collection`` (e.g. ``cop-dem-glo-30``) of an
+    :class:`eolab.search.Catalogue` over the cube's area; None when ``collection`` is None, and None
+    with a warning when the catalogue holds no surface model there. A provider that does not answer
+    is an error, as in every template search."""
+    from eolab.data.load import lonlat_bounds
+
+    if not collection:
+        return None
+    try:
+        items = catalogue.find(collection, bbox=lonlat_bounds(cube))
+    except EolabError as e:
+        if not str(e).startswith("no items"):
+            raise
+        items = []
+    return terrain_slope(items, cube)
 
 
 def water_from_classes(classes: Any) -> Any:

@@ -270,6 +270,7 @@ def load_cube(
     progress: bool = False,
     profile: Any = None,
     geobox: Any = None,
+    resampling: str = "nearest",
 ):
     """A lazy cube (xarray Dataset of dask arrays) of ``items`` in physical units.
 
@@ -287,6 +288,8 @@ def load_cube(
         ``DEFAULT_CHUNKS`` (one date, 1024 × 1024 px).
     geobox: an ``odc.geo`` GeoBox to load onto instead of ``resolution``, ``crs`` and ``bbox`` (e.g.
         one whose chunks fall on the images' own blocks, so no block is decoded twice).
+    resampling: passed to ``odc.stac.load`` (e.g. "bilinear" for an elevation model, whose slopes
+        nearest-neighbour copies would turn into steps).
 
     Values: DN × scale + offset from the items' metadata (``raster:bands`` or STAC 1.1
     ``raster:scale``/``raster:offset``), else the profile, else the Sentinel-2 L2A convention
@@ -354,7 +357,7 @@ def load_cube(
                  else {"resolution": resolution, "crs": crs, "bbox": bbox})
         raw = odc.stac.load(
             items, bands=to_read, groupby=groupby, **where,
-            chunks=chunks or dict(DEFAULT_CHUNKS), fail_on_error=True, progress=None,
+            chunks=chunks or dict(DEFAULT_CHUNKS), fail_on_error=True, progress=None, resampling=resampling,
             **({"driver": driver} if driver is not None else {}),
         )
 

@@ -11,11 +11,11 @@ from affine import Affine
 from eolab.demo._common import CRS
 
 
-def write_cog(path: Path, data: np.ndarray, transform: Affine, nodata, blocksize: int) -> None:
+def write_cog(path: Path, data: np.ndarray, transform: Affine, nodata, blocksize: int, crs: str = CRS) -> None:
     """One single-band Cloud-Optimized GeoTIFF (DEFLATE, horizontal/float predictor)."""
     pred = 3 if data.dtype.kind == "f" else 2
     with rasterio.open(path, "w", driver="COG", width=data.shape[1], height=data.shape[0], count=1,
-                       dtype=data.dtype.name, crs=CRS, transform=transform, nodata=nodata,
+                       dtype=data.dtype.name, crs=crs, transform=transform, nodata=nodata,
                        blocksize=blocksize, compress="DEFLATE", predictor=pred, overviews="NONE") as dst:
         dst.write(data, 1)
 

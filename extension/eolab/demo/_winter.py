@@ -47,8 +47,13 @@ def winter_of(date) -> Winter | None:
 def hill(n: int) -> np.ndarray:
     """Elevation (m) of a wooded hill in the north-west of the scene, slopes up to ~29°."""
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
+    return hill_at(yy, xx, n)
+
+
+def hill_at(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
+    """The hill's elevation (m) at (fractional) pixel rows and columns of an n x n scene."""
     r0, c0, sigma = 0.17 * n, 0.16 * n, 0.075 * n
-    return (0.9 * sigma * RES * np.exp(-((yy - r0) ** 2 + (xx - c0) ** 2) / (2 * sigma ** 2))).astype(np.float32)
+    return (0.9 * sigma * RES * np.exp(-((rows - r0) ** 2 + (cols - c0) ** 2) / (2 * sigma ** 2))).astype(np.float32)
 
 
 def illumination(elev: np.ndarray, sun_el: float, sun_az: float) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eolab.demo import _clouds, _landsat, _parcels, _phenology, _sar, _spectra, _stac, _winter
+from eolab.demo import _clouds, _dem, _landsat, _parcels, _phenology, _sar, _spectra, _stac, _winter
 from eolab.demo._cog import open_stack, write_cog, write_gpkg
 from eolab.demo._common import (
     BI,
@@ -35,7 +35,7 @@ from eolab.errors import EolabError
 
 __all__ = ["generate", "SIZES"]
 
-PARTS = ("s2", "s1", "landsat", "stac", "claims", "truth")
+PARTS = ("s2", "s1", "landsat", "dem", "stac", "claims", "truth")
 B10 = ["B02", "B03", "B04", "B08"]
 B20 = ["B05", "B8A", "B11", "B12"]
 WORKERS = 2
@@ -213,6 +213,9 @@ def _generate_into(root: Path, size: str, seed: int, progress: bool) -> dict:
     with open_stack(root / "truth" / "landcover.tif", n, 1, tr, nodata=0) as dst:
         dst.write(scene.landcover, 1)
         dst.update_tags(1, **{f"class_{k}": v for k, v in LANDCOVER.items()})
+    dem, dem_transform = _dem.elevation(scene, grid, seed)
+    write_cog(root / "dem" / f"{_dem.item_id(grid)}.tif", dem, dem_transform, None, 256, crs="EPSG:4326")
+    dem_item = _dem.item(grid, dem_transform, dem.shape)
     claims, truth = _parcel_frames(scene)
     write_gpkg(claims, root / "claims" / "claims.gpkg", "claims")
     write_gpkg(truth, root / "truth" / "parcels.gpkg", "parcels")
@@ -262,9 +265,10 @@ def _generate_into(root: Path, size: str, seed: int, progress: bool) -> dict:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["date", "sensor", "area_ha"])
         w.writerows(sorted(water_rows))
-    collections = _stac.collections(grid, s2, s1) + [_landsat.collection(grid, s2)]
+    collections = _stac.collections(grid, s2, s1) + [_landsat.collection(grid, s2), _dem.collection(dem_item["bbox"])]
     (root / "stac" / "collections.json").write_text(json.dumps(collections, indent=1) + "\n")
-    for cid, items in ((_stac.S2_ID, s2_items), (_stac.S1_ID, s1_items), (_landsat.LANDSAT_ID, landsat_items)):
+    for cid, items in ((_stac.S2_ID, s2_items), (_stac.S1_ID, s1_items), (_landsat.LANDSAT_ID, landsat_items),
+                       (_dem.DEM_ID, [dem_item])):
         with open(root / "stac" / "items" / f"{cid}.ndjson", "w") as f:
             for it in items:
                 f.write(json.dumps(it, separators=(",", ":")) + "\n")
@@ -285,7 +289,8 @@ def _generate_into(root: Path, size: str, seed: int, progress: bool) -> dict:
         "s2_dates": [a.iso for a in s2],
         "s1_dates": [a.iso for a in s1],
         "water_level_m": {a.iso: water_level(a.doy) for a in sorted(s2 + s1, key=lambda a: a.date)},
-        "collections": {_stac.S2_ID: len(s2_items), _stac.S1_ID: len(s1_items), _landsat.LANDSAT_ID: len(landsat_items)},
+        "collections": {_stac.S2_ID: len(s2_items), _stac.S1_ID: len(s1_items), _landsat.LANDSAT_ID: len(landsat_items),
+                        _dem.DEM_ID: 1},
         "n_parcels": len(P),
         "landcover_legend": {str(k): v for k, v in LANDCOVER.items() if k},
         "cloud_truth_codes": {str(k): v for k, v in _clouds.TRUTH_CODES.items()},
@@ -300,8 +305,10 @@ def _generate_into(root: Path, size: str, seed: int, progress: bool) -> dict:
         "paths": {
             "s2": "s2/{item_id}/{band}.tif", "s1": "s1/{item_id}/{pol}.tif",
             "landsat": "landsat/{item_id}/{item_id}_{SR_Bn|QA_PIXEL}.TIF",
+            "dem": "dem/{item_id}.tif",
             "collections": "stac/collections.json",
-            "items": {cid: f"stac/items/{cid}.ndjson" for cid in (_stac.S2_ID, _stac.S1_ID, _landsat.LANDSAT_ID)},
+            "items": {cid: f"stac/items/{cid}.ndjson"
+                      for cid in (_stac.S2_ID, _stac.S1_ID, _landsat.LANDSAT_ID, _dem.DEM_ID)},
             "claims": "claims/claims.gpkg",
             "truth": {"landcover": "truth/landcover.tif", "parcels": "truth/parcels.gpkg",
                       "water_s2": "truth/water_s2.tif", "water_s1": "truth/water_s1.tif",
