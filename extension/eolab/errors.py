@@ -17,6 +17,10 @@ class ConfigError(EolabError):
     """The configuration file or an override is invalid."""
 
 
+class NoItemsError(EolabError):
+    """A search found no items (as opposed to a provider that did not answer)."""
+
+
 class ServiceError(EolabError):
     """A service of the stack could not be started, reached or stopped."""
 

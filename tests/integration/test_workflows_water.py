@@ -84,8 +84,11 @@ def test_every_output_names_its_items_and_providers(water_run, catalog_stack):
     for name in files:
         record = provenance.read(res / name)
         providers = {(i["provider"], i["collection"]) for i in record["items"]}
-        assert providers == {("pannonia", "sentinel-2-l2a"), ("danube", "sentinel-2-l2a")}, name
+        # the images, and the surface model of the slope rule
+        assert providers == {("pannonia", "sentinel-2-l2a"), ("danube", "sentinel-2-l2a"),
+                             ("pannonia", "cop-dem-glo-30")}, name
         assert record["parameters"]["method"] == "vote"
+        assert record["parameters"]["slope_rule"] == "no water on slopes >= 30 %"
         assert record["eolab_version"]
     with rasterio.open(res / "water_frequency.tif") as src:  # embedded too, not only the sidecar
         embedded = json.loads(src.tags()[provenance.TIFF_TAG])

@@ -313,17 +313,74 @@ def test_no_water_on_steep_slopes_and_the_lake_is_untouched():
         water.surface_classes(ds, slope=slope.isel(x=slice(0, 10)))
 
 
-def test_terrain_slope_without_a_surface_model_warns_and_is_off():
-    from eolab.errors import EolabWarning
+def test_voids_in_the_surface_model_stay_local_and_odd_grids_are_refused():
+    dem = _dem(n=60, rise=0.5)
+    dem.values[:, 2] = np.nan  # a void column on the plain, far from the hillside
+    s = water.slope_percent(dem)
+    lazy = water.slope_percent(dem.chunk({"x": 16, "y": 16})).compute()
+    assert np.allclose(s.values, lazy.values, equal_nan=True)
+    assert np.isnan(s.values).sum() <= 3 * 60  # the void and at most a pixel either side
+    assert np.allclose(s.values[:, 40:-6], 50)  # the hillside is still steep
+    assert float(water.slope_percent(_dem(n=4)).max()) > 0  # smaller than the window: no error
+    degrees = _dem(n=20).assign_coords(x=np.arange(20) / 3600, y=np.arange(20)[::-1] / 3600)
+    with pytest.raises(EolabError, match="degrees"):
+        water.slope_percent(degrees)
 
+
+def test_a_slope_a_few_pixels_off_the_cube_is_refused():
+    ds, _ = scene(1)
+    slope = water.slope_percent(_dem(n=20).assign_coords(x=ds.x, y=ds.y), baseline=0)
+    with pytest.raises(EolabError, match="not on the cube's grid"):
+        water.surface_classes(ds, slope=slope.assign_coords(y=slope.y + 30.0))  # 3 pixels north
+    with pytest.raises(EolabError, match="not on the cube's grid"):
+        water.surface_classes(ds, slope=slope.assign_coords(x=slope.x + 4.0))  # 4 m east
+    with pytest.raises(EolabError, match="EPSG:4326"):
+        water.surface_classes(ds.assign_attrs(crs="EPSG:32634"), slope=slope.assign_attrs(crs="EPSG:4326"))
+
+
+def test_steep_pixels_are_left_out_of_the_otsu_sample():
+    ds, lake = scene(1)
+    ds = ds.isel(time=[0])
+    shade = {"B02": 0.03, "B03": 0.04, "B04": 0.03, "B08": 0.035, "B11": 0.02, "B12": 0.012}
+    _paint(ds, (slice(None), slice(12, None)), shade)
+    slope = water.slope_percent(_dem(n=20, rise=0.8).assign_coords(x=ds.x, y=ds.y), baseline=0)
+    steep = slope.values >= water.MAX_WATER_SLOPE
+    calls = []
+    real = water.edge_otsu
+
+    def spy(values, **kw):
+        calls.append(np.asarray(values))
+        return real(values, **kw)
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(water, "edge_otsu", spy):
+        classes = water.surface_classes(ds, "mndwi-otsu", slope=slope).values[0]
+    assert np.isnan(calls[0][steep]).all() and not np.isnan(calls[0][~steep]).all()
+    assert not (classes[steep] == 1).any() and (classes[lake] == 1).all()
+
+
+def test_surface_model_items_from_a_catalogue():
+    from eolab.errors import EolabWarning, NoItemsError
+
+    class Catalogue:
+        def __init__(self, error=None):
+            self.error, self.asked = error, []
+
+        def find(self, collection, bbox=None):
+            self.asked.append(collection)
+            if self.error:
+                raise self.error
+            return ["an item"]
+
+    assert water.surface_model_items(Catalogue(), None, [0, 0, 1, 1]) == []  # off: nothing asked
+    assert water.surface_model_items(Catalogue(), "cop-dem-glo-30", [0, 0, 1, 1]) == ["an item"]
+    none = Catalogue(NoItemsError("no items of cop-dem-glo-3 found at http://127.0.0.1:1"))
+    with pytest.warns(EolabWarning, match="cop-dem-glo-3 .*slope rule is off; check dem_collection"):
+        assert water.surface_model_items(none, "cop-dem-glo-3", [0, 0, 1, 1]) == []
+    down = Catalogue(EolabError("provider(s) pannonia did not answer the search for cop-dem-glo-30"))
+    with pytest.raises(EolabError, match="did not answer"):  # a provider down is not "no surface model"
+        water.surface_model_items(down, "cop-dem-glo-30", [0, 0, 1, 1])
     ds, _ = scene(1)
     with pytest.warns(EolabWarning, match="slope rule"):
         assert water.terrain_slope([], ds) is None
-
-    class Empty:
-        url = "http://127.0.0.1:1"
-
-        def find(self, collection, bbox=None):
-            raise EolabError(f"no items of {collection} found at {self.url}")
-
-    assert water.catalogue_slope(Empty(), None, ds) is None  # off: nothing asked

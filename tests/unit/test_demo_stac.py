@@ -92,8 +92,9 @@ def test_stackstac_loads(small_demo):
 
 
 def test_the_surface_model_is_a_glo30_look_alike_of_the_scene_relief(small_demo):
-    """cop-dem-glo-30: one EPSG:4326 item at 1 arc second covering the scene, metres, no scaling;
-    on the scene's grid its slope is steep on the hill and gentle around the reservoir."""
+    """cop-dem-glo-30: two abutting EPSG:4326 tiles at 1 arc second covering the scene, metres, no
+    scaling; mosaicked onto the scene's grid, its slope is steep on the hill and gentle around the
+    reservoir, with no seam between the tiles."""
     import warnings
 
     from odc.geo.geobox import GeoBox
@@ -103,14 +104,17 @@ def test_the_surface_model_is_a_glo30_look_alike_of_the_scene_relief(small_demo)
 
     cols = {c["id"]: c for c in json.loads((small_demo / "stac" / "collections.json").read_text())}
     assert cols["cop-dem-glo-30"]["extent"]["temporal"]["interval"] == [["2021-04-22T00:00:00Z"] * 2]
-    (item,) = _items(small_demo, "cop-dem-glo-30")
-    pystac.Item.from_dict(item)
-    assert item["properties"]["proj:epsg"] == 4326 and item["properties"]["gsd"] == 30
-    assert list(item["assets"]) == ["data"]
-    with rasterio.open(item["assets"]["data"]["href"]) as src:
-        assert src.crs.to_epsg() == 4326 and np.allclose(src.res, 1 / 3600) and src.dtypes[0] == "float32"
-        z = src.read(1)
-    assert 80 < float(z.min()) and float(z.max()) > 300  # the plain and the hill
+    west, east = items = _items(small_demo, "cop-dem-glo-30")
+    assert west["bbox"][2] == east["bbox"][0]  # abutting
+    heights = []
+    for item in items:
+        pystac.Item.from_dict(item)
+        assert item["properties"]["proj:epsg"] == 4326 and item["properties"]["gsd"] == 30
+        assert list(item["assets"]) == ["data"]
+        with rasterio.open(item["assets"]["data"]["href"]) as src:
+            assert src.crs.to_epsg() == 4326 and np.allclose(src.res, 1 / 3600) and src.dtypes[0] == "float32"
+            heights.append(src.read(1))
+    assert 80 < float(min(z.min() for z in heights)) and float(max(z.max() for z in heights)) > 300
     with rasterio.open(small_demo / "truth" / "surface_s2.tif") as src:
         geobox = GeoBox((src.height, src.width), src.transform, src.crs.to_string())
         shadow = (src.read() == 3).any(0)
@@ -118,7 +122,9 @@ def test_the_surface_model_is_a_glo30_look_alike_of_the_scene_relief(small_demo)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cube = load_cube(s2, bands=["B03"], geobox=geobox)
-    slope = water.terrain_slope([item], cube).values
+    slope = water.terrain_slope(items, cube)
+    assert slope.attrs["coverage"] == 1.0 and len(slope.attrs["items"]) == 2
+    slope = slope.values
     with rasterio.open(small_demo / "truth" / "water_s2.tif") as src:
         ever_water = src.read().any(0)
     assert np.median(slope[shadow]) > 40  # the shaded hillside is steep

@@ -100,7 +100,7 @@ def test_layout_and_counts(demo):
     assert len(m["s2_dates"]) >= 36 and len(m["s1_dates"]) >= 18
     assert m["collections"] == {"sentinel-2-l2a": 9 * len(m["s2_dates"]), "sentinel-1-grd": 9 * len(m["s1_dates"]),
                                 "landsat-c2-l2": len(m["s2_dates"]),  # one Landsat scene covers the area
-                                "cop-dem-glo-30": 1}  # so does one surface-model item
+                                "cop-dem-glo-30": 2}  # two abutting surface-model tiles
     assert not list(root.glob(".partial-*"))
     ids = [it["id"] for its in demo.items.values() for it in its]
     assert len(ids) == len(set(ids))

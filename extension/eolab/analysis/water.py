@@ -267,6 +267,9 @@ def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shado
         if scl is not None:
             snowy = snowy | (scl == SCL_SNOW)
     dark = (scl == SCL_DARK) if (shadow and scl is not None) else None
+    if slope is not None:
+        slope = _on_grid(slope, cube)
+    steep = (slope >= MAX_WATER_SLOPE) if slope is not None else None  # NaN (unknown) is not steep
     thresholds, otsu_used = None, None
     if method == "vote":
         votes = ((index(cube, "NDWI") > 0).astype("int8") + (index(cube, "MNDWI") > 0).astype("int8")
@@ -283,6 +286,8 @@ def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shado
             screened = screened.where(~snowy)
         if dark is not None:
             screened = screened.where(~dark)
+        if steep is not None:
+            screened = screened.where(~steep)
         thresholds, otsu_used = [], []
         for k in range(idx.sizes["time"]):
             thr, used = edge_otsu(np.asarray(screened.isel(time=k).values))
@@ -291,9 +296,8 @@ def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shado
         wet = idx > xr.DataArray(np.array(thresholds), dims=["time"], coords={"time": idx.time})
     if water_test:
         wet = wet & dark_nir(cube)
-    if slope is not None:
-        slope = _on_grid(slope, cube)
-        wet = wet & ~(slope >= MAX_WATER_SLOPE)
+    if steep is not None:
+        wet = wet & ~steep
     shaded = None
     if shadow and spectral_shadow:  # "water" by the indices, without water's NIR absorption
         shaded = wet & ~nir_absorbed(cube)
@@ -314,69 +318,96 @@ def surface_classes(cube: Any, method: str = "vote", *, snow: bool = True, shado
                  if snow else "off",
                  "shadow": ("off" if not shadow else f"SCL {SCL_DARK}" + (
                      " or the indices' water without NIR absorption (B08 >= max(B03, B04))" if spectral_shadow else "")),
-                 "slope_rule": f"no water on slopes >= {MAX_WATER_SLOPE:g} %" if slope is not None else "off"}
+                 "slope_rule": _slope_rule(slope)}
     if thresholds is not None:
         out.attrs["thresholds"] = [round(float(t), 4) for t in thresholds]
         out.attrs["otsu_used"] = [bool(u) for u in otsu_used]
     return out
 
 
+def _slope_rule(slope: Any) -> str:
+    if slope is None:
+        return "off"
+    coverage = slope.attrs.get("coverage", 1.0)
+    where = f" (the surface model covers {100 * coverage:.1f} % of the area)" if coverage < 1 else ""
+    return f"no water on slopes >= {MAX_WATER_SLOPE:g} %{where}"
+
+
 def _on_grid(slope: Any, cube: Any) -> Any:
-    """``slope`` as a (y, x) DataArray on the cube's pixels (an error naming the mismatch, not NaN)."""
+    """``slope`` as a (y, x) DataArray on the cube's pixels (an error naming the mismatch, never a
+    silently shifted mask: coordinates must agree to 1 % of a pixel)."""
     import xarray as xr
 
     if not isinstance(slope, xr.DataArray) or set(slope.dims) != {"y", "x"}:
         raise EolabError("slope must be a (y, x) DataArray of percent slope", hint="make it with water.terrain_slope")
+    tolerance = 0.01 * min(abs(float(cube.x[1] - cube.x[0])), abs(float(cube.y[1] - cube.y[0])))
     if slope.sizes["y"] != cube.sizes["y"] or slope.sizes["x"] != cube.sizes["x"] or not (
-            np.allclose(slope.x.values, cube.x.values) and np.allclose(slope.y.values, cube.y.values)):
+            np.allclose(slope.x.values, cube.x.values, rtol=0, atol=tolerance)
+            and np.allclose(slope.y.values, cube.y.values, rtol=0, atol=tolerance)):
         raise EolabError("the slope is not on the cube's grid",
                          hint="make it with water.terrain_slope(dem_items, cube), which loads onto the cube's pixels")
+    crs_s, crs_c = slope.attrs.get("crs"), cube.attrs.get("crs")
+    if crs_s and crs_c and crs_s != crs_c:
+        raise EolabError(f"the slope is in {crs_s}, the cube in {crs_c}", hint="make it with water.terrain_slope")
     return slope.assign_coords(x=cube.x, y=cube.y)
+
+
+def _window_slope(a: np.ndarray, size: int, dy: float, dx: float) -> np.ndarray:
+    """Slope (%) of ``a`` averaged over a size x size window; voids (NaN) do not spread: the average
+    is over the window's valid pixels, and only pixels with none stay NaN."""
+    from scipy import ndimage
+
+    a = np.asarray(a, dtype=np.float64)
+    valid = np.isfinite(a)
+    if size > 1:
+        total = ndimage.uniform_filter(np.where(valid, a, 0.0), size=size, mode="nearest")
+        share = ndimage.uniform_filter(valid.astype(np.float64), size=size, mode="nearest")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            a = np.where(share > 0, total / share, np.nan)
+    gy, gx = np.gradient(a, dy, dx)
+    return (100.0 * np.hypot(gx, gy)).astype(np.float32)
 
 
 def slope_percent(elevation: Any, baseline: float = SLOPE_BASELINE_M) -> Any:
     """Slope (%, 100 × rise over run) of an elevation grid (y, x) in metres on a projected grid, of
-    the terrain averaged over ``baseline`` metres (a square window; 0: the grid's own pixels).
-    Lazy for a dask-backed grid (blocks overlap by the window)."""
+    the terrain averaged over about ``baseline`` metres (a square window of an odd number of pixels;
+    0: the grid's own pixels). Voids stay local (NaN where the window holds no elevation, and at most
+    one pixel beyond). Lazy for a dask-backed grid (blocks overlap by the window)."""
     import dask.array
     import xarray as xr
-    from scipy import ndimage
 
     dy = abs(float(elevation.y[1] - elevation.y[0]))
     dx = abs(float(elevation.x[1] - elevation.x[0]))
-    size = max(1, int(round(baseline / max(dx, dy))) | 1) if baseline else 1  # odd window, in pixels
-
-    def block(a):
-        a = np.asarray(a, dtype=np.float64)
-        if size > 1:
-            a = ndimage.uniform_filter(a, size=size, mode="nearest")
-        gy, gx = np.gradient(a, dy, dx)
-        return (100.0 * np.hypot(gx, gy)).astype(np.float32)
-
+    if max(dx, dy) < 0.01:
+        raise EolabError(f"the elevation grid's pixels are {dx:g} x {dy:g}: degrees, not metres",
+                         hint="load the surface model onto a projected grid (water.terrain_slope does)")
+    size = max(1, int(round(baseline / max(dx, dy))) | 1) if baseline else 1
+    depth = size // 2 + 1
     data = elevation.data
-    lazy = isinstance(data, dask.array.Array)
-    if not lazy:  # one block, so that the grid's edges are treated alike either way
-        data = dask.array.from_array(np.asarray(data), chunks=data.shape)
-    out = data.map_overlap(block, depth=size // 2 + 1, boundary="nearest", dtype=np.float32)
-    if not lazy:
-        out = out.compute(scheduler="synchronous")
+    if isinstance(data, dask.array.Array) and min(data.shape) > depth:
+        out = data.map_overlap(_window_slope, depth=depth, boundary="nearest", dtype=np.float32,
+                               size=size, dy=dy, dx=dx)
+    else:  # the same edges as the blocks': the grid extended by its edge values
+        padded = np.pad(np.asarray(data, dtype=np.float64), depth, mode="edge")
+        out = _window_slope(padded, size, dy, dx)[depth:-depth, depth:-depth]
     return xr.DataArray(out, coords={"y": elevation.y, "x": elevation.x}, dims=("y", "x"), name="slope",
-                        attrs={"units": "%"})
+                        attrs={"units": "%", "baseline_m": size * max(dx, dy)})
 
 
 def terrain_slope(items: Any, cube: Any) -> Any:
     """Terrain slope (%) on the cube's pixels from surface-model items (e.g. ``cop-dem-glo-30``:
     Copernicus DEM GLO-30 on Planetary Computer, Earth Search, the demo), for
     ``surface_classes(slope=...)``. The model is resampled bilinearly onto the cube's grid (nearest
-    copies would turn its slopes into steps); several tiles are mosaicked. None, with a warning, when
-    ``items`` is empty."""
+    copies would turn its slopes into steps); several tiles are mosaicked. Where the model has no
+    elevation the slope is NaN and the rule does not apply: a warning gives the share (``coverage``
+    in the attrs). None, with a warning, when ``items`` is empty."""
     import odc.geo.xr  # noqa: F401  (the .odc accessor)
 
     from eolab.data import load
 
     entries = [] if items is None or (isinstance(items, (list, tuple)) and not items) else load._as_entries(items)
     if not entries:
-        warnings.warn("no surface model (DEM) covers the area: the slope rule (no water on slopes >= "
+        warnings.warn("no surface model (DEM) items: the slope rule (no water on slopes >= "
                       f"{MAX_WATER_SLOPE:g} %) is off, so terrain shadow the SCL misses can be called water",
                       EolabWarning, stacklevel=2)
         return None
@@ -391,28 +422,39 @@ def terrain_slope(items: Any, cube: Any) -> Any:
     if key is None:
         raise EolabError(f"surface-model item {view.get('id')} has no elevation asset",
                          hint=f"its assets are {', '.join(assets) or 'none'}; the DEM's asset should be 'data'")
-    dem = load.load_cube(items, bands=[key], geobox=geobox, mask=None, resampling="bilinear",
+    dem = load.load_cube(entries, bands=[key], geobox=geobox, mask=None, resampling="bilinear",
                          chunks={"x": 2048, "y": 2048})
+    values = dem[key].attrs
+    if values.get("scale_applied", 1.0) != 1.0 or values.get("offset_applied", 0.0) != 0.0:
+        raise EolabError(f"the surface model's values were scaled ({values.get('values_from')}: x "
+                         f"{values.get('scale_applied')} + {values.get('offset_applied')}), not metres",
+                         hint="give the DEM's asset raster:bands scale 1, or take the member's 'profile: scale' off")
     elevation = dem[key].max("time") if "time" in dem[key].dims else dem[key]
-    return slope_percent(elevation)
+    slope = slope_percent(elevation)
+    coverage = 1.0 - float(slope.isnull().mean().compute())
+    slope.attrs.update(coverage=round(coverage, 6), crs=cube.attrs.get("crs"),
+                       items=[str(e.get("id") if isinstance(e, dict) else e.id) for e in entries])
+    if coverage < 1.0:
+        warnings.warn(f"the surface model covers {100 * coverage:.1f} % of the area: the slope rule does not apply "
+                      "on the rest", EolabWarning, stacklevel=2)
+    return slope
 
 
-def catalogue_slope(catalogue: Any, collection: str | None, cube: Any) -> Any:
-    """:func:`terrain_slope` from ``collection`` (e.g. ``cop-dem-glo-30``) of an
-    :class:`eolab.search.Catalogue` over the cube's area; None when ``collection`` is None, and None
-    with a warning when the catalogue holds no surface model there. A provider that does not answer
-    is an error, as in every template search."""
-    from eolab.data.load import lonlat_bounds
+def surface_model_items(catalogue: Any, collection: str | None, bbox: Any) -> list:
+    """The items of surface-model ``collection`` (e.g. ``cop-dem-glo-30``) over ``bbox`` (lon/lat)
+    from an :class:`eolab.search.Catalogue`, for :func:`terrain_slope` and the provenance record.
+    [] when ``collection`` is None, and [] with a warning naming the collection when the catalogue
+    holds none there. A provider that does not answer is an error, as in every template search."""
+    from eolab.errors import NoItemsError
 
     if not collection:
-        return None
+        return []
     try:
-        items = catalogue.find(collection, bbox=lonlat_bounds(cube))
-    except EolabError as e:
-        if not str(e).startswith("no items"):
-            raise
-        items = []
-    return terrain_slope(items, cube)
+        return catalogue.find(collection, bbox=bbox)
+    except NoItemsError as e:
+        warnings.warn(f"{e}: no surface model, so the slope rule is off; check dem_collection (a collection of "
+                      "elevation items, e.g. cop-dem-glo-30), or set it to null", EolabWarning, stacklevel=2)
+        return []
 
 
 def water_from_classes(classes: Any) -> Any:

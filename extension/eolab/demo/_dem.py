@@ -1,10 +1,11 @@
 """A Copernicus-DEM-GLO-30-like elevation model of the demo scene, in that product's STAC layout.
 
-Like GLO-30 (as Planetary Computer and Earth Search serve it, collection ``cop-dem-glo-30``): one
-float32 COG in geographic coordinates (EPSG:4326, 1 arc second), a single ``data`` asset in metres,
-no scaling, a fixed datetime (2021-04-22). Like GLO-30 it is a surface model from X-band radar, so
-it is not the terrain the images were rendered on: forest canopy stands partly in it, and it has
-the product's vertical error (relative error a few metres LE90; here a smooth error of 1.2 m std).
+Like GLO-30 (as Planetary Computer and Earth Search serve it, collection ``cop-dem-glo-30``):
+float32 COGs in geographic coordinates (EPSG:4326, 1 arc second), a single ``data`` asset in metres,
+no scaling, a fixed datetime (2021-04-22), and the scene on two abutting tiles (west and east).
+Like GLO-30 it is a surface model from X-band radar, so it is not the terrain the images were
+rendered on: forest canopy stands partly in it, and it has the product's vertical error (relative
+error a few metres LE90; here a smooth error of 1.2 m std).
 The terrain is the scene's own: the reservoir's bowl (water standing at the level of the
 acquisition, flat as in the edited GLO-30) and the hill (:func:`eolab.demo._winter.hill_at`).
 """
@@ -47,7 +48,8 @@ def elevation(scene, grid: Grid, seed: int) -> tuple[np.ndarray, Affine]:
     """The surface model (m, float32) on :func:`geo_grid` and its transform."""
     transform, (h, w) = geo_grid(grid)
     cols, rows = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
-    lon, lat = transform * (cols, rows)
+    lon = transform.a * cols + transform.b * rows + transform.c
+    lat = transform.d * cols + transform.e * rows + transform.f
     x, y = _TO_SCENE.transform(lon, lat)
     col = (x - X0) / RES - 0.5  # fractional index of the scene's 10 m pixel centres
     row = (Y0 - y) / RES - 0.5
@@ -63,12 +65,19 @@ def elevation(scene, grid: Grid, seed: int) -> tuple[np.ndarray, Affine]:
     return (relief + CANOPY_M * canopy + error).astype(np.float32), transform
 
 
-def item_id(grid: Grid) -> str:
-    return f"Copernicus_DSM_COG_10_eolab_demo_{grid.size}_DEM"
+def tiles(dem: np.ndarray, transform: Affine) -> list[tuple[str, np.ndarray, Affine]]:
+    """(part, array, transform) of two abutting tiles, west and east, as a scene on a tile boundary of
+    the real product is covered by two items (a loader must mosaic them)."""
+    half = dem.shape[1] // 2
+    return [("w", dem[:, :half], transform), ("e", dem[:, half:], transform @ Affine.translation(half, 0))]
 
 
-def item(grid: Grid, transform: Affine, shape: tuple[int, int]) -> dict:
-    iid = item_id(grid)
+def item_id(grid: Grid, part: str) -> str:
+    return f"Copernicus_DSM_COG_10_eolab_demo_{grid.size}_{part}_DEM"
+
+
+def item(grid: Grid, part: str, transform: Affine, shape: tuple[int, int]) -> dict:
+    iid = item_id(grid, part)
     h, w = shape
     west, north = transform.c, transform.f
     east, south = west + w * ARCSEC, north - h * ARCSEC

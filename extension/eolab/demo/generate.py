@@ -213,9 +213,10 @@ def _generate_into(root: Path, size: str, seed: int, progress: bool) -> dict:
     with open_stack(root / "truth" / "landcover.tif", n, 1, tr, nodata=0) as dst:
         dst.write(scene.landcover, 1)
         dst.update_tags(1, **{f"class_{k}": v for k, v in LANDCOVER.items()})
-    dem, dem_transform = _dem.elevation(scene, grid, seed)
-    write_cog(root / "dem" / f"{_dem.item_id(grid)}.tif", dem, dem_transform, None, 256, crs="EPSG:4326")
-    dem_item = _dem.item(grid, dem_transform, dem.shape)
+    dem_items = []
+    for part, tile, tile_transform in _dem.tiles(*_dem.elevation(scene, grid, seed)):
+        write_cog(root / "dem" / f"{_dem.item_id(grid, part)}.tif", tile, tile_transform, None, 256, crs="EPSG:4326")
+        dem_items.append(_dem.item(grid, part, tile_transform, tile.shape))
     claims, truth = _parcel_frames(scene)
     write_gpkg(claims, root / "claims" / "claims.gpkg", "claims")
     write_gpkg(truth, root / "truth" / "parcels.gpkg", "parcels")
@@ -265,10 +266,12 @@ def _generate_into(root: Path, size: str, seed: int, progress: bool) -> dict:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["date", "sensor", "area_ha"])
         w.writerows(sorted(water_rows))
-    collections = _stac.collections(grid, s2, s1) + [_landsat.collection(grid, s2), _dem.collection(dem_item["bbox"])]
+    collections = _stac.collections(grid, s2, s1) + [_landsat.collection(grid, s2), _dem.collection(
+        [min(i["bbox"][0] for i in dem_items), min(i["bbox"][1] for i in dem_items),
+         max(i["bbox"][2] for i in dem_items), max(i["bbox"][3] for i in dem_items)])]
     (root / "stac" / "collections.json").write_text(json.dumps(collections, indent=1) + "\n")
     for cid, items in ((_stac.S2_ID, s2_items), (_stac.S1_ID, s1_items), (_landsat.LANDSAT_ID, landsat_items),
-                       (_dem.DEM_ID, [dem_item])):
+                       (_dem.DEM_ID, dem_items)):
         with open(root / "stac" / "items" / f"{cid}.ndjson", "w") as f:
             for it in items:
                 f.write(json.dumps(it, separators=(",", ":")) + "\n")
@@ -290,7 +293,7 @@ def _generate_into(root: Path, size: str, seed: int, progress: bool) -> dict:
         "s1_dates": [a.iso for a in s1],
         "water_level_m": {a.iso: water_level(a.doy) for a in sorted(s2 + s1, key=lambda a: a.date)},
         "collections": {_stac.S2_ID: len(s2_items), _stac.S1_ID: len(s1_items), _landsat.LANDSAT_ID: len(landsat_items),
-                        _dem.DEM_ID: 1},
+                        _dem.DEM_ID: len(dem_items)},
         "n_parcels": len(P),
         "landcover_legend": {str(k): v for k, v in LANDCOVER.items() if k},
         "cloud_truth_codes": {str(k): v for k, v in _clouds.TRUTH_CODES.items()},

@@ -13,7 +13,7 @@ from typing import Any
 
 from eolab import ids, settings
 from eolab._guard import service_headers
-from eolab.errors import EolabError
+from eolab.errors import EolabError, NoItemsError
 from eolab.search._params import CollectionInfo, Collections, search_body
 from eolab.search._results import Page
 
@@ -178,7 +178,7 @@ class Catalogue:
             raise EolabError(f"provider(s) {', '.join(sorted(missing))} did not answer the search for "
                              f"{', '.join(wanted)}", hint="retry later, or pass complete=False to go on without them")
         if not found:
-            raise EolabError(f"no items of {', '.join(wanted)} found at {self.url}",
+            raise NoItemsError(f"no items of {', '.join(wanted)} found at {self.url}",
                              hint="widen the area, dates or collections")
         items = [pystac.Item.from_dict(i, preserve_dict=True) for i in found.values()]
         items.sort(key=lambda it: (it.datetime, it.id))
