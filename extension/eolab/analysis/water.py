@@ -23,8 +23,9 @@ cloud mask but with the detector's ten bands is masked by s2cloudless (:mod:`eol
 any other cube without a cloud mask gives a warning.
 
 Standing water is flat: with a surface model (``slope=``, from :func:`terrain_slope`, e.g. the
-Copernicus DEM GLO-30), no pixel on a slope of 30 % or more is water (DSWE's slope rule for its
-high- and moderate-confidence water, Jones 2019). This removes terrain shadow on hillsides that the
+Copernicus DEM GLO-30), no pixel on a slope of 30 % or more is water (the percent-slope rule of
+USGS DSWE for its high- and moderate-confidence water: the DSWE algorithm description's
+percent_slope_high/_moderate; Jones 2019 describes DSWE). This removes terrain shadow on hillsides that the
 SCL misses, which the indices otherwise call water; it needs no sun geometry and no threshold of
 its own.
 
@@ -64,7 +65,7 @@ SURFACE = {0: "land", 1: "open water", 2: "snow or ice", 3: "dark area / terrain
 #: Otsu bimodality guard: Ashman's D of the two classes (Ashman et al. 1994; D > 2 separates them)
 MIN_ASHMAN_D = 2.0
 MIN_EDGE_PIXELS = 50
-#: Water is not found on slopes of 30 % or more (USGS DSWE, Jones 2019: its slope rule for high- and
+#: Water is not found on slopes of 30 % or more (USGS DSWE's percent-slope rule for high- and
 #: moderate-confidence water), read from a surface model such as the Copernicus DEM.
 MAX_WATER_SLOPE = 30.0
 #: The slope is that of the terrain averaged over 90 m (GLO-90's cells): a 30 m surface model has
