@@ -431,7 +431,8 @@ def terrain_slope(items: Any, cube: Any) -> Any:
                          f"{values.get('scale_applied')} + {values.get('offset_applied')}), not metres",
                          hint="give the DEM's asset raster:bands scale 1, or take the member's 'profile: scale' off")
     elevation = dem[key].max("time") if "time" in dem[key].dims else dem[key]
-    slope = slope_percent(elevation)
+    # read and computed once (a 2-D layer): the classes, each Otsu date and the coverage reuse it
+    slope = slope_percent(elevation).persist()
     coverage = 1.0 - float(slope.isnull().mean().compute())
     slope.attrs.update(coverage=round(coverage, 6), crs=cube.attrs.get("crs"),
                        items=[str(e.get("id") if isinstance(e, dict) else e.id) for e in entries])

@@ -21,6 +21,7 @@ from scipy import ndimage
 
 from eolab.demo import _scene as S
 from eolab.demo._common import EPSG, RES, X0, Y0, Grid, rng, smooth_noise
+from eolab.demo._stac import demo_collection, wgs84_bbox
 from eolab.demo._winter import hill_at
 
 DEM_ID = "cop-dem-glo-30"
@@ -30,17 +31,15 @@ CANOPY_M = 14.0  # height of a closed canopy in an X-band surface model (trees ~
 VERTICAL_ERROR_M = 1.2  # std of the smooth error field
 DATETIME = "2021-04-22T00:00:00Z"  # GLO-30's STAC items carry this fixed datetime
 _TO_SCENE = Transformer.from_crs(4326, EPSG, always_xy=True)
-_TO_WGS84 = Transformer.from_crs(EPSG, 4326, always_xy=True)
 
 
 def geo_grid(grid: Grid) -> tuple[Affine, tuple[int, int]]:
     """(transform, (height, width)) of a whole-arc-second grid in EPSG:4326 covering the scene."""
-    x0, y0, x1, y1 = grid.bounds
-    lons, lats = _TO_WGS84.transform([x0, x1, x1, x0], [y0, y0, y1, y1])
-    west = math.floor(min(lons) / ARCSEC) * ARCSEC - 2 * ARCSEC
-    north = math.ceil(max(lats) / ARCSEC) * ARCSEC + 2 * ARCSEC
-    width = int(math.ceil((max(lons) - west) / ARCSEC)) + 2
-    height = int(math.ceil((north - min(lats)) / ARCSEC)) + 2
+    lon0, lat0, lon1, lat1 = wgs84_bbox(grid.bounds)
+    west = math.floor(lon0 / ARCSEC) * ARCSEC - 2 * ARCSEC
+    north = math.ceil(lat1 / ARCSEC) * ARCSEC + 2 * ARCSEC
+    width = int(math.ceil((lon1 - west) / ARCSEC)) + 2
+    height = int(math.ceil((north - lat0) / ARCSEC)) + 2
     return Affine(ARCSEC, 0.0, west, 0.0, -ARCSEC, north), (height, width)
 
 
@@ -99,8 +98,6 @@ def item(grid: Grid, part: str, transform: Affine, shape: tuple[int, int]) -> di
 
 
 def collection(bbox: list[float]) -> dict:
-    from eolab.demo._stac import demo_collection
-
     return demo_collection(
         DEM_ID, "Copernicus DEM GLO-30 (synthetic demo look-alike)",
         "A surface model of the demo scene in the layout of the Copernicus DEM GLO-30 items: EPSG:4326, "
