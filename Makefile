@@ -5,7 +5,8 @@ SHELL := /bin/bash
 PYTHON ?= $(shell ls /usr/bin/python3.11 2>/dev/null || command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-DEMO_SIZE ?= default
+# EOLAB_DEMO_SIZE (as documented for `eolab up`) works here too.
+DEMO_SIZE ?= $(or $(EOLAB_DEMO_SIZE),default)
 PYTEST_ARGS ?=
 # Test processes for unit + integration (pytest-xdist; tests/conftest.py groups the modules).
 TEST_WORKERS ?= 2

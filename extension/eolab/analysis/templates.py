@@ -114,7 +114,8 @@ def clone(name: str, dest: str | os.PathLike | None = None, *, overwrite: bool =
     src = Path(known[name]["path"])
     target = Path(dest) if dest is not None else Path.cwd() / name
     if target.exists() and any(target.iterdir()) and not overwrite:
-        raise EolabError(f"{target} already exists and is not empty", hint="choose another destination")
+        raise EolabError(f"{target} already exists and is not empty",
+                         hint="choose another destination, or overwrite with --force (clone(..., overwrite=True))")
     target.mkdir(parents=True, exist_ok=True)
     for f in sorted(src.iterdir()):
         if f.is_file() and not f.name.startswith("."):
