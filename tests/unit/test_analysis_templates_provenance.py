@@ -1,6 +1,7 @@
 """Template gallery (list/clone), provenance records and the results catalogue."""
 
 import json
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -275,6 +276,14 @@ def test_parameters_come_from_params_yaml_with_overrides_on_top(tmp_path, monkey
     got = templates.parameters("water-monitoring", {"method": "ndwi", "bbox": ..., "unrelated": 1})
     assert got["method"] == "ndwi" and got["bbox"] is None and "unrelated" not in got
     assert got["period_a"] == ["2026-03-01", "2026-05-31"]  # YAML dates as the ISO strings a notebook writes
+    # a misspelt papermill parameter (-p catalogs URL) is named, not silently dropped; other globals are not
+    with pytest.warns(UserWarning, match="'catalogs' is not a parameter of water-monitoring.*did you mean 'catalog'"):
+        got = templates.parameters("water-monitoring", {"catalogs": "http://127.0.0.1:1", "catalog": ...})
+    assert got["catalog"] is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        templates.parameters("water-monitoring", {"cube": 1, "items": [], "np": np, "In": [], "result": 3,
+                                                   "catalogue": object(), "test_i": np.arange(3)})
     mine = templates.clone("water-monitoring", tmp_path / "mine")
     params = yaml.safe_load((mine / "params.yaml").read_text())
     (mine / "params.yaml").write_text(yaml.safe_dump({**params, "resolution": 20}))

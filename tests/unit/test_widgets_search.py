@@ -132,3 +132,14 @@ def test_collections_group_by_provider():
 
 def test_human_bytes():
     assert human_bytes(512) == "512 B" and human_bytes(1_500_000) == "1.5 MB" and human_bytes(2.5e12) == "2.5 TB"
+
+
+def test_catalogue_is_one_url_and_a_list_gets_a_clear_error(monkeypatch):
+    from eolab.search import Catalogue
+
+    monkeypatch.setenv("EOLAB_CATALOG_URL", "http://127.0.0.1:9/")
+    assert Catalogue().url == "http://127.0.0.1:9"  # no request is made until a search
+    assert Catalogue("http://127.0.0.1:8/stac/").url == "http://127.0.0.1:8/stac"
+    with pytest.raises(EolabError, match="one STAC API URL, not list") as err:
+        Catalogue(["http://127.0.0.1:8711", "http://127.0.0.1:8712"])
+    assert "broker" in err.value.hint

@@ -100,7 +100,25 @@ def parameters(template: str, namespace: Mapping[str, Any] | None = None) -> dic
         folder = Path(known[template]["path"])
     defaults = _plain(yaml.safe_load((folder / "params.yaml").read_text()) or {})
     given = {k: v for k, v in (namespace or {}).items() if k in defaults and v is not ...}
+    _warn_misspelt(template, namespace or {}, defaults)
     return {**defaults, **given}
+
+
+def _warn_misspelt(template: str, namespace: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
+    """Warn about a value whose name is one letter or so away from a parameter (``-p catalogs URL``):
+    the notebook's globals hold everything else too, so only near-misses can be told apart."""
+    import difflib
+    import warnings
+
+    for name, value in namespace.items():
+        # only what papermill can inject (YAML values): a re-run parameters cell also sees the
+        # notebook's own objects (a `catalogue` client), which are not misspelt parameters
+        if name in defaults or name.startswith("_") or not isinstance(value, (str, int, float, list, dict, type(None))):
+            continue
+        close = difflib.get_close_matches(name, list(defaults), n=1, cutoff=0.8)
+        if close:
+            warnings.warn(f"{name!r} is not a parameter of {template} and is ignored; did you mean {close[0]!r}? "
+                          f"(parameters: {', '.join(defaults)})", UserWarning, stacklevel=3)
 
 
 def clone(name: str, dest: str | os.PathLike | None = None, *, overwrite: bool = False) -> Path:

@@ -20,6 +20,10 @@ from eolab.search._results import Page
 
 def catalogue_url(url: str | None = None) -> str:
     """The broker to use: ``url``, else ``$EOLAB_CATALOG_URL``."""
+    if url is not None and not isinstance(url, str):
+        raise EolabError(f"the catalogue is one STAC API URL, not {type(url).__name__} {url!r}",
+                         hint="pass the broker's URL: it federates every member (a list of members is "
+                              "configured in the broker, not here)")
     url = settings.required(url or settings.client().catalog_url, "catalogue URL", "EOLAB_CATALOG_URL",
                             hint="pass the broker URL or set EOLAB_CATALOG_URL (the hub sets it for you)")
     return url.rstrip("/")
