@@ -132,7 +132,8 @@ def test_claims_round_trip_through_fiboa_geoparquet(tmp_path):
     cols = pq.read_schema(out).names
     assert {"id", "area", "crop:code", "crop:name", "ec:hcat_code", "ec:hcat_name"} <= set(cols)
     back = claims.read_claims(out)
-    assert back.schema.iloc[0] == "fiboa" and back.parcel_id.tolist() == ["a", "b", "c"]
+    # read back through the fiboa schema, the claims keep the national schema they came from
+    assert back.schema.iloc[0] == "eolab-demo" and back.parcel_id.tolist() == ["a", "b", "c"]
     assert back.hcat3_code.tolist() == ["3301010101", "3302000000", "3301010600"]
     assert back.country.tolist() == ["HU"] * 3 and back.farmer_id.tolist() == ["f", "f", "g"]
 
@@ -217,3 +218,184 @@ def test_the_demo_claims_take_the_same_road_as_a_national_file(small_demo):
     assert (cap.grassland_mask(c) == grass).all() and (cap.arable_mask(c) == ~grass).all()
     groups = {n: cap.crop_group(n, h) for n, h in zip(c.crop_name, c.hcat3_code)}
     assert groups == {n: cap.CROP_GROUPS[n] for n in groups}
+
+
+def _dk(n=4, **cols):
+    """A small Danish Marker table (the dk-marker schema), 200 m squares of 4 ha."""
+    df = pd.DataFrame({"Marknr": [f"{i}-0" for i in range(n)], "Journalnr": ["J1"] * n, "CVR": ["C1"] * n,
+                       "Afgkode": [1, 2, 3, 252][:n], "Afgroede": ["Vårbyg", "Vinterbyg", "Vårhvede", "Permanent græs"][:n],
+                       "IMK_areal": [4.0] * n})
+    for k, v in cols.items():
+        if v is None:
+            df = df.drop(columns=k)
+        else:
+            df[k] = v
+    return gpd.GeoDataFrame(df, geometry=[box(0, 300 * i, 200, 300 * i + 200) for i in range(n)], crs="EPSG:25832")
+
+
+def test_hostile_claims_files_get_clear_errors_and_nothing_is_written(tmp_path):
+    good = tmp_path / "good.gpkg"
+    _dk().to_file(good)
+    assert claims.read_claims(good).parcel_id.tolist() == ["J1/0-0", "J1/1-0", "J1/2-0", "J1/3-0"]
+
+    # a GeoPackage with two parcel layers: which one is asked, not guessed
+    two = tmp_path / "two.gpkg"
+    _dk().to_file(two, layer="part1")
+    _dk().to_file(two, layer="part2")
+    with pytest.raises(EolabError, match="has 2 layers: part1, part2") as err:
+        claims.read_claims(two)
+    assert "--layer" in err.value.hint
+    assert len(claims.read_claims(two, layer="part2")) == 4
+    with pytest.raises(EolabError, match="no layer 'part3'"):
+        claims.read_claims(two, layer="part3")
+
+    # missing ids, points, a missing declared-area column: errors naming what is wrong
+    cases = [(_dk(Marknr=[None, "1-0", "", "3-0"]), "2 parcels without a parcel id"),
+             (_dk(IMK_areal=None), "the area column 'IMK_areal' is missing"),
+             (_dk(Afgkode=["1", " ", None, "4"]), "2 parcels without a crop code")]
+    pts = _dk()
+    pts.geometry = [g.centroid if i == 1 else g for i, g in enumerate(pts.geometry)]
+    cases.append((pts, r"1 parcels are not polygons .*Point ×1; e.g. J1/1-0"))
+    for gdf, message in cases:
+        f = tmp_path / "bad.gpkg"
+        gdf.to_file(f)
+        out = tmp_path / "out.parquet"
+        with pytest.raises(EolabError, match=message):
+            claims.ingest(f, out)
+        assert not out.exists()
+
+    # ids as published: floats a reader made of whole numbers lose only their ".0"; "7.0" stays text
+    ids = claims.to_common(_dk(Marknr=[7.0, 70106910123456792.0, 8.5, 9.0]), claims.detect_schema(_dk().columns))
+    assert ids.parcel_id.tolist() == ["J1/7", "J1/70106910123456792", "J1/8.5", "J1/9"]
+    nulls = claims.to_common(_dk(CVR=[None, "C2", None, "C3"]), claims.detect_schema(_dk().columns))
+    assert nulls.farmer_id.tolist() == [None, "C2", None, "C3"]  # not the text "None"
+
+    # outputs: only the two formats, write errors named
+    with pytest.raises(EolabError, match="formats are GeoPackage"):
+        claims.ingest(good, tmp_path / "x.csv")
+    assert not (tmp_path / "x.csv").exists()
+    (tmp_path / "adir.gpkg").mkdir()
+    with pytest.raises(EolabError, match="is a folder"):
+        claims.ingest(good, tmp_path / "adir.gpkg")
+    with pytest.raises(EolabError, match="cannot project the claims"):
+        claims.read_claims(good, to_crs="EPSG:999999")
+
+    # projected coordinates labelled as longitude/latitude (a GeoJSON without 'crs')
+    lonlat = _dk().set_crs("EPSG:4326", allow_override=True)
+    gj = tmp_path / "nocrs.geojson"
+    lonlat.to_file(gj)
+    with pytest.raises(EolabError, match="coordinates span .* they are projected"):
+        claims.read_claims(gj)
+
+    # an encoding for a format that has none; an encoding that does not exist
+    with pytest.raises(EolabError, match="applies to Shapefiles"):
+        claims.read_claims(good, encoding="cp1257")
+    with pytest.raises(EolabError, match="unknown text encoding 'nonsense'"):
+        claims.read_claims(good, encoding="nonsense")
+
+    # a GeoParquet under another name is read as what it is
+    pq_named_gpkg = tmp_path / "really-parquet.gpkg"
+    _dk().to_parquet(pq_named_gpkg)
+    assert len(claims.read_claims(pq_named_gpkg)) == 4
+
+
+def test_zip_with_macos_forks_and_two_shapefiles(tmp_path):
+    import zipfile
+
+    for name in ("a", "b"):
+        _dk().to_file(tmp_path / f"{name}.shp")
+    one, two = tmp_path / "one.zip", tmp_path / "two.zip"
+    with zipfile.ZipFile(one, "w") as zf:
+        zf.writestr("__MACOSX/._a.shp", b"\x00\x05\x16\x07")  # a resource fork listed first
+        for ext in ("shp", "shx", "dbf", "prj"):
+            zf.write(tmp_path / f"a.{ext}", f"a.{ext}")
+    assert len(claims.read_claims(one)) == 4
+    with zipfile.ZipFile(two, "w") as zf:
+        for name in ("a", "b"):
+            for ext in ("shp", "shx", "dbf", "prj"):
+                zf.write(tmp_path / f"{name}.{ext}", f"{name}.{ext}")
+    with pytest.raises(EolabError, match="holds 2 vector files: a.shp, b.shp"):
+        claims.read_claims(two)
+    assert len(claims.read_claims(two, layer="b")) == 4
+
+
+def test_declared_areas_far_from_the_polygons_are_named():
+    schema = claims.detect_schema(_dk().columns)
+    with pytest.warns(claims.ClaimsWarning, match=r"typically 1e\+04 × the polygons' areas: is the column in m2"):
+        claims.to_common(_dk(IMK_areal=[40000.0] * 4), schema)  # m² under a schema that says ha
+    with pytest.warns(claims.ClaimsWarning, match=r"1 parcels declare an area .* J1/2-0 \(1e\+12 ha declared, 4 ha drawn\)"):
+        claims.to_common(_dk(IMK_areal=[4.0, 4.1, 1e12, 3.9]), schema)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # plausible areas: no word
+        claims.to_common(_dk(IMK_areal=[4.0, 3.5, 4.2, 3.9]), schema)
+
+
+def test_invalid_polygons_are_named():
+    from shapely.geometry import Polygon
+
+    gdf = _dk()
+    gdf.geometry = [Polygon([(0, 0), (200, 200), (200, 0), (0, 200)]) if i == 0 else g for i, g in enumerate(gdf.geometry)]
+    with pytest.warns(claims.ClaimsWarning, match="1 parcels have invalid polygons .*J1/0-0"):
+        claims.to_common(gdf, claims.detect_schema(gdf.columns))
+
+
+def test_landscape_elements_are_set_aside_also_when_their_names_are_mis_decoded():
+    names = ["GLÖZ Hecke", "LSE Feldrain", "Winterweichweizen", "Mähwiese/-weide zwei Nutzungen"]
+    garbled = [n.encode("utf-8").decode("cp1252") for n in names]  # 'GLÃ–Z Hecke'
+    df = pd.DataFrame({"GEO_ID": ["1", "2", "3", "4"], "SNAR_CODE": ["999", "998", "140", "700"],
+                       "SNAR_BEZEICHNUNG": garbled, "SL_FLAECHE_BRUTTO_HA": [4.0] * 4})
+    gdf = gpd.GeoDataFrame(df, geometry=[box(0, 300 * i, 200, 300 * i + 200) for i in range(4)], crs="EPSG:31287")
+    with pytest.warns(claims.ClaimsWarning, match="look mis-decoded"):
+        c = claims.to_common(gdf, claims.detect_schema(gdf.columns))
+    assert c.parcel_id.tolist() == ["3", "4"] and c.attrs["eolab:ingest"]["not_claims"] == 2
+
+
+def test_schema_files_of_the_wrong_shape_are_refused_naming_the_field(tmp_path, monkeypatch):
+    import yaml
+
+    base = yaml.safe_load(LT_SCHEMA)
+    bad = {"detect: a string": {"detect": "KODAS"},
+           "columns as a list": {"columns": ["KODAS"]},
+           "not_claims not mappings": {"not_claims": ["Pastatai"]},
+           "a broken regex": {"not_claims": [{"when": {"PASELIS": {"matches": "(["}}}]},
+           "extra as a list": {"extra": ["a"]},
+           "year not a number": {"columns": {**base["columns"], "year": {"value": "twenty"}}},
+           "a country list": {"country": ["LT"]},
+           "a misspelt taxonomy key": {"taxonomy": {"code_list": "lt_2021", "key": "nmae"}}}
+    fields = {"detect: a string": "detect", "columns as a list": "columns", "not_claims not mappings": "not_claims",
+              "a broken regex": "not_claims regex", "extra as a list": "extra", "year not a number": "columns.year",
+              "a country list": "country", "a misspelt taxonomy key": "taxonomy.key"}
+    for what, change in bad.items():
+        with pytest.raises(EolabError, match=fields[what]):
+            claims.schema_from_dict({**base, **change}, "x.yaml")
+    # a year written as a plain number is a constant year
+    assert claims.schema_from_dict({**base, "columns": {**base["columns"], "year": 2024}}).year == {"value": 2024}
+
+    folder = tmp_path / "schemas"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(LT_SCHEMA)
+    (folder / "b.yaml").write_text(LT_SCHEMA)
+    monkeypatch.setenv("EOLAB_CLAIMS_SCHEMA_DIR", str(folder))
+    with pytest.raises(EolabError, match="two schema files are named 'lt-test'"):
+        claims.schemas()
+    monkeypatch.setenv("EOLAB_CLAIMS_SCHEMA_DIR", str(folder / "a.yaml"))
+    with pytest.raises(EolabError, match="is a file, not a folder"):
+        claims.schemas()
+
+
+def test_what_an_ingested_file_carried_comes_back(tmp_path):
+    gdf = _dk()
+    gdf["Markblok"] = ["B1", "B2", "B3", "B4"]
+    src = tmp_path / "dk.gpkg"
+    gdf.to_file(src)
+    schema = claims.schema_from_dict({**__import__("yaml").safe_load(open(claims.SCHEMA_DIR / "dk-marker.yaml")),
+                                      "extra": {"block": "Markblok"}})
+    first = claims.to_common(gdf, schema)
+    for out in (tmp_path / "c.parquet", tmp_path / "c.gpkg"):
+        if out.suffix == ".parquet":
+            claims.write_fiboa(first, out)
+        else:
+            first.to_file(out, layer="claims")
+        back = claims.read_claims(out)
+        assert back.schema.tolist() == ["dk-marker"] * 4 and back.block.tolist() == ["B1", "B2", "B3", "B4"], out
+        assert back.parcel_id.tolist() == first.parcel_id.tolist()

@@ -57,16 +57,27 @@ def ingest(path: str | os.PathLike, out: str | os.PathLike, **kwargs: Any) -> Pa
     """Read ``path`` into the common schema and write it to ``out`` atomically: .gpkg (layer
     "claims") or .parquet (fiboa GeoParquet). On any error nothing is written."""
     out = Path(out)
+    if out.suffix.lower() not in PARQUET + (".gpkg",):
+        raise EolabError(f"cannot write claims as {out.name}: the formats are GeoPackage (.gpkg) and fiboa "
+                         "GeoParquet (.parquet)", hint="name the output .gpkg or .parquet")
+    if out.is_dir():
+        raise EolabError(f"{out} is a folder", hint="name the output file, e.g. claims.parquet")
     common = read_claims(path, **kwargs)
-    if out.suffix.lower() in PARQUET:
-        return write_fiboa(common, out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
-    tmp.unlink(missing_ok=True)
     try:
-        common.to_file(tmp, layer="claims", driver="GPKG")
-        tmp.replace(out)
-    finally:
+        if out.suffix.lower() in PARQUET:
+            return write_fiboa(common, out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
         tmp.unlink(missing_ok=True)
+        try:
+            common.to_file(tmp, layer="claims", driver="GPKG")
+            tmp.replace(out)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except EolabError:
+        raise
+    except Exception as exc:  # OSError (no space, no permission), pyogrio/pyarrow write errors
+        raise EolabError(f"cannot write {out}: {exc}".splitlines()[0],
+                         hint="check that the folder is writable and has space; nothing was written") from exc
     return out
 

@@ -9,59 +9,118 @@ from typing import Any
 
 import numpy as np
 
-from eolab.analysis.claims._schemas import ClaimsWarning, Schema, _schema_folders, detect_schema, schemas
+from eolab.analysis.claims._schemas import (
+    COLUMNS,
+    ClaimsWarning,
+    Schema,
+    _schema_folders,
+    detect_schema,
+    schemas,
+    text_column,
+)
 from eolab.analysis.claims._text import check_text
 from eolab.errors import EolabError
 
+_VECTOR_EXTS = (".gpkg", ".shp", ".geojson", ".json", ".fgb", ".gml")
 
-def _open_path(path: Path) -> str:
-    """A GDAL path for a vector file, a zipped one (first vector file inside) or a folder."""
+
+def _open_path(path: Path, layer: str | None) -> tuple[str, str | None, bool]:
+    """A GDAL path for a vector file, a zipped one or a folder; the layer to read when the choice
+    was a file inside a zip; whether it is a Shapefile (the only format with a code page)."""
     if path.suffix.lower() == ".zip":
         try:
             with zipfile.ZipFile(path) as zf:
                 names = zf.namelist()
         except zipfile.BadZipFile as exc:
             raise EolabError(f"{path.name} is not a readable zip file", hint="re-download the file") from exc
-        for ext in (".gpkg", ".shp", ".geojson", ".json", ".fgb", ".gml"):
-            hits = [n for n in names if n.lower().endswith(ext)]
-            if hits:
-                return f"/vsizip/{path}/{hits[0]}"
-        raise EolabError(f"{path.name} holds no vector file", hint=f"it contains: {', '.join(names[:10])}")
-    return str(path)
+        # macOS archivers add __MACOSX/._NAME resource forks beside every file: not data
+        data = [n for n in names if not n.startswith("__MACOSX/") and not Path(n).name.startswith("._")]
+        hits = [n for n in data if n.lower().endswith(_VECTOR_EXTS)]
+        if not hits:
+            raise EolabError(f"{path.name} holds no vector file", hint=f"it contains: {', '.join(data[:10])}")
+        if layer is not None:
+            named = [n for n in hits if layer in (Path(n).stem, Path(n).name, n)]
+            if named:
+                return f"/vsizip/{path}/{named[0]}", None, named[0].lower().endswith(".shp")
+        if len(hits) > 1 and layer is None:
+            raise EolabError(f"{path.name} holds {len(hits)} vector files: {', '.join(hits[:10])}",
+                             hint="name the one to read: layer='NAME' (eolab claims check --layer NAME)")
+        return f"/vsizip/{path}/{hits[0]}", layer, hits[0].lower().endswith(".shp")
+    shapefile = path.suffix.lower() in (".shp", ".dbf") or (path.is_dir() and any(path.glob("*.shp")))
+    return str(path), layer, shapefile
 
 
 PARQUET = (".parquet", ".geoparquet")
 
 
+def _is_parquet(path: Path) -> bool:
+    if path.suffix.lower() in PARQUET:
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PAR1"  # a GeoParquet under another name
+    except OSError:
+        return False
+
+
 def read_raw(path: str | os.PathLike, layer: str | None = None, *, encoding: str | None = None) -> Any:
     """The file as published (GeoDataFrame): GeoParquet (fiboa included) or any vector format GDAL
     reads (zip included). ``encoding``: the text encoding of a Shapefile/DBF when its .cpg is missing
-    or wrong (e.g. "cp1257")."""
+    or wrong (e.g. "cp1257"). A file with several layers needs ``layer``."""
+    import codecs
+
     import geopandas as gpd
     import pyogrio
 
     path = Path(path)
     if not path.exists():
         raise EolabError(f"parcel file {path} does not exist")
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError as exc:
+            raise EolabError(f"unknown text encoding {encoding!r}", hint="e.g. cp1257, cp1250, latin-1, utf-8") from exc
     try:
-        if path.suffix.lower() in PARQUET:
+        if path.is_file() and _is_parquet(path):
+            if encoding:
+                raise EolabError(f"encoding={encoding!r} applies to Shapefiles (.dbf) only; {path.name} is GeoParquet, "
+                                 "whose text is UTF-8", hint="repair text garbled inside the file with ftfy.fix_text")
             gdf = gpd.read_parquet(path)
         else:
-            src = _open_path(path)
+            src, layer, shapefile = _open_path(path, layer)
+            if encoding and not shapefile:
+                raise EolabError(f"encoding={encoding!r} applies to Shapefiles (.dbf) only; {path.name} is not one",
+                                 hint="GeoPackage and GeoJSON text is UTF-8 by definition; repair text garbled "
+                                      "inside the file with ftfy.fix_text")
             layers = pyogrio.list_layers(src)
+            names = [str(name) for name, _ in layers]
             if layer is None:
-                polys = [name for name, geom in layers if geom and "polygon" in str(geom).lower()]
-                layer = polys[0] if polys else layers[0][0]
+                polys = [str(name) for name, geom in layers if geom and "polygon" in str(geom).lower()]
+                if len(polys) > 1 or (not polys and len(layers) > 1):
+                    raise EolabError(f"{path.name} has {len(layers)} layers: {', '.join(names)}",
+                                     hint="name the one to read: layer='NAME' (eolab claims check --layer NAME)")
+                layer = polys[0] if polys else names[0]
+            elif layer not in names:
+                raise EolabError(f"{path.name} has no layer {layer!r}", hint="its layers: " + ", ".join(names))
             gdf = gpd.read_file(src, layer=layer, **({"encoding": encoding} if encoding else {}))
     except EolabError:
         raise
     except Exception as exc:  # pyogrio/GDAL/pyarrow raise DataSourceError, ArrowInvalid, ValueError, OSError ...
         raise EolabError(f"cannot read parcel file {path.name}: {exc}".splitlines()[0],
                          hint="is it a GeoPackage, GeoParquet, Shapefile (zip) or GeoJSON?") from exc
+    if len(gdf) == 0:
+        raise EolabError(f"{path.name} has no rows", hint="is it the right file or layer?")
     if "geometry" not in gdf or gdf.geometry.isna().all():
         raise EolabError(f"{path.name} has no geometries", hint="parcels need polygons")
     if gdf.crs is None:
         raise EolabError(f"{path.name} has no coordinate reference system", hint="add a .prj / set the CRS")
+    if gdf.crs.is_geographic:
+        x0, y0, x1, y1 = gdf.total_bounds
+        if not (-180.5 <= x0 <= x1 <= 360 and -90.5 <= y0 <= y1 <= 90.5):
+            raise EolabError(f"{path.name} says {gdf.crs.to_string()} (longitude/latitude) but its coordinates span "
+                             f"x {x0:.0f}…{x1:.0f}, y {y0:.0f}…{y1:.0f}: they are projected",
+                             hint="a GeoJSON without a 'crs' member is read as WGS 84: write the file with its "
+                                  "CRS, or as GeoPackage/Shapefile with a .prj")
     return gdf
 
 
@@ -78,6 +137,46 @@ def _hcat_column(gdf: Any, schema: Schema, crop_code: Any, crop_name: Any) -> tu
     key = str(tax.get("key", "code"))
     return (taxonomy.map_crops(crop_code, crop_name, list_name=tax["code_list"], key=key),
             f"EuroCrops list {tax['code_list']} by {key}")
+
+
+def _schema_columns(schema: Schema) -> list[str]:
+    """The file columns a schema reads."""
+    cols = []
+    for value in (schema.spec.get("columns") or {}).values():
+        if isinstance(value, str):
+            cols.append(value)
+        elif isinstance(value, dict):
+            cols += [v for v in value.get("join", [])] + ([value["column"]] if "column" in value else [])
+    cols += [c for c in (schema.country_column, schema.taxonomy.get("hcat3_column")) if c]
+    return cols + list(schema.extra.values())
+
+
+def _polygon_area_ha(gdf: Any) -> np.ndarray:
+    """Each polygon's area in ha, in metres: a geographic or non-metre CRS goes through UTM."""
+    crs = gdf.crs
+    units = {a.unit_name for a in crs.axis_info} if crs.axis_info else set()
+    metric = gdf if not crs.is_geographic and units <= {"metre", "meter"} else gdf.to_crs(gdf.estimate_utm_crs())
+    return metric.geometry.area.values / 1e4
+
+
+def _area_notes(declared: np.ndarray, polygon: np.ndarray, ids: Any, schema: Schema) -> list[str]:
+    """Declared areas far from their polygons': a wrong unit in the schema, or rows to look at."""
+    ok = polygon > 1e-4
+    if not ok.any():
+        return []
+    ratio = declared[ok] / polygon[ok]
+    notes = []
+    median = float(np.median(ratio))
+    unit = "m2" if schema.area_unit == "ha" else "ha"
+    if median > 100 or median < 0.01:
+        notes.append(f"declared areas in {schema.area!r} are typically {median:.3g} × the polygons' areas: is the "
+                     f"column in {unit}? (schema {schema.name} says {schema.area_unit})")
+    far = np.flatnonzero(ok)[(ratio > 10) | (ratio < 0.1)]
+    if far.size and not notes:
+        notes.append(f"{far.size} parcels declare an area under a tenth or over ten times their polygon's, e.g. "
+                     + ", ".join(f"{ids.iloc[i]} ({declared[i]:.3g} ha declared, {polygon[i]:.3g} ha drawn)"
+                                 for i in far[:3]))
+    return notes
 
 
 def to_common(gdf: Any, schema: Schema | None = None, *, source: str = "") -> Any:
@@ -105,26 +204,55 @@ def to_common(gdf: Any, schema: Schema | None = None, *, source: str = "") -> An
         dropped = int(skip.sum())
         gdf = gdf[~skip].reset_index(drop=True)
     out = pd.DataFrame(index=range(len(gdf)))
+    found = "columns found: " + (", ".join(str(c) for c in gdf.columns if c != gdf.geometry.name) or "(none)")
+    schema_file = f" (schema file {schema.source})" if schema.source else ""
+    notes: list[str] = []
+    optional = set(schema.spec.get("optional") or [])  # columns the source may leave out
     try:
-        out["parcel_id"] = (pd.Series(list(schema.parcel_id(gdf)), dtype=object).astype(str)
-                            .str.replace(r"\.0$", "", regex=True).values)
+        ids = text_column(list(schema.parcel_id(gdf)))
     except KeyError as exc:
-        raise EolabError(f"schema {schema.name}: the parcel id column {exc} is missing{where}",
-                         hint="columns found: " + ", ".join(str(c) for c in gdf.columns if c != "geometry")) from exc
-    out["farmer_id"] = (gdf[schema.farmer_id].astype(str).str.replace(r"\.0$", "", regex=True).values
-                        if schema.farmer_id and schema.farmer_id in gdf else None)
-    if schema.crop_code not in gdf:
-        raise EolabError(f"schema {schema.name}: the crop code column {schema.crop_code!r} is missing{where}",
-                         hint="columns found: " + ", ".join(str(c) for c in gdf.columns if c != "geometry"))
-    out["crop_code"] = gdf[schema.crop_code].astype(str).str.replace(r"\.0$", "", regex=True).values
-    out["crop_name"] = (gdf[schema.crop_name].astype(str).values if schema.crop_name in gdf
-                        else out["crop_code"].values)
+        raise EolabError(f"schema {schema.name}: the parcel id column {exc} is missing{where}", hint=found) from exc
+    no_id = [i for i, v in enumerate(ids) if v is None or not v.strip()]
+    if no_id:
+        raise EolabError(f"{len(no_id)} parcels without a parcel id{where} (rows {', '.join(str(i) for i in no_id[:5])})",
+                         hint="every claim needs its parcel id; nothing was written")
+    out["parcel_id"] = ids
+    if schema.farmer_id and schema.farmer_id not in gdf and schema.farmer_id not in optional:
+        notes.append(f"the farmer id column {schema.farmer_id!r}{schema_file} is not in the file: no farmer ids")
+    out["farmer_id"] = text_column(gdf[schema.farmer_id]) if schema.farmer_id and schema.farmer_id in gdf else None
+    for column, what in ((schema.crop_code, "crop code"), (schema.crop_name, "crop name")):
+        if column not in gdf and column not in optional:
+            raise EolabError(f"schema {schema.name}: the {what} column {column!r} is missing{where}{schema_file}",
+                             hint=found)
+    out["crop_code"] = text_column(gdf[schema.crop_code])
+    if schema.crop_name in gdf:
+        out["crop_name"] = [v if v is not None else "" for v in text_column(gdf[schema.crop_name])]
+    else:
+        notes.append(f"no crop name column {schema.crop_name!r}: the crop codes stand for the names")
+        out["crop_name"] = [v or "" for v in out["crop_code"]]
     geoms = gdf.geometry.values
     bad_geom = np.flatnonzero(gdf.geometry.isna().values | gdf.geometry.is_empty.values)
     if bad_geom.size:
         ids = ", ".join(out["parcel_id"].iloc[bad_geom[:5]])
         raise EolabError(f"{bad_geom.size} parcels without geometry{where} (e.g. {ids})",
                          hint="fix or remove them; nothing was written")
+    kinds = gdf.geometry.geom_type.values
+    not_area = np.flatnonzero(~np.isin(kinds, ["Polygon", "MultiPolygon"]))
+    if not_area.size:
+        counts = pd.Series(kinds[not_area]).value_counts()
+        raise EolabError(f"{not_area.size} parcels are not polygons{where} ("
+                         + ", ".join(f"{k} ×{n}" for k, n in counts.items()) + "; e.g. "
+                         + ", ".join(out["parcel_id"].iloc[not_area[:5]]) + ")",
+                         hint="a parcel is an area: fix or remove them; nothing was written")
+    invalid = np.flatnonzero(~gdf.geometry.is_valid.values)
+    if invalid.size:
+        notes.append(f"{invalid.size} parcels have invalid polygons (self-crossing or the like), e.g. "
+                     + ", ".join(out["parcel_id"].iloc[invalid[:5]])
+                     + ": their areas and image statistics may be wrong; repair with shapely.make_valid")
+    metric_area = _polygon_area_ha(gdf)
+    if schema.area and schema.area not in gdf and schema.area not in optional:
+        raise EolabError(f"schema {schema.name}: the area column {schema.area!r} is missing{where}{schema_file}",
+                         hint=found + " — declared areas are what the CAP area check compares against")
     if schema.area and schema.area in gdf:
         area = pd.to_numeric(gdf[schema.area], errors="coerce").values.astype(float)
         bad = np.flatnonzero(~np.isfinite(area) | (area < 0))
@@ -133,10 +261,12 @@ def to_common(gdf: Any, schema: Schema | None = None, *, source: str = "") -> An
             raise EolabError(f"{bad.size} parcels with a missing or invalid area in {schema.area!r}{where} (e.g. {ids})",
                              hint="fix the values; nothing was written")
         out["area_declared_ha"] = area / 1e4 if schema.area_unit == "m2" else area
+        notes += _area_notes(out["area_declared_ha"].values, metric_area, out["parcel_id"], schema)
     else:
-        metric = gdf.to_crs(gdf.estimate_utm_crs()) if gdf.crs.is_geographic else gdf
-        out["area_declared_ha"] = metric.geometry.area.values / 1e4
-    missing_crop = np.flatnonzero(out["crop_code"].isin(["", "nan", "None"]).values)
+        if schema.area:
+            notes.append(f"no area column {schema.area!r}: declared areas are the polygons' areas")
+        out["area_declared_ha"] = metric_area
+    missing_crop = np.flatnonzero([v is None or not v.strip() for v in out["crop_code"]])
     if missing_crop.size:
         ids = ", ".join(out["parcel_id"].iloc[missing_crop[:5]])
         raise EolabError(f"{missing_crop.size} parcels without a crop code in {schema.crop_code!r}{where} (e.g. {ids})",
@@ -145,9 +275,11 @@ def to_common(gdf: Any, schema: Schema | None = None, *, source: str = "") -> An
     if dupes.size:
         raise EolabError(f"{dupes.size} parcel ids occur more than once{where} (e.g. {', '.join(dupes[:5])})",
                          hint="parcel ids must be unique; nothing was written")
-    out["country"] = (gdf[schema.country_column].astype(str).values
+    out["country"] = (text_column(gdf[schema.country_column])
                       if schema.country_column and schema.country_column in gdf else schema.country)
-    out["schema"] = schema.name
+    schema_column = (schema.spec.get("columns") or {}).get("schema")
+    out["schema"] = ([v or schema.name for v in text_column(gdf[schema_column])]
+                     if schema_column and schema_column in gdf else schema.name)
     hcat, how = _hcat_column(gdf, schema, out["crop_code"].values, out["crop_name"].values)
     names = taxonomy.hcat3_names()
     out["hcat3_code"] = hcat
@@ -157,11 +289,24 @@ def to_common(gdf: Any, schema: Schema | None = None, *, source: str = "") -> An
         out["year"] = int(year["value"])
     elif year.get("column") in gdf:
         out["year"] = pd.to_numeric(gdf[year["column"]], errors="coerce").round().astype("Int64").values
+    elif year.get("column") and year["column"] not in optional:
+        notes.append(f"the year column {year['column']!r}{schema_file} is not in the file: no year")
     for common, col in schema.extra.items():
         if col in gdf:
-            out[common] = gdf[col].astype(str).values
+            out[common] = text_column(gdf[col])
+        elif col not in optional:
+            notes.append(f"the extra column {col!r} ({common}){schema_file} is not in the file")
+    if schema.spec.get("keep_other_columns"):
+        # a file eolab wrote (common schema or fiboa): what it carried besides comes back too
+        from eolab.analysis.claims._fiboa import _FIBOA_NAMES
+
+        used = set(_schema_columns(schema)) | set(COLUMNS) | set(_FIBOA_NAMES.values()) | {
+            "hcat3_code", "hcat3_name", "year", gdf.geometry.name}
+        for col in gdf.columns:
+            if col not in used and col not in out:
+                out[col] = gdf[col].values
     result = gpd.GeoDataFrame(out, geometry=geoms, crs=gdf.crs)
-    notes = check_text(out["crop_name"].values, column=schema.crop_name)
+    notes = check_text(out["crop_name"].values, column=schema.crop_name) + notes
     unmapped = out.loc[out["hcat3_code"] == "", ["crop_code", "crop_name"]]
     share = 1.0 - len(unmapped) / max(len(out), 1)
     if len(unmapped):
@@ -204,7 +349,12 @@ def read_claims(path: str | os.PathLike, *, layer: str | None = None, to_crs: An
     for c in out.columns:  # crop names, codes, countries: one string object per distinct value
         if c != out.geometry.name and out[c].dtype == object:
             out[c] = share_strings(out[c].to_numpy())
-    out = out.to_crs(to_crs) if to_crs is not None else out
+    if to_crs is not None:
+        try:
+            out = out.to_crs(to_crs)
+        except Exception as exc:  # pyproj CRSError, a transformation that fails
+            raise EolabError(f"cannot project the claims to {to_crs!r}: {exc}".splitlines()[0],
+                             hint="give an EPSG code such as 'EPSG:32634'") from exc
     release_freed_memory()  # the raw table's and the readers' freed pages (a country's file: ~100 MB)
     return out
 

@@ -59,13 +59,42 @@ def _col(name: str) -> Callable[[Any], Any]:
     return lambda df: df[name]
 
 
+def text_value(v: Any) -> str | None:
+    """A cell as the text it was published as: None when missing (never "None"/"nan"), whole
+    numbers a reader turned into floats (DBF, Excel exports) without their ".0" or exponent."""
+    import math
+
+    import pandas as pd
+
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, (float, np.floating)):
+        if math.isnan(v):
+            return None
+        return str(int(v)) if float(v).is_integer() else repr(float(v))
+    return str(v)
+
+
+def text_column(values: Any) -> list:
+    """:func:`text_value` of each value (one call per distinct value: national files repeat a few
+    hundred crop names over a million rows)."""
+    import pandas as pd
+
+    series = pd.Series(values, dtype=object) if not isinstance(values, pd.Series) else values.astype(object)
+    cache: dict = {}
+    out = []
+    for v in series.tolist():
+        try:
+            out.append(cache[v] if v in cache else cache.setdefault(v, text_value(v)))
+        except TypeError:  # unhashable
+            out.append(text_value(v))
+    return out
+
+
 def _join(*names: str, sep: str = "-") -> Callable[[Any], Any]:
     def f(df):
-        parts = [df[n].astype(str).str.replace(r"\.0$", "", regex=True) for n in names]
-        out = parts[0]
-        for p in parts[1:]:
-            out = out + sep + p
-        return out
+        parts = [text_column(df[n]) for n in names]
+        return [None if any(p is None or not p.strip() for p in row) else sep.join(row) for row in zip(*parts)]
     return f
 
 
@@ -73,21 +102,47 @@ def _row_number(prefix: str) -> Callable[[Any], Any]:
     return lambda df: [f"{prefix}{i + 1:06d}" for i in range(len(df))]
 
 
+def _repaired(col: Any) -> Any:
+    """The text of ``col`` with mojibake repaired (ftfy, per distinct value), or None when nothing
+    changes: a rule on names must not miss rows whose names were mis-decoded in the file."""
+    import ftfy
+    import pandas as pd
+
+    if col.dtype != object:
+        return None
+    uniques = [u for u in pd.unique(col.dropna()) if isinstance(u, str)]
+    if len(uniques) > 100_000:
+        return None
+    fixed = {u: ftfy.fix_encoding(u) for u in uniques}
+    if all(k == v for k, v in fixed.items()):
+        return None
+    return col.map(lambda v: fixed.get(v, v) if isinstance(v, str) else v)
+
+
 def _condition(column: str, test: Any) -> Callable[[Any], Any]:
-    """One column test of a not-claims rule: null, a value, a list of values or {matches: regex}.
-    A column the file lacks makes the test neutral (True), so a rule still applies to files of the
-    same source published without that column."""
+    """One column test of a not-claims rule: null, a value, a list of values or {matches: regex};
+    text tests also match the mojibake-repaired text. A column the file lacks makes the test
+    neutral (True), so a rule still applies to files of the same source published without that column."""
+    def one(col):
+        if isinstance(test, dict) and "matches" in test:
+            return col.astype(str).str.contains(str(test["matches"]), regex=True, na=False).values
+        values = test if isinstance(test, list) else [test]
+        return pd_isin(text_column(col), {text_value(v) for v in values})
+
     def f(df):
         if column not in df:
             return np.ones(len(df), bool)
         col = df[column]
         if test is None:
             return col.isna().values
-        if isinstance(test, dict) and "matches" in test:
-            return col.astype(str).str.contains(str(test["matches"]), regex=True, na=False).values
-        values = test if isinstance(test, list) else [test]
-        return col.astype(str).str.replace(r"\.0$", "", regex=True).isin([str(v) for v in values]).values
+        hit = one(col)
+        fixed = _repaired(col)
+        return hit if fixed is None else hit | one(fixed)
     return f
+
+
+def pd_isin(values: list, wanted: set) -> np.ndarray:
+    return np.fromiter((v in wanted for v in values), bool, len(values))
 
 
 def _rule(when: dict) -> Callable[[Any], Any]:
@@ -104,19 +159,98 @@ def _rule(when: dict) -> Callable[[Any], Any]:
     return f
 
 
+_TAXONOMY_KEYS = ("code", "name", "code,name", "name,code")
+
+
+def _check_shapes(spec: dict, where: str) -> None:
+    """Each field of a schema file has the shape it must have (a typo must not read as something else)."""
+    import re
+
+    hint = "see the packaged examples in " + str(SCHEMA_DIR)
+
+    def bad(field, what):
+        raise EolabError(f"{where}: {field} must be {what}, not {spec_value(field)!r}", hint=hint)
+
+    def spec_value(field):
+        value = spec
+        for part in field.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    def is_name(v):
+        return isinstance(v, str) and v.strip() != ""
+
+    detect = spec.get("detect")
+    if not isinstance(detect, list) or not detect or not all(is_name(c) for c in detect):
+        bad("detect", "a non-empty list of column names")
+    if not isinstance(spec.get("columns"), dict):
+        bad("columns", "a mapping (parcel_id: ..., crop_code: ...)")
+    cols = spec["columns"]
+    for key in ("crop_code", "crop_name", "farmer_id"):
+        if key in cols and not is_name(cols[key]):
+            bad(f"columns.{key}", "a column name")
+    pid = cols.get("parcel_id")
+    if isinstance(pid, dict) and "join" in pid and not (isinstance(pid["join"], list) and pid["join"]
+                                                         and all(is_name(c) for c in pid["join"])):
+        bad("columns.parcel_id", "{join: [column, column, ...]}")
+    year = cols.get("year")
+    if isinstance(year, dict) and not ({"value", "column"} & set(year)):
+        bad("columns.year", "a column name, a year (2024) or {value: 2024}")
+    if isinstance(year, dict) and "value" in year:
+        try:
+            int(year["value"])
+        except (TypeError, ValueError):
+            bad("columns.year", "a column name, a year (2024) or {value: 2024}")
+    elif year is not None and not isinstance(year, (str, int, dict)) or isinstance(year, bool):
+        bad("columns.year", "a column name, a year (2024) or {value: 2024}")
+    area = cols.get("area")
+    if area is not None and not (is_name(area) or (isinstance(area, dict) and is_name(area.get("column")))):
+        bad("columns.area", "a column name or {column: NAME, unit: ha|m2}")
+    extra = spec.get("extra")
+    if extra is not None and not (isinstance(extra, dict) and all(is_name(v) for v in extra.values())):
+        bad("extra", "a mapping of common name -> column")
+    country = spec.get("country")
+    if country is not None and not isinstance(country, (str, dict)):
+        bad("country", "a country code or {column: NAME, default: CODE}")
+    rules = spec.get("not_claims")
+    if rules is not None:
+        if not isinstance(rules, list) or not all(isinstance(r, dict) and isinstance(r.get("when"), dict) and r["when"]
+                                                  for r in rules):
+            bad("not_claims", "a list of {when: {column: test}, reason: text}")
+        for rule in rules:
+            for column, test in rule["when"].items():
+                if isinstance(test, dict):
+                    if set(test) != {"matches"}:
+                        bad("not_claims", f"a list of tests (value, [values], null or {{matches: regex}}; {column}: {test!r})")
+                    try:
+                        re.compile(str(test["matches"]))
+                    except re.error as exc:
+                        raise EolabError(f"{where}: not_claims regex {test['matches']!r} for {column}: {exc}",
+                                         hint=hint) from exc
+    opt = spec.get("optional")
+    if opt is not None and not (isinstance(opt, list) and all(is_name(c) for c in opt)):
+        bad("optional", "a list of column names")
+    tax = spec.get("taxonomy")
+    if not isinstance(tax, dict):
+        bad("taxonomy", "{code_list: NAME, key: code|name|code,name} or {hcat3_column: NAME}")
+    if "key" in tax and str(tax["key"]).replace(" ", "") not in _TAXONOMY_KEYS:
+        bad("taxonomy.key", "one of " + ", ".join(_TAXONOMY_KEYS))
+
+
 def schema_from_dict(spec: dict, source: str = "") -> Schema:
     """A :class:`Schema` from the content of a schema file; raises EolabError naming the file."""
     where = f"schema file {source}" if source else "schema"
     if not isinstance(spec, dict):
         raise EolabError(f"{where} is not a mapping", hint="see the packaged examples in " + str(SCHEMA_DIR))
     missing = [k for k in ("name", "detect", "columns") if k not in spec]
-    cols = spec.get("columns") or {}
+    cols = spec.get("columns") if isinstance(spec.get("columns"), dict) else {}
     missing += [f"columns.{k}" for k in ("parcel_id", "crop_code") if k not in cols]
-    tax = spec.get("taxonomy") or {}
+    tax = spec.get("taxonomy") if isinstance(spec.get("taxonomy"), dict) else {}
     if not ({"code_list", "hcat3_column"} & set(tax)):
         missing.append("taxonomy.code_list or taxonomy.hcat3_column")
     if missing:
         raise EolabError(f"{where} lacks {', '.join(missing)}", hint="see the packaged examples in " + str(SCHEMA_DIR))
+    _check_shapes(spec, where)
     pid = cols["parcel_id"]
     if isinstance(pid, str):
         parcel_id = _col(pid)
@@ -131,7 +265,7 @@ def schema_from_dict(spec: dict, source: str = "") -> Schema:
     if unit not in ("ha", "m2"):
         raise EolabError(f"{where}: area unit {unit!r} is not 'ha' or 'm2'")
     year = cols.get("year")
-    year = {"column": year} if isinstance(year, str) else year
+    year = {"column": year} if isinstance(year, str) else {"value": year} if isinstance(year, int) else year
     country = spec.get("country", "")
     rules = tuple((str(r.get("reason", "not a claim")), _rule(r.get("when") or {})) for r in spec.get("not_claims") or [])
 
@@ -154,13 +288,18 @@ def schema_from_dict(spec: dict, source: str = "") -> Schema:
 def _load_folder(folder: Path) -> list[Schema]:
     import yaml
 
-    out = []
+    out: list[Schema] = []
     for path in sorted(folder.glob("*.y*ml")):
         try:
             spec = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise EolabError(f"schema file {path} is not valid YAML: {exc}".splitlines()[0]) from exc
-        out.append(schema_from_dict(spec, str(path)))
+        schema = schema_from_dict(spec, str(path))
+        twin = next((s for s in out if s.name == schema.name), None)
+        if twin is not None:  # detection would take one, schema=NAME the other
+            raise EolabError(f"two schema files are named {schema.name!r}: {twin.source} and {path}",
+                             hint="give each schema file its own name")
+        out.append(schema)
     return out
 
 
@@ -171,7 +310,8 @@ def schemas() -> list[Schema]:
     user = []
     if user_dir is not None:
         if not user_dir.is_dir():
-            raise EolabError(f"claims schema folder {user_dir} does not exist", hint="check EOLAB_CLAIMS_SCHEMA_DIR")
+            what = "is a file, not a folder" if user_dir.exists() else "does not exist"
+            raise EolabError(f"claims schema folder {user_dir} {what}", hint="check EOLAB_CLAIMS_SCHEMA_DIR")
         user = _load_folder(user_dir)
     names = {s.name for s in user}
     return user + [s for s in SCHEMAS if s.name not in names]
