@@ -142,3 +142,34 @@ def test_overloaded_member_serves_every_walk(broker):
         assert all(p["federation:missing"] == [] for p in pages)
     assert httpx.get(f"{urls['o']}/_stats").json()["peak"] == 1
     followed_up(url, "a", "b", "o")
+
+
+def test_one_clients_fields_do_not_strip_another_clients_items(broker):
+    """Members without the fields extension: the broker applies ``fields`` to its cached member
+    pages; an exclude must not delete from the pages other clients are served."""
+    url, _ = broker
+    plain, _ = walk(url, 10, collections=cols("a"))
+    assert all("data" in i["assets"] and i["properties"].get("datetime") for i in plain)
+    trimmed, _ = walk(url, 10, collections=cols("a"), fields={"include": ["assets", "properties", "id"],
+                                                                  "exclude": ["assets.data", "properties.datetime"]})
+    assert keys(trimmed) == every("a")
+    assert all("data" not in i["assets"] and "datetime" not in i["properties"] for i in trimmed)
+    again, _ = walk(url, 10, collections=cols("a"))  # within the member pages' cache lifetime
+    assert keys(again) == every("a")
+    assert all("data" in i["assets"] and i["properties"].get("datetime") for i in again)
+
+
+def test_hostile_parameters_get_400_not_500_and_the_broker_stays_up(broker):
+    url, _ = broker
+    with httpx.Client(timeout=60) as client:
+        cases = [("GET", {"filter": "NOT " * 500 + "true"}, "nests operators more than"),
+                 ("GET", {"datetime": "9999-12-31T23:59:59-01:00"}, "not a valid date-time"),
+                 ("GET", {"datetime": "0001-01-01T00:00:00+01:00/.."}, "not a valid date-time"),
+                 ("GET", {"token": "x.\u00e9"}, "not a paging token|signature does not match")]
+        for method, params, message in cases:
+            response = client.request(method, f"{url}/search", params={"collections": "a|synthetic", **params})
+            assert response.status_code == 400, (params, response.status_code, response.text[:200])
+            assert any(part in response.text for part in message.split("|")), response.text[:300]
+        response = client.post(f"{url}/search", json={"collections": ["a|synthetic"], "token": "x.\u00e9"})
+        assert response.status_code == 400
+    followed_up(url, "a")

@@ -232,7 +232,9 @@ def apply_fields(item: dict, include: tuple[str, ...], exclude: tuple[str, ...])
         for name in tuple(include) + ALWAYS_FIELDS:
             found, value = _get_path(item, _resolve(name, item))
             if found:
-                _set_path(out, _resolve(name, item), value)
+                # an exclude below deletes inside what is set here: the values are the cached
+                # member page's own objects, which other requests are served from
+                _set_path(out, _resolve(name, item), copy.deepcopy(value) if exclude else value)
     else:
         out = copy.deepcopy(item)
     resolved_include = {_resolve(n, item) for n in include}

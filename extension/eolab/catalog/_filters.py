@@ -13,6 +13,7 @@ from eolab.catalog._params import (
     CRS84,
     DEFAULT_FIELDS,
     ITEM_TOP_LEVEL,
+    MAX_FILTER_DEPTH,
     MAX_FILTER_NODES,
     QUERY_OPS,
     BadParameter,
@@ -45,8 +46,10 @@ def parse_filter(value: Any, lang: str | None, crs: str | None, *, post: bool) -
             if isinstance(value, str):
                 load_json(value, "filter")  # limits, and a clearer message than the parser's for non-JSON
             expr = cql2.parse_json(text)
-        expr.validate()
         result = expr.to_json()
+        if isinstance(result, dict):
+            check_filter(result)  # size and depth first: validation's cost grows with the nesting
+        expr.validate()
     except ValueError as exc:  # json.JSONDecodeError
         raise BadParameter("filter", f"is not valid JSON: {exc}") from None
     except (cql2.ParseError, cql2.ValidationError) as exc:
@@ -54,16 +57,15 @@ def parse_filter(value: Any, lang: str | None, crs: str | None, *, post: bool) -
         raise BadParameter("filter", f"is not valid {lang}: {' '.join(first[:6])[:300]}") from None
     if not isinstance(result, dict):
         raise BadParameter("filter", "must be a boolean expression")
-    check_filter(result)
     return result
 
 
 def check_filter(expr: Any) -> None:
     """Refuse what a member cannot be trusted to reject cleanly: unknown operators (function calls),
     control characters in literals and property names, 3D geometries and bounding boxes."""
-    stack, nodes = [expr], 0
+    stack, nodes = [(expr, 0)], 0
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
         nodes += 1
         if nodes > MAX_FILTER_NODES:
             raise BadParameter("filter", f"has more than {MAX_FILTER_NODES} terms")
@@ -72,7 +74,7 @@ def check_filter(expr: Any) -> None:
         elif isinstance(node, float) and not math.isfinite(node):
             raise BadParameter("filter", "holds a number that is not finite")
         elif isinstance(node, list):
-            stack.extend(node)
+            stack.extend((n, depth) for n in node)
         elif isinstance(node, dict):
             if "op" in node:
                 op = node["op"]
@@ -80,9 +82,13 @@ def check_filter(expr: Any) -> None:
                     raise BadParameter("filter", f"operator or function {str(op)[:40]!r} is not supported",
                                        hint="CQL2 operators only (comparison, like, between, in, isNull, "
                                             "casei, accenti, s_*, t_*, a_*, arithmetic)")
-                stack.extend(node.get("args") or [])
+                if depth >= MAX_FILTER_DEPTH:
+                    raise BadParameter("filter", f"nests operators more than {MAX_FILTER_DEPTH} deep",
+                                       hint="flatten it (a AND b AND c takes one level)")
+                args = node.get("args") or []
+                stack.extend((n, depth + 1) for n in (args if isinstance(args, list) else [args]))
             elif "property" in node:
-                stack.append(node["property"])
+                stack.append((node["property"], depth))
             elif "bbox" in node:
                 if not isinstance(node["bbox"], list) or len(node["bbox"]) != 4:
                     raise BadParameter("filter", "a BBOX literal needs 4 values (3D boxes are not supported)")
@@ -91,7 +97,7 @@ def check_filter(expr: Any) -> None:
             elif "type" in node and ("coordinates" in node or "geometries" in node):
                 parse_geometry(node, "filter")
             else:
-                stack.extend(node.values())
+                stack.extend((n, depth) for n in node.values())
 
 
 def _between_compat(expr: Any) -> Any:

@@ -70,7 +70,7 @@ def decode_token(token: str, key: bytes, fingerprint: str) -> TokenState:
         raise BadParameter("token", "is not a paging token of this broker",
                            hint="use the 'next' link of a previous page unchanged")
     payload, signature = token.split(".")
-    if not hmac.compare_digest(_sign(key, payload), signature):
+    if not (payload.isascii() and signature.isascii()) or not hmac.compare_digest(_sign(key, payload), signature):
         raise BadParameter("token", "signature does not match (altered, or issued by another broker instance)",
                            hint="start the search again without a token")
     try:
