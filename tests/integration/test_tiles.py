@@ -254,3 +254,36 @@ def test_a_redirect_from_an_allowed_host_to_another_local_port_is_not_followed(c
         _services.stop(run_dir, "tiles-redirect")
         for server in (other, redirector):
             server.shutdown()
+
+
+def test_hostile_requests_get_4xx_and_the_service_stays_up(tiles, centre_item, catalog_stack):
+    """What a caller gets wrong is a 4xx naming it; sizes that would take the service's memory are
+    refused before anything is read; and the same requests done right still work."""
+    href = centre_item["assets"]["B04"]["href"]
+    self_href = next(ln["href"] for ln in centre_item["links"] if ln["rel"] == "self")
+    west, south, east, north = centre_item["bbox"]
+    huge = [(f"{tiles}/cog/bbox/{west},{south},{east},{north}/100000x100000.png", {"url": href}, "more than 4096"),
+            (f"{tiles}/cog/preview.png", {"url": href, "width": 100000, "height": 100000}, "more than 4096"),
+            (f"{tiles}/cog/preview.png", {"url": href, "max_size": 50000}, "max_size 50000 is more than"),
+            (f"{tiles}/cog/tiles/WebMercatorQuad/14/9132/5754.png", {"url": href, "tilesize": 20000}, "tilesize")]
+    for address, params, message in huge:
+        response = httpx.get(address, params=params, timeout=60)
+        assert response.status_code == 400 and message in response.json()["detail"], (address, response.text[:200])
+    small = httpx.get(f"{tiles}/cog/bbox/{west},{south},{east},{north}/256x256.png", params={"url": href}, timeout=60)
+    assert small.status_code == 200 and Image.open(io.BytesIO(small.content)).size == (256, 256)
+
+    for address, params in [(f"{tiles}/base/-1/0/0.png", {}), (f"{tiles}/base/99999999/0/0.png", {}),
+                            (f"{tiles}/base/3/8/0.png", {}),
+                            (f"{tiles}/item/-1/0/0.png", {"url": self_href})]:
+        response = httpx.get(address, params=params, timeout=60)
+        assert response.status_code in (400, 422), (address, response.status_code, response.text[:200])
+    tile = item_tile(centre_item)
+    not_item = httpx.get(f"{tiles}/item/{tile.z}/{tile.x}/{tile.y}.png", params={"url": href}, timeout=60)
+    assert not_item.status_code == 400 and "did not answer JSON" in not_item.json()["detail"]
+    for url in ("http://[zz]/x.tif", f"{catalog_stack.assets_url}/manifest.json", f"{catalog_stack.assets_url}/nope.tif"):
+        response = httpx.get(f"{tiles}/cog/info", params={"url": url}, timeout=60)
+        assert 400 <= response.status_code < 500, (url, response.status_code, response.text[:200])
+        assert "/vsicurl/" not in response.text
+    outside = httpx.get(f"{tiles}/cog/point/0,0", params={"url": href}, timeout=60)
+    assert outside.status_code == 400, outside.text[:200]
+    fetch(f"{tiles}/item/{tile.z}/{tile.x}/{tile.y}.png", url=self_href)  # the right request still works

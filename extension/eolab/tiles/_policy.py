@@ -38,6 +38,15 @@ def _under(url: str, prefix: str) -> bool:
 
 def refusal(url: str, trusted: Iterable[str] = (), *, allow_public: bool = True,
             resolver: Resolver = resolve) -> str | None:
+    """Why the service may not read ``url`` (None: it may); a URL that does not parse is refused."""
+    try:
+        return _refusal(url, trusted, allow_public=allow_public, resolver=resolver)
+    except ValueError as exc:  # urlsplit on 'http://[zz]/', a port out of range ...
+        return f"{url[:200]!r} is not a valid URL ({exc})"
+
+
+def _refusal(url: str, trusted: Iterable[str] = (), *, allow_public: bool = True,
+             resolver: Resolver = resolve) -> str | None:
     """Why the service may not read ``url`` (None: it may).
 
     trusted: URL prefixes always allowed (the stack's asset server, members, broker; hosts an

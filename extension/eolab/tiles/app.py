@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -147,8 +148,46 @@ class BaseLayer:
         return _png(rgb, alpha) if alpha.any() else empty_tile()
 
 
+# titiler's /cog and /stac image routes render any size asked for (one 100000 × 100000 PNG took the
+# service's memory); maps need tiles of 256–512 px and previews of ~1024.
+MAX_IMAGE_SIDE = 4096
+MAX_TILESIZE = 1024
+MAX_ZOOM = 24
+ITEM_CACHE_SECONDS = 300
+MAX_ITEM_BYTES = 4_000_000
+
+
+def check_tile(z: int, x: int, y: int) -> None:
+    """A Web Mercator tile address, or a 400 naming the range."""
+    if not 0 <= z <= MAX_ZOOM:
+        raise EolabError(f"zoom {z} is outside 0…{MAX_ZOOM}")
+    if not (0 <= x < 2 ** z and 0 <= y < 2 ** z):
+        raise EolabError(f"tile {x}/{y} does not exist at zoom {z} (0…{2 ** z - 1})")
+
+
+def size_problem(path: str, params) -> str | None:
+    """Why a titiler image request asks for too many pixels (None: it does not)."""
+    import re
+
+    sides = {}
+    match = re.search(r"/(\d+)x(\d+)(?:\.\w+)?$", path)
+    if match:
+        sides["width"], sides["height"] = int(match[1]), int(match[2])
+    for name in ("width", "height", "max_size", "tilesize"):
+        try:
+            if params.get(name) is not None:
+                sides[name] = float(params[name])
+        except ValueError:
+            continue  # titiler answers 422 for what is not a number
+    for name, value in sides.items():
+        limit = MAX_TILESIZE if name == "tilesize" else MAX_IMAGE_SIDE
+        if value > limit:
+            return f"{name} {value:g} is more than {limit} px"
+    return None
+
+
 class ItemSource:
-    """STAC item JSON by URL, cached (items do not change while a map is open)."""
+    """STAC item JSON by URL, cached for a few minutes (items do not change while a map is open)."""
 
     def __init__(self, allow: list[str] | None = None, allow_public: bool = True):
         import httpx
@@ -157,7 +196,9 @@ class ItemSource:
         self.allow_public = allow_public
         # Redirects are followed by hand, each hop checked like the first URL.
         self.http = httpx.Client(timeout=15.0, follow_redirects=False)
-        self.get = functools.lru_cache(maxsize=512)(self._get)
+        cached = functools.lru_cache(maxsize=512)(lambda url, _period: self._get(url))
+        # the period in the key lets entries expire (a workspace member's items can change)
+        self.get = lambda url: cached(url, int(time.monotonic() // ITEM_CACHE_SECONDS))
 
     def check(self, url: str) -> None:
         """Refuse what the service must not read (see :mod:`eolab.tiles._policy`): never local files or
@@ -182,7 +223,16 @@ class ItemSource:
             break
         if response.status_code != 200:
             raise EolabError(f"item {url} answered {response.status_code}")
-        return response.json()
+        if len(response.content) > MAX_ITEM_BYTES:
+            raise EolabError(f"{url} answered {len(response.content):,} bytes: not a STAC item",
+                             hint="pass the URL of one item")
+        try:
+            item = response.json()
+        except ValueError:
+            raise EolabError(f"{url} did not answer JSON", hint="pass the URL of a STAC item") from None
+        if not isinstance(item, dict) or item.get("type") != "Feature" or not isinstance(item.get("assets"), dict):
+            raise EolabError(f"{url} is not a STAC item (a Feature with assets)", hint="pass the URL of one item")
+        return item
 
 
 def _panel_dist() -> Path | None:
@@ -249,6 +299,14 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
     async def _eolab_error(request, exc: EolabError):
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
+    @app.middleware("http")
+    async def limit_image_size(request, call_next):
+        if request.url.path.startswith(("/cog/", "/stac/")):
+            problem = size_problem(request.url.path, request.query_params)
+            if problem:
+                return JSONResponse({"detail": problem}, status_code=400)
+        return await call_next(request)
+
     @app.get("/_health")
     def health():
         return {"status": "ok", "base_layer": base.bounds is not None}
@@ -263,6 +321,7 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
     @app.get("/item/{z}/{x}/{y}.png", response_class=Response, responses={200: png})
     def item_tile(z: int, x: int, y: int, url: str = Query(..., description="STAC item URL"),
                   style: str = "truecolor"):
+        check_tile(z, x, y)
         the_style = _render.style(style)
         item = items.get(url)
         assets = _render.band_assets(item, the_style.bands)
@@ -277,6 +336,7 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
     def assets_tile(z: int, x: int, y: int, style: str = "truecolor", red: str | None = None,
                     green: str | None = None, blue: str | None = None, nir: str | None = None,
                     scale: float = 1.0, offset: float = 0.0, nodata: float | None = None):
+        check_tile(z, x, y)
         the_style = _render.style(style)
         given = {"red": red, "green": green, "blue": blue, "nir": nir}
         missing = [n for n in the_style.bands if not given[n]]
@@ -294,6 +354,7 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
 
     @app.get("/base/{z}/{x}/{y}.png", response_class=Response, responses={200: png})
     def base_tile(z: int, x: int, y: int):
+        check_tile(z, x, y)
         return Response(base.tile(z, x, y), media_type="image/png", headers={"Cache-Control": "max-age=86400"})
 
     # Panel's stylesheets and module shims for notebook plots, so kernels can set
@@ -334,5 +395,19 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
         refused = last_refusal() if "403" in str(exc) else None
         if refused:
             return JSONResponse({"detail": f"{refused[1]} (reached by a redirect: {refused[0]})"}, status_code=400)
-        return JSONResponse({"detail": str(exc)}, status_code=DEFAULT_STATUS_CODES.get(RasterioIOError, 500))
+        message = str(exc).replace("/vsicurl/", "")
+        if "does not exist" in message or "not recognized as" in message or "HTTP response code: 404" in message:
+            return JSONResponse({"detail": f"not a readable raster: {message}"}, status_code=404)
+        # the dataset's server failed to answer: not this service's fault, nor the request's
+        return JSONResponse({"detail": f"reading failed: {message}"}, status_code=502)
+
+    from rio_tiler import errors as rio_errors
+
+    @app.exception_handler(rio_errors.PointOutsideBounds)
+    @app.exception_handler(rio_errors.InvalidBounds)
+    @app.exception_handler(rio_errors.InvalidGeographicBounds)
+    @app.exception_handler(rio_errors.InvalidBufferSize)
+    @app.exception_handler(rio_errors.MaxArraySizeError)
+    async def _bad_request(request, exc):
+        return JSONResponse({"detail": str(exc)}, status_code=400)
     return app
