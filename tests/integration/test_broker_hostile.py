@@ -172,4 +172,13 @@ def test_hostile_parameters_get_400_not_500_and_the_broker_stays_up(broker):
             assert any(part in response.text for part in message.split("|")), response.text[:300]
         response = client.post(f"{url}/search", json={"collections": ["a|synthetic"], "token": "x.\u00e9"})
         assert response.status_code == 400
+        arabic = client.get(f"{url}/search", params={"datetime": "\u0662\u0660\u0662\u0666-01-01T00:00:00Z"})
+        assert arabic.status_code == 400 and "not an RFC 3339 date-time" in arabic.text
+        # ids no member can hold are 404 here, not a member's landing page or error (503)
+        for path in ("/collections/a|", "/collections/a|%2e%2e", "/collections/a|%00", "/collections/a|%00/items",
+                     "/collections/a|synthetic/items/%00", "/collections/a|synthetic/items/%2e%2e"):
+            response = client.get(url + path)
+            assert response.status_code == 404, (path, response.status_code, response.text[:200])
+        assert client.get(f"{url}/collections/a|synthetic").json()["id"] == "a|synthetic"
+        assert client.get(f"{url}/collections/a|synthetic/items/a-000003").json()["id"] == "a-000003"
     followed_up(url, "a")

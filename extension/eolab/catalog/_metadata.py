@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from eolab.catalog._members import Member, MemberError, error_reason
+from eolab.catalog._params import _CONTROL
 from eolab.catalog._rewrite import rewrite_collection, rewrite_item, split_id
 from eolab.errors import EolabError
 
@@ -44,6 +45,13 @@ class NotFound(EolabError):
 
 class Unavailable(EolabError):
     """The one member a request needs did not answer: HTTP 503 naming it."""
+
+
+def _check_path_id(text: str, what: str) -> None:
+    """An id that can name a resource at a member: not empty, not a path step, no control characters
+    (a member asked for /collections/.. answers its landing page; for NUL, an error of its own)."""
+    if not text or text in (".", "..") or _CONTROL.search(text):
+        raise NotFound(f"{what} id {text!r} does not exist", hint="see /collections for the ids")
 
 
 def _quote(text: str) -> str:
@@ -122,6 +130,7 @@ class MetadataMixin:
         if owner is None or owner not in self.members:
             raise NotFound(f"collection {collection_id!r} does not exist",
                            hint="broker collection ids are 'member|collection', see /collections")
+        _check_path_id(local, "collection")
         return self.members[owner], local
 
     async def _member_get(self, member: Member, path: str) -> Any:
@@ -149,6 +158,7 @@ class MetadataMixin:
 
     async def item(self, base: str, collection_id: str, item_id: str) -> dict:
         member, local = self._member_for(collection_id)
+        _check_path_id(item_id, "item")
         body = await self._member_get(member, f"/collections/{_quote(local)}/items/{_quote(item_id)}")
         if not isinstance(body, dict) or body.get("type") != "Feature":
             raise Unavailable(f"member {member.id!r} answered a malformed item")

@@ -40,7 +40,7 @@ ITEM_TOP_LEVEL = ("id", "collection", "geometry", "bbox", "type", "links", "asse
                   "stac_extensions", "properties")
 
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$")
 
 
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_:.\-]+$")

@@ -145,7 +145,9 @@ def _build(raw: Mapping[str, Any], *, post: bool) -> SearchQuery:
         if not isinstance(raw["datetime"], str):
             raise BadParameter("datetime", "must be a string")
         values["interval"] = parse_interval(raw["datetime"])
-        values["datetime"] = check_text(raw["datetime"], "datetime")
+        check_text(raw["datetime"], "datetime")
+        # members get the instant(s) as parsed, in one plain form: not text only the broker's parser took
+        values["datetime"] = _interval_text(values["interval"])
     if raw.get("limit") not in (None, ""):
         values["limit"] = parse_limit(raw["limit"])
     if raw.get("filter") not in (None, ""):
