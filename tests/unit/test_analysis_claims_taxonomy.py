@@ -250,7 +250,7 @@ def test_hostile_claims_files_get_clear_errors_and_nothing_is_written(tmp_path):
         claims.read_claims(two, layer="part3")
 
     # missing ids, points, a missing declared-area column: errors naming what is wrong
-    cases = [(_dk(Marknr=[None, "1-0", "", "3-0"]), "2 parcels without a parcel id"),
+    cases = [(_dk(Marknr=[None, "1-0", "2-0", "3-0"]), r"1 parcels without a parcel id .*\(rows 0\)"),
              (_dk(IMK_areal=None), "the area column 'IMK_areal' is missing"),
              (_dk(Afgkode=["1", " ", None, "4"]), "2 parcels without a crop code")]
     pts = _dk()
@@ -307,6 +307,7 @@ def test_zip_with_macos_forks_and_two_shapefiles(tmp_path):
     one, two = tmp_path / "one.zip", tmp_path / "two.zip"
     with zipfile.ZipFile(one, "w") as zf:
         zf.writestr("__MACOSX/._a.shp", b"\x00\x05\x16\x07")  # a resource fork listed first
+        zf.writestr("metadata.json", b'{"publisher": "an agency"}')  # metadata beside the Shapefile
         for ext in ("shp", "shx", "dbf", "prj"):
             zf.write(tmp_path / f"a.{ext}", f"a.{ext}")
     assert len(claims.read_claims(one)) == 4

@@ -196,3 +196,14 @@ def test_fields_rules_through_the_broker():
         assert "geometry" not in item and "eo:cloud_cover" in item["properties"]
     for item in out["nested"]:
         assert set(item) == {"properties", *ALWAYS_FIELDS} and set(item["properties"]) == {"eo:cloud_cover"}
+
+
+def test_fields_never_change_the_item_they_are_applied_to():
+    """The item is the broker's cached member page: one client's fields must not alter it."""
+    item = copy.deepcopy(ITEM)
+    item["properties"]["s2.tile"] = "T34TDT"  # a property name with a dot in it
+    before = copy.deepcopy(item)
+    for include, exclude in [(("properties", "properties.s2.tile"), ()), (("assets", "properties"), ("assets.B04",)),
+                             ((), ("properties.datetime", "assets.B08")), (("properties.platform",), ())]:
+        apply_fields(item, include, exclude)
+        assert item == before, (include, exclude)

@@ -9,6 +9,7 @@ from eolab.catalog._query import MAX_LIMIT, BadParameter, parse_get, parse_inter
 
 # The validator's own lists (stac-api-validator 0.6.8, validations.py).
 VALID_DATETIMES = [
+    "0999-06-01T00:00:00Z",  # a year below 1000 is forwarded with its four digits
     "1985-04-12T23:20:50.52Z", "1996-12-19T16:39:57-00:00", "1996-12-19T16:39:57+08:00",
     "../1985-04-12T23:20:50.52Z", "1985-04-12T23:20:50.52Z/..", "/1985-04-12T23:20:50.52Z",
     "1985-04-12T23:20:50.52Z/", "1985-04-12T23:20:50.52Z/1986-04-12T23:20:50.52Z",

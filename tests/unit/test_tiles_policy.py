@@ -82,3 +82,64 @@ def test_the_egress_proxy_connects_to_the_address_it_checked():
     problem, address = check("http://127.0.0.1:5432/")  # another local port
     assert address is None and "local, private or link-local" in problem
     assert checker([], allow_public=False, resolver=resolver)("https://tiles.example.org/a.tif")[1] is None
+
+
+def test_image_sizes_are_bounded_before_titiler_reads():
+    from eolab.tiles.app import MAX_IMAGE_SIDE, size_problem, sized_query
+
+    assert "100000 is more than" in size_problem("/cog/bbox/1,2,3,4/100000x100000.png", {})
+    assert "buffer 50000 is more than" in size_problem("/cog/tiles/WebMercatorQuad/1/0/0.png", {"buffer": "50000"})
+    assert "tilesize 20000" in size_problem("/cog/tiles/WebMercatorQuad/1/0/0.png", {"tilesize": "20000"})
+    assert size_problem("/cog/bbox/1,2,3,4/512x512.png", {"buffer": "4"}) is None
+    # bbox and feature images without a size would be read at full resolution: they get max_size
+    assert sized_query("/cog/bbox/1,2,3,4.png", b"url=x") == f"url=x&max_size={MAX_IMAGE_SIDE}".encode()
+    assert sized_query("/stac/feature.png", b"") == f"max_size={MAX_IMAGE_SIDE}".encode()
+    assert sized_query("/cog/bbox/1,2,3,4.png", b"url=x&max_size=512") == b"url=x&max_size=512"
+    assert sized_query("/cog/bbox/1,2,3,4/256x256.png", b"url=x") == b"url=x"
+    assert sized_query("/cog/tiles/WebMercatorQuad/1/0/0.png", b"url=x") == b"url=x"
+
+
+def test_item_urls_answering_junk_are_400s(tmp_path):
+    """An item server on 127.0.0.1 answering a huge body, JSON that is no item, and an item whose
+    assets are malformed: each is a 400 naming it, and a good item still renders."""
+    import http.server
+    import json
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from eolab.tiles.app import MAX_ITEM_BYTES, create_app
+
+    bodies = {"/huge.json": b"[" + b"0," * MAX_ITEM_BYTES + b"0]",
+              "/list.json": b"[1, 2]",
+              "/bad-assets.json": json.dumps({"type": "Feature", "assets": {"red": 1}}).encode(),
+              "/no-href.json": json.dumps({"type": "Feature", "assets": {"red": {"type": "image/tiff"}}}).encode(),
+              "/bad-bands.json": json.dumps({"type": "Feature", "assets": {
+                  "B04": {"href": "http://127.0.0.1:9/B04.tif", "eo:bands": [7]},
+                  "B03": {"href": "http://127.0.0.1:9/B03.tif"}, "B02": {"href": "http://127.0.0.1:9/B02.tif"}}}).encode()}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = bodies.get(self.path, b"")
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        client = TestClient(create_app(allow=[base]))
+        expect = {"/huge.json": f"more than {MAX_ITEM_BYTES:,} bytes", "/list.json": "is not a STAC item",
+                  "/bad-assets.json": "is not a STAC item", "/no-href.json": "is not a STAC item",
+                  "/bad-bands.json": "band metadata of its assets cannot be read"}
+        for path, message in expect.items():
+            response = client.get("/item/14/9132/5754.png", params={"url": base + path})
+            assert response.status_code == 400 and message in response.json()["detail"], (path, response.text[:200])
+        assert client.get("/item/14/9132/5754.png", params={"url": base + "/missing.json"}).status_code == 400
+    finally:
+        server.shutdown()

@@ -197,12 +197,22 @@ def _get_path(item: dict, path: str) -> tuple[bool, Any]:
     return True, node
 
 
-def _set_path(target: dict, path: str, value: Any) -> None:
+def _set_path(target: dict, path: str, value: Any, owned: set[int] | None = None) -> None:
+    """Set ``path`` in ``target``; containers met on the way that ``target`` does not own (objects of
+    the cached member page, set by an earlier include) are copied first, so they are never changed."""
     parts = path.split(".")
     for part in parts[:-1]:
-        target = target.setdefault(part, {})
-        if not isinstance(target, dict):
+        child = target.get(part)
+        if child is None:
+            child = target[part] = {}
+            if owned is not None:
+                owned.add(id(child))
+        elif isinstance(child, dict) and owned is not None and id(child) not in owned:
+            child = target[part] = dict(child)
+            owned.add(id(child))
+        if not isinstance(child, dict):
             return
+        target = child
     target[parts[-1]] = value
 
 
@@ -229,12 +239,13 @@ def apply_fields(item: dict, include: tuple[str, ...], exclude: tuple[str, ...])
         include = DEFAULT_FIELDS
     if include:
         out: dict = {}
+        owned: set[int] = set()  # containers of ``out`` that are its own, not the cached item's
         for name in tuple(include) + ALWAYS_FIELDS:
             found, value = _get_path(item, _resolve(name, item))
             if found:
                 # an exclude below deletes inside what is set here: the values are the cached
                 # member page's own objects, which other requests are served from
-                _set_path(out, _resolve(name, item), copy.deepcopy(value) if exclude else value)
+                _set_path(out, _resolve(name, item), copy.deepcopy(value) if exclude else value, owned)
     else:
         out = copy.deepcopy(item)
     resolved_include = {_resolve(n, item) for n in include}

@@ -38,6 +38,7 @@ def parse_filter(value: Any, lang: str | None, crs: str | None, *, post: bool) -
         if lang == "cql2-text":
             if not isinstance(value, str):
                 raise BadParameter("filter", "filter-lang is cql2-text but the filter is not a string")
+            _check_text_nesting(value)  # the parser recurses: 2,000 nested brackets crash the process
             expr = cql2.parse_text(value)
         else:
             if not isinstance(value, str):
@@ -60,6 +61,30 @@ def parse_filter(value: Any, lang: str | None, crs: str | None, *, post: bool) -
     return result
 
 
+def _check_text_nesting(text: str) -> None:
+    """Refuse CQL2 text nesting deeper than the JSON checks allow, before the parser sees it:
+    brackets (outside quoted strings) and runs of NOT."""
+    import re
+
+    depth = deepest = 0
+    quote = None
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == ")":
+            depth -= 1
+    nots = max((len(m.group(0).split()) for m in re.finditer(r"(?i)(?:\bNOT\b\s*)+", text)), default=0)
+    if deepest + nots > 2 * MAX_FILTER_DEPTH:
+        raise BadParameter("filter", f"nests operators more than {MAX_FILTER_DEPTH} deep",
+                           hint="flatten it (a AND b AND c takes one level)")
+
+
 def check_filter(expr: Any) -> None:
     """Refuse what a member cannot be trusted to reject cleanly: unknown operators (function calls),
     control characters in literals and property names, 3D geometries and bounding boxes."""
@@ -73,8 +98,11 @@ def check_filter(expr: Any) -> None:
             check_text(node, "filter")
         elif isinstance(node, float) and not math.isfinite(node):
             raise BadParameter("filter", "holds a number that is not finite")
-        elif isinstance(node, list):
-            stack.extend((n, depth) for n in node)
+        elif isinstance(node, list):  # a literal array nests like an operator (its validation costs alike)
+            if depth >= MAX_FILTER_DEPTH:
+                raise BadParameter("filter", f"nests operators or arrays more than {MAX_FILTER_DEPTH} deep",
+                                   hint="flatten it (a AND b AND c takes one level)")
+            stack.extend((n, depth + 1) for n in node)
         elif isinstance(node, dict):
             if "op" in node:
                 op = node["op"]

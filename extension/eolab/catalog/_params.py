@@ -125,7 +125,7 @@ def _interval_text(interval: tuple[dt.datetime | None, dt.datetime | None] | Non
     if interval is None:
         return None
     start, end = interval
-    fmt = (lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if d else "..")  # noqa: E731
+    fmt = (lambda d: f"{d.year:04d}" + d.strftime("-%m-%dT%H:%M:%S.%fZ") if d else "..")  # noqa: E731 (%Y does not pad years < 1000)
     if start is not None and start == end:
         return fmt(start)
     return f"{fmt(start)}/{fmt(end)}"

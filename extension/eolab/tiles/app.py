@@ -153,8 +153,9 @@ class BaseLayer:
 MAX_IMAGE_SIDE = 4096
 MAX_TILESIZE = 1024
 MAX_ZOOM = 24
+MAX_BUFFER = 256
 ITEM_CACHE_SECONDS = 300
-MAX_ITEM_BYTES = 4_000_000
+MAX_ITEM_BYTES = 1_000_000
 
 
 def check_tile(z: int, x: int, y: int) -> None:
@@ -173,17 +174,31 @@ def size_problem(path: str, params) -> str | None:
     match = re.search(r"/(\d+)x(\d+)(?:\.\w+)?$", path)
     if match:
         sides["width"], sides["height"] = int(match[1]), int(match[2])
-    for name in ("width", "height", "max_size", "tilesize"):
+    for name in ("width", "height", "max_size", "tilesize", "buffer"):
         try:
             if params.get(name) is not None:
                 sides[name] = float(params[name])
         except ValueError:
             continue  # titiler answers 422 for what is not a number
     for name, value in sides.items():
-        limit = MAX_TILESIZE if name == "tilesize" else MAX_IMAGE_SIDE
+        limit = {"tilesize": MAX_TILESIZE, "buffer": MAX_BUFFER}.get(name, MAX_IMAGE_SIDE)
         if value > limit:
             return f"{name} {value:g} is more than {limit} px"
     return None
+
+
+def sized_query(path: str, query: bytes) -> bytes:
+    """titiler's bbox and feature images (and feature statistics) read at full resolution when no
+    size is given: they get ``max_size`` = MAX_IMAGE_SIDE then, as its previews have 1024."""
+    import re
+    from urllib.parse import parse_qsl
+
+    if not re.search(r"/(bbox|feature|statistics)\b", path) or re.search(r"/\d+x\d+(\.\w+)?$", path):
+        return query
+    given = {k for k, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)}
+    if given & {"max_size", "width", "height"}:
+        return query
+    return query + (b"&" if query else b"") + f"max_size={MAX_IMAGE_SIDE}".encode()
 
 
 class ItemSource:
@@ -196,7 +211,7 @@ class ItemSource:
         self.allow_public = allow_public
         # Redirects are followed by hand, each hop checked like the first URL.
         self.http = httpx.Client(timeout=15.0, follow_redirects=False)
-        cached = functools.lru_cache(maxsize=512)(lambda url, _period: self._get(url))
+        cached = functools.lru_cache(maxsize=128)(lambda url, _period: self._get(url))
         # the period in the key lets entries expire (a workspace member's items can change)
         self.get = lambda url: cached(url, int(time.monotonic() // ITEM_CACHE_SECONDS))
 
@@ -214,24 +229,32 @@ class ItemSource:
         for _ in range(4):
             self.check(url)
             try:
-                response = self.http.get(url)
+                with self.http.stream("GET", url) as response:
+                    if response.is_redirect and response.headers.get("location"):
+                        url = str(response.url.join(response.headers["location"]))
+                        continue
+                    if response.status_code != 200:
+                        raise EolabError(f"item {url} answered {response.status_code}")
+                    body = bytearray()
+                    for chunk in response.iter_bytes():  # never more than the limit in memory
+                        body += chunk
+                        if len(body) > MAX_ITEM_BYTES:
+                            raise EolabError(f"{url} answered more than {MAX_ITEM_BYTES:,} bytes: not a STAC item",
+                                             hint="pass the URL of one item")
             except httpx.HTTPError as exc:
                 raise EolabError(f"item {url} is not reachable ({type(exc).__name__})") from None
-            if response.is_redirect and response.headers.get("location"):
-                url = str(response.url.join(response.headers["location"]))
-                continue
             break
-        if response.status_code != 200:
-            raise EolabError(f"item {url} answered {response.status_code}")
-        if len(response.content) > MAX_ITEM_BYTES:
-            raise EolabError(f"{url} answered {len(response.content):,} bytes: not a STAC item",
-                             hint="pass the URL of one item")
+        else:
+            raise EolabError(f"item {url} redirects too often")
         try:
-            item = response.json()
+            item = json.loads(bytes(body))
         except ValueError:
             raise EolabError(f"{url} did not answer JSON", hint="pass the URL of a STAC item") from None
-        if not isinstance(item, dict) or item.get("type") != "Feature" or not isinstance(item.get("assets"), dict):
-            raise EolabError(f"{url} is not a STAC item (a Feature with assets)", hint="pass the URL of one item")
+        assets = item.get("assets") if isinstance(item, dict) else None
+        if not isinstance(item, dict) or item.get("type") != "Feature" or not isinstance(assets, dict) or not all(
+                isinstance(a, dict) and isinstance(a.get("href"), str) for a in assets.values()):
+            raise EolabError(f"{url} is not a STAC item (a Feature whose assets each have an href)",
+                             hint="pass the URL of one item")
         return item
 
 
@@ -305,6 +328,7 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
             problem = size_problem(request.url.path, request.query_params)
             if problem:
                 return JSONResponse({"detail": problem}, status_code=400)
+            request.scope["query_string"] = sized_query(request.url.path, request.scope.get("query_string", b""))
         return await call_next(request)
 
     @app.get("/_health")
@@ -324,10 +348,15 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
         check_tile(z, x, y)
         the_style = _render.style(style)
         item = items.get(url)
-        assets = _render.band_assets(item, the_style.bands)
+        try:
+            assets = _render.band_assets(item, the_style.bands)
+            sources = {n: (a["href"], *_render.scale_offset_nodata(a)) for n, a in assets.items()}
+        except EolabError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise EolabError(f"item {url}: the band metadata of its assets cannot be read ({exc})") from None
         for asset in assets.values():
             items.check(asset["href"])
-        sources = {n: (a["href"], *_render.scale_offset_nodata(a)) for n, a in assets.items()}
         response = counted_render(the_style, sources, z, x, y)
         response.headers["Cache-Control"] = "max-age=3600"
         return response

@@ -35,13 +35,16 @@ def _open_path(path: Path, layer: str | None) -> tuple[str, str | None, bool]:
             raise EolabError(f"{path.name} is not a readable zip file", hint="re-download the file") from exc
         # macOS archivers add __MACOSX/._NAME resource forks beside every file: not data
         data = [n for n in names if not n.startswith("__MACOSX/") and not Path(n).name.startswith("._")]
-        hits = [n for n in data if n.lower().endswith(_VECTOR_EXTS)]
-        if not hits:
+        every = [n for n in data if n.lower().endswith(_VECTOR_EXTS)]
+        if not every:
             raise EolabError(f"{path.name} holds no vector file", hint=f"it contains: {', '.join(data[:10])}")
         if layer is not None:
-            named = [n for n in hits if layer in (Path(n).stem, Path(n).name, n)]
+            named = [n for n in every if layer in (Path(n).stem, Path(n).name, n)]
             if named:
                 return f"/vsizip/{path}/{named[0]}", None, named[0].lower().endswith(".shp")
+        # the most likely parcel format first (a .json beside a Shapefile is its metadata)
+        best = next(ext for ext in _VECTOR_EXTS if any(n.lower().endswith(ext) for n in every))
+        hits = [n for n in every if n.lower().endswith(best)]
         if len(hits) > 1 and layer is None:
             raise EolabError(f"{path.name} holds {len(hits)} vector files: {', '.join(hits[:10])}",
                              hint="name the one to read: layer='NAME' (eolab claims check --layer NAME)")

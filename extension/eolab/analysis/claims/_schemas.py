@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -80,6 +81,8 @@ def text_column(values: Any) -> list:
     hundred crop names over a million rows)."""
     import pandas as pd
 
+    if isinstance(values, pd.Series) and values.dtype.kind == "M":  # dates as pandas prints them ("2023-05-01")
+        return [None if pd.isna(v) else t for v, t in zip(values, values.astype(str))]
     series = pd.Series(values, dtype=object) if not isinstance(values, pd.Series) else values.astype(object)
     cache: dict = {}
     out = []
@@ -94,7 +97,7 @@ def text_column(values: Any) -> list:
 def _join(*names: str, sep: str = "-") -> Callable[[Any], Any]:
     def f(df):
         parts = [text_column(df[n]) for n in names]
-        return [None if any(p is None or not p.strip() for p in row) else sep.join(row) for row in zip(*parts)]
+        return [None if any(p is None for p in row) else sep.join(row) for row in zip(*parts)]
     return f
 
 
@@ -127,7 +130,10 @@ def _condition(column: str, test: Any) -> Callable[[Any], Any]:
         if isinstance(test, dict) and "matches" in test:
             return col.astype(str).str.contains(str(test["matches"]), regex=True, na=False).values
         values = test if isinstance(test, list) else [test]
-        return pd_isin(text_column(col), {text_value(v) for v in values})
+        # "110.0" in a text column is the code 110, as a float column's 110.0 is
+        whole = re.compile(r"\.0$")
+        return pd_isin([whole.sub("", v) if v else v for v in text_column(col)],
+                       {whole.sub("", text_value(v)) for v in values if v is not None})
 
     def f(df):
         if column not in df:
