@@ -1,5 +1,7 @@
 """The tile service's address checks, on resolved names (no request is sent anywhere)."""
 
+import os
+
 import pytest
 
 from eolab.tiles._policy import refusal
@@ -99,7 +101,7 @@ def test_image_sizes_are_bounded_before_titiler_reads():
     assert sized_query("/cog/tiles/WebMercatorQuad/1/0/0.png", b"url=x") == b"url=x"
 
 
-def test_item_urls_answering_junk_are_400s(tmp_path):
+def test_item_urls_answering_junk_are_400s(tmp_path, monkeypatch):
     """An item server on 127.0.0.1 answering a huge body, JSON that is no item, and an item whose
     assets are malformed: each is a 400 naming it, and a good item still renders."""
     import http.server
@@ -108,8 +110,14 @@ def test_item_urls_answering_junk_are_400s(tmp_path):
 
     from fastapi.testclient import TestClient
 
-    from eolab.tiles.app import MAX_ITEM_BYTES, create_app
+    from eolab.tiles.app import _GDAL_ENV, MAX_ITEM_BYTES, create_app
 
+    # create_app points this process's GDAL at its egress proxy: undone after the test, so later
+    # tests in the same worker read 127.0.0.1 directly
+    for key in ("GDAL_HTTP_PROXY", "GDAL_HTTP_PROXYUSERPWD", *_GDAL_ENV):
+        monkeypatch.setenv(key, os.environ.get(key, ""))
+        if not os.environ[key]:
+            monkeypatch.delenv(key)
     bodies = {"/huge.json": b"[" + b"0," * MAX_ITEM_BYTES + b"0]",
               "/list.json": b"[1, 2]",
               "/bad-assets.json": json.dumps({"type": "Feature", "assets": {"red": 1}}).encode(),

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from eolab.analysis.claims._read import PARQUET, read_claims
+from eolab.analysis.claims._schemas import FIBOA_NAMES as _FIBOA_NAMES
 from eolab.errors import EolabError
 
 # fiboa (https://fiboa.org) GeoParquet: core fields id/area(ha)/geometry, the crop extension's
@@ -20,9 +21,6 @@ FIBOA_EXTENSIONS = ["https://fiboa.github.io/crop-extension/v0.1.0/schema.yaml",
                     "https://fiboa.github.io/hcat-extension/v0.1.0/schema.yaml"]
 
 
-_FIBOA_NAMES = {"parcel_id": "id", "area_declared_ha": "area", "crop_code": "crop:code", "crop_name": "crop:name",
-                "hcat3_code": "ec:hcat_code", "hcat3_name": "ec:hcat_name", "farmer_id": "eolab:farmer_id",
-                "country": "eolab:country", "schema": "eolab:schema", "year": "eolab:year"}
 
 
 def write_fiboa(table: Any, out: str | os.PathLike) -> Path:

@@ -11,6 +11,7 @@ import numpy as np
 
 from eolab.analysis.claims._schemas import (
     COLUMNS,
+    FIBOA_NAMES,
     ClaimsWarning,
     Schema,
     _schema_folders,
@@ -301,9 +302,7 @@ def to_common(gdf: Any, schema: Schema | None = None, *, source: str = "") -> An
             notes.append(f"the extra column {col!r} ({common}){schema_file} is not in the file")
     if schema.spec.get("keep_other_columns"):
         # a file eolab wrote (common schema or fiboa): what it carried besides comes back too
-        from eolab.analysis.claims._fiboa import _FIBOA_NAMES
-
-        used = set(_schema_columns(schema)) | set(COLUMNS) | set(_FIBOA_NAMES.values()) | {
+        used = set(_schema_columns(schema)) | set(COLUMNS) | set(FIBOA_NAMES.values()) | {
             "hcat3_code", "hcat3_name", "year", gdf.geometry.name}
         for col in gdf.columns:
             if col not in used and col not in out:

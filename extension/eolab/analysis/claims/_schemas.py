@@ -13,6 +13,11 @@ from eolab.errors import EolabError
 
 COLUMNS = ["parcel_id", "farmer_id", "crop_code", "crop_name", "area_declared_ha", "country", "schema"]
 
+# the common columns' names in fiboa GeoParquet (written by _fiboa, known to the reader)
+FIBOA_NAMES = {"parcel_id": "id", "area_declared_ha": "area", "crop_code": "crop:code", "crop_name": "crop:name",
+               "hcat3_code": "ec:hcat_code", "hcat3_name": "ec:hcat_name", "farmer_id": "eolab:farmer_id",
+               "country": "eolab:country", "schema": "eolab:schema", "year": "eolab:year"}
+
 
 #: the packaged schema files (one YAML per source); more in the folder of :func:`schema_dir_setting`
 SCHEMA_DIR = Path(__file__).parent / "schemas"
