@@ -99,6 +99,8 @@ def test_image_sizes_are_bounded_before_titiler_reads():
     assert sized_query("/cog/bbox/1,2,3,4.png", b"url=x&max_size=512") == b"url=x&max_size=512"
     assert sized_query("/cog/bbox/1,2,3,4/256x256.png", b"url=x") == b"url=x"
     assert sized_query("/cog/tiles/WebMercatorQuad/1/0/0.png", b"url=x") == b"url=x"
+    assert sized_query("/cog/statistics", b"url=x") == b"url=x"  # titiler's GET default: 1024
+    assert sized_query("/cog/statistics", b"url=x", "POST") == f"url=x&max_size={MAX_IMAGE_SIDE}".encode()
 
 
 def test_item_urls_answering_junk_are_400s(tmp_path, monkeypatch):

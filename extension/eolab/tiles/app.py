@@ -187,13 +187,15 @@ def size_problem(path: str, params) -> str | None:
     return None
 
 
-def sized_query(path: str, query: bytes) -> bytes:
-    """titiler's bbox and feature images (and feature statistics) read at full resolution when no
-    size is given: they get ``max_size`` = MAX_IMAGE_SIDE then, as its previews have 1024."""
+def sized_query(path: str, query: bytes, method: str = "GET") -> bytes:
+    """titiler's bbox and feature images (and POSTed feature statistics) read at full resolution when
+    no size is given: they get ``max_size`` = MAX_IMAGE_SIDE then (GET statistics and previews keep
+    titiler's own 1024)."""
     import re
     from urllib.parse import parse_qsl
 
-    if not re.search(r"/(bbox|feature|statistics)\b", path) or re.search(r"/\d+x\d+(\.\w+)?$", path):
+    unsized = re.search(r"/(bbox|feature)\b", path) or (method == "POST" and re.search(r"/statistics\b", path))
+    if not unsized or re.search(r"/\d+x\d+(\.\w+)?$", path):
         return query
     given = {k for k, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)}
     if given & {"max_size", "width", "height"}:
@@ -328,7 +330,8 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
             problem = size_problem(request.url.path, request.query_params)
             if problem:
                 return JSONResponse({"detail": problem}, status_code=400)
-            request.scope["query_string"] = sized_query(request.url.path, request.scope.get("query_string", b""))
+            request.scope["query_string"] = sized_query(request.url.path, request.scope.get("query_string", b""),
+                                                      request.method)
         return await call_next(request)
 
     @app.get("/_health")
