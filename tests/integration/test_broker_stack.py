@@ -207,3 +207,27 @@ def test_a_connection_outlives_the_longest_retry_after(stack_broker):
         assert exchange(sock).endswith(b"200 OK")
         time.sleep(6)  # past uvicorn's default keep-alive of 5 s
         assert exchange(sock).endswith(b"200 OK")  # same socket: not closed while idle
+
+
+@pytest.mark.parametrize("params,field", [
+    ({"filter": "eo:cloud_cover < 'abc'"}, "eo:cloud_cover"),
+    ({"filter": "platform = 5"}, "platform"),
+    ({"filter": "eo:cloud_cover div 0 > 1"}, "divides by zero"),
+    ({"query": '{"eo:cloud_cover": {"in": ["a"]}}'}, "eo:cloud_cover"),
+    ({"sortby": "properties"}, "properties"),
+])
+def test_a_mistyped_search_is_a_400_not_every_member_failing(stack_broker, params, field):
+    """pgstac members answer these with HTTP 500 (and the broker had 200 with every member missing);
+    the broker refuses them naming the field, and the same search typed right still finds items."""
+    url, _ = stack_broker
+    with httpx.Client(timeout=30) as client:
+        refused = client.get(f"{url}/search", params={"collections": "sentinel-2-l2a", **params})
+        assert refused.status_code == 400, refused.text
+        assert field in refused.json()["description"]
+        fixed = {"filter": "eo:cloud_cover < 101", "query": '{"eo:cloud_cover": {"in": [0, 5, 12]}}',
+                 "sortby": "properties.eo:cloud_cover"}
+        key = next(iter(params))
+        right = client.get(f"{url}/search", params={"collections": "sentinel-2-l2a", key: fixed[key]}).json()
+        assert right["eolab:member_errors"] == {} and right["features"]
+        health = client.get(f"{url}/_health").json()["members"]
+        assert all(m["healthy"] for m in health.values())

@@ -22,6 +22,7 @@ from eolab.catalog._params import (
     load_json,
     parse_geometry,
 )
+from eolab.catalog._types import check_filter_types, check_query_types
 
 
 def parse_filter(value: Any, lang: str | None, crs: str | None, *, post: bool) -> dict:
@@ -58,6 +59,7 @@ def parse_filter(value: Any, lang: str | None, crs: str | None, *, post: bool) -
         raise BadParameter("filter", f"is not valid {lang}: {' '.join(first[:6])[:300]}") from None
     if not isinstance(result, dict):
         raise BadParameter("filter", "must be a boolean expression")
+    check_filter_types(result)
     return result
 
 
@@ -167,6 +169,9 @@ def parse_sortby(value: Any) -> tuple[tuple[str, str], ...]:
     for name, _ in terms:
         if not _FIELD_NAME.match(name):
             raise BadParameter("sortby", f"{name!r} is not a field name")
+        if name == "properties":  # an object, not a value: pgstac answers HTTP 500
+            raise BadParameter("sortby", "'properties' holds all of an item's properties, not one value",
+                               hint="sort by one of them, e.g. properties.datetime or eo:cloud_cover")
     return tuple(terms)
 
 
@@ -238,4 +243,5 @@ def parse_query(value: Any) -> dict:
                     _finite(literal, "query")
                 elif literal is not None and not isinstance(literal, bool):
                     raise BadParameter("query", f"{prop!r}: {op!r} takes strings, numbers or booleans")
+    check_query_types(value)
     return value
