@@ -286,4 +286,13 @@ def test_hostile_requests_get_4xx_and_the_service_stays_up(tiles, centre_item, c
         assert "/vsicurl/" not in response.text
     outside = httpx.get(f"{tiles}/cog/point/0,0", params={"url": href}, timeout=60)
     assert outside.status_code == 400, outside.text[:200]
+    # bands the raster lacks, and an expression whose values are infinite (titiler answered 500)
+    for path, params, message in [("cog/statistics", {"bidx": 7}, "band index 7"),
+                                  ("cog/statistics", {"expression": "b99"}, "band index 99"),
+                                  ("cog/preview.png", {"bidx": 0}, "band index 0"),
+                                  ("cog/statistics", {"expression": "b1/0"}, "not finite")]:
+        response = httpx.get(f"{tiles}/{path}", params={"url": href, **params}, timeout=60)
+        assert response.status_code == 400 and message in response.json()["detail"], (params, response.text[:200])
+    stats = httpx.get(f"{tiles}/cog/statistics", params={"url": href, "expression": "b1/2"}, timeout=60)
+    assert stats.status_code == 200 and stats.json()["b1"]["count"] > 0, stats.text[:200]
     fetch(f"{tiles}/item/{tile.z}/{tile.x}/{tile.y}.png", url=self_href)  # the right request still works

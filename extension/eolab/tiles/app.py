@@ -442,4 +442,21 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
     @app.exception_handler(rio_errors.MaxArraySizeError)
     async def _bad_request(request, exc):
         return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    # rasterio and numpy raise these plain types for what the request asked; other cases of the same
+    # types stay titiler's 500.
+    @app.exception_handler(IndexError)
+    async def _band_index(request, exc: IndexError):
+        if str(exc).startswith("band index"):  # rasterio: bidx=7 or b7 in an expression on a 1-band raster
+            return JSONResponse({"detail": f"{exc}: bidx and an expression's b1, b2, … must be bands the raster "
+                                           f"has (see /cog/info)"}, status_code=400)
+        return JSONResponse({"detail": str(exc)}, status_code=500)
+
+    @app.exception_handler(ValueError)
+    async def _histogram(request, exc: ValueError):
+        if str(exc).startswith("Too many bins for data range"):  # numpy, on infinite values
+            return JSONResponse({"detail": "the values are not finite (an expression dividing by zero?): no "
+                                           "histogram can be made of them; change the expression or give "
+                                           "histogram_range"}, status_code=400)
+        return JSONResponse({"detail": str(exc)}, status_code=500)
     return app
