@@ -314,3 +314,59 @@ def test_up_restarts_a_workspace_running_without_the_token_check(ws_stack, no_to
         if "unguarded" in _collection_ids(ws_stack):
             token = _workspace.read_token(run_dir)
             httpx.delete(f"{url}/collections/unguarded", headers={"Authorization": f"Bearer {token}"})
+
+
+def test_what_one_writer_stores_cannot_break_what_others_find(ws_stack, result, no_token_env):
+    """Writes the workspace (stac-fastapi) did not check: bulk items (a link without href made every
+    search meeting the item fail, HTTP 500), PATCH (a patched collection broke every collection
+    listing), control characters (500), items dated in the future (first in everyone's newest-first
+    search) or of many megabytes. All are refused naming the problem, with the token; another
+    user's published result is found as before."""
+    mine = do_publish(ws_stack, result)
+    token = _workspace.token_file(ws_stack.run_dir).read_text().strip()
+    bearer = {"Authorization": f"Bearer {token}"}
+    url, other = ws_url(ws_stack), "results-other"
+    assert httpx.post(f"{url}/collections", json=publish.results_collection(other, "other"),
+                      headers=bearer).status_code in (200, 201, 409)
+    good = publish.build_item(result["files"], workflow="water-monitoring", provenance=result["provenance"],
+                              bbox=result["bbox"], start=PERIOD[0], end=PERIOD[1],
+                              item_id="fine").to_dict(include_self_link=False)
+    good["collection"] = other
+
+    def bulk(item):
+        return httpx.post(f"{url}/collections/{other}/bulk_items", headers=bearer, timeout=60,
+                          json={"items": {item["id"]: item}, "method": "upsert"})
+
+    big = "x" * (3 * 2 ** 20)
+    hostile = [
+        (dict(good, id="no-href", links=[{"rel": "license"}]), 400, "link 0 needs 'rel' and 'href'"),
+        (dict(good, id="nul", properties=dict(good["properties"], title="a\x00b")), 400, "control character"),
+        (dict(good, id="future", properties=dict(good["properties"], end_datetime="9999-12-31T00:00:00Z")),
+         400, "in the future"),
+        (dict(good, id="huge", properties=dict(good["properties"], junk=big)), 400, "MB as JSON"),
+    ]
+    try:
+        for item, status, words in hostile:
+            answer = bulk(item)
+            assert answer.status_code == status and words in answer.json()["description"], answer.text[:300]
+        patched = httpx.patch(f"{url}/collections/{other}", headers=bearer,
+                              json=[{"op": "replace", "path": "/links", "value": [{"rel": "x"}]}])
+        assert patched.status_code == 405 and "PUT" in patched.json()["description"]
+        broken = publish.results_collection(other, "other")
+        broken["links"] = [{"rel": "x"}]
+        put = httpx.put(f"{url}/collections/{other}", headers=bearer, json=broken)
+        assert put.status_code == 400 and "href" in put.json()["description"]
+        # nothing of it was stored; the listing and the other user's result are as before
+        assert httpx.get(f"{url}/collections").status_code == 200
+        stored = httpx.get(f"{url}/collections/{other}/items").json()["features"]
+        assert stored == []
+        assert bulk(good).status_code == 200  # the same item made right is written
+        assert [f["id"] for f in search(ws_stack)] == [mine.id]
+        with Catalogue(ws_stack.broker_url) as cat:
+            everything = cat.items([f"{publish.WORKSPACE}|{other}", COLLECTION])
+        assert sorted(f["id"] for f in everything) == sorted(["fine", mine.id])
+        with pytest.raises(EolabError, match="link 0 needs 'rel' and 'href'"):  # the kernel checks first
+            publish.upsert_items([dict(good, id="no-href-2", links=[{"rel": "license"}])], user=USER,
+                                 config=ws_stack)
+    finally:
+        assert httpx.delete(f"{url}/collections/{other}", headers=bearer).status_code == 200

@@ -1,6 +1,7 @@
 """Template gallery (list/clone), provenance records and the results catalogue."""
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -127,7 +128,7 @@ def test_item_problems_name_what_a_provider_refuses(tmp_path):
 def test_results_collection_is_per_user_with_an_open_extent(monkeypatch):
     monkeypatch.setenv("JUPYTERHUB_USER", "Alice Smith")
     assert publish.current_user() == "Alice Smith"
-    assert publish.results_collection_id() == "results-alice-smith"
+    assert re.fullmatch(r"results-alice-smith-[0-9a-f]{16}", publish.results_collection_id())
     assert publish.results_collection_id("bob") == "results-bob"
     body = publish.results_collection("results-bob", "bob")
     assert body["id"] == "results-bob" and body["title"] == "Results of bob"

@@ -508,3 +508,22 @@ def test_a_connection_broken_once_is_sent_again_not_named_missing():
     items, pages = run(app, lambda c: walk(c, 10))
     assert sorted(ids(items)) == expected() and pages[0]["federation:missing"] == ["k"]
     assert pages[0]["eolab:member_errors"]["k"] == "refused this query: answer broken off (ReadError)"
+
+
+def test_a_member_answer_over_the_size_cap_is_named_and_others_are_served(monkeypatch):
+    """A member page larger than the cap (e.g. a writable member grown by one user's items) is not
+    read whole into the broker's memory: that member is named, the others' items are all there, and
+    the member is not ejected for it."""
+    from eolab.catalog import _members
+
+    # pages of 5 synthetic items take ~3 kB; member g answers 20 at once (~13 kB)
+    monkeypatch.setattr(_members, "MAX_ANSWER_BYTES", 8_000)
+    specs = {**HEALTHY, "g": {"n_items": 20, "offset_minutes": 5, "page_size": 20}}
+    app, _ = make_broker(specs, health_ttl=30)
+    items, pages = run(app, lambda c: walk(c, 5))
+    assert pages[0]["eolab:member_errors"]["g"].startswith("malformed answer: answer larger than")
+    assert sorted(ids(items)) == expected(HEALTHY)
+    monkeypatch.setattr(_members, "MAX_ANSWER_BYTES", 128 * 2 ** 20)
+    items, pages = run(app, lambda c: walk(c, 5))
+    assert sorted(ids(items)) == expected(specs)
+    assert app.state.federation.members["g"].health.ok

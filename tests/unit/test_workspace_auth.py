@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 
 import pytest
@@ -61,7 +62,6 @@ def test_the_gate_and_the_kernels_agree_on_the_collection_name(monkeypatch):
     ("POST", "/collections", {"id": "results-alice", "type": "Collection"}),
     ("POST", "/collections", b'{"id": "results-alice"}'),
     ("PUT", "/collections/results-alice", {"id": "results-alice"}),
-    ("PATCH", "/collections/results-alice", None),
     ("DELETE", "/collections/results-alice", None),
     ("POST", "/collections/results-alice/items", {"id": "x", "collection": "results-alice"}),
     ("POST", "/collections/results-alice/bulk_items", {"items": {}, "method": "upsert"}),
@@ -96,6 +96,12 @@ def test_the_gate_passes_reads_and_writes_into_the_users_collection(method, path
     ("POST", "/collections/results-alice/items/x/extra", {}, "not a write the gate passes on"),
     ("POST", "/", {}, "not a workspace route"),
     ("POST", "/search/other", {}, "not a write the gate passes on"),
+    # a JSON Patch list has no id to check: it renamed another user's collection, or broke one's
+    # own so that every collection listing failed (HTTP 500)
+    ("PATCH", "/collections/results-alice", [{"op": "replace", "path": "/id", "value": "results-bob"}], "PATCH"),
+    ("PATCH", "/collections/results-alice", {"id": "results-alice"}, "PATCH"),
+    ("PATCH", "/collections/results-alice/items/x", [{"op": "replace", "path": "/links", "value": []}], "PATCH"),
+    ("POST", "/collections", b'{"a":' * 5000, "not None"),  # too deep to parse: refused, not a crash
 ])
 def test_the_gate_refuses_every_other_write(method, path, body, why):
     allowed, reason = write_allowed("alice", method, path, body)
@@ -105,7 +111,25 @@ def test_the_gate_refuses_every_other_write(method, path, body, why):
 def test_the_gate_uses_the_hub_name_as_the_kernel_does():
     assert write_allowed("eolabt-alice", "POST", "/collections/results-eolabt-alice/bulk_items")[0]
     assert not write_allowed("eolabt-bob", "POST", "/collections/results-eolabt-alice/bulk_items")[0]
-    assert write_allowed("Alice Smith", "POST", "/collections", {"id": "results-alice-smith"})[0]
+    own = _workspace.user_collection("Alice Smith")
+    assert write_allowed("Alice Smith", "POST", "/collections", {"id": own})[0]
+    assert not write_allowed("alice-smith", "POST", "/collections", {"id": own})[0]
+
+
+def test_every_user_name_has_its_own_collection():
+    """Names that make one slug (``a.b``, ``a_b``, ``a-b``, ``A.B``; ``jörg``/``jürg``; names of no
+    Latin letter) shared one collection, whose items each could overwrite and delete."""
+    names = ["a-b", "a.b", "a_b", "A.B", "a b", "jörg", "jürg", "", "山田", "田中", "result", "results",
+             "bob@example.org", "bob-example-org", "x-0123456789abcdef", "X-0123456789abcdef"]
+    collections = [_workspace.user_collection(n) for n in names]
+    assert len(set(collections)) == len(names), collections
+    assert _workspace.user_collection("alice") == "results-alice"  # plain names keep their collection
+    assert _workspace.user_collection("eolabt-alice") == "results-eolabt-alice"
+    for name, collection in zip(names, collections):
+        assert re.fullmatch(r"results-[a-z0-9-]+", collection)
+        assert write_allowed(name, "POST", f"/collections/{collection}/bulk_items")[0]
+        others = [c for c in collections if c != collection]
+        assert not any(write_allowed(name, "POST", f"/collections/{c}/bulk_items")[0] for c in others)
 
 
 def test_publish_sends_the_token_it_may_read(tmp_path, monkeypatch):
@@ -128,3 +152,49 @@ def test_publish_sends_the_token_it_may_read(tmp_path, monkeypatch):
     assert publish.writable_provider().authorization == "token hubtoken"
     assert publish.writable_provider("http://127.0.0.1:9/services/catalog/members/workspace/").authorization \
         == "token hubtoken"
+
+
+def _item(**changes):
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": "r1", "collection": "results-alice",
+            "geometry": {"type": "Point", "coordinates": [20.6, 47.7]}, "bbox": [20.6, 47.7, 20.6, 47.7],
+            "properties": {"datetime": "2026-05-01T00:00:00Z"}, "links": [], "assets": {}}
+    item.update(changes)
+    return item
+
+
+def _bulk(*items):
+    import json
+
+    return json.dumps({"items": {i["id"]: i for i in items}, "method": "upsert"}).encode()
+
+
+@pytest.mark.parametrize("item, words", [
+    (_item(links=[{"rel": "license"}]), "link 0 needs 'rel' and 'href'"),
+    (_item(assets={"a": {"href": 5}}), "asset 'a' has no href"),
+    (_item(properties={"datetime": "2026-05-01T00:00:00Z", "title": "a\x00b"}), "control character"),
+    (_item(properties={"datetime": "9999-12-31T00:00:00Z"}), "in the future"),
+    (_item(properties={"datetime": "2026-05-01T00:00:00Z", "junk": "x" * (3 * 2 ** 20)}), "MB as JSON"),
+    (_item(geometry={"type": "Point", "coordinates": "x"}), "geometry"),
+])
+def test_the_workspace_refuses_items_that_would_break_searches(item, words):
+    status, message = _workspace.write_problem("POST", "/collections/results-alice/bulk_items", _bulk(item))
+    assert status == 400 and words in message and "'r1'" in message
+    status, message = _workspace.write_problem("PUT", "/collections/results-alice/items/r1",
+                                               __import__("json").dumps(item).encode())
+    assert status == 400 and words in message
+
+
+def test_the_workspace_passes_good_writes_and_refuses_patch_and_junk():
+    assert _workspace.write_problem("POST", "/collections/results-alice/bulk_items", _bulk(_item())) is None
+    assert _workspace.write_problem("DELETE", "/collections/results-alice/items/r1", b"") is None
+    collection = publish.results_collection("results-alice", "alice")
+    import json
+
+    assert _workspace.write_problem("POST", "/collections", json.dumps(collection).encode()) is None
+    broken = dict(collection, links=[{"rel": "x"}])
+    status, message = _workspace.write_problem("PUT", "/collections/results-alice", json.dumps(broken).encode())
+    assert status == 400 and "links.0.href" in message
+    assert _workspace.write_problem("PATCH", "/collections/results-alice", b"[]")[0] == 405
+    assert _workspace.write_problem("POST", "/collections/results-alice/bulk_items", b"{")[0] == 400
+    assert _workspace.write_problem("POST", "/collections/results-alice/bulk_items", b'{"a":' * 5000)[0] == 400
+    assert _workspace.write_problem("POST", "/collections/results-alice/bulk_items", b"[]")[0] == 400

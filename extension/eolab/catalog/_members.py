@@ -102,6 +102,14 @@ def _description(response: httpx.Response) -> str:
 RETRY_STATUSES = (429, 503)
 
 REQUEST_REFUSALS = (400, 413, 414, 422, 431)  # the member refuses the query itself
+# One member page, decoded: real providers' pages of 1,000 items are ~30 MB.
+MAX_ANSWER_BYTES = 128 * 1024 * 1024
+
+
+class _TooLarge(Exception):
+    pass
+
+
 
 
 MAX_RETRIES = 3
@@ -340,13 +348,24 @@ class Member:
             # The whole answer, body included, inside the budget (a member may hang after the headers).
             response = await self.client.send(request, stream=True)
             try:
-                await response.aread()
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():  # decoded: a compressed bomb counts as it grows
+                    size += len(chunk)
+                    if size > MAX_ANSWER_BYTES:  # e.g. a writable member's items, grown by one user
+                        raise _TooLarge
+                    chunks.append(chunk)
             finally:
                 await response.aclose()
-            return response
+            headers = [(k, v) for k, v in response.headers.multi_items()
+                       if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+            return httpx.Response(response.status_code, headers=headers, content=b"".join(chunks),
+                                  request=response.request)
 
         try:
             response = await asyncio.wait_for(exchange(), budget)
+        except _TooLarge:
+            raise MemberError(self.id, "malformed", error_reason(
+                "malformed", f"answer larger than {MAX_ANSWER_BYTES // 2 ** 20} MB")) from None
         except (TimeoutError, httpx.TimeoutException):
             raise MemberError(self.id, "timeout", error_reason("timeout", f"no answer within {budget:.1f} s")) from None
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import mimetypes
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -176,8 +177,53 @@ def item_problems(item: dict) -> list[str]:
                 problems.append("end_datetime is before start_datetime")
         except TypeError:
             problems.append("start_datetime and end_datetime mix time zones")
-    for key, asset in (item.get("assets") or {}).items():
-        if not isinstance(asset, dict) or not asset.get("href"):
+    # A result describes data already taken: a date ahead of now would put it first in everyone's
+    # newest-first searches for as long as it lasts.
+    latest = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+    for key, when in stamps.items():
+        if when.tzinfo is not None and when > latest:
+            problems.append(f"{key} {props[key]} is in the future")
+    assets = item.get("assets") or {}
+    if not isinstance(assets, dict):
+        problems.append("assets is not an object")
+        assets = {}
+    for key, asset in assets.items():
+        if not isinstance(asset, dict) or not isinstance(asset.get("href"), str) or not asset["href"]:
             problems.append(f"asset {key!r} has no href")
+    links = item.get("links") or []
+    if not isinstance(links, list):
+        problems.append("links is not a list")
+        links = []
+    for n, link in enumerate(links):
+        if not isinstance(link, dict) or not isinstance(link.get("href"), str) or not isinstance(link.get("rel"), str):
+            problems.append(f"link {n} needs 'rel' and 'href' strings")  # searches meeting it failed (HTTP 500)
+    size = len(json.dumps(item, default=str))
+    if size > MAX_ITEM_BYTES:  # every search meeting it would carry it to every user
+        problems.append(f"the item takes {size / 2 ** 20:.1f} MB as JSON (at most {MAX_ITEM_BYTES // 2 ** 20} MB)")
+    control = _control_text(item)
+    if control:
+        problems.append(f"a text holds a control character: {control[:40]!r}")
     return problems
+
+
+# An item of a result that read thousands of source items lists them all in its provenance
+# (~300 bytes each); real providers' items are 5-50 kB.
+MAX_ITEM_BYTES = 2 * 1024 * 1024
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _control_text(value: Any) -> str | None:
+    """The first text (key or value) in ``value`` holding a C0 control character other than tab/newline."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if _CONTROL.search(node):
+                return node
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return None
 
