@@ -147,12 +147,21 @@ def parcel_features(z: Any, *, indices: Sequence[str] = FEATURE_INDICES, step: f
 
 def split_parcels(labels: Sequence, test_size: float = 0.3, seed: int = 0, groups: Sequence | None = None):
     """Indices (train, test) of a stratified split in which every parcel (or group, e.g. farm) lies
-    wholly on one side. Classes with fewer than 2 parcels go to training only."""
+    wholly on one side. Classes with fewer than 2 parcels go to training only. The split is one fold
+    of ``round(1 / test_size)``: the test share is 1/2, 1/3, 1/4 … of the parcels (0.3 → one third)."""
+    import warnings
+
     from sklearn.model_selection import StratifiedGroupKFold
 
+    if isinstance(test_size, bool) or not isinstance(test_size, (int, float)) or not 0 < test_size <= 0.5:
+        raise EolabError(f"test_size={test_size!r} is not a share of the parcels between 0 and 0.5",
+                         hint="e.g. 0.3 (a share, not a percentage)")
     y = np.asarray(labels).astype(str)
     g = np.arange(y.size) if groups is None else np.asarray(groups)
     n_splits = max(2, int(round(1 / test_size)))
+    if abs(1 / n_splits - test_size) > 0.05:
+        warnings.warn(f"test_size={test_size} holds out 1/{n_splits} of the parcels (one fold of {n_splits})",
+                      stacklevel=2)
     counts = {c: int((y == c).sum()) for c in set(y)}
     rare = np.array([counts[c] < n_splits for c in y])
     idx = np.flatnonzero(~rare)

@@ -98,10 +98,54 @@ def parameters(template: str, namespace: Mapping[str, Any] | None = None) -> dic
         if template not in known:
             raise EolabError(f"no template {template!r}", hint="templates: " + ", ".join(sorted(known)))
         folder = Path(known[template]["path"])
-    defaults = _plain(yaml.safe_load((folder / "params.yaml").read_text()) or {})
-    given = {k: v for k, v in (namespace or {}).items() if k in defaults and v is not ...}
+    source = folder / "params.yaml"
+    try:
+        defaults = _plain(yaml.safe_load(source.read_text()) or {})
+    except yaml.YAMLError as exc:
+        raise EolabError(f"{source} is not valid YAML: {str(exc).splitlines()[0]}",
+                         hint="fix it, or take the template's own (templates clone --force)") from None
+    if not isinstance(defaults, dict):
+        raise EolabError(f"{source} holds a {type(defaults).__name__}, not 'name: value' lines",
+                         hint="each parameter on its own line: 'resolution: 10'")
+    given = {k: _typed(k, v, defaults[k]) for k, v in (namespace or {}).items() if k in defaults and v is not ...}
     _warn_misspelt(template, namespace or {}, defaults)
     return {**defaults, **given}
+
+
+def _typed(name: str, value: Any, default: Any) -> Any:
+    """``value`` as the type of its default: papermill passes ``-p bbox "[...]"`` as text, and a
+    value of another type fails cells later with a library's error."""
+    import yaml
+
+    if value is None:
+        return value
+    if default is None:
+        if isinstance(value, str) and value.strip()[:1] in "[{":  # -p bbox "[20.6, 47.6, 20.7, 47.7]"
+            try:
+                return _plain(yaml.safe_load(value))
+            except yaml.YAMLError:
+                pass
+        return value
+    if isinstance(default, list) and len(default) == 2 and isinstance(value, str) and "/" in value:
+        return [part.strip() for part in value.split("/", 1)]  # -p period_a 2026-03-01/2026-05-31
+    if isinstance(value, str) and not isinstance(default, str):
+        try:
+            value = _plain(yaml.safe_load(value))
+        except yaml.YAMLError:
+            pass
+    kinds = {bool: (bool,), int: (int, float), float: (int, float), list: (list, tuple), dict: (dict,),
+             str: (str, os.PathLike)}
+    wanted = next((k for t, k in kinds.items() if isinstance(default, t)), None)
+    if wanted is None or (isinstance(value, wanted) and not (isinstance(value, bool) and bool not in wanted)):
+        return list(value) if isinstance(value, tuple) else value
+    raise EolabError(f"parameter {name}={value!r} is not {_kind_word(default)} like its default {default!r}",
+                     hint=f"e.g. -p {name} {default!r}" if not isinstance(default, (list, dict))
+                     else f"e.g. -p {name} '{default}'")
+
+
+def _kind_word(value: Any) -> str:
+    return {bool: "true/false", int: "a number", float: "a number", list: "a list", dict: "a mapping",
+            str: "text"}.get(type(value), type(value).__name__)
 
 
 def _warn_misspelt(template: str, namespace: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
@@ -131,10 +175,16 @@ def clone(name: str, dest: str | os.PathLike | None = None, *, overwrite: bool =
         raise EolabError(f"no template {name!r}", hint="templates: " + ", ".join(sorted(known)))
     src = Path(known[name]["path"])
     target = Path(dest) if dest is not None else Path.cwd() / name
+    if target.exists() and not target.is_dir():
+        raise EolabError(f"{target} is a file, not a folder", hint="choose another destination")
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise EolabError(f"{target} already exists and is not empty",
                          hint="choose another destination, or overwrite with --force (clone(..., overwrite=True))")
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EolabError(f"cannot create {target}: {exc.strerror or exc}",
+                         hint="choose a destination in a folder you may write to") from None
     for f in sorted(src.iterdir()):
         if f.is_file() and not f.name.startswith("."):
             if f.suffix == ".ipynb":

@@ -594,6 +594,7 @@ def change(water: Any, period_a: tuple[str, str], period_b: tuple[str, str], *,
     2 new water (dry in a, water in b), 3 lost water, NaN too few observations in either period."""
     import xarray as xr
 
+    period_a, period_b = _period(period_a, "period_a"), _period(period_b, "period_b")
     fa = frequency(water.sel(time=slice(*period_a)), min_observations)
     fb = frequency(water.sel(time=slice(*period_b)), min_observations)
     if water.sel(time=slice(*period_a)).sizes["time"] == 0 or water.sel(time=slice(*period_b)).sizes["time"] == 0:
@@ -605,6 +606,17 @@ def change(water: Any, period_a: tuple[str, str], period_b: tuple[str, str], *,
     out["change_class"].attrs = {"classes": "0 dry, 1 permanent water, 2 new water, 3 lost water"}
     out.attrs["periods"] = {"a": list(period_a), "b": list(period_b)}
     return out
+
+
+def _period(value: Any, name: str) -> tuple[str, str]:
+    """(start, end) from a pair or 'start/end' (papermill's -p passes text)."""
+    if isinstance(value, str):
+        value = value.split("/")
+    try:
+        start, end = value
+    except (TypeError, ValueError):
+        raise EolabError(f"{name}={value!r} is not a period", hint="(start, end) or 'YYYY-MM-DD/YYYY-MM-DD'") from None
+    return str(start).strip(), str(end).strip()
 
 
 def largest_water_body(freq: Any, min_frequency: float = 0.5) -> np.ndarray:

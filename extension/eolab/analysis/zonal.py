@@ -247,9 +247,22 @@ def zonal_stats(
     if labels is None:
         if zones is None or len(zones) == 0:
             raise EolabError("no zones given", hint="pass a GeoDataFrame of parcels")
-        zones = zones.to_crs(crs) if getattr(zones, "crs", None) is not None else zones
+        if getattr(zones, "crs", None) is None:
+            # taken for the cube's own coordinates: lon/lat parcels would land nowhere and every
+            # statistic come back NaN without a word
+            raise EolabError("the zones have no CRS", hint="set it (zones.set_crs('EPSG:4326') for lon/lat) "
+                                                           "or read them from a file that states it")
+        zones = zones.to_crs(crs)
         labels = rasterize_zones(zones, transform, shape, buffer=buffer)
         n = len(zones)
+        if n and not np.any(labels):
+            import warnings
+
+            west, south, east, north = zones.total_bounds
+            warnings.warn(f"none of the {n} zones covers a pixel of the cube (zones span {west:.0f}, {south:.0f}, "
+                          f"{east:.0f}, {north:.0f} in {crs}; the cube is {shape[1]} × {shape[0]} px): every "
+                          "statistic is NaN; load the cube over the zones' area, or check the zones' CRS",
+                          stacklevel=2)
     else:
         n = int(len(zone_ids)) if zone_ids is not None else int(labels.max())
     ids = list(zone_ids) if zone_ids is not None else (list(zones.index) if zones is not None else list(range(n)))

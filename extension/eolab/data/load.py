@@ -70,12 +70,148 @@ def _as_entries(items: Any) -> list:
     """``items`` as a list of pystac Items and/or STAC item dicts (not yet converted)."""
     import pystac
 
-    if hasattr(items, "items") and callable(items.items) and not isinstance(items, dict):
-        items = items.items()  # an ItemSearch
-    out = [item if isinstance(item, (pystac.Item, dict)) else pystac.Item.from_dict(item) for item in items]
+    if items is None:
+        raise EolabError("items is None: nothing to load", hint="pass the items of a search (its .items)")
+    if isinstance(items, pystac.Item) or (isinstance(items, dict) and items.get("type") == "Feature"):
+        items = [items]  # one item
+    elif isinstance(items, dict) and isinstance(items.get("features"), list):
+        items = items["features"]  # an ItemCollection as JSON
+    elif hasattr(items, "items") and not isinstance(items, dict):
+        # an ItemSearch (items()), or a page of eolab.search (.items, a list)
+        items = items.items() if callable(items.items) else items.items
+    try:
+        entries = list(items)
+    except TypeError:
+        raise EolabError(f"items is a {type(items).__name__}, not a list of STAC items",
+                         hint="pass a search's items: a list, an ItemCollection or an ItemSearch") from None
+    out = []
+    for item in entries:
+        if isinstance(item, (pystac.Item, dict)):
+            out.append(item)
+        elif isinstance(item, str):
+            raise EolabError(f"items holds the text {item[:60]!r}, not a STAC item",
+                             hint="load the items of a search, not their ids")
+        else:
+            try:
+                out.append(pystac.Item.from_dict(item))
+            except Exception as exc:  # pystac raises several types for what is not an item
+                raise EolabError(f"items holds a {type(item).__name__}, not a STAC item ({exc})"[:300]) from None
     if not out:
         raise EolabError("no items to load", hint="widen the area, time range or collections of the search")
     return out
+
+
+_GROUPS = ("solar_day", "time", "id")
+
+
+def _check_arguments(views: list[dict], *, resolution, crs, bbox, groupby, dtype, geobox, chunks) -> None:
+    """Refuse what odc-stac would take and answer with a library error, or worse an empty or
+    wrong cube: a bbox away from every item (swapped lon/lat), a resolution of no size, an unknown
+    CRS, a grouping by a property the items lack (everything in one layer)."""
+    import math
+
+    if geobox is None and resolution is not None:
+        if isinstance(resolution, bool) or not isinstance(resolution, (int, float)) or not math.isfinite(resolution) \
+                or resolution <= 0:
+            raise EolabError(f"resolution={resolution!r} is not a positive number",
+                             hint="the pixel size in the CRS's units: 10 (metres) for Sentinel-2's UTM grid")
+    if crs is not None:
+        from pyproj import CRS
+        from pyproj.exceptions import CRSError
+
+        try:
+            CRS.from_user_input(crs)
+        except CRSError as exc:
+            raise EolabError(f"crs={crs!r} is not a coordinate reference system ({exc})"[:300],
+                             hint="e.g. 'EPSG:32634'") from None
+    if np.dtype(dtype).kind != "f":
+        raise EolabError(f"dtype={dtype!r}: the cube holds physical values with NaN where nothing is known",
+                         hint="use 'float32' or 'float64'")
+    for axis, size in (chunks or {}).items():
+        if isinstance(size, bool) or not isinstance(size, int) or (size <= 0 and size != -1):  # -1: whole axis
+            raise EolabError(f"chunks={chunks!r}: {axis} must be a positive number of pixels",
+                             hint=f"e.g. chunks={DEFAULT_CHUNKS}")
+    if isinstance(groupby, str) and groupby not in _GROUPS:
+        lacking = [v.get("id") for v in views if groupby not in (v.get("properties") or {})]
+        if lacking:
+            raise EolabError(f"groupby={groupby!r} is neither {', '.join(_GROUPS)} nor a property of every item "
+                             f"(items {lacking[:3]} lack it): all of them would be merged into one layer",
+                             hint="groupby='solar_day' (one layer per day) or 'time'")
+    if bbox is None or geobox is not None:
+        return
+    try:
+        west, south, east, north = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        raise EolabError(f"bbox {bbox!r} is not four numbers",
+                         hint="west, south, east, north in degrees (longitude first)") from None
+    if not all(math.isfinite(v) for v in (west, south, east, north)) or not (
+            -180 <= west <= 180 and -180 <= east <= 180 and -90 <= south < north <= 90):
+        raise EolabError(f"bbox {list(bbox)} is not west, south, east, north in degrees",
+                         hint="longitudes -180..180, latitudes -90..90, south below north")
+    if west >= east:
+        raise EolabError(f"bbox {list(bbox)} has its west edge east of its east edge (across the antimeridian?)",
+                         hint="load each side of the antimeridian separately, or swap west and east")
+    boxes = [v.get("bbox") for v in views if isinstance(v.get("bbox"), (list, tuple)) and len(v["bbox"]) >= 4]
+    if boxes and not any(b[0] <= east and west <= b[2] and b[1] <= north and south <= b[3] for b in boxes):
+        extent = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+                  max(b[3] for b in boxes)]
+        swapped = any(b[0] <= north and south <= b[2] and b[1] <= east and west <= b[3] for b in boxes)
+        raise EolabError(f"bbox {list(bbox)} overlaps none of the {len(views)} items (they cover "
+                         f"{[round(v, 4) for v in extent]}): the cube would hold nothing",
+                         hint="bbox is west, south, east, north in degrees" + (
+                             " — with latitude and longitude swapped it would overlap them" if swapped else ""))
+
+
+# A graph of more chunks than this takes minutes and gigabytes before the first pixel is read.
+MAX_CHUNKS = 200_000
+
+
+def _item_crs(view: dict) -> str | None:
+    """The item's CRS from the projection extension (properties, else its first asset that has one)."""
+    for where in [view.get("properties") or {}, *(view.get("assets") or {}).values()]:
+        if not isinstance(where, dict):
+            continue
+        if where.get("proj:code"):
+            return str(where["proj:code"])
+        if where.get("proj:epsg"):
+            return f"EPSG:{where['proj:epsg']}"
+    return None
+
+
+def _check_size(raw, chunks) -> None:
+    """After odc-stac has planned the cube: warn on a cube of no size (a resolution in other units)."""
+    ny, nx = raw.odc.geobox.shape
+    if ny * nx <= 4:
+        crs = raw.odc.crs
+        name = f"EPSG:{crs.epsg}" if crs is not None and crs.epsg else str(crs)[:40]
+        warnings.warn(f"the cube is {ny} × {nx} pixels: is the resolution in the CRS's units "
+                      f"({name}: degrees for EPSG:4326)?", stacklevel=3)
+
+
+def _check_plan(views: list[dict], *, resolution, crs, bbox, chunks, geobox) -> None:
+    """Before odc-stac builds the graph: the number of chunks the load would have."""
+    if geobox is not None or resolution is None:
+        return
+    from odc.geo.geom import BoundingBox, bbox_union
+
+    target = crs or next((c for c in (_item_crs(v) for v in views) if c), None)
+    boxes = [v["bbox"] for v in views if isinstance(v.get("bbox"), (list, tuple)) and len(v["bbox"]) >= 4]
+    if target is None or not boxes:
+        return
+    box = BoundingBox(*bbox, crs="EPSG:4326") if bbox is not None else bbox_union(
+        BoundingBox(*b[:4], crs="EPSG:4326") for b in boxes)
+    try:
+        extent = box.to_crs(target)
+    except Exception:  # an extent the target CRS cannot hold: odc-stac will say so
+        return
+    size = dict(DEFAULT_CHUNKS, **(chunks or {}))
+    ny, nx = extent.height / resolution, extent.width / resolution
+    dates = len({str((v.get("properties") or {}).get("datetime"))[:10] for v in views})
+    count = dates * max(1.0, ny / max(1, size.get("y", 1024))) * max(1.0, nx / max(1, size.get("x", 1024)))
+    if count > MAX_CHUNKS:
+        raise EolabError(f"at resolution {resolution} the cube would be ~{nx:,.0f} × {ny:,.0f} pixels per date, "
+                         f"{count:,.0f} chunks over {dates} dates: building its graph alone would take minutes and "
+                         "gigabytes", hint="a coarser resolution (in the CRS's units), a smaller bbox or fewer dates")
 
 
 def _view(entry: Any) -> dict:
@@ -310,6 +446,10 @@ def load_cube(
     providers = [_provider(view) for view in views]
     profiles = _profiles(views, profile)
 
+    _check_arguments(views, resolution=resolution, crs=crs, bbox=bbox, groupby=groupby, dtype=dtype, geobox=geobox,
+                     chunks=chunks)
+    if isinstance(bands, str):
+        bands = [bands]  # one band by name, not its letters
     if bands:
         bands = list(bands)
     else:
@@ -324,6 +464,11 @@ def load_cube(
     if use_scl and not has_scl:
         missing = [v.get("id") for v, k in zip(views, scl_keys) if not k][:3]
         raise EolabError(f"mask='scl' needs an SCL asset, missing in items {missing}", hint="use mask=None")
+    if mask == "auto" and not has_scl and any(scl_keys):
+        lacking = [v.get("id") for v, k in zip(views, scl_keys) if not k]
+        warnings.warn(f"{len(lacking)} of {len(views)} items have no cloud mask (e.g. {lacking[:3]}): mask='auto' "
+                      "masks no clouds in any of them; pass mask='scl' without those items, or mask=None to "
+                      "keep every pixel knowingly", stacklevel=2)
     mask_names = {b for b in bands if b.lower() in ("scl", "mask", "qa_pixel")}
     qa_masks = {profiles_mod.is_qa_pixel(k, v["assets"][k]) for v, k in zip(views, scl_keys) if k}
     if len(qa_masks) > 1:
@@ -344,13 +489,19 @@ def load_cube(
     items = [_lean_item(view, chosen) for view, chosen in zip(views, keys)]
     data_bands = [b for b in bands if b not in mask_names]
     infos = {band: _band_info(views, keys, band, profiles) for band in data_bands}
-    mask_classes = tuple(int(c) for c in mask_classes)
+    if isinstance(mask_classes, str):
+        mask_classes = [c for c in mask_classes.replace(",", " ").split() if c]
+    try:
+        mask_classes = tuple(int(c) for c in (mask_classes if isinstance(mask_classes, Iterable) else [mask_classes]))
+    except (TypeError, ValueError):
+        raise EolabError(f"mask_classes={mask_classes!r} are not class numbers", hint="e.g. [3, 8, 9, 10]") from None
     dtype = np.dtype(dtype)
     scl_name = sorted(mask_names)[0] if mask_names else SCL_BAND
 
     for key, value in _GDAL_ENV.items():
         os.environ.setdefault(key, value)
     driver = access.reader_driver(views, providers, profiles)
+    _check_plan(views, resolution=resolution, crs=crs, bbox=bbox, chunks=chunks, geobox=geobox)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Supplied chunks.*")
         where = ({"geobox": geobox} if geobox is not None
@@ -361,6 +512,7 @@ def load_cube(
             **({"driver": driver} if driver is not None else {}),
         )
 
+    _check_size(raw, chunks)
     cube = raw[bands].copy()
     mask_var = raw[scl_name] if (use_scl or mask_names) else None
     if from_qa and mask_var is not None:

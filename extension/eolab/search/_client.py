@@ -26,6 +26,8 @@ def catalogue_url(url: str | None = None) -> str:
                               "configured in the broker, not here)")
     url = settings.required(url or settings.client().catalog_url, "catalogue URL", "EOLAB_CATALOG_URL",
                             hint="pass the broker URL or set EOLAB_CATALOG_URL (the hub sets it for you)")
+    if "://" not in url:  # pystac-client would take it for a file name
+        raise EolabError(f"catalogue URL {url!r} has no scheme", hint=f"e.g. http://{url}")
     return url.rstrip("/")
 
 
@@ -100,6 +102,29 @@ class Catalogue:
         body = self._read(f"{self.url}/collections")
         infos = [CollectionInfo.from_stac(c) for c in body.get("collections", [])]
         return Collections(infos, list(body.get("federation:missing") or []))
+
+    def _unknown_collections(self, wanted: Sequence[str]) -> str | None:
+        """Which of ``wanted`` the catalogue does not list (with the nearest names), or None: a
+        misspelt id is searched like any other and finds nothing (STAC APIs answer it so)."""
+        import difflib
+
+        try:
+            listed = self.collections()
+        except EolabError:
+            return None
+        if listed.missing:
+            return None  # a provider that did not answer may hold it
+        full = {c.id for c in listed}
+        plain = {c.collection for c in listed}
+        problems = []
+        for cid in wanted:
+            if cid in full or cid in plain:
+                continue
+            near = difflib.get_close_matches(cid, sorted(full | plain), n=2, cutoff=0.6) or \
+                difflib.get_close_matches(cid.lower(), sorted(full | plain), n=2, cutoff=0.6)
+            problems.append(f"collection {cid!r} is not in the catalogue"
+                            + (f" (did you mean {' or '.join(repr(n) for n in near)}?)" if near else ""))
+        return "; ".join(problems) or None
 
     def providers(self) -> dict[str, list[CollectionInfo]]:
         return self.collections().by_provider()
@@ -182,6 +207,10 @@ class Catalogue:
             raise EolabError(f"provider(s) {', '.join(sorted(missing))} did not answer the search for "
                              f"{', '.join(wanted)}", hint="retry later, or pass complete=False to go on without them")
         if not found:
+            unknown = self._unknown_collections(wanted)
+            if unknown:
+                raise NoItemsError(f"no items: {unknown}", hint="use the collection ids the catalogue lists "
+                                                                "(Catalogue.collections())")
             raise NoItemsError(f"no items of {', '.join(wanted)} found at {self.url}",
                              hint="widen the area, dates or collections")
         items = [pystac.Item.from_dict(i, preserve_dict=True) for i in found.values()]

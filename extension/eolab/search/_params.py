@@ -102,7 +102,9 @@ def datetime_interval(datetime: Any) -> str | None:
                              hint="swap start and end")
         return f"{start or '..'}/{end or '..'}"
     single = _as_time(datetime, end=False)
-    if isinstance(datetime, dt.date) and not isinstance(datetime, dt.datetime):
+    whole_day = isinstance(datetime, str) and "T" not in datetime.strip() and datetime.strip() not in ("", "..")
+    if whole_day or (isinstance(datetime, dt.date) and not isinstance(datetime, dt.datetime)):
+        # a day, not its first second: '2026-04-05' finds that day's images as date(2026, 4, 5) does
         return f"{single}/{_as_time(datetime, end=True)}"
     return single
 
@@ -137,7 +139,15 @@ def search_body(collections: str | Sequence[str] | None = None, *, bbox: Sequenc
     if intersects is not None:
         body["intersects"] = intersects.__geo_interface__ if hasattr(intersects, "__geo_interface__") else intersects
     elif bbox is not None:
-        box = [float(v) for v in bbox]
+        if hasattr(bbox, "bounds") and not isinstance(bbox, (list, tuple)):
+            bbox = bbox.bounds  # a shapely geometry: its bounding box
+        try:
+            if isinstance(bbox, str):
+                raise TypeError
+            box = [float(v) for v in bbox]
+        except (TypeError, ValueError):
+            raise EolabError(f"bbox {bbox!r} is not four numbers",
+                             hint="west, south, east, north in degrees, e.g. [20.60, 47.65, 20.70, 47.72]") from None
         if len(box) != 4 or not (box[0] < box[2] and box[1] < box[3]):
             raise EolabError(f"bbox {bbox} is not west, south, east, north", hint="e.g. [20.60, 47.65, 20.70, 47.72]")
         body["bbox"] = box

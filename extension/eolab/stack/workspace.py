@@ -134,7 +134,7 @@ def _body_id(body: bytes | str | dict | None) -> str | None:
     return None
 
 
-# What one write may hold (an item: eolab.analysis.publish._items.MAX_ITEM_BYTES).
+# What one write may hold (an item: eolab._item_checks.MAX_ITEM_BYTES).
 MAX_WRITE_BYTES = 64 * 1024 * 1024
 
 
@@ -197,9 +197,9 @@ def _collection_problem(value) -> tuple[int, str] | None:
 
     if not isinstance(value, dict):
         return 400, "a collection must be a JSON object"
-    from eolab.analysis.publish._items import _control_text
+    from eolab._item_checks import control_text
 
-    control = _control_text(value)
+    control = control_text(value)
     problem = _pydantic_problem(Collection, value) or (
         f"a text holds a control character: {control[:40]!r}" if control else None)
     return (400, f"collection {str(value.get('id'))[:60]!r}: {problem}") if problem else None
@@ -208,7 +208,7 @@ def _collection_problem(value) -> tuple[int, str] | None:
 def _item_problem(item, key: str | None = None) -> tuple[int, str] | None:
     from stac_pydantic import Item
 
-    from eolab.analysis.publish._items import item_problems
+    from eolab._item_checks import item_problems
 
     name = repr(str(key if key is not None else (item.get("id") if isinstance(item, dict) else None))[:60])
     if not isinstance(item, dict):
