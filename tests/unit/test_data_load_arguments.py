@@ -194,3 +194,14 @@ def test_clone_into_a_file_or_an_impossible_place(tmp_path):
         templates.clone("water-monitoring", tmp_path / "f")
     with pytest.raises(EolabError, match="cannot create"):
         templates.clone("water-monitoring", tmp_path / "f" / "below")
+
+
+def test_water_areas_need_a_projected_grid():
+    import xarray as xr
+
+    from eolab.analysis import water
+
+    lonlat = xr.DataArray(np.ones((2, 3, 3)), dims=("time", "latitude", "longitude"),
+                          coords={"time": np.array(["2026-05-01", "2026-05-11"], "M8[ns]")})
+    with pytest.raises(EolabError, match="not \\(time, y, x\\) of a projected grid"):
+        water.extent(lonlat, pixel_area_m2=100.0)

@@ -560,6 +560,10 @@ def extent(water: Any, freq: Any | None = None, *, pixel_area_m2: float | None =
     import dask
     import pandas as pd
 
+    if "y" not in water.dims or "x" not in water.dims:
+        raise EolabError(f"water has dimensions {tuple(water.dims)}, not (time, y, x) of a projected grid",
+                         hint="load the cube in a projected CRS (the items' own UTM grid: leave crs out, or "
+                              "crs='EPSG:326NN'): areas need metres")
     w = water if region is None else water.where(region)
     n_region = float(np.asarray(region).sum()) if region is not None else float(water.sizes["y"] * water.sizes["x"])
     seen = w.sum(("y", "x"))
