@@ -65,7 +65,8 @@ def item_problems(item: dict) -> list[str]:
     # newest-first searches for as long as it lasts.
     latest = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
     for key, when in stamps.items():
-        if when.tzinfo is not None and when > latest:
+        # a period may end later (a season still running); what sorts the item is when it starts
+        if key != "end_datetime" and when.tzinfo is not None and when > latest:
             problems.append(f"{key} {props[key]} is in the future")
     assets = item.get("assets") or {}
     if not isinstance(assets, dict):
@@ -93,7 +94,7 @@ def item_problems(item: dict) -> list[str]:
 # An item of a result that read thousands of source items lists them all in its provenance
 # (~300 bytes each); real providers' items are 5-50 kB.
 MAX_ITEM_BYTES = 2 * 1024 * 1024
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")  # C0, C1, bidi overrides
 
 
 def control_text(value: Any) -> str | None:

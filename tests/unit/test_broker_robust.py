@@ -527,3 +527,28 @@ def test_a_member_answer_over_the_size_cap_is_named_and_others_are_served(monkey
     items, pages = run(app, lambda c: walk(c, 5))
     assert sorted(ids(items)) == expected(specs)
     assert app.state.federation.members["g"].health.ok
+
+
+def test_members_are_asked_for_at_most_a_thousand_items_a_page():
+    """A broker page of 2,500 items comes from member pages of at most MAX_MEMBER_PAGE items
+    (a member page of 10,000 items is hundreds of MB in the broker), without losing any."""
+    from eolab.catalog._federation import MAX_MEMBER_PAGE
+    from tests.unit.test_broker_app import broker_and_members
+
+    app, hosts = broker_and_members({"a": {"n_items": 2600}, "b": {"n_items": 300, "offset_minutes": 3}})
+
+    async def go(c):
+        first = (await c.post("/search", json={"limit": 2500})).json()
+        rest = []
+        nxt = [ln for ln in first["links"] if ln["rel"] == "next"]
+        while nxt:
+            page = (await c.post(nxt[0]["href"], json=nxt[0].get("body") or {})).json() \
+                if nxt[0].get("method") == "POST" else (await c.get(nxt[0]["href"])).json()
+            rest += page["features"]
+            nxt = [ln for ln in page["links"] if ln["rel"] == "next"]
+        return first, rest
+    first, rest = run(app, go)
+    assert len(first["features"]) == 2500 and first["federation:missing"] == []
+    got = ids(first["features"] + rest)
+    assert len(got) == len(set(got)) == 2900
+    assert max(h.state.member.largest_limit for h in hosts.values()) == MAX_MEMBER_PAGE

@@ -34,6 +34,7 @@ ACCEPTED = [
     "eo:cloud_cover < gsd", "-eo:cloud_cover < 0", "eo:cloud_cover / 2 < 10", "eo:cloud_cover / foo > 1",
     "eo:cloud_cover BETWEEN 0 AND 20", "A_CONTAINS(instruments, ('msi'))", "eo:cloud_cover IS NULL",
     "1 = 1", "proj:epsg = 32634", "landsat:wrs_path = '188'",
+    "landsat:wrs_path = 33", "landsat:collection_number = 2",  # digits as text ("033"): pgstac casts
     "foo = 5", "foo < 'x'", "foo LIKE 'a%'", "T_AFTER(foo, TIMESTAMP('2026-01-01T00:00:00Z'))",  # unknown: pass
 ]
 

@@ -52,6 +52,35 @@ def test_wrong_arguments_are_named(items, kwargs, words):
         assert word in text, text
 
 
+def test_what_odc_stac_takes_still_passes(items):
+    """Inputs odc-stac itself accepts are not refused (a review found these refused at first)."""
+    from odc.geo import resxy_
+
+    assert eolab.load_cube(items, bands=["red"], crs="utm").sizes["time"] == 4
+    assert eolab.load_cube(items, bands=["red"], resolution=resxy_(20, -20)).sizes["x"] == 384
+    assert eolab.load_cube(items, bands=["red"], chunks={"x": np.int64(512), "y": "auto"}).sizes["time"] == 4
+    three_d = copy.deepcopy(items)
+    for item in three_d:
+        west, south, east, north = item["bbox"]
+        item["bbox"] = [west, south, 0.0, east, north, 500.0]
+    assert eolab.load_cube(three_d, bands=["red"], bbox=AREA).sizes["time"] == 4
+    assert eolab.load_cube(items, bands=["red"], bbox=AREA, chunks={"time": 2}).sizes["time"] == 4
+
+
+def test_footprints_across_the_antimeridian_and_without_boxes():
+    from eolab.data.load import _check_arguments
+
+    fiji = [{"id": "f", "bbox": [178.9, -17.2, -179.9, -16.2], "properties": {}}]
+    _check_arguments(fiji, resolution=10, crs=None, bbox=[179.2, -17, 179.6, -16.5], groupby="solar_day",
+                     dtype="float32", geobox=None, chunks=None)
+    with pytest.raises(EolabError, match="overlaps none"):
+        _check_arguments(fiji, resolution=10, crs=None, bbox=[10, -17, 11, -16.5], groupby="solar_day",
+                         dtype="float32", geobox=None, chunks=None)
+    unboxed = fiji + [{"id": "u", "properties": {}}]  # an item without a box may lie anywhere
+    _check_arguments(unboxed, resolution=10, crs=None, bbox=[10, -17, 11, -16.5], groupby="solar_day",
+                     dtype="float32", geobox=None, chunks=None)
+
+
 def test_right_arguments_still_load(items):
     cube = eolab.load_cube(items, bands="red", bbox=AREA, mask_classes="3,8,9")  # one band by name, classes as text
     assert list(cube.data_vars) == ["red", "clear"] and cube.sizes["time"] == 4
@@ -152,8 +181,11 @@ def test_zones_without_a_crs_or_outside_the_cube():
                               "y": 5280000 - 10 * np.arange(20) - 5, "x": 470000 + 10 * np.arange(20) + 5})
     cube = cube.odc.assign_crs("EPSG:32634")
     lonlat = gpd.GeoDataFrame(geometry=[box(20.6, 47.69, 20.61, 47.7)])
-    with pytest.raises(EolabError, match="no CRS"):
+    with pytest.raises(EolabError, match="no CRS and do not lie in the cube's coordinates"):
         zonal.zonal_stats(cube, lonlat, ["NDVI"])
+    drawn = gpd.GeoDataFrame(geometry=[box(470000, 5279850, 470100, 5279950)])  # from the cube's own x/y
+    with pytest.warns(UserWarning, match="no CRS: taken to be the cube's"):
+        assert float(zonal.zonal_stats(cube, drawn, ["NDVI"])["NDVI"].mean()) == 1.0
     far = gpd.GeoDataFrame(geometry=[box(0, 0, 1, 1)], crs="EPSG:32634")
     with pytest.warns(UserWarning, match="none of the 1 zones covers a pixel"):
         out = zonal.zonal_stats(cube, far, ["NDVI"])
@@ -170,6 +202,10 @@ def test_template_parameters_take_the_types_of_their_defaults(tmp_path, monkeypa
                                                     "out_dir": tmp_path})
     assert got["bbox"] == AREA and got["resolution"] == 20 and got["save_daily_maps"] is False
     assert got["period_a"] == ["2026-03-01", "2026-05-31"] and got["out_dir"] == tmp_path
+    same = templates.parameters("water-monitoring", {"resolution": np.int64(20), "datetime": ["2026-03-01",
+                                                                                             "2026-10-31"]})
+    assert same["resolution"] == 20 and type(same["resolution"]) is int
+    assert same["datetime"] == "2026-03-01/2026-10-31"
     for wrong in ({"resolution": "10m"}, {"min_clear_fraction": "half"}, {"method": 5}):
         with pytest.raises(EolabError, match=f"parameter {next(iter(wrong))}="):
             templates.parameters("water-monitoring", wrong)

@@ -173,6 +173,9 @@ def _bulk(*items):
     (_item(assets={"a": {"href": 5}}), "asset 'a' has no href"),
     (_item(properties={"datetime": "2026-05-01T00:00:00Z", "title": "a\x00b"}), "control character"),
     (_item(properties={"datetime": "9999-12-31T00:00:00Z"}), "in the future"),
+    (_item(properties={"datetime": None, "start_datetime": "9999-01-01T00:00:00Z",
+                       "end_datetime": "9999-12-31T00:00:00Z"}), "start_datetime 9999-01-01T00:00:00Z is in the future"),
+    (_item(properties={"datetime": "2026-05-01T00:00:00Z", "title": "a\u202eb"}), "control character"),
     (_item(properties={"datetime": "2026-05-01T00:00:00Z", "junk": "x" * (3 * 2 ** 20)}), "MB as JSON"),
     (_item(geometry={"type": "Point", "coordinates": "x"}), "geometry"),
 ])
@@ -186,6 +189,9 @@ def test_the_workspace_refuses_items_that_would_break_searches(item, words):
 
 def test_the_workspace_passes_good_writes_and_refuses_patch_and_junk():
     assert _workspace.write_problem("POST", "/collections/results-alice/bulk_items", _bulk(_item())) is None
+    season = _item(properties={"datetime": None, "start_datetime": "2026-03-01T00:00:00Z",
+                               "end_datetime": "2099-12-31T00:00:00Z"})  # a period may end ahead (a season)
+    assert _workspace.write_problem("POST", "/collections/results-alice/bulk_items", _bulk(season)) is None
     assert _workspace.write_problem("DELETE", "/collections/results-alice/items/r1", b"") is None
     collection = publish.results_collection("results-alice", "alice")
     import json

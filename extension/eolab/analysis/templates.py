@@ -9,6 +9,7 @@ A template is a folder of ``workflows/`` holding ``<name>.ipynb`` (with a cell t
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import shutil
 import sys
@@ -128,6 +129,11 @@ def _typed(name: str, value: Any, default: Any) -> Any:
         return value
     if isinstance(default, list) and len(default) == 2 and isinstance(value, str) and "/" in value:
         return [part.strip() for part in value.split("/", 1)]  # -p period_a 2026-03-01/2026-05-31
+    if isinstance(default, str) and "/" in default and isinstance(value, (list, tuple)) and len(value) == 2:
+        return "/".join(str(_plain(v)) for v in value)  # datetime=[start, end] for 'start/end'
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, numbers.Real) \
+            and not isinstance(value, bool):
+        return value.item() if hasattr(value, "item") else value  # numpy numbers as Python's
     if isinstance(value, str) and not isinstance(default, str):
         try:
             value = _plain(yaml.safe_load(value))

@@ -248,11 +248,20 @@ def zonal_stats(
         if zones is None or len(zones) == 0:
             raise EolabError("no zones given", hint="pass a GeoDataFrame of parcels")
         if getattr(zones, "crs", None) is None:
-            # taken for the cube's own coordinates: lon/lat parcels would land nowhere and every
-            # statistic come back NaN without a word
-            raise EolabError("the zones have no CRS", hint="set it (zones.set_crs('EPSG:4326') for lon/lat) "
-                                                           "or read them from a file that states it")
-        zones = zones.to_crs(crs)
+            # taken for the cube's own coordinates, as drawn from them; lon/lat parcels would land
+            # nowhere and every statistic come back NaN without a word
+            west, south, east, north = zones.total_bounds
+            x0, y0 = transform * (0, 0)
+            x1, y1 = transform * (shape[1], shape[0])
+            if not (min(x0, x1) <= east and west <= max(x0, x1) and min(y0, y1) <= north and south <= max(y0, y1)):
+                raise EolabError("the zones have no CRS and do not lie in the cube's coordinates",
+                                 hint="set it (zones.set_crs('EPSG:4326') for lon/lat) or read them from a file "
+                                      "that states it")
+            import warnings
+
+            warnings.warn(f"the zones have no CRS: taken to be the cube's ({crs})", stacklevel=2)
+        else:
+            zones = zones.to_crs(crs)
         labels = rasterize_zones(zones, transform, shape, buffer=buffer)
         n = len(zones)
         if n and not np.any(labels):

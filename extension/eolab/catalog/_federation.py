@@ -48,6 +48,7 @@ from eolab.config import StackConfig
 
 WRITABLE_INFO_TTL = 2.0  # s
 
+MAX_MEMBER_PAGE = 1000
 
 
 class Federation(MetadataMixin):
@@ -174,7 +175,9 @@ class Federation(MetadataMixin):
             matched = dict(state.matched)
         else:
             state = None
-            member_limit = query.limit
+            # Members are asked for at most MAX_MEMBER_PAGE items a page, more pages when a broker
+            # page needs more: a member page of 10,000 items is hundreds of MB in the broker
+            member_limit = min(query.limit, MAX_MEMBER_PAGE)
             plan = await self._plan(query, deadline)
             targets, missing, matched = plan.targets, dict(plan.missing), {}
         plans, info_missing = await self._member_plans(query, targets, member_limit, deadline)

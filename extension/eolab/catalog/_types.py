@@ -23,9 +23,10 @@ FIELD_TYPES: dict[str, str] = {
     **dict.fromkeys(("id", "collection", "platform", "constellation", "mission", "title", "description",
                      "license", "sat:orbit_state", "sat:platform_international_designator", "proj:code",
                      "sar:instrument_mode", "sar:frequency_band", "sar:product_type", "sar:observation_direction",
-                     "mgrs:latitude_band", "mgrs:grid_square", "landsat:scene_id", "landsat:wrs_path",
-                     "landsat:wrs_row", "landsat:collection_category", "landsat:collection_number",
-                     "landsat:correction"), "string"),
+                     "mgrs:latitude_band", "mgrs:grid_square", "landsat:scene_id",
+                     "landsat:collection_category", "landsat:correction"), "string"),
+    # landsat:wrs_path/wrs_row/collection_number are digits as text ("033"): pgstac compares them
+    # with numbers too, so they are left out (unknown: anything passes)
     **dict.fromkeys(("eo:cloud_cover", "eo:snow_cover", "gsd", "view:off_nadir", "view:incidence_angle",
                      "view:azimuth", "view:sun_azimuth", "view:sun_elevation", "sat:absolute_orbit",
                      "sat:relative_orbit", "sat:anx_datetime_offset", "proj:epsg", "sar:center_frequency",

@@ -109,13 +109,14 @@ def _check_arguments(views: list[dict], *, resolution, crs, bbox, groupby, dtype
     wrong cube: a bbox away from every item (swapped lon/lat), a resolution of no size, an unknown
     CRS, a grouping by a property the items lack (everything in one layer)."""
     import math
+    import numbers
 
-    if geobox is None and resolution is not None:
-        if isinstance(resolution, bool) or not isinstance(resolution, (int, float)) or not math.isfinite(resolution) \
+    if geobox is None and resolution is not None and not hasattr(resolution, "xy"):  # odc.geo Resolution: as is
+        if isinstance(resolution, bool) or not isinstance(resolution, numbers.Real) or not math.isfinite(resolution) \
                 or resolution <= 0:
             raise EolabError(f"resolution={resolution!r} is not a positive number",
                              hint="the pixel size in the CRS's units: 10 (metres) for Sentinel-2's UTM grid")
-    if crs is not None:
+    if crs is not None and not (isinstance(crs, str) and crs.lower().startswith("utm")):  # odc-stac's "utm"
         from pyproj import CRS
         from pyproj.exceptions import CRSError
 
@@ -128,7 +129,9 @@ def _check_arguments(views: list[dict], *, resolution, crs, bbox, groupby, dtype
         raise EolabError(f"dtype={dtype!r}: the cube holds physical values with NaN where nothing is known",
                          hint="use 'float32' or 'float64'")
     for axis, size in (chunks or {}).items():
-        if isinstance(size, bool) or not isinstance(size, int) or (size <= 0 and size != -1):  # -1: whole axis
+        if size == "auto":
+            continue
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or (size <= 0 and size != -1):  # -1: all
             raise EolabError(f"chunks={chunks!r}: {axis} must be a positive number of pixels",
                              hint=f"e.g. chunks={DEFAULT_CHUNKS}")
     if isinstance(groupby, str) and groupby not in _GROUPS:
@@ -151,7 +154,7 @@ def _check_arguments(views: list[dict], *, resolution, crs, bbox, groupby, dtype
     if west >= east:
         raise EolabError(f"bbox {list(bbox)} has its west edge east of its east edge (across the antimeridian?)",
                          hint="load each side of the antimeridian separately, or swap west and east")
-    boxes = [v.get("bbox") for v in views if isinstance(v.get("bbox"), (list, tuple)) and len(v["bbox"]) >= 4]
+    boxes = _footprints(views)
     if boxes and not any(b[0] <= east and west <= b[2] and b[1] <= north and south <= b[3] for b in boxes):
         extent = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
                   max(b[3] for b in boxes)]
@@ -160,6 +163,25 @@ def _check_arguments(views: list[dict], *, resolution, crs, bbox, groupby, dtype
                          f"{[round(v, 4) for v in extent]}): the cube would hold nothing",
                          hint="bbox is west, south, east, north in degrees" + (
                              " — with latitude and longitude swapped it would overlap them" if swapped else ""))
+
+
+def _footprints(views: list[dict]) -> list[tuple[float, float, float, float]]:
+    """Every item's lon/lat box (3-D boxes as 2-D; one across the antimeridian as its two halves);
+    empty unless every item has one (an item without a box may lie anywhere)."""
+    out = []
+    for view in views:
+        b = view.get("bbox")
+        if not isinstance(b, (list, tuple)) or len(b) not in (4, 6):
+            return []
+        try:
+            west, south, east, north = (float(v) for v in ((b[0], b[1], b[3], b[4]) if len(b) == 6 else b))
+        except (TypeError, ValueError):
+            return []
+        if west > east:
+            out += [(west, south, 180.0, north), (-180.0, south, east, north)]
+        else:
+            out.append((west, south, east, north))
+    return out
 
 
 # A graph of more chunks than this takes minutes and gigabytes before the first pixel is read.
@@ -194,19 +216,24 @@ def _check_plan(views: list[dict], *, resolution, crs, bbox, chunks, geobox) -> 
         return
     from odc.geo.geom import BoundingBox, bbox_union
 
+    if not isinstance(resolution, (int, float)) or isinstance(crs, str) and crs.lower().startswith("utm"):
+        return  # a Resolution object, or a CRS odc-stac picks itself: not estimated here
     target = crs or next((c for c in (_item_crs(v) for v in views) if c), None)
-    boxes = [v["bbox"] for v in views if isinstance(v.get("bbox"), (list, tuple)) and len(v["bbox"]) >= 4]
+    boxes = _footprints(views)
     if target is None or not boxes:
         return
     box = BoundingBox(*bbox, crs="EPSG:4326") if bbox is not None else bbox_union(
-        BoundingBox(*b[:4], crs="EPSG:4326") for b in boxes)
+        BoundingBox(*b, crs="EPSG:4326") for b in boxes)
     try:
         extent = box.to_crs(target)
     except Exception:  # an extent the target CRS cannot hold: odc-stac will say so
         return
     size = dict(DEFAULT_CHUNKS, **(chunks or {}))
     ny, nx = extent.height / resolution, extent.width / resolution
+    size = {k: (v if isinstance(v, int) and v > 0 else 1024) for k, v in size.items()}  # "auto", -1: as big
     dates = len({str((v.get("properties") or {}).get("datetime"))[:10] for v in views})
+    per_chunk = size.get("time", 1)
+    dates = dates if not isinstance(per_chunk, int) or per_chunk <= 0 else -(-dates // per_chunk)
     count = dates * max(1.0, ny / max(1, size.get("y", 1024))) * max(1.0, nx / max(1, size.get("x", 1024)))
     if count > MAX_CHUNKS:
         raise EolabError(f"at resolution {resolution} the cube would be ~{nx:,.0f} × {ny:,.0f} pixels per date, "

@@ -263,6 +263,7 @@ class FakeMember:
                 return JSONResponse({"hello": "world"})
         items = self.select(args)
         limit = int(args.get("limit") or 10)
+        self.largest_limit = max(getattr(self, "largest_limit", 0), limit)  # what the broker asked for
         # token "off:<offset>:<page number>": a re-fetch of the same token gives the same page
         _, offset, number = (str(args.get("token") or "off:0:0").split(":") + ["0"])[:3]
         offset, number = int(offset), int(number)
