@@ -116,6 +116,8 @@ def parameters(template: str, namespace: Mapping[str, Any] | None = None) -> dic
 def _typed(name: str, value: Any, default: Any) -> Any:
     """``value`` as the type of its default: papermill passes ``-p bbox "[...]"`` as text, and a
     value of another type fails cells later with a library's error."""
+    import datetime as dt
+
     import yaml
 
     if value is None:
@@ -139,8 +141,9 @@ def _typed(name: str, value: Any, default: Any) -> Any:
             value = _plain(yaml.safe_load(value))
         except yaml.YAMLError:
             pass
+    # text parameters also take several (collections), paths and dates
     kinds = {bool: (bool,), int: (int, float), float: (int, float), list: (list, tuple), dict: (dict,),
-             str: (str, os.PathLike)}
+             str: (str, os.PathLike, list, tuple, dt.date)}
     wanted = next((k for t, k in kinds.items() if isinstance(default, t)), None)
     if wanted is None or (isinstance(value, wanted) and not (isinstance(value, bool) and bool not in wanted)):
         return list(value) if isinstance(value, tuple) else value
