@@ -201,6 +201,9 @@ def test_the_workspace_passes_good_writes_and_refuses_patch_and_junk():
     status, message = _workspace.write_problem("PUT", "/collections/results-alice", json.dumps(broken).encode())
     assert status == 400 and "links.0.href" in message
     assert _workspace.write_problem("PATCH", "/collections/results-alice", b"[]")[0] == 405
+    huge = dict(collection, description="x" * (3 * 2 ** 20))
+    status, message = _workspace.write_problem("PUT", "/collections/results-alice", json.dumps(huge).encode())
+    assert status == 400 and "more than 2 MB" in message
     assert _workspace.write_problem("POST", "/collections/results-alice/bulk_items", b"{")[0] == 400
     assert _workspace.write_problem("POST", "/collections/results-alice/bulk_items", b'{"a":' * 5000)[0] == 400
     assert _workspace.write_problem("POST", "/collections/results-alice/bulk_items", b"[]")[0] == 400
