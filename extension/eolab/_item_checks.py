@@ -12,6 +12,8 @@ import re
 from typing import Any
 
 INVALID_ID_CHARS = ":/?#[]@!$&'()*+,;="  # what stac-fastapi-pgstac refuses in ids
+
+
 def item_problems(item: dict) -> list[str]:
     """What a provider would refuse in this item (pure); empty if it can be published."""
     problems = []
@@ -98,7 +100,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-
 
 
 def control_text(value: Any) -> str | None:
-    """The first text (key or value) in ``value`` holding a C0 control character other than tab/newline."""
+    """The first text (key or value) in ``value`` holding a control character (C0 but tab and line
+    breaks, C1) or a bidirectional override."""
     stack = [value]
     while stack:
         node = stack.pop()
