@@ -70,13 +70,14 @@ def test_what_odc_stac_takes_still_passes(items):
 def test_footprints_across_the_antimeridian_and_without_boxes():
     from eolab.data.load import _check_arguments
 
-    fiji = [{"id": "f", "bbox": [178.9, -17.2, -179.9, -16.2], "properties": {}}]
+    when = {"datetime": "2026-05-01T10:00:00Z"}
+    fiji = [{"id": "f", "bbox": [178.9, -17.2, -179.9, -16.2], "properties": when}]
     _check_arguments(fiji, resolution=10, crs=None, bbox=[179.2, -17, 179.6, -16.5], groupby="solar_day",
                      dtype="float32", geobox=None, chunks=None)
     with pytest.raises(EolabError, match="overlaps none"):
         _check_arguments(fiji, resolution=10, crs=None, bbox=[10, -17, 11, -16.5], groupby="solar_day",
                          dtype="float32", geobox=None, chunks=None)
-    unboxed = fiji + [{"id": "u", "properties": {}}]  # an item without a box may lie anywhere
+    unboxed = fiji + [{"id": "u", "properties": when}]  # an item without a box may lie anywhere
     _check_arguments(unboxed, resolution=10, crs=None, bbox=[10, -17, 11, -16.5], groupby="solar_day",
                      dtype="float32", geobox=None, chunks=None)
 
@@ -104,6 +105,21 @@ def test_one_item_and_a_search_page_load(items):
     assert eolab.load_cube(items[0], bands=["red"]).sizes["time"] == 1
     page = types.SimpleNamespace(items=items)  # eolab.search's Page holds its items in .items
     assert eolab.load_cube(page, bands=["red"]).sizes["time"] == 4
+
+
+def test_items_without_a_time_are_named(items):
+    for props, words in [({"datetime": None}, "has no datetime and no start_datetime"),
+                         ({"datetime": "yesterday"}, "datetime 'yesterday', not an RFC 3339"),
+                         ({"datetime": 20260301}, "not an RFC 3339")]:
+        bad = copy.deepcopy(items)
+        bad[3]["properties"].update(props)
+        with pytest.raises(EolabError, match=words) as err:
+            eolab.load_cube(bad, bands=["red"])
+        assert items[3]["id"] in str(err.value)
+    period = copy.deepcopy(items)  # a null datetime with a period is a valid item
+    period[3]["properties"].update(datetime=None, start_datetime="2026-01-01T00:00:00Z",
+                                   end_datetime="2026-01-05T00:00:00+00:00")
+    assert np.datetime64("2026-01-01") in eolab.load_cube(period, bands=["red"]).time.values.astype("M8[D]")
 
 
 def test_auto_mask_warns_when_some_items_lack_it(items):
@@ -167,6 +183,26 @@ def test_split_share_is_checked():
         crops.split_parcels(labels, test_size=0.4)
     train, test = crops.split_parcels(labels, test_size=0.3)
     assert len(test) == 20 and len(train) == 40
+
+
+def test_parcel_labels_name_the_missing_column_and_leave_out_unlabelled_parcels():
+    import pandas as pd
+
+    from eolab.analysis import crops
+
+    fields = pd.DataFrame({"crop_name": ["maize", None, "wheat", " ", "maize"], "crop_code": list("12345")},
+                          index=pd.Index(["p1", "p2", "p3", "p4", "p5"], name="parcel_id"))
+    with pytest.raises(EolabError, match="no column 'crop'.*crop_name, crop_code") as err:
+        crops.parcel_labels(fields, "crop")
+    assert "crop_name" in err.value.hint
+    with pytest.warns(UserWarning, match="2 of 5 parcels have no 'crop_name'.*p2, p4"):
+        labels = crops.parcel_labels(fields, "crop_name")
+    assert labels.to_dict() == {"p1": "maize", "p3": "wheat", "p5": "maize"}  # no class "None" or ""
+    with pytest.raises(EolabError, match="one label only"):
+        crops.parcel_labels(fields.assign(crop_name="maize"), "crop_name")
+    with pytest.raises(EolabError, match="no parcel has a value"):
+        crops.parcel_labels(fields.assign(crop_name=None), "crop_name")
+    assert crops.parcel_labels(fields, "crop_code").tolist() == list("12345")
 
 
 def test_zones_without_a_crs_or_outside_the_cube():
@@ -241,3 +277,27 @@ def test_water_areas_need_a_projected_grid():
                           coords={"time": np.array(["2026-05-01", "2026-05-11"], "M8[ns]")})
     with pytest.raises(EolabError, match="not \\(time, y, x\\) of a projected grid"):
         water.extent(lonlat, pixel_area_m2=100.0)
+
+
+def test_water_area_region_on_another_grid_is_named():
+    import xarray as xr
+
+    from eolab.analysis import water
+
+    wet = xr.DataArray(np.ones((2, 4, 6), np.float32), dims=("time", "y", "x"),
+                       coords={"time": np.array(["2026-05-01", "2026-05-11"], "M8[ns]"),
+                               "y": 100.0 - 10 * np.arange(4), "x": 10.0 * np.arange(6)})
+    half = np.zeros((4, 6), bool)
+    half[:, :3] = True
+    assert water.extent(wet, region=half)["observed_ha"].tolist() == [12 * 0.01] * 2  # 12 px of 100 m²
+    assert water.extent(wet, region=half.astype(int))["clear_fraction"].tolist() == [1.0, 1.0]
+    as_array = xr.DataArray(half.T, dims=("x", "y"), coords={"x": wet.x, "y": wet.y})  # any dim order
+    assert water.extent(wet, region=as_array)["observed_ha"].tolist() == [0.12, 0.12]
+    for region, words in [(half.T, r"shape \(6, 4\), the water map 4 × 6"),
+                          (half[:, :5], r"shape \(4, 5\)"),
+                          (half * 3, "values other than true/false"),
+                          (as_array.isel(x=slice(1, None)), "x coordinates are not those of the water map"),
+                          (as_array.assign_coords(y=as_array.y + 5), "y coordinates are not those"),
+                          (wet.isel(y=0), r"dimensions \('time', 'x'\), not \(y, x\)")]:
+        with pytest.raises(EolabError, match=words):
+            water.extent(wet, region=region)

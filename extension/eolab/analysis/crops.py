@@ -145,6 +145,36 @@ def parcel_features(z: Any, *, indices: Sequence[str] = FEATURE_INDICES, step: f
 # ------------------------------------------------------------------------------ training
 
 
+def parcel_labels(parcels: Any, column: str) -> Any:
+    """The training labels: ``parcels[column]`` as text, for the parcels that have one.
+
+    A column the table lacks is an error naming the columns it has; parcels without a label (null
+    or blank) are left out with a warning, since as text they would become a class "nan" or "None".
+    """
+    import difflib
+    import warnings
+
+    columns = [str(c) for c in parcels.columns if c != "geometry"]
+    if column not in parcels.columns:
+        near = difflib.get_close_matches(str(column), columns, n=2, cutoff=0.6)
+        raise EolabError(f"the parcels have no column {column!r} to take the labels from (columns: "
+                         f"{', '.join(columns)})",
+                         hint=f"label_column={near[0]!r}?" if near else "set label_column to one of those columns")
+    values = parcels[column]
+    text = values.astype(str).str.strip()
+    missing = values.isna().to_numpy() | (text == "").to_numpy()
+    if missing.all():
+        raise EolabError(f"no parcel has a value in column {column!r}", hint="choose another label_column")
+    if missing.any():
+        warnings.warn(f"{int(missing.sum())} of {missing.size} parcels have no {column!r} and are left out "
+                      f"(e.g. {', '.join(map(str, parcels.index[missing][:3]))})", stacklevel=2)
+    labels = text[~missing]
+    if labels.nunique() < 2:
+        raise EolabError(f"column {column!r} holds one label only ({labels.iloc[0]!r}): nothing to tell apart",
+                         hint="a crop map needs parcels of at least two crops")
+    return labels
+
+
 def split_parcels(labels: Sequence, test_size: float = 0.3, seed: int = 0, groups: Sequence | None = None):
     """Indices (train, test) of a stratified split in which every parcel (or group, e.g. farm) lies
     wholly on one side. Classes with fewer than 2 parcels go to training only. The split is one fold

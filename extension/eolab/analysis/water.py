@@ -543,6 +543,39 @@ def pixel_area(da: Any) -> float:
     return dx * dy
 
 
+def _region_mask(water: Any, region: Any) -> Any:
+    """``region`` as a boolean (y, x) DataArray on the water map's grid; an error for a mask of
+    another shape or grid (xarray would align it silently and count a smaller area)."""
+    import xarray as xr
+
+    if region is None:
+        return None
+    ny, nx = water.sizes["y"], water.sizes["x"]
+    if isinstance(region, xr.DataArray):
+        if set(region.dims) != {"y", "x"}:
+            raise EolabError(f"region has dimensions {tuple(region.dims)}, not (y, x)",
+                             hint="a boolean (y, x) mask on the water map's grid, e.g. one date's map.notnull()")
+        for dim in ("y", "x"):
+            if dim in region.coords and (region.sizes[dim] != water.sizes[dim] or not np.allclose(
+                    region[dim].values, water[dim].values)):
+                raise EolabError(f"region's {dim} coordinates are not those of the water map "
+                                 f"({region.sizes[dim]} vs {water.sizes[dim]} values, another grid)",
+                                 hint="make the mask on the water map's own grid (e.g. zonal.rasterize_zones "
+                                      "with zonal.grid_of(cube))")
+        values = region.transpose("y", "x").values
+    else:
+        values = np.asarray(region)
+        if values.shape != (ny, nx):
+            raise EolabError(f"region has shape {values.shape}, the water map {ny} × {nx} (y, x) pixels",
+                             hint="a boolean (y, x) mask on the water map's grid")
+    if values.dtype != bool:
+        if not np.isin(values, (0, 1)).all():
+            raise EolabError(f"region holds values other than true/false ({values.dtype})",
+                             hint="a boolean mask: True where the area is counted")
+        values = values.astype(bool)
+    return xr.DataArray(values, dims=("y", "x"), coords={"y": water["y"], "x": water["x"]})
+
+
 def extent(water: Any, freq: Any | None = None, *, pixel_area_m2: float | None = None,
            region: Any | None = None, fill_threshold: float = 0.5, frozen: Any | None = None) -> Any:
     """Water extent per date (pandas DataFrame indexed by date).
@@ -564,6 +597,7 @@ def extent(water: Any, freq: Any | None = None, *, pixel_area_m2: float | None =
         raise EolabError(f"water has dimensions {tuple(water.dims)}, not (time, y, x) of a projected grid",
                          hint="load the cube in a projected CRS (the items' own UTM grid: leave crs out, or "
                               "crs='EPSG:326NN'): areas need metres")
+    region = _region_mask(water, region)
     w = water if region is None else water.where(region)
     n_region = float(np.asarray(region).sum()) if region is not None else float(water.sizes["y"] * water.sizes["x"])
     seen = w.sum(("y", "x"))

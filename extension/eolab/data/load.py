@@ -111,6 +111,7 @@ def _check_arguments(views: list[dict], *, resolution, crs, bbox, groupby, dtype
     import math
     import numbers
 
+    _check_times(views)
     if geobox is None and resolution is not None and not hasattr(resolution, "xy"):  # odc.geo Resolution: as is
         if isinstance(resolution, bool) or not isinstance(resolution, numbers.Real) or not math.isfinite(resolution) \
                 or resolution <= 0:
@@ -163,6 +164,39 @@ def _check_arguments(views: list[dict], *, resolution, crs, bbox, groupby, dtype
                          f"{[round(v, 4) for v in extent]}): the cube would hold nothing",
                          hint="bbox is west, south, east, north in degrees" + (
                              " — with latitude and longitude swapped it would overlap them" if swapped else ""))
+
+
+def _when(value: Any) -> bool:
+    """Whether ``value`` is an RFC 3339 date-time pystac reads."""
+    import datetime as dt
+
+    if not isinstance(value, str):
+        return False
+    try:
+        dt.datetime.fromisoformat(value)  # fast: most items
+    except ValueError:
+        from dateutil.parser import isoparse  # pystac's parser, which takes more spellings
+
+        try:
+            isoparse(value)
+        except (ValueError, OverflowError):
+            return False
+    return True
+
+
+def _check_times(views: list[dict]) -> None:
+    """Every item has a time (else pystac stops the load with "Invalid Item")."""
+    for view in views:
+        props = view.get("properties") or {}
+        when = props.get("datetime")
+        if when is None and _when(props.get("start_datetime")) and _when(props.get("end_datetime")):
+            continue
+        if when is None or not _when(when):
+            got = "no datetime" if when is None else f"datetime {str(when)[:40]!r}, not an RFC 3339 date-time"
+            raise EolabError(f"item {view.get('id')!r} has {got}" + (" and no start_datetime/end_datetime"
+                                                                      if when is None else ""),
+                             hint="every item needs properties.datetime (e.g. '2026-05-01T10:00:00Z'), or null "
+                                  "with start_datetime and end_datetime; leave that item out")
 
 
 def _footprints(views: list[dict]) -> list[tuple[float, float, float, float]]:
