@@ -86,16 +86,19 @@ def item_problems(item: dict) -> list[str]:
             problems.append(f"link {n} needs 'rel' and 'href' strings")  # searches meeting it failed (HTTP 500)
     size = len(json.dumps(item, default=str))
     if size > MAX_ITEM_BYTES:  # every search meeting it would carry it to every user
-        problems.append(f"the item takes {size / 2 ** 20:.1f} MB as JSON (at most {MAX_ITEM_BYTES // 2 ** 20} MB)")
+        problems.append(f"the item takes {size / 1024:,.0f} kB as JSON (at most {MAX_ITEM_BYTES // 1024} kB)")
     control = control_text(item)
     if control:
         problems.append(f"a text holds a control character: {control[:40]!r}")
     return problems
 
 
-# An item of a result that read thousands of source items lists them all in its provenance
-# (~300 bytes each); real providers' items are 5-50 kB.
-MAX_ITEM_BYTES = 2 * 1024 * 1024
+# Real providers' items are 5-50 kB; a published result names at most 100 source items (~40 kB).
+# A broker's member page of 1,000 such items (catalog._federation.MAX_MEMBER_PAGE) then stays under
+# the 128 MB it reads of one member answer (catalog._members.MAX_ANSWER_BYTES).
+MAX_ITEM_BYTES = 128 * 1024
+# Collections are listed, not paged in thousands.
+MAX_COLLECTION_BYTES = 2 * 1024 * 1024
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")  # C0, C1, bidi overrides
 
 

@@ -109,6 +109,37 @@ def test_build_item_is_what_both_destinations_publish(tmp_path):
                            end="2026-06-01")
 
 
+def test_a_result_of_thousands_of_items_names_the_first_and_keeps_all_in_its_provenance_files(tmp_path):
+    from eolab._item_checks import MAX_ITEM_BYTES
+    from eolab.analysis.publish._items import _add_asset
+
+    files, _ = _result(tmp_path)
+    rec = provenance.record([_item(i, "pannonia") for i in range(10_000)], workflow="w", parameters={})
+    for n, src in enumerate(rec["items"]):
+        src["href"] = f"http://broker/collections/pannonia|sentinel-2-l2a/items/S2_{n}"
+    provenance.write(files[0], rec)
+    item = publish.build_item(files, workflow="w", provenance=rec, bbox=[20, 47, 20.1, 47.1], start="2026-03-01",
+                              end="2026-10-31")
+    summary = item.properties["eolab:provenance"]
+    assert summary["source_count"] == 10_000 and len(summary["source_items"]) == publish.LISTED_SOURCES
+    assert summary["source_items"][0]["id"] == "S2_0"
+    assert len([ln for ln in item.links if ln.rel == "derived_from"]) == publish.LISTED_SOURCES
+    assert summary["source_items_in"] == ["r_csv_provenance_json"]
+    _add_asset(item, files[1], str(files[1]))
+    as_json = item.to_dict(include_self_link=False)
+    assert set(summary["source_items_in"]) <= set(as_json["assets"])
+    assert len(provenance.read(files[0])["items"]) == 10_000  # the whole list, in the file the item names
+    assert len(json.dumps(as_json)) < MAX_ITEM_BYTES and publish.item_problems(as_json) == []
+    with pytest.raises(EolabError, match="10,000 source items.*first 100") as err:
+        publish.build_item(files[:1], workflow="w", provenance=rec, bbox=[20, 47, 20.1, 47.1], start="2026-03-01",
+                           end="2026-10-31")
+    assert "sidecar_path" in err.value.hint
+    few = publish.build_item(files[:1], workflow="w", provenance=_result(tmp_path)[1], bbox=[20, 47, 20.1, 47.1],
+                             start="2026-03-01", end="2026-10-31")
+    assert few.properties["eolab:provenance"]["source_count"] == 2 and "source_items_in" not in \
+        few.properties["eolab:provenance"]
+
+
 def test_item_problems_name_what_a_provider_refuses(tmp_path):
     files, rec = _result(tmp_path)
     good = publish.build_item(files, workflow="w", provenance=rec, bbox=[20, 47, 20.1, 47.1],

@@ -529,6 +529,16 @@ def test_a_member_answer_over_the_size_cap_is_named_and_others_are_served(monkey
     assert app.state.federation.members["g"].health.ok
 
 
+def test_a_member_page_of_the_largest_workspace_items_fits_what_the_broker_reads():
+    """The workspace's item size and the broker's member page fit its cap on one member answer, so a
+    page of the largest items one user may publish cannot make the workspace look malformed to all."""
+    from eolab._item_checks import MAX_ITEM_BYTES
+    from eolab.catalog._federation import MAX_MEMBER_PAGE
+    from eolab.catalog._members import MAX_ANSWER_BYTES
+
+    assert MAX_MEMBER_PAGE * (MAX_ITEM_BYTES + 1024) < MAX_ANSWER_BYTES  # 1 kB for the broker's additions
+
+
 def test_members_are_asked_for_at_most_a_thousand_items_a_page():
     """A broker page of 2,500 items comes from member pages of at most MAX_MEMBER_PAGE items
     (a member page of 10,000 items is hundreds of MB in the broker), without losing any."""

@@ -176,7 +176,7 @@ def _bulk(*items):
     (_item(properties={"datetime": None, "start_datetime": "9999-01-01T00:00:00Z",
                        "end_datetime": "9999-12-31T00:00:00Z"}), "start_datetime 9999-01-01T00:00:00Z is in the future"),
     (_item(properties={"datetime": "2026-05-01T00:00:00Z", "title": "a\u202eb"}), "control character"),
-    (_item(properties={"datetime": "2026-05-01T00:00:00Z", "junk": "x" * (3 * 2 ** 20)}), "MB as JSON"),
+    (_item(properties={"datetime": "2026-05-01T00:00:00Z", "junk": "x" * 140_000}), "kB as JSON (at most 128 kB)"),
     (_item(geometry={"type": "Point", "coordinates": "x"}), "geometry"),
 ])
 def test_the_workspace_refuses_items_that_would_break_searches(item, words):

@@ -134,7 +134,7 @@ def _body_id(body: bytes | str | dict | None) -> str | None:
     return None
 
 
-# What one write may hold (an item: eolab._item_checks.MAX_ITEM_BYTES).
+# What one write may hold (an item: eolab._item_checks.MAX_ITEM_BYTES; a collection: MAX_COLLECTION_BYTES).
 MAX_WRITE_BYTES = 64 * 1024 * 1024
 
 
@@ -197,10 +197,11 @@ def _collection_problem(value) -> tuple[int, str] | None:
 
     if not isinstance(value, dict):
         return 400, "a collection must be a JSON object"
-    from eolab._item_checks import MAX_ITEM_BYTES, control_text
+    from eolab._item_checks import MAX_COLLECTION_BYTES, control_text
 
-    if len(json.dumps(value)) > MAX_ITEM_BYTES:  # every collection listing would carry it
-        return 400, f"collection {str(value.get('id'))[:60]!r} takes more than {MAX_ITEM_BYTES // 2 ** 20} MB as JSON"
+    if len(json.dumps(value)) > MAX_COLLECTION_BYTES:  # every collection listing would carry it
+        return 400, (f"collection {str(value.get('id'))[:60]!r} takes more than "
+                     f"{MAX_COLLECTION_BYTES // 2 ** 20} MB as JSON")
 
     control = control_text(value)
     problem = _pydantic_problem(Collection, value) or (

@@ -18,13 +18,15 @@ hub kernel ``$EOLAB_WORKSPACE_URL`` is the hub's catalog gate instead, and the k
 (``$JUPYTERHUB_API_TOKEN``) lets it write into ``results-<user>`` only.
 
 Each item holds the result files as assets, its footprint and time range, the provenance record
-(``eolab:provenance``: workflow, parameters, version, the source item ids by provider and
-collection) and ``derived_from`` links to the source items. Re-publishing the same item id
+(``eolab:provenance``: workflow, parameters, version, the number of source items and the ids of
+the first ``LISTED_SOURCES`` by provider and collection; ``source_items_in`` names the provenance
+files that list them all) and ``derived_from`` links to those source items. Re-publishing the same item id
 replaces it (an upsert: no duplicates).
 """
 
 from eolab.analysis.publish._items import (
                                           INVALID_ID_CHARS,
+                                          LISTED_SOURCES,
                                           MEDIA_TYPES,
                                           MEMBER_PREFIX,
                                           SIDECAR_SUFFIX,
@@ -47,7 +49,7 @@ from eolab.analysis.publish._provider import (
 )
 from eolab.analysis.publish._static import find_results, publish
 
-__all__ = ["INVALID_ID_CHARS", "MEDIA_TYPES", "MEMBER_PREFIX", "SIDECAR_SUFFIX", "TRANSACTION_CONFORMANCE", "WORKSPACE",
-           "Provider", "build_item", "current_user", "default_catalog_dir", "find_published", "find_results",
-           "item_id_for", "item_problems", "publish", "publish_to_provider", "results_collection",
-           "results_collection_id", "upsert_items", "writable_provider"]
+__all__ = ["INVALID_ID_CHARS", "LISTED_SOURCES", "MEDIA_TYPES", "MEMBER_PREFIX", "SIDECAR_SUFFIX",
+           "TRANSACTION_CONFORMANCE", "WORKSPACE", "Provider", "build_item", "current_user", "default_catalog_dir",
+           "find_published", "find_results", "item_id_for", "item_problems", "publish", "publish_to_provider",
+           "results_collection", "results_collection_id", "upsert_items", "writable_provider"]

@@ -33,6 +33,10 @@ TRANSACTION_CONFORMANCE = "https://api.stacspec.org/v1.0.0/ogcapi-features/exten
 
 SIDECAR_SUFFIX = ".provenance.json"
 
+# Source items named in a result's item (and derived_from links): a result of thousands of items
+# would otherwise outgrow the workspace's item size; the provenance files list them all.
+LISTED_SOURCES = 100
+
 
 def default_catalog_dir() -> Path:
     from eolab import settings
@@ -92,18 +96,35 @@ def build_item(files: Sequence[str | Path], *, workflow: str, provenance: dict, 
         raise EolabError(f"the result's period ends ({end}) before it starts ({start})")
     created = provenance.get("created") or dt.datetime.now(dt.timezone.utc).isoformat()
     summary = {k: provenance.get(k) for k in ("workflow", "eolab_version", "created", "parameters", "collections")}
+    sources = provenance["items"]
+    listed = sources[:LISTED_SOURCES]
+    summary["source_count"] = len(sources)
     summary["source_items"] = [{"id": i["id"], "collection": i.get("collection"), "provider": i.get("provider")}
-                               for i in provenance["items"]]
+                               for i in listed]
+    if len(listed) < len(sources):
+        # The whole list lives in the result's provenance files, published with it as assets.
+        sidecars = [Path(f).name for f in files if str(f).endswith(SIDECAR_SUFFIX)]
+        if not sidecars:
+            raise EolabError(f"the result comes from {len(sources):,} source items; the item lists the first "
+                             f"{LISTED_SOURCES} and needs the provenance files to hold them all",
+                             hint="publish the provenance files too: files + [eolab.provenance.sidecar_path(f) "
+                                  "for f in files]")
+        summary["source_items_in"] = [asset_key(name) for name in sidecars]
     item = pystac.Item(
         id=item_id_for(workflow, provenance, item_id), geometry=mapping(box(*bbox)), bbox=list(bbox),
         datetime=None, start_datetime=begin, end_datetime=finish,
         properties={"title": title or workflow, "eolab:workflow": workflow, "eolab:provenance": summary,
                     "created": created})
-    for src in provenance["items"]:
+    for src in listed:
         if src.get("href"):
             item.add_link(pystac.Link("derived_from", src["href"], media_type="application/geo+json",
                                       title=f"{src.get('provider')}|{src.get('collection')}:{src['id']}"))
     return item
+
+
+def asset_key(name: str) -> str:
+    """The key of a result file's asset."""
+    return name.replace(".", "_")
 
 
 def _add_asset(item: Any, f: Path, href: str) -> None:
@@ -111,7 +132,7 @@ def _add_asset(item: Any, f: Path, href: str) -> None:
 
     media = MEDIA_TYPES.get(f.suffix.lower()) or mimetypes.guess_type(f.name)[0]
     role = "metadata" if f.name.endswith(SIDECAR_SUFFIX) else "data"
-    item.add_asset(f.name.replace(".", "_"), pystac.Asset(href=href, media_type=media, roles=[role], title=f.name))
+    item.add_asset(asset_key(f.name), pystac.Asset(href=href, media_type=media, roles=[role], title=f.name))
 
 
 def _union(a: Sequence[float], b: Sequence[float]) -> list[float]:
