@@ -122,6 +122,23 @@ def test_items_without_a_time_are_named(items):
     assert np.datetime64("2026-01-01") in eolab.load_cube(period, bands=["red"]).time.values.astype("M8[D]")
 
 
+def test_pystac_items_made_in_code_load(items):
+    import pystac
+
+    made = []
+    for item in items[:4]:  # as a user builds them: pystac keeps the datetime apart from properties
+        props = {k: v for k, v in item["properties"].items() if k != "datetime"}
+        x = pystac.Item(item["id"], item["geometry"], item["bbox"],
+                        dt.datetime.fromisoformat(item["properties"]["datetime"]), props,
+                        stac_extensions=item["stac_extensions"], collection=item["collection"])
+        for key, asset in item["assets"].items():
+            x.add_asset(key, pystac.Asset.from_dict(asset))
+        assert "datetime" not in x.properties
+        made.append(x)
+    cube = eolab.load_cube(made, bands=["red"])
+    assert cube.sizes["time"] == len({i["properties"]["datetime"][:10] for i in items[:4]})
+
+
 def test_auto_mask_warns_when_some_items_lack_it(items):
     some = copy.deepcopy(items)
     del some[0]["assets"]["SCL"]

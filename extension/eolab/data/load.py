@@ -280,8 +280,13 @@ def _view(entry: Any) -> dict:
     if isinstance(entry, dict):
         return entry
     self_link = entry.get_single_link("self")
+    properties = entry.properties
+    if "datetime" not in properties:  # pystac keeps an Item's datetime apart until to_dict()
+        from pystac.utils import datetime_to_str
+
+        properties = {**properties, "datetime": datetime_to_str(entry.datetime) if entry.datetime else None}
     return {"type": "Feature", "stac_version": "1.0.0", "id": entry.id, "collection": entry.collection_id,
-            "geometry": entry.geometry, "bbox": entry.bbox, "properties": entry.properties,
+            "geometry": entry.geometry, "bbox": entry.bbox, "properties": properties,
             "stac_extensions": list(entry.stac_extensions),
             "links": ([{"rel": "self", "href": self_link.get_href(transform_href=False)}] if self_link else []),
             "assets": {key: asset.to_dict() for key, asset in entry.assets.items()}}
