@@ -61,6 +61,31 @@ def test_panel_options_reach_the_loader(browser, cube):
     assert "EPSG:3857" in panel.size.value and not panel.plot_button.disabled
 
 
+def test_a_degrees_crs_nothing_ticked_and_a_tiny_cube_are_messages(browser):
+    """The panel's resolution is in metres: a CRS in degrees gave a cube of one pixel elsewhere, shown
+    as "cube ready"; with no row ticked it said to widen the search; load_cube's warnings were lost."""
+    panel = CubePanel(browser, bands=["B04", "B08"], resolution=20, plots=False)
+    panel.crs.value = "EPSG:4326"
+    panel._on_load()
+    assert "EPSG:4326 is in degrees, and the panel&#x27;s resolution is in metres" in panel.message.value
+    assert panel.cube is None and panel.plot_button.disabled
+    panel.crs.value = ""
+    panel.resolution.value = 10000  # a cube of a pixel or two: loaded, and the warning is shown
+    panel._on_load()
+    assert panel.cube is not None and "cube ready" in panel.message.value
+    assert "is the resolution in the CRS&#x27;s units" in panel.message.value
+    tiny = panel.cube
+    series = point_series(tiny, (AREA[0] + AREA[2]) / 2, (AREA[1] + AREA[3]) / 2)  # one pixel wide
+    assert series.sizes["time"] == tiny.sizes["time"]
+    saved = list(browser.selected)
+    try:
+        browser.selected = []
+        panel._on_load()
+        assert "no rows are ticked" in panel.message.value
+    finally:
+        browser.selected = saved
+
+
 def test_mixed_selection_is_a_message_in_the_panel(catalog_stack):
     picker = PickerState()
     picker.set_bbox(*AREA)

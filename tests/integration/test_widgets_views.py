@@ -70,6 +70,14 @@ def test_draw_messages_edit_delete_and_search(views):
     picker.start.value = dt.date(2026, 5, 1)
     picker.end.value = dt.date(2026, 7, 31)
     assert picker.time_range == (dt.date(2026, 5, 1), dt.date(2026, 7, 31)) and picker.presets.value is None
+    # Clearing the dates clears the range (before, the old range stayed in force behind empty fields).
+    picker.end.value = None
+    assert picker.time_range is None and "pick both dates, or clear both" in picker.message.value
+    picker.start.value = None
+    assert picker.time_range is None and picker.message.value == "" and "no time range" in picker.summary.value
+    picker.start.value = dt.date(2026, 5, 1)
+    picker.end.value = dt.date(2026, 7, 31)
+    assert picker.time_range == (dt.date(2026, 5, 1), dt.date(2026, 7, 31)) and picker.message.value == ""
 
     browser.collections.value = ("pannonia|sentinel-2-l2a",)
     browser.search_button.click()
@@ -95,6 +103,13 @@ def test_draw_messages_edit_delete_and_search(views):
     assert browser.quicklook_layer in picker.map.layers
     browser.hide_button.click()
     assert browser.quicklook_layer is None
+    radar = dict(browser.state.item(browser.state.highlighted), id="S1_like", assets={"vv": {"href": "x.tif"}})
+    browser.state._seen["radar"] = radar  # a Sentinel-1 row: no bands for true colour
+    assert browser.show_quicklook("radar") is None and browser.quicklook_layer is None
+    assert "no quicklook of S1_like: item S1_like has no red or green or blue band" in browser.error.value
+    browser.show_button.click()  # the optical row still renders, and the message goes
+    assert browser.quicklook_layer is not None and browser.error.value == ""
+    browser.hide_button.click()
 
     browser.all_box.value = True
     assert len(browser.state.selected) == len(rows) and browser.selection.value == f"{len(rows)} items selected"

@@ -88,6 +88,20 @@ def test_self_intersecting_polygon_gives_one_line_and_keeps_the_state(state):
     assert state.error == ""
 
 
+def test_shapes_on_another_copy_of_the_world_and_across_the_antimeridian(state):
+    # Leaflet gives longitudes past 180 on a repeated copy of the world: moved back, not refused.
+    assert state.handle_draw("created", rect(380.61, 47.66, 380.63, 47.67)) == "s1" and state.error == ""
+    assert state.bbox == pytest.approx((20.61, 47.66, 20.63, 47.67))
+    assert state.handle_draw("created", rect(175, 0, 190, 5)) is None  # drawn across ±180
+    assert "crosses the antimeridian" in state.error and len(state.shapes) == 1
+    # GeoJSON reads this box the long way round (340° wide): before, a search of nearly every longitude.
+    with pytest.raises(PickerError, match="spans 340° of longitude"):
+        state.add(poly((170, 0), (-170, 0), (-170, 10), (170, 10))["geometry"])
+    split = {"type": "MultiPolygon", "coordinates": [rect(170, 0, 180, 5)["geometry"]["coordinates"],
+                                                     rect(-180, 0, -170, 5)["geometry"]["coordinates"]]}
+    assert state.add(split) == "s2" and len(state.shapes) == 2  # split at the antimeridian as RFC 7946 asks
+
+
 def test_line_and_point_are_not_areas(state):
     line = {"type": "Feature", "geometry": {"type": "LineString", "coordinates": [[20.6, 47.6], [20.7, 47.7]]}}
     state.handle_draw("created", line)

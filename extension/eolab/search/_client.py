@@ -47,7 +47,13 @@ class Catalogue:
         if "Authorization" not in headers:
             # The stack's internal services want the service token from other accounts.
             headers.update(service_headers(self.url))
-        self.io = StacApiIO(headers=headers, request_modifier=request_modifier, timeout=timeout, max_retries=2)
+        from urllib3 import Retry
+
+        # Connections are retried (a stack restarting); an answer that is late is not: the catalogue
+        # has the request, and asking again would triple the wait for a slow provider.
+        retry = Retry(total=2, connect=2, read=0, backoff_factor=0.2, status_forcelist=[502, 503, 504])
+        self.io = StacApiIO(headers=headers, request_modifier=request_modifier, timeout=timeout, max_retries=retry)
+        self.timeout = timeout
         self._client = None
 
     def __repr__(self) -> str:
@@ -80,6 +86,11 @@ class Catalogue:
         except APIError as exc:
             status = getattr(exc, "status_code", None)
             if status is None:
+                text = str(exc).lower()
+                if "read timed out" in text or "readtimeout" in text:
+                    raise EolabError(f"the catalogue at {self.url} did not answer within {self.timeout:g} s",
+                                     hint="a provider behind it may be slow: retry, narrow the search, or "
+                                          "Catalogue(url, timeout=120)") from None
                 raise EolabError(f"the catalogue at {self.url} is not reachable ({str(exc)[:120]})",
                                  hint="is the stack running? see 'eolab status'") from None
             try:
@@ -153,7 +164,8 @@ class Catalogue:
         return Page(items=list(body.get("features", [])), number=number, request=request,
                     next_request=next_request, missing=list(body.get("federation:missing") or []),
                     number_matched=body.get("numberMatched", context.get("matched")),
-                    member_errors=dict(body.get("eolab:member_errors") or {}))
+                    member_errors=dict(body.get("eolab:member_errors") or {}),
+                    waiting=dict(body.get("eolab:member_waiting") or {}))
 
     def next_page(self, page: Page) -> Page | None:
         if page.next_request is None:

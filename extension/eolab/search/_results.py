@@ -48,6 +48,7 @@ class Page:
     missing: list[str] = field(default_factory=list)
     number_matched: int | None = None
     member_errors: dict = field(default_factory=dict)
+    waiting: dict = field(default_factory=dict)  # providers that had not answered yet: the next page asks them
 
     @property
     def has_next(self) -> bool:

@@ -135,7 +135,11 @@ class BrowserState(HasTraits):
         self._refresh_rows()
         self._refresh_footprints()
         more = " (more pages)" if page.has_next else ""
-        self.status = f"page {page.number}: {len(page.items)} items{more}"
+        late = ""
+        if page.waiting:  # not missing (yet): the broker asks them again for the next page
+            late = (f"; not answered yet: {', '.join(sorted(page.waiting))} — their items may come on the "
+                    "next page")
+        self.status = f"page {page.number}: {len(page.items)} items{more}{late}"
 
     # ---------------------------------------------------------------- table
     def sort(self, column: str, descending: bool | None = None) -> None:

@@ -55,8 +55,24 @@ def _as_date(value: Any, what: str) -> dt.date:
         raise PickerError(f"{what} {value!r} is not a date", hint="use YYYY-MM-DD") from None
 
 
-def check_geometry(geometry: Any, name: str):
-    """A valid shapely polygon/multipolygon in lon/lat from GeoJSON or shapely, or PickerError naming the problem."""
+def _wrapped(geom, name: str):
+    """A shape drawn on a repeated copy of the world (leaflet gives longitudes such as 380) moved
+    onto -180..180; one across the antimeridian refused (its box would span the other way round)."""
+    from shapely import affinity
+
+    x0, _, x1, _ = geom.bounds
+    shift = -360.0 * round((x0 + x1) / 2 / 360.0)
+    geom = affinity.translate(geom, xoff=shift) if shift else geom
+    x0, _, x1, _ = geom.bounds
+    if x0 < -180 or x1 > 180:
+        raise PickerError(f"{name} crosses the antimeridian (longitude ±180)",
+                          hint="draw the parts on each side of it as separate shapes")
+    return geom
+
+
+def check_geometry(geometry: Any, name: str, *, drawn: bool = False):
+    """A valid shapely polygon/multipolygon in lon/lat from GeoJSON or shapely, or PickerError naming the problem.
+    ``drawn``: from the map, whose longitudes go on past ±180."""
     import shapely
     from shapely.geometry import shape
     from shapely.validation import explain_validity
@@ -71,7 +87,16 @@ def check_geometry(geometry: Any, name: str):
     if geom.geom_type not in ("Polygon", "MultiPolygon"):
         raise PickerError(f"{name} is a {geom.geom_type}, not an area",
                           hint="an area of interest needs polygons or rectangles")
+    if drawn:
+        geom = _wrapped(geom, name)
     x0, y0, x1, y1 = geom.bounds
+    for part in getattr(geom, "geoms", [geom]):
+        # GeoJSON reads a polygon from 170 to -170 the long way round (RFC 7946 §3.1.9: split it at
+        # the antimeridian, as a MultiPolygon of parts on either side)
+        p0, _, p1, _ = part.bounds
+        if p1 - p0 > 180 and p0 >= -180 and p1 <= 180:
+            raise PickerError(f"{name} spans {p1 - p0:.0f}° of longitude ({p0:.6g} to {p1:.6g})",
+                              hint="if it crosses the antimeridian, split it there into two shapes")
     if x0 < -180 or x1 > 180 or y0 < -90 or y1 > 90:
         raise PickerError(f"{name} has coordinates outside longitude/latitude ({x0:.6g}, {y0:.6g}, {x1:.6g}, {y1:.6g})",
                           hint="GeoJSON must be in WGS84 degrees; upload a GeoPackage to have it reprojected")
@@ -151,7 +176,7 @@ class PickerState(HasTraits):
         """Add a shape (GeoJSON geometry/feature or shapely); returns its id. Raises PickerError."""
         if isinstance(geometry, dict) and geometry.get("type") == "Feature":
             geometry = geometry.get("geometry")
-        geom = check_geometry(geometry, name or "the shape")
+        geom = check_geometry(geometry, name or "the shape", drawn=source == "draw")
         self.error = ""
         return self._store(geom, source, name or source)
 
@@ -160,7 +185,7 @@ class PickerState(HasTraits):
             raise PickerError(f"no shape {shape_id!r}", hint=f"shapes are: {', '.join(self.shapes) or 'none'}")
         from shapely.geometry import mapping
 
-        geom = check_geometry(geometry, f"edited shape {shape_id}")
+        geom = check_geometry(geometry, f"edited shape {shape_id}", drawn=self.shapes[shape_id]["source"] == "draw")
         self.error = ""
         self.shapes = {**self.shapes, shape_id: {**self.shapes[shape_id], "geometry": mapping(geom)}}
         self.log = self.log + [("edit", shape_id)]
@@ -309,6 +334,12 @@ class PickerState(HasTraits):
         self.error = ""
         self.preset = ""
         self.time_range = (start, end)
+
+    def clear_time_range(self, *, one_left: bool = False) -> None:
+        """No time range (searches of any date); ``one_left``: only one date was cleared, say so."""
+        self.preset = ""
+        self.time_range = None
+        self.error = "pick both dates, or clear both to search any date" if one_left else ""
 
     def apply_preset(self, name: str) -> tuple[dt.date, dt.date]:
         try:

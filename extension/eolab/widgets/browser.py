@@ -180,7 +180,18 @@ class CatalogueBrowser(NotebookView):
             self.state.error = "click a result row first, then show its quicklook"
             return None
         item = self.state.item(key)
-        url = item_tiles(item, style or self.style.value, url=self.tiles_url)
+        try:
+            from eolab.tiles._render import band_assets
+            from eolab.tiles._render import style as get_style
+
+            # The tile service would answer every tile with this 400, and the map would stay blank.
+            chosen = get_style(style or self.style.value)
+            band_assets(item, chosen.bands)
+            url = item_tiles(item, chosen.name, url=self.tiles_url)
+        except EolabError as exc:
+            self.state.error = f"no quicklook of {item['id']}: {exc}"
+            return None
+        self.state.error = ""
         self.hide_quicklook()
         self.quicklook_layer = ipyleaflet.TileLayer(url=url, name=f"quicklook {item['id']}", max_zoom=19,
                                                     max_native_zoom=17, opacity=0.9)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import html
 import io
+import warnings
 from typing import Any
 
 from eolab.data.load import load_cube as load
@@ -107,10 +108,22 @@ def point_series(cube, lon: float, lat: float, variable: str = "NDVI"):
     return point_series_xy(data, x, y)
 
 
+def _pixel_size(data, dim: str) -> float:
+    """The pixel size along ``dim`` (from the coordinates; from the grid when it is one pixel wide)."""
+    values = data[dim].values
+    if values.size > 1:
+        return abs(float(values[1] - values[0]))
+    try:
+        res = data.odc.geobox.resolution
+        return abs(float(res.x if dim == "x" else res.y))
+    except Exception:  # no grid attached: the pixel itself is the tolerance
+        return 0.0
+
+
 def point_series_xy(data, x: float, y: float):
     xs, ys = data.x.values, data.y.values
-    if not (min(xs) - abs(xs[1] - xs[0]) <= x <= max(xs) + abs(xs[1] - xs[0])
-            and min(ys) - abs(ys[1] - ys[0]) <= y <= max(ys) + abs(ys[1] - ys[0])):
+    dx, dy = _pixel_size(data, "x"), _pixel_size(data, "y")
+    if not (min(xs) - dx <= x <= max(xs) + dx and min(ys) - dy <= y <= max(ys) + dy):
         raise EolabError(f"point ({x:.0f}, {y:.0f}) is outside the cube", hint="click inside the image")
     return data.sel(x=x, y=y, method="nearest").compute()
 
@@ -302,8 +315,23 @@ class CubePanel(NotebookView):
         """Load the browser's selection (lazily) with the panel's options; the cube is also ``panel.cube``."""
         bbox = self.state.picker.bbox
         items = self.state.item_collection()
+        crs = self.crs.value.strip() or None
+        if crs is not None:
+            from pyproj import CRS
+            from pyproj.exceptions import CRSError
+
+            try:
+                geographic = CRS.from_user_input(crs).is_geographic
+            except CRSError:
+                geographic = False  # load_cube names an unknown CRS
+            if geographic:
+                raise EolabError(f"{crs} is in degrees, and the panel's resolution is in metres",
+                                 hint="choose a projected CRS (leave it empty for the items' own UTM grid, or "
+                                      "EPSG:3035), or in code load_cube(..., crs='EPSG:4326', resolution=0.0002)")
+        if not items:
+            raise EolabError("no rows are ticked", hint="tick the items to load in the results table")
         self.cube = load(items, bands=list(self.bands.value) or None, resolution=self.resolution.value,
-                         crs=self.crs.value.strip() or None, bbox=list(bbox) if bbox else None, mask=self.mask.value)
+                         crs=crs, bbox=list(bbox) if bbox else None, mask=self.mask.value)
         return self.cube
 
     def _on_load(self) -> None:
@@ -313,10 +341,13 @@ class CubePanel(NotebookView):
         self.image.value = b""
         self.output.clear_output()
         try:
-            cube = self.load()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                cube = self.load()
         except EolabError as exc:
             self.message.value = f"<span style='color:#b00020'>{html.escape(str(exc))}</span>"
             return
+        notes = [str(c.message) for c in caught if issubclass(c.category, UserWarning)]
         dims = ", ".join(f"{k}: {v}" for k, v in cube.sizes.items())
         self.size.value = (f"<b>{human_bytes(size_estimate(cube))}</b> once computed ({dims}; "
                            f"{len(cube.data_vars)} variables, {_crs_name(cube)})<br>{read_text(cube)}")
@@ -324,7 +355,8 @@ class CubePanel(NotebookView):
 
         with self.repr:
             display(cube)
-        self.message.value = "cube ready (lazy); plotting reads the data"
+        self.message.value = "cube ready (lazy); plotting reads the data" + "".join(
+            f"<br><span style='color:#b36b00'>{html.escape(note)}</span>" for note in dict.fromkeys(notes))
         self.plot_button.disabled = False
         if self.plots:
             self._on_plot()

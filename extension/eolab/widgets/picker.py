@@ -155,12 +155,16 @@ class AreaTimePicker(NotebookView):
                 self.fit()
 
     def _on_dates(self, change) -> None:
-        if self._syncing or self.start.value is None or self.end.value is None:
+        if self._syncing:
             return
-        try:
-            self.state.set_time_range(self.start.value, self.end.value)
-        except PickerError:
-            pass
+        if self.start.value is None or self.end.value is None:
+            # A cleared date must not leave the old range in force behind empty fields.
+            self.state.clear_time_range(one_left=self.start.value is not None or self.end.value is not None)
+        else:
+            try:
+                self.state.set_time_range(self.start.value, self.end.value)
+            except PickerError:
+                pass
         self._syncing = True
         self.presets.value = None
         self._syncing = False

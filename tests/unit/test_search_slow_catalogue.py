@@ -1,0 +1,88 @@
+"""A catalogue that is slow, or whose providers have not answered yet: said as such, asked once."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+
+import pytest
+
+from eolab.errors import EolabError
+from eolab.search import Catalogue
+from eolab.widgets._browser_state import BrowserState
+
+
+class _Slow(http.server.BaseHTTPRequestHandler):
+    calls = 0
+    delay = 0.0
+
+    def log_message(self, *args):
+        pass
+
+    def _answer(self):
+        type(self).calls += 1
+        time.sleep(self.delay)
+        if self.path.startswith("/collections"):
+            body = {"collections": [{"id": "danube|sentinel-2-l2a", "description": "d", "license": "other",
+                                     "extent": {"spatial": {"bbox": [[20, 47, 21, 48]]},
+                                                "temporal": {"interval": [[None, None]]}}, "links": []}],
+                    "links": []}
+        else:
+            body = {"type": "FeatureCollection", "features": [], "links": [
+                {"rel": "next", "href": f"http://{self.headers['Host']}/search?token=t", "method": "GET"}],
+                "federation:missing": [], "eolab:member_waiting": {"danube": "timeout (no answer within 30.0 s)"}}
+        data = json.dumps(body).encode()
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:  # the client gave up
+            pass
+
+    do_GET = do_POST = _answer
+
+    def do_POST(self):  # noqa: F811  (read the body first)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._answer()
+
+
+@pytest.fixture
+def server():
+    handler = type("Slow", (_Slow,), {"calls": 0, "delay": 0.0})
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_port}", handler
+    srv.shutdown()
+
+
+def test_a_late_answer_is_said_to_be_late_and_not_asked_three_times(server):
+    url, handler = server
+    handler.delay = 3.0
+    with Catalogue(url, timeout=1) as cat:
+        with pytest.raises(EolabError, match=r"did not answer within 1 s") as err:
+            cat.collections()
+    assert "is the stack running" not in str(err.value)
+    time.sleep(3.5)  # let any retry arrive
+    assert handler.calls == 1  # before: three asks, three times the wait
+    handler.delay = 0.0
+    with Catalogue(url, timeout=5) as cat:
+        assert [c.id for c in cat.collections()] == ["danube|sentinel-2-l2a"]  # the legitimate path
+    with Catalogue("http://127.0.0.1:9", timeout=1) as cat:  # nothing listens: not reachable
+        with pytest.raises(EolabError, match="is not reachable"):
+            cat.collections()
+
+
+def test_providers_that_have_not_answered_yet_are_shown(server):
+    url, _ = server
+    with Catalogue(url) as cat:
+        page = cat.search("danube|sentinel-2-l2a")
+    assert page.waiting == {"danube": "timeout (no answer within 30.0 s)"} and page.has_next
+    state = BrowserState(url)
+    state.chosen = ["danube|sentinel-2-l2a"]
+    state.search()
+    assert state.status.startswith("page 1: 0 items (more pages); not answered yet: danube")
+    state.catalogue.close()
