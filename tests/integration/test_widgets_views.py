@@ -114,6 +114,10 @@ def test_draw_messages_edit_delete_and_search(views):
     browser.all_box.value = True
     assert len(browser.state.selected) == len(rows) and browser.selection.value == f"{len(rows)} items selected"
     assert len(browser.item_collection()) == len(rows)
+    rows[0].children[0].value = False  # one row unticked: the page box follows, the others stay selected
+    assert browser.all_box.value is False and len(browser.state.selected) == len(rows) - 1
+    rows[0].children[0].value = True
+    assert browser.all_box.value is True and len(browser.state.selected) == len(rows)
 
 
 def test_upload_widget_and_error_message(views, small_demo):

@@ -84,6 +84,9 @@ def test_missing_file_and_bad_offset(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="not a whole number"):
         load_config(write(tmp_path, MINIMAL), port_offset="ten")
+    with pytest.raises(ConfigError, match=r"port offset 99999 makes .*port.*less than or equal to 65535") as err:
+        load_config(write(tmp_path, MINIMAL), port_offset=99999)  # the file is fine: the offset is named
+    assert "--port-offset" in err.value.hint and "nope" not in str(err.value)
 
 
 def test_unknown_member_lists_the_known_ones():

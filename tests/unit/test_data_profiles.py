@@ -174,6 +174,61 @@ def test_onboarding_check_names_an_unreachable_member():
     assert f"127.0.0.1:{port}/stac did not answer" in report.text()
 
 
+@pytest.mark.parametrize("answers, words", [
+    ({"/": [1, 2]}, "landing page: http://HOST answered a JSON list, not an object"),
+    ({"/collections": {"collections": [{"title": "no id"}]}}, "1 of 1 entries are not STAC objects with an id"),
+    ({"/collections": {"collections": "sentinel-2"}}, "'collections' is a str, not a list"),
+    ({"/collections": {"collections": [None]}}, "1 of 1 entries are not STAC objects"),
+    ({"/collections": {"collections": [{"id": "s2", "extent": "world"}]}}, "its extent is not STAC's"),
+    ({"/search": [1]}, "sample search: http://HOST/search answered a JSON list"),
+    ({"/search": {"features": [None]}}, "sample search in s2: 1 of 1 entries are not STAC objects"),
+    ({"/search": {"features": [{"id": "i1"}]}}, "item i1: 'assets' is not an object of assets with an href each"),
+    ({"/search": {"features": [{"id": "i1", "assets": {"B04": "x.tif"}}]}}, "item i1: 'assets' is not an object"),
+])
+def test_onboarding_check_reports_a_broken_stac_api_line_by_line(answers, words):
+    """Every malformed answer is a FAIL line naming it (before: AttributeError, KeyError tracebacks)."""
+    import http.server
+    import json
+    import threading
+
+    from eolab.data import onboarding
+
+    good = {"/": {"conformsTo": ["https://api.stacspec.org/v1.0.0/item-search"], "links": []},
+            "/collections": {"collections": [{"id": "s2", "extent": {}}]},
+            "/search": {"features": [], "links": []}}
+    served = {**good, **answers}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            body = json.dumps(served[self.path.split("?")[0].rstrip("/") or "/"]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host = f"127.0.0.1:{server.server_port}"
+    try:
+        report = onboarding.check(f"http://{host}", read=False)
+    finally:
+        server.shutdown()
+    assert not report.passed
+    assert words.replace("HOST", host) in report.text()
+
+
+@pytest.mark.parametrize("target", ["http://[::1", "http://127.0.0.1:abc"])
+def test_onboarding_check_names_a_url_that_is_not_one(target):
+    from eolab.data import onboarding
+
+    report = onboarding.check(target)
+    assert not report.passed and f"{target!r} is not a URL" in report.text()
+
+
 def test_read_estimate_before_computing(cdse):
     from eolab.data.load import read_estimate
 

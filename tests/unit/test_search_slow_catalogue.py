@@ -86,3 +86,54 @@ def test_providers_that_have_not_answered_yet_are_shown(server):
     state.search()
     assert state.status.startswith("page 1: 0 items (more pages); not answered yet: danube")
     state.catalogue.close()
+
+
+class _Plain(http.server.BaseHTTPRequestHandler):
+    """A plain STAC API (not the broker) whose answers are partly not STAC."""
+
+    answers: dict = {}
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self._send(self.answers[self.path.split("?")[0]])
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._send(self.answers[self.path.split("?")[0]])
+
+    def _send(self, body):
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_answers_of_a_plain_stac_api_that_are_not_stac_are_named():
+    good = {"id": "s2", "extent": {"spatial": {"bbox": [[20, 47, 21, 48]]}, "temporal": {"interval": [[None, None]]}}}
+    item = {"type": "Feature", "id": "i1", "collection": "s2", "properties": {"datetime": "2026-05-01T00:00:00Z",
+                                                                             "eo:cloud_cover": "cloudy"}}
+    handler = type("Plain", (_Plain,), {"answers": {
+        "/collections": {"collections": [good, {"title": "no id"}, None]},
+        "/search": {"type": "FeatureCollection", "features": [item], "links": []}}})
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_port}"
+    try:
+        with Catalogue(url) as cat:
+            with pytest.warns(UserWarning, match="lists 2 collection.* not STAC"):
+                assert [c.id for c in cat.collections()] == ["s2"]  # the good one is still of use
+            page = cat.search("s2")
+            assert page.rows[0]["cloud_cover"] is None and page.rows[0]["id"] == "i1"  # "cloudy": unknown
+            handler.answers["/collections"] = {"collections": "s2"}
+            with pytest.raises(EolabError, match="lists its collections as a str"):
+                cat.collections()
+            for features in ([None], [{"type": "Feature"}], {"id": "x"}):
+                handler.answers["/search"] = {"type": "FeatureCollection", "features": features, "links": []}
+                with pytest.raises(EolabError, match="page 1 of the search .* holds what is not a STAC item"):
+                    cat.search("s2")
+    finally:
+        srv.shutdown()

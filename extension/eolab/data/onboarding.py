@@ -71,22 +71,40 @@ def _get(client, url: str, report: Report, what: str, **params):
 
     try:
         response = client.get(url, params=params or None)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         report.add(FAIL, f"{what}: {url} did not answer ({type(exc).__name__}: {exc})")
         return None
     if response.status_code != 200:
         report.add(FAIL, f"{what}: {url} answered HTTP {response.status_code}")
         return None
     try:
-        return response.json()
+        body = response.json()
     except ValueError:
         report.add(FAIL, f"{what}: {url} did not answer JSON")
         return None
+    if not isinstance(body, dict):
+        report.add(FAIL, f"{what}: {url} answered a JSON {type(body).__name__}, not an object (not a STAC API)")
+        return None
+    return body
+
+
+def _listed(body: dict | None, key: str, report: Report, what: str, need_id: bool = True) -> list[dict]:
+    """The objects of ``body[key]`` (collections, features); what is not one is reported, not used."""
+    values = (body or {}).get(key) or []
+    if not isinstance(values, list):
+        report.add(FAIL, f"{what}: '{key}' is a {type(values).__name__}, not a list")
+        return []
+    good = [v for v in values if isinstance(v, dict) and (not need_id or isinstance(v.get("id"), str))]
+    if len(good) < len(values):
+        report.add(FAIL, f"{what}: {len(values) - len(good)} of {len(values)} entries are not STAC objects "
+                         "with an id")
+    return good
 
 
 def _read_one(item: dict, key: str, spec, report: Report) -> None:
     import numpy as np
     import rasterio
+    import rasterio.errors
     from rasterio.windows import Window
 
     from eolab.data import access
@@ -100,7 +118,7 @@ def _read_one(item: dict, key: str, spec, report: Report) -> None:
 
     try:
         data = access.read_with_access(spec, href, read)
-    except access.AccessError as exc:
+    except (access.AccessError, rasterio.errors.RasterioError) as exc:
         report.add(FAIL, f"reading asset {key}: {exc}")
         return
     report.add(OK, f"read asset {key} with access '{spec.kind}': {data.shape[0]}x{data.shape[1]} px, "
@@ -116,7 +134,13 @@ def check(target: str, config: Any = None, *, read: bool = True) -> Report:
     profile, provider = None, None
     if "://" in target:
         url = target.rstrip("/")
-        provider = urlsplit(url).netloc
+        try:
+            provider = urlsplit(url).netloc
+            httpx.URL(url)
+        except (ValueError, httpx.InvalidURL) as exc:
+            report = Report(target)
+            report.add(FAIL, f"{target!r} is not a URL ({exc})")
+            return report
     else:
         member = config.member(target)
         url, profile, provider = config.member_url(member), config.member_profile(member), member.id
@@ -130,35 +154,49 @@ def check(target: str, config: Any = None, *, read: bool = True) -> Report:
         search_ok = any("item-search" in c for c in classes)
         report.add(OK if search_ok else FAIL, f"{len(classes)} conformance classes"
                    + ("" if search_ok else " (no STAC API item-search)"))
-        collections = (_get(client, f"{url}/collections", report, "collections") or {}).get("collections") or []
+        collections = _listed(_get(client, f"{url}/collections", report, "collections"), "collections", report,
+                              "collections")
         report.add(OK if collections else FAIL, f"{len(collections)} collections")
         for c in collections[:6]:
-            extent = c.get("extent") or {}
-            interval = ((extent.get("temporal") or {}).get("interval") or [[None, None]])[0]
-            bbox = ((extent.get("spatial") or {}).get("bbox") or [[]])[0]
-            report.add(OK, f"  {c.get('id')}: {interval[0]} .. {interval[1]}, bbox {bbox}")
+            try:
+                extent = c.get("extent") or {}
+                interval = ((extent.get("temporal") or {}).get("interval") or [[None, None]])[0]
+                bbox = ((extent.get("spatial") or {}).get("bbox") or [[]])[0]
+                report.add(OK, f"  {c['id']}: {interval[0]} .. {interval[1]}, bbox {bbox}")
+            except (AttributeError, IndexError, KeyError, TypeError):
+                report.add(WARN, f"  {c['id']}: its extent is not STAC's (spatial.bbox, temporal.interval)")
         if not collections:
             return report
         chosen = next((c["id"] for c in collections if "sentinel-2" in c["id"]), collections[0]["id"])
         page = _get(client, f"{url}/search", report, "sample search", collections=chosen, limit=2)
         if page is None:
             return report
-        items = page.get("features") or []
+        items = _listed(page, "features", report, f"sample search in {chosen}")
         report.add(OK if items else FAIL, f"sample search in {chosen}: {len(items)} items")
-        nxt = next((link for link in page.get("links") or [] if link.get("rel") == "next"), None)
-        if nxt and nxt.get("method", "GET") == "GET":
+        links = page.get("links") if isinstance(page.get("links"), list) else []
+        nxt = next((link for link in links if isinstance(link, dict) and link.get("rel") == "next"), None)
+        if nxt and nxt.get("method", "GET") == "GET" and isinstance(nxt.get("href"), str):
             second = _get(client, nxt["href"], report, "next page")
             if second is not None:
-                report.add(OK, f"paging: next page with {len(second.get('features') or [])} items")
+                report.add(OK, f"paging: next page with {len(_listed(second, 'features', report, 'next page'))} items")
         elif items:
             report.add(WARN, "paging: no GET 'next' link on the first page")
     if not items:
         return report
     item = items[0]
-    describe_item(item, profile, report)
+    assets = item.get("assets")
+    if not isinstance(assets, dict) or not all(isinstance(a, dict) and isinstance(a.get("href"), str)
+                                                for a in assets.values()):
+        report.add(FAIL, f"item {item['id']}: 'assets' is not an object of assets with an href each")
+        return report
+    try:
+        describe_item(item, profile, report)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # metadata of the wrong shape
+        report.add(FAIL, f"item {item['id']}: its band metadata cannot be read ({type(exc).__name__}: {exc})")
+        return report
     spec = access.spec_for(provider, profile)
     if profile is None:
-        hrefs = [a.get("href", "") for a in item["assets"].values()]
+        hrefs = [a["href"] for a in assets.values()]
         if any(h.startswith("s3://") for h in hrefs):
             report.proposed.update({"access": "s3", "s3_endpoint": "<host of the S3 endpoint>"})
         elif any(".blob.core.windows.net" in h for h in hrefs):

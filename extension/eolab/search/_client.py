@@ -111,7 +111,21 @@ class Catalogue:
     # -- collections
     def collections(self) -> Collections:
         body = self._read(f"{self.url}/collections")
-        infos = [CollectionInfo.from_stac(c) for c in body.get("collections", [])]
+        listed = body.get("collections") or []
+        if not isinstance(listed, list):
+            raise EolabError(f"the catalogue at {self.url} lists its collections as a {type(listed).__name__}, "
+                             "not a list", hint="is it a STAC API? its /collections answer is not STAC")
+        infos, broken = [], []
+        for c in listed:
+            try:
+                infos.append(CollectionInfo.from_stac(c))
+            except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+                broken.append(c.get("id") if isinstance(c, dict) and isinstance(c.get("id"), str) else repr(c)[:40])
+        if broken:  # the others are still of use: leave these out, and say so
+            import warnings
+
+            warnings.warn(f"the catalogue at {self.url} lists {len(broken)} collection(s) that are not STAC "
+                          f"(no id, or an extent of the wrong shape), left out: {', '.join(broken[:3])}", stacklevel=2)
         return Collections(infos, list(body.get("federation:missing") or []))
 
     def _unknown_collections(self, wanted: Sequence[str]) -> str | None:
@@ -161,7 +175,14 @@ class Catalogue:
             base = request.get("parameters") if "link" in request else request.get("body")
             next_request = {"link": nxt, "parameters": base or {}}
         context = body.get("context") or {}
-        return Page(items=list(body.get("features", [])), number=number, request=request,
+        features = body.get("features") or []
+        bad = [f for f in features if not isinstance(f, dict) or not isinstance(f.get("id"), str)] \
+            if isinstance(features, list) else [features]
+        if bad:
+            raise EolabError(f"page {number} of the search at {self.url} holds what is not a STAC item: "
+                             f"{repr(bad[0])[:60]}",
+                             hint="the catalogue answers outside STAC; ask its operator, or search another")
+        return Page(items=list(features), number=number, request=request,
                     next_request=next_request, missing=list(body.get("federation:missing") or []),
                     number_matched=body.get("numberMatched", context.get("matched")),
                     member_errors=dict(body.get("eolab:member_errors") or {}),

@@ -19,8 +19,13 @@ def item_row(item: dict) -> dict:
     provider, plain = ids.split(item.get("collection"))
     props = item.get("properties") or {}
     cloud = props.get("eo:cloud_cover")
-    return {"provider": provider or "", "collection": plain, "datetime": props.get("datetime") or props.get("start_datetime"),
-            "cloud_cover": None if cloud is None else float(cloud), "id": item["id"], "key": item_key(item)}
+    try:
+        cloud = None if cloud is None or isinstance(cloud, bool) else float(cloud)
+    except (TypeError, ValueError):
+        cloud = None  # not a number ("cloudy"): unknown, as for radar
+    when = props.get("datetime") or props.get("start_datetime")
+    return {"provider": provider or "", "collection": plain, "datetime": when if isinstance(when, str) else None,
+            "cloud_cover": cloud, "id": item["id"], "key": item_key(item)}
 
 
 def item_key(item: dict) -> str:

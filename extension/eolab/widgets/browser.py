@@ -211,6 +211,8 @@ class CatalogueBrowser(NotebookView):
 
     # ------------------------------------------------------------ events in
     def _on_all(self, change) -> None:
+        if getattr(self, "_syncing_all", False):
+            return
         if change["new"]:
             self.state.select_all()
         else:
@@ -282,6 +284,14 @@ class CatalogueBrowser(NotebookView):
         n = len(self.state.selected)
         self.selection.value = f"{n} item{'s' if n != 1 else ''} selected" if n else "no items selected"
         self.show_button.disabled = not self.state.highlighted
+        # The page box says whether this page is all selected (it stayed ticked on the next page).
+        whole = bool(self._rows_by_key) and all(k in self.state.selected for k in self._rows_by_key)
+        if self.all_box.value != whole:
+            self._syncing_all = True
+            try:
+                self.all_box.value = whole
+            finally:
+                self._syncing_all = False
 
     def _show_limit(self, change) -> None:
         if change["new"] not in self.limit.options:
