@@ -51,7 +51,7 @@ class Catalogue:
 
         # Connections are retried (a stack restarting); an answer that is late is not: the catalogue
         # has the request, and asking again would triple the wait for a slow provider.
-        retry = Retry(total=2, connect=2, read=0, backoff_factor=0.2, status_forcelist=[502, 503, 504])
+        retry = Retry(total=2, connect=2, read=0)
         self.io = StacApiIO(headers=headers, request_modifier=request_modifier, timeout=timeout, max_retries=retry)
         self.timeout = timeout
         self._client = None
