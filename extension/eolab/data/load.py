@@ -307,7 +307,29 @@ def member_profile(provider: str | None) -> Any:
     return _profile_for(provider, None)
 
 
-def _lean_item(view: dict, keys: dict[str, str]):
+# Data types of the DNs of products whose scaling eolab takes from their convention.
+_CONVENTION_DTYPES = {"sentinel-2 convention": "uint16", "landsat c2 l2 convention": "uint16"}
+
+
+def _native_values(info: dict) -> dict | None:
+    """Data type and nodata of a band's DNs where the metadata does not state them but the band's
+    convention does (Sentinel-2 L2A, Landsat C2 L2: uint16, nodata 0). Told to odc-stac, which
+    otherwise reads such assets as float32 (GDAL converting every pixel, nodata rewritten to NaN,
+    twice the memory per read and per chunk) before eolab scales them to float anyway."""
+    dtype = _CONVENTION_DTYPES.get(info["source"])
+    if dtype is None or info["nodata"] is None:
+        return None
+    return {"data_type": dtype, "nodata": info["nodata"]}
+
+
+def _lean_asset(asset: dict, native: dict | None) -> dict:
+    out = dict(asset)
+    if native and not any(k in out for k in ("raster:bands", "bands", "data_type", "nodata")):
+        out.update(native)  # STAC 1.1 asset fields, as odc-stac reads them
+    return out
+
+
+def _lean_item(view: dict, keys: dict[str, str], native: dict[str, dict | None] | None = None):
     """A pystac Item with only the assets to read, renamed to the names asked for (``keys``:
     name -> asset key), and no links but ``self``: odc-stac parses every asset of every item, and
     pystac resolves root/collection links (a network fetch) when it meets them."""
@@ -320,7 +342,8 @@ def _lean_item(view: dict, keys: dict[str, str]):
     # load's graph.
     return pystac.Item.from_dict({**view, "links": links, "properties": dict(view.get("properties") or {}),
                                   "stac_extensions": list(view.get("stac_extensions") or []),
-                                  "assets": {name: dict(assets[key]) for name, key in keys.items()}},
+                                  "assets": {name: _lean_asset(assets[key], (native or {}).get(name))
+                                             for name, key in keys.items()}},
                                  preserve_dict=False)
 
 
@@ -552,9 +575,15 @@ def load_cube(
             chosen[SCL_BAND] = scl_key
         keys.append(chosen)
     to_read = list(keys[0])
-    items = [_lean_item(view, chosen) for view, chosen in zip(views, keys)]
     data_bands = [b for b in bands if b not in mask_names]
     infos = {band: _band_info(views, keys, band, profiles) for band in data_bands}
+    # (nearest only: another resampling would round interpolated values to whole DNs)
+    native = {band: _native_values(infos[band]) for band in data_bands} if resampling == "nearest" else {}
+    mask_var_name = sorted(mask_names)[0] if mask_names else SCL_BAND
+    if native and not from_qa and mask_var_name in keys[0] and \
+            all(infos[b]["source"] == "sentinel-2 convention" for b in data_bands):
+        native[mask_var_name] = {"data_type": "uint8", "nodata": 0}  # Sen2Cor's SCL (0: no data)
+    items = [_lean_item(view, chosen, native) for view, chosen in zip(views, keys)]
     if isinstance(mask_classes, str):
         mask_classes = [c for c in mask_classes.replace(",", " ").split() if c]
     try:
