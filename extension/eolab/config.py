@@ -298,18 +298,20 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Stac
         offset = int(offset)
     except ValueError:
         raise ConfigError(f"port offset {offset!r} is not a whole number")
+    def first_error(exc: ValidationError) -> tuple[str, dict]:
+        first = exc.errors()[0]
+        return ".".join(str(p) for p in first["loc"]) or "top level", first
+
     try:
         config = StackConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "top level"
+        where, first = first_error(exc)
         raise ConfigError(f"{path}: {where}: {first['msg']}")
     if not offset:
         return config
     try:
         return StackConfig.model_validate(_with_offset(config.model_dump(), offset))
     except ValidationError as exc:  # the file was valid: the offset moved a port out of range
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "top level"
+        where, first = first_error(exc)
         raise ConfigError(f"port offset {offset} makes {where} {first.get('input')!r}: {first['msg']}",
                           hint="choose a smaller offset (--port-offset or EOLAB_PORT_OFFSET)")

@@ -579,10 +579,10 @@ def load_cube(
     infos = {band: _band_info(views, keys, band, profiles) for band in data_bands}
     # (nearest only: another resampling would round interpolated values to whole DNs)
     native = {band: _native_values(infos[band]) for band in data_bands} if resampling == "nearest" else {}
-    mask_var_name = sorted(mask_names)[0] if mask_names else SCL_BAND
-    if native and not from_qa and mask_var_name in keys[0] and \
+    scl_name = sorted(mask_names)[0] if mask_names else SCL_BAND
+    if native and not from_qa and scl_name in keys[0] and \
             all(infos[b]["source"] == "sentinel-2 convention" for b in data_bands):
-        native[mask_var_name] = {"data_type": "uint8", "nodata": 0}  # Sen2Cor's SCL (0: no data)
+        native[scl_name] = {"data_type": "uint8", "nodata": 0}  # Sen2Cor's SCL (0: no data)
     items = [_lean_item(view, chosen, native) for view, chosen in zip(views, keys)]
     if isinstance(mask_classes, str):
         mask_classes = [c for c in mask_classes.replace(",", " ").split() if c]
@@ -591,7 +591,6 @@ def load_cube(
     except (TypeError, ValueError):
         raise EolabError(f"mask_classes={mask_classes!r} are not class numbers", hint="e.g. [3, 8, 9, 10]") from None
     dtype = np.dtype(dtype)
-    scl_name = sorted(mask_names)[0] if mask_names else SCL_BAND
 
     for key, value in _GDAL_ENV.items():
         os.environ.setdefault(key, value)

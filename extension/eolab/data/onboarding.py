@@ -88,13 +88,13 @@ def _get(client, url: str, report: Report, what: str, **params):
     return body
 
 
-def _listed(body: dict | None, key: str, report: Report, what: str, need_id: bool = True) -> list[dict]:
+def _listed(body: dict | None, key: str, report: Report, what: str) -> list[dict]:
     """The objects of ``body[key]`` (collections, features); what is not one is reported, not used."""
     values = (body or {}).get(key) or []
     if not isinstance(values, list):
         report.add(FAIL, f"{what}: '{key}' is a {type(values).__name__}, not a list")
         return []
-    good = [v for v in values if isinstance(v, dict) and (not need_id or isinstance(v.get("id"), str))]
+    good = [v for v in values if isinstance(v, dict) and isinstance(v.get("id"), str)]
     if len(good) < len(values):
         report.add(FAIL, f"{what}: {len(values) - len(good)} of {len(values)} entries are not STAC objects "
                          "with an id")
