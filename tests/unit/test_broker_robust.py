@@ -562,3 +562,12 @@ def test_members_are_asked_for_at_most_a_thousand_items_a_page():
     got = ids(first["features"] + rest)
     assert len(got) == len(set(got)) == 2900
     assert max(h.state.member.largest_limit for h in hosts.values()) == MAX_MEMBER_PAGE
+
+
+def test_the_landing_page_says_how_long_a_search_may_take():
+    """door + members' queues + budget: the longest a search waits for its answer (the eolab client
+    takes it, plus a margin, for its read timeout)."""
+    app, _ = make_broker(HEALTHY, total_timeout=7.5)
+    body = run(app, lambda c: c.get("/")).json()
+    federation = app.state.federation
+    assert body["eolab:answer_within_s"] == federation.door_wait + federation.queue_wait + 7.5 == 6 * 7.5

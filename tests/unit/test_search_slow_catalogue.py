@@ -17,14 +17,18 @@ from eolab.widgets._browser_state import BrowserState
 class _Slow(http.server.BaseHTTPRequestHandler):
     calls = 0
     delay = 0.0
+    landing: dict = {"type": "Catalog", "id": "plain", "links": []}
 
     def log_message(self, *args):
         pass
 
     def _answer(self):
-        type(self).calls += 1
-        time.sleep(self.delay)
-        if self.path.startswith("/collections"):
+        if self.path != "/":
+            type(self).calls += 1
+            time.sleep(self.delay)
+        if self.path == "/":
+            body = self.landing
+        elif self.path.startswith("/collections"):
             body = {"collections": [{"id": "danube|sentinel-2-l2a", "description": "d", "license": "other",
                                      "extent": {"spatial": {"bbox": [[20, 47, 21, 48]]},
                                                 "temporal": {"interval": [[None, None]]}}, "links": []}],
@@ -52,7 +56,7 @@ class _Slow(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    handler = type("Slow", (_Slow,), {"calls": 0, "delay": 0.0})
+    handler = type("Slow", (_Slow,), {"calls": 0, "delay": 0.0, "landing": dict(_Slow.landing)})
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{srv.server_port}", handler
@@ -74,6 +78,37 @@ def test_a_late_answer_is_said_to_be_late_and_not_asked_three_times(server):
     with Catalogue("http://127.0.0.1:9", timeout=1) as cat:  # nothing listens: not reachable
         with pytest.raises(EolabError, match="is not reachable"):
             cat.collections()
+
+
+def test_the_client_waits_as_long_as_the_broker_promises(server, monkeypatch):
+    """A broker configured with long member budgets answers after more than the client's default
+    wait; its landing page says how long it may take, and the client waits that long (plus a margin)
+    unless told otherwise. (The default is lowered here to keep the test short.)"""
+    from eolab.search import _client
+
+    monkeypatch.setattr(_client, "DEFAULT_TIMEOUT", 1.0)
+    monkeypatch.setattr(_client, "TIMEOUT_MARGIN", 1.0)
+    url, handler = server
+    handler.delay = 2.0
+    handler.landing = {**handler.landing, "eolab:answer_within_s": 3}
+    with Catalogue(url) as cat:
+        assert [c.id for c in cat.collections()] == ["danube|sentinel-2-l2a"]  # answered after 2 s
+        assert cat.timeout == 4.0
+    with Catalogue(url, timeout=1) as cat:  # told otherwise: the user's wait wins
+        with pytest.raises(EolabError, match=r"did not answer within 1 s"):
+            cat.collections()
+    for promise in (None, "soon", -5, True, float("inf")):  # a plain STAC API, or a promise that is not one
+        handler.landing = {"type": "Catalog", "id": "plain", "links": [], "eolab:answer_within_s": promise}
+        with Catalogue(url) as cat:
+            with pytest.raises(EolabError, match=r"did not answer within 1 s"):
+                cat.collections()
+    handler.landing = {**handler.landing, "eolab:answer_within_s": 10 ** 9}
+    cat = Catalogue(url)
+    cat._fit()
+    assert cat.timeout == _client.MAX_TIMEOUT
+    for bad in (0, -1, "30", float("nan"), True):
+        with pytest.raises(EolabError, match="timeout must be a number of seconds"):
+            Catalogue(url, timeout=bad)
 
 
 def test_providers_that_have_not_answered_yet_are_shown(server):

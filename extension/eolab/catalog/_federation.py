@@ -86,6 +86,7 @@ class Federation(MetadataMixin):
         # How long a page waits for a member's request slot in the broker's own queue (not the
         # member's time budget); beyond it the member is "busy" and the walk asks again later.
         self.queue_wait = 4 * self.total_timeout
+        self.answer_within = self.door_wait + self.queue_wait + self.total_timeout
         self._admission: Admission | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -345,6 +346,7 @@ class Federation(MetadataMixin):
     async def _drive(self, merger: Merger, plans: dict[str, MemberPlan], deadline: float, *,
                      first_walk_page: bool, missing: dict[str, str], waiting: dict[str, str]) -> None:
         first_round = True
+        extended = 0.0
         while True:
             merger.fill()
             wanted = merger.wanted()
@@ -358,7 +360,11 @@ class Federation(MetadataMixin):
                 self._fetch(plans[c.member], c.ref, max(0.05, min(plans[c.member].member.timeout, left)),
                             use_cache=not (first_walk_page and c.ref is None), queued=queued)
                 for c in wanted), return_exceptions=True)
-            deadline += max(queued, default=0.0)  # the broker's own queue is not the members' budget
+            # The broker's own queue is not the members' budget; in all at most queue_wait is added,
+            # so a page keeps to answer_within (which clients take for their timeout).
+            more = min(max(queued, default=0.0), max(0.0, self.queue_wait - extended))
+            deadline += more
+            extended += more
             for cursor, result in zip(wanted, results):
                 if isinstance(result, MemberPage):
                     merger.load(cursor.member, result)

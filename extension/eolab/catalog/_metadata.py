@@ -86,7 +86,10 @@ class MetadataMixin:
         return {"type": "Catalog", "stac_version": STAC_VERSION, "id": "eolab-broker",
                 "title": "eolab federated catalogue",
                 "description": "One STAC API over the members: " + ", ".join(self.members),
-                "conformsTo": CONFORMANCE, "links": links}
+                "conformsTo": CONFORMANCE, "links": links,
+                # The longest a search waits for its answer (at the door, in the members' queues,
+                # then its budget): clients set their read timeout from it (eolab's does).
+                "eolab:answer_within_s": self.answer_within}
 
     async def collections(self, base: str) -> dict:
         base = base.rstrip("/")

@@ -18,6 +18,11 @@ from eolab.search._params import CollectionInfo, Collections, search_body
 from eolab.search._results import Page
 
 
+DEFAULT_TIMEOUT = 30.0  # s, for a STAC API that does not say how long it may take
+TIMEOUT_MARGIN = 5.0  # s beyond the broker's promise: the answer's transfer
+MAX_TIMEOUT = 900.0  # s: past this a cell looks hung whatever the broker says
+
+
 def catalogue_url(url: str | None = None) -> str:
     """The broker to use: ``url``, else ``$EOLAB_CATALOG_URL``."""
     if url is not None and not isinstance(url, str):
@@ -36,10 +41,12 @@ class Catalogue:
 
     ``headers`` go with every request; ``request_modifier`` (a pystac-client hook) may sign or
     change each request. ``client`` is the pystac-client ``Client`` on the same connection.
+    ``timeout`` (s) is how long an answer is waited for; by default the broker's own promise
+    (``eolab:answer_within_s`` on its landing page, a few seconds more), else 30 s.
     """
 
-    def __init__(self, url: str | None = None, *, headers: dict[str, str] | None = None, timeout: float = 30.0,
-                 request_modifier: Callable | None = None):
+    def __init__(self, url: str | None = None, *, headers: dict[str, str] | None = None,
+                 timeout: float | None = None, request_modifier: Callable | None = None):
         from pystac_client.stac_api_io import StacApiIO
 
         self.url = catalogue_url(url)
@@ -52,8 +59,14 @@ class Catalogue:
         # Connections are retried (a stack restarting); an answer that is late is not: the catalogue
         # has the request, and asking again would triple the wait for a slow provider.
         retry = Retry(total=2, connect=2, read=0)
-        self.io = StacApiIO(headers=headers, request_modifier=request_modifier, timeout=timeout, max_retries=retry)
-        self.timeout = timeout
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not 0 < timeout < float("inf")):
+            raise EolabError(f"timeout must be a number of seconds above 0, not {timeout!r}",
+                             hint="e.g. Catalogue(url, timeout=120)")
+        self.timeout = float(timeout) if timeout is not None else DEFAULT_TIMEOUT
+        self._fit_timeout = timeout is None
+        self.io = StacApiIO(headers=headers, request_modifier=request_modifier, timeout=self.timeout,
+                            max_retries=retry)
         self._client = None
 
     def __repr__(self) -> str:
@@ -74,6 +87,7 @@ class Catalogue:
         if self._client is None:
             from pystac_client import Client
 
+            self._fit()
             self._client = self._call(lambda: Client.open(self.url, stac_io=self.io))
         return self._client
 
@@ -102,7 +116,23 @@ class Catalogue:
         except (ValueError, json.JSONDecodeError):
             raise EolabError(f"the catalogue at {self.url} did not answer with JSON") from None
 
+    def _fit(self) -> None:
+        """Wait as long as the broker may take to answer: a federation configured with long member
+        budgets answers after more than 30 s, and the client must not give up before it does."""
+        if not self._fit_timeout:
+            return
+        self._fit_timeout = False
+        try:
+            landing = self._call(lambda: json.loads(self.io.read_text(f"{self.url}/")))
+        except EolabError:
+            return  # the request itself will say what is wrong
+        promised = landing.get("eolab:answer_within_s") if isinstance(landing, dict) else None
+        if isinstance(promised, (int, float)) and not isinstance(promised, bool) and 0 < promised < float("inf"):
+            self.timeout = min(max(DEFAULT_TIMEOUT, float(promised) + TIMEOUT_MARGIN), MAX_TIMEOUT)
+            self.io.timeout = self.timeout
+
     def _read(self, source: Any, **kwargs: Any) -> dict:
+        self._fit()
         body = self._call(lambda: json.loads(self.io.read_text(source, **kwargs)))
         if not isinstance(body, dict):
             raise EolabError(f"the catalogue at {self.url} did not answer with a JSON object")
