@@ -17,6 +17,7 @@ from eolab.widgets._browser_state import BrowserState
 class _Slow(http.server.BaseHTTPRequestHandler):
     calls = 0
     delay = 0.0
+    landing_delay = 0.0
     landing: dict = {"type": "Catalog", "id": "plain", "links": []}
 
     def log_message(self, *args):
@@ -26,6 +27,8 @@ class _Slow(http.server.BaseHTTPRequestHandler):
         if self.path != "/":
             type(self).calls += 1
             time.sleep(self.delay)
+        else:
+            time.sleep(self.landing_delay)
         if self.path == "/":
             body = self.landing
         elif self.path.startswith("/collections"):
@@ -56,7 +59,8 @@ class _Slow(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    handler = type("Slow", (_Slow,), {"calls": 0, "delay": 0.0, "landing": dict(_Slow.landing)})
+    handler = type("Slow", (_Slow,), {"calls": 0, "delay": 0.0, "landing_delay": 0.0,
+                                     "landing": dict(_Slow.landing)})
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{srv.server_port}", handler
@@ -106,6 +110,11 @@ def test_the_client_waits_as_long_as_the_broker_promises(server, monkeypatch):
     cat = Catalogue(url)
     cat._fit()
     assert cat.timeout == _client.MAX_TIMEOUT
+    handler.delay, handler.landing_delay, handler.calls = 0.0, 3.0, 0
+    with Catalogue(url) as cat:  # a hung catalogue: said after one wait, not two
+        with pytest.raises(EolabError, match=r"did not answer within 1 s"):
+            cat.collections()
+    assert handler.calls == 0
     for bad in (0, -1, "30", float("nan"), True):
         with pytest.raises(EolabError, match="timeout must be a number of seconds"):
             Catalogue(url, timeout=bad)

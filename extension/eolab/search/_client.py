@@ -17,7 +17,6 @@ from eolab.errors import EolabError, NoItemsError
 from eolab.search._params import CollectionInfo, Collections, search_body
 from eolab.search._results import Page
 
-
 DEFAULT_TIMEOUT = 30.0  # s, for a STAC API that does not say how long it may take
 TIMEOUT_MARGIN = 5.0  # s beyond the broker's promise: the answer's transfer
 MAX_TIMEOUT = 900.0  # s: past this a cell looks hung whatever the broker says
@@ -98,23 +97,26 @@ class Catalogue:
         try:
             return fn()
         except APIError as exc:
-            status = getattr(exc, "status_code", None)
-            if status is None:
-                text = str(exc).lower()
-                if "read timed out" in text or "readtimeout" in text:
-                    raise EolabError(f"the catalogue at {self.url} did not answer within {self.timeout:g} s",
-                                     hint="a provider behind it may be slow: retry, narrow the search, or "
-                                          "Catalogue(url, timeout=120)") from None
-                raise EolabError(f"the catalogue at {self.url} is not reachable ({str(exc)[:120]})",
-                                 hint="is the stack running? see 'eolab status'") from None
-            try:
-                detail = json.loads(str(exc)).get("description") or str(exc)
-            except (ValueError, AttributeError):
-                detail = str(exc)
-            hint = "check the filter and search parameters" if status == 400 else None
-            raise EolabError(f"the catalogue answered {status}: {str(detail)[:300]}", hint=hint) from None
+            raise self._explained(exc) from None
         except (ValueError, json.JSONDecodeError):
             raise EolabError(f"the catalogue at {self.url} did not answer with JSON") from None
+
+    def _explained(self, exc: Exception) -> EolabError:
+        status = getattr(exc, "status_code", None)
+        if status is None:
+            text = str(exc).lower()
+            if "read timed out" in text or "readtimeout" in text:
+                return EolabError(f"the catalogue at {self.url} did not answer within {self.timeout:g} s",
+                                  hint="a provider behind it may be slow: retry, narrow the search, or "
+                                       "Catalogue(url, timeout=120)")
+            return EolabError(f"the catalogue at {self.url} is not reachable ({str(exc)[:120]})",
+                              hint="is the stack running? see 'eolab status'")
+        try:
+            detail = json.loads(str(exc)).get("description") or str(exc)
+        except (ValueError, AttributeError):
+            detail = str(exc)
+        hint = "check the filter and search parameters" if status == 400 else None
+        return EolabError(f"the catalogue answered {status}: {str(detail)[:300]}", hint=hint)
 
     def _fit(self) -> None:
         """Wait as long as the broker may take to answer: a federation configured with long member
@@ -122,10 +124,20 @@ class Catalogue:
         if not self._fit_timeout:
             return
         self._fit_timeout = False
+        from pystac_client.exceptions import APIError
+
         try:
-            landing = self._call(lambda: json.loads(self.io.read_text(f"{self.url}/")))
-        except EolabError:
-            return  # the request itself will say what is wrong
+            landing = json.loads(self.io.read_text(f"{self.url}/"))
+        except APIError as exc:
+            text = str(exc).lower()
+            if getattr(exc, "status_code", None) is None and any(
+                    word in text for word in ("timed out", "failed to establish", "connection refused")):
+                # Not reachable, or no answer in time (its landing page asks no provider): say so
+                # now rather than wait as long again for the request itself.
+                raise self._explained(exc) from None
+            return  # an HTTP error of the landing page: the request itself will say what is wrong
+        except ValueError:
+            return  # not JSON: a plain STAC API with an HTML front page
         promised = landing.get("eolab:answer_within_s") if isinstance(landing, dict) else None
         if isinstance(promised, (int, float)) and not isinstance(promised, bool) and 0 < promised < float("inf"):
             self.timeout = min(max(DEFAULT_TIMEOUT, float(promised) + TIMEOUT_MARGIN), MAX_TIMEOUT)
