@@ -87,3 +87,17 @@ def test_bad_plugins_and_parameters_are_named():
             cap.check_parcels(g, s, proba, classes, n_observations=[20] * 4)
     finally:
         cap_checks.unregister("purple")
+
+
+def test_a_misspelt_check_is_refused_not_skipped():
+    """A check left out by a typo let its parcels come out green."""
+    g, s, proba, classes = _parcels()
+    with pytest.raises(EolabError, match=r"unknown check\(s\): 'areas' \(did you mean 'area'\?\)"):
+        cap.check_parcels(g, s, proba, classes, n_observations=[20] * 4, checks=["monitorability", "areas"])
+    with pytest.raises(EolabError, match="checks are a list of check names"):
+        cap_checks.parameters(None, "area")  # a bare string matched by substring before
+    with pytest.raises(EolabError, match="unknown check"):
+        cap.run_checks(g, None, checks=["Area"])  # refused before any work
+    chosen = cap.check_parcels(g, s, proba, classes, n_observations=[20] * 4, checks=["monitorability", "area"])
+    assert set(cap_checks.parameters(None, ["monitorability", "area"])) == {"monitorability", "area"}
+    assert len(chosen) == len(g)

@@ -114,7 +114,7 @@ def test_a_tile_grid_holds_every_pixel_of_its_parcels(buffer):
 
 def test_a_geographic_crs_is_refused_with_a_hint():
     parcels = _grid_parcels(4).to_crs("EPSG:4326")
-    with pytest.raises(EolabError, match="projected CRS") as err:
+    with pytest.raises(EolabError, match="CRS of ground metres: EPSG:4326 is longitude/latitude") as err:
         cap.run_checks_tiled(parcels, [], tile_parcels=2)
     assert "UTM" in err.value.hint
 

@@ -137,3 +137,95 @@ def test_cross_fit_learns_from_a_bounded_sample():
     small, _ = cap.cross_fit_crop_probabilities(X[:400], y[:400], n_estimators=30)
     uncapped, _ = cap.cross_fit_crop_probabilities(X[:400], y[:400], n_estimators=30, max_train=None)
     np.testing.assert_array_equal(small, uncapped)  # below the default cap nothing changes
+
+
+def _nl(n=6, crs="EPSG:32631", **columns):
+    """Dutch BRP-like claims: 1 ha squares near 52° N (UTM 31N), no area column (areas are the polygons')."""
+    geoms = [box(680_000 + 200 * i, 5_760_000, 680_100 + 200 * i, 5_760_100) for i in range(n)]
+    data = {"gewas": ["Grasland, blijvend"] * n, "gewascode": ["265"] * n, "category": ["Grasland"] * n,
+            "jaar": [2024] * n, **columns}
+    return gpd.GeoDataFrame(data, geometry=geoms, crs=crs)
+
+
+def test_claims_in_web_mercator_or_feet_are_measured_on_the_ground(tmp_path):
+    """Web Mercator scales areas by 1/cos²(lat) (2.7× at 52° N) and a CRS in feet gives ft²: areas are
+    taken on the ground (UTM), and the CAP screening refuses such parcels with the fix in the hint."""
+    utm = _nl()
+    for crs in ("EPSG:3857", "EPSG:2927"):  # Pseudo-Mercator; Washington South in US survey feet
+        path = tmp_path / f"nl-{crs[5:]}.gpkg"
+        utm.to_crs(crs).to_file(path)
+        read = claims.read_claims(path)
+        assert read.area_declared_ha.to_numpy() == pytest.approx(1.0, rel=2e-3)  # before: 2.66 ha in 3857
+        assert claims.metric_problem(read) is not None
+        with pytest.raises(EolabError, match="needs parcels in a CRS of ground metres") as err:
+            cap.screen_parcels(read)
+        assert "claims.in_metres" in str(err.value)
+        metric = claims.in_metres(read)
+        assert cap.screen_parcels(metric).area_ha.to_numpy() == pytest.approx(1.0, rel=2e-3)
+    assert "scales areas by 2.6" in claims.metric_problem(utm.to_crs("EPSG:3857"))
+    assert "US survey foot" in claims.metric_problem(utm.to_crs("EPSG:2927"))
+    assert "degrees" in claims.metric_problem(utm.to_crs("EPSG:4326"))
+    # The legitimate path: a UTM zone or a national grid is used as it is.
+    assert claims.metric_problem(utm) is None and claims.in_metres(utm) is utm
+    rd = utm.to_crs("EPSG:28992")  # Amersfoort / RD New, the Dutch grid
+    assert claims.metric_problem(rd) is None
+    assert cap.screen_parcels(rd).area_ha.to_numpy() == pytest.approx(1.0, rel=2e-3)
+
+
+def test_blank_crop_names_take_their_codes_name_not_one_blank_crop(tmp_path):
+    """The CAP checks tell crops apart by name: blank names made wheat and maize one crop ''."""
+    g = _nl(4, gewas=["Wintertarwe", None, "Mais, snij-", ""], gewascode=["233", "233", "259", "266"])
+    g.to_file(tmp_path / "nl.gpkg")
+    with pytest.warns(claims.ClaimsWarning, match="2 parcels have no crop name in 'gewas'"):
+        read = claims.read_claims(tmp_path / "nl.gpkg")
+    # the name other parcels of its code carry, else the code itself
+    assert read.crop_name.tolist() == ["Wintertarwe", "Wintertarwe", "Mais, snij-", "266"]
+
+
+def test_a_year_that_is_not_a_number_is_said(tmp_path):
+    g = _nl(3)
+    g["jaar"] = ["2024", "2023/24", None]
+    g.to_file(tmp_path / "nl.gpkg")
+    with pytest.warns(claims.ClaimsWarning, match=r"1 parcels have a year in 'jaar' that is not a number "
+                                                  r"\(e.g. '2023/24' of NL-"):
+        read = claims.read_claims(tmp_path / "nl.gpkg")
+    assert read.year.tolist()[0] == 2024 and read.year.isna().tolist() == [False, True, True]
+
+
+def test_a_file_of_landscape_elements_only_is_no_claims(tmp_path):
+    g = _nl(3, category=["Landschapselement"] * 3)
+    g.to_file(tmp_path / "le.gpkg")
+    with pytest.raises(EolabError, match=r"no claims .*all 3 rows are set aside as not claims \(landscape"):
+        claims.read_claims(tmp_path / "le.gpkg")
+    out = tmp_path / "out.gpkg"
+    with pytest.raises(EolabError, match="no claims"):
+        claims.ingest(tmp_path / "le.gpkg", out)
+    assert not out.exists()
+    g.loc[0, "category"] = "Grasland"  # one real claim among them: read, the rest set aside
+    g.to_file(tmp_path / "mixed.gpkg")
+    assert claims.read_claims(tmp_path / "mixed.gpkg").attrs["eolab:ingest"]["claims"] == 1
+
+
+def test_a_zip_of_two_data_files_asks_which(tmp_path):
+    import zipfile
+
+    this_year, last_year = _nl(4), _nl(2)
+    this_year.to_file(tmp_path / "claims_2026.shp")
+    last_year.to_file(tmp_path / "claims_2025.gpkg")
+    package = tmp_path / "package.zip"
+    with zipfile.ZipFile(package, "w") as zf:
+        for f in tmp_path.glob("claims_2026.*"):
+            zf.write(f, f.name)
+        zf.write(tmp_path / "claims_2025.gpkg", "claims_2025.gpkg")
+        zf.writestr("claims_2026.json", "{}")  # a Shapefile's metadata beside it: not a third choice
+    with pytest.raises(EolabError, match="holds 2 vector files: claims_2025.gpkg, claims_2026.shp"):
+        claims.read_claims(package)  # before: the old GeoPackage, without a word
+    assert len(claims.read_claims(package, layer="claims_2026")) == 4
+    assert len(claims.read_claims(package, layer="claims_2025")) == 2
+
+
+def test_geoparquet_with_another_geometry_column_name(tmp_path):
+    g = _nl(3).rename_geometry("geom")
+    g.to_parquet(tmp_path / "nl.parquet")
+    read = claims.read_claims(tmp_path / "nl.parquet")  # before: "has no geometries"
+    assert len(read) == 3 and read.geometry.name == "geometry"

@@ -15,6 +15,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from eolab.analysis import dossier
+from eolab.errors import EolabError
 from tests.unit._cap_scene import CRS, DATES, RES, X0, Y0, _dn, make_scene
 
 
@@ -75,6 +76,27 @@ def test_dossier_of_a_red_parcel(scene, tmp_path):
             shown = np.asarray(png.convert("RGB"))[r * zoom + zoom // 2, col * zoom + zoom // 2]
             assert tuple(shown) == tuple(dossier.ndvi_colours(c.ndvi)[r, col])
         assert f"true colour {c.date}" in parser.imgs
+
+
+def test_a_second_run_leaves_no_stale_dossier_and_an_unknown_parcel_is_named(scene, tmp_path):
+    """A parcel whose light turned green must not keep its red dossier from the run before (these
+    pages go to farmers); files the runs did not write stay."""
+    run, result, items = scene
+    out = tmp_path / "dossiers"
+    out.mkdir()
+    (out / "notes.html").write_text("the analyst's own file")
+    assert [p.name for p in dossier.write_all(run, result, items, out)] == ["RED-1.html"]
+    import json
+
+    assert json.loads((out / dossier.MANIFEST).read_text())["dossiers"] == {"RED-1": "RED-1.html"}
+    assert dossier.write_all(run, result, items, out, lights=("green",))[0].name == "GREEN-2.html"
+    assert sorted(p.name for p in out.iterdir()) == ["GREEN-2.html", "dossiers.json", "notes.html"]
+    for pid in ("NOPE", "red-1"):
+        with pytest.raises(EolabError, match=f"parcel '{pid}' is not in the CAP run"):
+            dossier.evidence(run, result, pid)
+        with pytest.raises(EolabError, match="is not in the CAP run"):
+            dossier.write(run, result, items, pid, out)
+    assert not list(out.glob(".*"))  # no temporary file left behind
 
 
 @pytest.mark.parametrize("style", ["earth-search", "planetary-computer", "cdse"])

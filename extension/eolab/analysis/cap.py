@@ -95,8 +95,9 @@ def screen_parcels(parcels: Any, *, resolution: float = 10.0, buffer: float = -5
     """
     import pandas as pd
 
-    if parcels.crs is None or parcels.crs.is_geographic:
-        raise EolabError("parcel screening needs a projected CRS in metres", hint="reproject to UTM first")
+    from eolab.analysis.claims._metric import require_metres
+
+    require_metres(parcels, "parcel screening")
     min_width = 2 * resolution if min_width is None else min_width
     geom = parcels.geometry
     area = geom.area.values
@@ -326,9 +327,10 @@ def run_checks(declared: Any, z: Any, z1: Any | None = None, *, screen: Any = No
     from the registered checks (:mod:`cap_checks`; ``checks`` and ``check_params`` as in
     :func:`check_parcels`; plug-ins find ``ndvi``, ``info``, ``X`` and ``s1`` in ``evidence.extra``).
     """
-    from eolab.analysis import crops, events
+    from eolab.analysis import cap_checks, crops, events
     from eolab.analysis import timeseries as ts
 
+    cap_checks.parameters(check_params, checks)  # unknown checks refused before any work
     screen = screen_parcels(declared, min_pixels=min_pixels) if screen is None else screen
     X, info = crops.parcel_features(z) if features is None else features
     if z1 is not None:
@@ -661,11 +663,12 @@ def run_checks_tiled(declared: Any, items: Sequence, *, tile_parcels: int = 25_0
     from tqdm.auto import tqdm
 
     from eolab._memory import file_array, release_freed_memory
-    from eolab.analysis import crops, events
+    from eolab.analysis import cap_checks, crops, events
     from eolab.analysis import timeseries as ts
+    from eolab.analysis.claims._metric import require_metres
 
-    if declared.crs is None or declared.crs.is_geographic:
-        raise EolabError("the tiled CAP run needs claims in a projected CRS in metres", hint="reproject to UTM first")
+    require_metres(declared, "the tiled CAP run")
+    cap_checks.parameters(check_params, checks)  # unknown checks refused before the images are read
     screen = screen_parcels(declared, min_pixels=min_pixels) if screen is None else screen
     _enough_monitorable(screen.loc[declared.index, "monitorable"].values)
     # read chunks on the images' own blocks where their grid is known (a chunk that straddles blocks

@@ -138,12 +138,25 @@ def registered() -> dict[str, Check]:
 def parameters(check_params: Mapping[str, Mapping[str, Any]] | None = None,
                names: Sequence[str] | None = None) -> dict[str, dict]:
     """The parameters each check runs with: its defaults updated by ``check_params``."""
+    import difflib
+
     checks = registered()
     check_params = dict(check_params or {})
     unknown = set(check_params) - set(checks)
     if unknown:
         raise EolabError(f"parameters given for unknown checks: {', '.join(sorted(unknown))}",
                          hint=f"registered checks: {', '.join(checks)}")
+    if names is not None:
+        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+            raise EolabError(f"checks are a list of check names, not {names!r}",
+                             hint=f"e.g. checks=[{next(iter(checks), 'area')!r}]; registered: {', '.join(checks)}")
+        # A misspelt check would silently not run, and its parcels come out green.
+        missing = [n for n in names if n not in checks]
+        if missing:
+            near = {n: difflib.get_close_matches(n, list(checks), n=1, cutoff=0.5)
+                    or difflib.get_close_matches(n.lower(), list(checks), n=1, cutoff=0.5) for n in missing}
+            said = ", ".join(f"{n!r}" + (f" (did you mean {near[n][0]!r}?)" if near[n] else "") for n in missing)
+            raise EolabError(f"unknown check(s): {said}", hint=f"registered checks: {', '.join(checks)}")
     out = {}
     for name, c in checks.items():
         if names is not None and name not in names:

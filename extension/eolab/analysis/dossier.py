@@ -15,10 +15,12 @@ checks' parameters, the template parameters and the code version.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import html
 import io
 import json
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -271,6 +273,17 @@ def _svg_series(dates: Sequence[str], values: Sequence[float], *, label: str, lo
     return "".join(parts)
 
 
+def _position(run: Any, pid: Any) -> int:
+    """Where parcel ``pid`` is in the run's checks (an error naming it, not a KeyError)."""
+    if pid not in run.checks.index:
+        import difflib
+
+        near = difflib.get_close_matches(str(pid), [str(p) for p in run.checks.index[:100_000]], n=1)
+        raise EolabError(f"parcel {pid!r} is not in the CAP run" + (f" (did you mean {near[0]!r}?)" if near else ""),
+                         hint="use a parcel id of the run's checks table (run.checks.index)")
+    return run.checks.index.get_loc(pid)
+
+
 def _row(result: Any, pid: Any) -> Any:
     if result.index.name == "parcel_id" or "parcel_id" not in result.columns:
         if pid not in result.index:
@@ -289,7 +302,7 @@ def evidence(run: Any, result: Any, pid: Any, claims: Any = None) -> dict:
     probabilities, clear dates and NDVI, events, findings, checks' parameters, source items).
     ``claims`` (indexed by parcel id): where the declared crop's HCAT3 code and name are read when
     the result table does not carry them."""
-    i = run.checks.index.get_loc(pid)
+    i = _position(run, pid)
     row = _row(result, pid)
     decl = {k: str(row[k]) for k in ("crop_code", "crop_name", "hcat3_code", "hcat3_name") if k in row.index}
     if claims is not None and pid in claims.index:
@@ -335,7 +348,7 @@ def render(run: Any, result: Any, items: Iterable, pid: Any, *, parameters: dict
     from eolab import __version__
 
     e = lambda v: html.escape(str(v))  # noqa: E731
-    i = run.checks.index.get_loc(pid)
+    i = _position(run, pid)
     row = _row(result, pid)
     ev = evidence(run, result, pid, claims)
     used = set(filter(None, ev["source_items"].split(",")))
@@ -414,17 +427,53 @@ def write(run: Any, result: Any, items: Iterable, pid: Any, out_dir: str | Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / file_name(pid)
-    path.write_text(render(run, result, items, pid, **kw), encoding="utf-8")
+    _write_atomically(path, render(run, result, items, pid, **kw))
     return path
+
+
+MANIFEST = "dossiers.json"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    # A dossier is sent to a farmer: never a half-written one (a run stopped mid-write).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_all(run: Any, result: Any, items: Iterable, out_dir: str | Path, *,
               lights: Sequence[str] = ("red", "yellow"), **kw: Any) -> list[Path]:
     """A dossier for every parcel whose light is in ``lights``; their paths (datasets stay open
-    across parcels)."""
+    across parcels). ``out_dir/dossiers.json`` lists them; dossiers an earlier ``write_all`` listed
+    there and this run does not write (a parcel whose light changed) are removed, so the folder holds
+    this run's dossiers only. Other files in the folder are left alone."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     items = list(items)
     table = result.set_index("parcel_id", drop=False) if "parcel_id" in result.columns else result
     pids = [p for p, light in zip(run.checks.index, run.checks["light"]) if light in lights]
     with Reader() as reader:
-        return [write(run, table, items, p, out_dir, reader=reader, **kw)
-                for p in pids]
+        paths = [write(run, table, items, p, out, reader=reader, **kw) for p in pids]
+    written = {p.name for p in paths}
+    for name in _listed(out / MANIFEST):
+        if name not in written:
+            (out / name).unlink(missing_ok=True)
+    _write_atomically(out / MANIFEST, json.dumps({
+        "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "lights": list(lights),
+        "dossiers": {str(p): path.name for p, path in zip(pids, paths)}}, indent=1))
+    return paths
+
+
+def _listed(manifest: Path) -> list[str]:
+    """The dossier files an earlier run listed (plain .html names inside the folder only)."""
+    try:
+        listed = json.loads(manifest.read_text(encoding="utf-8")).get("dossiers") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(listed, dict):
+        return []
+    return [n for n in listed.values() if isinstance(n, str) and n.endswith(".html") and n == Path(n).name
+            and not n.startswith(".")]

@@ -27,6 +27,7 @@ found and the schema folders; a malformed file raises before anything is written
 """
 
 from eolab.analysis.claims._fiboa import FIBOA_VERSION, ingest, write_fiboa
+from eolab.analysis.claims._metric import in_metres, metric_problem
 from eolab.analysis.claims._read import PARQUET, read_claims, read_raw, to_common
 from eolab.analysis.claims._report import check_report
 from eolab.analysis.claims._schemas import (
@@ -43,5 +44,5 @@ from eolab.analysis.claims._schemas import (
 from eolab.analysis.claims._text import check_text
 
 __all__ = ["COLUMNS", "FIBOA_VERSION", "PARQUET", "SCHEMAS", "SCHEMA_DIR", "ClaimsWarning", "Schema", "check_report",
-           "check_text", "detect_schema", "ingest", "read_claims", "read_raw", "schema_dir_setting",
-           "schema_from_dict", "schemas", "to_common", "write_fiboa"]
+           "check_text", "detect_schema", "in_metres", "ingest", "metric_problem", "read_claims", "read_raw",
+           "schema_dir_setting", "schema_from_dict", "schemas", "to_common", "write_fiboa"]

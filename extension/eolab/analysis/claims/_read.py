@@ -43,9 +43,11 @@ def _open_path(path: Path, layer: str | None) -> tuple[str, str | None, bool]:
             named = [n for n in every if layer in (Path(n).stem, Path(n).name, n)]
             if named:
                 return f"/vsizip/{path}/{named[0]}", None, named[0].lower().endswith(".shp")
-        # the most likely parcel format first (a .json beside a Shapefile is its metadata)
-        best = next(ext for ext in _VECTOR_EXTS if any(n.lower().endswith(ext) for n in every))
-        hits = [n for n in every if n.lower().endswith(best)]
+        # A .json beside a Shapefile is its metadata, not data; any other two files are a choice
+        # to make (a zip of this year's Shapefile and last year's GeoPackage must not be read at random).
+        shp_dirs = {str(Path(n).parent) for n in every if n.lower().endswith(".shp")}
+        hits = [n for n in every if not (n.lower().endswith(".json") and str(Path(n).parent) in shp_dirs)]
+        hits.sort(key=lambda n: next(i for i, ext in enumerate(_VECTOR_EXTS) if n.lower().endswith(ext)))
         if len(hits) > 1 and layer is None:
             raise EolabError(f"{path.name} holds {len(hits)} vector files: {', '.join(hits[:10])}",
                              hint="name the one to read: layer='NAME' (eolab claims check --layer NAME)")
@@ -114,8 +116,11 @@ def read_raw(path: str | os.PathLike, layer: str | None = None, *, encoding: str
                          hint="is it a GeoPackage, GeoParquet, Shapefile (zip) or GeoJSON?") from exc
     if len(gdf) == 0:
         raise EolabError(f"{path.name} has no rows", hint="is it the right file or layer?")
-    if "geometry" not in gdf or gdf.geometry.isna().all():
+    active = getattr(gdf, "_geometry_column_name", None)
+    if active not in gdf or gdf.geometry.isna().all():
         raise EolabError(f"{path.name} has no geometries", hint="parcels need polygons")
+    if active != "geometry" and "geometry" not in gdf:  # e.g. "geom" (DuckDB, QGIS, ogr2ogr)
+        gdf = gdf.rename_geometry("geometry")
     if gdf.crs is None:
         raise EolabError(f"{path.name} has no coordinate reference system", hint="add a .prj / set the CRS")
     if gdf.crs.is_geographic:
@@ -155,12 +160,36 @@ def _schema_columns(schema: Schema) -> list[str]:
     return cols + list(schema.extra.values())
 
 
+def _names_filled(names: Any, codes: Any, ids: Any, column: str, notes: list[str]) -> list[str]:
+    """Crop names with the blank ones filled: the CAP checks tell crops apart by name, so blank names
+    would make one crop of different codes. A blank takes the name other parcels of its code carry
+    (where they agree on one), else the code itself; a note says how many."""
+    from collections import Counter, defaultdict
+
+    names = [v if v is not None else "" for v in names]
+    blank = [i for i, v in enumerate(names) if not v.strip()]
+    if not blank:
+        return names
+    codes, ids = list(codes), list(ids)
+    named: dict[str, Counter] = defaultdict(Counter)
+    for name, code in zip(names, codes):
+        if name.strip():
+            named[code][name] += 1
+    for i in blank:
+        known = named.get(codes[i])
+        names[i] = next(iter(known)) if known and len(known) == 1 else (codes[i] or "")
+    first = ids[blank[0]]
+    notes.append(f"{len(blank)} parcels have no crop name in {column!r} (e.g. {first}): named after their crop "
+                 "code (the name other parcels of that code carry, else the code itself)")
+    return names
+
+
 def _polygon_area_ha(gdf: Any) -> np.ndarray:
-    """Each polygon's area in ha, in metres: a geographic or non-metre CRS goes through UTM."""
-    crs = gdf.crs
-    units = {a.unit_name for a in crs.axis_info} if crs.axis_info else set()
-    metric = gdf if not crs.is_geographic and units <= {"metre", "meter"} else gdf.to_crs(gdf.estimate_utm_crs())
-    return metric.geometry.area.values / 1e4
+    """Each polygon's area in ha on the ground: a CRS that is not ground metres (degrees, feet, Web
+    Mercator) goes through UTM."""
+    from eolab.analysis.claims._metric import in_metres
+
+    return in_metres(gdf).geometry.area.values / 1e4
 
 
 def _area_notes(declared: np.ndarray, polygon: np.ndarray, ids: Any, schema: Schema) -> list[str]:
@@ -207,6 +236,10 @@ def to_common(gdf: Any, schema: Schema | None = None, *, source: str = "") -> An
                 reasons[reason] = n
         dropped = int(skip.sum())
         gdf = gdf[~skip].reset_index(drop=True)
+        if dropped and not len(gdf):
+            raise EolabError(f"no claims{where}: all {dropped} rows are set aside as not claims ("
+                             + "; ".join(f"{r}: {n}" for r, n in reasons.items()) + ")",
+                             hint="is it the declarations layer (not the landscape elements)? nothing was written")
     out = pd.DataFrame(index=range(len(gdf)))
     found = "columns found: " + (", ".join(str(c) for c in gdf.columns if c != gdf.geometry.name) or "(none)")
     schema_file = f" (schema file {schema.source})" if schema.source else ""
@@ -230,7 +263,8 @@ def to_common(gdf: Any, schema: Schema | None = None, *, source: str = "") -> An
                              hint=found)
     out["crop_code"] = text_column(gdf[schema.crop_code])
     if schema.crop_name in gdf:
-        out["crop_name"] = [v if v is not None else "" for v in text_column(gdf[schema.crop_name])]
+        out["crop_name"] = _names_filled(text_column(gdf[schema.crop_name]), out["crop_code"], out["parcel_id"],
+                                         schema.crop_name, notes)
     else:
         notes.append(f"no crop name column {schema.crop_name!r}: the crop codes stand for the names")
         out["crop_name"] = [v or "" for v in out["crop_code"]]
@@ -292,7 +326,13 @@ def to_common(gdf: Any, schema: Schema | None = None, *, source: str = "") -> An
     if "value" in year:
         out["year"] = int(year["value"])
     elif year.get("column") in gdf:
-        out["year"] = pd.to_numeric(gdf[year["column"]], errors="coerce").round().astype("Int64").values
+        raw_year = gdf[year["column"]]
+        years = pd.to_numeric(raw_year, errors="coerce")
+        lost = np.flatnonzero(years.isna().values & raw_year.notna().values)
+        if lost.size:
+            notes.append(f"{lost.size} parcels have a year in {year['column']!r} that is not a number (e.g. "
+                         f"{raw_year.iloc[lost[0]]!r} of {out['parcel_id'].iloc[lost[0]]}): they have no year")
+        out["year"] = years.round().astype("Int64").values
     elif year.get("column") and year["column"] not in optional:
         notes.append(f"the year column {year['column']!r}{schema_file} is not in the file: no year")
     for common, col in schema.extra.items():
