@@ -201,7 +201,10 @@ class GateMixin(HubOAuthenticated):
         if KIND == "tiles" and self.request.method in ("GET", "HEAD"):
             if path.startswith(PREFIX + "static/") and ".." not in unquote(path):
                 return True  # Panel's own JavaScript and CSS, public files
-            if self.get_query_argument(tile_pass.PARAM, None) is not None:
+            # A pass opens the map tiles only (its URLs sit in notebooks that get shared): never
+            # titiler's own routes, nor anything else behind this gate.
+            tile_route = path.startswith(tuple(PREFIX + r for r in ("item/", "assets/", "base/")))
+            if tile_route and self.get_query_argument(tile_pass.PARAM, None) is not None:
                 # A map's tiles: the pass its user's kernel got (a burst of image requests cannot
                 # each log in through the hub; eolab.tiles._pass says why).
                 self.tile_user = tile_pass.verify(pass_key(), self.get_query_argument(tile_pass.PARAM))

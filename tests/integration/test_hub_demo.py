@@ -599,6 +599,12 @@ def test_tile_service_needs_a_token(demo_hub, alice, alice_kernel):
     catalog = httpx.get(f"{url_of(demo_hub)}/services/catalog/collections?eolab_pass={user}.{expiry}.{signature}",
                         timeout=30)
     assert catalog.status_code == 401
+    # ... nor the tile service's other routes (titiler's reads, its API): a pass sits in shared notebooks
+    for other in ("styles", "cog/info?url=http://127.0.0.1:1/x.tif"):
+        sep = "&" if "?" in other else "?"
+        answer = httpx.get(f"{url_of(demo_hub)}/services/tiles/{other}{sep}eolab_pass={user}.{expiry}.{signature}",
+                           headers=image, timeout=30)
+        assert answer.status_code == 401, (other, answer.status_code)
     # Panel's own static files (public JavaScript and CSS) load without a pass.
     import panel
 

@@ -86,6 +86,24 @@ def test_the_egress_proxy_connects_to_the_address_it_checked():
     assert checker([], allow_public=False, resolver=resolver)("https://tiles.example.org/a.tif")[1] is None
 
 
+def test_a_tunnel_to_a_trusted_https_host_passes_and_others_do_not():
+    """A CONNECT shows host and port only: it was checked as https://HOST:443/, which never lay under
+    a trusted prefix, so every https asset of a configured host was refused."""
+    from eolab.tiles._egress import _origin, checker
+
+    def resolver(host, port):
+        return {"data.example.org": ["10.0.0.5"], "other.example.org": ["10.0.0.6"]}[host]
+
+    check = checker(["https://data.example.org/eo", "http://127.0.0.1:8740"], allow_public=False, resolver=resolver)
+    assert check(_origin("https://data.example.org:443") + "/", tunnel=True) == (None, "10.0.0.5")
+    assert check(_origin("https://data.example.org:8443") + "/", tunnel=True)[1] is None  # another port
+    assert check(_origin("https://other.example.org:443") + "/", tunnel=True)[1] is None
+    # a plain request still needs the whole prefix, path included
+    assert check("https://data.example.org/eo/B04.tif")[1] == "10.0.0.5"
+    assert check("https://data.example.org/private/x.tif")[1] is None
+    assert _origin("https://[::1]:443") == "https://[::1]" and _origin("http://h:8080/x") == "http://h:8080"
+
+
 def test_image_sizes_are_bounded_before_titiler_reads():
     from eolab.tiles.app import MAX_IMAGE_SIDE, size_problem, sized_query
 

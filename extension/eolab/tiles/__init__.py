@@ -101,7 +101,7 @@ def item_tiles(item: Any, style: str = "truecolor", url: str | None = None) -> s
     Items with a ``self`` link are rendered by URL (the service reads scale/offset from the item);
     others by their asset hrefs.
     """
-    from eolab.tiles._render import band_assets, scale_offset_nodata
+    from eolab.tiles._render import band_sources
     from eolab.tiles._render import style as get_style
 
     the_style = get_style(style)
@@ -112,9 +112,10 @@ def item_tiles(item: Any, style: str = "truecolor", url: str | None = None) -> s
     if href:
         return f"{base}/item/{{z}}/{{x}}/{{y}}.png?" + urlencode({"url": href, "style": style, **map_pass(url)})
     data = item.to_dict() if hasattr(item, "to_dict") else item
-    return asset_tiles({n: a["href"] for n, a in band_assets(data, the_style.bands).items()}, style, url=url,
-                       **dict(zip(("scale", "offset", "nodata"),
-                                  scale_offset_nodata(next(iter(band_assets(data, the_style.bands).values()))))))
+    sources = band_sources(data, the_style.bands)
+    scale, offset, nodata = next(iter(sources.values()))[1:]
+    return asset_tiles({n: src[0] for n, src in sources.items()}, style, url=url, scale=scale, offset=offset,
+                       nodata=nodata)
 
 
 def asset_tiles(hrefs: dict[str, str], style: str = "truecolor", url: str | None = None, *, scale: float = 1.0,

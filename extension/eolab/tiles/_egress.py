@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import threading
 import time
@@ -30,34 +31,56 @@ HEAD_TIMEOUT = 60.0  # s a client may take to send a request head (also an idle 
 READ_TIMEOUT = 120.0  # s without a byte from the upstream
 _DROP = ("proxy-", "connection:", "keep-alive:", "host:")
 _LOOKUPS = None  # its own threads for name lookups: slow names must not stall other work
-REFUSED: collections.deque = collections.deque(maxlen=64)  # (when, url, why): GDAL only sees "403"
+# (when, proxy user, url, why): GDAL only sees "403". Kept per proxy user (the tile service tags each
+# request's reads), so one user's refused URL — which may carry a signature — never explains
+# another user's failure.
+REFUSED: collections.deque = collections.deque(maxlen=256)
 
 
-def last_refusal(within: float = 60.0) -> tuple[str, str] | None:
-    """(url, why) of the proxy's latest refusal in the last ``within`` seconds, if any."""
-    if REFUSED and time.monotonic() - REFUSED[-1][0] < within:
-        return REFUSED[-1][1], REFUSED[-1][2]
+def last_refusal(tag: str, within: float = 60.0) -> tuple[str, str] | None:
+    """(url, why) of the proxy's latest refusal of reads tagged ``tag`` in the last ``within`` s."""
+    now = time.monotonic()
+    for when, who, url, why in reversed(REFUSED):
+        if now - when >= within:
+            return None
+        if who == tag:
+            return url, why
     return None
+
+
+def _origin(prefix: str) -> str:
+    """scheme://host[:port] of a URL prefix, the scheme's default port left out."""
+    parts = urlsplit(prefix)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    try:
+        port = parts.port
+    except ValueError:
+        return prefix
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else (parts.hostname or "")
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
 
 
 def checker(trusted: Iterable[str], allow_public: bool, resolver=_policy.resolve) -> Check:
     """(refusal or None, the checked address to connect to) for a URL, with the service's policy."""
     trusted = list(trusted)
+    # A tunnel shows only host and port (the path travels encrypted): a trusted prefix covers the
+    # tunnels to its origin. The service checked the full URL before GDAL opened it.
+    origins = [_origin(p) for p in trusted if p]
 
-    def check(url: str) -> tuple[str | None, str | None]:
+    def check(url: str, tunnel: bool = False) -> tuple[str | None, str | None]:
         seen: list[str] = []
 
         def recording(host: str, port: int) -> list[str]:
             seen.extend(resolver(host, port))
             return seen
 
-        problem = _policy.refusal(url, trusted, allow_public=allow_public, resolver=recording)
+        problem = _policy.refusal(url, origins if tunnel else trusted, allow_public=allow_public, resolver=recording)
         if problem:
             return problem, None
         host = urlsplit(url).hostname or ""
         if not seen:  # a trusted prefix: the policy did not need to resolve it
             try:
-                seen = list(resolver(host, urlsplit(url).port or 80))
+                seen = list(resolver(host, urlsplit(url).port or (443 if url.startswith("https:") else 80)))
             except OSError as exc:
                 return f"cannot resolve {host!r} ({exc})", None
         return (None, seen[0]) if seen else (f"cannot resolve {host!r}", None)
@@ -237,7 +260,7 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ch
                 return
             if method == "CONNECT":
                 host, _, port = target.rpartition(":")
-                url = f"https://{host.strip('[]')}:{port}/"
+                url = _origin(f"https://{host}:{port}") + "/"
             else:
                 url = target
                 if method not in ("GET", "HEAD") or not url.startswith("http://"):
@@ -254,11 +277,13 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ch
                     _refuse(writer, "407 Proxy Authentication Required", refusal,
                             'Proxy-Authenticate: Basic realm="eolab"\r\n')
                     return
-            problem, address = await asyncio.get_running_loop().run_in_executor(_lookups(), check, url)
+            problem, address = await asyncio.get_running_loop().run_in_executor(
+                _lookups(), functools.partial(check, url, tunnel=method == "CONNECT"))
             if problem:
                 log.warning("refused to read %s: %s", url, problem)
-                REFUSED.append((time.monotonic(), url, problem))
-                _refuse(writer, "403 Forbidden", problem)
+                REFUSED.append((time.monotonic(), (proxy_credentials(lines) or ("", ""))[0], url, problem))
+                _refuse(writer, "403 Forbidden", problem,
+                        f"X-Eolab-Refused: {problem[:500].encode('latin-1', 'replace').decode('latin-1')}\r\n")
                 return
             parts = urlsplit(url)
             port = parts.port or (443 if parts.scheme == "https" else 80)

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 
 PARAM = "eolab_pass"
+_DIGITS = re.compile(r"[0-9]{1,12}")
+_HEX = re.compile(r"[0-9a-f]{64}")
 LIFETIME = 7 * 24 * 3600.0  # a map left open for days still loads tiles; a new kernel gets a new one
 
 
@@ -40,8 +43,10 @@ def verify(secret: bytes, value: str | None, now: float | None = None) -> str | 
     if len(parts) != 3:
         return None
     user, expiry, signature = parts
-    if not user or not expiry.isdigit() or not signature:
+    # ASCII digits and hex only: str.isdigit() takes "²" and other scripts' digits (int() then
+    # raises, or reads another spelling of a genuine pass), and compare_digest refuses non-ASCII str.
+    if not user or not _DIGITS.fullmatch(expiry) or not _HEX.fullmatch(signature):
         return None
-    if not hmac.compare_digest(signature, _signature(secret, user, int(expiry))):
+    if not hmac.compare_digest(signature.encode(), _signature(secret, user, int(expiry)).encode()):
         return None
     return user if int(expiry) > (time.time() if now is None else now) else None

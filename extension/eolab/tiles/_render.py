@@ -27,10 +27,6 @@ STYLES = {
     "falsecolor": Style("falsecolor", "false colour (B08, B04, B03)", ("nir", "red", "green"), "rgb", (0.0, 0.45)),
     "ndvi": Style("ndvi", "NDVI (B08 − B04) / (B08 + B04)", ("nir", "red"), "index", (-0.2, 0.9)),
 }
-# Asset keys by common name when an item carries no eo:bands (Sentinel-2 naming, then Earth Search's).
-FALLBACK_KEYS = {"red": ("B04", "red"), "green": ("B03", "green"), "blue": ("B02", "blue"), "nir": ("B08", "nir")}
-
-
 def style(name: str) -> Style:
     try:
         return STYLES[name]
@@ -38,29 +34,46 @@ def style(name: str) -> Style:
         raise EolabError(f"unknown quicklook style {name!r}", hint=f"styles are: {', '.join(STYLES)}") from None
 
 
-def band_assets(item: dict, wanted: tuple[str, ...]) -> dict[str, dict]:
-    """``{common name: asset}`` for the wanted bands of a STAC item dict."""
+def band_keys(item: dict, wanted: tuple[str, ...]) -> dict[str, str]:
+    """``{common name: asset key}`` for the wanted bands of a STAC item dict, found as the loader finds
+    them (:func:`eolab.data.profiles.resolve_band`: eo:bands/bands common names, Sentinel-2 and
+    provider keys, Landsat's nir08 for nir), so a quicklook shows the bands a cube would hold."""
+    from eolab.data import profiles
+
     assets = item.get("assets") or {}
-    found: dict[str, dict] = {}
-    for key, asset in assets.items():
-        for band in asset.get("eo:bands") or []:
-            name = band.get("common_name")
-            if name in wanted and name not in found:
-                found[name] = asset
-    for name in wanted:
-        if name not in found:
-            for key in FALLBACK_KEYS.get(name, ()):
-                if key in assets:
-                    found[name] = assets[key]
-                    break
-    missing = [n for n in wanted if n not in found]
+    found = {name: profiles.resolve_band(item, name) for name in wanted}
+    missing = [n for n, key in found.items() if key is None]
     if missing:
         raise EolabError(f"item {item.get('id')} has no {' or '.join(missing)} band",
                          hint=f"its assets are: {', '.join(assets) or 'none'}")
-    return found
+    return found  # type: ignore[return-value]
+
+
+def band_assets(item: dict, wanted: tuple[str, ...]) -> dict[str, dict]:
+    """``{common name: asset}`` for the wanted bands of a STAC item dict (see :func:`band_keys`)."""
+    assets = item.get("assets") or {}
+    return {name: assets[key] for name, key in band_keys(item, wanted).items()}
+
+
+def band_sources(item: dict, wanted: tuple[str, ...], base_url: str | None = None) -> dict[str, tuple]:
+    """``{common name: (href, scale, offset, nodata)}``: the loader's values for each band (the
+    item's raster metadata, else its provider's convention: Sentinel-2 L2A and Landsat C2 L2 DNs
+    carry none on some providers), hrefs resolved against ``base_url`` where relative."""
+    from urllib.parse import urljoin
+
+    from eolab.data import profiles
+
+    assets = item.get("assets") or {}
+    out = {}
+    for name, key in band_keys(item, wanted).items():
+        values = profiles.band_values(item, key)
+        href = assets[key]["href"]
+        out[name] = (urljoin(base_url, href) if base_url else href, values.scale, values.offset, values.nodata)
+    return out
 
 
 def scale_offset_nodata(asset: dict) -> tuple[float, float, float | None]:
+    """An asset's own raster:bands values (without the item: no provider convention)."""
     info = (asset.get("raster:bands") or [{}])[0]
     return float(info.get("scale", 1.0)), float(info.get("offset", 0.0)), info.get("nodata")
 

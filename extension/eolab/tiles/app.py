@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.middleware.cors import CORSMiddleware
 
@@ -101,11 +101,11 @@ class BaseLayer:
                 best[grid] = {"key": key, "item": item}
         for grid, entry in sorted(best.items()):
             item = entry["item"]
-            assets = _render.band_assets(item, ("red", "green", "blue"))
+            sources = _render.band_sources(item, ("red", "green", "blue"))
             self.parts.append({
                 "grid": grid, "bbox": item["bbox"], "id": item["id"], "date": item["properties"]["datetime"][:10],
-                "bands": {n: (str((data_dir / a["href"]).resolve()) if "://" not in a["href"] else a["href"],
-                              *_render.scale_offset_nodata(a)) for n, a in assets.items()}})
+                "bands": {n: (str((data_dir / href).resolve()) if "://" not in href else href, *values)
+                          for n, (href, *values) in sources.items()}})
 
     @property
     def bounds(self) -> list[float] | None:
@@ -155,6 +155,7 @@ MAX_TILESIZE = 1024
 MAX_ZOOM = 24
 MAX_BUFFER = 256
 ITEM_CACHE_SECONDS = 300
+ITEM_DEADLINE = 30.0  # s for a whole item to arrive (the 15 s timeout is per read)
 MAX_ITEM_BYTES = 1_000_000
 
 
@@ -184,6 +185,32 @@ def size_problem(path: str, params) -> str | None:
         limit = {"tilesize": MAX_TILESIZE, "buffer": MAX_BUFFER}.get(name, MAX_IMAGE_SIDE)
         if value > limit:
             return f"{name} {value:g} is more than {limit} px"
+        # titiler reads 0 as "no limit" (a full-resolution image of any size); a buffer may be 0
+        if not value >= (0 if name == "buffer" else 1):
+            return f"{name} {value:g} is not a size: give 1…{limit} px"
+    return None
+
+
+def area_problem(path: str) -> str | None:
+    """What is wrong with the tile address or bbox in a titiler path (None: nothing): titiler
+    answers z = -1 or a bbox of NaN or of no area with a 500."""
+    import math
+    import re
+
+    tile = re.search(r"/tiles/(?:[^/]+/)?(-?\d+)/(-?\d+)/(-?\d+)(?:@\d+x)?(?:\.\w+)?$", path)
+    if tile:
+        try:
+            check_tile(*(int(v) for v in tile.groups()))
+        except EolabError as exc:
+            return str(exc)
+    box = re.search(r"/bbox/([^/]+)/", path)
+    if box:
+        try:
+            minx, miny, maxx, maxy = (float(v) for v in box[1].split(","))
+        except ValueError:
+            return f"bbox {box[1][:80]!r} is not four numbers minx,miny,maxx,maxy"
+        if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)) or minx >= maxx or miny >= maxy:
+            return f"bbox {box[1][:80]} has no area (give minx < maxx and miny < maxy)"
     return None
 
 
@@ -206,13 +233,15 @@ def sized_query(path: str, query: bytes, method: str = "GET") -> bytes:
 class ItemSource:
     """STAC item JSON by URL, cached for a few minutes (items do not change while a map is open)."""
 
-    def __init__(self, allow: list[str] | None = None, allow_public: bool = True):
+    def __init__(self, allow: list[str] | None = None, allow_public: bool = True, proxy: str | None = None):
         import httpx
 
         self.allow = list(allow or [])
         self.allow_public = allow_public
-        # Redirects are followed by hand, each hop checked like the first URL.
-        self.http = httpx.Client(timeout=15.0, follow_redirects=False)
+        # Redirects are followed by hand, each hop checked like the first URL. Through the egress
+        # proxy (``proxy``) the connection goes to the very address that was checked: a name that
+        # answers a public address to the check and 127.0.0.1 to the connection gets nowhere.
+        self.http = httpx.Client(timeout=15.0, follow_redirects=False, proxy=proxy, trust_env=False)
         cached = functools.lru_cache(maxsize=128)(lambda url, _period: self._get(url))
         # the period in the key lets entries expire (a workspace member's items can change)
         self.get = lambda url: cached(url, int(time.monotonic() // ITEM_CACHE_SECONDS))
@@ -228,10 +257,13 @@ class ItemSource:
     def _get(self, url: str) -> dict:
         import httpx
 
+        deadline = time.monotonic() + ITEM_DEADLINE
         for _ in range(4):
             self.check(url)
             try:
                 with self.http.stream("GET", url) as response:
+                    if response.status_code == 403 and response.headers.get("x-eolab-refused"):
+                        raise EolabError(response.headers["x-eolab-refused"])
                     if response.is_redirect and response.headers.get("location"):
                         url = str(response.url.join(response.headers["location"]))
                         continue
@@ -240,11 +272,13 @@ class ItemSource:
                     body = bytearray()
                     for chunk in response.iter_bytes():  # never more than the limit in memory
                         body += chunk
+                        if time.monotonic() > deadline:  # a host sending a byte now and then
+                            raise EolabError(f"item {url} took more than {ITEM_DEADLINE:g} s to arrive")
                         if len(body) > MAX_ITEM_BYTES:
                             raise EolabError(f"{url} answered more than {MAX_ITEM_BYTES:,} bytes: not a STAC item",
                                              hint="pass the URL of one item")
-            except httpx.HTTPError as exc:
-                raise EolabError(f"item {url} is not reachable ({type(exc).__name__})") from None
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise EolabError(f"item {url[:200]} is not reachable ({type(exc).__name__})") from None
             break
         else:
             raise EolabError(f"item {url} redirects too often")
@@ -284,30 +318,39 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
     if allow is None:
         allow = conf.tiles_allow_list
     base = BaseLayer(Path(base_dir).resolve() if base_dir else None)
-    items = ItemSource(allow, allow_public=conf.tiles_public)
+    allow = list(allow or [])
     # GDAL follows redirects unchecked: all its requests go through a proxy applying the same policy.
     from eolab.tiles._egress import EgressProxy, Tally, checker
 
     tally = Tally()
-    egress = EgressProxy(checker(items.allow, items.allow_public), tally)
+    egress = EgressProxy(checker(allow, conf.tiles_public), tally)
     os.environ["GDAL_HTTP_PROXY"] = egress.address
     os.environ["GDAL_HTTP_PROXYUSERPWD"] = tally.userpwd()  # the proxy answers this process only
+    for name in ("NO_PROXY", "no_proxy"):  # curl would go around the proxy for these hosts
+        os.environ.pop(name, None)
+    items = ItemSource(allow, allow_public=conf.tiles_public, proxy=f"http://{tally.userpwd()}@{egress.address}")
 
-    def counted_render(the_style, sources, z, x, y) -> Response:
-        """The tile, and what reading it fetched in ``X-Eolab-Read`` (host=bytes;...): the hub's gate
-        counts it for the user who asked and drops the header."""
+    def request_tag(request: Request) -> str:
+        """This request's tag at the egress proxy: its reads are counted for it, and a refusal the
+        proxy gave it explains its own failure only."""
         import uuid
 
+        tag = getattr(request.state, "read_tag", None)
+        if tag is None:
+            tag = request.state.read_tag = uuid.uuid4().hex
+        return tag
+
+    def tagged_env(request: Request) -> dict:
+        # titiler opens its datasets inside rasterio.Env(**this), in the thread that reads
+        return {"GDAL_HTTP_PROXYUSERPWD": tally.userpwd(request_tag(request))}
+
+    def counted_render(request: Request, the_style, sources, z, x, y) -> Response:
+        """The tile; what reading it fetched goes into ``X-Eolab-Read`` (see ``count_reads``)."""
         import rasterio
 
-        tag = uuid.uuid4().hex
-        try:
-            with rasterio.Env(GDAL_HTTP_PROXYUSERPWD=tally.userpwd(tag)):  # thread-local: this request's reads
-                image = render_bands(the_style, sources, z, x, y)
-        finally:
-            read = tally.pop(tag)
-        headers = {"X-Eolab-Read": ";".join(f"{h}={n}" for h, n in sorted(read.items()))} if read else {}
-        return Response(image, media_type="image/png", headers=headers)
+        with rasterio.Env(**tagged_env(request)):  # thread-local: this request's reads
+            image = render_bands(the_style, sources, z, x, y)
+        return Response(image, media_type="image/png")
 
     app = FastAPI(title="eolab quicklook tiles", openapi_url="/api", docs_url=None, redoc_url=None)
     # JupyterLab pages load tiles cross-origin.
@@ -325,9 +368,22 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
     @app.middleware("http")
+    async def count_reads(request, call_next):
+        """What a request's reads fetched, in ``X-Eolab-Read`` (host=bytes;...), on every route: the
+        hub's gate counts it for the user who asked and drops the header."""
+        try:
+            response = await call_next(request)
+        finally:
+            tag = getattr(request.state, "read_tag", None)
+            read = tally.pop(tag) if tag else {}
+        if read:
+            response.headers["X-Eolab-Read"] = ";".join(f"{h}={n}" for h, n in sorted(read.items()))
+        return response
+
+    @app.middleware("http")
     async def limit_image_size(request, call_next):
         if request.url.path.startswith(("/cog/", "/stac/")):
-            problem = size_problem(request.url.path, request.query_params)
+            problem = size_problem(request.url.path, request.query_params) or area_problem(request.url.path)
             if problem:
                 return JSONResponse({"detail": problem}, status_code=400)
             request.scope["query_string"] = sized_query(request.url.path, request.scope.get("query_string", b""),
@@ -335,7 +391,7 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
         return await call_next(request)
 
     @app.get("/_health")
-    def health():
+    async def health():  # on the event loop: answers while every worker thread waits on slow hosts
         return {"status": "ok", "base_layer": base.bounds is not None}
 
     @app.get("/styles")
@@ -346,26 +402,26 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
     png = {"content": {"image/png": {}}}
 
     @app.get("/item/{z}/{x}/{y}.png", response_class=Response, responses={200: png})
-    def item_tile(z: int, x: int, y: int, url: str = Query(..., description="STAC item URL"),
+    def item_tile(request: Request, z: int, x: int, y: int, url: str = Query(..., description="STAC item URL"),
                   style: str = "truecolor"):
         check_tile(z, x, y)
         the_style = _render.style(style)
         item = items.get(url)
         try:
-            assets = _render.band_assets(item, the_style.bands)
-            sources = {n: (a["href"], *_render.scale_offset_nodata(a)) for n, a in assets.items()}
+            # relative hrefs (static catalogues) are relative to the item's own URL
+            sources = _render.band_sources(item, the_style.bands, base_url=url)
         except EolabError:
             raise
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise EolabError(f"item {url}: the band metadata of its assets cannot be read ({exc})") from None
-        for asset in assets.values():
-            items.check(asset["href"])
-        response = counted_render(the_style, sources, z, x, y)
+        for href, *_ in sources.values():
+            items.check(href)
+        response = counted_render(request, the_style, sources, z, x, y)
         response.headers["Cache-Control"] = "max-age=3600"
         return response
 
     @app.get("/assets/{z}/{x}/{y}.png", response_class=Response, responses={200: png})
-    def assets_tile(z: int, x: int, y: int, style: str = "truecolor", red: str | None = None,
+    def assets_tile(request: Request, z: int, x: int, y: int, style: str = "truecolor", red: str | None = None,
                     green: str | None = None, blue: str | None = None, nir: str | None = None,
                     scale: float = 1.0, offset: float = 0.0, nodata: float | None = None):
         check_tile(z, x, y)
@@ -378,7 +434,7 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
         for name in the_style.bands:
             items.check(given[name])
         sources = {n: (given[n], scale, offset, nodata) for n in the_style.bands}
-        return counted_render(the_style, sources, z, x, y)
+        return counted_render(request, the_style, sources, z, x, y)
 
     @app.get("/base/info")
     def base_info():
@@ -403,15 +459,35 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
         items.check(url)
         return url
 
+    import attr
+
+    @attr.s
     class CheckedSTACReader(STACReader):
+        def __attrs_post_init__(self):
+            # The item through the service's own fetch (checked hops, size cap, cache that expires),
+            # not rio-tiler's (unbounded, cached for the life of the process).
+            if self.item is None:
+                import pystac
+
+                self.item = pystac.Item.from_dict(items.get(self.input), self.input)
+            # rio-tiler reads assets on its own threads, where this request's GDAL options (its
+            # tag at the egress proxy) are not set: each asset's env carries them there.
+            import rasterio
+
+            self._request_env = {k: v for k, v in rasterio.env.getenv().items() if k == "GDAL_HTTP_PROXYUSERPWD"} \
+                if rasterio.env.hasenv() else {}
+            super().__attrs_post_init__()
+
         def _get_asset_info(self, asset):
             info = super()._get_asset_info(asset)
             items.check(info["url"])
+            info["env"] = {**(info.get("env") or {}), **getattr(self, "_request_env", {})}
             return info
 
-    cog = TilerFactory(router_prefix="/cog", add_viewer=False, path_dependency=checked_url)
+    cog = TilerFactory(router_prefix="/cog", add_viewer=False, path_dependency=checked_url,
+                       environment_dependency=tagged_env)
     stac = MultiBaseTilerFactory(reader=CheckedSTACReader, router_prefix="/stac", add_viewer=False,
-                                 path_dependency=checked_url)
+                                 path_dependency=checked_url, environment_dependency=tagged_env)
     app.include_router(cog.router, prefix="/cog", tags=["COG"])
     app.include_router(stac.router, prefix="/stac", tags=["STAC"])
     add_exception_handlers(app, DEFAULT_STATUS_CODES)
@@ -424,7 +500,8 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
     async def _io_error(request, exc: RasterioIOError):
         # A read GDAL was refused by the egress proxy (a redirect to an address the service may not
         # read) is the request's fault, and says why; other I/O failures keep titiler's answer.
-        refused = last_refusal() if "403" in str(exc) else None
+        tag = getattr(request.state, "read_tag", None)
+        refused = last_refusal(tag) if tag and "403" in str(exc) else None
         if refused:
             return JSONResponse({"detail": f"{refused[1]} (reached by a redirect: {refused[0]})"}, status_code=400)
         message = str(exc).replace("/vsicurl/", "")
@@ -454,6 +531,8 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
 
     @app.exception_handler(ValueError)
     async def _histogram(request, exc: ValueError):
+        if "range parameter" in str(exc):  # numpy: histogram_range=5,1
+            return JSONResponse({"detail": f"histogram_range: {exc} (give min,max with min < max)"}, status_code=400)
         if str(exc).startswith("Too many bins for data range"):  # numpy, on infinite values
             return JSONResponse({"detail": "the values are not finite (an expression dividing by zero?): no "
                                            "histogram can be made of them; change the expression or give "
