@@ -13,7 +13,8 @@ from eolab.errors import EolabError
 def _parcels():
     g = gpd.GeoDataFrame({"crop_name": ["maize", "maize", "grassland", "maize"],
                           "area_declared_ha": [4.0, 4.0, 4.0, 4.0]},
-                         geometry=[box(0, 0, 200, 200)] * 3 + [box(0, 0, 30, 30)], crs="EPSG:32634")
+                         geometry=[box(300 * i, 0, 300 * i + 200, 200) for i in range(3)] + [box(1000, 0, 1030, 30)],
+                         crs="EPSG:32634")
     proba = np.array([[0.0, 0.9, 0.1], [0.0, 0.1, 0.9], [0.9, 0.1, 0.0], [0.0, 0.9, 0.1]])
     return g, cap.screen_parcels(g), proba, ["grassland", "maize", "soybean"]
 

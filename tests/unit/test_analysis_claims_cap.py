@@ -52,7 +52,7 @@ def test_malformed_file_raises_and_writes_nothing(tmp_path):
 
 def test_screening_flags_small_and_thin_parcels():
     g = gpd.GeoDataFrame({"id": ["big", "strip", "tiny"]},
-                         geometry=[box(0, 0, 200, 200), box(0, 0, 1000, 15), box(0, 0, 30, 30)], crs="EPSG:32634")
+                         geometry=[box(0, 0, 200, 200), box(0, 300, 1000, 315), box(0, 400, 30, 430)], crs="EPSG:32634")
     s = cap.screen_parcels(g)
     assert s.monitorable.tolist() == [True, False, False]
     assert "thin" in s.screen_reason[1] and "small" in s.screen_reason[2]
@@ -62,7 +62,7 @@ def test_screening_flags_small_and_thin_parcels():
 def test_traffic_light_rules():
     g = gpd.GeoDataFrame({"crop_name": ["maize", "maize", "maize", "grassland"],
                           "area_declared_ha": [4.0, 4.0, 4.0, 4.0]},
-                         geometry=[box(0, 0, 200, 200)] * 4, crs="EPSG:32634")
+                         geometry=[box(300 * i, 0, 300 * i + 200, 200) for i in range(4)], crs="EPSG:32634")
     s = cap.screen_parcels(g)
     classes = ["grassland", "maize", "soybean"]
     proba = np.array([[0.0, 0.9, 0.1], [0.0, 0.1, 0.9], [0.0, 0.4, 0.6], [0.9, 0.1, 0.0]])
@@ -74,7 +74,7 @@ def test_traffic_light_rules():
 
 def test_failed_crop_is_yellow_not_a_false_declaration():
     g = gpd.GeoDataFrame({"crop_name": ["maize", "maize"], "area_declared_ha": [4.0, 4.0]},
-                         geometry=[box(0, 0, 200, 200)] * 2, crs="EPSG:32634")
+                         geometry=[box(300 * i, 0, 300 * i + 200, 200) for i in range(2)], crs="EPSG:32634")
     s = cap.screen_parcels(g)
     proba = np.array([[0.0, 0.1, 0.9], [0.0, 0.1, 0.9]])
     out = cap.check_parcels(g, s, proba, ["grassland", "maize", "soybean"], n_observations=[20, 20],
@@ -93,7 +93,7 @@ def test_growth_threshold_separates_two_modes_without_labels():
 
 def test_red_rule_compares_the_declared_crop_with_the_predicted_one():
     g = gpd.GeoDataFrame({"crop_name": ["maize"] * 3, "area_declared_ha": [4.0] * 3},
-                         geometry=[box(0, 0, 200, 200)] * 3, crs="EPSG:32634")
+                         geometry=[box(300 * i, 0, 300 * i + 200, 200) for i in range(3)], crs="EPSG:32634")
     s = cap.screen_parcels(g)
     classes = ["grassland", "maize", "soybean"]
     proba = np.array([[0.0, 0.3, 0.7], [0.0, 0.4, 0.6], [0.05, 0.3, 0.65]])
@@ -229,3 +229,25 @@ def test_geoparquet_with_another_geometry_column_name(tmp_path):
     g.to_parquet(tmp_path / "nl.parquet")
     read = claims.read_claims(tmp_path / "nl.parquet")  # before: "has no geometries"
     assert len(read) == 3 and read.geometry.name == "geometry"
+
+
+def test_claims_that_share_land_are_named_and_not_judged_from_the_images():
+    """The same land declared twice: the images' pixels go to one of the two claims (the later one),
+    so the other's series is empty or wrong; both are set aside with the other named. Parcels that
+    only touch, and slivers under a pixel's area, are not."""
+    g = gpd.GeoDataFrame(
+        {"crop_name": ["maize"] * 6},
+        geometry=[box(0, 0, 200, 200), box(150, 0, 350, 200),  # A and B share 50 m × 200 m = 1 ha
+                  box(350, 0, 550, 200),  # C touches B only
+                  box(0, 300, 200, 500), box(0, 300, 200, 500),  # D and E: one polygon declared twice
+                  box(199.8, 300, 399.8, 500)],  # F: a 0.2 m sliver over D and E (40 m², under a pixel)
+        index=pd.Index(["A", "B", "C", "D", "E", "F"], name="parcel_id"), crs="EPSG:32634")
+    s = cap.screen_parcels(g)
+    assert s.monitorable.tolist() == [False, False, True, False, False, True]
+    assert s.overlaps.tolist() == ["B", "A", "", "E", "D", ""]
+    assert s.overlap_ha.round(3).tolist() == [1.0, 1.0, 0.0, 4.0, 4.0, 0.0]
+    assert s.screen_reason["A"] == "overlaps claim B by 1.00 ha (declared twice?)"
+    proba = np.full((6, 1), 1.0)
+    lights = cap.check_parcels(g, s, proba, ["maize"], n_observations=[20] * 6)
+    assert lights.light.tolist()[:3] == ["yellow", "yellow", "green"]
+    assert "overlaps claim A" in lights.reasons["B"] and "field visit" in lights.reasons["B"]

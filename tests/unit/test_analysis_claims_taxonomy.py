@@ -164,7 +164,8 @@ def test_traffic_light_reads_grassland_and_groups_from_hcat3_not_names():
     # national names: a permanent meadow and a temporary ley are grassland; a fallow is not a failed crop
     g = gpd.GeoDataFrame({"crop_name": ["Mähwiese", "Wechselwiese", "Grünbrache", "Silomais"],
                           "hcat3_code": ["3302000000", "3301090100", "3301110000", "3301090400"],
-                          "area_declared_ha": [4.0] * 4}, geometry=[box(0, 0, 200, 200)] * 4, crs="EPSG:31287")
+                          "area_declared_ha": [4.0] * 4},
+                         geometry=[box(300 * i, 0, 300 * i + 200, 200) for i in range(4)], crs="EPSG:31287")
     s = cap.screen_parcels(g)
     classes = ["Grünbrache", "Mähwiese", "Silomais", "Wechselwiese"]
     proba = np.eye(4)[[1, 3, 0, 1]] * 0.9 + 0.025

@@ -91,7 +91,10 @@ def screen_parcels(parcels: Any, *, resolution: float = 10.0, buffer: float = -5
     the mean width of a strip), inner_pixels (pixel count after the inward buffer), monitorable, reason.
 
     Too small: fewer than ``min_pixels`` whole pixels inside the buffered parcel. Too thin: mean width
-    below ``min_width`` (default 2 pixels) — mixed pixels would dominate.
+    below ``min_width`` (default 2 pixels) — mixed pixels would dominate. Overlapping another claim by
+    a pixel's area or more (the same land declared twice, or a digitising error): not monitorable,
+    the reason names the other parcel (``overlaps``) — the images' pixels go to one of the two, so
+    the other's statistics would be wrong, and the case needs a look of its own.
     """
     import pandas as pd
 
@@ -109,9 +112,50 @@ def screen_parcels(parcels: Any, *, resolution: float = 10.0, buffer: float = -5
     thin = width < min_width
     reason = np.where(small & thin, f"too small and too thin for {resolution:g} m pixels",
                       np.where(small, f"too small: < {min_pixels} inner pixels of {resolution:g} m",
-                               np.where(thin, f"too thin: mean width < {min_width:g} m", "")))
+                               np.where(thin, f"too thin: mean width < {min_width:g} m", ""))).astype(object)
+    others, shared = claim_overlaps(parcels, min_area=resolution ** 2)
+    doubled = shared > 0
+    for i in np.flatnonzero(doubled):
+        said = f"overlaps claim {', '.join(others[i][:3])}{' …' if len(others[i]) > 3 else ''} by " \
+               f"{shared[i] / 1e4:.2f} ha (declared twice?)"
+        reason[i] = said + (f"; {reason[i]}" if reason[i] else "")
     return pd.DataFrame({"area_ha": area / 1e4, "width_m": width, "inner_pixels": inner_px,
-                         "monitorable": ~(small | thin), "screen_reason": reason}, index=parcels.index)
+                         "monitorable": ~(small | thin | doubled), "screen_reason": reason.astype(str),
+                         "overlaps": [", ".join(o) for o in others], "overlap_ha": shared / 1e4},
+                        index=parcels.index)
+
+
+def claim_overlaps(parcels: Any, *, min_area: float = 100.0) -> tuple[list[list[str]], np.ndarray]:
+    """Per parcel: the ids (index) of the other parcels whose interiors it shares by ``min_area`` m² or
+    more, and the area it shares in all (m²). Parcels that only touch share nothing; smaller slivers
+    (digitising noise, less than a pixel) are left out."""
+    import shapely
+
+    geoms = np.asarray(parcels.geometry.values, dtype=object)
+    n = len(geoms)
+    others: list[list[str]] = [[] for _ in range(n)]
+    shared = np.zeros(n)
+    if n < 2:
+        return others, shared
+    invalid = ~shapely.is_valid(geoms)
+    if invalid.any():
+        geoms = geoms.copy()
+        geoms[invalid] = shapely.make_valid(geoms[invalid])
+    a, b = shapely.STRtree(geoms).query(geoms)  # boxes that meet
+    a, b = a[a < b], b[a < b]
+    inside = shapely.relate_pattern(geoms[a], geoms[b], "T********")  # interiors meet: touching is not enough
+    a, b = a[inside], b[inside]
+    if not a.size:
+        return others, shared
+    areas = shapely.area(shapely.intersection(geoms[a], geoms[b]))
+    ids = [str(v) for v in parcels.index]
+    for i, j, area in zip(a, b, areas):
+        if area >= min_area:
+            others[i].append(ids[j])
+            others[j].append(ids[i])
+            shared[i] += area
+            shared[j] += area
+    return others, shared
 
 
 def growth_threshold(ndvi_max: Sequence[float], *, bounds: tuple[float, float] = (0.35, 0.65)) -> float:

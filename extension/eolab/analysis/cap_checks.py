@@ -214,9 +214,11 @@ def light_of(findings: Sequence[Finding]) -> tuple[str, str, bool]:
 
 
 @register("monitorability", stage="gate",
-          reasons={"yellow": "too small / too thin for 10 m pixels — check by field visit or VHR image"})
+          reasons={"yellow": "too small / too thin for 10 m pixels, or overlapping another claim — check by "
+                             "field visit or VHR image"})
 def monitorability(ev: Evidence, i: int) -> list:
-    """Parcels too small or too thin for the pixels are not judged from the images."""
+    """Parcels too small or too thin for the pixels, or sharing land with another claim, are not
+    judged from the images."""
     if not ev.monitorable[i]:
         return [("yellow", ev.screen_reason[i] + " — check by field visit or VHR image")]
     return []
