@@ -251,3 +251,20 @@ def test_claims_that_share_land_are_named_and_not_judged_from_the_images():
     lights = cap.check_parcels(g, s, proba, ["maize"], n_observations=[20] * 6)
     assert lights.light.tolist()[:3] == ["yellow", "yellow", "green"]
     assert "overlaps claim A" in lights.reasons["B"] and "field visit" in lights.reasons["B"]
+
+
+def test_column_names_in_other_capitals_or_with_spaces_are_read(tmp_path):
+    g = _nl(2).rename(columns={"gewas": "GEWAS", "gewascode": " GewasCode ", "jaar": "Jaar"})
+    g.to_file(tmp_path / "nl.gpkg")
+    with pytest.warns(claims.ClaimsWarning, match="columns read by the schema's spelling: 'GEWAS' as 'gewas'"):
+        read = claims.read_claims(tmp_path / "nl.gpkg")  # before: unknown parcel schema
+    assert read.schema.tolist() == ["nl-brp"] * 2 and read.crop_code.tolist() == ["265"] * 2
+    assert read.year.tolist() == [2024, 2024]
+
+
+def test_a_file_that_nearly_fits_a_schema_is_told_what_it_lacks(tmp_path):
+    g = gpd.GeoDataFrame({"id": ["a", "b"], "crop:code": ["1", "2"], "crop:name": ["x", "y"]},
+                         geometry=[box(300 * i, 0, 300 * i + 200, 200) for i in range(2)], crs="EPSG:32634")
+    g.to_parquet(tmp_path / "fiboa.parquet")
+    with pytest.raises(EolabError, match=r"closest: fiboa, which also needs 'ec:hcat_code'"):
+        claims.read_claims(tmp_path / "fiboa.parquet")

@@ -121,6 +121,27 @@ def test_text_read_with_the_wrong_code_page_is_named_with_its_repair(tmp_path, m
     assert claims.check_text(["Grünbrache", "Vårbyg", "What?"]) == []
 
 
+def test_a_central_european_code_page_is_not_advised_as_western(tmp_path):
+    """Slovenian names in cp1250 read as Latin-1: ftfy sees "windows-1252 read as latin-1", and that
+    advice left 'Jeèmen' garbled with no warning. Each code page's reading is shown instead."""
+    names = ["Pšenica ozimna", "Ječmen", "Oljna ogrščica", "Sončnica"]
+    g = gpd.GeoDataFrame({"parcel_id": [f"p{i}" for i in range(4)], "crop_code": ["1", "2", "3", "4"],
+                          "crop_name": names, "area_declared_ha": [4.0] * 4},
+                         geometry=[box(300 * i, 0, 300 * i + 200, 200) for i in range(4)], crs="EPSG:3794")
+    shp = tmp_path / "si.shp"
+    g.to_file(shp, encoding="cp1250")
+    shp.with_suffix(".cpg").unlink(missing_ok=True)
+    with pytest.warns(claims.ClaimsWarning, match=r"a Windows code page read as Latin-1.*encoding='cp1250' gives "
+                                                  r"'(Pšenica ozimna|Oljna ogrščica)'.*encoding='cp1252' gives"):
+        claims.read_claims(shp)
+    assert claims.read_claims(shp, encoding="cp1250").crop_name.tolist() == names
+    shp.with_suffix(".cpg").write_text("UTF-8")  # a .cpg that names the wrong code page
+    with pytest.raises(EolabError, match="cannot read the text of parcel file si.shp") as err:
+        claims.read_claims(shp)
+    assert "encoding='cp1250'" in err.value.hint
+    assert claims.read_claims(shp, encoding="cp1250").crop_name.tolist() == names
+
+
 def test_claims_round_trip_through_fiboa_geoparquet(tmp_path):
     src = tmp_path / "demo.gpkg"
     _gdf(pd.DataFrame({"parcel_id": ["a", "b", "c"], "farmer_id": ["f", "f", "g"], "crop_code": [1110, 6100, 1510],

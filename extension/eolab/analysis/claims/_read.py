@@ -112,6 +112,12 @@ def read_raw(path: str | os.PathLike, layer: str | None = None, *, encoding: str
     except EolabError:
         raise
     except Exception as exc:  # pyogrio/GDAL/pyarrow raise DataSourceError, ArrowInvalid, ValueError, OSError ...
+        text = f"{type(exc).__name__} {exc}".lower()
+        if "decode" in text or "codec" in text or "encoding" in text:  # e.g. a .cpg naming UTF-8 over cp1250 text
+            raise EolabError(f"cannot read the text of parcel file {path.name}: {exc}".splitlines()[0],
+                             hint="it is not in the code page the file names (its .cpg): pass the right one, "
+                                  "e.g. encoding='cp1250' (Central European), 'cp1257' (Baltic) or 'cp1252' "
+                                  "(Western); eolab claims check --encoding NAME") from exc
         raise EolabError(f"cannot read parcel file {path.name}: {exc}".splitlines()[0],
                          hint="is it a GeoPackage, GeoParquet, Shapefile (zip) or GeoJSON?") from exc
     if len(gdf) == 0:
@@ -158,6 +164,31 @@ def _schema_columns(schema: Schema) -> list[str]:
             cols += [v for v in value.get("join", [])] + ([value["column"]] if "column" in value else [])
     cols += [c for c in (schema.country_column, schema.taxonomy.get("hcat3_column")) if c]
     return cols + list(schema.extra.values())
+
+
+def _known_spellings(gdf: Any, candidates: list) -> tuple[Any, list[str]]:
+    """Columns a schema names, written with other capitals or surrounding spaces ("Crop_Code ",
+    "GEWAS") or cut to a Shapefile's 10 characters ("area_decla"), renamed to the schema's spelling
+    (never over a column already so spelt)."""
+    exact = {str(col) for s in candidates for col in (*s.required, *_schema_columns(s))}
+    known: dict[str, str | None] = {}
+    cut: dict[str, str | None] = {}
+    for col in sorted(exact):  # a spelling two schemas use differently ("id", "ID") is left alone (None)
+        folded = col.strip().casefold()
+        known[folded] = col if known.get(folded, col) == col else None
+        if len(col) > 10:
+            cut[folded[:10]] = col if cut.get(folded[:10], col) == col else None
+    renames = {}
+    for c in gdf.columns:
+        if c == gdf.geometry.name or not isinstance(c, str) or c in exact:
+            continue
+        k = known.get(c.strip().casefold()) or (cut.get(c.strip().casefold()) if len(c.strip()) == 10 else None)
+        if k and k not in gdf.columns and k not in renames.values():
+            renames[c] = k
+    if not renames:
+        return gdf, []
+    said = ", ".join(f"{c!r} as {k!r}" for c, k in list(renames.items())[:5])
+    return gdf.rename(columns=renames), [f"columns read by the schema's spelling: {said}"]
 
 
 def _names_filled(names: Any, codes: Any, ids: Any, column: str, notes: list[str]) -> list[str]:
@@ -224,6 +255,7 @@ def to_common(gdf: Any, schema: Schema | None = None, *, source: str = "") -> An
 
     from eolab.analysis import taxonomy
 
+    gdf, respelt = _known_spellings(gdf, [schema] if schema else schemas())
     schema = schema or detect_schema(gdf.columns)
     where = f" in {source}" if source else ""
     dropped = 0
@@ -243,7 +275,7 @@ def to_common(gdf: Any, schema: Schema | None = None, *, source: str = "") -> An
     out = pd.DataFrame(index=range(len(gdf)))
     found = "columns found: " + (", ".join(str(c) for c in gdf.columns if c != gdf.geometry.name) or "(none)")
     schema_file = f" (schema file {schema.source})" if schema.source else ""
-    notes: list[str] = []
+    notes: list[str] = list(respelt)
     optional = set(schema.spec.get("optional") or [])  # columns the source may leave out
     try:
         ids = text_column(list(schema.parcel_id(gdf)))

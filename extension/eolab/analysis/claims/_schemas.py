@@ -346,7 +346,13 @@ def detect_schema(columns: Any) -> Schema:
         return max(fits, key=lambda s: len(s.required))  # max keeps the first of equals: user files first
     found = ", ".join(sorted(str(c) for c in cols if c != "geometry"))
     keys = "; ".join(f"{s.name} ({', '.join(s.required)})" for s in known)
-    raise EolabError(f"unknown parcel schema; columns found: {found}",
+    # The schema the file nearly is (most of its key columns there): name what it lacks.
+    near = max(known, key=lambda s: len(set(s.required) & cols) / max(1, len(s.required)), default=None)
+    closest = ""
+    if near is not None and len(set(near.required) & cols) * 2 >= len(near.required) > len(set(near.required) - cols):
+        closest = (f"; closest: {near.name}, which also needs "
+                   + ", ".join(repr(c) for c in near.required if c not in cols))
+    raise EolabError(f"unknown parcel schema; columns found: {found}{closest}",
                      hint=f"known schemas and their key columns: {keys} — describe the file in a schema YAML "
                           f"in {_schema_folders()}")
 

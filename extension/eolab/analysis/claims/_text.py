@@ -35,8 +35,22 @@ def check_text(values: Any, *, column: str = "") -> list[str]:
         t, fixed, steps = mojibake[0]
         enc = next((arg for op, arg in steps if op == "encode"), "latin-1")
         dec = next((arg for op, arg in steps if op == "decode"), "utf-8")
-        out.append(f"{len(mojibake)} values of {what} look mis-decoded ({dec} text read as {enc}), e.g. {t!r} → "
-                   f"{fixed!r}: re-read with encoding='{dec}' (or repair with ftfy.fix_text)")
+        if dec.replace("-", "") in ("windows1252", "cp1252") and enc.replace("-", "") in ("latin1", "iso88591"):
+            # Bytes 0x80-0x9F read as Latin-1 say "a Windows code page", not which: cp1250 and cp1257
+            # use them too, and cp1250's č reads as cp1252's è. Show each reading; the user knows the language.
+            bad = next(x for x, _, _ in mojibake)
+            readings = {}
+            for page in ("cp1250", "cp1257", "cp1252"):
+                try:
+                    readings.setdefault(bad.encode("latin-1").decode(page), page)
+                except (UnicodeEncodeError, UnicodeDecodeError):
+                    continue
+            shown = "; ".join(f"encoding='{page}' gives {text!r}" for text, page in readings.items())
+            out.append(f"{len(mojibake)} values of {what} are a Windows code page read as Latin-1, e.g. {bad!r}: "
+                       f"re-read with the file's code page ({shown}) — or add a .cpg file naming it")
+        else:
+            out.append(f"{len(mojibake)} values of {what} look mis-decoded ({dec} text read as {enc}), e.g. {t!r} → "
+                       f"{fixed!r}: re-read with encoding='{dec}' (or repair with ftfy.fix_text)")
     garbled = {t for t, _, _ in mojibake}
     suspect = [t for t in texts if _SUSPECT & set(t) and t not in garbled]
     if suspect:
