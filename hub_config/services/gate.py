@@ -39,6 +39,24 @@ GATEWAY = f"http://{S.host}:{S.gateway_proxy_port}"
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
                "proxy-authorization", "proxy-authenticate", "host", "content-length"}
 OWNER_TTL = 30.0
+
+
+def _upstream_timeout() -> float:
+    """How long the gate waits for its service: 120 s, or for the catalogue the broker's promise
+    (``eolab:answer_within_s``: door + queues + budget) and a margin, when its budgets are longer.
+    The eolab client waits that long too; a shorter gate would answer 502 first."""
+    if KIND != "catalog":
+        return 120.0
+    try:
+        from eolab.catalog._federation import answer_within
+        from eolab.config import load_config
+
+        return max(120.0, answer_within(load_config(S.catalog_config).broker.total_timeout) + 10.0)
+    except Exception:  # noqa: BLE001 - the gate still runs with the plain wait
+        return 120.0
+
+
+UPSTREAM_TIMEOUT = _upstream_timeout()
 _owners: dict[tuple[str, str], float] = {}
 _tile_reads: dict[str, dict[str, int]] = {}  # user -> host -> bytes the tile service read for them
 _tile_lock = threading.Lock()  # noted on the event loop, written to the ledger in a thread
@@ -284,7 +302,7 @@ class ProxyHandler(GateMixin, web.RequestHandler):
             body = b""
         request = httpclient.HTTPRequest(url, method=self.request.method, headers=headers, body=body,
                                          follow_redirects=False, decompress_response=False,
-                                         request_timeout=120, allow_nonstandard_methods=True)
+                                         request_timeout=UPSTREAM_TIMEOUT, allow_nonstandard_methods=True)
         try:
             response = await httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
         except OSError as exc:

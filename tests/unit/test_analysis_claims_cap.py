@@ -222,6 +222,11 @@ def test_a_zip_of_two_data_files_asks_which(tmp_path):
         claims.read_claims(package)  # before: the old GeoPackage, without a word
     assert len(claims.read_claims(package, layer="claims_2026")) == 4
     assert len(claims.read_claims(package, layer="claims_2025")) == 2
+    portal = tmp_path / "portal.zip"  # one GeoPackage and the portal's metadata: read without asking
+    with zipfile.ZipFile(portal, "w") as zf:
+        zf.write(tmp_path / "claims_2025.gpkg", "claims_2025.gpkg")
+        zf.writestr("metadata.json", '{"title": "claims"}')
+    assert len(claims.read_claims(portal)) == 2
 
 
 def test_geoparquet_with_another_geometry_column_name(tmp_path):
@@ -240,13 +245,17 @@ def test_claims_that_share_land_are_named_and_not_judged_from_the_images():
         geometry=[box(0, 0, 200, 200), box(150, 0, 350, 200),  # A and B share 50 m × 200 m = 1 ha
                   box(350, 0, 550, 200),  # C touches B only
                   box(0, 300, 200, 500), box(0, 300, 200, 500),  # D and E: one polygon declared twice
-                  box(199.8, 300, 399.8, 500)],  # F: a 0.2 m sliver over D and E (40 m², under a pixel)
+                  box(199.8, 300, 399.8, 500)],  # F: a 0.2 m sliver over D and E
         index=pd.Index(["A", "B", "C", "D", "E", "F"], name="parcel_id"), crs="EPSG:32634")
     s = cap.screen_parcels(g)
     assert s.monitorable.tolist() == [False, False, True, False, False, True]
     assert s.overlaps.tolist() == ["B", "A", "", "E", "D", ""]
-    assert s.overlap_ha.round(3).tolist() == [1.0, 1.0, 0.0, 4.0, 4.0, 0.0]
-    assert s.screen_reason["A"] == "overlaps claim B by 1.00 ha (declared twice?)"
+    # shared inside the 5 m inward buffer, as the statistics see the parcels: 40 m × 190 m; 190 m × 190 m
+    assert s.overlap_ha.round(3).tolist() == [0.76, 0.76, 0.0, 3.61, 3.61, 0.0]
+    assert s.screen_reason["A"] == "overlaps claim B by 0.76 ha (declared twice?)"
+    # neighbours digitised 0.5 m over each other along a 400 m edge (200 m²) share nothing inside
+    strip = gpd.GeoDataFrame(geometry=[box(0, 0, 250, 400), box(249.5, 0, 500, 400)], crs="EPSG:32634")
+    assert cap.screen_parcels(strip).monitorable.all()
     proba = np.full((6, 1), 1.0)
     lights = cap.check_parcels(g, s, proba, ["maize"], n_observations=[20] * 6)
     assert lights.light.tolist()[:3] == ["yellow", "yellow", "green"]
@@ -260,6 +269,8 @@ def test_column_names_in_other_capitals_or_with_spaces_are_read(tmp_path):
         read = claims.read_claims(tmp_path / "nl.gpkg")  # before: unknown parcel schema
     assert read.schema.tolist() == ["nl-brp"] * 2 and read.crop_code.tolist() == ["265"] * 2
     assert read.year.tolist() == [2024, 2024]
+    assert len(claims.read_claims(tmp_path / "nl.gpkg", schema="nl-brp")) == 2  # named, as detected
+    assert "schema: nl-brp" in claims.check_report(tmp_path / "nl.gpkg")  # eolab claims check
 
 
 def test_a_file_that_nearly_fits_a_schema_is_told_what_it_lacks(tmp_path):

@@ -91,6 +91,14 @@ def test_a_second_run_leaves_no_stale_dossier_and_an_unknown_parcel_is_named(sce
     assert json.loads((out / dossier.MANIFEST).read_text())["dossiers"] == {"RED-1": "RED-1.html"}
     assert dossier.write_all(run, result, items, out, lights=("green",))[0].name == "GREEN-2.html"
     assert sorted(p.name for p in out.iterdir()) == ["GREEN-2.html", "dossiers.json", "notes.html"]
+    # another region's run into the same folder keeps this one's dossiers
+    listed = json.loads((out / dossier.MANIFEST).read_text())["dossiers"]
+    (out / dossier.MANIFEST).write_text(json.dumps({"dossiers": {**listed, "OTHER-9": "OTHER-9.html"}}))
+    (out / "OTHER-9.html").write_text("a dossier of another region's run")
+    dossier.write_all(run, result, items, out)
+    assert sorted(p.name for p in out.iterdir()) == ["OTHER-9.html", "RED-1.html", "dossiers.json", "notes.html"]
+    assert json.loads((out / dossier.MANIFEST).read_text())["dossiers"] == {"OTHER-9": "OTHER-9.html",
+                                                                           "RED-1": "RED-1.html"}
     for pid in ("NOPE", "red-1"):
         with pytest.raises(EolabError, match=f"parcel '{pid}' is not in the CAP run"):
             dossier.evidence(run, result, pid)

@@ -81,6 +81,16 @@ def www(small_demo, tmp_path_factory):
     srv.shutdown()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _environment():
+    """create_app points this process's GDAL at its egress proxy (it is the tile service's own
+    process when served): put the environment back for the tests that run after these."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="module")
 def client(www, small_demo):
     from starlette.testclient import TestClient
@@ -146,6 +156,10 @@ def test_tile_addresses_boxes_and_ranges_titiler_answered_with_500(client, www, 
         assert answer.status_code == 400 and said in answer.json()["detail"], (path, answer.status_code, answer.text)
     t = _centre_tile(item)
     assert _png(client.get(f"/cog/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png", params=cog)).shape[:2] == (256, 256)
+    # other grids keep their own matrices: WorldCRS84Quad is 2 × 1 tiles at zoom 0
+    assert client.get("/cog/tiles/WorldCRS84Quad/0/1/0.png", params=cog).status_code in (200, 204, 404)
+    refused = client.get("/cog/tiles/WorldCRS84Quad/0/2/0.png", params=cog)
+    assert refused.status_code == 400 and "of WorldCRS84Quad" in refused.json()["detail"]
 
 
 def test_a_refusal_explains_only_the_request_it_was_given_to(client, www):

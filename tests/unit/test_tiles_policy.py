@@ -160,6 +160,7 @@ def test_item_urls_answering_junk_are_400s(tmp_path, monkeypatch):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
+    saved = dict(os.environ)  # create_app points this process's GDAL at its egress proxy
     try:
         client = TestClient(create_app(allow=[base]))
         expect = {"/huge.json": f"more than {MAX_ITEM_BYTES:,} bytes", "/list.json": "is not a STAC item",
@@ -171,3 +172,20 @@ def test_item_urls_answering_junk_are_400s(tmp_path, monkeypatch):
         assert client.get("/item/14/9132/5754.png", params={"url": base + "/missing.json"}).status_code == 400
     finally:
         server.shutdown()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_prefixes_and_urls_compare_by_their_normal_origin():
+    """httpx sends a URL on as http://localhost/x (default port dropped, host lower-cased): a trusted
+    prefix written http://LocalHost:80 must cover it at the proxy as it does at the service."""
+    from eolab.tiles._egress import _bracketed
+    from eolab.tiles._policy import normal, origin
+
+    assert refusal("http://localhost/stac/x.json", ["http://LocalHost:80/stac"]) is None
+    assert refusal("http://localhost:80/stac/x.json", ["http://localhost/stac"]) is None
+    assert refusal("http://localhost/other/x.json", ["http://localhost:80/stac"], allow_public=False) is not None
+    assert refusal("https://h.example:8443/a", ["https://h.example"], allow_public=False) is not None  # another port
+    assert normal("HTTPS://Data.Example:443/A/b?x=1") == "https://data.example/A/b?x=1"
+    assert origin("http://[::1]:8710/x") == "http://[::1]:8710" and _bracketed("::1:8443") == "[::1]:8443"
+    assert _bracketed("[::1]:8443") == "[::1]:8443" and _bracketed("h:80") == "h:80"

@@ -91,10 +91,11 @@ def screen_parcels(parcels: Any, *, resolution: float = 10.0, buffer: float = -5
     the mean width of a strip), inner_pixels (pixel count after the inward buffer), monitorable, reason.
 
     Too small: fewer than ``min_pixels`` whole pixels inside the buffered parcel. Too thin: mean width
-    below ``min_width`` (default 2 pixels) — mixed pixels would dominate. Overlapping another claim by
-    a pixel's area or more (the same land declared twice, or a digitising error): not monitorable,
-    the reason names the other parcel (``overlaps``) — the images' pixels go to one of the two, so
-    the other's statistics would be wrong, and the case needs a look of its own.
+    below ``min_width`` (default 2 pixels) — mixed pixels would dominate. Sharing a pixel's area or
+    more with another claim inside the buffer (the same land declared twice, or a digitising error):
+    not monitorable, the reason names the other parcel (``overlaps``, ``overlap_ha``) — the images'
+    pixels go to one of the two, so the other's statistics would be wrong, and the case needs a
+    look of its own.
     """
     import pandas as pd
 
@@ -106,14 +107,17 @@ def screen_parcels(parcels: Any, *, resolution: float = 10.0, buffer: float = -5
     area = geom.area.values
     perim = geom.length.values
     width = np.where(perim > 0, 2 * area / np.maximum(perim, 1e-9), 0.0)
-    inner = geom.buffer(buffer).area.values if buffer else area
+    inner_geom = geom.buffer(buffer) if buffer else geom
+    inner = inner_geom.area.values
     inner_px = np.floor(np.clip(inner, 0, None) / resolution ** 2).astype(int)
     small = inner_px < min_pixels
     thin = width < min_width
     reason = np.where(small & thin, f"too small and too thin for {resolution:g} m pixels",
                       np.where(small, f"too small: < {min_pixels} inner pixels of {resolution:g} m",
                                np.where(thin, f"too thin: mean width < {min_width:g} m", ""))).astype(object)
-    others, shared = claim_overlaps(parcels, min_area=resolution ** 2)
+    # measured on the parcels as the statistics see them (the inward buffer): a sliver along an edge
+    # digitised twice shares nothing there
+    others, shared = claim_overlaps(parcels, min_area=resolution ** 2, geometry=inner_geom)
     doubled = shared > 0
     for i in np.flatnonzero(doubled):
         said = f"overlaps claim {', '.join(others[i][:3])}{' …' if len(others[i]) > 3 else ''} by " \
@@ -125,13 +129,14 @@ def screen_parcels(parcels: Any, *, resolution: float = 10.0, buffer: float = -5
                         index=parcels.index)
 
 
-def claim_overlaps(parcels: Any, *, min_area: float = 100.0) -> tuple[list[list[str]], np.ndarray]:
+def claim_overlaps(parcels: Any, *, min_area: float = 100.0, geometry: Any = None) -> tuple[list[list[str]], np.ndarray]:
     """Per parcel: the ids (index) of the other parcels whose interiors it shares by ``min_area`` m² or
     more, and the area it shares in all (m²). Parcels that only touch share nothing; smaller slivers
-    (digitising noise, less than a pixel) are left out."""
+    (less than a pixel) are left out. ``geometry``: the shapes to compare (default the parcels'; the
+    screening passes them inward-buffered, as the statistics see them)."""
     import shapely
 
-    geoms = np.asarray(parcels.geometry.values, dtype=object)
+    geoms = np.asarray((parcels.geometry if geometry is None else geometry).values, dtype=object)
     n = len(geoms)
     others: list[list[str]] = [[] for _ in range(n)]
     shared = np.zeros(n)
@@ -143,6 +148,10 @@ def claim_overlaps(parcels: Any, *, min_area: float = 100.0) -> tuple[list[list[
         geoms[invalid] = shapely.make_valid(geoms[invalid])
     a, b = shapely.STRtree(geoms).query(geoms)  # boxes that meet
     a, b = a[a < b], b[a < b]
+    box = shapely.bounds(geoms)  # the boxes' own overlap bounds the shared area: most neighbours drop out here
+    w = np.minimum(box[a, 2], box[b, 2]) - np.maximum(box[a, 0], box[b, 0])
+    h = np.minimum(box[a, 3], box[b, 3]) - np.maximum(box[a, 1], box[b, 1])
+    a, b = a[w * h >= min_area], b[w * h >= min_area]
     inside = shapely.relate_pattern(geoms[a], geoms[b], "T********")  # interiors meet: touching is not enough
     a, b = a[inside], b[inside]
     if not a.size:

@@ -447,9 +447,10 @@ def _write_atomically(path: Path, text: str) -> None:
 def write_all(run: Any, result: Any, items: Iterable, out_dir: str | Path, *,
               lights: Sequence[str] = ("red", "yellow"), **kw: Any) -> list[Path]:
     """A dossier for every parcel whose light is in ``lights``; their paths (datasets stay open
-    across parcels). ``out_dir/dossiers.json`` lists them; dossiers an earlier ``write_all`` listed
-    there and this run does not write (a parcel whose light changed) are removed, so the folder holds
-    this run's dossiers only. Other files in the folder are left alone."""
+    across parcels). ``out_dir/dossiers.json`` lists the folder's dossiers by parcel; a dossier an
+    earlier ``write_all`` listed for a parcel of this run that now gets none (its light changed) is
+    removed, so no stale verdict stays beside the new ones. Dossiers of parcels this run does not hold
+    (another region written into the same folder) and other files are left alone."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     items = list(items)
@@ -457,23 +458,27 @@ def write_all(run: Any, result: Any, items: Iterable, out_dir: str | Path, *,
     pids = [p for p, light in zip(run.checks.index, run.checks["light"]) if light in lights]
     with Reader() as reader:
         paths = [write(run, table, items, p, out, reader=reader, **kw) for p in pids]
-    written = {p.name for p in paths}
-    for name in _listed(out / MANIFEST):
-        if name not in written:
-            (out / name).unlink(missing_ok=True)
+    listed = _listed(out / MANIFEST)
+    in_run = {str(p) for p in run.checks.index}
+    now = {str(p): path.name for p, path in zip(pids, paths)}
+    for pid, name in list(listed.items()):
+        if pid in in_run and pid not in now:
+            if name not in now.values():
+                (out / name).unlink(missing_ok=True)
+            del listed[pid]
     _write_atomically(out / MANIFEST, json.dumps({
         "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "lights": list(lights),
-        "dossiers": {str(p): path.name for p, path in zip(pids, paths)}}, indent=1))
+        "dossiers": {**listed, **now}}, indent=1))
     return paths
 
 
-def _listed(manifest: Path) -> list[str]:
-    """The dossier files an earlier run listed (plain .html names inside the folder only)."""
+def _listed(manifest: Path) -> dict[str, str]:
+    """The dossiers an earlier run listed, by parcel id (plain .html names inside the folder only)."""
     try:
         listed = json.loads(manifest.read_text(encoding="utf-8")).get("dossiers") or {}
     except (OSError, ValueError, AttributeError):
-        return []
+        return {}
     if not isinstance(listed, dict):
-        return []
-    return [n for n in listed.values() if isinstance(n, str) and n.endswith(".html") and n == Path(n).name
-            and not n.startswith(".")]
+        return {}
+    return {str(pid): n for pid, n in listed.items() if isinstance(n, str) and n.endswith(".html")
+            and n == Path(n).name and not n.startswith(".")}

@@ -49,6 +49,13 @@ from eolab.config import StackConfig
 WRITABLE_INFO_TTL = 2.0  # s
 
 MAX_MEMBER_PAGE = 1000
+QUEUE_WAITS = 4  # a page's time in members' queues, in budgets (total_timeout)
+
+
+def answer_within(total_timeout: float) -> float:
+    """The longest a search waits for its answer: at the door (one budget), in the members' queues
+    (QUEUE_WAITS budgets in all), then its budget. Clients (and the hub's gate) wait this long."""
+    return (1 + QUEUE_WAITS + 1) * total_timeout
 
 
 class Federation(MetadataMixin):
@@ -85,8 +92,8 @@ class Federation(MetadataMixin):
         self.door_wait = self.total_timeout  # longest wait at the door before a 503
         # How long a page waits for a member's request slot in the broker's own queue (not the
         # member's time budget); beyond it the member is "busy" and the walk asks again later.
-        self.queue_wait = 4 * self.total_timeout
-        self.answer_within = self.door_wait + self.queue_wait + self.total_timeout
+        self.queue_wait = QUEUE_WAITS * self.total_timeout
+        self.answer_within = answer_within(self.total_timeout)
         self._admission: Admission | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -276,9 +283,10 @@ class Federation(MetadataMixin):
         return plans, missing
 
     async def _fetch(self, plan: MemberPlan, ref: Any, timeout: float, use_cache: bool,
-                     queued: list[float] | None = None) -> MemberPage:
+                     queued: list[float] | None = None, queue_wait: float | None = None) -> MemberPage:
         """One member page: first its wait for a request slot in the broker's own queue (up to
-        ``queue_wait``; added to ``queued``), then at most ``timeout`` of the member's own service time.
+        ``queue_wait``, default the broker's; added to ``queued``), then at most ``timeout`` of the
+        member's own service time.
 
         The request itself runs as a background task with the member's full budget and its page is
         cached: when this caller gives up (the page ends early, waiting for a busy member), the
@@ -308,11 +316,12 @@ class Federation(MetadataMixin):
             task.add_done_callback(settle)
         task, sent = entry
         started = self.clock()
+        patience = self.queue_wait if queue_wait is None else queue_wait
         try:
-            await asyncio.wait_for(asyncio.shield(sent.wait()), self.queue_wait)
+            await asyncio.wait_for(asyncio.shield(sent.wait()), patience)
         except TimeoutError:
             error = MemberError(plan.member.id, "busy", error_reason(
-                "busy", f"member busy, no free request slot in the broker within {self.queue_wait:.0f} s"))
+                "busy", f"member busy, no free request slot in the broker within {patience:.0f} s"))
             error.busy = True
             raise error from None
         finally:
@@ -358,7 +367,8 @@ class Federation(MetadataMixin):
             queued: list[float] = []
             results = await asyncio.gather(*(
                 self._fetch(plans[c.member], c.ref, max(0.05, min(plans[c.member].member.timeout, left)),
-                            use_cache=not (first_walk_page and c.ref is None), queued=queued)
+                            use_cache=not (first_walk_page and c.ref is None), queued=queued,
+                            queue_wait=max(0.05, self.queue_wait - extended))  # the page's allowance left
                 for c in wanted), return_exceptions=True)
             # The broker's own queue is not the members' budget; in all at most queue_wait is added,
             # so a page keeps to answer_within (which clients take for their timeout).

@@ -48,16 +48,15 @@ def last_refusal(tag: str, within: float = 60.0) -> tuple[str, str] | None:
     return None
 
 
-def _origin(prefix: str) -> str:
-    """scheme://host[:port] of a URL prefix, the scheme's default port left out."""
-    parts = urlsplit(prefix)
-    default = {"http": 80, "https": 443}.get(parts.scheme)
-    try:
-        port = parts.port
-    except ValueError:
-        return prefix
-    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else (parts.hostname or "")
-    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
+_origin = _policy.origin
+
+
+def _bracketed(authority: str) -> str:
+    """``host:port`` with an IPv6 host in brackets (httpx writes ``::1:8443`` to a proxy, curl ``[::1]:8443``)."""
+    if authority.count(":") > 1 and "[" not in authority:
+        host, _, port = authority.rpartition(":")
+        return f"[{host}]:{port}"
+    return authority
 
 
 def checker(trusted: Iterable[str], allow_public: bool, resolver=_policy.resolve) -> Check:
@@ -259,10 +258,12 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ch
                     asyncio.TimeoutError):
                 return
             if method == "CONNECT":
-                host, _, port = target.rpartition(":")
-                url = _origin(f"https://{host}:{port}") + "/"
+                url = _origin(f"https://{_bracketed(target)}") + "/"
             else:
                 url = target
+                if url.startswith("http://"):
+                    authority, slash, rest = url[7:].partition("/")
+                    url = f"http://{_bracketed(authority)}{slash}{rest}"
                 if method not in ("GET", "HEAD") or not url.startswith("http://"):
                     _refuse(writer, "405 Method Not Allowed", "only reads with GET/HEAD over http(s) pass")
                     return

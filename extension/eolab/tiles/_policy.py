@@ -29,8 +29,34 @@ def _public(address: str) -> bool:
     return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_link_local or ip.is_loopback)
 
 
+def origin(url: str) -> str:
+    """scheme://host[:port] of a URL, lower-cased, the scheme's default port left out, IPv6 in brackets."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    default = {"http": 80, "https": 443}.get(scheme)
+    try:
+        port = parts.port
+    except ValueError:
+        return url
+    host = (parts.hostname or "").lower()
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def normal(url: str) -> str:
+    """``url`` with its origin written as :func:`origin` writes it (what an HTTP client sends on:
+    ``http://Host:80/x`` and ``http://host/x`` are one URL)."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc or parts.username or parts.password:
+        return url
+    rest = url[len(parts.scheme) + 3 + len(parts.netloc):]
+    return origin(url) + rest
+
+
 def _under(url: str, prefix: str) -> bool:
-    """``url`` lies under ``prefix`` (``http://h:8710`` covers ``http://h:8710/x``, not ``http://h:87100``)."""
+    """``url`` lies under ``prefix`` (``http://h:8710`` covers ``http://h:8710/x``, not ``http://h:87100``),
+    both compared with their origins normalised."""
+    url, prefix = normal(url), normal(prefix)
     if not url.startswith(prefix):
         return False
     return prefix.endswith("/") or len(url) == len(prefix) or url[len(prefix)] in "/?#"

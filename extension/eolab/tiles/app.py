@@ -197,10 +197,25 @@ def area_problem(path: str) -> str | None:
     import math
     import re
 
-    tile = re.search(r"/tiles/(?:[^/]+/)?(-?\d+)/(-?\d+)/(-?\d+)(?:@\d+x)?(?:\.\w+)?$", path)
+    tile = re.search(r"/tiles/(?:([^/]+)/)?(-?\d+)/(-?\d+)/(-?\d+)(?:@\d+x)?(?:\.\w+)?$", path)
     if tile:
+        grid = tile[1] or "WebMercatorQuad"
+        z, x, y = (int(v) for v in tile.groups()[1:])
         try:
-            check_tile(*(int(v) for v in tile.groups()))
+            if grid == "WebMercatorQuad":
+                check_tile(z, x, y)
+            else:  # the other grids titiler serves (morecantile's), with their own matrices
+                import morecantile
+
+                try:
+                    tms = morecantile.tms.get(grid)
+                except Exception:
+                    return None  # titiler names an unknown grid itself
+                if not tms.minzoom <= z <= tms.maxzoom:
+                    return f"zoom {z} is outside {tms.minzoom}…{tms.maxzoom} of {grid}"
+                matrix = tms.matrix(z)
+                if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
+                    return f"tile {x}/{y} does not exist at zoom {z} of {grid}"
         except EolabError as exc:
             return str(exc)
     box = re.search(r"/bbox/([^/]+)/", path)
@@ -261,7 +276,10 @@ class ItemSource:
         for _ in range(4):
             self.check(url)
             try:
-                with self.http.stream("GET", url) as response:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise EolabError(f"item {url} took more than {ITEM_DEADLINE:g} s to arrive")
+                with self.http.stream("GET", url, timeout=min(15.0, left)) as response:
                     if response.status_code == 403 and response.headers.get("x-eolab-refused"):
                         raise EolabError(response.headers["x-eolab-refused"])
                     if response.is_redirect and response.headers.get("location"):

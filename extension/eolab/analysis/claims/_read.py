@@ -43,10 +43,10 @@ def _open_path(path: Path, layer: str | None) -> tuple[str, str | None, bool]:
             named = [n for n in every if layer in (Path(n).stem, Path(n).name, n)]
             if named:
                 return f"/vsizip/{path}/{named[0]}", None, named[0].lower().endswith(".shp")
-        # A .json beside a Shapefile is its metadata, not data; any other two files are a choice
+        # A .json beside other data files is their metadata, not data; any other two files are a choice
         # to make (a zip of this year's Shapefile and last year's GeoPackage must not be read at random).
-        shp_dirs = {str(Path(n).parent) for n in every if n.lower().endswith(".shp")}
-        hits = [n for n in every if not (n.lower().endswith(".json") and str(Path(n).parent) in shp_dirs)]
+        others = [n for n in every if not n.lower().endswith(".json")]
+        hits = others or every  # .json beside other data files: metadata (portals add it to downloads)
         hits.sort(key=lambda n: next(i for i, ext in enumerate(_VECTOR_EXTS) if n.lower().endswith(ext)))
         if len(hits) > 1 and layer is None:
             raise EolabError(f"{path.name} holds {len(hits)} vector files: {', '.join(hits[:10])}",
@@ -113,7 +113,7 @@ def read_raw(path: str | os.PathLike, layer: str | None = None, *, encoding: str
         raise
     except Exception as exc:  # pyogrio/GDAL/pyarrow raise DataSourceError, ArrowInvalid, ValueError, OSError ...
         text = f"{type(exc).__name__} {exc}".lower()
-        if "decode" in text or "codec" in text or "encoding" in text:  # e.g. a .cpg naming UTF-8 over cp1250 text
+        if ("decode" in text or "codec" in text) and not _is_parquet(path):  # e.g. a .cpg naming UTF-8 over cp1250
             raise EolabError(f"cannot read the text of parcel file {path.name}: {exc}".splitlines()[0],
                              hint="it is not in the code page the file names (its .cpg): pass the right one, "
                                   "e.g. encoding='cp1250' (Central European), 'cp1257' (Baltic) or 'cp1252' "
@@ -136,6 +136,9 @@ def read_raw(path: str | os.PathLike, layer: str | None = None, *, encoding: str
                              f"x {x0:.0f}…{x1:.0f}, y {y0:.0f}…{y1:.0f}: they are projected",
                              hint="a GeoJSON without a 'crs' member is read as WGS 84: write the file with its "
                                   "CRS, or as GeoPackage/Shapefile with a .prj")
+    # Columns in the schemas' spelling before any schema is chosen (detection, schema=, the report).
+    gdf, respelt = _known_spellings(gdf, schemas())
+    gdf.attrs["eolab:respelt"] = respelt
     return gdf
 
 
@@ -256,6 +259,7 @@ def to_common(gdf: Any, schema: Schema | None = None, *, source: str = "") -> An
     from eolab.analysis import taxonomy
 
     gdf, respelt = _known_spellings(gdf, [schema] if schema else schemas())
+    respelt = list(gdf.attrs.get("eolab:respelt") or []) + respelt
     schema = schema or detect_schema(gdf.columns)
     where = f" in {source}" if source else ""
     dropped = 0

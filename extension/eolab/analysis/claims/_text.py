@@ -38,14 +38,19 @@ def check_text(values: Any, *, column: str = "") -> list[str]:
         if dec.replace("-", "") in ("windows1252", "cp1252") and enc.replace("-", "") in ("latin1", "iso88591"):
             # Bytes 0x80-0x9F read as Latin-1 say "a Windows code page", not which: cp1250 and cp1257
             # use them too, and cp1250's č reads as cp1252's è. Show each reading; the user knows the language.
-            bad = next(x for x, _, _ in mojibake)
-            readings = {}
-            for page in ("cp1250", "cp1257", "cp1252"):
-                try:
-                    readings.setdefault(bad.encode("latin-1").decode(page), page)
-                except (UnicodeEncodeError, UnicodeDecodeError):
-                    continue
-            shown = "; ".join(f"encoding='{page}' gives {text!r}" for text, page in readings.items())
+            def readings(text: str) -> dict[str, list[str]]:
+                out: dict[str, list[str]] = {}
+                for page in ("cp1252", "cp1250", "cp1257"):
+                    try:
+                        out.setdefault(text.encode("latin-1").decode(page), []).append(page)
+                    except (UnicodeEncodeError, UnicodeDecodeError):
+                        continue
+                return out
+
+            # the example the code pages read differently (where they agree, it tells nothing)
+            bad = max((x for x, _, _ in mojibake), key=lambda x: len(readings(x)))
+            shown = "; ".join(f"encoding={'/'.join(repr(p) for p in pages)} gives {text!r}"
+                              for text, pages in readings(bad).items())
             out.append(f"{len(mojibake)} values of {what} are a Windows code page read as Latin-1, e.g. {bad!r}: "
                        f"re-read with the file's code page ({shown}) — or add a .cpg file naming it")
         else:
