@@ -38,11 +38,27 @@ def kernel_event_loop():
 
 @pytest.fixture
 def views(catalog_stack, monkeypatch):
+    import http.server
+    import threading
+
+    class Health(http.server.BaseHTTPRequestHandler):  # stands for the tile service the kernel asks
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    tiles = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=tiles.serve_forever, daemon=True).start()
     monkeypatch.delenv("EOLAB_TILES_URL", raising=False)
     picker = AreaTimePicker(today=dt.date(2026, 11, 22))
-    browser = CatalogueBrowser(picker, catalog_stack.broker_url, tiles_url="http://127.0.0.1:9")
+    browser = CatalogueBrowser(picker, catalog_stack.broker_url, tiles_url=f"http://127.0.0.1:{tiles.server_port}")
     yield picker, browser
     browser.state.catalogue.close()
+    tiles.shutdown()
 
 
 def test_offline_defaults_no_request_leaves_the_machine(views):
@@ -99,10 +115,15 @@ def test_draw_messages_edit_delete_and_search(views):
     assert top["highlighted"] and top["style"]["color"] == "#ff7f00"  # drawn last, on top
 
     browser.show_button.click()
-    assert browser.quicklook_layer.url.startswith("http://127.0.0.1:9/item/{z}/{x}/{y}.png?url=")
+    assert browser.quicklook_layer.url.startswith(f"{browser.tiles_url}/item/{{z}}/{{x}}/{{y}}.png?url=")
     assert browser.quicklook_layer in picker.map.layers
     browser.hide_button.click()
     assert browser.quicklook_layer is None
+    answering, browser.tiles_url = browser.tiles_url, "http://127.0.0.1:9"  # the tile service down
+    browser.show_button.click()
+    assert browser.quicklook_layer is None and "the tile service at http://127.0.0.1:9 is not answering" \
+        in browser.error.value  # before: a layer of failing tiles, a blank map and no word
+    browser.tiles_url = answering
     radar = dict(browser.state.item(browser.state.highlighted), id="S1_like", assets={"vv": {"href": "x.tif"}})
     browser.state._seen["radar"] = radar  # a Sentinel-1 row: no bands for true colour
     assert browser.show_quicklook("radar") is None and browser.quicklook_layer is None

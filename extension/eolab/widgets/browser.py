@@ -188,6 +188,7 @@ class CatalogueBrowser(NotebookView):
             chosen = get_style(style or self.style.value)
             band_assets(item, chosen.bands)
             url = item_tiles(item, chosen.name, url=self.tiles_url)
+            _tile_service_answers(self.tiles_url)  # down: every tile would fail, and the map stay blank
         except EolabError as exc:
             self.state.error = f"no quicklook of {item['id']}: {exc}"
             return None
@@ -314,3 +315,24 @@ class CatalogueBrowser(NotebookView):
             return HIGHLIGHT
         return SELECTED if props.get("selected") else FOOTPRINT
 
+
+def _tile_service_answers(url: str | None) -> None:
+    """Raise where this kernel finds the tile service not answering. Only an absolute URL is asked
+    (behind the hub the browser's URL is a path the kernel cannot reach); any HTTP answer counts."""
+    import httpx
+
+    from eolab.tiles import request_headers, tiles_url
+
+    try:
+        base = tiles_url(url)
+    except EolabError:
+        return
+    if not base.startswith(("http://", "https://")):
+        return
+    try:
+        httpx.get(f"{base}/_health", headers=request_headers(base), timeout=3.0)
+    except (httpx.ConnectError, httpx.TimeoutException) as exc:
+        raise EolabError(f"the tile service at {base} is not answering ({type(exc).__name__})",
+                         hint="is the stack running? see 'eolab status'") from None
+    except httpx.HTTPError:
+        return
