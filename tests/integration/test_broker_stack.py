@@ -231,3 +231,22 @@ def test_a_mistyped_search_is_a_400_not_every_member_failing(stack_broker, param
         assert right["eolab:member_errors"] == {} and right["features"]
         health = client.get(f"{url}/_health").json()["members"]
         assert all(m["healthy"] for m in health.values())
+
+
+def test_an_unknown_field_of_the_wrong_type_is_said_not_answered_empty(stack_broker):
+    """grid:code holds text in the items, but no schema tells the broker so: pgstac members answer
+    `grid:code = 5` with HTTP 500. With every member failing, the broker says so (502, each member
+    and the likely cause named) instead of a 200 without features; typed right, the search works."""
+    url, _ = stack_broker
+    with httpx.Client(timeout=60) as client:
+        wrong = client.get(f"{url}/search", params={"collections": "sentinel-2-l2a", "filter": "grid:code = 5"})
+        assert wrong.status_code == 502, wrong.text
+        body = wrong.json()
+        assert body["code"] == "EveryMemberFailed" and "another type" in body["description"]
+        assert set(body["federation:missing"]) == {"pannonia", "danube"}
+        code = client.get(f"{url}/search", params={"collections": "sentinel-2-l2a", "limit": 1}).json()[
+            "features"][0]["properties"]["grid:code"]
+        right = client.get(f"{url}/search", params={"collections": "sentinel-2-l2a",
+                                                    "filter": f"grid:code = '{code}'"})
+        assert right.status_code == 200 and right.json()["features"]
+        assert all(m["healthy"] for m in client.get(f"{url}/_health").json()["members"].values())

@@ -571,3 +571,26 @@ def test_the_landing_page_says_how_long_a_search_may_take():
     body = run(app, lambda c: c.get("/")).json()
     federation = app.state.federation
     assert body["eolab:answer_within_s"] == federation.door_wait + federation.queue_wait + 7.5 == 6 * 7.5
+
+
+def test_a_search_every_member_fails_with_a_server_error_is_a_502_not_an_empty_page():
+    """pgstac answers a text field compared with a number (grid:code = 5) with HTTP 500; with every
+    member failing so, a 200 without features read as "nothing found" to STAC clients."""
+    app, _ = make_broker({"a": {"n_items": 20, "poison": "zq"}, "b": {"n_items": 15, "poison": "zq"},
+                          "c": {"n_items": 9}})
+
+    async def go(c):
+        both = await c.get("/search", params={"collections": "a|synthetic,b|synthetic", "filter": "title = 'zq'"})
+        one = await c.get("/search", params={"collections": "a|synthetic,c|synthetic", "filter": "title = 'zq'"})
+        fine = await c.get("/search", params={"collections": "a|synthetic,b|synthetic"})
+        return both, one, fine
+
+    both, one, fine = run(app, go)
+    assert both.status_code == 502, both.text
+    body = both.json()
+    assert body["code"] == "EveryMemberFailed" and body["federation:missing"] == ["a", "b"]
+    assert "a: " in body["description"] and "another type" in body["description"]
+    # one member answering is an answer: its items, the other named (as before)
+    assert one.status_code == 200 and one.json()["federation:missing"] == ["a"]
+    assert fine.status_code == 200 and len(fine.json()["features"]) == 10  # the legitimate search
+    assert all(m.health.ok for m in app.state.federation.members.values())

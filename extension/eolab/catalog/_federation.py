@@ -34,6 +34,7 @@ from eolab.catalog._metadata import (  # noqa: F401  (CONFORMANCE, NotFound, Una
 from eolab.catalog._paging import TokenState, decode_token, encode_token
 from eolab.catalog._plan import (  # noqa: F401  (MemberRejected, MAX_WAITS, failure_outcome: re-exported)
     MAX_WAITS,
+    EveryMemberFailed,
     MemberPlan,
     MemberRejected,
     PageCache,
@@ -206,9 +207,15 @@ class Federation(MetadataMixin):
         merger = Merger(cursors=cursors, key=sort_key_function(query.effective_sortby), limit=query.limit,
                         accept=accept, fields=tuple(f for f, _ in query.effective_sortby))
         waiting: dict[str, str] = {}
+        server_errors: dict[str, str] = {}
         await self._drive(merger, plans, deadline, first_walk_page=state is None, missing=missing,
-                          waiting=waiting)
+                          waiting=waiting, server_errors=server_errors)
         missing.update(merger.failed)  # e.g. a member found out of order while merging
+        if state is None and server_errors and not merger.emitted and not waiting \
+                and set(plans) <= set(server_errors) | self._holding_none(plans):
+            # Every member that holds the collections answered this very search with a server error
+            # (the others hold none of them): a 200 without features would read as "nothing found".
+            raise EveryMemberFailed(server_errors, found_nothing=sorted(set(plans) - set(server_errors)))
         if state is None:
             matched = {m: n for m, n in merger.number_matched().items()}
         features = []
@@ -353,7 +360,8 @@ class Federation(MetadataMixin):
         return page
 
     async def _drive(self, merger: Merger, plans: dict[str, MemberPlan], deadline: float, *,
-                     first_walk_page: bool, missing: dict[str, str], waiting: dict[str, str]) -> None:
+                     first_walk_page: bool, missing: dict[str, str], waiting: dict[str, str],
+                     server_errors: dict[str, str] | None = None) -> None:
         first_round = True
         extended = 0.0
         while True:
@@ -395,9 +403,22 @@ class Federation(MetadataMixin):
                 else:
                     merger.fail(cursor.member, result.reason)
                     missing[cursor.member] = result.reason
+                    if server_errors is not None and result.kind == "http" and (result.status or 0) >= 500 \
+                            and cursor.ref is None:
+                        server_errors[cursor.member] = result.reason
             if waiting:
                 return  # this page ends here; the next one asks the waiting members again
             first_round = False
+
+    def _holding_none(self, plans: dict[str, MemberPlan]) -> set[str]:
+        """Members that list none of the collections they were asked for (a writable member is asked
+        always: its list changes any time)."""
+        out = set()
+        for member_id, plan in plans.items():
+            info = self.members[member_id].info
+            if plan.locals_ is not None and info is not None and not set(plan.locals_) & set(info.collections):
+                out.add(member_id)
+        return out
 
     def _prefetch(self, merger: Merger, plans: dict[str, MemberPlan], limit: int) -> None:
         """Fetch the next page of members about to run dry, so the next broker page finds it cached.

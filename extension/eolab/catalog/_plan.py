@@ -38,6 +38,20 @@ class MemberRejected(EolabError):
     """A member refused a search the broker cannot do in its place: HTTP 400 naming the member."""
 
 
+class EveryMemberFailed(EolabError):
+    """No member gave an item, and those that failed answered this search with a server error: HTTP
+    502 naming them (a 200 with no features would read as "nothing found" to a STAC client)."""
+
+    def __init__(self, errors: dict[str, str], found_nothing: list[str] | None = None):
+        said = "; ".join(f"{m}: {r}" for m, r in sorted(errors.items()))
+        others = f"; {', '.join(found_nothing)} found nothing" if found_nothing else ""
+        super().__init__(f"the members failed this search with a server error ({said}){others}",
+                         hint="a filter comparing a field with a value of another type does this (a text field "
+                              "with a number, or the reverse): see /collections/{id}/queryables and the items' "
+                              "properties; other searches are answered as usual")
+        self.errors = errors
+
+
 class PageCache:
     """Member pages by request, for continuing walks; LRU with a time to live."""
 

@@ -37,7 +37,15 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, JSONResponse
 
-from eolab.catalog._federation import CONFORMANCE, Federation, MemberRejected, NotFound, Overloaded, Unavailable
+from eolab.catalog._federation import (
+    CONFORMANCE,
+    EveryMemberFailed,
+    Federation,
+    MemberRejected,
+    NotFound,
+    Overloaded,
+    Unavailable,
+)
 from eolab.catalog._query import BadParameter, load_json, parse_get, parse_post
 from eolab.config import StackConfig, load_config
 
@@ -197,6 +205,11 @@ def create_app(config: StackConfig | None = None, *, transport: Any = None, secr
     @app.exception_handler(MemberRejected)
     async def _rejected(request: Request, exc: MemberRejected):
         return _error(400, "MemberRejected", str(exc))
+
+    @app.exception_handler(EveryMemberFailed)
+    async def _every_member_failed(request: Request, exc: EveryMemberFailed):
+        return _error(502, "EveryMemberFailed", str(exc), **{"federation:missing": sorted(exc.errors),
+                                                            "eolab:member_errors": exc.errors})
 
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound):
