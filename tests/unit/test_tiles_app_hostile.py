@@ -30,9 +30,9 @@ class _Files(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self):
         type(self).hits.append(self.path)
-        if self.path.startswith("/redirect"):  # to the cloud metadata address, with a signature
+        if self.path.startswith("/redirect"):  # to a local port the service may not read, with a signature
             self.send_response(302)
-            self.send_header("Location", "http://169.254.169.254/latest/x.tif?X-Amz-Signature=ALICE-SECRET")
+            self.send_header("Location", "http://127.0.0.1:9/latest/x.tif?X-Amz-Signature=ALICE-SECRET")
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
@@ -167,10 +167,10 @@ def test_a_refusal_explains_only_the_request_it_was_given_to(client, www):
     signature and all, with a false reason."""
     _, base, _ = www
     first = client.get("/cog/info", params={"url": f"{base}/redirect/a.tif"})
-    assert first.status_code == 400 and "169.254.169.254" in first.json()["detail"]  # its own: said
+    assert first.status_code == 400 and "127.0.0.1:9/latest" in first.json()["detail"]  # its own: said
     other = client.get("/cog/info", params={"url": f"{base}/forbidden/b.tif?sv=expired"})
     assert other.status_code == 502 and "403" in other.json()["detail"]
-    assert "ALICE-SECRET" not in other.text and "169.254" not in other.text
+    assert "ALICE-SECRET" not in other.text and "127.0.0.1:9" not in other.text
 
 
 def test_every_route_reports_what_its_reads_fetched(client, www, small_demo):
@@ -261,6 +261,6 @@ def test_no_proxy_in_the_environment_does_not_open_a_way_around_the_egress_proxy
     assert "NO_PROXY" not in os.environ and "no_proxy" not in os.environ
     handler.hits.clear()
     refused = client.get("/cog/info", params={"url": f"{base}/redirect/c.tif"})  # (GDAL caches a.tif's answer)
-    assert refused.status_code == 400 and "169.254.169.254" in refused.json()["detail"]
+    assert refused.status_code == 400 and "127.0.0.1:9/latest" in refused.json()["detail"]
     item = _item(small_demo)
     assert client.get("/cog/info", params={"url": f"{base}/demo/{item['assets']['B04']['href']}"}).status_code == 200

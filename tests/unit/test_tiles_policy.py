@@ -89,7 +89,8 @@ def test_the_egress_proxy_connects_to_the_address_it_checked():
 def test_a_tunnel_to_a_trusted_https_host_passes_and_others_do_not():
     """A CONNECT shows host and port only: it was checked as https://HOST:443/, which never lay under
     a trusted prefix, so every https asset of a configured host was refused."""
-    from eolab.tiles._egress import _origin, checker
+    from eolab.tiles._egress import checker
+    from eolab.tiles._policy import origin as _origin
 
     def resolver(host, port):
         return {"data.example.org": ["10.0.0.5"], "other.example.org": ["10.0.0.6"]}[host]

@@ -48,9 +48,6 @@ def last_refusal(tag: str, within: float = 60.0) -> tuple[str, str] | None:
     return None
 
 
-_origin = _policy.origin
-
-
 def _bracketed(authority: str) -> str:
     """``host:port`` with an IPv6 host in brackets (httpx writes ``::1:8443`` to a proxy, curl ``[::1]:8443``)."""
     if authority.count(":") > 1 and "[" not in authority:
@@ -64,7 +61,7 @@ def checker(trusted: Iterable[str], allow_public: bool, resolver=_policy.resolve
     trusted = list(trusted)
     # A tunnel shows only host and port (the path travels encrypted): a trusted prefix covers the
     # tunnels to its origin. The service checked the full URL before GDAL opened it.
-    origins = [_origin(p) for p in trusted if p]
+    origins = [_policy.origin(p) for p in trusted if p]
 
     def check(url: str, tunnel: bool = False) -> tuple[str | None, str | None]:
         seen: list[str] = []
@@ -258,7 +255,7 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ch
                     asyncio.TimeoutError):
                 return
             if method == "CONNECT":
-                url = _origin(f"https://{_bracketed(target)}") + "/"
+                url = _policy.origin(f"https://{_bracketed(target)}") + "/"
             else:
                 url = target
                 if url.startswith("http://"):

@@ -72,12 +72,6 @@ def band_sources(item: dict, wanted: tuple[str, ...], base_url: str | None = Non
     return out
 
 
-def scale_offset_nodata(asset: dict) -> tuple[float, float, float | None]:
-    """An asset's own raster:bands values (without the item: no provider convention)."""
-    info = (asset.get("raster:bands") or [{}])[0]
-    return float(info.get("scale", 1.0)), float(info.get("offset", 0.0)), info.get("nodata")
-
-
 def physical(dn: np.ndarray, valid: np.ndarray, scale: float, offset: float) -> np.ndarray:
     out = dn.astype("float32") * np.float32(scale) + np.float32(offset)
     return np.where(valid, out, np.nan).astype("float32")
