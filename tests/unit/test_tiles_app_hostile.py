@@ -239,6 +239,49 @@ def test_an_item_name_that_rebinds_to_loopback_is_not_fetched(client, www, monke
     assert handler.hits == []  # never reached
 
 
+def test_an_https_item_name_that_rebinds_says_why_it_was_refused(client, www, monkeypatch):
+    """An https item goes through a tunnel: the proxy's refusal came back as "not reachable
+    (ProxyError)", without its reason."""
+    _, base, handler = www
+    port = int(base.rsplit(":", 1)[1])
+    real = socket.getaddrinfo
+    asked = {"n": 0}
+
+    def rebinding(host, *args, **kwargs):
+        if host == "rebind-tls.test":
+            asked["n"] += 1
+            return real("93.184.216.34" if asked["n"] == 1 else "127.0.0.1", *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    handler.hits.clear()
+    answer = client.get("/item/14/0/0.png", params={"url": f"https://rebind-tls.test:{port}/demo/manifest.json"})
+    assert answer.status_code == 400 and "local, private or link-local" in answer.json()["detail"], answer.text
+    assert "ProxyError" not in answer.text and handler.hits == []
+
+
+def test_the_item_itself_is_counted_for_the_request_that_fetched_it(client, www, small_demo):
+    """The item JSON the service fetched for a tile was read for free (only the rasters were billed)."""
+    root, base, _ = www
+    item = _item(small_demo)
+    for a in item["assets"].values():
+        a["href"] = f"{base}/demo/{a['href']}"
+    item["properties"]["padding"] = "x" * 600_000  # more than the tile's rasters weigh
+    size = len(json.dumps(item))
+    (root / "heavy.json").write_text(json.dumps(item))
+    t = _centre_tile(item)
+
+    def fetched(path, params):
+        answer = client.get(path, params=params)
+        assert answer.status_code == 200, answer.text[:300]
+        return int(answer.headers.get("x-eolab-read", "=0").partition("=")[2])  # none: nothing read
+
+    tile = (f"/item/{t.z}/{t.x}/{t.y}.png", {"url": f"{base}/heavy.json", "style": "ndvi"})
+    assert fetched(*tile) >= size
+    assert fetched(*tile) < size  # the item now comes from the cache: not fetched, not billed again
+    assert fetched("/stac/preview.png", {"url": f"{base}/heavy.json?stac", "assets": "SCL", "max_size": 64}) >= size
+
+
 def test_a_slow_item_host_is_given_up_on_and_health_answers(client, www, monkeypatch):
     from eolab.tiles import app as tiles_app
 

@@ -25,9 +25,13 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 import time
+import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import httpx
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -35,6 +39,9 @@ from starlette.middleware.cors import CORSMiddleware
 
 from eolab.errors import EolabError
 from eolab.tiles import _policy, _render
+
+if TYPE_CHECKING:
+    from eolab.tiles._egress import Tally
 
 TILE = 256
 _GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
@@ -248,18 +255,28 @@ def sized_query(path: str, query: bytes, method: str = "GET") -> bytes:
 class ItemSource:
     """STAC item JSON by URL, cached for a few minutes (items do not change while a map is open)."""
 
-    def __init__(self, allow: list[str] | None = None, allow_public: bool = True, proxy: str | None = None):
-        import httpx
-
+    def __init__(self, allow: list[str] | None = None, allow_public: bool = True, proxy: str | None = None,
+                 tally: Tally | None = None):
         self.allow = list(allow or [])
         self.allow_public = allow_public
         # Redirects are followed by hand, each hop checked like the first URL. Through the egress
-        # proxy (``proxy``) the connection goes to the very address that was checked: a name that
-        # answers a public address to the check and 127.0.0.1 to the connection gets nowhere.
-        self.http = httpx.Client(timeout=15.0, follow_redirects=False, proxy=proxy, trust_env=False)
+        # proxy (``proxy``: its host:port; ``tally`` its credentials) the connection goes to the very
+        # address that was checked: a name that answers a public address to the check and 127.0.0.1
+        # to the connection gets nowhere. The request's tag makes the proxy count the item's bytes
+        # for the user who asked, and lets its refusal explain this fetch.
+        self.proxy, self.tally = proxy, tally
+        self._asking = threading.local()  # the tag of the request whose fetch runs in this thread
         cached = functools.lru_cache(maxsize=128)(lambda url, _period: self._get(url))
-        # the period in the key lets entries expire (a workspace member's items can change)
-        self.get = lambda url: cached(url, int(time.monotonic() // ITEM_CACHE_SECONDS))
+
+        def get(url: str, tag: str | None = None) -> dict:
+            self._asking.tag = tag  # a cache hit fetches nothing, so counts nothing
+            try:
+                # the period in the key lets entries expire (a workspace member's items can change)
+                return cached(url, int(time.monotonic() // ITEM_CACHE_SECONDS))
+            finally:
+                self._asking.tag = None
+
+        self.get = get
 
     def check(self, url: str) -> None:
         """Refuse what the service must not read (see :mod:`eolab.tiles._policy`): never local files or
@@ -270,7 +287,22 @@ class ItemSource:
                                           "in the catalogue configuration")
 
     def _get(self, url: str) -> dict:
-        import httpx
+        asking = getattr(self._asking, "tag", None)
+        tag = asking or uuid.uuid4().hex  # outside a request: a tag of its own, for the refusal only
+        proxy = None
+        if self.proxy:
+            proxy = f"http://{self.tally.userpwd(tag)}@{self.proxy}" if self.tally else f"http://{self.proxy}"
+        try:
+            with httpx.Client(timeout=15.0, follow_redirects=False, trust_env=False, proxy=proxy) as http:
+                body, url = self._fetch(http, url, tag)
+        finally:
+            if not asking and self.tally:
+                self.tally.pop(tag)  # nobody to count it for
+        return self._item(body, url)
+
+    def _fetch(self, http: httpx.Client, url: str, tag: str) -> tuple[bytearray, str]:
+        """The item's bytes and the URL they came from, redirects followed by hand."""
+        from eolab.tiles._egress import last_refusal
 
         deadline = time.monotonic() + ITEM_DEADLINE
         for _ in range(4):
@@ -279,7 +311,7 @@ class ItemSource:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise EolabError(f"item {url} took more than {ITEM_DEADLINE:g} s to arrive")
-                with self.http.stream("GET", url, timeout=min(15.0, left)) as response:
+                with http.stream("GET", url, timeout=min(15.0, left)) as response:
                     if response.status_code == 403 and response.headers.get("x-eolab-refused"):
                         raise EolabError(response.headers["x-eolab-refused"])
                     if response.is_redirect and response.headers.get("location"):
@@ -296,10 +328,18 @@ class ItemSource:
                             raise EolabError(f"{url} answered more than {MAX_ITEM_BYTES:,} bytes: not a STAC item",
                                              hint="pass the URL of one item")
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                raise EolabError(f"item {url[:200]} is not reachable ({type(exc).__name__})") from None
+                # an https tunnel the proxy refused (the name answered it another address than
+                # the check above) is a ProxyError: the proxy's reason says which
+                refused = last_refusal(tag) if isinstance(exc, httpx.ProxyError) else None
+                raise EolabError(refused[1] if refused else
+                                 f"item {url[:200]} is not reachable ({type(exc).__name__})") from None
             break
         else:
             raise EolabError(f"item {url} redirects too often")
+        return body, url
+
+    @staticmethod
+    def _item(body: bytes, url: str) -> dict:
         try:
             item = json.loads(bytes(body))
         except ValueError:
@@ -346,7 +386,7 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
     os.environ["GDAL_HTTP_PROXYUSERPWD"] = tally.userpwd()  # the proxy answers this process only
     for name in ("NO_PROXY", "no_proxy"):  # curl would go around the proxy for these hosts
         os.environ.pop(name, None)
-    items = ItemSource(allow, allow_public=conf.tiles_public, proxy=f"http://{tally.userpwd()}@{egress.address}")
+    items = ItemSource(allow, allow_public=conf.tiles_public, proxy=egress.address, tally=tally)
 
     def request_tag(request: Request) -> str:
         """This request's tag at the egress proxy: its reads are counted for it, and a refusal the
@@ -424,7 +464,7 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
                   style: str = "truecolor"):
         check_tile(z, x, y)
         the_style = _render.style(style)
-        item = items.get(url)
+        item = items.get(url, request_tag(request))
         try:
             # relative hrefs (static catalogues) are relative to the item's own URL
             sources = _render.band_sources(item, the_style.bands, base_url=url)
@@ -479,6 +519,14 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
 
     import attr
 
+    def _tag_of_env() -> str | None:
+        """The tag of the request reading in this thread (titiler opens readers in its env)."""
+        import rasterio
+
+        userpwd = rasterio.env.getenv().get("GDAL_HTTP_PROXYUSERPWD", "") if rasterio.env.hasenv() else ""
+        tag = userpwd.partition(":")[0]
+        return tag if tag and tag != Tally.UNTAGGED else None
+
     @attr.s
     class CheckedSTACReader(STACReader):
         def __attrs_post_init__(self):
@@ -487,7 +535,7 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
             if self.item is None:
                 import pystac
 
-                self.item = pystac.Item.from_dict(items.get(self.input), self.input)
+                self.item = pystac.Item.from_dict(items.get(self.input, _tag_of_env()), self.input)
             # rio-tiler reads assets on its own threads, where this request's GDAL options (its
             # tag at the egress proxy) are not set: each asset's env carries them there.
             import rasterio
