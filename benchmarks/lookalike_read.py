@@ -15,8 +15,11 @@ credentials:
   splits the gap between the loader's read path and the building of its output;
 - the decoding limit: the same COGs read from local disk.
 
-Each figure is the best of ``--rounds`` runs, interleaved round by round (the machine is shared),
-each starting with GDAL's caches of remote files emptied.
+Each figure in the table is the best of ``--rounds`` runs, interleaved round by round (the machine
+is shared; every other round in reverse order), each starting with GDAL's caches of remote files
+emptied. Below the table, each ratio the goals name is also given per round — the median and range
+of ratios whose two loads ran in the same round —, which moves far less between runs than a ratio
+of two best-of figures.
 ``EOLAB_READ_THREADS`` / ``EOLAB_READ_AHEAD`` set load_cube's read-ahead (0: none).
 
 Run: ``python benchmarks/lookalike_read.py DEMO_DIR [--threads 2] [--rounds 3]``; prints a table and a last line
@@ -159,7 +162,7 @@ def _cube_plan(items: list[dict], keys: tuple[str, str], profile) -> tuple:
 
 
 def run(data_dir: Path, threads: int, rounds: int = 3, provider_sized: bool = False) -> dict:
-    """Throughputs in Mpx/s, each the best of ``rounds``; the measurements are interleaved round
+    """Throughputs in Mpx/s, one per round; the measurements are interleaved round
     by round (the machine is shared: a burst of other work then hits all of them alike)."""
     import tempfile
 
@@ -282,22 +285,30 @@ def run(data_dir: Path, threads: int, rounds: int = 3, provider_sized: bool = Fa
                 return sum(pool.map(one, local))
         runs[("disk", 0)] = disk
         total_px = disk()
-        best = {key: float("inf") for key in runs}
-        for _ in range(rounds):
-            for key, fn in runs.items():
+        times: dict = {key: [] for key in runs}
+        for n in range(rounds):
+            # every other round in reverse order: no reader always runs right after the same one
+            for key, fn in (list(runs.items()) if n % 2 == 0 else list(runs.items())[::-1]):
                 # Each run starts cold: GDAL keeps file sizes, headers and blocks of the URLs it read
                 # (so the second reader of the same files would be spared requests), tokens refetched.
                 access.reset()
                 start = time.perf_counter()
                 fn()
-                best[key] = min(best[key], time.perf_counter() - start)
+                times[key].append(time.perf_counter() - start)
     finally:
         for proc, _ in servers.values():
             if proc is not None:
                 proc.kill()
                 proc.wait()
         stack.close()
-    return {key: total_px / seconds / 1e6 for key, seconds in best.items()}
+    return {key: [total_px / seconds / 1e6 for seconds in ts] for key, ts in times.items()}
+
+
+def paired(r: dict, a, b) -> tuple[float, float, float]:
+    """Median, lowest and highest of the per-round ratios a / b: each pair was measured in the same
+    round, minutes apart at most, so a slow spell of the machine moves both."""
+    ratios = np.array(r[a]) / np.array(r[b])
+    return float(np.median(ratios)), float(ratios.min()), float(ratios.max())
 
 
 def main() -> None:
@@ -308,7 +319,8 @@ def main() -> None:
     parser.add_argument("--provider-sized", action="store_true",
                         help="also the Planetary-Computer-like member over one COG per date and band")
     args = parser.parse_args()
-    r = run(args.data_dir.resolve(), args.threads, args.rounds, args.provider_sized)
+    rounds = run(args.data_dir.resolve(), args.threads, args.rounds, args.provider_sized)
+    r = {key: max(values) for key, values in rounds.items()}  # the table: best of the rounds
     print("| look-alike | latency | load_cube Mpx/s | odc-stac alone Mpx/s | raw rasterio Mpx/s |"
           " raw into the same cube Mpx/s | load / raw | load / raw into the cube | load / odc-stac |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -337,6 +349,18 @@ def main() -> None:
              f"big:load@30/load@0={r['loadbig', 30] / r['loadbig', 0]:.2f} " if ("loadbig", 0) in r else "") +
           f"load@30/load@0={r['load', 30] / r['load', 0]:.2f} load@0/disk={r['load', 0] / disk:.2f} "
           f"load@30/disk={r['load', 30] / disk:.2f}")
+    # Best-of ratios of sub-second loads move by ±0.1 between runs; the goals are judged on these.
+    print(f"Per-round ratios over {args.rounds} rounds, median (lowest–highest):")
+    pairs = [("load / raw at 0 ms, Planetary-Computer-like", ("load", 0), ("raw", 0)),
+             ("load / raw at 0 ms, Earth-Search-like", ("loades", 0), ("rawes", 0)),
+             ("load / raw at 0 ms, CDSE-like", ("loads3", 0), ("raws3", 0)),
+             ("load / raw at 0 ms, one COG per date and band", ("loadbig", 0), ("rawbig", 0)),
+             ("latency hiding (load at 30 ms / at 0 ms), demo tiles", ("load", 30), ("load", 0)),
+             ("latency hiding (load at 30 ms / at 0 ms), one COG per date and band", ("loadbig", 30), ("loadbig", 0))]
+    for name, a, b in pairs:
+        if a in rounds and b in rounds:
+            median, low, high = paired(rounds, a, b)
+            print(f"  {name}: {median:.2f} ({low:.2f}–{high:.2f})")
 
 
 if __name__ == "__main__":

@@ -41,8 +41,8 @@ class ClientSettings(BaseSettings):
     workspace_url: str | None = Field(None, description="the writable workspace member (publishing)")
     assets_url: str | None = Field(None, description="the stack's asset server (demo COGs); reads of it carry "
                                                      "the service token")
-    workspace_token: str | None = Field(None, description="bearer token for direct writes to the workspace")
-    service_token: str | None = Field(None, description="read token of the stack's internal services, sent to "
+    workspace_token: str | None = Field(None, repr=False, description="bearer token for direct writes to the workspace")
+    service_token: str | None = Field(None, repr=False, description="read token of the stack's internal services, sent to "
                                                         "loopback URLs only (the hub sets it for its users)")
     results_catalog: Path | None = Field(None, description="the per-user static catalogue of results")
     templates_dir: Path | None = Field(None, description="where the template workflows are")
@@ -55,7 +55,7 @@ class ClientSettings(BaseSettings):
     usage_url: str | None = Field(None, description="the hub's usage endpoint (default: from $JUPYTERHUB_API_URL)")
     metered: bool = Field(False, description="reads go through the hub's byte meter (GDAL_HTTP_PROXY): "
                                              "nothing to report (eolab.usage._meter)")
-    dashboard_key: str | None = Field(None, description="a gateway cluster's dashboard key (its preload refuses "
+    dashboard_key: str | None = Field(None, repr=False, description="a gateway cluster's dashboard key (its preload refuses "
                                                         "requests without it; eolab.compute._dashboard)")
     slurm_partition: str | None = None
     slurm_walltime: str = "01:00:00"
@@ -90,14 +90,14 @@ class ServiceSettings(BaseSettings):
     tiles_allow: str | None = Field(None, description="comma-separated URL prefixes the tile service always reads")
     tiles_public: bool = Field(True, description="the tile service may read other hosts whose addresses are all "
                                                  "public (never loopback, link-local or private ones)")
-    workspace_token: str | None = Field(None, description="the workspace member's write token")
-    service_token: str | None = Field(None, description="token other accounts must send to members and the broker")
+    workspace_token: str | None = Field(None, repr=False, description="the workspace member's write token")
+    service_token: str | None = Field(None, repr=False, description="token other accounts must send to members and the broker")
     pg_host: str = Field("127.0.0.1", description="a member's PostgreSQL host")
     pg_port: int = Field(5433, description="a member's PostgreSQL port")
     pg_database: str | None = Field(None, description="a member's pgstac database")
     pg_user: str | None = Field(None, description="a member's PostgreSQL role (read-only for demo members)")
     pg_password_file: Path | None = Field(None, description="file holding that role's password (0600)")
-    broker_token_secret: str | None = Field(None, description="HMAC key of the broker's paging tokens")
+    broker_token_secret: str | None = Field(None, repr=False, description="HMAC key of the broker's paging tokens")
     broker_page_cache_ttl: float | None = None
     broker_info_ttl: float | None = None
     broker_max_searches: int | None = Field(None, ge=1, description="searches one broker process works on at once")
@@ -129,20 +129,23 @@ class AccessSettings(BaseSettings):
 
     model_config = _CONFIG
 
-    bearer_tokens: dict[str, str] = Field(default_factory=dict, description="member id -> bearer token")
+    # repr=False: a printed settings object (a notebook cell, a log line) shows no secret
+    bearer_tokens: dict[str, str] = Field(default_factory=dict, repr=False, description="member id -> bearer token")
     s3_credentials: dict[str, dict[str, str]] = Field(
-        default_factory=dict, description="member id -> {access_key_id, secret_access_key[, session_token]}")
-    oidc_access_token: str | None = Field(None, description="the user's OIDC access token (from the hub's OIDC "
-                                                            "login): S3 keys are minted with it where a member's "
-                                                            "profile names an s3_keys_url")
+        default_factory=dict, repr=False,
+        description="member id -> {access_key_id, secret_access_key[, session_token]}")
+    oidc_access_token: str | None = Field(None, repr=False,
+                                          description="the user's OIDC access token (from the hub's OIDC "
+                                                      "login): S3 keys are minted with it where a member's "
+                                                      "profile names an s3_keys_url")
     oidc_issuer: str | None = Field(None, description="the identity provider that issued oidc_access_token (set "
                                                       "by the hub): it is sent only to keys services of that issuer")
     oidc_token_expires_at: float | None = Field(None, description="when oidc_access_token expires (Unix time, set by "
                                                                   "the hub): a fresh one is then asked of the hub")
     s3_keys_file: Path = Field(Path("~/.config/eolab/s3-keys.json"), description="minted S3 keys, kept for "
                                "every process of the user (mode 0600)")
-    sas_subscription_key: str | None = Field(None, description="Planetary Computer subscription key "
-                                                               "(raises the token endpoint's rate limit)")
+    sas_subscription_key: str | None = Field(None, repr=False, description="Planetary Computer subscription key "
+                                                                           "(raises the token endpoint's rate limit)")
     sas_refresh_margin: float = Field(300.0, ge=0, description="renew a SAS token this long before it expires, s "
                                                                "(at most a third of its lifetime)")
     read_retries: int | None = Field(None, ge=0, description="reads answered 429/503 retried this often "
@@ -150,6 +153,10 @@ class AccessSettings(BaseSettings):
     retry_backoff: float = Field(0.5, ge=0, description="first wait before a retry, s (doubles each time; "
                                                        "each wait drawn at random up to that)")
     retry_backoff_max: float = Field(10.0, ge=0, description="longest wait before a retry, s")
+    retry_after_max: float = Field(60.0, ge=0, description="longest Retry-After of a provider waited for, s (a "
+                                                           "longer one is waited this long)")
+    read_stall_timeout: float = Field(60.0, gt=0, description="a read whose store sends nothing for this long, s, "
+                                                              "is given up on")
     # 64/32 over 32/16: at 30 ms per request a 2-thread load of the small demo took 3.6–3.9 s instead
     # of 4.7–5.8 s, at 0 ms no change (three side-by-side pairs, 2026-12-07)
     read_threads: int = Field(64, ge=0, description="reads of remote assets in flight per process, beyond the "
@@ -189,8 +196,8 @@ def stack() -> StackSettings:
     try:
         return StackSettings()
     except ValueError as exc:  # pydantic's ValidationError names the variable
-        raise EolabError(f"bad EOLAB_ setting: {str(exc).splitlines()[1:3]}",
-                         hint="fix or unset the variable named") from None
+        problem = _problem(exc)
+    raise EolabError(f"bad EOLAB_ setting: {problem}", hint="fix or unset the variable named")
 
 
 def services() -> ServiceSettings:
@@ -233,8 +240,18 @@ def access() -> AccessSettings:
                 _access_cache.pop(next(iter(_access_cache)))
         return value
     except ValueError as exc:
-        raise EolabError(f"bad EOLAB_ credential setting: {str(exc).splitlines()[1:3]}",
-                         hint="EOLAB_BEARER_TOKENS and EOLAB_S3_CREDENTIALS are JSON objects keyed by member id") from None
+        problem = _problem(exc)
+    # raised here, not in the except: pydantic's error (which quotes the value) is not its context
+    raise EolabError(f"bad EOLAB_ credential setting: {problem}",
+                     hint="EOLAB_BEARER_TOKENS and EOLAB_S3_CREDENTIALS are JSON objects keyed by member id")
+
+
+def _problem(exc: ValueError) -> str:
+    """Where and what of a settings error, never the value given (pydantic quotes it: it may be a
+    secret). Of a key path, the field and the type of mistake only: a key may be a secret too."""
+    errors = exc.errors() if hasattr(exc, "errors") else []
+    said = "; ".join(f"{e.get('loc', ('?',))[0]}: {e.get('msg', '')}" for e in errors[:3])
+    return said or str(exc).splitlines()[0][:200]  # pydantic-settings' parse errors name the field only
 
 
 def required(value, what: str, variable: str, hint: str | None = None):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import math
 import random
 import re
 import secrets
@@ -41,7 +42,46 @@ from eolab.errors import EolabError
 
 log = logging.getLogger("eolab.access")
 
-_RETRYABLE = ("429", "503", "Too Many Requests", "SlowDown", "Service Unavailable")
+# Statuses only where a message gives one ("HTTP response code: 429"), not any 429 (an offset, a
+# byte count); and the throttling words of S3, Azure and Google Cloud Storage.
+_RETRYABLE = re.compile(r"(?:response|error|status)[ _]?code\b[^0-9]{0,12}(?:429|503)\b|\b(?:http |returned error: )(?:429|503)\b|"
+                        r"too ?many ?requests|slow ?down|service ?unavailable|server ?busy|throttl|"
+                        r"(?:rate|request)_?limit_?exceeded|reduce your request rate", re.I)
+_STALLED = re.compile(r"operation too slow|timed out|timeout was reached", re.I)
+
+# Signed URLs (a SAS token's sig=, X-Amz-Signature=) and bearer tokens, as they appear in GDAL's,
+# odc-loader's and httpx's messages: never shown, logged or raised with their secret part.
+_URL_QUERY = re.compile(r"((?:https?|s3|gs|az|abfs)://[^\s'\"<>?),]*)\?[^\s'\"<>),]*", re.I)
+_SECRET_PARAM = re.compile(r"(?<![a-z-])((?:sig|signature|x-amz-[a-z-]+|token|access_token|se|skoid|sktid)(?:=|%3D))"
+                           r"[^&\s'\"<>),%]+", re.I)
+_BEARER = re.compile(r"(authorization\W{1,3}(?:bearer|token)\s+|bearer\s+(?=[\w.~+/=-]{16}))[\w.~+/=-]+", re.I)
+_MAX_ANSWER = 64 * 1024  # bytes: a token endpoint's or keys service's answer is a few hundred
+MAX_TOKEN_CACHE = 86400.0  # s: a token is asked for again after a day, whatever its expiry says
+
+
+def redact(text: str) -> str:
+    """``text`` without URLs' query strings (where signatures travel) and bearer tokens."""
+    text = _URL_QUERY.sub(r"\1?<query hidden>", text)
+    return _BEARER.sub(r"\1<hidden>", _SECRET_PARAM.sub(r"\1<hidden>", text))
+
+
+class _Redacting(logging.Filter):
+    """Takes signatures out of the messages of loggers that print the URLs reads open: odc-loader
+    logs every failed read with its (signed) URL, httpx every request, rasterio GDAL's errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: left to logging's own error handling
+            return True
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+for _name in ("eolab.access", "odc.loader._rio", "httpx", "rasterio._env", "rasterio._io", "rasterio.env"):
+    logging.getLogger(_name).addFilter(_Redacting())
 
 
 class AccessError(EolabError):
@@ -75,8 +115,10 @@ def spec_for(provider: str | None, profile: Any) -> AccessSpec:
 # --- per-process state: token cache, connection caps, counters ----------------------------------
 
 _lock = threading.Lock()
-_tokens: dict[tuple[str, str], tuple[str, float, float]] = {}  # (provider, container) -> token, expiry, lifetime
-_token_locks: dict[tuple[str, str], threading.Lock] = {}
+# (provider, origin, container) -> token, expiry, lifetime: two storage accounts may hold containers
+# of the same name, and one's token is not the other's
+_tokens: dict[tuple[str, str, str], tuple[str, float, float]] = {}
+_token_locks: dict[tuple[str, str, str], threading.Lock] = {}
 _caps: dict[tuple, Any] = {}
 _stats: Counter = Counter()
 
@@ -93,6 +135,8 @@ def reset() -> None:
     with _lock:
         _tokens.clear()
         _stats.clear()
+        _THROTTLED.clear()
+        _RETRY_AFTER.clear()
     with _MINT_LOCK:
         _MINTED.clear()
     with _HUB_TOKEN_LOCK:
@@ -138,20 +182,94 @@ def _container(href: str) -> str:
     """The storage container of an href (``account/container`` on Azure Blob Storage)."""
     parts = urlsplit(href)
     first = parts.path.lstrip("/").split("/", 1)[0]
-    if parts.netloc.endswith(".blob.core.windows.net"):
-        return f"{parts.netloc.split('.', 1)[0]}/{first}"
+    host = (parts.hostname or "").lower()
+    if host.endswith(".blob.core.windows.net"):
+        return f"{host.split('.', 1)[0]}/{first}"
     return first
 
 
+def _origin(href: str) -> str:
+    parts = urlsplit(href)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower(), 0)
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
+
+
+def _this_machine(host: str | None) -> bool:
+    """A loopback address, or localhost (exactly: not localhost.example.org)."""
+    import ipaddress
+
+    host = (host or "").lower().rstrip(".")
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _refuse_plain_http(spec: AccessSpec, href: str, what: str) -> None:
+    """Secrets go over https only (or to this machine: the look-alikes and tests)."""
+    parts = urlsplit(href)
+    if parts.scheme.lower() == "http" and not _this_machine(parts.hostname):
+        raise AccessError(f"{href[:200]} of provider {spec.provider!r} is plain http: {what} is never sent there",
+                          hint=f"the provider's https address is needed (member {spec.provider!r})")
+
+
 def _parse_expiry(value: Any) -> float:
+    """An expiry as Unix time: seconds or milliseconds since 1970, or ISO 8601 (without a zone: UTC)."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a time: {value!r}")
     if isinstance(value, (int, float)):
-        return float(value)
-    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        when = float(value)
+        if when > 1e11:  # milliseconds (1e11 s is the year 5138)
+            when /= 1000
+    else:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        if parsed.tzinfo is None:  # no zone: read as UTC, not as this machine's local time
+            parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        when = parsed.timestamp()
+    if not math.isfinite(when):
+        raise ValueError(f"not a time: {value!r}")
+    return when
+
+
+CREDENTIALS_DEADLINE = 30.0  # s for a token endpoint's or keys service's whole answer
+
+
+def _small_answer(method: str, url: str, *, headers: dict[str, str], what: str, provider: str,
+                  hint: str, deadline: float | None = None):
+    """(status, body) of a credentials endpoint, read within ``deadline`` s in all and at most
+    _MAX_ANSWER bytes: one that sends a byte now and then, or without end, is given up on."""
+    import httpx
+
+    deadline = CREDENTIALS_DEADLINE if deadline is None else deadline
+    end = time.monotonic() + deadline
+    try:
+        with httpx.stream(method, url, headers=headers, timeout=min(10.0, deadline)) as response:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > _MAX_ANSWER:
+                    raise AccessError(f"{what} of provider {provider!r} ({url}) answered more than "
+                                      f"{_MAX_ANSWER // 1024} kB: not a credentials answer", hint=hint)
+                if time.monotonic() > end:
+                    raise AccessError(f"{what} of provider {provider!r} ({url}) took more than {deadline:g} s "
+                                      "to answer", hint=hint)
+            return response.status_code, bytes(body)
+    except httpx.HTTPError as exc:
+        raise AccessError(f"{what} of provider {provider!r} ({url}) did not answer: {redact(str(exc))[:200]}",
+                          hint=hint) from None
+
+
+def _json_object(body: bytes) -> dict | None:
+    import json
+
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _fetch_token(spec: AccessSpec, container: str) -> tuple[str, float]:
-    import httpx
-
     from eolab import settings
 
     if not spec.token_url:
@@ -159,31 +277,41 @@ def _fetch_token(spec: AccessSpec, container: str) -> tuple[str, float]:
                           hint=f"set 'profile: token_url:' of member {spec.provider!r} in the catalogue configuration")
     url = f"{spec.token_url.rstrip('/')}/{container}"
     key = settings.access().sas_subscription_key
+    if key:
+        _refuse_plain_http(spec, url, "the SAS subscription key")
     headers = {"Ocp-Apim-Subscription-Key": key} if key else {}
-    try:
-        response = httpx.get(url, headers=headers, timeout=30)
-    except httpx.HTTPError as exc:
-        raise AccessError(f"the SAS token endpoint of provider {spec.provider!r} ({url}) did not answer: {exc}",
-                          hint=f"check 'profile: token_url:' of member {spec.provider!r}") from None
-    if response.status_code != 200:
-        raise AccessError(f"the SAS token endpoint of provider {spec.provider!r} ({url}) refused: "
-                          f"HTTP {response.status_code}",
-                          hint="set EOLAB_SAS_SUBSCRIPTION_KEY if the provider needs a key, or check "
-                               f"'profile: token_url:' of member {spec.provider!r}")
-    body = response.json()
-    expiry = body.get("msft:expiry") or body.get("expiry")
-    if not body.get("token") or not expiry:
+    check = f"check 'profile: token_url:' of member {spec.provider!r}"
+    status, raw = _small_answer("GET", url, headers=headers, what="the SAS token endpoint", provider=spec.provider,
+                                hint=check)
+    if status != 200:
+        raise AccessError(f"the SAS token endpoint of provider {spec.provider!r} ({url}) refused: HTTP {status}",
+                          hint="set EOLAB_SAS_SUBSCRIPTION_KEY if the provider needs a key, or " + check)
+    body = _json_object(raw)
+    if body is None:
+        raise AccessError(f"the SAS token endpoint of provider {spec.provider!r} ({url}) did not answer a JSON "
+                          "object", hint=f"is 'profile: token_url:' of member {spec.provider!r} the token endpoint?")
+    token, expiry = body.get("token"), body.get("msft:expiry") or body.get("expiry")
+    if not isinstance(token, str) or not token or not expiry:
         raise AccessError(f"the SAS token endpoint of provider {spec.provider!r} ({url}) answered without "
                           "'token' and 'msft:expiry'", hint="is 'profile: token_url:' the token endpoint?")
+    try:
+        expires = _parse_expiry(expiry)
+    except (TypeError, ValueError, OverflowError):
+        raise AccessError(f"the SAS token endpoint of provider {spec.provider!r} ({url}) gave an expiry that is "
+                          f"not a time: {str(expiry)[:60]!r}", hint="is 'profile: token_url:' the token endpoint?") from None
+    if expires <= time.time():
+        raise AccessError(f"the SAS token endpoint of provider {spec.provider!r} ({url}) gave a token that has "
+                          f"already expired ({str(expiry)[:40]})",
+                          hint="the endpoint's clock or its tokens are wrong: tell the provider; " + check)
     _count(spec.provider, "tokens")
-    return body["token"], _parse_expiry(expiry)
+    return token, min(expires, time.time() + MAX_TOKEN_CACHE)
 
 
 def sas_token(spec: AccessSpec, href: str, *, renew: bool = False) -> str:
     """A valid SAS token for the container of ``href``, from this process's cache or fetched anew."""
     from eolab import settings
 
-    key = (spec.provider, _container(href))
+    key = (spec.provider, _origin(href), _container(href))
     with _lock:
         key_lock = _token_locks.setdefault(key, threading.Lock())
     with key_lock:  # one fetch per container at a time; the others wait and reuse it
@@ -194,7 +322,7 @@ def sas_token(spec: AccessSpec, href: str, *, renew: bool = False) -> str:
             margin = min(settings.access().sas_refresh_margin, lifetime / 3)
             if expiry - now > margin:
                 return token
-        token, expiry = _fetch_token(spec, key[1])
+        token, expiry = _fetch_token(spec, key[2])
         _tokens[key] = (token, expiry, max(expiry - now, 1.0))
         return token
 
@@ -203,6 +331,7 @@ def sign(spec: AccessSpec, href: str, *, renew: bool = False) -> str:
     """``href`` as the reading process must open it (a SAS token appended for 'sas')."""
     if spec.kind != "sas" or not href.startswith(("http://", "https://")):
         return href
+    _refuse_plain_http(spec, href, "a SAS token")
     token = sas_token(spec, href, renew=renew)
     return f"{href}{'&' if '?' in href else '?'}{token}"
 
@@ -332,21 +461,22 @@ def oidc_access_token(refused: str | None = None, conf: Any = None) -> str | Non
 def _token_from_hub(conf: Any) -> dict[str, Any] | None:
     import os
 
-    import httpx
-
     api, hub_token = os.environ.get("JUPYTERHUB_API_URL"), os.environ.get("JUPYTERHUB_API_TOKEN")
     if not (api and hub_token and conf.oidc_access_token):  # not a server the hub gave a token to
         return None
     url = api.rstrip("/").removesuffix("/api") + "/eolab-oidc-token"
     try:
-        answer = httpx.get(url, headers={"Authorization": f"token {hub_token}"}, timeout=30)
-        body = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
-    except (httpx.HTTPError, ValueError) as exc:
-        log.warning("could not get a fresh OIDC access token from the hub (%s): %s", url, exc)
+        status, raw = _small_answer("GET", url, headers={"Authorization": f"token {hub_token}"},
+                                    what="the hub's OIDC token endpoint", provider="hub", hint="")
+    except AccessError as exc:
+        log.warning("could not get a fresh OIDC access token from the hub: %s", exc)
         return None
-    if answer.status_code != 200 or not body.get("access_token"):
-        log.warning("the hub gave no fresh OIDC access token (%s): %s", answer.status_code,
-                    body.get("message") or answer.text[:200])
+    body = _json_object(raw) or {}
+    if status != 200 or not isinstance(body.get("access_token"), str) or not body["access_token"]:
+        # the body is never quoted: it may hold a token
+        said = body.get("message") if isinstance(body.get("message"), str) and status != 200 else None
+        log.warning("the hub gave no fresh OIDC access token (HTTP %s%s)", status,
+                    f": {redact(said)[:200]}" if said else f"; its answer has the fields {sorted(body)[:10]}")
         return None
     if conf.oidc_issuer and (body.get("issuer") or "").rstrip("/") != conf.oidc_issuer.rstrip("/"):
         log.warning("the hub's OIDC access token is from %s, not %s: not used", body.get("issuer"), conf.oidc_issuer)
@@ -359,10 +489,8 @@ def _token_from_hub(conf: Any) -> dict[str, Any] | None:
 def _mint(spec: AccessSpec, conf: Any) -> dict[str, Any]:
     """New S3 keys from the provider's keys service (after CDSE's S3 keys manager:
     ``POST`` with the user's OIDC access token → ``{access_id, secret, expiration_date}``)."""
-    import httpx
-
     url = urlsplit(spec.s3_keys_url)
-    if url.scheme != "https" and url.hostname not in ("127.0.0.1", "localhost", "::1"):
+    if url.scheme != "https" and not _this_machine(url.hostname):
         raise AccessError(f"the S3 keys service of provider {spec.provider!r} ({spec.s3_keys_url}) is not https: "
                           "an access token is never sent there", hint="use its https address in 'profile: s3_keys_url:'")
     if conf.oidc_access_token and not spec.s3_keys_issuer:
@@ -382,29 +510,40 @@ def _mint(spec: AccessSpec, conf: Any) -> dict[str, Any]:
                           hint="log in to the hub with its OIDC login (your server then gets the token as "
                                "EOLAB_OIDC_ACCESS_TOKEN), or set EOLAB_OIDC_ACCESS_TOKEN, or set "
                                f"EOLAB_S3_CREDENTIALS='{{\"{spec.provider}\": {{...}}}}' with keys made by hand")
-    try:
-        answer = httpx.post(spec.s3_keys_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-        if answer.status_code == 401 and conf.oidc_access_token:  # expired early or revoked: once more, fresh
-            fresh = oidc_access_token(refused=token, conf=conf)
-            if fresh and fresh != token:
-                answer = httpx.post(spec.s3_keys_url, headers={"Authorization": f"Bearer {fresh}"}, timeout=30)
-    except httpx.HTTPError as exc:
-        raise AccessError(f"the S3 keys service of provider {spec.provider!r} ({spec.s3_keys_url}) cannot be "
-                          f"reached: {exc}", hint="check 'profile: s3_keys_url:' of the member") from None
-    try:
-        body = answer.json()
-    except ValueError:
-        body = {}
-    body = body if isinstance(body, dict) else {}
-    detail = body.get("detail") or answer.text[:200]
-    if answer.status_code == 401:
+    def post(bearer: str):
+        return _small_answer("POST", spec.s3_keys_url, headers={"Authorization": f"Bearer {bearer}"},
+                             what="the S3 keys service", provider=spec.provider,
+                             hint="check 'profile: s3_keys_url:' of the member")
+
+    status, raw = post(token)
+    if status == 401 and conf.oidc_access_token:  # expired early or revoked: once more, fresh
+        fresh = oidc_access_token(refused=token, conf=conf)
+        if fresh and fresh != token:
+            status, raw = post(fresh)
+    body = _json_object(raw) or {}
+    # The answer is never quoted whole: a 200 in another layout holds the very keys. Only a refusal's
+    # own words (``detail``) are shown, else the names of the fields it gave.
+    detail = body.get("detail") if isinstance(body.get("detail"), str) and status != 200 else None
+    said = redact(detail)[:200] if detail else f"fields {sorted(body)[:10]}" if body else "no JSON object"
+    if status == 401:
         raise AccessError(f"the S3 keys service of provider {spec.provider!r} refused the OIDC access token: "
-                          f"{detail}", hint="the token may have expired: log in to the hub again (or set a "
-                                            "fresh EOLAB_OIDC_ACCESS_TOKEN)")
-    if answer.status_code != 200 or not body.get("access_id") or not body.get("secret"):
-        raise AccessError(f"the S3 keys service of provider {spec.provider!r} answered {answer.status_code}: "
-                          f"{detail}", hint="keys can also be set by hand in EOLAB_S3_CREDENTIALS")
-    expires = _parse_expiry(body.get("expiration_date")) if body.get("expiration_date") else time.time() + 86400
+                          f"{said}", hint="the token may have expired: log in to the hub again (or set a "
+                                          "fresh EOLAB_OIDC_ACCESS_TOKEN)")
+    if status != 200 or not isinstance(body.get("access_id"), str) or not isinstance(body.get("secret"), str) \
+            or not body["access_id"] or not body["secret"]:
+        raise AccessError(f"the S3 keys service of provider {spec.provider!r} answered HTTP {status} without "
+                          f"'access_id' and 'secret' ({said})", hint="keys can also be set by hand in EOLAB_S3_CREDENTIALS")
+    try:
+        expires = _parse_expiry(body["expiration_date"]) if body.get("expiration_date") else time.time() + 86400
+    except (TypeError, ValueError, OverflowError):
+        raise AccessError(f"the S3 keys service of provider {spec.provider!r} gave an expiration_date that is not "
+                          f"a time: {str(body['expiration_date'])[:60]!r}", hint="keys can also be set by hand in "
+                                                                                  "EOLAB_S3_CREDENTIALS") from None
+    if expires <= time.time():
+        raise AccessError(f"the S3 keys service of provider {spec.provider!r} gave keys that have already expired "
+                          f"({str(body.get('expiration_date'))[:40]})", hint="tell the provider (its clock?), or set "
+                                                                              "EOLAB_S3_CREDENTIALS by hand")
+    expires = min(expires, time.time() + MAX_TOKEN_CACHE)
     log.info("provider %s: minted S3 keys valid until %s", spec.provider, body.get("expiration_date"))
     return {"keys_url": spec.s3_keys_url, "access_key_id": body["access_id"],
             "secret_access_key": body["secret"], "expires": expires, "lifetime": max(0.0, expires - time.time())}
@@ -443,7 +582,7 @@ def _chain_text(exc: BaseException) -> str:
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         parts.append(str(exc))
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__ or exc.__context__  # rasterio's "Read failed" hides GDAL's HTTP code there
     return " <- ".join(p for p in parts if p)
 
 
@@ -483,21 +622,62 @@ def ensure_service_access() -> None:
         _SERVICE_ACCESS[base] = conf.service_token
 
 
-def _probe_status(uri: str) -> int | None:
-    """The HTTP status of a one-byte read of ``uri`` (None when it does not answer)."""
+def _probe(uri: str, headers: dict[str, str] | None = None, timeout: float = 10.0) -> tuple[int | None, float | None]:
+    """The HTTP status of a one-byte read of ``uri`` and its ``Retry-After`` in seconds (GDAL shows
+    neither the headers of a refusal nor, at times, its status); (None, None) when it does not answer."""
     import httpx
 
+    from eolab.catalog._health import parse_retry_after
+
     try:
-        return httpx.get(uri, headers={"Range": "bytes=0-0", **service_headers(uri)}, timeout=10).status_code
+        answer = httpx.get(uri, headers={"Range": "bytes=0-0", **service_headers(uri), **(headers or {})},
+                           timeout=timeout)
     except httpx.HTTPError:
-        return None
+        return None, None
+    return answer.status_code, parse_retry_after(answer.headers.get("retry-after"))
 
 
-def _retryable(message: str) -> bool:
-    return any(code in message for code in _RETRYABLE)
+def _words(message: str, *paths: str) -> str:
+    """A read's message in lower case without its paths, in any spelling (the URL, /vsicurl/...,
+    /vsis3/...): a date or tile id in a path ("...20240429...") must not read as a status."""
+    for path in paths:
+        message = message.replace(path, " ")
+    return re.sub(r"\S*/\S*", " ", message.lower())
+
+
+def _retryable(words: str) -> bool:
+    """A throttling answer (429, 503, S3's SlowDown) in a read's message, its paths taken out."""
+    return _RETRYABLE.search(words) is not None
+
+
+def _vsi_path(uri: str) -> str | None:
+    """The GDAL path rasterio opens for ``uri`` (its cache is kept by that path)."""
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https"):
+        return f"/vsicurl/{uri}"
+    if parts.scheme == "s3":
+        return f"/vsis3/{parts.netloc}{parts.path}"
+    return None
+
+
+def _forget(uri: str) -> None:
+    """Forget what GDAL remembers of this one path: a 429 it was answered is otherwise served from
+    GDAL's cache to every retry and every later read of the file in this process."""
+    library, path = _gdal_library(), _vsi_path(uri)
+    if library is None or path is None or not hasattr(library, "VSICurlPartialClearCache"):
+        _clear_gdal_http_cache()
+        return
+    library.VSICurlPartialClearCache(path.encode())
 
 
 _NO_CAP = object()
+CAP_WAIT = 600.0  # s a read waits for a free connection of its provider's cap before giving up
+
+
+def _bearer_header(options: dict[str, str]) -> dict[str, str]:
+    """The Authorization header a read's GDAL options carry, for the read's probe."""
+    name, _, value = options.get("GDAL_HTTP_HEADERS", "").partition(": ")
+    return {name: value} if name.lower() == "authorization" and value else {}
 _REFUSALS = ("signature", "access key", "accessdenied", "access denied", "invalidaccesskeyid", "expiredtoken")
 # The keys themselves refused (expired, revoked, unknown): only then are new ones minted.
 _KEY_REFUSALS = ("invalidaccesskeyid", "access key", "expiredtoken", "signaturedoesnotmatch",
@@ -560,6 +740,7 @@ def _clear_gdal_http_cache() -> None:
 
 
 _THROTTLED: dict[str, float] = {}  # provider -> when it last answered 429/503 (monotonic)
+_RETRY_AFTER: dict[str, tuple[float, float]] = {}  # provider -> when its Retry-After was asked, when it ends
 _CREDENTIALS_SEEN: dict[str, str] = {}  # provider -> digest of the credentials its last read used
 _CREDENTIALS_LOCK = threading.Lock()
 
@@ -588,13 +769,23 @@ def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
     retries = spec.retries if conf.read_retries is None else conf.read_retries
     cap = _cap(spec) if cap is _NO_CAP else cap
     ensure_service_access()
+    if spec.kind == "bearer":
+        _refuse_plain_http(spec, uri, "a bearer token")
     renew = throttled = recalled = reminted = False
-    attempt = -1
+    attempt, pause = -1, 0.0
     while attempt < retries:
         attempt += 1
+        if pause:  # a backoff: not holding a slot of the provider's cap meanwhile
+            time.sleep(pause)
+            pause = 0.0
         signed = sign(spec, uri, renew=renew)
-        if cap is not None:
-            cap.acquire()
+        if cap is not None and not cap.acquire(timeout=CAP_WAIT):
+            _count(spec.provider, "failures")
+            raise AccessError(f"reading asset {redact(uri)} of provider {spec.provider!r}: no free connection of "
+                              f"its {spec.max_connections} in {CAP_WAIT:g} s (reads holding them do not finish)",
+                              hint=f"the provider may be stalling; 'profile: max_connections:' of member "
+                                   f"{spec.provider!r} sets the cap")
+        started = time.monotonic()
         try:
             # One read, one connection: GDAL would otherwise fetch a read's byte ranges in parallel.
             serial = {"GDAL_HTTP_MULTIRANGE": "SERIAL"} if cap is not None else {}
@@ -603,29 +794,52 @@ def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
             keys = {k: options.pop(k) for k in _AWS_KEYS if k in options}
             if (keys or "GDAL_HTTP_HEADERS" in options) and _credentials_changed(spec.provider, {**keys, **options}):
                 _clear_gdal_http_cache()  # blocks read with the old credentials are not these ones' to serve
-            with rasterio.Env(session=_Keys(keys) if keys else None, **options, **serial, GDAL_HTTP_MAX_RETRY="0"):
+            # A store that stops sending (a stalled connection) is given up on, not waited for forever
+            # while it holds a slot of the cap.
+            stall = {"GDAL_HTTP_CONNECTTIMEOUT": "30", "GDAL_HTTP_LOW_SPEED_LIMIT": "1",
+                     "GDAL_HTTP_LOW_SPEED_TIME": f"{conf.read_stall_timeout:g}"}
+            with rasterio.Env(session=_Keys(keys) if keys else None, **options, **serial, **stall,
+                              GDAL_HTTP_MAX_RETRY="0"):
                 result = read(signed)
             _count(spec.provider, "reads")
             return result
         except RasterioError as exc:
             message = _chain_text(exc)
-            if "HTTP response code" not in message and signed.startswith(("http://", "https://")):
+            probed = after = None
+            http = signed.startswith(("http://", "https://"))
+            # GDAL's message for a read curl gave up on is often only "Cannot read TIFF header"
+            stalled = _STALLED.search(message) is not None or (
+                "HTTP response code" not in message and time.monotonic() - started >= conf.read_stall_timeout)
+            if "HTTP response code" not in message and http:
                 # GDAL may take a refusal's body for the file ("not recognized as ... format"): ask.
-                status = _probe_status(signed)
-                if status and status != 200 and status != 206:
-                    message = f"HTTP response code: {status} <- {message}"
-            expired = spec.kind == "sas" and "403" in message and not renew
+                probed, after = _probe(signed, _bearer_header(options), min(10.0, conf.read_stall_timeout))
+                if probed and probed != 200 and probed != 206:
+                    message = f"HTTP response code: {probed} <- {message}"
+                    stalled = False  # a refusal, however long the read took
+            # GDAL often passes on only the store's own words (S3's <Message>), not the status; the
+            # asset's path (dates, tile ids) must not look like one ("...20240403...").
+            words = _words(message, signed, uri)
+            expired = spec.kind == "sas" and re.search(r"(?<![\w.])403(?![\w.])", words) is not None and not renew
             # A refusal read as file content may have cleared by the time it was probed: again,
             # once at first, and while the provider has been throttling (this read or any other of
             # it in the last 30 s: in a burst of 429s the probe may already get a 200).
-            if _retryable(message):
-                _THROTTLED[spec.provider] = time.monotonic()
+            if _retryable(words):
+                _THROTTLED[spec.provider] = now = time.monotonic()
+                asked, until = _RETRY_AFTER.get(spec.provider, (float("-inf"), 0.0))
+                if after is not None:
+                    _RETRY_AFTER[spec.provider] = (now, now + min(after, conf.retry_after_max))
+                elif http and probed is None and now - asked >= 30 and attempt < retries:
+                    # Its Retry-After (GDAL keeps the headers to itself), asked once per provider in
+                    # 30 s: a probe per refused read would add to the load the provider is shedding.
+                    _, after = _probe(signed, _bearer_header(options))
+                    _RETRY_AFTER[spec.provider] = (now, now + min(after or 0.0, conf.retry_after_max))
+                if after is None and until > now:  # the provider's pause, learnt from another read
+                    after = until - now
             recent = time.monotonic() - _THROTTLED.get(spec.provider, float("-inf")) < 30
-            garbled = (attempt == 0 or throttled or recent) and "not recognized as" in message
-            throttled = throttled or _retryable(message)
-            # GDAL often passes on only the store's own words (S3's <Message>), not the status; the
-            # asset's path (dates, tile ids) must not look like one ("...20240403...").
-            words = message.replace(signed, " ").replace(uri, " ").lower()
+            # (a read broken off while another read of the file had GDAL forget it reads the same)
+            garbled = (attempt == 0 or throttled or recent) and any(
+                t in words for t in ("not recognized as", "ireadblock failed", "read error"))
+            throttled = throttled or _retryable(words)
             refused = spec.kind in ("s3", "bearer") and (
                 re.search(r"(?<![\w.])40[13](?![\w.])", words) is not None or any(t in words for t in _REFUSALS))
             key_refused = refused and any(t in words for t in _KEY_REFUSALS)
@@ -646,16 +860,23 @@ def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
                 s3_keys(spec, refused={"access_key_id": keys.get("AWS_ACCESS_KEY_ID", "")})
                 _clear_gdal_http_cache()
                 continue
-            if attempt < retries and (_retryable(message) or expired or garbled):
+            if attempt < retries and (_retryable(words) or expired or garbled):
                 _count(spec.provider, "retries")
                 renew = expired
                 # Exponential backoff with full jitter, capped: dozens of reads refused in one burst
-                # must not come back together, nor wait for minutes after a long burst.
+                # must not come back together, nor wait for minutes after a long burst. A Retry-After
+                # the provider gave is waited for (up to retry_after_max; a hostile one cannot hold
+                # the read for ever).
                 wait = 0 if expired else random.uniform(0, min(conf.retry_backoff_max,
                                                                conf.retry_backoff * 2 ** attempt))
-                log.warning("provider %s: read of %s refused (%s); retry %d/%d in %.1f s", spec.provider,
-                            uri, message.splitlines()[0][:120], attempt + 1, retries, wait)
-                time.sleep(wait)
+                if after is not None and not expired:
+                    wait = max(wait, min(after, conf.retry_after_max))
+                # GDAL answers a path it was refused from its cache: the retry must ask the store.
+                _forget(signed)
+                log.warning("provider %s: read of %s refused (%s); retry %d/%d in %.1f s%s", spec.provider,
+                            redact(uri), redact(message.splitlines()[0])[:120], attempt + 1, retries, wait,
+                            f" (Retry-After: {after:g} s)" if after is not None else "")
+                pause = wait
                 continue
             _count(spec.provider, "failures")
             hint = {"sas": f"check 'profile: token_url:' of member {spec.provider!r} (and EOLAB_SAS_SUBSCRIPTION_KEY)",
@@ -663,11 +884,18 @@ def read_with_access(spec: AccessSpec, uri: str, read, *, cap: Any = _NO_CAP):
                           "'profile: s3_endpoint:' of member " + repr(spec.provider),
                     "bearer": "check EOLAB_BEARER_TOKENS (tokens expire)"}.get(
                         spec.kind, f"if the provider needs credentials, set 'profile: access:' of member {spec.provider!r}")
-            raise AccessError(f"reading asset {uri} of provider {spec.provider!r} failed after {attempt + 1} "
-                              f"attempt(s): {message.splitlines()[0][:200]}", hint=hint) from None
+            if stalled:
+                hint = (f"the store may have stopped sending (for {conf.read_stall_timeout:g} s or more); "
+                        "EOLAB_READ_STALL_TIMEOUT sets how long a read may stall")
+            if _retryable(words) or refused or expired or garbled:
+                _forget(signed)  # the next read of the file asks the store, not GDAL's memory of this
+            # raised after the except: GDAL's error, with the signed URL, is not kept as its context
+            failure = AccessError(f"reading asset {redact(uri)} of provider {spec.provider!r} failed after "
+                                  f"{attempt + 1} attempt(s): {redact(message.splitlines()[0])[:200]}", hint=hint)
         finally:
             if cap is not None:
                 cap.release()
+        raise failure
     raise AssertionError("unreachable")
 
 
@@ -901,7 +1129,15 @@ class AccessDriver:
         return self._rio.finalise_load(load_state)
 
     def capture_env(self) -> dict[str, Any]:
-        return self._rio.capture_env()
+        # The GDAL environment odc-loader carries in every task (so into worker logs and onto other
+        # machines): without credentials, which eolab's settings give each read where it happens.
+        env = self._rio.capture_env()
+        secret = [k for k in env if _CREDENTIAL_OPTION.search(k)]
+        if secret:
+            log.warning("GDAL credential options set around the load (%s) are not sent to the workers; "
+                        "give credentials in eolab's settings (EOLAB_BEARER_TOKENS, EOLAB_S3_CREDENTIALS)",
+                        ", ".join(sorted(secret)))
+        return {k: v for k, v in env.items() if k not in secret}
 
     def restore_env(self, env, load_state):
         return self._rio.restore_env(env, load_state)
@@ -936,6 +1172,8 @@ class AccessDriver:
 
 
 _REMOTE = ("http", "https", "s3", "gs", "az", "abfs")
+_CREDENTIAL_OPTION = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|USERPWD|HEADERS|BEARER|ACCESS_KEY|_SAS|SAS_|_KEY_ID|"
+                                r"CREDENTIAL|AUTHORIZATION|PRIVATE_KEY|COOKIE|SWIFT_KEY|CONNECTION_STRING", re.I)
 
 
 def reader_driver(views: list[dict], providers: list[str | None], profiles: list) -> Any:
