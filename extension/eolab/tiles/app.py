@@ -519,29 +519,23 @@ def create_app(base_dir: str | os.PathLike | None = None, allow: list[str] | Non
 
     import attr
 
-    def _tag_of_env() -> str | None:
-        """The tag of the request reading in this thread (titiler opens readers in its env)."""
-        import rasterio
-
-        userpwd = rasterio.env.getenv().get("GDAL_HTTP_PROXYUSERPWD", "") if rasterio.env.hasenv() else ""
-        tag = userpwd.partition(":")[0]
-        return tag if tag and tag != Tally.UNTAGGED else None
-
     @attr.s
     class CheckedSTACReader(STACReader):
         def __attrs_post_init__(self):
-            # The item through the service's own fetch (checked hops, size cap, cache that expires),
-            # not rio-tiler's (unbounded, cached for the life of the process).
-            if self.item is None:
-                import pystac
-
-                self.item = pystac.Item.from_dict(items.get(self.input, _tag_of_env()), self.input)
             # rio-tiler reads assets on its own threads, where this request's GDAL options (its
             # tag at the egress proxy) are not set: each asset's env carries them there.
             import rasterio
 
             self._request_env = {k: v for k, v in rasterio.env.getenv().items() if k == "GDAL_HTTP_PROXYUSERPWD"} \
                 if rasterio.env.hasenv() else {}
+            # The item through the service's own fetch (checked hops, size cap, cache that expires),
+            # not rio-tiler's (unbounded, cached for the life of the process), counted for this request.
+            if self.item is None:
+                import pystac
+
+                tag = self._request_env.get("GDAL_HTTP_PROXYUSERPWD", "").partition(":")[0]
+                tag = tag if tag and tag != Tally.UNTAGGED else None
+                self.item = pystac.Item.from_dict(items.get(self.input, tag), self.input)
             super().__attrs_post_init__()
 
         def _get_asset_info(self, asset):
